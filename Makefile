@@ -1,0 +1,49 @@
+# routerscope: zero-code eBPF tracing for LLM routers.
+#   make demo   router + fake model server + agent, traces on stdout
+#   make test   every test (root-gated eBPF tests run when root)
+
+GO        ?= go
+BIN       := bin
+EXPORTER  ?= stdout
+GOTESTFLAGS ?= -count=1 -timeout 40m
+
+.PHONY: all build generate check-generated deps demo test unit bench lint clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN)/ ./cmd/...
+
+# Regenerate the eBPF objects and bindings (needs clang, llvm-strip, libbpf headers).
+generate:
+	$(GO) generate ./bpf/...
+
+# Fail when the committed eBPF objects differ from what the sources generate.
+check-generated: generate
+	git diff --exit-code -- bpf/
+
+# Install the build and test prerequisites on a Debian machine (run as root).
+deps:
+	apt-get update
+	DEBIAN_FRONTEND=noninteractive apt-get install -y clang llvm libbpf-dev bpftool make git
+
+demo: build
+	./scripts/demo.sh $(EXPORTER)
+
+test: check-generated lint
+	$(GO) test $(GOTESTFLAGS) ./...
+
+# Pure-Go tests only: no root, no clang.
+unit:
+	$(GO) test -count=1 -short ./...
+
+bench: build
+	$(GO) test -run '^$$' -bench . -benchtime 1x ./...
+
+lint:
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go' | grep -v '_bpfe[lb]\.go$$')); \
+	if [ -n "$$unformatted" ]; then echo "gofmt would change:"; echo "$$unformatted"; exit 1; fi
+	$(GO) vet ./...
+
+clean:
+	rm -rf $(BIN) build

@@ -1,0 +1,3 @@
+module github.com/routerscope/routerscope
+
+go 1.26.0

@@ -1,0 +1,70 @@
+package probes
+
+import "time"
+
+// EventKind tells what happened to a span.
+type EventKind uint8
+
+// Event kinds.
+const (
+	// EventEntry: the function was entered and a span opened.
+	EventEntry EventKind = iota + 1
+	// EventReturn: the function returned and the span closed.
+	EventReturn
+	// EventAbandoned: the span's frame is gone without a return (a panic
+	// unwound it, or its goroutine was reused); the span ends failed.
+	EventAbandoned
+)
+
+// Value is one decoded attribute value; Kind says which field is set.
+type Value struct {
+	Kind  ValueKind
+	Int   int64
+	Uint  uint64
+	Float float64
+	Bool  bool
+	Str   string
+	Strs  []string
+	// Truncated is set when a string or list was longer than the kernel's
+	// copy bound.
+	Truncated bool
+	// Missing is set when the kernel could not read the value (nil pointer
+	// on the field path, unmapped memory).
+	Missing bool
+}
+
+// ErrorValue is a decoded error-rule value.
+type ErrorValue struct {
+	Failed bool
+	// Type is the error's concrete Go type when known, e.g. "*errors.errorString".
+	Type string
+	// Message is the error text when the type's layout lets the kernel read it.
+	Message string
+}
+
+// Event is one kernel event, decoded.
+type Event struct {
+	Kind  EventKind
+	Probe *Resolved
+	PID   uint32
+	TID   uint32
+	// Goroutine is the address of the goroutine's g struct.
+	Goroutine uint64
+	// Time is the wall-clock time of the event (converted from the kernel's
+	// monotonic clock).
+	Time         time.Time
+	TraceID      [16]byte
+	SpanID       [8]byte
+	ParentSpanID [8]byte
+	// Sampled is the trace's sampling decision (events are only emitted for
+	// sampled traces, so it is true unless a probe asked for all events).
+	Sampled bool
+	// RemoteParent is set when the parent came from outside the process
+	// (an incoming traceparent).
+	RemoteParent bool
+	// Values are parallel to Probe.Entry (EventEntry) or Probe.Return
+	// (EventReturn).
+	Values []Value
+	// Err is the error rule's outcome on EventReturn.
+	Err ErrorValue
+}

@@ -1,0 +1,68 @@
+package probes
+
+// Spec is one probe file: the probes to attach to a binary.
+//
+//	probes:
+//	  - symbol: github.com/routerscope/routerscope/router.(*Router).classify
+//	    span: semantic_router.classification
+//	    kind: internal
+//	    attributes:
+//	      - {name: category.name, from: "return:0.Category", type: string}
+//	      - {name: classification.time_ms, from: duration_ms, type: int}
+//	    error: {from: "return:1"}
+type Spec struct {
+	Probes []Probe `yaml:"probes"`
+	// Path is the file the spec was read from, for error messages; not YAML.
+	Path string `yaml:"-"`
+}
+
+// Probe declares one function to turn into a span.
+type Probe struct {
+	// Symbol is the fully qualified Go function name as it appears in the
+	// binary's symbol table, e.g. "main.(*Server).handle".
+	Symbol string `yaml:"symbol"`
+	// Span is the name of the span the function produces.
+	Span string `yaml:"span"`
+	// Kind is the span kind: internal (default), server, client, producer, consumer.
+	Kind string `yaml:"kind"`
+	// Parent names the span (by span name) this span attaches to when several
+	// are open on the goroutine; empty means the innermost open span.
+	Parent string `yaml:"parent"`
+	// Attributes are read when the function is entered or when it returns.
+	Attributes []Attribute `yaml:"attributes"`
+	// Error marks the span failed; nil means no error detection.
+	Error *ErrorRule `yaml:"error"`
+}
+
+// Attribute declares one span attribute and where its value comes from.
+type Attribute struct {
+	// Name is the attribute key, e.g. "category.name".
+	Name string `yaml:"name"`
+	// From is the value source:
+	//   arg:NAME[.Field...] or arg:INDEX[.Field...]  an argument, read at entry
+	//   receiver[.Field...]                        the method receiver, read at entry
+	//   return:INDEX[.Field...]                    a result, read at return
+	//   duration_ms | duration_us | duration_ns    the span's duration
+	// Omit From and set Value for a constant.
+	From string `yaml:"from"`
+	// Value is a constant attribute value (used when From is empty).
+	Value any `yaml:"value"`
+	// Type is the attribute type: string, int, float, bool, string_list.
+	// Empty means: derived from the source's Go type.
+	Type string `yaml:"type"`
+	// Map rewrites the value read (formatted as a string) to another string,
+	// e.g. {"true": blocked, "false": allowed}.
+	Map map[string]string `yaml:"map"`
+}
+
+// ErrorRule decides when a span has failed.
+type ErrorRule struct {
+	// From is a return value or field (return:INDEX[.Field...]) of type error
+	// (failed when non-nil), bool (failed when it equals Equals, default true)
+	// or integer (failed when it equals Equals, or when >= AtLeast).
+	From string `yaml:"from"`
+	// Equals is the failing value for bool and integer sources.
+	Equals any `yaml:"equals"`
+	// AtLeast makes integer sources fail when the value is >= AtLeast.
+	AtLeast *int64 `yaml:"at_least"`
+}
