@@ -54,6 +54,9 @@ if [[ -z $go_cmd ]]; then
 	fi
 fi
 "$go_cmd" version >/dev/null 2>&1 || die "'$go_cmd version' does not run; check the GO variable or your Go install"
+# The builder runs `go` from PATH itself, so the toolchain chosen here must come first there.
+go_path=$(command -v "$go_cmd")
+export PATH="$(dirname "$go_path"):$PATH"
 
 mkdir -p "$tools" "$root/build"
 
