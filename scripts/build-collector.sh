@@ -55,8 +55,8 @@ if [[ -z $go_cmd ]]; then
 fi
 "$go_cmd" version >/dev/null 2>&1 || die "'$go_cmd version' does not run; check the GO variable or your Go install"
 # The builder runs `go` from PATH itself, so the toolchain chosen here must come first there.
-go_path=$(command -v "$go_cmd")
-export PATH="$(dirname "$go_path"):$PATH"
+go_dir=$(dirname "$(command -v "$go_cmd")")
+export PATH="$go_dir:$PATH"
 
 mkdir -p "$tools" "$root/build"
 
