@@ -53,7 +53,8 @@ var ErrNotReady = errors.New("collector not ready")
 // OTLP gRPC on listenEndpoint and exporting to exportEndpoint, and returns once
 // listenEndpoint accepts connections. The returned stop sends SIGTERM and waits for the
 // collector to exit; it is idempotent and also registered with t.Cleanup. When the test
-// fails, the collector's output is logged.
+// fails, the collector's output is logged. Start the receiver behind exportEndpoint first:
+// cleanups run last-in first-out, so the collector then stops (and flushes) before it.
 func Start(t testing.TB, listenEndpoint, exportEndpoint string) (stop func()) {
 	t.Helper()
 	root := repoRoot(t)
