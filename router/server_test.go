@@ -387,3 +387,45 @@ func TestModelsAndHealth(t *testing.T) {
 	}
 	resp.Body.Close()
 }
+
+func TestStreamCutShortMarksFailure(t *testing.T) {
+	h := newHarness(t, fakellm.Options{}, nil)
+	r := httptest.NewRequest(http.MethodPost, ChatCompletionsPath, strings.NewReader(chatBody("auto", "one two three four FAKELLM_DROP", true)))
+	rec := httptest.NewRecorder()
+	o := h.rt.serveChat(rec, r)
+	// The header went out before the cut, so the status stays 200.
+	if !o.Failed || o.Status != http.StatusOK || !strings.Contains(o.Error, "[DONE]") || rec.Code != http.StatusOK {
+		t.Fatalf("outcome %+v, recorder %d", *o, rec.Code)
+	}
+	if h.rt.cache.len() != 0 {
+		t.Fatal("a cut-short stream was cached")
+	}
+}
+
+func TestConcurrentRequests(t *testing.T) {
+	h := newHarness(t, fakellm.Options{}, nil)
+	prompts := []string{mathPrompt, "Write a Go function for binary search", "What caused World War I", "What is the pH of vinegar"}
+	errs := make(chan string, 32)
+	for i := range 32 {
+		go func() {
+			p := prompts[i%len(prompts)] + strings.Repeat(" again", i) // distinct prompts: mostly misses
+			resp, err := http.Post(h.url+ChatCompletionsPath, "application/json", strings.NewReader(chatBody("auto", p, i%2 == 0)))
+			if err != nil {
+				errs <- err.Error()
+				return
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 {
+				errs <- resp.Status
+				return
+			}
+			errs <- ""
+		}()
+	}
+	for range 32 {
+		if e := <-errs; e != "" {
+			t.Error(e)
+		}
+	}
+}
