@@ -54,7 +54,8 @@
 // finish_reason is content_filter (x-vsr-pii-violation or
 // x-vsr-jailbreak-blocked: true). Upstream connect failure or 5xx gives 502,
 // timeout (server.upstream_timeout) 504, both with OpenAI error JSON; when a
-// stream already started the status stays 200 and Outcome.Failed is set.
+// stream already started the status stays 200 and Outcome.Failed is set. A
+// client that leaves first is recorded as status 499 (nothing is sent).
 //
 // detectPII applies the pii_policy of the model that would receive the
 // text: the requested model, or for auto/MoM the model routing will pick for

@@ -224,8 +224,11 @@ func (rt *Router) serveChat(w http.ResponseWriter, r *http.Request) *Outcome {
 			return out
 		}
 		status, code := http.StatusBadGateway, "upstream_error"
-		if errors.Is(err, ErrUpstreamTimeout) {
+		switch {
+		case errors.Is(err, ErrUpstreamTimeout):
 			status, code = http.StatusGatewayTimeout, "upstream_timeout"
+		case errors.Is(err, ErrClientGone):
+			status, code = statusClientClosed, "client_closed_request"
 		}
 		out.Status = writeError(w, status, code, err.Error(), "")
 		return out
@@ -257,6 +260,7 @@ func (rt *Router) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 	defer cancel()
+	defer rt.client.CloseIdleConnections()
 	if err := srv.Shutdown(sctx); err != nil {
 		return fmt.Errorf("shut router down: %w", err)
 	}

@@ -2,6 +2,7 @@ package router
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"io"
 	"net"
@@ -427,5 +428,22 @@ func TestConcurrentRequests(t *testing.T) {
 		if e := <-errs; e != "" {
 			t.Error(e)
 		}
+	}
+}
+
+func TestClientGoneIsNotAnUpstreamFailure(t *testing.T) {
+	h := newHarness(t, fakellm.Options{}, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	r := httptest.NewRequest(http.MethodPost, ChatCompletionsPath, strings.NewReader(chatBody("auto", mathPrompt, false))).WithContext(ctx)
+	o := h.rt.serveChat(httptest.NewRecorder(), r)
+	if o.Status != statusClientClosed || !o.Failed || !strings.Contains(o.Error, ErrClientGone.Error()) {
+		t.Fatalf("outcome %+v", *o)
+	}
+	// The endpoint is not marked unhealthy for the client's doing.
+	h.rt.mu.Lock()
+	defer h.rt.mu.Unlock()
+	if len(h.rt.unhealthy) != 0 {
+		t.Fatalf("endpoints marked unhealthy: %v", h.rt.unhealthy)
 	}
 }

@@ -20,7 +20,14 @@ var (
 	ErrUpstreamTimeout     = errors.New("upstream timed out")
 	ErrUpstreamUnavailable = errors.New("upstream unavailable")
 	ErrUpstreamStatus      = errors.New("upstream returned a server error")
+	// ErrClientGone means the client cancelled the request first; nobody
+	// is left to answer, and the upstream is not to blame.
+	ErrClientGone = errors.New("client closed the request")
 )
+
+// statusClientClosed is nginx's status for a request the client abandoned;
+// it is recorded in Outcome only, as no one receives it.
+const statusClientClosed = 499
 
 // forwardUpstream sends the request to ep and relays the answer to w: a
 // plain JSON body as is, a stream event by event with a flush after each so
@@ -81,6 +88,9 @@ func (rt *Router) forwardUpstream(w http.ResponseWriter, req *ChatRequest, dec *
 
 // upstreamErr names what went wrong talking to ep.
 func (rt *Router) upstreamErr(ctx context.Context, ep *Endpoint, err error) error {
+	if errors.Is(ctx.Err(), context.Canceled) {
+		return fmt.Errorf("%w while waiting for %s (%s)", ErrClientGone, ep.Name, ep.Address)
+	}
 	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 		return fmt.Errorf("%w: %s (%s) gave no complete answer within %s (server.upstream_timeout)", ErrUpstreamTimeout, ep.Name, ep.Address, rt.cfg.Server.UpstreamTimeout)
 	}
