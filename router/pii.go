@@ -47,20 +47,17 @@ func (d *piiDetector) Detect(text string) []string {
 	if d.email.MatchString(text) {
 		found = append(found, PIIEmail)
 	}
-	ssnSpans := map[string]bool{}
 	for _, m := range d.ssn.FindAllStringSubmatch(text, -1) {
 		// Area 000, 666 and 9xx, group 00 and serial 0000 are never issued.
 		if m[1] != "000" && m[1] != "666" && m[1][0] != '9' && m[2] != "00" && m[3] != "0000" {
 			found = append(found, PIISSN)
-			ssnSpans[m[0]] = true
 			break
 		}
 	}
-	for _, m := range d.phone.FindAllString(text, -1) {
-		if !ssnSpans[strings.TrimSpace(m)] {
-			found = append(found, PIIPhone)
-			break
-		}
+	// The phone pattern wants 3-3-4 digit groups, so an SSN (3-2-4) never
+	// counts as a phone number too.
+	if d.phone.MatchString(text) {
+		found = append(found, PIIPhone)
 	}
 	for _, m := range d.card.FindAllString(text, -1) {
 		if luhnValid(m) {

@@ -447,3 +447,23 @@ func TestClientGoneIsNotAnUpstreamFailure(t *testing.T) {
 		t.Fatalf("endpoints marked unhealthy: %v", h.rt.unhealthy)
 	}
 }
+
+// An upstream 4xx is the client's problem: it is relayed as is, not turned
+// into a 502, and the outcome is not a failure.
+func TestUpstreamClientErrorRelayed(t *testing.T) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusBadRequest)
+		io.WriteString(w, `{"error":{"message":"max_tokens too large","code":"bad_max_tokens"}}`)
+	}))
+	defer up.Close()
+	h := newHarness(t, fakellm.Options{}, func(c *Config) { _ = c.OverrideBackends(up.Listener.Addr().String()) })
+	rec := httptest.NewRecorder()
+	o := h.rt.serveChat(rec, httptest.NewRequest(http.MethodPost, ChatCompletionsPath, strings.NewReader(chatBody("auto", mathPrompt, false))))
+	if rec.Code != 400 || !strings.Contains(rec.Body.String(), "bad_max_tokens") || o.Status != 400 || o.Failed {
+		t.Fatalf("recorder %d %s, outcome %+v", rec.Code, rec.Body, *o)
+	}
+	if h.rt.cache.len() != 0 {
+		t.Fatal("an error answer was cached")
+	}
+}

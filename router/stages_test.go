@@ -38,6 +38,7 @@ func TestPIIDetectorTypes(t *testing.T) {
 		{"ipv6 2001:db8::1 too", []string{PIIIPAddress}},
 		{"pay to GB82 WEST 1234 5698 7654 32", []string{PIIIBAN}},
 		{"email a@b.io and ssn 123-45-6789", []string{PIIEmail, PIISSN}},
+		{"ssn 123-45-6789, phone 555-867-5309", []string{PIIPhone, PIISSN}},
 		// Near misses: failing checksums and impossible values are not PII.
 		{"card 4111 1111 1111 1112", nil},
 		{"ssn 000-12-3456", nil},

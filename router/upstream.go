@@ -72,7 +72,9 @@ func (rt *Router) forwardUpstream(w http.ResponseWriter, req *ChatRequest, dec *
 		return res, fmt.Errorf("%w: %s answered %d: %s", ErrUpstreamStatus, ep.Name, resp.StatusCode, strings.TrimSpace(string(snippet)))
 	}
 	ct := resp.Header.Get("Content-Type")
-	w.Header().Set("Content-Type", ct)
+	if ct != "" {
+		w.Header().Set("Content-Type", ct)
+	}
 	res.Streamed = strings.HasPrefix(ct, "text/event-stream")
 	if res.Streamed {
 		w.Header().Set("Cache-Control", "no-cache")
