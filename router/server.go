@@ -16,19 +16,32 @@ import (
 
 // Response headers the router sets, as vLLM Semantic Router names them.
 const (
-	HeaderCategory        = "x-vsr-selected-category"
-	HeaderReasoning       = "x-vsr-selected-reasoning"
-	HeaderModel           = "x-vsr-selected-model"
-	HeaderInjectedPrompt  = "x-vsr-injected-system-prompt"
-	HeaderCacheHit        = "x-vsr-cache-hit"
-	HeaderJailbreakBlock  = "x-vsr-jailbreak-blocked"
-	HeaderPIIViolation    = "x-vsr-pii-violation"
-	HeaderRequestID       = "x-request-id"
-	HeaderDestination     = "x-gateway-destination-endpoint"
-	HeaderSelectedModel   = "x-selected-model"
-	ChatCompletionsPath   = "/v1/chat/completions"
-	shutdownGrace         = 30 * time.Second
-	readHeaderTimeout     = 10 * time.Second
+	HeaderCategory       = "x-vsr-selected-category"
+	HeaderReasoning      = "x-vsr-selected-reasoning"
+	HeaderModel          = "x-vsr-selected-model"
+	HeaderInjectedPrompt = "x-vsr-injected-system-prompt"
+	HeaderCacheHit       = "x-vsr-cache-hit"
+	HeaderJailbreakBlock = "x-vsr-jailbreak-blocked"
+	HeaderPIIViolation   = "x-vsr-pii-violation"
+	// HeaderRequestID is read from the client (else generated), echoed in
+	// the response and passed upstream.
+	HeaderRequestID = "x-request-id"
+)
+
+// Headers the router adds to upstream requests.
+const (
+	HeaderDestination   = "x-gateway-destination-endpoint"
+	HeaderSelectedModel = "x-selected-model"
+)
+
+// ChatCompletionsPath is the OpenAI chat endpoint, served here and called upstream.
+const ChatCompletionsPath = "/v1/chat/completions"
+
+const (
+	// shutdownGrace bounds how long Serve waits for in-flight requests.
+	shutdownGrace     = 30 * time.Second
+	readHeaderTimeout = 10 * time.Second
+	// maxUpstreamReplyBytes bounds a non-streamed upstream answer held in memory.
 	maxUpstreamReplyBytes = 32 << 20
 )
 
@@ -48,7 +61,8 @@ type Router struct {
 	unhealthy map[string]time.Time      // endpoint -> skipped until
 }
 
-// New validates cfg and trains the classifier from the embedded labelled set.
+// New fills cfg's defaults, validates it and trains the classifier from the
+// embedded labelled set.
 func New(cfg *Config) (*Router, error) {
 	if cfg == nil {
 		return nil, fmt.Errorf("%w: nil config", ErrInvalidConfig)
@@ -72,7 +86,12 @@ func New(cfg *Config) (*Router, error) {
 		guard:      newJailbreakGuard(),
 		// No client-wide timeout: UpstreamTimeout is applied per request
 		// through the context so a timeout is told apart from a refusal.
-		client:    &http.Client{Transport: &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 64, DialContext: (&net.Dialer{Timeout: 5 * time.Second}).DialContext}},
+		// No proxy either: backends are addressed directly, and an
+		// HTTP_PROXY meant for the internet must not capture them.
+		client: &http.Client{Transport: &http.Transport{
+			MaxIdleConnsPerHost: 64,
+			DialContext:         (&net.Dialer{Timeout: 5 * time.Second}).DialContext,
+		}},
 		now:       time.Now,
 		balance:   map[string]map[string]int{},
 		unhealthy: map[string]time.Time{},
