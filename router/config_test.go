@@ -71,6 +71,7 @@ func TestConfigErrorsNameTheKey(t *testing.T) {
 		{"bad prompt mode", minimalConfig + "categories: [{name: math, system_prompt_mode: append}]\n", "categories[0].system_prompt_mode"},
 		{"score out of range", minimalConfig + "categories: [{name: math, model_scores: [{model: m1, score: 2}]}]\n", "model_scores[0].score"},
 		{"bad effort", minimalConfig + "default_reasoning_effort: extreme\n", "default_reasoning_effort"},
+		{"timeout without unit", minimalConfig + "server: {upstream_timeout: 30}\n", "time.Duration"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
