@@ -1,0 +1,260 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+	"syscall"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/routerscope/routerscope/probes"
+)
+
+// Structured log field keys: constant so logs can be queried.
+const (
+	LogKeyTarget     = "target"
+	LogKeyPID        = "pid"
+	LogKeyEndpoint   = "endpoint"
+	LogKeyExporter   = "exporter"
+	LogKeySampling   = "sampling"
+	LogKeyRatio      = "sample_ratio"
+	LogKeyFailed     = "failed_spans"
+	LogKeySuppressed = "suppressed_errors"
+	LogKeyLost       = "lost_events"
+	LogKeyCount      = "count"
+	LogKeyReason     = "reason"
+	LogKeyStats      = "spans"
+	LogKeyExport     = "export"
+	LogKeyProbes     = "probes"
+	LogKeyConfig     = "config"
+)
+
+// EventSource is an attached capture: the kernel events of one target.
+// The capture engine's Tracer satisfies it.
+type EventSource interface {
+	// Read blocks for the next event; it returns an error when ctx ends or
+	// the source is closed or its target is gone.
+	Read(ctx context.Context) (probes.Event, error)
+	// Lost is the number of events the kernel could not deliver (ring
+	// buffer full).
+	Lost() uint64
+	// Close detaches; it is idempotent.
+	Close() error
+}
+
+// AttachRequest is what an Attacher needs to start capturing one target.
+type AttachRequest struct {
+	Target Target
+	// Probes are the probe spec files to resolve against the target.
+	Probes []string
+	// SampleRatio is the fraction of traces the kernel keeps, decided once
+	// per trace at the root span (see SampleRatio).
+	SampleRatio float64
+}
+
+// Attacher attaches the probes to a target; cmd/routerscope provides the
+// capture engine's implementation, tests a synthetic one.
+type Attacher func(ctx context.Context, req AttachRequest) (EventSource, error)
+
+// Option tunes Run.
+type Option func(*runOptions)
+
+type runOptions struct {
+	stdout        io.Writer
+	sweepInterval time.Duration
+	errorInterval time.Duration
+	alive         func(pid uint32) bool
+	now           func() time.Time
+}
+
+// WithStdout sets where the stdout exporter writes (default os.Stdout).
+func WithStdout(w io.Writer) Option { return func(o *runOptions) { o.stdout = w } }
+
+// ErrNoTarget is returned when neither the config nor the flags name a
+// process to trace.
+var ErrNoTarget = errors.New("no target: pass --pid N or --binary PATH, or set routerscope.targets")
+
+// ErrNoProbes is returned when no probe file is configured.
+var ErrNoProbes = errors.New("no probe files: pass --probes FILE or set routerscope.probes")
+
+// Run traces the configured targets until ctx ends (SIGINT/SIGTERM) or every
+// source has ended, then stops reading, ends the spans still open, flushes
+// within the shutdown timeout and detaches.
+func Run(ctx context.Context, cfg Config, attach Attacher, log *zap.Logger, opts ...Option) error {
+	o := runOptions{
+		stdout:        os.Stdout,
+		sweepInterval: time.Second,
+		errorInterval: 10 * time.Second,
+		alive:         processAlive,
+		now:           time.Now,
+	}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	ratio, attachAny, why := SampleRatio(cfg.Tracing)
+	if !attachAny {
+		log.Info("attaching nothing", zap.String(LogKeyReason, why))
+		return nil
+	}
+	if len(cfg.Agent.Targets) == 0 {
+		return ErrNoTarget
+	}
+	if len(cfg.Agent.Probes) == 0 {
+		return ErrNoProbes
+	}
+
+	exp, err := NewExporter(ctx, cfg.Tracing.Exporter, o.stdout)
+	if err != nil {
+		return err
+	}
+	endpoint := cfg.Tracing.Exporter.Endpoint
+	throttle := newErrorThrottle(o.errorInterval, func(err error, failed, suppressed int) {
+		log.Error("export spans: the collector rejected or could not be reached; spans dropped",
+			zap.String(LogKeyEndpoint, endpoint), zap.Error(err),
+			zap.Int(LogKeyFailed, failed), zap.Int(LogKeySuppressed, suppressed))
+	})
+	pipe, err := NewPipeline(cfg, exp, throttle.observe)
+	if err != nil {
+		_ = exp.Shutdown(context.Background())
+		return err
+	}
+	asm := NewAssembler(pipe.Emit, cfg.Agent.MaxSpanAge)
+
+	var sources []EventSource
+	closeSources := func() {
+		for _, s := range sources {
+			if err := s.Close(); err != nil {
+				log.Warn("detach", zap.Error(err))
+			}
+		}
+	}
+	for _, t := range cfg.Agent.Targets {
+		src, err := attach(ctx, AttachRequest{Target: t, Probes: cfg.Agent.Probes, SampleRatio: ratio})
+		if err != nil {
+			closeSources()
+			shutdown(ctx, pipe, cfg, log)
+			return fmt.Errorf("attach to %s: %w", t, err)
+		}
+		sources = append(sources, src)
+		log.Info("attached", zap.Stringer(LogKeyTarget, t), zap.Strings(LogKeyProbes, cfg.Agent.Probes),
+			zap.String(LogKeyExporter, cfg.Tracing.Exporter.Type), zap.String(LogKeySampling, cfg.Tracing.Sampling.Type),
+			zap.Float64(LogKeyRatio, ratio))
+	}
+
+	readCtx, stopReading := context.WithCancel(ctx)
+	var readers sync.WaitGroup
+	for i, src := range sources {
+		readers.Add(1)
+		go func() {
+			defer readers.Done()
+			for {
+				ev, err := src.Read(readCtx)
+				if err != nil {
+					if readCtx.Err() == nil {
+						log.Info("event source ended", zap.Stringer(LogKeyTarget, cfg.Agent.Targets[i]), zap.Error(err))
+					}
+					return
+				}
+				asm.Handle(ev)
+			}
+		}()
+	}
+	allDone := make(chan struct{})
+	go func() {
+		readers.Wait()
+		close(allDone)
+	}()
+
+	ticker := time.NewTicker(o.sweepInterval)
+	defer ticker.Stop()
+	var lastLost uint64
+loop:
+	for {
+		select {
+		case <-ctx.Done():
+			break loop
+		case <-allDone:
+			break loop
+		case <-ticker.C:
+			sweep(asm, o, log)
+			if lost := totalLost(sources); lost > lastLost {
+				log.Warn("kernel ring buffer dropped events", zap.Uint64(LogKeyLost, lost-lastLost))
+				lastLost = lost
+			}
+		}
+	}
+	stopReading()
+	<-allDone
+	// Spans whose process is gone end as such; the rest end as stopped.
+	sweep(asm, o, log)
+	if n := asm.EndAll(o.now()); n > 0 {
+		log.Info("ended open spans as failed", zap.Int(LogKeyCount, n), zap.String(LogKeyReason, ReasonAgentStopped))
+	}
+	shutdown(ctx, pipe, cfg, log)
+	closeSources()
+	st := asm.Stats()
+	log.Info("stopped",
+		zap.Uint64("spans_finished", st.Finished), zap.Uint64("return_without_entry", st.LostEntry),
+		zap.Uint64("spans_expired", st.Expired), zap.Uint64("spans_process_exited", st.ProcessExited),
+		zap.Uint64("spans_abandoned", st.Abandoned), zap.Uint64(LogKeyLost, totalLost(sources)),
+		zap.Any(LogKeyExport, pipe.Stats()))
+	return nil
+}
+
+// sweep ends the spans of exited processes and the spans whose return was
+// lost.
+func sweep(asm *Assembler, o runOptions, log *zap.Logger) {
+	now := o.now()
+	for _, pid := range asm.OpenPIDs() {
+		if !o.alive(pid) {
+			n := asm.EndProcess(pid, now)
+			log.Info("process exited: ended its open spans as failed", zap.Uint32(LogKeyPID, pid), zap.Int(LogKeyCount, n))
+		}
+	}
+	if n := asm.Expire(now); n > 0 {
+		log.Warn("return events lost: ended expired spans as failed", zap.Int(LogKeyCount, n))
+	}
+}
+
+func shutdown(ctx context.Context, pipe *Pipeline, cfg Config, log *zap.Logger) {
+	sctx, cancel := exportContext(ctx, cfg.Agent.Export.ShutdownTimeout)
+	defer cancel()
+	if err := pipe.Shutdown(sctx); err != nil {
+		log.Error("flush spans at shutdown", zap.Error(err), zap.Duration("timeout", cfg.Agent.Export.ShutdownTimeout))
+	}
+}
+
+func totalLost(sources []EventSource) uint64 {
+	var n uint64
+	for _, s := range sources {
+		n += s.Lost()
+	}
+	return n
+}
+
+// processAlive tells whether a process exists: signal 0 checks without
+// sending anything; EPERM means it exists under another user.
+func processAlive(pid uint32) bool {
+	err := syscall.Kill(int(pid), 0)
+	return err == nil || errors.Is(err, syscall.EPERM)
+}
+
+// String names a target for logs and errors.
+func (t Target) String() string {
+	if t.PID != 0 {
+		return fmt.Sprintf("pid %d", t.PID)
+	}
+	return "binary " + t.Binary
+}
+
+// withSweepInterval sets how often open spans are checked for expiry and
+// exited processes (tests shorten it).
+func withSweepInterval(d time.Duration) Option { return func(o *runOptions) { o.sweepInterval = d } }
+
+// withAlive replaces the process liveness check (tests fake exits).
+func withAlive(f func(pid uint32) bool) Option { return func(o *runOptions) { o.alive = f } }
