@@ -362,3 +362,14 @@ func TestConfigPath(t *testing.T) {
 		t.Errorf("defaults: %q", got)
 	}
 }
+
+func TestExampleAgentConfigLoads(t *testing.T) {
+	cfg, err := LoadFile(filepath.Join("..", "config", "agent.yaml"))
+	if err != nil {
+		t.Fatalf("config/agent.yaml: %v", err)
+	}
+	if !cfg.Tracing.Enabled || cfg.Tracing.Exporter.Type != ExporterStdout || len(cfg.Agent.Targets) != 1 ||
+		cfg.Agent.Targets[0].Binary != "/usr/local/bin/router" || cfg.Agent.Export != DefaultConfig().Agent.Export {
+		t.Fatalf("config/agent.yaml loaded as %+v", cfg)
+	}
+}
