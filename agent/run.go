@@ -28,10 +28,18 @@ const (
 	LogKeyLost       = "lost_events"
 	LogKeyCount      = "count"
 	LogKeyReason     = "reason"
-	LogKeyStats      = "spans"
-	LogKeyExport     = "export"
 	LogKeyProbes     = "probes"
 	LogKeyConfig     = "config"
+	LogKeyTimeout    = "timeout"
+	// Counters logged when the agent stops (see AssemblerStats).
+	LogKeyFinished   = "spans_finished"
+	LogKeyLostEntry  = "returns_without_entry"
+	LogKeyExpired    = "spans_expired"
+	LogKeyExited     = "spans_process_exited"
+	LogKeyAbandoned  = "spans_abandoned"
+	LogKeyExported   = "spans_exported"
+	LogKeyExportFail = "spans_export_failed"
+	LogKeyDropped    = "spans_dropped_queue_full"
 )
 
 // EventSource is an attached capture: the kernel events of one target.
@@ -197,12 +205,13 @@ loop:
 	}
 	shutdown(ctx, pipe, cfg, log)
 	closeSources()
-	st := asm.Stats()
+	st, ex := asm.Stats(), pipe.Stats()
 	log.Info("stopped",
-		zap.Uint64("spans_finished", st.Finished), zap.Uint64("return_without_entry", st.LostEntry),
-		zap.Uint64("spans_expired", st.Expired), zap.Uint64("spans_process_exited", st.ProcessExited),
-		zap.Uint64("spans_abandoned", st.Abandoned), zap.Uint64(LogKeyLost, totalLost(sources)),
-		zap.Any(LogKeyExport, pipe.Stats()))
+		zap.Uint64(LogKeyFinished, st.Finished), zap.Uint64(LogKeyLostEntry, st.LostEntry),
+		zap.Uint64(LogKeyExpired, st.Expired), zap.Uint64(LogKeyExited, st.ProcessExited),
+		zap.Uint64(LogKeyAbandoned, st.Abandoned), zap.Uint64(LogKeyLost, totalLost(sources)),
+		zap.Uint64(LogKeyExported, ex.Exported), zap.Uint64(LogKeyExportFail, ex.Failed),
+		zap.Uint64(LogKeyDropped, ex.Dropped))
 	return nil
 }
 
@@ -225,7 +234,7 @@ func shutdown(ctx context.Context, pipe *Pipeline, cfg Config, log *zap.Logger) 
 	sctx, cancel := exportContext(ctx, cfg.Agent.Export.ShutdownTimeout)
 	defer cancel()
 	if err := pipe.Shutdown(sctx); err != nil {
-		log.Error("flush spans at shutdown", zap.Error(err), zap.Duration("timeout", cfg.Agent.Export.ShutdownTimeout))
+		log.Error("flush spans at shutdown", zap.Error(err), zap.Duration(LogKeyTimeout, cfg.Agent.Export.ShutdownTimeout))
 	}
 }
 

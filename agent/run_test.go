@@ -247,3 +247,32 @@ func TestSampleRatio(t *testing.T) {
 }
 
 var _ EventSource = (*chanSource)(nil)
+
+func TestRunShutdownFlushHasADeadline(t *testing.T) {
+	rcv := startReceiver(t)
+	rcv.Stall() // the collector accepts connections but never answers
+	cfg := runConfig(rcv.Endpoint())
+	cfg.Tracing.Exporter.Timeout = time.Minute
+	cfg.Agent.Export.BatchTimeout = time.Hour // nothing leaves before shutdown
+	cfg.Agent.Export.ShutdownTimeout = 200 * time.Millisecond
+	src := newChanSource()
+	log, logs := observedLogger()
+	ctx, cancel := context.WithCancel(context.Background())
+	wait := runAsync(ctx, cfg, func(context.Context, AttachRequest) (EventSource, error) { return src, nil }, log,
+		withAlive(func(uint32) bool { return true }))
+	for _, ev := range request(4242, 1, time.Now()) {
+		src.ch <- ev
+	}
+	cancel()
+	// Run returning at all (rather than waiting on the stalled collector
+	// for the minute-long export timeout) is the property under test.
+	if err := wait(); err != nil {
+		t.Fatal(err)
+	}
+	if logs.FilterMessage("flush spans at shutdown").Len() != 1 {
+		t.Fatalf("no flush error logged: %v", logs.All())
+	}
+	if src.closes.Load() != 1 {
+		t.Fatal("source not detached after the flush deadline")
+	}
+}

@@ -3,7 +3,9 @@ package agent
 import (
 	"context"
 	"fmt"
+	"sync"
 	"sync/atomic"
+	"time"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -49,7 +51,9 @@ func NewPipeline(cfg Config, exp sdktrace.SpanExporter, onExportError func(error
 	if err != nil {
 		return nil, err
 	}
-	p := &Pipeline{exp: &countingExporter{inner: exp, onError: onExportError}}
+	abort, abortFn := context.WithCancel(context.Background())
+	p := &Pipeline{exp: &countingExporter{inner: exp, onError: onExportError,
+		abort: abort, abortFn: abortFn, shutdown: make(chan struct{})}}
 	e := cfg.Agent.Export
 	bsp := sdktrace.NewBatchSpanProcessor(p.exp,
 		sdktrace.WithMaxQueueSize(e.QueueSize),
@@ -123,11 +127,24 @@ func (p *Pipeline) ForceFlush(ctx context.Context) error {
 // Shutdown flushes the queue and shuts the exporter down within ctx's
 // deadline.
 func (p *Pipeline) Shutdown(ctx context.Context) error {
-	if err := p.tp.Shutdown(ctx); err != nil {
+	err := p.tp.Shutdown(ctx)
+	// Past the deadline the SDK returns but its export goroutine may still
+	// wait on a stalled collector: abort the exports so that goroutine ends
+	// now, and wait for it, so nothing outlives the pipeline.
+	p.exp.abortFn()
+	select {
+	case <-p.exp.shutdown:
+	case <-time.After(abortGrace):
+	}
+	if err != nil {
 		return fmt.Errorf("shut down span pipeline: %w", err)
 	}
 	return nil
 }
+
+// abortGrace bounds the wait for aborted exports to return; they fail at
+// once, so it is only reached if an exporter ignores its context.
+const abortGrace = 5 * time.Second
 
 // Stats returns the pipeline's counters.
 func (p *Pipeline) Stats() ExportStats {
@@ -210,9 +227,18 @@ type countingExporter struct {
 	inner            sdktrace.SpanExporter
 	onError          func(err error, spans int)
 	exported, failed atomic.Uint64
+	// abort cancels every export when the shutdown deadline has passed.
+	abort    context.Context
+	abortFn  context.CancelFunc
+	shutdown chan struct{} // closed when the SDK has shut the exporter down
+	once     sync.Once
 }
 
 func (c *countingExporter) ExportSpans(ctx context.Context, spans []sdktrace.ReadOnlySpan) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stop := context.AfterFunc(c.abort, cancel)
+	defer stop()
 	if err := c.inner.ExportSpans(ctx, spans); err != nil {
 		c.failed.Add(uint64(len(spans)))
 		if c.onError != nil {
@@ -227,5 +253,6 @@ func (c *countingExporter) ExportSpans(ctx context.Context, spans []sdktrace.Rea
 }
 
 func (c *countingExporter) Shutdown(ctx context.Context) error {
+	defer c.once.Do(func() { close(c.shutdown) })
 	return c.inner.Shutdown(ctx)
 }

@@ -86,6 +86,7 @@ type Receiver struct {
 	resource []*tracepb.ResourceSpans
 	headers  []metadata.MD
 	reject   error
+	stall    chan struct{} // non-nil: Export waits for it (or the caller's ctx)
 	requests int
 }
 
@@ -116,8 +117,9 @@ func Start(opts ...Option) (*Receiver, error) {
 // Endpoint is the host:port to export to.
 func (r *Receiver) Endpoint() string { return r.lis.Addr().String() }
 
-// Close stops the server and waits for it.
+// Close stops the server (releasing stalled calls) and waits for it.
 func (r *Receiver) Close() {
+	r.Resume()
 	r.srv.Stop()
 	<-r.done
 }
@@ -130,9 +132,39 @@ func (r *Receiver) Reject(err error) {
 	r.reject = err
 }
 
+// Stall makes every later Export hang until Resume or the caller's
+// deadline, like an overloaded collector.
+func (r *Receiver) Stall() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.stall == nil {
+		r.stall = make(chan struct{})
+	}
+}
+
+// Resume releases stalled and later Export calls.
+func (r *Receiver) Resume() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.stall != nil {
+		close(r.stall)
+		r.stall = nil
+	}
+}
+
 // Export implements the collector's TraceService.
 func (r *Receiver) Export(ctx context.Context, req *collectorpb.ExportTraceServiceRequest) (*collectorpb.ExportTraceServiceResponse, error) {
 	md, _ := metadata.FromIncomingContext(ctx)
+	r.mu.Lock()
+	stall := r.stall
+	r.mu.Unlock()
+	if stall != nil {
+		select {
+		case <-stall:
+		case <-ctx.Done():
+			return nil, status.Error(codes.DeadlineExceeded, "receiver stalled")
+		}
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.requests++
