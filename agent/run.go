@@ -57,6 +57,9 @@ type EventSource interface {
 
 // AttachRequest is what an Attacher needs to start capturing one target.
 type AttachRequest struct {
+	// Target always has a PID: binary targets are expanded to their running
+	// processes first, keeping Binary set so the attacher can skip the
+	// executable lookup.
 	Target Target
 	// Probes are the probe spec files to resolve against the target.
 	Probes []string
@@ -78,6 +81,7 @@ type runOptions struct {
 	errorInterval time.Duration
 	alive         func(pid uint32) bool
 	now           func() time.Time
+	procRoot      string
 }
 
 // WithStdout sets where the stdout exporter writes (default os.Stdout).
@@ -100,6 +104,7 @@ func Run(ctx context.Context, cfg Config, attach Attacher, log *zap.Logger, opts
 		errorInterval: 10 * time.Second,
 		alive:         processAlive,
 		now:           time.Now,
+		procRoot:      "/proc",
 	}
 	for _, opt := range opts {
 		opt(&o)
@@ -114,6 +119,10 @@ func Run(ctx context.Context, cfg Config, attach Attacher, log *zap.Logger, opts
 	}
 	if len(cfg.Agent.Probes) == 0 {
 		return ErrNoProbes
+	}
+	targets, err := expandTargets(o.procRoot, cfg.Agent.Targets)
+	if err != nil {
+		return err
 	}
 
 	exp, err := NewExporter(ctx, cfg.Tracing.Exporter, o.stdout)
@@ -141,7 +150,7 @@ func Run(ctx context.Context, cfg Config, attach Attacher, log *zap.Logger, opts
 			}
 		}
 	}
-	for _, t := range cfg.Agent.Targets {
+	for _, t := range targets {
 		src, err := attach(ctx, AttachRequest{Target: t, Probes: cfg.Agent.Probes, SampleRatio: ratio})
 		if err != nil {
 			closeSources()
@@ -164,7 +173,7 @@ func Run(ctx context.Context, cfg Config, attach Attacher, log *zap.Logger, opts
 				ev, err := src.Read(readCtx)
 				if err != nil {
 					if readCtx.Err() == nil {
-						log.Info("event source ended", zap.Stringer(LogKeyTarget, cfg.Agent.Targets[i]), zap.Error(err))
+						log.Info("event source ended", zap.Stringer(LogKeyTarget, targets[i]), zap.Error(err))
 					}
 					return
 				}
@@ -255,7 +264,10 @@ func processAlive(pid uint32) bool {
 
 // String names a target for logs and errors.
 func (t Target) String() string {
-	if t.PID != 0 {
+	switch {
+	case t.PID != 0 && t.Binary != "":
+		return fmt.Sprintf("pid %d (%s)", t.PID, t.Binary)
+	case t.PID != 0:
 		return fmt.Sprintf("pid %d", t.PID)
 	}
 	return "binary " + t.Binary

@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -156,13 +159,18 @@ func TestRunAttachesNothingWhenDisabled(t *testing.T) {
 
 func TestRunAttachFailureUndoes(t *testing.T) {
 	cfg := DefaultConfig()
-	cfg.Agent.Targets = []Target{{PID: 1}, {Binary: "/bin/router"}}
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The second target is this test binary: it expands to this process.
+	cfg.Agent.Targets = []Target{{PID: 1}, {Binary: self}}
 	cfg.Agent.Probes = []string{"p.yaml"}
 	first := newChanSource()
 	boom := errors.New("no such symbol")
 	var mu sync.Mutex
 	calls := 0
-	err := Run(context.Background(), cfg, func(_ context.Context, r AttachRequest) (EventSource, error) {
+	err = Run(context.Background(), cfg, func(_ context.Context, r AttachRequest) (EventSource, error) {
 		mu.Lock()
 		defer mu.Unlock()
 		calls++
@@ -171,7 +179,8 @@ func TestRunAttachFailureUndoes(t *testing.T) {
 		}
 		return first, nil
 	}, zap.NewNop(), WithStdout(&bytes.Buffer{}))
-	if !errors.Is(err, boom) || !strings.Contains(err.Error(), "binary /bin/router") {
+	want := fmt.Sprintf("attach to pid %d (%s)", os.Getpid(), self)
+	if !errors.Is(err, boom) || !strings.Contains(err.Error(), want) {
 		t.Fatalf("err %v", err)
 	}
 	if calls != 2 || first.closes.Load() != 1 {
@@ -274,5 +283,77 @@ func TestRunShutdownFlushHasADeadline(t *testing.T) {
 	}
 	if src.closes.Load() != 1 {
 		t.Fatal("source not detached after the flush deadline")
+	}
+}
+
+func TestFindProcesses(t *testing.T) {
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pids, err := FindProcesses("/proc", self)
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, p := range pids {
+		found = found || p == os.Getpid()
+	}
+	if !found {
+		t.Fatalf("this process (%d) not found among %v running %s", os.Getpid(), pids, self)
+	}
+	// Through a symlink: same file, same processes.
+	link := filepath.Join(t.TempDir(), "link")
+	if err := os.Symlink(self, link); err != nil {
+		t.Fatal(err)
+	}
+	if viaLink, err := FindProcesses("/proc", link); err != nil || len(viaLink) != len(pids) {
+		t.Fatalf("via symlink: %v %v", viaLink, err)
+	}
+	// A file no process runs.
+	other := filepath.Join(t.TempDir(), "other")
+	if err := os.WriteFile(other, []byte("x"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if none, err := FindProcesses("/proc", other); err != nil || len(none) != 0 {
+		t.Fatalf("unused file: %v %v", none, err)
+	}
+	if _, err := FindProcesses("/proc", "/nonexistent/router"); err == nil {
+		t.Fatal("missing binary accepted")
+	}
+	_, err = expandTargets("/proc", []Target{{Binary: other}})
+	if !errors.Is(err, ErrNoProcess) || !strings.Contains(err.Error(), other) {
+		t.Fatalf("binary not running: %v", err)
+	}
+	got, err := expandTargets("/proc", []Target{{PID: 7}, {Binary: self}})
+	if err != nil || len(got) != 1+len(pids) || got[0].PID != 7 || got[1].Binary != self || got[1].PID == 0 {
+		t.Fatalf("expanded %v %v", got, err)
+	}
+}
+
+func TestRunWarnsOnLostEvents(t *testing.T) {
+	var out bytes.Buffer
+	cfg := DefaultConfig()
+	cfg.Agent.Targets = []Target{{PID: 77}}
+	cfg.Agent.Probes = []string{"p.yaml"}
+	src := newChanSource()
+	log, logs := observedLogger()
+	wait := runAsync(context.Background(), cfg, func(context.Context, AttachRequest) (EventSource, error) { return src, nil }, log,
+		WithStdout(&out), withSweepInterval(5*time.Millisecond))
+	src.lost.Store(12)
+	deadline := time.After(20 * time.Second)
+	for logs.FilterMessage("kernel ring buffer dropped events").Len() == 0 {
+		select {
+		case <-deadline:
+			t.Fatal("lost events never reported")
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	src.Close()
+	if err := wait(); err != nil {
+		t.Fatal(err)
+	}
+	if got := logs.FilterMessage("kernel ring buffer dropped events").All()[0].ContextMap()[LogKeyLost]; got != uint64(12) {
+		t.Fatalf("lost count logged %v", got)
 	}
 }

@@ -46,7 +46,8 @@ Usage:
 
 run flags:
   --pid N          trace the running process N
-  --binary PATH    trace the processes running the executable PATH
+  --binary PATH    trace the processes running the executable PATH when
+                   the agent starts
   --config FILE    YAML config: the guide's observability.tracing block and an
                    optional routerscope section; may be the router's own
                    config.yaml (its other keys are ignored). Default: the
