@@ -15,6 +15,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/routerscope/routerscope/agent"
+	"github.com/routerscope/routerscope/internal/otlptest"
 	"github.com/routerscope/routerscope/probes"
 )
 
@@ -227,4 +228,39 @@ func TestDisabledConfigAttachesNothing(t *testing.T) {
 
 func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
+}
+
+func TestRunToOTLPWithGuideConfig(t *testing.T) {
+	rcv, err := otlptest.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rcv.Close()
+	// The guide's Jaeger example, pointed at the in-test receiver.
+	cfg := writeFile(t, "config.yaml", `observability:
+  tracing:
+    enabled: true
+    exporter:
+      type: "otlp"
+      endpoint: "`+rcv.Endpoint()+`"
+      insecure: true
+    sampling:
+      type: "probabilistic"
+      rate: 0.1
+`)
+	var req agent.AttachRequest
+	c, out, errOut := newCLI(nil, fakeAttacher(&req))
+	if code := c.main(context.Background(), []string{"run", "--config", cfg, "--pid", "31", "--probes", "p.yaml"}); code != exitOK {
+		t.Fatalf("exit %d: %s", code, errOut.String())
+	}
+	if req.SampleRatio != 0.1 || out.Len() != 0 {
+		t.Errorf("sample ratio %v, stdout %q", req.SampleRatio, out.String())
+	}
+	spans := rcv.Spans()
+	if len(spans) != 1 || spans[0].Name != "semantic_router.request.received" || spans[0].TraceIDHex() != "01020300000000000000000000000000" {
+		t.Fatalf("received %v", spans)
+	}
+	if v, _ := spans[0].ResourceAttr("service.name"); v.GetStringValue() != "vllm-semantic-router" {
+		t.Errorf("service.name %v", v)
+	}
 }
