@@ -142,50 +142,13 @@ func Run(ctx context.Context, cfg Config, attach Attacher, log *zap.Logger, opts
 	}
 	asm := NewAssembler(pipe.Emit, cfg.Agent.MaxSpanAge)
 
-	var sources []EventSource
-	closeSources := func() {
-		for _, s := range sources {
-			if err := s.Close(); err != nil {
-				log.Warn("detach", zap.Error(err))
-			}
-		}
+	sources, err := attachAll(ctx, cfg, targets, ratio, attach, log)
+	if err != nil {
+		shutdown(ctx, pipe, cfg, log)
+		return err
 	}
-	for _, t := range targets {
-		src, err := attach(ctx, AttachRequest{Target: t, Probes: cfg.Agent.Probes, SampleRatio: ratio})
-		if err != nil {
-			closeSources()
-			shutdown(ctx, pipe, cfg, log)
-			return fmt.Errorf("attach to %s: %w", t, err)
-		}
-		sources = append(sources, src)
-		log.Info("attached", zap.Stringer(LogKeyTarget, t), zap.Strings(LogKeyProbes, cfg.Agent.Probes),
-			zap.String(LogKeyExporter, cfg.Tracing.Exporter.Type), zap.String(LogKeySampling, cfg.Tracing.Sampling.Type),
-			zap.Float64(LogKeyRatio, ratio))
-	}
-
 	readCtx, stopReading := context.WithCancel(ctx)
-	var readers sync.WaitGroup
-	for i, src := range sources {
-		readers.Add(1)
-		go func() {
-			defer readers.Done()
-			for {
-				ev, err := src.Read(readCtx)
-				if err != nil {
-					if readCtx.Err() == nil {
-						log.Info("event source ended", zap.Stringer(LogKeyTarget, targets[i]), zap.Error(err))
-					}
-					return
-				}
-				asm.Handle(ev)
-			}
-		}()
-	}
-	allDone := make(chan struct{})
-	go func() {
-		readers.Wait()
-		close(allDone)
-	}()
+	allDone := readAll(readCtx, sources, targets, asm, log)
 
 	ticker := time.NewTicker(o.sweepInterval)
 	defer ticker.Stop()
@@ -213,7 +176,7 @@ loop:
 		log.Info("ended open spans as failed", zap.Int(LogKeyCount, n), zap.String(LogKeyReason, ReasonAgentStopped))
 	}
 	shutdown(ctx, pipe, cfg, log)
-	closeSources()
+	closeSources(sources, log)
 	st, ex := asm.Stats(), pipe.Stats()
 	log.Info("stopped",
 		zap.Uint64(LogKeyFinished, st.Finished), zap.Uint64(LogKeyLostEntry, st.LostEntry),
@@ -222,6 +185,59 @@ loop:
 		zap.Uint64(LogKeyExported, ex.Exported), zap.Uint64(LogKeyExportFail, ex.Failed),
 		zap.Uint64(LogKeyDropped, ex.Dropped))
 	return nil
+}
+
+// attachAll attaches every target, undoing the earlier attachments when
+// one fails.
+func attachAll(ctx context.Context, cfg Config, targets []Target, ratio float64, attach Attacher, log *zap.Logger) ([]EventSource, error) {
+	var sources []EventSource
+	for _, t := range targets {
+		src, err := attach(ctx, AttachRequest{Target: t, Probes: cfg.Agent.Probes, SampleRatio: ratio})
+		if err != nil {
+			closeSources(sources, log)
+			return nil, fmt.Errorf("attach to %s: %w", t, err)
+		}
+		sources = append(sources, src)
+		log.Info("attached", zap.Stringer(LogKeyTarget, t), zap.Strings(LogKeyProbes, cfg.Agent.Probes),
+			zap.String(LogKeyExporter, cfg.Tracing.Exporter.Type), zap.String(LogKeySampling, cfg.Tracing.Sampling.Type),
+			zap.Float64(LogKeyRatio, ratio))
+	}
+	return sources, nil
+}
+
+// readAll starts one reader per source, feeding the assembler until ctx
+// ends or the source does; the returned channel closes when all have
+// stopped.
+func readAll(ctx context.Context, sources []EventSource, targets []Target, asm *Assembler, log *zap.Logger) <-chan struct{} {
+	var readers sync.WaitGroup
+	for i, src := range sources {
+		readers.Go(func() {
+			for {
+				ev, err := src.Read(ctx)
+				if err != nil {
+					if ctx.Err() == nil {
+						log.Info("event source ended", zap.Stringer(LogKeyTarget, targets[i]), zap.Error(err))
+					}
+					return
+				}
+				asm.Handle(ev)
+			}
+		})
+	}
+	done := make(chan struct{})
+	go func() {
+		readers.Wait()
+		close(done)
+	}()
+	return done
+}
+
+func closeSources(sources []EventSource, log *zap.Logger) {
+	for _, s := range sources {
+		if err := s.Close(); err != nil {
+			log.Warn("detach", zap.Error(err))
+		}
+	}
 }
 
 // sweep ends the spans of exited processes and the spans whose return was
