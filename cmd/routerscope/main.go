@@ -60,6 +60,8 @@ run flags:
   --log-format F   console (default, for humans) or json
 
 Flags override the config file: --pid/--binary replace routerscope.targets.
+Logs go to standard error, so with the stdout exporter standard output carries
+only the spans' JSON.
 
 Sampling is decided once per trace in the kernel at the root span:
 always_on keeps every request, probabilistic keeps the configured rate
