@@ -1,0 +1,273 @@
+package agent
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Allowed values of the guide's enumerated keys, in the order error messages
+// list them.
+var (
+	exporterTypes = []string{ExporterStdout, ExporterOTLP}
+	samplingTypes = []string{SamplingAlwaysOn, SamplingAlwaysOff, SamplingProbabilistic}
+	logLevels     = []string{"debug", "info", "warn", "error"}
+	logFormats    = []string{LogFormatConsole, LogFormatJSON}
+)
+
+// Exporter types, sampling types and log formats accepted in the config.
+const (
+	ExporterStdout        = "stdout"
+	ExporterOTLP          = "otlp"
+	SamplingAlwaysOn      = "always_on"
+	SamplingAlwaysOff     = "always_off"
+	SamplingProbabilistic = "probabilistic"
+	ProviderOpenTelemetry = "opentelemetry"
+	LogFormatConsole      = "console"
+	LogFormatJSON         = "json"
+	// DefaultServiceName is the guide's service name, used when the config
+	// names none.
+	DefaultServiceName = "vllm-semantic-router"
+)
+
+// ErrConfig marks every configuration error, so callers can tell a bad
+// config (exit code 2 territory) from a runtime failure.
+var ErrConfig = errors.New("invalid configuration")
+
+// Config is the agent's whole configuration: the guide's
+// observability.tracing block and the agent's own routerscope section.
+type Config struct {
+	// Tracing is observability.tracing, with the guide's keys and meanings.
+	Tracing Tracing
+	// Agent is the top-level routerscope section.
+	Agent Agent
+	// Path is the file the config was read from; empty for defaults.
+	Path string
+}
+
+// Tracing is the guide's observability.tracing block.
+type Tracing struct {
+	// Enabled: false attaches nothing. When a file has an
+	// observability.tracing block without the key, tracing is off, as in
+	// the router; with no block at all the agent's defaults (on) apply.
+	Enabled  bool
+	Provider string
+	Exporter Exporter
+	Sampling Sampling
+	Resource Resource
+}
+
+// Exporter is observability.tracing.exporter, plus the agent's extensions
+// headers, timeout and ca_file.
+type Exporter struct {
+	Type     string
+	Endpoint string
+	// Insecure sends OTLP without TLS; false uses TLS with the system roots,
+	// or with CAFile when set.
+	Insecure bool
+	Headers  map[string]string
+	// Timeout bounds one export call (the SDK retries within it); zero
+	// means the SDK's default.
+	Timeout time.Duration
+	CAFile  string
+}
+
+// Sampling is observability.tracing.sampling.
+type Sampling struct {
+	Type string
+	// Rate is the fraction of traces kept by probabilistic sampling.
+	Rate float64
+}
+
+// Resource is observability.tracing.resource.
+type Resource struct {
+	ServiceName           string
+	ServiceVersion        string
+	DeploymentEnvironment string
+}
+
+// Agent is the routerscope section: what to trace and how to run.
+type Agent struct {
+	Targets []Target
+	// Probes are probe spec files; relative paths are relative to the
+	// config file's directory.
+	Probes []string
+	Export ExportSettings
+	// MaxSpanAge ends a span whose return event never came (lost) as
+	// failed after this long.
+	MaxSpanAge time.Duration
+	LogLevel   string
+	LogFormat  string
+}
+
+// Target is one process to trace: a PID, or a binary path whose running
+// processes are traced.
+type Target struct {
+	PID    int
+	Binary string
+}
+
+// ExportSettings tune the SDK's batch span processor and shutdown.
+type ExportSettings struct {
+	QueueSize       int
+	MaxBatchSize    int
+	BatchTimeout    time.Duration
+	ShutdownTimeout time.Duration
+}
+
+// DefaultConfig is the configuration with no file: stdout exporter,
+// always_on sampling, the guide's service name.
+func DefaultConfig() Config {
+	return Config{
+		Tracing: Tracing{
+			Enabled:  true,
+			Provider: ProviderOpenTelemetry,
+			Exporter: Exporter{Type: ExporterStdout},
+			Sampling: Sampling{Type: SamplingAlwaysOn, Rate: 1},
+			Resource: Resource{ServiceName: DefaultServiceName},
+		},
+		Agent: Agent{
+			// The SDK's own batch defaults, spelled out so the config
+			// documents them.
+			Export: ExportSettings{
+				QueueSize:       2048,
+				MaxBatchSize:    512,
+				BatchTimeout:    5 * time.Second,
+				ShutdownTimeout: 10 * time.Second,
+			},
+			MaxSpanAge: 5 * time.Minute,
+			LogLevel:   "info",
+			LogFormat:  LogFormatConsole,
+		},
+	}
+}
+
+// ConfigPath picks the config file: the --config flag, else the CONFIG_PATH
+// environment variable (as the guide's Kubernetes example sets it), else
+// none ("" means defaults).
+func ConfigPath(flag string, getenv func(string) string) string {
+	if flag != "" {
+		return flag
+	}
+	return getenv("CONFIG_PATH")
+}
+
+// LoadFile reads a config file: the agent's own, or the router's
+// config.yaml (whose other top-level keys are ignored).
+func LoadFile(path string) (Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return Config{}, fmt.Errorf("read config %s: %w", path, err)
+	}
+	cfg, err := Parse(data)
+	if err != nil {
+		return Config{}, fmt.Errorf("config %s: %w", path, err)
+	}
+	cfg.Path = path
+	dir := filepath.Dir(path)
+	for i, p := range cfg.Agent.Probes {
+		if !filepath.IsAbs(p) {
+			cfg.Agent.Probes[i] = filepath.Join(dir, p)
+		}
+	}
+	return cfg, nil
+}
+
+// Parse decodes and validates a config document. Unknown keys inside
+// observability.tracing and routerscope are errors; other top-level keys
+// belong to the router and are ignored.
+func Parse(data []byte) (Config, error) {
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return Config{}, fmt.Errorf("%w: parse YAML: %v", ErrConfig, err)
+	}
+	if doc.Kind == 0 || len(doc.Content) == 0 || isNull(doc.Content[0]) {
+		return Config{}, fmt.Errorf("%w: the file is empty: write an observability.tracing block or a routerscope section, or pass no config to use the defaults", ErrConfig)
+	}
+	root := doc.Content[0]
+	if root.Kind != yaml.MappingNode {
+		return Config{}, fmt.Errorf("%w: the top level must be a mapping (key: value), got %s", ErrConfig, kindName(root))
+	}
+	cfg := DefaultConfig()
+	if obs := lookup(root, "observability"); obs != nil && !isNull(obs) {
+		if obs.Kind != yaml.MappingNode {
+			return Config{}, typeError("observability", "a mapping", obs)
+		}
+		if tr := lookup(obs, "tracing"); tr != nil {
+			if err := decodeTracing(tr, &cfg.Tracing); err != nil {
+				return Config{}, err
+			}
+		}
+	}
+	if rs := lookup(root, "routerscope"); rs != nil {
+		if err := decodeAgent(rs, &cfg.Agent); err != nil {
+			return Config{}, err
+		}
+	}
+	if err := cfg.Validate(); err != nil {
+		return Config{}, err
+	}
+	return cfg, nil
+}
+
+// Validate checks the values' meanings (types and key names are checked
+// while decoding).
+func (c *Config) Validate() error {
+	t := &c.Tracing
+	const p = "observability.tracing."
+	if t.Provider != ProviderOpenTelemetry {
+		return fmt.Errorf("%w: %sprovider: unknown provider %q, allowed: %s", ErrConfig, p, t.Provider, ProviderOpenTelemetry)
+	}
+	if !contains(exporterTypes, t.Exporter.Type) {
+		return fmt.Errorf("%w: %sexporter.type: unknown exporter type %q, allowed: %s", ErrConfig, p, t.Exporter.Type, list(exporterTypes))
+	}
+	if t.Exporter.Type == ExporterOTLP && t.Exporter.Endpoint == "" {
+		return fmt.Errorf("%w: %sexporter.endpoint: required when exporter.type is otlp, e.g. \"localhost:4317\"", ErrConfig, p)
+	}
+	if t.Exporter.CAFile != "" && t.Exporter.Insecure {
+		return fmt.Errorf("%w: %sexporter.ca_file is set but exporter.insecure is true: set insecure: false to use TLS, or drop ca_file", ErrConfig, p)
+	}
+	if t.Exporter.Timeout < 0 {
+		return fmt.Errorf("%w: %sexporter.timeout: must be positive, e.g. \"10s\"", ErrConfig, p)
+	}
+	if !contains(samplingTypes, t.Sampling.Type) {
+		return fmt.Errorf("%w: %ssampling.type: unknown sampling type %q, allowed: %s", ErrConfig, p, t.Sampling.Type, list(samplingTypes))
+	}
+	if t.Sampling.Rate < 0 || t.Sampling.Rate > 1 {
+		return fmt.Errorf("%w: %ssampling.rate: %v is outside 0..1 (a fraction: 0.1 keeps 10%% of traces)", ErrConfig, p, t.Sampling.Rate)
+	}
+	if t.Resource.ServiceName == "" {
+		return fmt.Errorf("%w: %sresource.service_name: must not be empty", ErrConfig, p)
+	}
+	a := &c.Agent
+	const q = "routerscope."
+	e := a.Export
+	if e.QueueSize <= 0 || e.MaxBatchSize <= 0 {
+		return fmt.Errorf("%w: %sexport.queue_size and export.max_batch_size must be positive (got %d and %d)", ErrConfig, q, e.QueueSize, e.MaxBatchSize)
+	}
+	if e.MaxBatchSize > e.QueueSize {
+		return fmt.Errorf("%w: %sexport.max_batch_size %d is larger than export.queue_size %d: a batch is taken from the queue", ErrConfig, q, e.MaxBatchSize, e.QueueSize)
+	}
+	if e.BatchTimeout <= 0 || e.ShutdownTimeout <= 0 || a.MaxSpanAge <= 0 {
+		return fmt.Errorf("%w: %sexport.batch_timeout, export.shutdown_timeout and max_span_age must be positive durations, e.g. \"5s\"", ErrConfig, q)
+	}
+	if !contains(logLevels, a.LogLevel) {
+		return fmt.Errorf("%w: %slog_level: unknown level %q, allowed: %s", ErrConfig, q, a.LogLevel, list(logLevels))
+	}
+	if !contains(logFormats, a.LogFormat) {
+		return fmt.Errorf("%w: %slog_format: unknown format %q, allowed: %s", ErrConfig, q, a.LogFormat, list(logFormats))
+	}
+	for i, tg := range a.Targets {
+		if (tg.PID == 0) == (tg.Binary == "") {
+			return fmt.Errorf("%w: %stargets[%d]: set exactly one of pid or binary", ErrConfig, q, i)
+		}
+		if tg.PID < 0 {
+			return fmt.Errorf("%w: %stargets[%d].pid: %d is not a process id", ErrConfig, q, i, tg.PID)
+		}
+	}
+	return nil
+}

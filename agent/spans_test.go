@@ -1,0 +1,355 @@
+package agent
+
+import (
+	"sync"
+	"testing"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/routerscope/routerscope/probes"
+)
+
+func attrMap(kvs []attribute.KeyValue) map[string]attribute.Value {
+	m := map[string]attribute.Value{}
+	for _, kv := range kvs {
+		m[string(kv.Key)] = kv.Value
+	}
+	return m
+}
+
+func byName(recs []SpanRecord, name string) []SpanRecord {
+	var out []SpanRecord
+	for _, r := range recs {
+		if r.Name == name {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+func TestAssembleNested(t *testing.T) {
+	var c collector
+	a := NewAssembler(c.emit, time.Minute)
+	for _, ev := range request(7, 1, baseTime) {
+		a.Handle(ev)
+	}
+	recs := c.all()
+	if len(recs) != 2 {
+		t.Fatalf("got %d spans, want 2", len(recs))
+	}
+	child, root := recs[0], recs[1]
+	if child.Name != "semantic_router.classification" || root.Name != "semantic_router.request.received" {
+		t.Fatalf("names: %q %q", child.Name, root.Name)
+	}
+	if child.ParentSpanID != root.SpanID || root.ParentSpanID.IsValid() || child.TraceID != root.TraceID {
+		t.Fatalf("nesting: child parent %s root span %s root parent %s", child.ParentSpanID, root.SpanID, root.ParentSpanID)
+	}
+	if child.TraceID != trace.TraceID(tid(1)) || child.SpanID != trace.SpanID(sid(101)) {
+		t.Fatalf("ids not the kernel's: %s %s", child.TraceID, child.SpanID)
+	}
+	if !child.Start.Equal(baseTime.Add(time.Millisecond)) || !child.End.Equal(baseTime.Add(46900*time.Microsecond)) {
+		t.Fatalf("child times %v..%v", child.Start, child.End)
+	}
+	if root.Kind != trace.SpanKindServer || child.Kind != trace.SpanKindInternal {
+		t.Fatalf("kinds %v %v", root.Kind, child.Kind)
+	}
+	ca := attrMap(child.Attributes)
+	want := map[string]attribute.Value{
+		"category.name":             attribute.StringValue("math"),
+		"classification.time_ms":    attribute.Int64Value(45), // 45.9 ms truncated
+		"classifier.type":           attribute.StringValue("keyword"),
+		"security.action":           attribute.StringValue("allowed"),
+		"request.size":              attribute.Int64Value(512),
+		"pii.types":                 attribute.StringSliceValue([]string{"email", "phone"}),
+		"classification.confidence": attribute.Float64Value(0.93),
+	}
+	for k, v := range want {
+		if got, ok := ca[k]; !ok || got != v {
+			t.Errorf("attribute %s = %v (%v), want %v (%v)", k, got.Emit(), got.Type(), v.Emit(), v.Type())
+		}
+	}
+	if _, ok := ca["error"]; ok || child.Failed {
+		t.Errorf("successful span marked failed")
+	}
+	ra := attrMap(root.Attributes)
+	if ra["request.id"].AsString() != "req-b" || ra["processing.time_ms"].AsInt64() != 50 {
+		t.Errorf("root attributes %v", root.Attributes)
+	}
+	if a.Open() != 0 {
+		t.Errorf("%d spans left open", a.Open())
+	}
+}
+
+func TestAssembleConcurrentGoroutines(t *testing.T) {
+	var c collector
+	a := NewAssembler(c.emit, time.Minute)
+	const n = 50
+	var wg sync.WaitGroup
+	for g := 0; g < n; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for _, ev := range request(uint32(1000+g%3), byte(g), baseTime.Add(time.Duration(g)*time.Microsecond)) {
+				a.Handle(ev)
+			}
+		}()
+	}
+	wg.Wait()
+	recs := c.all()
+	if len(recs) != 2*n {
+		t.Fatalf("got %d spans, want %d", len(recs), 2*n)
+	}
+	roots := map[trace.SpanID]SpanRecord{}
+	for _, r := range byName(recs, "semantic_router.request.received") {
+		roots[r.SpanID] = r
+	}
+	seen := map[trace.SpanID]bool{}
+	for _, r := range recs {
+		if seen[r.SpanID] {
+			t.Fatalf("span %s emitted twice", r.SpanID)
+		}
+		seen[r.SpanID] = true
+	}
+	for _, ch := range byName(recs, "semantic_router.classification") {
+		root, ok := roots[ch.ParentSpanID]
+		if !ok || root.TraceID != ch.TraceID || root.PID != ch.PID {
+			t.Fatalf("child %s has no matching root (parent %s)", ch.SpanID, ch.ParentSpanID)
+		}
+		if ch.Start.Before(root.Start) || ch.End.After(root.End) {
+			t.Fatalf("child outside its root: %v..%v in %v..%v", ch.Start, ch.End, root.Start, root.End)
+		}
+	}
+	if len(roots) != n || a.Open() != 0 || a.Stats().Finished != 2*n {
+		t.Fatalf("roots %d open %d stats %+v", len(roots), a.Open(), a.Stats())
+	}
+}
+
+func TestReturnWithoutEntryIsDropped(t *testing.T) {
+	var c collector
+	a := NewAssembler(c.emit, time.Minute)
+	evs := request(1, 1, baseTime)
+	a.Handle(evs[2]) // the classification return; its entry was lost
+	if len(c.all()) != 0 || a.Stats().LostEntry != 1 {
+		t.Fatalf("spans %d stats %+v", len(c.all()), a.Stats())
+	}
+	a.Handle(probes.Event{Kind: probes.EventReturn}) // no probe at all
+	if a.Stats().LostEntry != 2 {
+		t.Fatalf("event without probe not counted: %+v", a.Stats())
+	}
+}
+
+func TestLostReturnExpires(t *testing.T) {
+	var c collector
+	a := NewAssembler(c.emit, time.Minute)
+	evs := request(1, 1, baseTime)
+	a.Handle(evs[0])
+	a.Handle(evs[1])
+	if n := a.Expire(baseTime.Add(30 * time.Second)); n != 0 || a.Open() != 2 {
+		t.Fatalf("expired %d before max age", n)
+	}
+	a.Handle(evs[2]) // classification returns; the root's return is lost
+	at := baseTime.Add(2 * time.Minute)
+	if n := a.Expire(at); n != 1 {
+		t.Fatalf("expired %d, want 1", n)
+	}
+	recs := c.all()
+	root := byName(recs, "semantic_router.request.received")
+	if len(recs) != 2 || len(root) != 1 {
+		t.Fatalf("spans %+v", recs)
+	}
+	r := root[0]
+	if !r.Failed || r.StatusMessage != ReasonExpired+" after 1m0s" || !r.End.Equal(at) {
+		t.Fatalf("expired span: failed %v msg %q end %v", r.Failed, r.StatusMessage, r.End)
+	}
+	if v, ok := attrMap(r.Attributes)["error"]; !ok || !v.AsBool() {
+		t.Fatalf("expired span lacks error=true: %v", r.Attributes)
+	}
+	if a.Stats().Expired != 1 || a.Open() != 0 {
+		t.Fatalf("stats %+v open %d", a.Stats(), a.Open())
+	}
+}
+
+func TestProcessExitEndsItsSpans(t *testing.T) {
+	var c collector
+	a := NewAssembler(c.emit, time.Hour)
+	p1, p2 := request(1, 1, baseTime), request(2, 2, baseTime)
+	a.Handle(p1[0])
+	a.Handle(p1[1])
+	a.Handle(p2[0])
+	if pids := a.OpenPIDs(); len(pids) != 2 {
+		t.Fatalf("open pids %v", pids)
+	}
+	at := baseTime.Add(time.Second)
+	if n := a.EndProcess(1, at); n != 2 {
+		t.Fatalf("ended %d, want 2", n)
+	}
+	for _, r := range c.all() {
+		if r.PID != 1 || !r.Failed || r.StatusMessage != ReasonProcessExited || !r.End.Equal(at) {
+			t.Fatalf("span %+v", r)
+		}
+	}
+	if a.Open() != 1 || a.Stats().ProcessExited != 2 {
+		t.Fatalf("open %d stats %+v", a.Open(), a.Stats())
+	}
+	if n := a.EndAll(at); n != 1 || a.Stats().Stopped != 1 {
+		t.Fatalf("EndAll ended %d", n)
+	}
+}
+
+func TestAbandonedSpanFails(t *testing.T) {
+	var c collector
+	a := NewAssembler(c.emit, time.Hour)
+	evs := request(1, 1, baseTime)
+	a.Handle(evs[1])
+	ab := evs[2]
+	ab.Kind = probes.EventAbandoned
+	ab.Values = nil
+	a.Handle(ab)
+	recs := c.all()
+	if len(recs) != 1 || !recs[0].Failed || recs[0].StatusMessage != ReasonAbandoned || a.Stats().Abandoned != 1 {
+		t.Fatalf("abandoned: %+v stats %+v", recs, a.Stats())
+	}
+	m := attrMap(recs[0].Attributes)
+	if _, ok := m["category.name"]; ok {
+		t.Fatalf("abandoned span has return attributes: %v", recs[0].Attributes)
+	}
+	if m["request.size"].AsInt64() != 512 || !m["error"].AsBool() {
+		t.Fatalf("abandoned span keeps entry attributes and error=true: %v", recs[0].Attributes)
+	}
+}
+
+func TestErrorStatusFromReturn(t *testing.T) {
+	cases := []struct {
+		err     probes.ErrorValue
+		msg     string
+		errType string
+	}{
+		{probes.ErrorValue{Failed: true, Type: "*errors.errorString", Message: "model unavailable"}, "model unavailable", "*errors.errorString"},
+		{probes.ErrorValue{Failed: true, Type: "*net.OpError"}, "*net.OpError", "*net.OpError"},
+		{probes.ErrorValue{Failed: true}, "error", ""},
+	}
+	for _, tc := range cases {
+		var c collector
+		a := NewAssembler(c.emit, time.Hour)
+		evs := request(1, 1, baseTime)
+		evs[2].Err = tc.err
+		a.Handle(evs[1])
+		a.Handle(evs[2])
+		r := c.all()[0]
+		m := attrMap(r.Attributes)
+		if !r.Failed || r.StatusMessage != tc.msg || !m["error"].AsBool() || m["error.type"].AsString() != tc.errType {
+			t.Errorf("%+v: failed %v msg %q attrs %v", tc.err, r.Failed, r.StatusMessage, r.Attributes)
+		}
+		if m["category.name"].AsString() != "math" {
+			t.Errorf("failed return lost its attributes: %v", r.Attributes)
+		}
+	}
+}
+
+func TestEndBeforeStartIsClamped(t *testing.T) {
+	var c collector
+	a := NewAssembler(c.emit, time.Hour)
+	evs := request(1, 1, baseTime)
+	evs[2].Time = evs[1].Time.Add(-time.Microsecond)
+	a.Handle(evs[1])
+	a.Handle(evs[2])
+	r := c.all()[0]
+	if !r.End.Equal(r.Start) || attrMap(r.Attributes)["classification.time_ms"].AsInt64() != 0 {
+		t.Fatalf("negative duration not clamped: %v..%v", r.Start, r.End)
+	}
+}
+
+func TestAttributeTyping(t *testing.T) {
+	at := func(typ string, m map[string]string) probes.Attribute {
+		return probes.Attribute{Name: "k", Type: typ, Map: m}
+	}
+	cases := []struct {
+		attr probes.Attribute
+		v    probes.Value
+		want attribute.Value
+	}{
+		{at("", nil), i64(-3), attribute.Int64Value(-3)},
+		{at("", nil), probes.Value{Kind: probes.KindUint, Uint: 7}, attribute.Int64Value(7)},
+		{at("", nil), probes.Value{Kind: probes.KindUint, Uint: 1 << 63}, attribute.StringValue("9223372036854775808")},
+		{at("", nil), bl(true), attribute.BoolValue(true)},
+		{at("", nil), flt(1.5), attribute.Float64Value(1.5)},
+		{at("", nil), str("x"), attribute.StringValue("x")},
+		{at("", nil), strs("a", "b"), attribute.StringSliceValue([]string{"a", "b"})},
+		{at("string", nil), i64(42), attribute.StringValue("42")},
+		{at("string", nil), bl(false), attribute.StringValue("false")},
+		{at("string", nil), strs("a", "b"), attribute.StringValue("a,b")},
+		{at("int", nil), str("17"), attribute.Int64Value(17)},
+		{at("int", nil), bl(true), attribute.Int64Value(1)},
+		{at("int", nil), flt(2.9), attribute.Int64Value(2)},
+		{at("int", nil), str("n/a"), attribute.StringValue("n/a")}, // not convertible: kept as read
+		{at("float", nil), i64(3), attribute.Float64Value(3)},
+		{at("float", nil), str("0.25"), attribute.Float64Value(0.25)},
+		{at("bool", nil), i64(0), attribute.BoolValue(false)},
+		{at("bool", nil), str("true"), attribute.BoolValue(true)},
+		{at("string_list", nil), str("one"), attribute.StringSliceValue([]string{"one"})},
+		{at("", map[string]string{"true": "blocked", "false": "allowed"}), bl(true), attribute.StringValue("blocked")},
+		{at("", map[string]string{"1": "low", "2": "high"}), i64(2), attribute.StringValue("high")},
+		{at("", map[string]string{"1": "low"}), i64(9), attribute.StringValue("9")}, // unmapped: the formatted value
+	}
+	for _, tc := range cases {
+		kv, ok := valueAttr(tc.attr, tc.v)
+		if !ok || kv.Value != tc.want {
+			t.Errorf("type %q map %v value %+v: got %v (%v), want %v (%v)", tc.attr.Type, tc.attr.Map, tc.v,
+				kv.Value.Emit(), kv.Value.Type(), tc.want.Emit(), tc.want.Type())
+		}
+	}
+	if _, ok := valueAttr(at("int", nil), probes.Value{Kind: probes.KindInt, Missing: true}); ok {
+		t.Error("a value the kernel could not read must be left off")
+	}
+}
+
+func TestConstantAndDurationAttributes(t *testing.T) {
+	consts := []struct {
+		attr probes.Attribute
+		want attribute.Value
+	}{
+		{probes.Attribute{Name: "k", Value: "v"}, attribute.StringValue("v")},
+		{probes.Attribute{Name: "k", Value: 3}, attribute.Int64Value(3)},
+		{probes.Attribute{Name: "k", Value: 2.5}, attribute.Float64Value(2.5)},
+		{probes.Attribute{Name: "k", Value: 3, Type: "float"}, attribute.Float64Value(3)},
+		{probes.Attribute{Name: "k", Value: 3, Type: "string"}, attribute.StringValue("3")},
+		{probes.Attribute{Name: "k", Value: true}, attribute.BoolValue(true)},
+		{probes.Attribute{Name: "k", Value: "7", Type: "int"}, attribute.Int64Value(7)},
+		{probes.Attribute{Name: "k", Value: []any{"a", 1}}, attribute.StringSliceValue([]string{"a", "1"})},
+	}
+	for _, tc := range consts {
+		if got := constAttr(tc.attr); got.Value != tc.want {
+			t.Errorf("constant %#v: got %v (%v), want %v", tc.attr.Value, got.Value.Emit(), got.Value.Type(), tc.want.Emit())
+		}
+	}
+	d := 45*time.Millisecond + 987654*time.Nanosecond
+	durs := []struct {
+		from, typ string
+		want      attribute.Value
+	}{
+		{"duration_ms", "", attribute.Int64Value(45)},
+		{"duration_ms", "int", attribute.Int64Value(45)},
+		{"duration_ms", "float", attribute.Float64Value(45.987654)},
+		{"duration_us", "", attribute.Int64Value(45987)},
+		{"duration_ns", "", attribute.Int64Value(45987654)},
+	}
+	for _, tc := range durs {
+		got := durationAttr(probes.Attribute{Name: "k", From: tc.from, Type: tc.typ}, d)
+		if got.Value != tc.want {
+			t.Errorf("%s %s: got %v, want %v", tc.from, tc.typ, got.Value.Emit(), tc.want.Emit())
+		}
+	}
+}
+
+func TestSpanKinds(t *testing.T) {
+	for in, want := range map[string]trace.SpanKind{
+		"": trace.SpanKindInternal, "internal": trace.SpanKindInternal, "server": trace.SpanKindServer,
+		"client": trace.SpanKindClient, "producer": trace.SpanKindProducer, "consumer": trace.SpanKindConsumer,
+	} {
+		if got := spanKind(in); got != want {
+			t.Errorf("kind %q: %v", in, got)
+		}
+	}
+}

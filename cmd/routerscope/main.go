@@ -1,0 +1,276 @@
+// Command routerscope is the zero-code tracing agent: it attaches eBPF
+// uprobes to a running Go router and exports its stage functions as
+// OpenTelemetry spans, configured with the guide's observability.tracing
+// YAML. Flag parsing and wiring only; the work is in package agent.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"strings"
+	"syscall"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/routerscope/routerscope/agent"
+)
+
+// Exit codes.
+const (
+	exitOK      = 0
+	exitRuntime = 1
+	exitUsage   = 2
+)
+
+const helpText = `routerscope - zero-code OpenTelemetry tracing for Go LLM routers
+
+routerscope attaches eBPF uprobes to a running router process and turns the
+functions named in probe files into the spans of the vLLM Semantic Router
+tracing guide (semantic_router.request.received, .classification, ...), with
+the router's own trace ids, parents, exact timings and attributes. The router
+needs no tracing code and no restart. Spans are exported with the OpenTelemetry
+Go SDK: readable JSON on stdout, or OTLP/gRPC to Jaeger, Tempo or a collector.
+
+Usage:
+  routerscope run [--pid N | --binary PATH] [--config FILE] [--probes FILE]...
+                  [--log-level debug|info|warn|error] [--log-format console|json]
+  routerscope version
+  routerscope help | --help
+
+run flags:
+  --pid N          trace the running process N
+  --binary PATH    trace the processes running the executable PATH when
+                   the agent starts
+  --config FILE    YAML config: the guide's observability.tracing block and an
+                   optional routerscope section; may be the router's own
+                   config.yaml (its other keys are ignored). Default: the
+                   CONFIG_PATH environment variable, else built-in defaults
+                   (stdout exporter, always_on sampling,
+                   service_name vllm-semantic-router)
+  --probes FILE    probe spec file (repeat, or separate with commas); replaces
+                   routerscope.probes from the config
+  --log-level L    debug, info (default), warn or error
+  --log-format F   console (default, for humans) or json
+
+Flags override the config file: --pid/--binary replace routerscope.targets.
+Logs go to standard error, so with the stdout exporter standard output carries
+only the spans' JSON.
+
+Sampling is decided once per trace in the kernel at the root span:
+always_on keeps every request, probabilistic keeps the configured rate
+(trace-id ratio), always_off or enabled: false attach nothing at all.
+
+Privileges: attaching uprobes and loading eBPF programs needs root, or
+CAP_BPF and CAP_PERFMON (plus CAP_SYS_PTRACE to read another user's
+process), on Linux 5.8 or newer with BTF (/sys/kernel/btf/vmlinux).
+
+On SIGINT or SIGTERM routerscope stops reading events, ends the spans still
+open as failed, flushes the export queue within
+routerscope.export.shutdown_timeout, then detaches.
+
+Examples:
+  sudo routerscope run --pid $(pgrep -n router) --probes config/probes/router.yaml
+  sudo routerscope run --binary /usr/local/bin/router --config config/agent.yaml
+  CONFIG_PATH=/config/config.yaml sudo -E routerscope run --pid 4242 --log-format json
+
+Exit status: 0 on a clean stop, 1 on a runtime error, 2 on a usage or
+configuration error.
+`
+
+// cli holds the process's outside world, so tests can run it in-process.
+type cli struct {
+	stdout, stderr io.Writer
+	getenv         func(string) string
+	newAttacher    func() (agent.Attacher, error)
+}
+
+func main() {
+	c := cli{stdout: os.Stdout, stderr: os.Stderr, getenv: os.Getenv, newAttacher: newAttacher}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	code := c.main(ctx, os.Args[1:])
+	stop()
+	os.Exit(code)
+}
+
+func (c cli) main(ctx context.Context, args []string) int {
+	if len(args) == 0 {
+		fmt.Fprint(c.stderr, helpText)
+		return exitUsage
+	}
+	switch args[0] {
+	case "help", "--help", "-help", "-h":
+		fmt.Fprint(c.stdout, helpText)
+		return exitOK
+	case "version", "--version":
+		fmt.Fprintln(c.stdout, versionString())
+		return exitOK
+	case "run":
+		return c.run(ctx, args[1:])
+	}
+	fmt.Fprintf(c.stderr, "routerscope: unknown command %q: want run, version or help\n", args[0])
+	return exitUsage
+}
+
+func versionString() string {
+	v := "routerscope " + agent.Version
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		v += " " + bi.GoVersion
+		for _, s := range bi.Settings {
+			if s.Key == "vcs.revision" {
+				v += " " + s.Value
+			}
+		}
+	}
+	return v
+}
+
+// runFlags are the run command's flags.
+type runFlags struct {
+	pid       int
+	binary    string
+	config    string
+	probes    listFlag
+	logLevel  string
+	logFormat string
+}
+
+type listFlag []string
+
+func (l *listFlag) String() string { return strings.Join(*l, ",") }
+
+func (l *listFlag) Set(v string) error {
+	for _, p := range strings.Split(v, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			*l = append(*l, p)
+		}
+	}
+	return nil
+}
+
+func (c cli) usageError(format string, args ...any) int {
+	fmt.Fprintf(c.stderr, "routerscope run: "+format+"\nRun 'routerscope help' for usage.\n", args...)
+	return exitUsage
+}
+
+func (c cli) run(ctx context.Context, args []string) int {
+	var f runFlags
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.IntVar(&f.pid, "pid", 0, "")
+	fs.StringVar(&f.binary, "binary", "", "")
+	fs.StringVar(&f.config, "config", "", "")
+	fs.Var(&f.probes, "probes", "")
+	fs.StringVar(&f.logLevel, "log-level", "", "")
+	fs.StringVar(&f.logFormat, "log-format", "", "")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprint(c.stdout, helpText)
+			return exitOK
+		}
+		return c.usageError("%v", err)
+	}
+	if fs.NArg() > 0 {
+		return c.usageError("unexpected argument %q", fs.Arg(0))
+	}
+	if f.pid != 0 && f.binary != "" {
+		return c.usageError("--pid and --binary are exclusive: pass one of them")
+	}
+	if f.pid < 0 {
+		return c.usageError("--pid %d is not a process id", f.pid)
+	}
+
+	cfg := agent.DefaultConfig()
+	path := agent.ConfigPath(f.config, c.getenv)
+	if path != "" {
+		var err error
+		if cfg, err = agent.LoadFile(path); err != nil {
+			fmt.Fprintf(c.stderr, "routerscope run: %v\n", err)
+			if errors.Is(err, agent.ErrConfig) {
+				return exitUsage
+			}
+			return exitRuntime
+		}
+	}
+	switch {
+	case f.pid != 0:
+		cfg.Agent.Targets = []agent.Target{{PID: f.pid}}
+	case f.binary != "":
+		cfg.Agent.Targets = []agent.Target{{Binary: f.binary}}
+	}
+	if len(f.probes) > 0 {
+		cfg.Agent.Probes = f.probes
+	}
+	if f.logLevel != "" {
+		cfg.Agent.LogLevel = f.logLevel
+	}
+	if f.logFormat != "" {
+		cfg.Agent.LogFormat = f.logFormat
+	}
+	if err := cfg.Validate(); err != nil {
+		return c.usageError("%v", flagNames(err))
+	}
+	if len(cfg.Agent.Targets) == 0 {
+		return c.usageError("%v", agent.ErrNoTarget)
+	}
+	if len(cfg.Agent.Probes) == 0 {
+		return c.usageError("%v", agent.ErrNoProbes)
+	}
+
+	log, err := newLogger(cfg.Agent.LogLevel, cfg.Agent.LogFormat, c.stderr)
+	if err != nil {
+		return c.usageError("%v", err)
+	}
+	defer func() { _ = log.Sync() }()
+	if path != "" {
+		log.Info("config loaded", zap.String(agent.LogKeyConfig, path))
+	}
+	attach, err := c.newAttacher()
+	if err != nil {
+		log.Error("start capture", zap.Error(err))
+		return exitRuntime
+	}
+	if err := agent.Run(ctx, cfg, attach, log, agent.WithStdout(c.stdout)); err != nil {
+		log.Error("run", zap.Error(err))
+		if errors.Is(err, agent.ErrConfig) {
+			return exitUsage
+		}
+		return exitRuntime
+	}
+	return exitOK
+}
+
+// flagNames adds the flag a config key can also be set with, so the
+// message points at what the user typed.
+func flagNames(err error) string {
+	msg := err.Error()
+	msg = strings.Replace(msg, "routerscope.log_level:", "--log-level / routerscope.log_level:", 1)
+	return strings.Replace(msg, "routerscope.log_format:", "--log-format / routerscope.log_format:", 1)
+}
+
+// newLogger builds the zap logger: console for humans, JSON for machines.
+func newLogger(level, format string, w io.Writer) (*zap.Logger, error) {
+	lvl, err := zapcore.ParseLevel(level)
+	if err != nil {
+		return nil, fmt.Errorf("--log-level: %w", err)
+	}
+	encCfg := zap.NewProductionEncoderConfig()
+	encCfg.EncodeTime = zapcore.ISO8601TimeEncoder
+	var enc zapcore.Encoder
+	switch format {
+	case agent.LogFormatJSON:
+		enc = zapcore.NewJSONEncoder(encCfg)
+	case agent.LogFormatConsole:
+		encCfg.EncodeLevel = zapcore.CapitalLevelEncoder
+		enc = zapcore.NewConsoleEncoder(encCfg)
+	default:
+		return nil, fmt.Errorf("--log-format %q: want console or json", format)
+	}
+	return zap.New(zapcore.NewCore(enc, zapcore.AddSync(w), lvl)), nil
+}
