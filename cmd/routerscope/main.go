@@ -41,8 +41,12 @@ Go SDK: readable JSON on stdout, or OTLP/gRPC to Jaeger, Tempo or a collector.
 Usage:
   routerscope run [--pid N | --binary PATH] [--config FILE] [--probes FILE]...
                   [--log-level debug|info|warn|error] [--log-format console|json]
+  routerscope tree [FILE]
   routerscope version
   routerscope help | --help
+
+tree reads spans as the stdout exporter prints them (FILE or standard input)
+and draws one tree per trace with durations and attributes.
 
 run flags:
   --pid N          trace the running process N
@@ -113,8 +117,10 @@ func (c cli) main(ctx context.Context, args []string) int {
 		return exitOK
 	case "run":
 		return c.run(ctx, args[1:])
+	case "tree":
+		return c.tree(args[1:], os.Stdin)
 	}
-	fmt.Fprintf(c.stderr, "routerscope: unknown command %q: want run, version or help\n", args[0])
+	fmt.Fprintf(c.stderr, "routerscope: unknown command %q: want run, tree, version or help\n", args[0])
 	return exitUsage
 }
 

@@ -1,0 +1,69 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/exporters/stdout/stdouttrace"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
+)
+
+// TestRenderTrees feeds real stdout exporter output into RenderTrees.
+func TestRenderTrees(t *testing.T) {
+	var out bytes.Buffer
+	exp, err := stdouttrace.New(stdouttrace.WithWriter(&out), stdouttrace.WithPrettyPrint())
+	if err != nil {
+		t.Fatal(err)
+	}
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp))
+	tr := tp.Tracer("test")
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	ctx, root := tr.Start(context.Background(), "root", trace.WithTimestamp(t0))
+	_, b := tr.Start(ctx, "second", trace.WithTimestamp(t0.Add(2*time.Millisecond)))
+	b.SetAttributes(attribute.StringSlice("pii.types", []string{"EMAIL_ADDRESS", "US_SSN"}))
+	b.SetStatus(codes.Error, "boom")
+	b.End(trace.WithTimestamp(t0.Add(3 * time.Millisecond)))
+	cctx, a := tr.Start(ctx, "first", trace.WithTimestamp(t0.Add(time.Millisecond)))
+	a.SetAttributes(attribute.String("category.name", "computer science"), attribute.Int("n", 7))
+	_, g := tr.Start(cctx, "grandchild", trace.WithTimestamp(t0.Add(time.Millisecond)))
+	g.End(trace.WithTimestamp(t0.Add(2 * time.Millisecond)))
+	a.End(trace.WithTimestamp(t0.Add(2 * time.Millisecond)))
+	root.End(trace.WithTimestamp(t0.Add(5 * time.Millisecond)))
+	_, other := tr.Start(context.Background(), "other-trace", trace.WithTimestamp(t0.Add(time.Second)))
+	other.End(trace.WithTimestamp(t0.Add(time.Second + time.Millisecond)))
+	if err := tp.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+
+	var got bytes.Buffer
+	if err := RenderTrees(&out, &got); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(got.String()), "\n")
+	want := []string{
+		"trace " + root.SpanContext().TraceID().String(),
+		"root  5ms",
+		`├─ first  1ms category.name="computer science" n=7`,
+		"│  └─ grandchild  1ms",
+		"└─ second  1ms  ERROR(boom) pii.types=[EMAIL_ADDRESS,US_SSN]",
+		"",
+		"trace " + other.SpanContext().TraceID().String(),
+		"other-trace  1ms",
+	}
+	if strings.Join(lines, "\n") != strings.Join(want, "\n") {
+		t.Errorf("got:\n%s\nwant:\n%s", got.String(), strings.Join(want, "\n"))
+	}
+}
+
+func TestRenderTreesBadInput(t *testing.T) {
+	err := RenderTrees(strings.NewReader(`{"Name": "a"} {"Name": `), &bytes.Buffer{})
+	if err == nil || !strings.Contains(err.Error(), "read span 2") {
+		t.Errorf("err = %v, want it to name span 2", err)
+	}
+}
