@@ -4,6 +4,7 @@ import (
 	"debug/dwarf"
 	"debug/elf"
 	"fmt"
+	"strings"
 )
 
 // dwarfInfo is a binary's DWARF with an index of its functions.
@@ -18,8 +19,9 @@ type dwarfInfo struct {
 // with the name and parameters) and its out-of-line body, if any, by a
 // concrete DIE pointing at it through DW_AT_abstract_origin.
 type subprogram struct {
-	// die is the DIE carrying the parameters' names and types: the
-	// abstract DIE when there is one, else the concrete one.
+	// die is the concrete DIE when there is a body (its parameters may
+	// refer to the abstract DIE's for names and types), else the abstract
+	// one.
 	die dwarf.Offset
 	// concrete is set when an out-of-line body exists.
 	concrete bool
@@ -35,7 +37,7 @@ func loadDWARF(ef *elf.File) (*dwarfInfo, error) {
 	}
 	info := &dwarfInfo{data: data, subprograms: make(map[string]subprogram)}
 	abstractNames := make(map[dwarf.Offset]string)
-	var concreteOrigins []dwarf.Offset
+	concreteOf := make(map[dwarf.Offset]dwarf.Offset) // abstract -> concrete
 	r := data.Reader()
 	for {
 		e, err := r.Next()
@@ -60,26 +62,199 @@ func loadDWARF(ef *elf.File) (*dwarfInfo, error) {
 				sp.die, sp.inlined = e.Offset, true
 				info.subprograms[name] = sp
 			case hasOrigin && hasPC:
-				concreteOrigins = append(concreteOrigins, origin)
+				concreteOf[origin] = e.Offset
 			case name != "" && hasPC:
-				sp := info.subprograms[name]
-				if !sp.inlined {
-					sp.die = e.Offset
-				}
-				sp.concrete = true
-				info.subprograms[name] = sp
+				info.subprograms[name] = subprogram{die: e.Offset, concrete: true}
 			}
 		}
 		if e.Children {
 			r.SkipChildren()
 		}
 	}
-	for _, origin := range concreteOrigins {
-		if name, ok := abstractNames[origin]; ok {
-			sp := info.subprograms[name]
-			sp.concrete = true
-			info.subprograms[name] = sp
+	for abstract, concrete := range concreteOf {
+		if name, ok := abstractNames[abstract]; ok {
+			info.subprograms[name] = subprogram{die: concrete, concrete: true, inlined: true}
 		}
 	}
 	return info, nil
+}
+
+// param is one parameter or result of a function, in declaration order.
+type param struct {
+	name   string
+	typ    dwarf.Type
+	result bool
+}
+
+// signature is a function's parameters as DWARF declares them, split into
+// receiver, arguments and results, with their ABI assignment.
+type signature struct {
+	receiver *param
+	args     []param
+	results  []param
+	// recvSlot, argSlots and resultSlots say where each value is at entry
+	// (receiver and arguments) or at a RET (results).
+	recvSlot    abiSlot
+	argSlots    []abiSlot
+	resultSlots []abiSlot
+}
+
+// params lists the formal parameters of the named function from its DWARF
+// DIE. DW_AT_variable_parameter marks results (Go names unnamed ones ~r0,
+// ~r1...). The compiler can list a variable twice (one entry per location
+// range), so repeated names are dropped.
+func (d *dwarfInfo) params(name string) ([]param, error) {
+	sp, ok := d.subprograms[name]
+	if !ok {
+		return nil, fmt.Errorf("function %s has no DWARF description: %w", name, ErrNoDWARF)
+	}
+	r := d.data.Reader()
+	r.Seek(sp.die)
+	fn, err := r.Next()
+	if err != nil || fn == nil {
+		return nil, fmt.Errorf("read DWARF of %s: %v", name, err)
+	}
+	var out []param
+	seen := map[string]bool{}
+	for fn.Children {
+		e, err := r.Next()
+		if err != nil {
+			return nil, fmt.Errorf("read DWARF parameters of %s: %w", name, err)
+		}
+		if e == nil || e.Tag == 0 {
+			break
+		}
+		if e.Tag != dwarf.TagFormalParameter {
+			if e.Children {
+				r.SkipChildren()
+			}
+			continue
+		}
+		if origin, ok := e.Val(dwarf.AttrAbstractOrigin).(dwarf.Offset); ok {
+			// A concrete copy of an inlinable function's parameter: name,
+			// type and result flag are on the abstract one.
+			if e, err = d.entryAt(origin); err != nil {
+				return nil, fmt.Errorf("read DWARF parameters of %s: %w", name, err)
+			}
+		}
+		pname, _ := e.Val(dwarf.AttrName).(string)
+		if seen[pname] {
+			continue
+		}
+		seen[pname] = true
+		toff, ok := e.Val(dwarf.AttrType).(dwarf.Offset)
+		if !ok {
+			return nil, fmt.Errorf("parameter %s of %s has no DWARF type", pname, name)
+		}
+		t, err := d.data.Type(toff)
+		if err != nil {
+			return nil, fmt.Errorf("type of parameter %s of %s: %w", pname, name, err)
+		}
+		result, _ := e.Val(dwarf.AttrVarParam).(bool)
+		out = append(out, param{name: pname, typ: t, result: result})
+	}
+	return out, nil
+}
+
+// entryAt reads the DIE at off.
+func (d *dwarfInfo) entryAt(off dwarf.Offset) (*dwarf.Entry, error) {
+	r := d.data.Reader()
+	r.Seek(off)
+	e, err := r.Next()
+	if err != nil {
+		return nil, err
+	}
+	if e == nil {
+		return nil, fmt.Errorf("no DWARF entry at %#x", off)
+	}
+	return e, nil
+}
+
+// signature reads a function's parameters and assigns them to registers
+// and stack slots with the Go internal ABI.
+func (b *Binary) signature(fn string) (*signature, error) {
+	d, err := b.dwarfInfo()
+	if err != nil {
+		return nil, err
+	}
+	ps, err := d.params(fn)
+	if err != nil {
+		return nil, err
+	}
+	sig := &signature{}
+	var ins, outs []dwarf.Type
+	for i, p := range ps {
+		switch {
+		case p.result:
+			sig.results = append(sig.results, p)
+			outs = append(outs, p.typ)
+		case i == 0 && isMethod(fn):
+			sig.receiver = &ps[i]
+			ins = append(ins, p.typ)
+		default:
+			sig.args = append(sig.args, p)
+			ins = append(ins, p.typ)
+		}
+	}
+	inSlots, outSlots, err := assignABI(ins, outs)
+	if err != nil {
+		return nil, fmt.Errorf("lay out the parameters of %s: %w", fn, err)
+	}
+	if sig.receiver != nil {
+		sig.recvSlot, inSlots = inSlots[0], inSlots[1:]
+	}
+	sig.argSlots, sig.resultSlots = inSlots, outSlots
+	return sig, nil
+}
+
+// isMethod tells from a symbol name whether the function has a receiver:
+// after the package path, "T.M" or "(*T).M" is a method, while "f" and
+// closures ("f.func1", "f.gowrap2", "T.M-fm") are not.
+func isMethod(sym string) bool {
+	rest := stripBrackets(sym)
+	if i := strings.LastIndexByte(rest, '/'); i >= 0 {
+		rest = rest[i+1:]
+	}
+	_, rest, ok := strings.Cut(rest, ".") // drop the package name
+	if !ok {
+		return false
+	}
+	if strings.HasPrefix(rest, "(*") {
+		return !isClosureName(lastElem(rest))
+	}
+	if !strings.Contains(rest, ".") {
+		return false
+	}
+	return !isClosureName(lastElem(rest))
+}
+
+// isClosureName matches the compiler's names for closures and wrappers.
+func isClosureName(s string) bool {
+	if strings.HasSuffix(s, "-fm") {
+		return true
+	}
+	for _, p := range []string{"func", "gowrap", "deferwrap"} {
+		if n, ok := strings.CutPrefix(s, p); ok && n != "" && strings.Trim(n, "0123456789") == "" {
+			return true
+		}
+	}
+	return false
+}
+
+// stripBrackets removes generic instantiation brackets, whose type
+// arguments contain dots and slashes.
+func stripBrackets(s string) string {
+	var sb strings.Builder
+	depth := 0
+	for _, c := range s {
+		switch {
+		case c == '[':
+			depth++
+		case c == ']':
+			depth--
+		case depth == 0:
+			sb.WriteRune(c)
+		}
+	}
+	return sb.String()
 }
