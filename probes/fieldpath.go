@@ -169,6 +169,10 @@ func valueKind(t dwarf.Type) (ValueKind, uint8, error) {
 			return 0, 0, fmt.Errorf("%s is a slice other than []string: %w (select a field or use a []string)", typeName(t), ErrNotSupported)
 		case structIface:
 			return KindError, 16, nil
+		case structEface:
+			// The first word of an empty interface is a type, not an
+			// itab, so neither the error decoding nor ItabType applies.
+			return 0, 0, fmt.Errorf("%s is an empty interface (any): %w; select a concrete field instead", typeName(t), ErrNotSupported)
 		}
 		return 0, 0, fmt.Errorf("%s is a struct; select one of its fields (%s): %w", typeName(t), fieldNames(u), ErrInvalidSpec)
 	case *dwarf.PtrType:
@@ -187,6 +191,7 @@ const (
 	structString
 	structSlice
 	structIface
+	structEface
 )
 
 func goStructKind(st *dwarf.StructType) structKind {
@@ -195,8 +200,10 @@ func goStructKind(st *dwarf.StructType) structKind {
 		return structString
 	case strings.HasPrefix(name, "[]"):
 		return structSlice
-	case name == "runtime.iface" || name == "runtime.eface":
+	case name == "runtime.iface":
 		return structIface
+	case name == "runtime.eface":
+		return structEface
 	}
 	return structPlain
 }
