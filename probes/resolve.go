@@ -29,9 +29,11 @@ func Resolve(b *Binary, spec *Spec) (*Program, error) {
 	}
 	var errs []error
 	for i, p := range spec.Probes {
-		r, err := resolveProbe(b, p)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("%s: %s: %w", path, probeWhere(i, p.Symbol), err))
+		r, perrs := resolveProbe(b, p)
+		if len(perrs) > 0 {
+			for _, err := range perrs {
+				errs = append(errs, fmt.Errorf("%s: %s: %w", path, probeWhere(i, p.Symbol), err))
+			}
 			continue
 		}
 		r.ID = i
@@ -47,14 +49,15 @@ func Resolve(b *Binary, spec *Spec) (*Program, error) {
 	return prog, nil
 }
 
-// resolveProbe resolves one probe; errors of its attributes are joined.
-func resolveProbe(b *Binary, p Probe) (*Resolved, error) {
+// resolveProbe resolves one probe, or returns the errors of its symbol,
+// attributes and error rule.
+func resolveProbe(b *Binary, p Probe) (*Resolved, []error) {
 	fn, err := b.Function(p.Symbol)
 	if err != nil {
-		return nil, fmt.Errorf("symbol: %w", err)
+		return nil, []error{fmt.Errorf("symbol: %w", err)}
 	}
 	if len(fn.ReturnOffsets) == 0 {
-		return nil, fmt.Errorf("symbol: %s has no RET instruction (it never returns, or ends in a tail call), so its span could never end: %w", p.Symbol, ErrNotSupported)
+		return nil, []error{fmt.Errorf("symbol: %s has no RET instruction (it never returns, or ends in a tail call), so its span could never end: %w", p.Symbol, ErrNotSupported)}
 	}
 	r := &Resolved{
 		Spec:          p,
@@ -125,7 +128,7 @@ func resolveProbe(b *Binary, p Probe) (*Resolved, error) {
 		}
 	}
 	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
+		return nil, errs
 	}
 	return r, nil
 }

@@ -412,4 +412,14 @@ probes:
 	if strings.Contains(err.Error(), "attributes[2]") {
 		t.Errorf("valid attribute reported: %v", err)
 	}
+	// One line per problem, each naming the file and the probe.
+	lines := strings.Split(err.Error(), "\n")
+	if len(lines) != 3 {
+		t.Errorf("%d lines, want 3: %v", len(lines), err)
+	}
+	for _, l := range lines {
+		if !strings.HasPrefix(l, "test.yaml: probes[") {
+			t.Errorf("line %q does not start with the file and probe", l)
+		}
+	}
 }
