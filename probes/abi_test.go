@@ -72,6 +72,10 @@ func TestSignatureABI(t *testing.T) {
 		"main.Scale":   "p=X0,X1 f=X2 -> ~r0=X0,X1",
 		"main.Status":  "code=RAX -> status=RAX",
 		"main.Fib":     "n=RAX -> ~r0=RAX",
+		// Shape instantiations: the hidden dictionary takes RAX (after
+		// the receiver for methods).
+		"main.First[go.shape.string]":         "xs=RBX,RCX,RDI label=RSI,R8 -> ~r0=RAX,RBX",
+		"main.(*Stack[go.shape.string]).Push": "recv s=RAX v=RCX,RDI note=RSI,R8 -> ~r0=RAX",
 	} {
 		sig, err := b.signature(fn)
 		if err != nil {
@@ -102,7 +106,8 @@ func TestSignatureAgainstCompilerDWARF(t *testing.T) {
 	b := openFixture(t, variantFull)
 	checked := 0
 	for _, fn := range []string{"main.Greet", "main.Handle", "main.(*Router).Classify", "main.Cat.Label", "main.Many",
-		"main.Spill", "main.Count", "main.Unused", "main.Twice", "main.Fib", "main.Status", "main.Scale"} {
+		"main.Spill", "main.Count", "main.Unused", "main.Twice", "main.Fib", "main.Status", "main.Scale",
+		"main.First[go.shape.string]", "main.(*Stack[go.shape.string]).Push"} {
 		out, err := exec.Command(dump, "--name="+fn, "-c", bin).Output()
 		if err != nil {
 			t.Fatalf("llvm-dwarfdump %s: %v", fn, err)
@@ -208,6 +213,21 @@ func parseDwarfdump(out []byte) (uint64, map[string]dwarfdumpLoc) {
 		locs[cur] = loc
 	}
 	return entry, locs
+}
+
+func TestTakesDictionary(t *testing.T) {
+	for sym, want := range map[string]bool{
+		"main.First[go.shape.string]":                   true,
+		"main.(*Stack[go.shape.string]).Push":           true,
+		"main.Pair[go.shape.int,go.shape.string].Swap":  true,
+		"main.First[go.shape.string].func1":             false,
+		"type:.eq.main.Pair[go.shape.int,go.shape.int]": false,
+		"main.Greet": false,
+	} {
+		if got := takesDictionary(sym); got != want {
+			t.Errorf("takesDictionary(%q) = %v, want %v", sym, got, want)
+		}
+	}
 }
 
 func TestIsMethod(t *testing.T) {

@@ -4,6 +4,7 @@ import (
 	"debug/dwarf"
 	"debug/elf"
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -183,6 +184,10 @@ func (b *Binary) signature(fn string) (*signature, error) {
 	}
 	sig := &signature{}
 	var ins, outs []dwarf.Type
+	dict := -1
+	if takesDictionary(fn) {
+		dict = 0
+	}
 	for i, p := range ps {
 		switch {
 		case p.result:
@@ -191,20 +196,44 @@ func (b *Binary) signature(fn string) (*signature, error) {
 		case i == 0 && isMethod(fn):
 			sig.receiver = &ps[i]
 			ins = append(ins, p.typ)
+			if dict == 0 {
+				dict = 1
+			}
 		default:
 			sig.args = append(sig.args, p)
 			ins = append(ins, p.typ)
 		}
 	}
+	if dict >= 0 {
+		ins = slices.Insert(ins, dict, dwarf.Type(&dwarf.PtrType{CommonType: dwarf.CommonType{ByteSize: ptrSize, Name: ".dict"}}))
+	}
 	inSlots, outSlots, err := assignABI(ins, outs)
 	if err != nil {
 		return nil, fmt.Errorf("lay out the parameters of %s: %w", fn, err)
+	}
+	if dict >= 0 {
+		inSlots = slices.Delete(inSlots, dict, dict+1)
 	}
 	if sig.receiver != nil {
 		sig.recvSlot, inSlots = inSlots[0], inSlots[1:]
 	}
 	sig.argSlots, sig.resultSlots = inSlots, outSlots
 	return sig, nil
+}
+
+// takesDictionary reports whether a function is a generic function or
+// method compiled for a GC shape: it takes a hidden dictionary pointer
+// after the receiver (first when there is none), which DWARF does not list.
+// The compiler's type:.eq/type:.hash functions of shaped types and closures
+// inside generic functions (the dictionary is in their closure) do not.
+func takesDictionary(fn string) bool {
+	if !strings.Contains(fn, "[go.shape.") && !strings.Contains(fn, ",go.shape.") {
+		return false
+	}
+	if strings.HasPrefix(fn, "type:") {
+		return false
+	}
+	return !isClosureName(lastElem(stripBrackets(fn)))
 }
 
 // isMethod tells from a symbol name whether the function has a receiver:
