@@ -267,13 +267,13 @@ func (b *Binary) dwarfInfo() (*dwarfInfo, error) {
 // buildID reads the Go build id note, else the GNU build id note, else
 // hashes the file.
 func buildID(ef *elf.File, f *os.File) (string, error) {
-	if s := ef.Section(".note.go.buildid"); s != nil {
-		if id, ok := noteDesc(s, "Go"); ok {
+	if data, err := sectionData(ef, ".note.go.buildid"); err == nil {
+		if id, ok := noteDesc(data, "Go"); ok {
 			return string(bytes.TrimRight(id, "\x00")), nil
 		}
 	}
-	if s := ef.Section(".note.gnu.build-id"); s != nil {
-		if id, ok := noteDesc(s, "GNU"); ok {
+	if data, err := sectionData(ef, ".note.gnu.build-id"); err == nil {
+		if id, ok := noteDesc(data, "GNU"); ok {
 			return hex.EncodeToString(id), nil
 		}
 	}
@@ -284,24 +284,29 @@ func buildID(ef *elf.File, f *os.File) (string, error) {
 	return "sha256:" + hex.EncodeToString(h.Sum(nil)), nil
 }
 
+// sectionData reads a section's bytes.
+func sectionData(ef *elf.File, name string) ([]byte, error) {
+	s := ef.Section(name)
+	if s == nil {
+		return nil, fmt.Errorf("no section %s", name)
+	}
+	return s.Data()
+}
+
 // noteDesc returns the descriptor of the first ELF note owned by owner:
 // namesz, descsz, type (4 bytes each), then the name and the descriptor,
 // each padded to 4 bytes.
-func noteDesc(s *elf.Section, owner string) ([]byte, bool) {
-	data, err := s.Data()
-	if err != nil {
-		return nil, false
-	}
-	pad := func(n uint32) int { return int((n + 3) &^ 3) }
+func noteDesc(data []byte, owner string) ([]byte, bool) {
+	pad := func(n uint32) uint64 { return (uint64(n) + 3) &^ 3 }
 	for len(data) >= 12 {
 		namesz := binary.LittleEndian.Uint32(data[0:])
 		descsz := binary.LittleEndian.Uint32(data[4:])
 		data = data[12:]
-		if pad(namesz)+pad(descsz) > len(data) || pad(namesz) < 0 || pad(descsz) < 0 {
+		if pad(namesz)+pad(descsz) > uint64(len(data)) {
 			return nil, false
 		}
 		name := strings.TrimRight(string(data[:namesz]), "\x00")
-		desc := data[pad(namesz) : pad(namesz)+int(descsz)]
+		desc := data[pad(namesz) : pad(namesz)+uint64(descsz)]
 		if name == owner {
 			return desc, true
 		}

@@ -2,6 +2,7 @@ package probes
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"os"
 	"os/exec"
@@ -201,5 +202,23 @@ func TestOpenBinaryErrors(t *testing.T) {
 	}
 	if err := b.Close(); err != nil {
 		t.Errorf("second Close: %v", err)
+	}
+}
+
+func TestNoteDesc(t *testing.T) {
+	note := func(namesz, descsz uint32, body string) []byte {
+		b := binary.LittleEndian.AppendUint32(nil, namesz)
+		b = binary.LittleEndian.AppendUint32(b, descsz)
+		b = binary.LittleEndian.AppendUint32(b, 4)
+		return append(b, body...)
+	}
+	two := append(note(4, 3, "GNU\x00abc\x00"), note(3, 5, "Go\x00\x00hello\x00\x00\x00")...)
+	if d, ok := noteDesc(two, "Go"); !ok || string(d) != "hello" {
+		t.Errorf("noteDesc = %q, %v; want hello", d, ok)
+	}
+	for _, bad := range [][]byte{note(0xffffffff, 1, "x"), note(4, 0xfffffffd, "GNU\x00"), note(8, 0, "abc"), {1, 2}} {
+		if d, ok := noteDesc(bad, "GNU"); ok {
+			t.Errorf("malformed note % x gave %q", bad, d)
+		}
 	}
 }

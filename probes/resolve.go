@@ -15,8 +15,14 @@ import (
 // spec is not modified). Errors of all probes are joined; each names the
 // file, the probe, the key and the fix.
 func Resolve(b *Binary, spec *Spec) (*Program, error) {
+	if spec == nil {
+		return nil, fmt.Errorf("%w: no spec", ErrInvalidSpec)
+	}
 	if err := ValidateSpec(spec); err != nil {
 		return nil, err
+	}
+	if b == nil {
+		return nil, fmt.Errorf("resolve %s: no binary", spec.Path)
 	}
 	path := spec.Path
 	if path == "" {

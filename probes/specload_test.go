@@ -211,3 +211,30 @@ func TestValidateSpecInCode(t *testing.T) {
 		t.Errorf("Resolve(empty spec) = %v", err)
 	}
 }
+
+// FuzzParseSpec: arbitrary input never panics, and an accepted spec
+// validates again and has a kind on every probe.
+func FuzzParseSpec(f *testing.F) {
+	f.Add([]byte(fixtureSpec))
+	f.Add([]byte("probes:\n  - {symbol: a, span: b, attributes: [{name: x, value: [a, 1]}], error: {from: return:0, equals: true}}"))
+	f.Add([]byte("probes: &a [*a]"))
+	f.Add([]byte("probes:\n  - symbol: !!binary aGVsbG8=\n    span: x\n"))
+	f.Add([]byte("probes: null\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		spec, err := ParseSpec(data, "fuzz.yaml")
+		if err != nil {
+			if !errors.Is(err, ErrInvalidSpec) {
+				t.Fatalf("error without ErrInvalidSpec: %v", err)
+			}
+			return
+		}
+		if err := ValidateSpec(spec); err != nil {
+			t.Fatalf("accepted spec fails validation: %v", err)
+		}
+		for _, p := range spec.Probes {
+			if p.Kind == "" {
+				t.Fatal("probe without kind")
+			}
+		}
+	})
+}
