@@ -3,6 +3,7 @@ package probes
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
 	"os/exec"
 	"regexp"
@@ -230,6 +231,24 @@ func TestTakesDictionary(t *testing.T) {
 	}
 }
 
+func TestIsMethodWithPackage(t *testing.T) {
+	for _, tc := range []struct {
+		sym, pkg string
+		want     bool
+	}{
+		{"gopkg.in/yaml.v3.Unmarshal", "gopkg.in/yaml.v3", false},
+		{"gopkg.in/yaml.v3.(*parser).parse", "gopkg.in/yaml.v3", true},
+		{"gopkg.in/yaml.v3.Node.Decode", "gopkg.in/yaml.v3", true},
+		{"main.Greet", "main", false},
+		{"main.Cat.Label", "main", true},
+		{"slices.Sort[go.shape.int]", "main", false}, // instantiated in another unit: heuristic
+	} {
+		if got := isMethod(tc.sym, tc.pkg); got != tc.want {
+			t.Errorf("isMethod(%q, %q) = %v, want %v", tc.sym, tc.pkg, got, tc.want)
+		}
+	}
+}
+
 func TestIsMethod(t *testing.T) {
 	for sym, want := range map[string]bool{
 		"main.Greet":                             false,
@@ -244,8 +263,63 @@ func TestIsMethod(t *testing.T) {
 		"github.com/a/b.(*L[go.shape.int]).Push": true,
 		"github.com/a.b/c.T.M":                   true,
 	} {
-		if got := isMethod(sym); got != want {
+		if got := isMethod(sym, ""); got != want {
 			t.Errorf("isMethod(%q) = %v, want %v", sym, got, want)
+		}
+	}
+}
+
+// TestSignatureDottedPackagePath resolves functions of gopkg.in/yaml.v3,
+// linked into the fixture: the package path's dot must not make Unmarshal
+// look like a method.
+func TestSignatureDottedPackagePath(t *testing.T) {
+	b := openFixture(t, variantFull)
+	for fn, want := range map[string]string{
+		// func resolve(tag string, in string) (rtag string, out interface{})
+		"gopkg.in/yaml.v3.resolve": "tag=RAX,RBX in=RCX,RDI -> rtag=RAX,RBX out=RCX,RDI",
+		// func (n *Node) Decode(v interface{}) (err error)
+		"gopkg.in/yaml.v3.(*Node).Decode": "recv n=RAX v=RBX,RCX -> err=RAX,RBX",
+	} {
+		sig, err := b.signature(fn)
+		if err != nil {
+			t.Fatalf("%s: %v", fn, err)
+		}
+		if got := sigString(sig); got != want {
+			t.Errorf("%s:\n got %s\nwant %s", fn, got, want)
+		}
+	}
+	// The linker writes the path's dot as %2e; both spellings resolve.
+	for _, name := range []string{"gopkg.in/yaml.v3.(*Node).Decode", "gopkg.in/yaml%2ev3.(*Node).Decode"} {
+		fn, err := b.Function(name)
+		if err != nil || fn.Name != "gopkg.in/yaml%2ev3.(*Node).Decode" {
+			t.Errorf("Function(%s) = %+v, %v", name, fn, err)
+		}
+	}
+	// Unmarshal is inlined into the fixture's caller.
+	if _, err := b.Function("gopkg.in/yaml.v3.Unmarshal"); !errors.Is(err, ErrInlined) {
+		t.Errorf("Function(gopkg.in/yaml.v3.Unmarshal) = %v, want ErrInlined", err)
+	}
+	var found bool
+	for addr := range b.itabs {
+		if typ, _ := b.ItabType(addr); typ == "*gopkg.in/yaml.v3.TypeError" {
+			found = true
+		}
+	}
+	if !found {
+		t.Error("no itab for *gopkg.in/yaml.v3.TypeError (unescaped)")
+	}
+}
+
+func TestUnescapeSymbol(t *testing.T) {
+	for in, want := range map[string]string{
+		"gopkg.in/yaml%2ev3.(*Node).Decode": "gopkg.in/yaml.v3.(*Node).Decode",
+		"main.Greet":                        "main.Greet",
+		"a/b%25c.F":                         "a/b%c.F",
+		"bad%zz":                            "bad%zz",
+		"trailing%2":                        "trailing%2",
+	} {
+		if got := unescapeSymbol(in); got != want {
+			t.Errorf("unescapeSymbol(%q) = %q, want %q", in, got, want)
 		}
 	}
 }

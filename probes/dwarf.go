@@ -11,7 +11,8 @@ import (
 // dwarfInfo is a binary's DWARF with an index of its functions.
 type dwarfInfo struct {
 	data *dwarf.Data
-	// subprograms maps a function name to its DIEs.
+	// subprograms maps a function name, unescaped (see unescapeSymbol), to
+	// its DIEs.
 	subprograms map[string]subprogram
 }
 
@@ -28,6 +29,10 @@ type subprogram struct {
 	concrete bool
 	// inlined is set when the function is inlined at some call site.
 	inlined bool
+	// pkg is the import path of the package (Go's DWARF has one compile
+	// unit per package, named by its path), to split "pkg.Name" exactly:
+	// paths like gopkg.in/yaml.v3 contain dots.
+	pkg string
 }
 
 // loadDWARF reads the DWARF and indexes its subprograms by name.
@@ -39,6 +44,8 @@ func loadDWARF(ef *elf.File) (*dwarfInfo, error) {
 	info := &dwarfInfo{data: data, subprograms: make(map[string]subprogram)}
 	abstractNames := make(map[dwarf.Offset]string)
 	concreteOf := make(map[dwarf.Offset]dwarf.Offset) // abstract -> concrete
+	var cu string
+	cuOf := make(map[dwarf.Offset]string)
 	r := data.Reader()
 	for {
 		e, err := r.Next()
@@ -49,23 +56,26 @@ func loadDWARF(ef *elf.File) (*dwarfInfo, error) {
 			break
 		}
 		if e.Tag == dwarf.TagCompileUnit {
+			cu, _ = e.Val(dwarf.AttrName).(string)
 			continue // descend into the unit's children
 		}
 		if e.Tag == dwarf.TagSubprogram {
 			name, _ := e.Val(dwarf.AttrName).(string)
+			name = unescapeSymbol(name)
 			_, hasPC := e.Val(dwarf.AttrLowpc).(uint64)
 			origin, hasOrigin := e.Val(dwarf.AttrAbstractOrigin).(dwarf.Offset)
 			_, isAbstract := e.Val(dwarf.AttrInline).(int64)
 			switch {
 			case isAbstract && name != "":
 				abstractNames[e.Offset] = name
-				sp := info.subprograms[name]
-				sp.die, sp.inlined = e.Offset, true
-				info.subprograms[name] = sp
+				if !info.subprograms[name].concrete {
+					info.subprograms[name] = subprogram{die: e.Offset, inlined: true, pkg: cu}
+				}
 			case hasOrigin && hasPC:
 				concreteOf[origin] = e.Offset
+				cuOf[e.Offset] = cu
 			case name != "" && hasPC:
-				info.subprograms[name] = subprogram{die: e.Offset, concrete: true}
+				info.subprograms[name] = subprogram{die: e.Offset, concrete: true, pkg: cu}
 			}
 		}
 		if e.Children {
@@ -74,7 +84,7 @@ func loadDWARF(ef *elf.File) (*dwarfInfo, error) {
 	}
 	for abstract, concrete := range concreteOf {
 		if name, ok := abstractNames[abstract]; ok {
-			info.subprograms[name] = subprogram{die: concrete, concrete: true, inlined: true}
+			info.subprograms[name] = subprogram{die: concrete, concrete: true, inlined: true, pkg: cuOf[concrete]}
 		}
 	}
 	return info, nil
@@ -105,7 +115,7 @@ type signature struct {
 // ~r1...). The compiler can list a variable twice (one entry per location
 // range), so repeated names are dropped.
 func (d *dwarfInfo) params(name string) ([]param, error) {
-	sp, ok := d.subprograms[name]
+	sp, ok := d.subprograms[unescapeSymbol(name)]
 	if !ok {
 		return nil, fmt.Errorf("function %s has no DWARF description: %w", name, ErrNoDWARF)
 	}
@@ -182,6 +192,8 @@ func (b *Binary) signature(fn string) (*signature, error) {
 	if err != nil {
 		return nil, err
 	}
+	fn = unescapeSymbol(fn)
+	method := isMethod(fn, d.subprograms[fn].pkg)
 	sig := &signature{}
 	var ins, outs []dwarf.Type
 	dict := -1
@@ -193,7 +205,7 @@ func (b *Binary) signature(fn string) (*signature, error) {
 		case p.result:
 			sig.results = append(sig.results, p)
 			outs = append(outs, p.typ)
-		case i == 0 && isMethod(fn):
+		case i == 0 && method:
 			sig.receiver = &ps[i]
 			ins = append(ins, p.typ)
 			if dict == 0 {
@@ -238,15 +250,22 @@ func takesDictionary(fn string) bool {
 
 // isMethod tells from a symbol name whether the function has a receiver:
 // after the package path, "T.M" or "(*T).M" is a method, while "f" and
-// closures ("f.func1", "f.gowrap2", "T.M-fm") are not.
-func isMethod(sym string) bool {
-	rest := stripBrackets(sym)
-	if i := strings.LastIndexByte(rest, '/'); i >= 0 {
-		rest = rest[i+1:]
-	}
-	_, rest, ok := strings.Cut(rest, ".") // drop the package name
-	if !ok {
-		return false
+// closures ("f.func1", "f.gowrap2", "T.M-fm") are not. pkg is the package
+// path when known; otherwise the package name is taken to end at the
+// first dot after the last slash.
+func isMethod(sym, pkg string) bool {
+	var rest string
+	if after, ok := strings.CutPrefix(sym, pkg+"."); ok && pkg != "" {
+		rest = stripBrackets(after)
+	} else {
+		rest = stripBrackets(sym)
+		if i := strings.LastIndexByte(rest, '/'); i >= 0 {
+			rest = rest[i+1:]
+		}
+		var ok bool
+		if _, rest, ok = strings.Cut(rest, "."); !ok { // drop the package name
+			return false
+		}
 	}
 	if strings.HasPrefix(rest, "(*") {
 		return !isClosureName(lastElem(rest))

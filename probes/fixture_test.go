@@ -70,7 +70,7 @@ func openFixture(t *testing.T, v fixtureVariant) *Binary {
 // attach to the same program).
 func TestFixtureRuns(t *testing.T) {
 	scenarios := []string{"greet", "scale", "handle", "handle-error", "classify", "classify-error", "label", "many",
-		"spill", "allowed", "status", "count", "add", "unused", "twice", "generic", "fib", "leaf", "big", "huge"}
+		"spill", "allowed", "status", "count", "add", "unused", "twice", "generic", "yaml", "fib", "leaf", "big", "huge"}
 	cmd := exec.Command(fixtureBinary(t, variantFull))
 	cmd.Stdin = strings.NewReader(strings.Join(append(scenarios, "nope", "exit"), "\n") + "\n")
 	out, err := cmd.Output()
