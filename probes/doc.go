@@ -54,9 +54,9 @@
 //   - return:INDEX: a result, counted from 0. Read at every return.
 //   - any of the above followed by a field path, .Field.Field: fields of
 //     structs, through pointers (dereferenced like Go selectors do) and
-//     promoted from embedded structs. At most three pointers are followed
-//     after the value itself; a nil pointer on the way makes the value
-//     missing, not an error.
+//     promoted from embedded structs. At most four pointers are followed
+//     (three when the value itself was passed on the stack); a nil pointer
+//     on the way makes the value missing, not an error.
 //   - duration_ms, duration_us, duration_ns: the span's duration, an
 //     integer computed in user space (nothing is read from the program).
 //
@@ -66,13 +66,12 @@
 // Types (type): string, int, float, bool, string_list. Omitted, the type
 // follows from the Go type: strings are string; signed and unsigned
 // integers of any width int; float32/float64 float; bool bool; []string
-// string_list; an error is string (its message, or its concrete type when
-// the message is not readable) and may be declared bool (non-nil). A
-// declared type must match the Go type (a string field cannot be int); the
-// error names the Go type found and the types allowed. With map, the value
-// formatted as a string ("true", "42", the string itself) is replaced by
-// the map's entry, so type must be string or omitted. Maps are applied in
-// user space.
+// string_list. Errors are not attributes: the error rule below reports
+// them (failed, type, message). A declared type must match the Go type (a
+// string field cannot be int); the error names the Go type found and the
+// types allowed. With map, the value formatted as a string ("true", "42",
+// the string itself) is replaced by the map's entry, so type must be
+// string or omitted. Maps are applied in user space.
 //
 // Not readable, rejected with ErrNotSupported: a float passed in a
 // register (the kernel saves only the integer registers; read it as a field

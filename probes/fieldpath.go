@@ -79,7 +79,7 @@ func (c *fieldCursor) deref(sofar string) error {
 		c.loc = Location{Base: Reg(p[0].reg), Offsets: []int64{0}}
 	} else {
 		if len(c.loc.Offsets) >= maxLocationOffsets {
-			return fmt.Errorf("the path%s follows more than %d pointers; the kernel reads at most %d hops: %w", pathSuffix(sofar), maxLocationOffsets-1, maxLocationOffsets-1, ErrNotSupported)
+			return fmt.Errorf("the path%s follows too many pointers: the kernel follows at most %d (%d from a value passed on the stack); read a shorter path: %w", pathSuffix(sofar), maxLocationOffsets, maxLocationOffsets-1, ErrNotSupported)
 		}
 		c.loc.Offsets = append(c.loc.Offsets, 0)
 	}

@@ -47,7 +47,6 @@ probes:
       - {name: blocked, from: return:0.Blocked, map: {"true": blocked, "false": allowed}}
       - {name: reason, from: return:0.Reason}
       - {name: category.id, from: return:0.Category.ID}
-      - {name: err, from: return:1}
     error: {from: return:0.Blocked}
   - symbol: main.Greet
     span: greet
@@ -173,7 +172,6 @@ func TestResolveFixture(t *testing.T) {
 				{5, KindBool, 1, regs(RegRDI)},
 				{6, KindString, 16, regs(RegRSI, RegR8)},
 				{7, KindInt, 4, regs(RegRCX)},
-				{8, KindError, 16, regs(RegR9, RegR10)},
 			},
 			errFetch: &Fetch{-1, KindBool, 1, regs(RegRDI)},
 			parent:   0,
@@ -362,8 +360,12 @@ func TestResolveErrors(t *testing.T) {
 			[]string{"empty interface"}},
 		{"field of a string field", `{symbol: main.Handle, span: s, attributes: [{name: x, from: arg:req.Meta.User.Foo}]}`, ErrInvalidSpec,
 			[]string{"cannot select .Foo"}},
+		{"too many pointer hops from the stack", `{symbol: main.Allowed, span: s, attributes: [{name: x, from: arg:req.Meta.Next.Next.Next.User}]}`, ErrNotSupported,
+			[]string{"follows too many pointers"}},
 		{"too many pointer hops", `{symbol: main.Handle, span: s, attributes: [{name: x, from: arg:req.Meta.Next.Next.Next.User}]}`, ErrNotSupported,
-			[]string{"more than 3 pointers"}},
+			[]string{"follows too many pointers", "at most 4"}},
+		{"error as attribute", `{symbol: main.Handle, span: s, attributes: [{name: e, from: return:1}]}`, ErrInvalidSpec,
+			[]string{"attributes[0] (e).type", "report errors with the probe's `error: {from: ...}` rule"}},
 		{"error rule on a string", `{symbol: main.Greet, span: s, error: {from: return:0}}`, ErrInvalidSpec,
 			[]string{"error.from return:0", "needs an error, a bool or an integer"}},
 		{"error rule int without threshold", `{symbol: main.Status, span: s, error: {from: return:0}}`, ErrInvalidSpec,
