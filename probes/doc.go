@@ -30,7 +30,11 @@
 //   - symbol (required): the function's full name as in the binary's symbol
 //     table (`go tool nm BINARY`): "main.handle", "pkg/path.Func",
 //     "pkg/path.(*T).Method" (pointer receiver), "pkg/path.T.Method" (value
-//     receiver). A symbol may appear in one probe only. A name not found is
+//     receiver). Paths with a dot in their last element are written as in
+//     Go source (gopkg.in/yaml.v3.Unmarshal; the symbol table's escaped
+//     gopkg.in/yaml%2ev3 also works); a generic function is probed per
+//     GC-shape instantiation, as nm lists it (pkg.Map[go.shape.int]).
+//     A symbol may appear in one probe only. A name not found is
 //     reported with up to three close names; a function the compiler inlined
 //     at every call has no body to probe (ErrInlined): mark it
 //     //go:noinline or probe its caller.
@@ -38,8 +42,7 @@
 //   - kind: internal (default), server, client, producer or consumer.
 //   - parent: the span name of another probe of the same file. When set,
 //     the span's parent is the innermost open span of that probe on the
-//     goroutine (or on the goroutine that started it); when empty, the
-//     innermost open span of any probe.
+//     goroutine; when empty, the innermost open span of any probe.
 //   - attributes: a list, each with name (required, unique in the probe)
 //     and either from (a value of the program) or value (a constant string,
 //     number, bool or list of strings); optional type and map.
@@ -56,7 +59,8 @@
 //     structs, through pointers (dereferenced like Go selectors do) and
 //     promoted from embedded structs. At most four pointers are followed
 //     (three when the value itself was passed on the stack); a nil pointer
-//     on the way makes the value missing, not an error.
+//     on the way makes the value missing, not an error. A value that ends
+//     as a pointer to a string, number or bool is dereferenced too.
 //   - duration_ms, duration_us, duration_ns: the span's duration, an
 //     integer computed in user space (nothing is read from the program).
 //
