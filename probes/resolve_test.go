@@ -34,6 +34,7 @@ probes:
       - {name: result.category, from: return:0.Category.Name}
       - {name: took_ms, from: duration_ms}
       - {name: component, value: router}
+      - {name: limit, from: arg:req.Limit}
     error: {from: return:1}
   - symbol: main.(*Router).Classify
     span: classify
@@ -148,6 +149,8 @@ func TestResolveFixture(t *testing.T) {
 				{9, KindFloat, 8, mem(RegRAX, unsafe.Offsetof(req.Cat)+unsafe.Offsetof(cat.Score))},
 				// Four offsets: the most the kernel follows.
 				{10, KindInt, 1, mem(RegRAX, unsafe.Offsetof(req.Meta), unsafe.Offsetof(meta.Next), unsafe.Offsetof(meta.Next), unsafe.Offsetof(meta.Retries))},
+				// A final *int is dereferenced.
+				{15, KindInt, 8, mem(RegRAX, unsafe.Offsetof(req.Limit), 0)},
 			},
 			ret: []Fetch{
 				{11, KindString, 16, mem(RegRAX, unsafe.Offsetof(res.Reason))},
@@ -256,7 +259,7 @@ func TestResolveFixture(t *testing.T) {
 	}
 	// Derived types are filled in the resolved copy, not the caller's spec.
 	h := prog.Probes[0].Spec.Attributes
-	wantTypes := []string{"string", "int", "bool", "string_list", "string", "int", "float", "int", "string", "float", "int", "string", "string", "int", "string"}
+	wantTypes := []string{"string", "int", "bool", "string_list", "string", "int", "float", "int", "string", "float", "int", "string", "string", "int", "string", "int"}
 	for i, a := range h {
 		if a.Type != wantTypes[i] {
 			t.Errorf("handle attribute %s: type %q, want %q", a.Name, a.Type, wantTypes[i])
