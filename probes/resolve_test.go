@@ -137,15 +137,15 @@ func TestResolveFixture(t *testing.T) {
 	wants := map[string]want{
 		"main.Handle": {
 			entry: []Fetch{
-				{0, KindString, 16, mem(RegRAX, unsafe.Offsetof(req.Model))},
+				{0, KindString, 0, mem(RegRAX, unsafe.Offsetof(req.Model))},
 				{1, KindInt, 8, mem(RegRAX, unsafe.Offsetof(req.MaxTokens))},
 				{2, KindBool, 1, mem(RegRAX, unsafe.Offsetof(req.Stream))},
-				{3, KindStringSlice, 24, mem(RegRAX, unsafe.Offsetof(req.Tags))},
-				{4, KindString, 16, mem(RegRAX, unsafe.Offsetof(req.Meta), unsafe.Offsetof(meta.User))},
+				{3, KindStringSlice, 0, mem(RegRAX, unsafe.Offsetof(req.Tags))},
+				{4, KindString, 0, mem(RegRAX, unsafe.Offsetof(req.Meta), unsafe.Offsetof(meta.User))},
 				{5, KindUint, 2, mem(RegRAX, unsafe.Offsetof(req.Meta), unsafe.Offsetof(meta.Priority))},
 				{6, KindFloat, 4, mem(RegRAX, unsafe.Offsetof(req.Meta), unsafe.Offsetof(meta.Temperature))},
 				{7, KindInt, 1, mem(RegRAX, unsafe.Offsetof(req.Meta), unsafe.Offsetof(meta.Retries))},
-				{8, KindString, 16, mem(RegRAX, unsafe.Offsetof(req.Cat)+unsafe.Offsetof(cat.Name))},
+				{8, KindString, 0, mem(RegRAX, unsafe.Offsetof(req.Cat)+unsafe.Offsetof(cat.Name))},
 				{9, KindFloat, 8, mem(RegRAX, unsafe.Offsetof(req.Cat)+unsafe.Offsetof(cat.Score))},
 				// Four offsets: the most the kernel follows.
 				{10, KindInt, 1, mem(RegRAX, unsafe.Offsetof(req.Meta), unsafe.Offsetof(meta.Next), unsafe.Offsetof(meta.Next), unsafe.Offsetof(meta.Retries))},
@@ -153,27 +153,27 @@ func TestResolveFixture(t *testing.T) {
 				{15, KindInt, 8, mem(RegRAX, unsafe.Offsetof(req.Limit), 0)},
 			},
 			ret: []Fetch{
-				{11, KindString, 16, mem(RegRAX, unsafe.Offsetof(res.Reason))},
-				{12, KindString, 16, mem(RegRAX, unsafe.Offsetof(res.Category)+unsafe.Offsetof(cat.Name))},
+				{11, KindString, 0, mem(RegRAX, unsafe.Offsetof(res.Reason))},
+				{12, KindString, 0, mem(RegRAX, unsafe.Offsetof(res.Category)+unsafe.Offsetof(cat.Name))},
 			},
-			errFetch: &Fetch{-1, KindError, 16, regs(RegRBX, RegRCX)},
+			errFetch: &Fetch{-1, KindError, 0, regs(RegRBX, RegRCX)},
 			parent:   -1,
 		},
 		"main.(*Router).Classify": {
 			// main.Router embeds shapes.Router at offset 0: its fields are
 			// promoted.
 			entry: []Fetch{
-				{0, KindString, 16, mem(RegRAX, unsafe.Offsetof(rt.Name))},
+				{0, KindString, 0, mem(RegRAX, unsafe.Offsetof(rt.Name))},
 				{1, KindInt, 8, mem(RegRAX, unsafe.Offsetof(rt.Calls))},
 				{2, KindFloat, 8, mem(RegRAX, unsafe.Offsetof(rt.Cfg), unsafe.Offsetof(cfg.Threshold))},
-				{3, KindStringSlice, 24, mem(RegRAX, unsafe.Offsetof(rt.Cfg), unsafe.Offsetof(cfg.Models))},
+				{3, KindStringSlice, 0, mem(RegRAX, unsafe.Offsetof(rt.Cfg), unsafe.Offsetof(cfg.Models))},
 				{4, KindInt, 8, regs(RegRCX)},
 			},
 			// The Result comes back by value: RAX,RBX Name; X0 Score;
 			// RCX ID; RDI Blocked; RSI,R8 Reason; then the error in R9,R10.
 			ret: []Fetch{
 				{5, KindBool, 1, regs(RegRDI)},
-				{6, KindString, 16, regs(RegRSI, RegR8)},
+				{6, KindString, 0, regs(RegRSI, RegR8)},
 				{7, KindInt, 4, regs(RegRCX)},
 			},
 			errFetch: &Fetch{-1, KindBool, 1, regs(RegRDI)},
@@ -181,11 +181,11 @@ func TestResolveFixture(t *testing.T) {
 		},
 		"main.Greet": {
 			entry: []Fetch{
-				{0, KindString, 16, regs(RegRAX, RegRBX)},
+				{0, KindString, 0, regs(RegRAX, RegRBX)},
 				{1, KindInt, 8, regs(RegRCX)},
 				{2, KindBool, 1, regs(RegRDI)},
 			},
-			ret:    []Fetch{{3, KindString, 16, regs(RegRAX, RegRBX)}},
+			ret:    []Fetch{{3, KindString, 0, regs(RegRAX, RegRBX)}},
 			parent: -1,
 		},
 		"main.Many": {
@@ -199,7 +199,7 @@ func TestResolveFixture(t *testing.T) {
 		},
 		"main.Spill": {
 			entry: []Fetch{
-				{0, KindString, 16, mem(RegSP, 8)},
+				{0, KindString, 0, mem(RegSP, 8)},
 				{1, KindInt, 1, regs(RegR11)},
 			},
 			parent: -1,
@@ -207,16 +207,16 @@ func TestResolveFixture(t *testing.T) {
 		"main.Allowed": {
 			// The whole Request is on the stack: fields are offsets from SP+8.
 			entry: []Fetch{
-				{0, KindString, 16, mem(RegSP, 8+unsafe.Offsetof(req.Model))},
-				{1, KindString, 16, mem(RegSP, 8+unsafe.Offsetof(req.Meta), unsafe.Offsetof(meta.User))},
-				{2, KindString, 16, mem(RegSP, 8+unsafe.Offsetof(req.Cat)+unsafe.Offsetof(cat.Name))},
+				{0, KindString, 0, mem(RegSP, 8+unsafe.Offsetof(req.Model))},
+				{1, KindString, 0, mem(RegSP, 8+unsafe.Offsetof(req.Meta), unsafe.Offsetof(meta.User))},
+				{2, KindString, 0, mem(RegSP, 8+unsafe.Offsetof(req.Cat)+unsafe.Offsetof(cat.Name))},
 			},
 			parent: -1,
 		},
 		"main.Cat.Label": {
 			// A by-value struct receiver decomposes into its fields' registers.
 			entry: []Fetch{
-				{0, KindString, 16, regs(RegRAX, RegRBX)},
+				{0, KindString, 0, regs(RegRAX, RegRBX)},
 				{1, KindInt, 4, regs(RegRCX)},
 			},
 			parent: -1,
