@@ -65,7 +65,10 @@
 //     integer computed in user space (nothing is read from the program).
 //
 // Arguments and the receiver exist only at entry (the function reuses
-// their registers), results only at return; a probe can mix both.
+// their registers), results only at return; a probe can mix both. The
+// kernel program reads at most eight values at entry and eight at return
+// per probe (durations and constants do not count); Attach rejects a probe
+// that needs more.
 //
 // Types (type): string, int, float, bool, string_list. Omitted, the type
 // follows from the Go type: strings are string; signed and unsigned
