@@ -1,0 +1,32 @@
+package probes
+
+import (
+	"debug/elf"
+	"fmt"
+)
+
+// Arch decodes the machine code of one architecture: where a Go function's
+// stack-growth check ends and where it returns. Other architectures (arm64
+// with golang.org/x/arch/arm64/arm64asm) implement the same two methods.
+type Arch interface {
+	// Name is the GOARCH name, e.g. "amd64".
+	Name() string
+	// DecodePrologue returns the byte offset, within code (a function body
+	// starting at its first instruction), of the first instruction after
+	// the stack-growth check, 0 when the function has none, and whether the
+	// kernel emulates that instruction instead of single-stepping it.
+	DecodePrologue(code []byte) (skip int, emulated bool, err error)
+	// FindReturns returns the byte offsets within code of every return
+	// instruction.
+	FindReturns(code []byte) ([]int, error)
+}
+
+// archFor picks the decoder for an ELF machine.
+func archFor(m elf.Machine) (Arch, error) {
+	switch m {
+	case elf.EM_X86_64:
+		return amd64{}, nil
+	default:
+		return nil, fmt.Errorf("machine %v: %w (only amd64 is implemented)", m, ErrNotSupported)
+	}
+}

@@ -1,0 +1,65 @@
+package probes
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+)
+
+// fixtureVariant is one way of building the fixture program.
+type fixtureVariant string
+
+const (
+	variantFull     fixtureVariant = "full"     // symbols and DWARF
+	variantNoDWARF  fixtureVariant = "nodwarf"  // -ldflags=-w
+	variantStripped fixtureVariant = "stripped" // -ldflags='-s -w': pclntab only
+)
+
+var variantFlags = map[fixtureVariant]string{
+	variantFull:     "",
+	variantNoDWARF:  "-w",
+	variantStripped: "-s -w",
+}
+
+// fixtureDir holds the fixture builds of this test run, set by TestMain.
+var fixtureDir string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "probes-fixture-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	fixtureDir = dir
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// fixtureBinary builds the fixture once per variant and test run.
+func fixtureBinary(t *testing.T, v fixtureVariant) string {
+	t.Helper()
+	out := filepath.Join(fixtureDir, string(v))
+	if _, err := os.Stat(out); err == nil {
+		return out
+	}
+	cmd := exec.Command("go", "build", "-o", out, "-ldflags="+variantFlags[v], "./testdata/fixture")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOARCH=amd64", "GOOS=linux")
+	if msg, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build fixture (%s): %v\n%s", v, err, msg)
+	}
+	return out
+}
+
+// openFixture opens a fixture build, closed when the test ends.
+func openFixture(t *testing.T, v fixtureVariant) *Binary {
+	t.Helper()
+	b, err := OpenBinary(fixtureBinary(t, v))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	return b
+}
