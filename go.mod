@@ -7,3 +7,5 @@ require (
 	golang.org/x/arch v0.33.0
 	golang.org/x/sys v0.48.0
 )
+
+require go.uber.org/goleak v1.3.0 // indirect

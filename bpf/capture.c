@@ -63,6 +63,10 @@ enum {
 	EVENT_ABANDONED,
 };
 
+// Bit of the bpf cookie (whose low 32 bits are the probe id) telling the
+// entry program that the entry instruction is also a RET.
+#define COOKIE_ENTRY_IS_RETURN (1ULL << 32)
+
 // Span flags (span_entry.flags, event.flags, inherit_ctx.flags).
 #define FLAG_SAMPLED 1
 // Hook for issue 7: set when the parent came from an incoming traceparent;
@@ -547,13 +551,9 @@ static __always_inline struct span_stack *stack_of(__u64 g)
 	return bpf_map_lookup_elem(&stacks, &g);
 }
 
-// Generic entry program: opens a span, reads the probe's entry values.
-// Attached at Resolved.EntryOffset (after the stack-growth check) so a
-// function whose stack grows does not fire twice.
-SEC("uprobe")
-int uprobe_entry(struct pt_regs *ctx)
+// open_span opens a span for probe id and reads its entry values.
+static __always_inline int open_span(struct pt_regs *ctx, __u32 id)
 {
-	__u32 id = (__u32)bpf_get_attach_cookie(ctx);
 	struct probe_desc *desc = bpf_map_lookup_elem(&descs, &id);
 	if (!desc)
 		return 0;
@@ -638,10 +638,10 @@ int uprobe_entry(struct pt_regs *ctx)
 // Generic return program: attached at every RET of the function. At a RET,
 // SP points at the return address, exactly as at the entry probe, so the
 // frame's stack_depth matches its entry's.
-SEC("uprobe")
-int uprobe_return(struct pt_regs *ctx)
+// close_span closes the span of probe id opened in this frame and reads its
+// return values.
+static __always_inline int close_span(struct pt_regs *ctx, __u32 id)
 {
-	__u32 id = (__u32)bpf_get_attach_cookie(ctx);
 	struct probe_desc *desc = bpf_map_lookup_elem(&descs, &id);
 	if (!desc)
 		return 0;
@@ -705,6 +705,28 @@ int uprobe_return(struct pt_regs *ctx)
 	if (c)
 		c->emitted++;
 	return 0;
+}
+
+// Generic entry program, attached at Resolved.EntryOffset (after the
+// stack-growth check) so a function whose stack grows does not fire twice.
+SEC("uprobe")
+int uprobe_entry(struct pt_regs *ctx)
+{
+	__u64 cookie = bpf_get_attach_cookie(ctx);
+	open_span(ctx, (__u32)cookie);
+	// A function whose first instruction is a RET (an empty body) has its
+	// entry and return at one address; the kernel gives no order between
+	// two uprobes there, so user space attaches only the entry program and
+	// sets this bit, and the span closes right away.
+	if (cookie & COOKIE_ENTRY_IS_RETURN)
+		close_span(ctx, (__u32)cookie);
+	return 0;
+}
+
+SEC("uprobe")
+int uprobe_return(struct pt_regs *ctx)
+{
+	return close_span(ctx, (__u32)bpf_get_attach_cookie(ctx));
 }
 
 // Goroutine hand-off. Go 1.26 (runtime/proc.go):

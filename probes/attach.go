@@ -2,11 +2,11 @@ package probes
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
 	"os"
+	"slices"
 	"sync"
 	"time"
 
@@ -32,6 +32,11 @@ const (
 	// benchmarks and tests that show why the prologue placement exists.
 	PlacementSymbol
 )
+
+// cookieEntryIsReturn is COOKIE_ENTRY_IS_RETURN of bpf/capture.c: the entry
+// instruction is a RET (an empty function), so the entry program also closes
+// the span; two uprobes at one address would run in no defined order.
+const cookieEntryIsReturn = 1 << 32
 
 // DefaultRingBufferBytes is the ring buffer size when Options.RingBufferBytes is 0.
 const DefaultRingBufferBytes = 4 << 20
@@ -110,6 +115,7 @@ type Stats struct {
 // goroutine; Stats, Lost and Close may be called from any goroutine.
 type Tracer struct {
 	prog    *Program
+	bin     *Binary // for runtime.newproc1 and the names of error types
 	objs    bpf.CaptureObjects
 	links   []link.Link
 	uprobes []int // per probe id
@@ -162,9 +168,14 @@ func Attach(prog *Program, pid int, opts Options) (*Tracer, error) {
 	}
 	spec.Maps["events"].MaxEntries = uint32(ringBytes)
 
-	t := &Tracer{prog: prog, uprobes: make([]int, len(byID))}
-	t.dec = decoder{probes: byID, monoToWall: monoToWall()}
+	bin, err := OpenBinary(prog.Binary)
+	if err != nil {
+		return nil, fmt.Errorf("attach: %w", err)
+	}
+	t := &Tracer{prog: prog, bin: bin, uprobes: make([]int, len(byID))}
+	t.dec = decoder{probes: byID, monoToWall: monoToWall(), itabType: t.itabType}
 	if err := spec.LoadAndAssign(&t.objs, nil); err != nil {
+		bin.Close()
 		var verr *ebpf.VerifierError
 		if errors.As(err, &verr) {
 			return nil, fmt.Errorf("attach: load the capture programs: %+v", verr)
@@ -203,11 +214,18 @@ func (t *Tracer) setup(prog *Program, pid int, opts Options, descs [][]byte, bou
 		if opts.Placement == PlacementSymbol {
 			entry = p.SymbolOffset
 		}
-		if err := t.uprobe(ex, t.objs.UprobeEntry, p.Spec.Symbol, entry, pid, uint64(p.ID)); err != nil {
+		cookie := uint64(p.ID)
+		if slices.Contains(p.ReturnOffsets, entry) {
+			cookie |= cookieEntryIsReturn
+		}
+		if err := t.uprobe(ex, t.objs.UprobeEntry, p.Spec.Symbol, entry, pid, cookie); err != nil {
 			return err
 		}
 		t.uprobes[p.ID]++
 		for _, off := range p.ReturnOffsets {
+			if off == entry {
+				continue
+			}
 			if err := t.uprobe(ex, t.objs.UprobeReturn, p.Spec.Symbol, off, pid, uint64(p.ID)); err != nil {
 				return err
 			}
@@ -261,108 +279,13 @@ func checkOptions(opts Options) (int, uint64, error) {
 	return ring, bound, nil
 }
 
-// indexProbes returns the probes indexed by ID, checking the IDs fit the
-// kernel's descriptor map and do not repeat.
-func indexProbes(prog *Program) ([]*Resolved, error) {
-	var byID []*Resolved
-	for _, p := range prog.Probes {
-		if p == nil {
-			continue
-		}
-		if p.ID < 0 || p.ID >= MaxProbes {
-			return nil, fmt.Errorf("probe %s has id %d: the kernel holds ids 0 to %d: %w", p.Spec.Symbol, p.ID, MaxProbes-1, ErrKernelLimit)
-		}
-		for len(byID) <= p.ID {
-			byID = append(byID, nil)
-		}
-		if byID[p.ID] != nil {
-			return nil, fmt.Errorf("probes %s and %s share id %d: give each probe its index in Program.Probes: %w", byID[p.ID].Spec.Symbol, p.Spec.Symbol, p.ID, ErrInvalidOptions)
-		}
-		byID[p.ID] = p
-	}
-	return byID, nil
-}
-
-// encodeDescriptor lays out struct probe_desc for p.
-func encodeDescriptor(p *Resolved) ([]byte, error) {
-	if len(p.Entry) > MaxFetches || len(p.Return) > MaxFetches {
-		return nil, fmt.Errorf("probe %s reads %d values at entry and %d at return: at most %d each, drop attributes: %w",
-			p.Spec.Symbol, len(p.Entry), len(p.Return), MaxFetches, ErrKernelLimit)
-	}
-	b := make([]byte, pdLen)
-	le := binary.LittleEndian
-	le.PutUint32(b[pdNEntry:], uint32(len(p.Entry)))
-	le.PutUint32(b[pdNReturn:], uint32(len(p.Return)))
-	parent := int32(-1)
-	if p.ParentID >= 0 && p.ParentID != p.ID {
-		parent = int32(p.ParentID)
-	}
-	le.PutUint32(b[pdParentID:], uint32(parent))
-	put := func(at int, f Fetch) error {
-		if err := encodeFetch(b[at:at+fdLen], f); err != nil {
-			return fmt.Errorf("probe %s: %w", p.Spec.Symbol, err)
-		}
-		return nil
-	}
-	for i, f := range p.Entry {
-		if err := put(pdEntry+i*fdLen, f); err != nil {
-			return nil, err
-		}
-	}
-	for i, f := range p.Return {
-		if err := put(pdReturn+i*fdLen, f); err != nil {
-			return nil, err
-		}
-	}
-	if p.Error != nil {
-		le.PutUint32(b[pdHasError:], 1)
-		if err := put(pdErr, *p.Error); err != nil {
-			return nil, err
-		}
-	}
-	return b, nil
-}
-
-// encodeFetch lays out struct fetch_desc for f into b.
-func encodeFetch(b []byte, f Fetch) error {
-	if f.Kind < KindInt || f.Kind > KindError {
-		return fmt.Errorf("value kind %d is not one the kernel reads: %w", f.Kind, ErrKernelLimit)
-	}
-	if f.Size > 8 {
-		return fmt.Errorf("value of %d bytes: scalars are at most 8: %w", f.Size, ErrKernelLimit)
-	}
-	loc := f.Loc
-	b[fdKind] = byte(f.Kind)
-	b[fdSize] = f.Size
-	if loc.InRegs {
-		if f.Kind == KindFloat {
-			return fmt.Errorf("float in a register: the kernel sees no floating-point registers: %w", ErrKernelLimit)
-		}
-		if loc.NRegs == 0 || loc.NRegs > 3 {
-			return fmt.Errorf("value in %d registers: want 1 to 3: %w", loc.NRegs, ErrKernelLimit)
-		}
-		b[fdInRegs] = 1
-		b[fdNRegs] = loc.NRegs
-		for i := range int(loc.NRegs) {
-			if loc.Regs[i] >= NumRegs {
-				return fmt.Errorf("register %d is not a probes.Reg: %w", loc.Regs[i], ErrKernelLimit)
-			}
-			b[fdRegs+i] = byte(loc.Regs[i])
-		}
-		return nil
-	}
-	if loc.Base >= NumRegs {
-		return fmt.Errorf("base register %d is not a probes.Reg: %w", loc.Base, ErrKernelLimit)
-	}
-	if len(loc.Offsets) > MaxOffsets {
-		return fmt.Errorf("field path with %d offsets: the kernel follows at most %d: %w", len(loc.Offsets), MaxOffsets, ErrKernelLimit)
-	}
-	b[fdBase] = byte(loc.Base)
-	b[fdNOffsets] = byte(len(loc.Offsets))
-	for i, off := range loc.Offsets {
-		binary.LittleEndian.PutUint64(b[fdOffsets+8*i:], uint64(off))
-	}
-	return nil
+// itabType names the concrete type of an error from its itab address. Go
+// executables are not position independent by default, so the itab's
+// address at run time is its address in the file; for a PIE binary the
+// lookup fails and the error keeps no type or message.
+func (t *Tracer) itabType(itab uint64) string {
+	name, _ := t.bin.ItabType(itab)
+	return name
 }
 
 // monoToWall returns what to add to a CLOCK_MONOTONIC time (the kernel's
@@ -395,28 +318,35 @@ func (t *Tracer) Read(ctx context.Context) (Event, error) {
 		stopped chan struct{}
 	)
 	if ctx.Done() != nil {
-		// Wake the blocking read when ctx ends; this goroutine is waited for
-		// before Read returns.
+		// Wake the blocking read when ctx ends (Flush makes it return);
+		// this goroutine is waited for before Read returns.
 		stop, stopped = make(chan struct{}), make(chan struct{})
 		go func() {
 			defer close(stopped)
 			select {
 			case <-ctx.Done():
-				t.rd.SetDeadline(time.Now())
+				t.rd.Flush()
 			case <-stop:
 			}
 		}()
 	}
-	err := t.rd.ReadInto(&t.rec)
+	var err error
+	for {
+		err = t.rd.ReadInto(&t.rec)
+		// ErrFlushed without ctx done is a late wake-up from an earlier
+		// call: keep waiting.
+		if !errors.Is(err, ringbuf.ErrFlushed) || ctx.Err() != nil {
+			break
+		}
+	}
 	if stop != nil {
 		close(stop)
 		<-stopped
-		t.rd.SetDeadline(time.Time{})
 	}
 	switch {
 	case errors.Is(err, ringbuf.ErrClosed):
 		return Event{}, ErrClosed
-	case errors.Is(err, os.ErrDeadlineExceeded) && ctx.Err() != nil:
+	case errors.Is(err, ringbuf.ErrFlushed):
 		return Event{}, ctx.Err()
 	case err != nil:
 		return Event{}, fmt.Errorf("read the event ring buffer: %w", err)
@@ -478,7 +408,7 @@ func (t *Tracer) Close() error {
 		for i := len(t.links) - 1; i >= 0; i-- {
 			errs = append(errs, t.links[i].Close())
 		}
-		errs = append(errs, t.objs.Close())
+		errs = append(errs, t.objs.Close(), t.bin.Close())
 		if err := errors.Join(errs...); err != nil {
 			t.closeErr = fmt.Errorf("close tracer: %w", err)
 		}
