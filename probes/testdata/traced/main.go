@@ -122,6 +122,16 @@ func startPool() *pool {
 	return p
 }
 
+// openPool starts the pool and gives it a first job inside its span: that
+// task runs while the span the worker was started under is open.
+//
+//go:noinline
+func openPool(j int) (*pool, int) {
+	p := startPool()
+	p.jobs <- j
+	return p, <-p.done
+}
+
 //go:noinline
 func poolTask(j int) int {
 	return j + 1
@@ -219,7 +229,7 @@ func main() {
 		case "parallel":
 			parallel(n)
 		case "startpool":
-			p = startPool()
+			p, _ = openPool(n)
 		case "submit":
 			if p != nil {
 				submit(p, n)
