@@ -67,7 +67,9 @@ func (amd64) FindReturns(code []byte) ([]int, error) {
 	for pc := 0; pc < len(code); {
 		in, err := x86asm.Decode(code[pc:], 64)
 		if err != nil {
-			return nil, fmt.Errorf("decode instruction at +%#x: %w", pc, err)
+			// x86asm lacks some extensions (AVX-512) that hand-written
+			// assembly uses; compiled Go code decodes.
+			return nil, fmt.Errorf("decode instruction at +%#x (% x): %v: %w", pc, code[pc:min(pc+8, len(code))], err, ErrNotSupported)
 		}
 		if in.Op == x86asm.RET {
 			rets = append(rets, pc)

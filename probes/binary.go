@@ -13,6 +13,7 @@ import (
 	"io"
 	"os"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 )
@@ -28,9 +29,10 @@ type Binary struct {
 	// build id, else a SHA-256 of the file.
 	BuildID string
 
-	file  *os.File
-	elf   *elf.File
-	arch  Arch
+	file *os.File
+	elf  *elf.File
+	arch Arch
+	// funcs is keyed by the unescaped name (see unescapeSymbol).
 	funcs map[string]funcSym
 	// itabs maps the address of a go:itab.<type>,<iface> symbol to <type>.
 	itabs map[uint64]string
@@ -43,8 +45,10 @@ type Binary struct {
 	closeErr  error
 }
 
-// funcSym is a function's address range.
+// funcSym is a function's address range and its name as the binary
+// spells it.
 type funcSym struct {
+	name       string
 	addr, size uint64
 }
 
@@ -122,12 +126,12 @@ func (b *Binary) readSymbols() error {
 	for _, s := range syms {
 		switch {
 		case elf.ST_TYPE(s.Info) == elf.STT_FUNC && s.Value != 0:
-			if _, dup := b.funcs[s.Name]; !dup {
-				b.funcs[s.Name] = funcSym{addr: s.Value, size: s.Size}
+			if key := unescapeSymbol(s.Name); b.funcs[key].name == "" {
+				b.funcs[key] = funcSym{name: s.Name, addr: s.Value, size: s.Size}
 			}
 		case strings.HasPrefix(s.Name, "go:itab."):
 			if typ, ok := itabConcrete(strings.TrimPrefix(s.Name, "go:itab.")); ok {
-				b.itabs[s.Value] = typ
+				b.itabs[s.Value] = unescapeSymbol(typ)
 			}
 		}
 	}
@@ -151,8 +155,8 @@ func (b *Binary) readPclntab() error {
 		return fmt.Errorf("parse .gopclntab: %w", err)
 	}
 	for _, fn := range tab.Funcs {
-		if _, dup := b.funcs[fn.Name]; !dup && fn.End > fn.Entry {
-			b.funcs[fn.Name] = funcSym{addr: fn.Entry, size: fn.End - fn.Entry}
+		if key := unescapeSymbol(fn.Name); b.funcs[key].name == "" && fn.End > fn.Entry {
+			b.funcs[key] = funcSym{name: fn.Name, addr: fn.Entry, size: fn.End - fn.Entry}
 		}
 	}
 	return nil
@@ -185,9 +189,11 @@ func (b *Binary) ItabType(addr uint64) (string, bool) {
 	return t, ok
 }
 
-// Function resolves a function by its full symbol name.
+// Function resolves a function by its full name, as Go source spells it
+// ("gopkg.in/yaml.v3.Unmarshal") or as the symbol table does
+// ("gopkg.in/yaml%2ev3.Unmarshal"); Function.Name is the latter.
 func (b *Binary) Function(name string) (*Function, error) {
-	sym, ok := b.funcs[name]
+	sym, ok := b.funcs[unescapeSymbol(name)]
 	if !ok {
 		if b.inlinedOnly(name) {
 			return nil, fmt.Errorf("function %s in %s: %w: it has no body of its own; add //go:noinline to it or probe its caller", name, b.Path, ErrInlined)
@@ -214,7 +220,7 @@ func (b *Binary) Function(name string) (*Function, error) {
 		return nil, fmt.Errorf("function %s: find returns: %w", name, err)
 	}
 	fn := &Function{
-		Name:          name,
+		Name:          sym.name,
 		Address:       sym.addr,
 		Size:          sym.size,
 		SymbolOffset:  off,
@@ -249,8 +255,30 @@ func (b *Binary) inlinedOnly(name string) bool {
 	if err != nil {
 		return false
 	}
-	sp, ok := d.subprograms[name]
+	sp, ok := d.subprograms[unescapeSymbol(name)]
 	return ok && sp.inlined && !sp.concrete
+}
+
+// unescapeSymbol undoes the linker's escaping of import paths in symbol
+// names (cmd/internal/objabi.PathToPrefix): a dot in the last path
+// element, '%', '"', control and non-ASCII bytes are written %xx, so
+// gopkg.in/yaml.v3 appears as gopkg.in/yaml%2ev3 in symbols and DWARF.
+func unescapeSymbol(s string) string {
+	if !strings.Contains(s, "%") {
+		return s
+	}
+	var sb strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '%' && i+2 < len(s) {
+			if v, err := strconv.ParseUint(s[i+1:i+3], 16, 8); err == nil {
+				sb.WriteByte(byte(v))
+				i += 2
+				continue
+			}
+		}
+		sb.WriteByte(s[i])
+	}
+	return sb.String()
 }
 
 // dwarfInfo loads the DWARF once.
@@ -267,13 +295,13 @@ func (b *Binary) dwarfInfo() (*dwarfInfo, error) {
 // buildID reads the Go build id note, else the GNU build id note, else
 // hashes the file.
 func buildID(ef *elf.File, f *os.File) (string, error) {
-	if s := ef.Section(".note.go.buildid"); s != nil {
-		if id, ok := noteDesc(s, "Go"); ok {
+	if data, err := sectionData(ef, ".note.go.buildid"); err == nil {
+		if id, ok := noteDesc(data, "Go"); ok {
 			return string(bytes.TrimRight(id, "\x00")), nil
 		}
 	}
-	if s := ef.Section(".note.gnu.build-id"); s != nil {
-		if id, ok := noteDesc(s, "GNU"); ok {
+	if data, err := sectionData(ef, ".note.gnu.build-id"); err == nil {
+		if id, ok := noteDesc(data, "GNU"); ok {
 			return hex.EncodeToString(id), nil
 		}
 	}
@@ -284,24 +312,29 @@ func buildID(ef *elf.File, f *os.File) (string, error) {
 	return "sha256:" + hex.EncodeToString(h.Sum(nil)), nil
 }
 
+// sectionData reads a section's bytes.
+func sectionData(ef *elf.File, name string) ([]byte, error) {
+	s := ef.Section(name)
+	if s == nil {
+		return nil, fmt.Errorf("no section %s", name)
+	}
+	return s.Data()
+}
+
 // noteDesc returns the descriptor of the first ELF note owned by owner:
 // namesz, descsz, type (4 bytes each), then the name and the descriptor,
 // each padded to 4 bytes.
-func noteDesc(s *elf.Section, owner string) ([]byte, bool) {
-	data, err := s.Data()
-	if err != nil {
-		return nil, false
-	}
-	pad := func(n uint32) int { return int((n + 3) &^ 3) }
+func noteDesc(data []byte, owner string) ([]byte, bool) {
+	pad := func(n uint32) uint64 { return (uint64(n) + 3) &^ 3 }
 	for len(data) >= 12 {
 		namesz := binary.LittleEndian.Uint32(data[0:])
 		descsz := binary.LittleEndian.Uint32(data[4:])
 		data = data[12:]
-		if pad(namesz)+pad(descsz) > len(data) || pad(namesz) < 0 || pad(descsz) < 0 {
+		if pad(namesz)+pad(descsz) > uint64(len(data)) {
 			return nil, false
 		}
 		name := strings.TrimRight(string(data[:namesz]), "\x00")
-		desc := data[pad(namesz) : pad(namesz)+int(descsz)]
+		desc := data[pad(namesz) : pad(namesz)+uint64(descsz)]
 		if name == owner {
 			return desc, true
 		}

@@ -2,10 +2,12 @@ package probes
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -121,21 +123,28 @@ func TestFunctionErrors(t *testing.T) {
 
 func TestStrippedAndNoDWARF(t *testing.T) {
 	full := openFixture(t, variantFull)
-	want, err := full.Function("main.Greet")
-	if err != nil {
-		t.Fatal(err)
-	}
 	for _, v := range []fixtureVariant{variantNoDWARF, variantStripped} {
 		b := openFixture(t, v)
-		got, err := b.Function("main.Greet")
-		if err != nil {
-			t.Fatalf("%s: %v", v, err)
+		if v == variantStripped && len(b.itabs) != 0 {
+			t.Errorf("%s: itabs without a symbol table", v)
 		}
-		// -w and -s only drop sections after the code, so the text layout
-		// is the same as the full build's.
-		if got.SymbolOffset != want.SymbolOffset || got.EntryOffset != want.EntryOffset ||
-			len(got.ReturnOffsets) != len(want.ReturnOffsets) {
-			t.Errorf("%s: %+v, want %+v", v, got, want)
+		for name := range fixtureFuncs {
+			want, err := full.Function(name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := b.Function(name)
+			if err != nil {
+				t.Fatalf("%s: %v", v, err)
+			}
+			// -w and -s only drop sections after the code, so the text
+			// layout is the full build's. Without .symtab the size comes
+			// from the pclntab (up to the next function, padding
+			// included), so only the offsets are compared.
+			if got.Name != want.Name || got.SymbolOffset != want.SymbolOffset || got.EntryOffset != want.EntryOffset ||
+				!reflect.DeepEqual(got.ReturnOffsets, want.ReturnOffsets) {
+				t.Errorf("%s: %+v, want %+v", v, got, want)
+			}
 		}
 		if _, err := b.dwarfInfo(); !errors.Is(err, ErrNoDWARF) {
 			t.Errorf("%s: dwarf error %v, want ErrNoDWARF", v, err)
@@ -201,5 +210,23 @@ func TestOpenBinaryErrors(t *testing.T) {
 	}
 	if err := b.Close(); err != nil {
 		t.Errorf("second Close: %v", err)
+	}
+}
+
+func TestNoteDesc(t *testing.T) {
+	note := func(namesz, descsz uint32, body string) []byte {
+		b := binary.LittleEndian.AppendUint32(nil, namesz)
+		b = binary.LittleEndian.AppendUint32(b, descsz)
+		b = binary.LittleEndian.AppendUint32(b, 4)
+		return append(b, body...)
+	}
+	two := append(note(4, 3, "GNU\x00abc\x00"), note(3, 5, "Go\x00\x00hello\x00\x00\x00")...)
+	if d, ok := noteDesc(two, "Go"); !ok || string(d) != "hello" {
+		t.Errorf("noteDesc = %q, %v; want hello", d, ok)
+	}
+	for _, bad := range [][]byte{note(0xffffffff, 1, "x"), note(4, 0xfffffffd, "GNU\x00"), note(8, 0, "abc"), {1, 2}} {
+		if d, ok := noteDesc(bad, "GNU"); ok {
+			t.Errorf("malformed note % x gave %q", bad, d)
+		}
 	}
 }

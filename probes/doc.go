@@ -6,4 +6,112 @@
 //
 // It never logs and never imports package agent: errors are returned, with
 // sentinel values callers test with errors.Is.
+//
+// # Probe spec
+//
+// A probe file lists functions of one Go binary:
+//
+//	probes:
+//	  - symbol: github.com/routerscope/routerscope/router.(*Router).classify
+//	    span: semantic_router.classification
+//	    kind: internal
+//	    parent: semantic_router.request
+//	    attributes:
+//	      - {name: llm.model, from: arg:req.Model}
+//	      - {name: category.name, from: "return:0.Category.Name", type: string}
+//	      - {name: category.confidence, from: return:0.Category.Confidence}
+//	      - {name: blocked, from: return:0.Blocked, map: {"true": blocked, "false": allowed}}
+//	      - {name: classification.time_ms, from: duration_ms}
+//	      - {name: component, value: classifier}
+//	    error: {from: return:1}
+//
+// Keys of a probe:
+//
+//   - symbol (required): the function's full name as in the binary's symbol
+//     table (`go tool nm BINARY`): "main.handle", "pkg/path.Func",
+//     "pkg/path.(*T).Method" (pointer receiver), "pkg/path.T.Method" (value
+//     receiver). A symbol may appear in one probe only. A name not found is
+//     reported with up to three close names; a function the compiler inlined
+//     at every call has no body to probe (ErrInlined): mark it
+//     //go:noinline or probe its caller.
+//   - span (required): the span name; unique within the file.
+//   - kind: internal (default), server, client, producer or consumer.
+//   - parent: the span name of another probe of the same file. When set,
+//     the span's parent is the innermost open span of that probe on the
+//     goroutine (or on the goroutine that started it); when empty, the
+//     innermost open span of any probe.
+//   - attributes: a list, each with name (required, unique in the probe)
+//     and either from (a value of the program) or value (a constant string,
+//     number, bool or list of strings); optional type and map.
+//   - error: when the span has failed, below.
+//
+// Sources (from):
+//
+//   - arg:NAME or arg:INDEX: a parameter, by its name in the source or its
+//     position counted from 0 without the receiver (blank parameters count,
+//     and are named ~p0, ~p1... in DWARF). Read at entry.
+//   - receiver: the method's receiver. Read at entry.
+//   - return:INDEX: a result, counted from 0. Read at every return.
+//   - any of the above followed by a field path, .Field.Field: fields of
+//     structs, through pointers (dereferenced like Go selectors do) and
+//     promoted from embedded structs. At most three pointers are followed
+//     after the value itself; a nil pointer on the way makes the value
+//     missing, not an error.
+//   - duration_ms, duration_us, duration_ns: the span's duration, an
+//     integer computed in user space (nothing is read from the program).
+//
+// Arguments and the receiver exist only at entry (the function reuses
+// their registers), results only at return; a probe can mix both.
+//
+// Types (type): string, int, float, bool, string_list. Omitted, the type
+// follows from the Go type: strings are string; signed and unsigned
+// integers of any width int; float32/float64 float; bool bool; []string
+// string_list; an error is string (its message, or its concrete type when
+// the message is not readable) and may be declared bool (non-nil). A
+// declared type must match the Go type (a string field cannot be int); the
+// error names the Go type found and the types allowed. With map, the value
+// formatted as a string ("true", "42", the string itself) is replaced by
+// the map's entry, so type must be string or omitted. Maps are applied in
+// user space.
+//
+// Not readable, rejected with ErrNotSupported: a float passed in a
+// register (the kernel saves only the integer registers; read it as a field
+// behind a pointer instead), slices other than []string, maps, channels,
+// functions and empty interfaces (any). Whole structs and pointers are not
+// values: select a field.
+//
+// Error rule (error): from must be a result or a field of one
+// (return:INDEX[.Field]) of type
+//
+//   - error (any non-empty interface): failed when non-nil;
+//   - bool: failed when it equals equals (default true);
+//   - integer: failed when it equals equals, or when >= at_least (one of
+//     them is required).
+//
+// Validation is strict and reports every problem at once, one per line,
+// each naming the file, the probe (probes[INDEX] (symbol)), the key and the
+// fix: unknown keys (with the closest known key), bad sources, types, kinds
+// and parents are found by ParseSpec; missing symbols, parameters and
+// fields and type mismatches by Resolve.
+//
+// # Resolution
+//
+// OpenBinary reads function symbols from the ELF symbol table, or from the
+// Go pclntab when the binary was stripped (-s). Uprobe offsets are file
+// offsets (virtual address minus the executable PT_LOAD segment's address
+// plus its file offset). The entry probe goes after the stack-growth check
+// (on amd64 the CMP/JBE to morestack), so that a call whose stack grows
+// fires once; every RET instruction, found by disassembling the symbol's
+// bytes, gets a return probe (uretprobes are unusable with Go's movable
+// stacks).
+//
+// Argument locations follow Go's internal register ABI (abi-internal.md):
+// the receiver and arguments are assigned in order to RAX, RBX, RCX, RDI,
+// RSI, R8, R9, R10, R11 (strings and interfaces take two registers, slices
+// three, structs one per field, floats X registers), a value that does not
+// fit whole in the remaining registers goes on the stack after the return
+// address; results are assigned the same way from RAX again. Parameter
+// order, types and which are results come from DWARF, which therefore is
+// required for any source but durations and constants (ErrNoDWARF: do not
+// build with -ldflags=-w).
 package probes

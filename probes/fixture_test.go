@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -39,7 +40,7 @@ func TestMain(m *testing.M) {
 }
 
 // fixtureBinary builds the fixture once per variant and test run.
-func fixtureBinary(t *testing.T, v fixtureVariant) string {
+func fixtureBinary(t testing.TB, v fixtureVariant) string {
 	t.Helper()
 	out := filepath.Join(fixtureDir, string(v))
 	if _, err := os.Stat(out); err == nil {
@@ -62,4 +63,26 @@ func openFixture(t *testing.T, v fixtureVariant) *Binary {
 	}
 	t.Cleanup(func() { b.Close() })
 	return b
+}
+
+// TestFixtureRuns drives the fixture program through every scenario, so
+// the functions the tests resolve are known to run (the root-gated tests
+// attach to the same program).
+func TestFixtureRuns(t *testing.T) {
+	scenarios := []string{"greet", "scale", "handle", "handle-error", "classify", "classify-error", "label", "many",
+		"spill", "allowed", "status", "count", "add", "unused", "twice", "generic", "yaml", "fib", "leaf", "big", "huge"}
+	cmd := exec.Command(fixtureBinary(t, variantFull))
+	cmd.Stdin = strings.NewReader(strings.Join(append(scenarios, "nope", "exit"), "\n") + "\n")
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("fixture: %v\n%s", err, out)
+	}
+	var want []string
+	for _, s := range scenarios {
+		want = append(want, "ok "+s)
+	}
+	want = append(want, `error unknown scenario "nope"`)
+	if got := strings.Split(strings.TrimSpace(string(out)), "\n"); strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("fixture output:\n%s\nwant:\n%s", out, strings.Join(want, "\n"))
+	}
 }

@@ -14,7 +14,8 @@ import (
 // the target's mount namespace (a container's root), so the name is
 // re-rooted under /proc/PID/root, which the kernel resolves in the target's
 // namespace. When the binary was deleted or replaced since it started, the
-// path is /proc/PID/exe itself, which still opens the running image.
+// path is /proc/PID/exe itself, which still opens the running image (and
+// attaching uprobes through it reaches the same inode).
 func ExePath(pid int) (string, error) {
 	if pid <= 0 {
 		return "", fmt.Errorf("resolve executable of pid %d: not a process id", pid)
@@ -31,13 +32,16 @@ func ExePath(pid int) (string, error) {
 		}
 		return "", fmt.Errorf("resolve executable of pid %d: %w", pid, err)
 	}
-	rooted := filepath.Join(proc, "root", target)
-	if fi, err := os.Stat(rooted); err == nil && fi.Mode().IsRegular() {
-		return rooted, nil
+	running, err := os.Stat(exe)
+	if err != nil {
+		return "", fmt.Errorf("resolve executable of pid %d: stat %s: %w", pid, exe, err)
 	}
-	// A deleted binary reads "/path (deleted)"; the exe link still opens it.
-	if _, err := os.Stat(exe); err != nil {
-		return "", fmt.Errorf("resolve executable of pid %d: open %s: %w", pid, exe, err)
+	// The named file must still be the running image: after a deploy
+	// replaced or deleted it ("/path (deleted)"), only the exe link opens
+	// the code that runs.
+	rooted := filepath.Join(proc, "root", target)
+	if fi, err := os.Stat(rooted); err == nil && os.SameFile(fi, running) {
+		return rooted, nil
 	}
 	return exe, nil
 }

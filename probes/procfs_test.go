@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestExePathSelf(t *testing.T) {
@@ -46,4 +47,114 @@ func TestExePathGone(t *testing.T) {
 	if _, err := ExePath(0); err == nil {
 		t.Error("ExePath(0) succeeded")
 	}
+}
+
+// startFixture runs a fixture copy at path until the test ends; the
+// fixture waits on stdin.
+func startFixture(t *testing.T, name string, args ...string) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command(name, args...)
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		stdin.Close()
+		cmd.Process.Kill()
+		cmd.Wait()
+	})
+	return cmd
+}
+
+// TestExePathDeleted: a binary deleted (and replaced) after start is
+// still reachable through /proc/PID/exe, and resolvable.
+func TestExePathDeleted(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "fixture")
+	data, err := os.ReadFile(fixtureBinary(t, variantFull))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bin, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd := startFixture(t, bin)
+	waitExe(t, cmd.Process.Pid, bin)
+	// Replace the file as a deploy would: the name now is another inode.
+	if err := os.Remove(bin); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bin, []byte("new version"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	got, err := ExePath(cmd.Process.Pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := filepath.Join("/proc", strconv.Itoa(cmd.Process.Pid), "exe"); got != want {
+		t.Errorf("ExePath(deleted) = %q, want %q", got, want)
+	}
+	b, err := OpenBinary(got)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if _, err := b.Function("main.Greet"); err != nil {
+		t.Error(err)
+	}
+}
+
+// TestExePathOtherMountNamespace runs the fixture from a tmpfs mounted only
+// in a new mount namespace (as in a container): its path does not exist in
+// ours, but ExePath reaches it through /proc/PID/root.
+func TestExePathOtherMountNamespace(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to create a mount namespace (unshare -m)")
+	}
+	unshare, err := exec.LookPath("unshare")
+	if err != nil {
+		t.Skip("unshare(1) not installed (util-linux)")
+	}
+	fixture := fixtureBinary(t, variantFull)
+	dir := t.TempDir() // exists in both namespaces; the tmpfs on it only in the child's
+	script := `mount -t tmpfs routerscope-test "$1" && cp "$2" "$1/inside" && exec "$1/inside"`
+	cmd := startFixture(t, unshare, "--mount", "--propagation", "private", "sh", "-c", script, "sh", dir, fixture)
+	inside := filepath.Join(dir, "inside")
+	pid := cmd.Process.Pid
+	waitExe(t, pid, inside)
+	if _, err := os.Stat(inside); !os.IsNotExist(err) {
+		t.Fatalf("%s is visible outside the namespace (%v); the test setup is wrong", inside, err)
+	}
+	got, err := ExePath(pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := filepath.Join("/proc", strconv.Itoa(pid), "root", inside); got != want {
+		t.Errorf("ExePath = %q, want %q", got, want)
+	}
+	b, err := OpenBinary(got)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if _, err := b.Function("main.Greet"); err != nil {
+		t.Error(err)
+	}
+}
+
+// waitExe waits until process pid has exec'd the binary at path (the
+// process may still be a shell or unshare right after Start).
+func waitExe(t *testing.T, pid int, path string) {
+	t.Helper()
+	exe := filepath.Join("/proc", strconv.Itoa(pid), "exe")
+	for i := 0; i < 500; i++ {
+		if target, err := os.Readlink(exe); err == nil && strings.HasPrefix(target, path) {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	target, err := os.Readlink(exe)
+	t.Fatalf("process %d runs %q (%v), not %s after 5s", pid, target, err, path)
 }
