@@ -75,12 +75,17 @@ func encodeFetch(b []byte, f Fetch) error {
 	if f.Kind < KindInt || f.Kind > KindError {
 		return fmt.Errorf("value kind %d is not one the kernel reads: %w", f.Kind, ErrKernelLimit)
 	}
-	if f.Size > 8 {
-		return fmt.Errorf("value of %d bytes: scalars are at most 8: %w", f.Size, ErrKernelLimit)
-	}
 	loc := f.Loc
 	b[fdKind] = byte(f.Kind)
-	b[fdSize] = f.Size
+	switch f.Kind {
+	case KindInt, KindUint, KindBool, KindFloat:
+		// Only scalars use Size; strings, slices and interfaces have their
+		// fixed layouts.
+		if f.Size > 8 {
+			return fmt.Errorf("scalar of %d bytes: at most 8: %w", f.Size, ErrKernelLimit)
+		}
+		b[fdSize] = f.Size
+	}
 	if loc.InRegs {
 		if f.Kind == KindFloat {
 			return fmt.Errorf("float in a register: the kernel sees no floating-point registers: %w", ErrKernelLimit)

@@ -205,7 +205,8 @@ func TestEncodeDescriptor(t *testing.T) {
 	errFetch := Fetch{Attr: -1, Kind: KindError, Loc: Location{InRegs: true, NRegs: 2, Regs: [3]Reg{RegRBX, RegRCX}}}
 	p := &Resolved{ID: 3, Spec: Probe{Symbol: "main.f"}, ParentID: 1,
 		Entry: []Fetch{
-			{Kind: KindString, Loc: Location{InRegs: true, NRegs: 2, Regs: [3]Reg{RegRAX, RegRBX}}},
+			// Resolve gives a string's size as 16; only scalars use Size.
+			{Kind: KindString, Size: 16, Loc: Location{InRegs: true, NRegs: 2, Regs: [3]Reg{RegRAX, RegRBX}}},
 			{Kind: KindInt, Size: 4, Loc: Location{Base: RegRCX, Offsets: []int64{16, -8, 24}}},
 		},
 		Return: []Fetch{{Kind: KindBool, Size: 1, Loc: Location{InRegs: true, NRegs: 1, Regs: [3]Reg{RegRAX}}}},
@@ -242,6 +243,7 @@ func TestEncodeDescriptor(t *testing.T) {
 		"bad register":      {Kind: KindInt, Size: 8, Loc: Location{InRegs: true, NRegs: 1, Regs: [3]Reg{NumRegs}}},
 		"no registers":      {Kind: KindInt, Size: 8, Loc: Location{InRegs: true}},
 		"bad kind":          {Kind: 0},
+		"wide scalar":       {Kind: KindInt, Size: 16, Loc: Location{InRegs: true, NRegs: 1}},
 	} {
 		q := &Resolved{Spec: Probe{Symbol: "main.bad"}, ParentID: -1, Entry: []Fetch{bad}}
 		if _, err := encodeDescriptor(q); !errors.Is(err, ErrKernelLimit) {
