@@ -1,0 +1,276 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/routerscope/routerscope/internal/loadgen"
+	"github.com/routerscope/routerscope/probes"
+)
+
+// servers are the processes of one backend latency.
+type servers struct {
+	fakellm, router, otel *proc
+	routerURL, otelURL    string
+	agentSink, otelSink   *sink
+}
+
+func (s *servers) stop() {
+	for _, p := range []*proc{s.otel, s.router, s.fakellm} {
+		if p != nil {
+			_ = p.stop(30 * time.Second)
+		}
+	}
+	for _, k := range []*sink{s.agentSink, s.otelSink} {
+		if k != nil {
+			k.close()
+		}
+	}
+}
+
+// startServers starts the fake model server with latency, the router and
+// the comparator, each on a free port, and the two OTLP sinks.
+func startServers(p params, bins binaries, lat time.Duration) (*servers, error) {
+	s := &servers{}
+	var err error
+	if s.agentSink, err = startSink(); err != nil {
+		return s, err
+	}
+	if s.otelSink, err = startSink(); err != nil {
+		return s, err
+	}
+	logs := filepath.Join(p.out, "logs")
+	tag := fmt.Sprintf("%dms", lat.Milliseconds())
+	addrs := make([]string, 3)
+	for i := range addrs {
+		if addrs[i], err = freeAddr(); err != nil {
+			return s, err
+		}
+	}
+	config := filepath.Join(p.repo, "config", "router.yaml")
+	if s.fakellm, err = start(logs, "fakellm-"+tag, bins.fakellm, "--listen", addrs[0], "--latency", lat.String()); err != nil {
+		return s, err
+	}
+	if s.router, err = start(logs, "router-"+tag, bins.router, "--config", config, "--listen", addrs[1], "--backend", addrs[0]); err != nil {
+		return s, err
+	}
+	if s.otel, err = start(logs, "router-otel-"+tag, bins.routerOTel, "--config", config, "--listen", addrs[2], "--backend", addrs[0], "--otlp-endpoint", s.otelSink.endpoint()); err != nil {
+		return s, err
+	}
+	for _, a := range addrs {
+		if err := waitPort(a, 30*time.Second); err != nil {
+			return s, err
+		}
+	}
+	s.routerURL, s.otelURL = "http://"+addrs[1], "http://"+addrs[2]
+	return s, nil
+}
+
+// acc accumulates one setup's runs.
+type acc struct {
+	lat      *loadgen.Histogram
+	elapsed  time.Duration
+	errors   int
+	cacheHit int
+	agent    *AgentRow
+	spans    uint64
+	loadTime time.Duration
+}
+
+// benchBackend runs every setup, interleaved over the rounds, at one
+// backend latency.
+func benchBackend(ctx context.Context, p params, bins binaries, i int, lat time.Duration) (Block, error) {
+	blk := Block{Backend: lat, Requests: p.requests[i], Concurrency: p.concurrency[i]}
+	srv, err := startServers(p, bins, lat)
+	defer srv.stop()
+	if err != nil {
+		return blk, err
+	}
+	funcs, err := openFunctions(bins.router, p.probes)
+	if err != nil {
+		return blk, err
+	}
+	seed := uint64(1000 * (i + 1))
+	logf("backend %v: prefilling the semantic caches with %d requests", lat, p.prefil)
+	for _, url := range []string{srv.routerURL, srv.otelURL} {
+		seed++
+		if _, _, err := load(ctx, url, 0, p.prefil, max(p.concurrency[i], 4), seed); err != nil {
+			return blk, fmt.Errorf("prefill %s: %w", url, err)
+		}
+	}
+	accs := make([]acc, len(setups))
+	for k := range accs {
+		accs[k].lat = loadgen.NewHistogram(p.rounds * p.requests[i])
+	}
+	otelSpans0 := srv.otelSink.spans.Load()
+	var otelLoad time.Duration
+	for r := range p.rounds {
+		// Rotate the order each round so no setup always runs first
+		// (after the router idled) or last.
+		for j := range setups {
+			k := (j + r) % len(setups)
+			s := setups[k]
+			seed++
+			logf("backend %v round %d/%d: %s", lat, r+1, p.rounds, s.name)
+			a := &accs[k]
+			var res loadgen.Result
+			switch {
+			case s.otel:
+				var warm time.Duration
+				res, warm, err = load(ctx, srv.otelURL, p.warmup, p.requests[i], p.concurrency[i], seed)
+				otelLoad += warm + res.Elapsed
+			case s.sampling == "":
+				res, _, err = load(ctx, srv.routerURL, p.warmup, p.requests[i], p.concurrency[i], seed)
+			default:
+				res, err = agentRun(ctx, p, bins, srv, funcs, s, i, seed, a)
+			}
+			if err != nil {
+				return blk, fmt.Errorf("%s at %v: %w", s.name, lat, err)
+			}
+			a.lat.Merge(res.Latency)
+			a.elapsed += res.Elapsed
+			a.errors += res.Errors
+			a.cacheHit += res.CacheHits
+		}
+	}
+	// Stopping the comparator flushes its batch processor into its sink.
+	if err := srv.otel.stop(30 * time.Second); err != nil {
+		return blk, err
+	}
+	otelSpans := srv.otelSink.spans.Load() - otelSpans0
+	for k, s := range setups {
+		a := &accs[k]
+		row := Row{Name: s.name, P50: a.lat.Quantile(0.5), P99: a.lat.Quantile(0.99), Mean: a.lat.Mean(),
+			Requests: a.lat.Count(), Errors: a.errors, CacheHits: a.cacheHit, Agent: a.agent}
+		if a.elapsed > 0 {
+			row.Throughput = float64(a.lat.Count()) / a.elapsed.Seconds()
+		}
+		switch {
+		case s.otel:
+			row.SpansExported, row.LoadTime = otelSpans, otelLoad
+		case a.agent != nil:
+			row.SpansExported, row.LoadTime = a.spans, a.loadTime
+		}
+		blk.Rows = append(blk.Rows, row)
+	}
+	return blk, nil
+}
+
+// agentRun attaches an agent to the router, sends the load, stops the
+// agent and adds its figures to a.
+func agentRun(ctx context.Context, p params, bins binaries, srv *servers, funcs map[string]*probes.Function, s setup, i int, seed uint64, a *acc) (loadgen.Result, error) {
+	logs := filepath.Join(p.out, "logs")
+	cfg, err := writeAgentConfig(logs, srv.agentSink.endpoint(), p.probes, s)
+	if err != nil {
+		return loadgen.Result{}, err
+	}
+	statsPath := filepath.Join(logs, "tracer-stats.json")
+	_ = os.Remove(statsPath)
+	name := fmt.Sprintf("agent-%s-%s-%dms", s.sampling, s.placement, backends[i].Milliseconds())
+	ag, err := start(logs, name, bins.self, "agent", "--pid", fmt.Sprint(srv.router.pid()), "--config", cfg,
+		"--placement", s.placement, "--stats", statsPath)
+	if err != nil {
+		return loadgen.Result{}, err
+	}
+	defer ag.stop(30 * time.Second)
+	attached := s.sampling != "always_off"
+	if attached {
+		if err := ag.waitLog(ctx, `"msg":"attached"`, 60*time.Second); err != nil {
+			return loadgen.Result{}, err
+		}
+	} else if err := ag.waitLog(ctx, `"msg":"attaching nothing"`, 60*time.Second); err != nil {
+		return loadgen.Result{}, err
+	}
+	if a.agent == nil {
+		a.agent = &AgentRow{Attached: attached}
+	}
+	row := a.agent
+	var cpu0 time.Duration
+	if attached {
+		if cpu0, err = cpuTime(ag.pid()); err != nil {
+			return loadgen.Result{}, err
+		}
+	}
+	spans0 := srv.agentSink.spans.Load()
+	res, warm, err := load(ctx, srv.routerURL, p.warmup, p.requests[i], p.concurrency[i], seed)
+	if err != nil {
+		return res, err
+	}
+	if !attached {
+		return res, nil
+	}
+	cpu1, err := cpuTime(ag.pid())
+	if err != nil {
+		return res, err
+	}
+	// Let the agent drain the ring buffer before stopping it (stopping
+	// discards unread events); its CPU after the load is not counted.
+	waitIdle(ag.pid(), 10*time.Second)
+	rss, err := peakRSS(ag.pid())
+	if err != nil {
+		return res, err
+	}
+	if err := ag.stop(30 * time.Second); err != nil {
+		return res, fmt.Errorf("stop agent: %w", err)
+	}
+	logData, _ := os.ReadFile(ag.log)
+	c, ok := parseStopped(logData)
+	if !ok {
+		return res, fmt.Errorf("agent log %s has no \"stopped\" line with counters", ag.log)
+	}
+	st, err := readStats(statsPath)
+	if err != nil {
+		return res, err
+	}
+	row.Requests += p.warmup + p.requests[i]
+	row.CPU += cpu1 - cpu0
+	row.PeakRSS = max(row.PeakRSS, rss)
+	row.Counters.add(c)
+	for _, ps := range st.Probes {
+		fn := funcs[ps.Symbol]
+		if fn == nil {
+			return res, fmt.Errorf("tracer stats name %s, not in the router binary", ps.Symbol)
+		}
+		emulated := fn.EntryEmulated
+		if s.placement == "symbol" && fn.EntryOffset != fn.SymbolOffset {
+			// The symbol's first instruction is the stack check's
+			// CMP (or LEA/MOV), which is single-stepped.
+			emulated = false
+		}
+		if emulated {
+			row.EntryEmulated += ps.Entries
+		} else {
+			row.EntryStepped += ps.Entries
+		}
+		row.Returns += ps.Returns + ps.Unmatched
+		row.Spans += ps.Entries
+	}
+	a.spans += srv.agentSink.spans.Load() - spans0
+	a.loadTime += warm + res.Elapsed
+	return res, nil
+}
+
+// openFunctions reads the router binary's probed functions.
+func openFunctions(path, probeFile string) (map[string]*probes.Function, error) {
+	bin, err := probes.OpenBinary(path)
+	if err != nil {
+		return nil, err
+	}
+	defer bin.Close()
+	spec, err := probes.LoadSpec(probeFile)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]*probes.Function{}
+	for _, pr := range spec.Probes {
+		fn, err := bin.Function(pr.Symbol)
+		if err != nil {
+			return nil, err
+		}
+		out[pr.Symbol] = fn
+	}
+	return out, nil
+}

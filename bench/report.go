@@ -1,0 +1,208 @@
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"runtime"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Report is everything the benchmark measured.
+type Report struct {
+	Date      time.Time
+	CPU       string
+	Cores     int
+	Kernel    string
+	GoVersion string
+	Rounds    int
+	Warmup    int
+	Duration  time.Duration
+	Floor     Floor
+	Blocks    []Block
+	Stress    *StressResult
+}
+
+// Block is every setup at one backend latency; Rows[0] is the baseline.
+type Block struct {
+	Backend     time.Duration
+	Requests    int // measured per run
+	Concurrency int
+	Rows        []Row
+}
+
+// Row is one setup's measured requests over all rounds.
+type Row struct {
+	Name                        string
+	P50, P99, Mean              time.Duration
+	Throughput                  float64
+	Requests, Errors, CacheHits int
+	// Agent is set for the agent setups.
+	Agent *AgentRow
+	// SpansExported reached the sink during LoadTime (agent and
+	// comparator setups).
+	SpansExported uint64
+	LoadTime      time.Duration
+}
+
+// AgentRow is what the agent and its kernel counters showed.
+type AgentRow struct {
+	// Attached is false when the sampling attaches nothing (always_off).
+	Attached bool
+	// Requests sent while attached (warm-up included), the divisor of the
+	// per-request figures below.
+	Requests int
+	// CPU is the agent's user+system time while the load ran.
+	CPU     time.Duration
+	PeakRSS uint64
+	// Uprobe hits by kind: entries on emulated and on single-stepped
+	// instructions, and RETs (single-stepped).
+	EntryEmulated, EntryStepped, Returns uint64
+	// Spans opened in the kernel (sampled or not).
+	Spans    uint64
+	Counters agentCounters
+}
+
+func (c *agentCounters) add(o agentCounters) {
+	c.Finished += o.Finished
+	c.Exported += o.Exported
+	c.ExportFailed += o.ExportFailed
+	c.Dropped += o.Dropped
+	c.Lost += o.Lost
+	c.Expired += o.Expired
+}
+
+// newReport fills the machine description.
+func newReport(p params) *Report {
+	r := &Report{Date: time.Now().UTC(), Cores: runtime.NumCPU(), GoVersion: runtime.Version(), Rounds: p.rounds, Warmup: p.warmup}
+	r.CPU = cpuModel()
+	var u unix.Utsname
+	if unix.Uname(&u) == nil {
+		r.Kernel = unix.ByteSliceToString(u.Release[:])
+	}
+	return r
+}
+
+func cpuModel() string {
+	f, err := os.Open("/proc/cpuinfo")
+	if err != nil {
+		return "unknown"
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if k, v, ok := strings.Cut(sc.Text(), ":"); ok && strings.TrimSpace(k) == "model name" {
+			return strings.TrimSpace(v)
+		}
+	}
+	return "unknown"
+}
+
+func us(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1e3 }
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.2f", float64(d.Nanoseconds())/1e6) }
+
+func signed(v float64) string { return fmt.Sprintf("%+.0f", v) }
+
+// perReq divides a count by requests.
+func perReq(n uint64, reqs int) float64 {
+	if reqs == 0 {
+		return 0
+	}
+	return float64(n) / float64(reqs)
+}
+
+// floorPerRequestUs is the bare kernel cost of an agent row's uprobe hits
+// per request, from the floor measured with the no-op program.
+func floorPerRequestUs(a *AgentRow, fl Floor) float64 {
+	ns := perReq(a.EntryEmulated, a.Requests)*fl.EmulatedNs +
+		perReq(a.EntryStepped, a.Requests)*fl.SteppedNs +
+		perReq(a.Returns, a.Requests)*fl.RetNs
+	return ns / 1e3
+}
+
+// render writes the report as Markdown.
+func render(r *Report) string {
+	var b strings.Builder
+	w := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
+	w("# routerscope overhead benchmark\n\n")
+	w("| date | machine | kernel | Go | rounds | run time |\n|---|---|---|---|---|---|\n")
+	w("| %s | %s, %d cores | %s | %s | %d (interleaved) | %s |\n\n",
+		r.Date.Format("2006-01-02 15:04 UTC"), r.CPU, r.Cores, r.Kernel, r.GoVersion, r.Rounds, r.Duration.Round(time.Second))
+
+	for _, blk := range r.Blocks {
+		if len(blk.Rows) == 0 {
+			continue
+		}
+		base := blk.Rows[0]
+		w("## Fake model latency %v: %d measured requests per run x %d rounds, concurrency %d, %d warm-up requests per run\n\n",
+			blk.Backend, blk.Requests, r.Rounds, blk.Concurrency, r.Warmup)
+		w("| setup | p50 ms | p99 ms | mean ms | req/s | added p50 us | added mean us | p50 overhead | errors | cache hits |\n")
+		w("|---|---|---|---|---|---|---|---|---|---|\n")
+		for i, row := range blk.Rows {
+			addP50, addMean, pct := "-", "-", "-"
+			if i > 0 {
+				addP50, addMean = signed(us(row.P50-base.P50)), signed(us(row.Mean-base.Mean))
+				if base.P50 > 0 {
+					pct = fmt.Sprintf("%+.2f%%", 100*float64(row.P50-base.P50)/float64(base.P50))
+				}
+			}
+			w("| %s | %s | %s | %s | %.0f | %s | %s | %s | %d | %d |\n", row.Name, ms(row.P50), ms(row.P99), ms(row.Mean),
+				row.Throughput, addP50, addMean, pct, row.Errors, row.CacheHits)
+		}
+		w("\n")
+		w("| setup | spans/req | uprobe hits/req emulated | single-stepped | floor us/req | added mean us | ratio added/floor | us per span | agent CPU us/req | agent peak RSS MiB | spans/s exported | dropped | lost events |\n")
+		w("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+		for _, row := range blk.Rows[1:] {
+			added := us(row.Mean - base.Mean)
+			spansPerSec := "-"
+			if row.LoadTime > 0 {
+				spansPerSec = fmt.Sprintf("%.0f", float64(row.SpansExported)/row.LoadTime.Seconds())
+			}
+			a := row.Agent
+			switch {
+			case a == nil:
+				w("| %s | - | 0 | 0 | 0 | %s | - | - | - | - | %s | - | - |\n", row.Name, signed(added), spansPerSec)
+			case !a.Attached:
+				w("| %s | 0 | 0 | 0 | 0 | %s | - | - | 0 (attaches nothing) | - | 0 | 0 | 0 |\n", row.Name, signed(added))
+			default:
+				floor := floorPerRequestUs(a, r.Floor)
+				ratio, perSpan := "-", "-"
+				if floor > 0 {
+					ratio = fmt.Sprintf("%.2f", added/floor)
+				}
+				if sp := perReq(a.Spans, a.Requests); sp > 0 {
+					perSpan = fmt.Sprintf("%.1f", added/sp)
+				}
+				w("| %s | %.2f | %.2f | %.2f | %.0f | %s | %s | %s | %.0f | %.1f | %s | %d | %d |\n", row.Name,
+					perReq(a.Spans, a.Requests), perReq(a.EntryEmulated, a.Requests), perReq(a.EntryStepped+a.Returns, a.Requests),
+					floor, signed(added), ratio, perSpan, us(a.CPU)/float64(max(a.Requests, 1)), float64(a.PeakRSS)/(1<<20),
+					spansPerSec, a.Counters.Dropped, a.Counters.Lost)
+			}
+		}
+		w("\n")
+	}
+
+	fl := r.Floor
+	w("## Bare uprobe cost (no-op program, %d calls x %d rounds, median)\n\n", fl.Calls, fl.Rounds)
+	w("| probed instruction | kernel handling | added ns per hit |\n|---|---|---|\n")
+	w("| none (call of the fixture function) | - | %.0f (baseline call) |\n", fl.BaselineNs)
+	w("| PUSH BP after the stack check | emulated | %.0f |\n", fl.EmulatedNs)
+	w("| CMP SP, 16(R14) at the symbol | single-stepped | %.0f |\n", fl.SteppedNs)
+	w("| RET | single-stepped | %.0f |\n\n", fl.RetNs)
+
+	if s := r.Stress; s != nil {
+		renderStress(&b, s)
+	}
+	w("## How to read this\n\n")
+	w("- *added* is the setup's latency minus the router alone's, in the same rounds; at 0 ms and concurrency 1 the added mean is the work added to each request.\n")
+	w("- *floor us/req* is hits per request x the bare cost of their kind above; *ratio* is added mean / floor (1.0: the agent adds nothing beyond the kernel traps).\n")
+	w("- uprobe hits come from the kernel counters (every entry and RET, sampled or not); the uprobes on runtime.newproc1 (goroutine hand-off) are not counted.\n")
+	w("- *naive placement* puts the entry uprobe on the symbol's first instruction (the stack check's CMP, single-stepped) instead of the PUSH after it (emulated).\n")
+	w("- agent CPU is utime+stime from /proc/PID/stat during the load; peak RSS is VmHWM.\n")
+	w("- the OTel comparator wraps the router's http.Handler: a root span around each request and the stage spans that ran, with the probe file's names and attribute keys, started and ended inside the request after the handler returns (their timing is not the stages', their cost is); batch span processor with the agent's settings, OTLP gRPC to the same kind of sink.\n")
+	return b.String()
+}

@@ -1,0 +1,99 @@
+package main
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+// sampleReport is a report with one backend block: the router alone, one
+// attached agent, always_off and the comparator.
+func sampleReport() *Report {
+	return &Report{
+		Date: time.Date(2026, 11, 25, 14, 0, 0, 0, time.UTC), CPU: "Test CPU 9000", Cores: 2,
+		Kernel: "6.1.0-test", GoVersion: "go1.26", Rounds: 3, Warmup: 100, Duration: 300 * time.Second,
+		Floor: Floor{BaselineNs: 3, EmulatedNs: 1000, SteppedNs: 15000, RetNs: 11000, Calls: 50000, Rounds: 5},
+		Blocks: []Block{{
+			Backend: 15 * time.Millisecond, Requests: 600, Concurrency: 4,
+			Rows: []Row{
+				{Name: "router alone", P50: 17 * time.Millisecond, P99: 22 * time.Millisecond, Mean: 15 * time.Millisecond, Throughput: 250, Requests: 1800},
+				{Name: "agent always_on", P50: 17170 * time.Microsecond, P99: 23 * time.Millisecond, Mean: 15100 * time.Microsecond, Throughput: 248, Requests: 1800,
+					Agent: &AgentRow{Attached: true, Requests: 2000, CPU: 400 * time.Millisecond, PeakRSS: 48 << 20,
+						EntryEmulated: 16000, EntryStepped: 0, Returns: 16000, Spans: 16000,
+						Counters: agentCounters{Dropped: 3, Lost: 2}},
+					SpansExported: 16000, LoadTime: 8 * time.Second},
+				{Name: "agent always_off", P50: 17 * time.Millisecond, P99: 22 * time.Millisecond, Mean: 15 * time.Millisecond, Throughput: 250,
+					Agent: &AgentRow{Attached: false}},
+				{Name: "in-process OTel SDK", P50: 17340 * time.Microsecond, P99: 22 * time.Millisecond, Mean: 15200 * time.Microsecond, Throughput: 249,
+					SpansExported: 16000, LoadTime: 4 * time.Second},
+			},
+		}},
+		Stress: &StressResult{Sustained: 20000, Steps: []StressStep{
+			{Rate: 20000, Achieved: 20000, Duration: 2 * time.Second, Spans: 40000, Exported: 40000, CPU: time.Second},
+			{Rate: 40000, Achieved: 38000, Duration: 2 * time.Second, Spans: 76000, Exported: 70000, Dropped: 6000, CPU: 2 * time.Second},
+		}},
+	}
+}
+
+func TestRenderFigures(t *testing.T) {
+	md := render(sampleReport())
+	for _, want := range []string{
+		"| 2026-11-25 14:00 UTC | Test CPU 9000, 2 cores | 6.1.0-test | go1.26 | 3 (interleaved) | 5m0s |",
+		"## Fake model latency 15ms: 600 measured requests per run x 3 rounds, concurrency 4, 100 warm-up requests per run",
+		// Baseline: no deltas.
+		"| router alone | 17.00 | 22.00 | 15.00 | 250 | - | - | - | 0 | 0 |",
+		// +170 us at p50 is +1.00%; +100 us mean.
+		"| agent always_on | 17.17 | 23.00 | 15.10 | 248 | +170 | +100 | +1.00% | 0 | 0 |",
+		// 8 spans/req; 8 emulated + 8 stepped hits/req; floor 8*1 + 8*11 = 96 us;
+		// ratio 100/96 = 1.04; 100/8 = 12.5 us per span; 400 ms / 2000 = 200 us
+		// CPU per request; 48 MiB; 16000 spans / 8 s; dropped 3; lost 2.
+		"| agent always_on | 8.00 | 8.00 | 8.00 | 96 | +100 | 1.04 | 12.5 | 200 | 48.0 | 2000 | 3 | 2 |",
+		"| agent always_off | 0 | 0 | 0 | 0 | +0 | - | - | 0 (attaches nothing) | - | 0 | 0 | 0 |",
+		"| in-process OTel SDK | - | 0 | 0 | 0 | +200 | - | - | - | - | 4000 | - | - |",
+		"| PUSH BP after the stack check | emulated | 1000 |",
+		"| CMP SP, 16(R14) at the symbol | single-stepped | 15000 |",
+		"| RET | single-stepped | 11000 |",
+		"**20000 spans/s**",
+		"| 40000 | 38000 | 76000 | 70000 | 6000 | 0 | 0 | 100 |",
+		"| 20000 | 20000 | 40000 | 40000 | 0 | 0 | 0 | 50 |",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("report lacks %q\n%s", want, md)
+		}
+	}
+	if strings.Contains(md, "could not go faster") {
+		t.Error("a step dropped spans, yet the report says the fixture was the limit")
+	}
+}
+
+func TestRenderFixtureLimited(t *testing.T) {
+	r := sampleReport()
+	r.Stress.Steps = r.Stress.Steps[:1]
+	if md := render(r); !strings.Contains(md, "could not go faster") {
+		t.Errorf("no step lost spans: the report must say the fixture was the limit\n%s", md)
+	}
+}
+
+func TestRenderWithoutStressOrBlocks(t *testing.T) {
+	r := sampleReport()
+	r.Stress, r.Blocks = nil, []Block{{Backend: 0}}
+	md := render(r)
+	if strings.Contains(md, "Agent stress") || strings.Contains(md, "Fake model latency") {
+		t.Errorf("empty sections rendered:\n%s", md)
+	}
+	if !strings.Contains(md, "Bare uprobe cost") {
+		t.Error("floor section missing")
+	}
+}
+
+func TestFloorPerRequest(t *testing.T) {
+	a := &AgentRow{Requests: 10, EntryEmulated: 20, EntryStepped: 10, Returns: 30}
+	fl := Floor{EmulatedNs: 1000, SteppedNs: 5000, RetNs: 2000}
+	// 2 emulated x 1 us + 1 stepped x 5 us + 3 RETs x 2 us = 13 us.
+	if got := floorPerRequestUs(a, fl); got != 13 {
+		t.Fatalf("floor = %v us/req, want 13", got)
+	}
+	if got := floorPerRequestUs(&AgentRow{}, fl); got != 0 {
+		t.Fatalf("floor with no requests = %v, want 0", got)
+	}
+}

@@ -1,0 +1,215 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/routerscope/routerscope/internal/loadgen"
+	"github.com/routerscope/routerscope/probes"
+)
+
+// setup is one benchmarked configuration.
+type setup struct {
+	name string
+	// agent: run the agent with this sampling ("" for none).
+	sampling string
+	rate     float64
+	// placement of the agent's entry uprobes: prologue or symbol.
+	placement string
+	// otel: send the load to the in-process OTel comparator.
+	otel bool
+}
+
+// setups are the configurations of every round; the first is the
+// baseline the others are compared with.
+var setups = []setup{
+	{name: "router alone"},
+	{name: "agent always_on", sampling: "always_on", placement: "prologue"},
+	{name: "agent probabilistic 0.1", sampling: "probabilistic", rate: 0.1, placement: "prologue"},
+	{name: "agent always_off", sampling: "always_off", placement: "prologue"},
+	{name: "agent always_on, naive placement", sampling: "always_on", placement: "symbol"},
+	{name: "in-process OTel SDK", otel: true},
+}
+
+// params size the run.
+type params struct {
+	out, repo      string
+	rounds         int
+	requests       [2]int // per backend latency
+	concurrency    [2]int
+	warmup, prefil int
+	floorCalls     int
+	stress         bool
+	probes         string
+}
+
+// backends are the fake model latencies.
+var backends = [2]time.Duration{0, 15 * time.Millisecond}
+
+func runBench(args []string) error {
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	var p params
+	fs.StringVar(&p.out, "out", "build/bench", "directory for the binaries, logs and report.md")
+	fs.IntVar(&p.rounds, "rounds", 3, "interleaved rounds")
+	fs.IntVar(&p.requests[0], "requests", 1000, "measured requests per run at 0 ms backend latency")
+	fs.IntVar(&p.requests[1], "requests-15ms", 600, "measured requests per run at 15 ms backend latency")
+	fs.IntVar(&p.concurrency[0], "concurrency", 1, "requests in flight at 0 ms (1: added latency is added work, no queueing)")
+	fs.IntVar(&p.concurrency[1], "concurrency-15ms", 4, "requests in flight at 15 ms")
+	fs.IntVar(&p.warmup, "warmup", 100, "unmeasured requests at the start of each run")
+	fs.IntVar(&p.prefil, "prefill", 1100, "requests sent to each fresh router first, to fill its semantic cache (1000 entries)")
+	fs.IntVar(&p.floorCalls, "floor-calls", 50000, "calls per uprobe floor measurement")
+	fs.BoolVar(&p.stress, "stress", true, "measure the span rate the agent sustains")
+	fs.StringVar(&p.probes, "probes", filepath.Join("config", "probes", "semantic-router.yaml"), "probe file the agent attaches to the router")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if os.Geteuid() != 0 {
+		return errors.New("the benchmark attaches uprobes: run it as root (sudo make bench)")
+	}
+	var err error
+	if p.repo, err = os.Getwd(); err != nil {
+		return err
+	}
+	if p.out, err = filepath.Abs(p.out); err != nil {
+		return err
+	}
+	if p.probes, err = filepath.Abs(p.probes); err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	started := time.Now()
+	rep, err := bench(ctx, p)
+	if err != nil {
+		return err
+	}
+	rep.Duration = time.Since(started)
+	md := render(rep)
+	path := filepath.Join(p.out, "report.md")
+	if err := os.WriteFile(path, []byte(md), 0o644); err != nil {
+		return fmt.Errorf("write report: %w", err)
+	}
+	fmt.Print(md)
+	fmt.Fprintf(os.Stderr, "report written to %s\n", path)
+	return nil
+}
+
+// binaries are the built executables.
+type binaries struct {
+	router, routerOTel, fakellm, floor, traced, self string
+}
+
+func build(p params) (binaries, error) {
+	dir := filepath.Join(p.out, "bin")
+	b := binaries{
+		router: filepath.Join(dir, "router"), routerOTel: filepath.Join(dir, "router-otel"),
+		fakellm: filepath.Join(dir, "fakellm"), floor: filepath.Join(dir, "floor"),
+		traced: filepath.Join(dir, "spanloop"), self: filepath.Join(dir, "bench"),
+	}
+	for _, t := range []struct{ out, pkg string }{
+		{b.router, "./cmd/router"}, {b.routerOTel, "./cmd/router-otel"}, {b.fakellm, "./cmd/fakellm"},
+		{b.floor, "./bench/testdata/floor"}, {b.traced, "./bench/testdata/spanloop"}, {b.self, "./bench"},
+	} {
+		cmd := exec.Command("go", "build", "-o", t.out, t.pkg)
+		cmd.Dir = p.repo
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return b, fmt.Errorf("go build %s: %w\n%s", t.pkg, err, out)
+		}
+	}
+	return b, nil
+}
+
+// bench builds, runs every measurement and returns the report's data.
+func bench(ctx context.Context, p params) (*Report, error) {
+	if err := os.MkdirAll(filepath.Join(p.out, "logs"), 0o755); err != nil {
+		return nil, err
+	}
+	logf("building binaries")
+	bins, err := build(p)
+	if err != nil {
+		return nil, err
+	}
+	rep := newReport(p)
+	logf("uprobe floor: %d calls x %d rounds", p.floorCalls, 5)
+	if rep.Floor, err = measureFloor(bins.floor, p.floorCalls, 5); err != nil {
+		return nil, err
+	}
+	for i, lat := range backends {
+		blk, err := benchBackend(ctx, p, bins, i, lat)
+		if err != nil {
+			return nil, err
+		}
+		rep.Blocks = append(rep.Blocks, blk)
+	}
+	if p.stress {
+		logf("agent stress")
+		if rep.Stress, err = stress(ctx, p, bins); err != nil {
+			return nil, err
+		}
+	}
+	return rep, nil
+}
+
+// logf prints progress on stderr; the report goes to stdout.
+func logf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "bench %s: %s\n", time.Now().Format("15:04:05"), fmt.Sprintf(format, args...))
+}
+
+// writeAgentConfig writes an agent config exporting to endpoint.
+func writeAgentConfig(dir, endpoint, probeFile string, s setup) (string, error) {
+	sampling := fmt.Sprintf("{type: %q}", s.sampling)
+	if s.sampling == "probabilistic" {
+		sampling = fmt.Sprintf("{type: probabilistic, rate: %g}", s.rate)
+	}
+	cfg := fmt.Sprintf(`observability:
+  tracing:
+    enabled: true
+    provider: opentelemetry
+    exporter: {type: otlp, endpoint: %q, insecure: true}
+    sampling: %s
+    resource: {service_name: vllm-semantic-router, service_version: v0.1.0, deployment_environment: bench}
+routerscope:
+  probes: [%q]
+  export: {queue_size: 2048, max_batch_size: 512, batch_timeout: 5s, shutdown_timeout: 10s}
+  log_format: json
+`, endpoint, sampling, probeFile)
+	path := filepath.Join(dir, fmt.Sprintf("agent-%s-%s.yaml", s.sampling, s.placement))
+	return path, os.WriteFile(path, []byte(cfg), 0o644)
+}
+
+// readStats reads the tracer counters the agent wrote at detach.
+func readStats(path string) (probes.Stats, error) {
+	var st probes.Stats
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return st, fmt.Errorf("read the agent's tracer stats: %w", err)
+	}
+	return st, json.Unmarshal(data, &st)
+}
+
+// load sends warmup then measured requests.
+func load(ctx context.Context, url string, warmup, requests, conc int, seed uint64) (loadgen.Result, time.Duration, error) {
+	mix, err := loadgen.NewMix(loadgen.DefaultShares, seed)
+	if err != nil {
+		return loadgen.Result{}, 0, err
+	}
+	var warm time.Duration
+	if warmup > 0 {
+		w, err := loadgen.Run(ctx, loadgen.Config{URL: url, Requests: warmup, Concurrency: conc, Mix: mix})
+		if err != nil {
+			return loadgen.Result{}, 0, err
+		}
+		warm = w.Elapsed
+	}
+	res, err := loadgen.Run(ctx, loadgen.Config{URL: url, Requests: requests, Concurrency: conc, Mix: mix})
+	return res, warm, err
+}

@@ -1,0 +1,184 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// StressStep is the agent fed one target span rate.
+type StressStep struct {
+	// Rate is the span rate asked of the fixture; Achieved what it made.
+	Rate, Achieved float64
+	Duration       time.Duration
+	Spans          uint64 // opened in the kernel
+	Exported       uint64 // reached the sink
+	Dropped        uint64 // export queue full
+	Lost           uint64 // ring buffer full
+	// Unaccounted spans were opened in the kernel but neither exported nor
+	// counted as dropped or lost.
+	Unaccounted int64
+	CPU         time.Duration
+}
+
+// StressResult is the agent's sustained span rate.
+type StressResult struct {
+	Steps []StressStep
+	// Sustained is the highest achieved rate with every span exported and
+	// nothing dropped or lost.
+	Sustained float64
+}
+
+// complete tells whether every span of the step was exported.
+func (st StressStep) complete() bool {
+	return st.Dropped == 0 && st.Lost == 0 && st.Spans > 0 && st.Exported == st.Spans
+}
+
+// limitedByFixture is true when no step lost anything, so the sustained
+// rate is the fixture's, not the agent's.
+func (s *StressResult) limitedByFixture() bool {
+	for _, st := range s.Steps {
+		if !st.complete() {
+			return false
+		}
+	}
+	return len(s.Steps) > 0
+}
+
+func renderStress(b *strings.Builder, s *StressResult) {
+	fmt.Fprintf(b, "## Agent stress: spans into the OTLP exporter\n\n")
+	fmt.Fprintf(b, "One process calls one probed function (5 attributes) at each target rate for %v; a fresh agent (always_on) exports to a discarding OTLP receiver.\n\n", stressStep)
+	fmt.Fprintf(b, "Highest rate with every span exported, nothing dropped or lost: **%.0f spans/s**", s.Sustained)
+	if s.limitedByFixture() {
+		b.WriteString(" (no step lost anything: the traced process, slowed by its own uprobe traps, could not go faster, so the agent's limit is above this)")
+	}
+	b.WriteString(".\n\n")
+	fmt.Fprintf(b, "| target spans/s | achieved spans/s | spans | exported | dropped (queue full) | lost events (ring buffer) | unaccounted | agent CPU %% |\n|---|---|---|---|---|---|---|---|\n")
+	for _, st := range s.Steps {
+		cpu := 0.0
+		if st.Duration > 0 {
+			cpu = 100 * st.CPU.Seconds() / st.Duration.Seconds()
+		}
+		fmt.Fprintf(b, "| %.0f | %.0f | %d | %d | %d | %d | %d | %.0f |\n", st.Rate, st.Achieved, st.Spans, st.Exported, st.Dropped, st.Lost, st.Unaccounted, cpu)
+	}
+	b.WriteString("\n")
+}
+
+// stressRates are the span rates asked of the fixture, each for
+// stressStep.
+var stressRates = []float64{5000, 10000, 20000, 40000, 80000, 160000}
+
+const stressStep = 2 * time.Second
+
+// stress feeds a fresh agent each rate of stressRates from the spanloop
+// fixture and reads what reached the sink and what the agent counted.
+func stress(ctx context.Context, p params, bins binaries) (*StressResult, error) {
+	sk, err := startSink()
+	if err != nil {
+		return nil, err
+	}
+	defer sk.close()
+	cmd := exec.Command(bins.traced)
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, err
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start the stress fixture: %w", err)
+	}
+	defer func() {
+		stdin.Close()
+		_ = cmd.Wait()
+	}()
+	out := bufio.NewScanner(stdout)
+	if !out.Scan() || out.Text() != "ready" {
+		return nil, fmt.Errorf("stress fixture did not start: %q", out.Text())
+	}
+	logs := filepath.Join(p.out, "logs")
+	cfg, err := writeAgentConfig(logs, sk.endpoint(), filepath.Join(p.repo, "bench", "testdata", "spanloop", "probes.yaml"),
+		setup{sampling: "always_on", placement: "stress"})
+	if err != nil {
+		return nil, err
+	}
+	res := &StressResult{}
+	for _, rate := range stressRates {
+		st, err := stressOne(ctx, bins, logs, cfg, cmd.Process.Pid, rate, stdin, out, sk)
+		if err != nil {
+			return nil, err
+		}
+		res.Steps = append(res.Steps, st)
+		if st.complete() && st.Achieved > res.Sustained {
+			res.Sustained = st.Achieved
+		}
+	}
+	return res, nil
+}
+
+func stressOne(ctx context.Context, bins binaries, logs, cfg string, pid int, rate float64, stdin interface{ Write([]byte) (int, error) }, out *bufio.Scanner, sk *sink) (StressStep, error) {
+	st := StressStep{Rate: rate}
+	statsPath := filepath.Join(logs, "stress-stats.json")
+	_ = os.Remove(statsPath)
+	ag, err := start(logs, fmt.Sprintf("agent-stress-%.0f", rate), bins.self, "agent", "--pid", fmt.Sprint(pid), "--config", cfg, "--stats", statsPath)
+	if err != nil {
+		return st, err
+	}
+	defer ag.stop(30 * time.Second)
+	if err := ag.waitLog(ctx, `"msg":"attached"`, 60*time.Second); err != nil {
+		return st, err
+	}
+	cpu0, err := cpuTime(ag.pid())
+	if err != nil {
+		return st, err
+	}
+	spans0 := sk.spans.Load()
+	t0 := time.Now()
+	if _, err := fmt.Fprintf(stdin, "%.0f %d\n", rate, stressStep.Milliseconds()); err != nil {
+		return st, fmt.Errorf("drive the stress fixture: %w", err)
+	}
+	if !out.Scan() {
+		return st, fmt.Errorf("stress fixture: no answer")
+	}
+	calls, err := strconv.ParseUint(strings.TrimSpace(out.Text()), 10, 64)
+	if err != nil {
+		return st, fmt.Errorf("stress fixture answered %q: %w", out.Text(), err)
+	}
+	st.Duration = time.Since(t0)
+	st.Achieved = float64(calls) / st.Duration.Seconds()
+	// Let the agent drain the ring buffer: stopping it discards what is
+	// still unread.
+	waitIdle(ag.pid(), 10*time.Second)
+	cpu1, err := cpuTime(ag.pid())
+	if err != nil {
+		return st, err
+	}
+	st.CPU = cpu1 - cpu0
+	if err := ag.stop(30 * time.Second); err != nil {
+		return st, fmt.Errorf("stop agent: %w", err)
+	}
+	data, _ := os.ReadFile(ag.log)
+	c, ok := parseStopped(data)
+	if !ok {
+		return st, fmt.Errorf("agent log %s has no \"stopped\" line with counters", ag.log)
+	}
+	ts, err := readStats(statsPath)
+	if err != nil {
+		return st, err
+	}
+	for _, ps := range ts.Probes {
+		st.Spans += ps.Entries
+	}
+	st.Exported = sk.spans.Load() - spans0
+	st.Dropped, st.Lost = c.Dropped, c.Lost
+	st.Unaccounted = int64(st.Spans) - int64(st.Exported) - int64(st.Dropped) - int64(st.Lost)
+	return st, nil
+}
