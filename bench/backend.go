@@ -169,7 +169,7 @@ func agentRun(ctx context.Context, p params, bins binaries, srv *servers, funcs 
 	}
 	statsPath := filepath.Join(logs, "tracer-stats.json")
 	_ = os.Remove(statsPath)
-	name := fmt.Sprintf("agent-%s-%s-%dms", s.sampling, s.placement, backends[i].Milliseconds())
+	name := fmt.Sprintf("agent-%s-%s-%dms-seed%d", s.sampling, s.placement, backends[i].Milliseconds(), seed)
 	ag, err := start(logs, name, bins.self, "agent", "--pid", fmt.Sprint(srv.router.pid()), "--config", cfg,
 		"--placement", s.placement, "--stats", statsPath)
 	if err != nil {
@@ -228,6 +228,9 @@ func agentRun(ctx context.Context, p params, bins binaries, srv *servers, funcs 
 	row.Requests += p.warmup + p.requests[i]
 	row.CPU += cpu1 - cpu0
 	row.PeakRSS = max(row.PeakRSS, rss)
+	// The agent's "stopped" line reads the lost counter after detaching,
+	// when the kernel map is gone; the tracer stats were read before.
+	c.Lost = max(c.Lost, st.Lost)
 	row.Counters.add(c)
 	for _, ps := range st.Probes {
 		fn := funcs[ps.Symbol]
