@@ -169,6 +169,7 @@ func agentRun(ctx context.Context, p params, bins binaries, srv *servers, funcs 
 	}
 	statsPath := filepath.Join(logs, "tracer-stats.json")
 	_ = os.Remove(statsPath)
+	since := lastProgID()
 	name := fmt.Sprintf("agent-%s-%s-%dms-seed%d", s.sampling, s.placement, backends[i].Milliseconds(), seed)
 	ag, err := start(logs, name, bins.self, "agent", "--pid", fmt.Sprint(srv.router.pid()), "--config", cfg,
 		"--placement", s.placement, "--stats", statsPath)
@@ -189,8 +190,12 @@ func agentRun(ctx context.Context, p params, bins binaries, srv *servers, funcs 
 	}
 	row := a.agent
 	var cpu0 time.Duration
+	var runs0 progRun
 	if attached {
 		if cpu0, err = cpuTime(ag.pid()); err != nil {
+			return loadgen.Result{}, err
+		}
+		if runs0, err = captureRuns(since); err != nil {
 			return loadgen.Result{}, err
 		}
 	}
@@ -203,6 +208,10 @@ func agentRun(ctx context.Context, p params, bins binaries, srv *servers, funcs 
 		return res, nil
 	}
 	cpu1, err := cpuTime(ag.pid())
+	if err != nil {
+		return res, err
+	}
+	runs1, err := captureRuns(since)
 	if err != nil {
 		return res, err
 	}
@@ -227,6 +236,9 @@ func agentRun(ctx context.Context, p params, bins binaries, srv *servers, funcs 
 	}
 	row.Requests += p.warmup + p.requests[i]
 	row.CPU += cpu1 - cpu0
+	d := runs1.sub(runs0)
+	row.BPF.Runtime += d.Runtime
+	row.BPF.Runs += d.Runs
 	row.PeakRSS = max(row.PeakRSS, rss)
 	// The agent's "stopped" line reads the lost counter after detaching,
 	// when the kernel map is gone; the tracer stats were read before.

@@ -61,6 +61,9 @@ type AgentRow struct {
 	// Uprobe hits by kind: entries on emulated and on single-stepped
 	// instructions, and RETs (single-stepped).
 	EntryEmulated, EntryStepped, Returns uint64
+	// BPF is the capture programs' own run time and runs (kernel
+	// bpf_stats) during the load.
+	BPF progRun
 	// Spans opened in the kernel (sampled or not).
 	Spans    uint64
 	Counters agentCounters
@@ -154,8 +157,8 @@ func render(r *Report) string {
 				row.Throughput, addP50, addMean, pct, row.Errors, row.CacheHits)
 		}
 		w("\n")
-		w("| setup | spans/req | uprobe hits/req emulated | single-stepped | floor us/req | added mean us | ratio added/floor | us per span | agent CPU us/req | agent peak RSS MiB | spans/s exported | dropped | lost events |\n")
-		w("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+		w("| setup | spans/req | uprobe hits/req emulated | single-stepped | floor us/req | eBPF programs us/req | added mean us | ratio added/floor | us per span | agent CPU us/req | agent peak RSS MiB | spans/s exported | dropped | lost events |\n")
+		w("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 		for _, row := range blk.Rows[1:] {
 			added := us(row.Mean - base.Mean)
 			spansPerSec := "-"
@@ -165,9 +168,9 @@ func render(r *Report) string {
 			a := row.Agent
 			switch {
 			case a == nil:
-				w("| %s | - | 0 | 0 | 0 | %s | - | - | - | - | %s | - | - |\n", row.Name, signed(added), spansPerSec)
+				w("| %s | - | 0 | 0 | 0 | 0 | %s | - | - | - | - | %s | - | - |\n", row.Name, signed(added), spansPerSec)
 			case !a.Attached:
-				w("| %s | 0 | 0 | 0 | 0 | %s | - | - | 0 (attaches nothing) | - | 0 | 0 | 0 |\n", row.Name, signed(added))
+				w("| %s | 0 | 0 | 0 | 0 | 0 | %s | - | - | 0 (attaches nothing) | - | 0 | 0 | 0 |\n", row.Name, signed(added))
 			default:
 				floor := floorPerRequestUs(a, r.Floor)
 				ratio, perSpan := "-", "-"
@@ -177,9 +180,9 @@ func render(r *Report) string {
 				if sp := perReq(a.Spans, a.Requests); sp > 0 {
 					perSpan = fmt.Sprintf("%.1f", added/sp)
 				}
-				w("| %s | %.2f | %.2f | %.2f | %.0f | %s | %s | %s | %.0f | %.1f | %s | %d | %d |\n", row.Name,
+				w("| %s | %.2f | %.2f | %.2f | %.0f | %.0f | %s | %s | %s | %.0f | %.1f | %s | %d | %d |\n", row.Name,
 					perReq(a.Spans, a.Requests), perReq(a.EntryEmulated, a.Requests), perReq(a.EntryStepped+a.Returns, a.Requests),
-					floor, signed(added), ratio, perSpan, us(a.CPU)/float64(max(a.Requests, 1)), float64(a.PeakRSS)/(1<<20),
+					floor, us(a.BPF.Runtime)/float64(max(a.Requests, 1)), signed(added), ratio, perSpan, us(a.CPU)/float64(max(a.Requests, 1)), float64(a.PeakRSS)/(1<<20),
 					spansPerSec, a.Counters.Dropped, a.Counters.Lost)
 			}
 		}
@@ -200,6 +203,7 @@ func render(r *Report) string {
 	w("## How to read this\n\n")
 	w("- *added* is the setup's latency minus the router alone's, in the same rounds; at 0 ms and concurrency 1 the added mean is the work added to each request.\n")
 	w("- *floor us/req* is hits per request x the bare cost of their kind above; *ratio* is added mean / floor (1.0: the agent adds nothing beyond the kernel traps).\n")
+	w("- *eBPF programs us/req* is the capture programs' own run time (kernel bpf_stats, enabled for the agent runs), inside the added time but not in the floor.\n")
 	w("- uprobe hits come from the kernel counters (every entry and RET, sampled or not); the uprobes on runtime.newproc1 (goroutine hand-off) are not counted.\n")
 	w("- *naive placement* puts the entry uprobe on the symbol's first instruction (the stack check's CMP, single-stepped) instead of the PUSH after it (emulated).\n")
 	w("- agent CPU is utime+stime from /proc/PID/stat during the load; peak RSS is VmHWM.\n")

@@ -60,7 +60,7 @@ func runBench(args []string) error {
 	var p params
 	fs.StringVar(&p.out, "out", "build/bench", "directory for the binaries, logs and report.md")
 	fs.IntVar(&p.rounds, "rounds", 3, "interleaved rounds")
-	fs.IntVar(&p.requests[0], "requests", 1000, "measured requests per run at 0 ms backend latency")
+	fs.IntVar(&p.requests[0], "requests", 1500, "measured requests per run at 0 ms backend latency")
 	fs.IntVar(&p.requests[1], "requests-15ms", 600, "measured requests per run at 15 ms backend latency")
 	fs.IntVar(&p.concurrency[0], "concurrency", 1, "requests in flight at 0 ms (1: added latency is added work, no queueing)")
 	fs.IntVar(&p.concurrency[1], "concurrency-15ms", 4, "requests in flight at 15 ms")
@@ -143,6 +143,11 @@ func bench(ctx context.Context, p params) (*Report, error) {
 	if rep.Floor, err = measureFloor(bins.floor, p.floorCalls, 5); err != nil {
 		return nil, err
 	}
+	stats, err := enableBPFStats()
+	if err != nil {
+		return nil, err
+	}
+	defer stats.Close()
 	for i, lat := range backends {
 		blk, err := benchBackend(ctx, p, bins, i, lat)
 		if err != nil {
