@@ -72,6 +72,7 @@ func startServers(p params, bins binaries, lat time.Duration) (*servers, error) 
 // acc accumulates one setup's runs.
 type acc struct {
 	lat      *loadgen.Histogram
+	roundP50 []time.Duration
 	elapsed  time.Duration
 	errors   int
 	cacheHit int
@@ -131,6 +132,7 @@ func benchBackend(ctx context.Context, p params, bins binaries, i int, lat time.
 				return blk, fmt.Errorf("%s at %v: %w", s.name, lat, err)
 			}
 			a.lat.Merge(res.Latency)
+			a.roundP50 = append(a.roundP50, res.Latency.Quantile(0.5))
 			a.elapsed += res.Elapsed
 			a.errors += res.Errors
 			a.cacheHit += res.CacheHits
@@ -143,7 +145,7 @@ func benchBackend(ctx context.Context, p params, bins binaries, i int, lat time.
 	otelSpans := srv.otelSink.spans.Load() - otelSpans0
 	for k, s := range setups {
 		a := &accs[k]
-		row := Row{Name: s.name, P50: a.lat.Quantile(0.5), P99: a.lat.Quantile(0.99), Mean: a.lat.Mean(),
+		row := Row{Name: s.name, P50: a.lat.Quantile(0.5), RoundP50: a.roundP50, P99: a.lat.Quantile(0.99), Mean: a.lat.Mean(),
 			Requests: a.lat.Count(), Errors: a.errors, CacheHits: a.cacheHit, Agent: a.agent}
 		if a.elapsed > 0 {
 			row.Throughput = float64(a.lat.Count()) / a.elapsed.Seconds()

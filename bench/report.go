@@ -36,8 +36,11 @@ type Block struct {
 
 // Row is one setup's measured requests over all rounds.
 type Row struct {
-	Name                        string
-	P50, P99, Mean              time.Duration
+	Name           string
+	P50, P99, Mean time.Duration
+	// RoundP50 is the p50 of each round, in the order run, to show the
+	// noise between rounds.
+	RoundP50                    []time.Duration
 	Throughput                  float64
 	Requests, Errors, CacheHits int
 	// Agent is set for the agent setups.
@@ -143,8 +146,8 @@ func render(r *Report) string {
 		base := blk.Rows[0]
 		w("## Fake model latency %v: %d measured requests per run x %d rounds, concurrency %d, %d warm-up requests per run\n\n",
 			blk.Backend, blk.Requests, r.Rounds, blk.Concurrency, r.Warmup)
-		w("| setup | p50 ms | p99 ms | mean ms | req/s | added p50 us | added mean us | p50 overhead | errors | cache hits |\n")
-		w("|---|---|---|---|---|---|---|---|---|---|\n")
+		w("| setup | p50 ms | p99 ms | mean ms | req/s | added p50 us | added mean us | p50 overhead | p50 per round ms | errors | cache hits |\n")
+		w("|---|---|---|---|---|---|---|---|---|---|---|\n")
 		for i, row := range blk.Rows {
 			addP50, addMean, pct := "-", "-", "-"
 			if i > 0 {
@@ -153,8 +156,12 @@ func render(r *Report) string {
 					pct = fmt.Sprintf("%+.2f%%", 100*float64(row.P50-base.P50)/float64(base.P50))
 				}
 			}
-			w("| %s | %s | %s | %s | %.0f | %s | %s | %s | %d | %d |\n", row.Name, ms(row.P50), ms(row.P99), ms(row.Mean),
-				row.Throughput, addP50, addMean, pct, row.Errors, row.CacheHits)
+			rounds := make([]string, len(row.RoundP50))
+			for k, d := range row.RoundP50 {
+				rounds[k] = ms(d)
+			}
+			w("| %s | %s | %s | %s | %.0f | %s | %s | %s | %s | %d | %d |\n", row.Name, ms(row.P50), ms(row.P99), ms(row.Mean),
+				row.Throughput, addP50, addMean, pct, strings.Join(rounds, " "), row.Errors, row.CacheHits)
 		}
 		w("\n")
 		w("| setup | spans/req | uprobe hits/req emulated | single-stepped | floor us/req | eBPF programs us/req | added mean us | ratio added/floor | us per span | agent CPU us/req | agent peak RSS MiB | spans/s exported | dropped | lost events |\n")
@@ -201,7 +208,8 @@ func render(r *Report) string {
 		renderStress(&b, s)
 	}
 	w("## How to read this\n\n")
-	w("- *added* is the setup's latency minus the router alone's, in the same rounds; at 0 ms and concurrency 1 the added mean is the work added to each request.\n")
+	w("- *added* is the setup's latency minus the router alone's, in the same rounds; at 0 ms and concurrency 1 the added mean is the time added to each request. The per-round p50s show the machine's noise: differences smaller than their spread are not measured effects.\n")
+	w("- the machine's cores are shared by the load generator, the router, the fake model server and the agent: the agent's CPU per request competes with the router's, which is part of the added time beyond the floor and the eBPF programs.\n")
 	w("- *floor us/req* is hits per request x the bare cost of their kind above; *ratio* is added mean / floor (1.0: the agent adds nothing beyond the kernel traps).\n")
 	w("- *eBPF programs us/req* is the capture programs' own run time (kernel bpf_stats, enabled for the agent runs), inside the added time but not in the floor.\n")
 	w("- uprobe hits come from the kernel counters (every entry and RET, sampled or not); the uprobes on runtime.newproc1 (goroutine hand-off) are not counted.\n")

@@ -16,7 +16,7 @@ func sampleReport() *Report {
 		Blocks: []Block{{
 			Backend: 15 * time.Millisecond, Requests: 600, Concurrency: 4,
 			Rows: []Row{
-				{Name: "router alone", P50: 17 * time.Millisecond, P99: 22 * time.Millisecond, Mean: 15 * time.Millisecond, Throughput: 250, Requests: 1800},
+				{Name: "router alone", RoundP50: []time.Duration{17 * time.Millisecond, 17100 * time.Microsecond}, P50: 17 * time.Millisecond, P99: 22 * time.Millisecond, Mean: 15 * time.Millisecond, Throughput: 250, Requests: 1800},
 				{Name: "agent always_on", P50: 17170 * time.Microsecond, P99: 23 * time.Millisecond, Mean: 15100 * time.Microsecond, Throughput: 248, Requests: 1800,
 					Agent: &AgentRow{Attached: true, Requests: 2000, CPU: 400 * time.Millisecond, PeakRSS: 48 << 20,
 						EntryEmulated: 16000, EntryStepped: 0, Returns: 16000, Spans: 16000,
@@ -41,9 +41,9 @@ func TestRenderFigures(t *testing.T) {
 		"| 2026-11-25 14:00 UTC | Test CPU 9000, 2 cores | 6.1.0-test | go1.26 | 3 (interleaved) | 5m0s |",
 		"## Fake model latency 15ms: 600 measured requests per run x 3 rounds, concurrency 4, 100 warm-up requests per run",
 		// Baseline: no deltas.
-		"| router alone | 17.00 | 22.00 | 15.00 | 250 | - | - | - | 0 | 0 |",
+		"| router alone | 17.00 | 22.00 | 15.00 | 250 | - | - | - | 17.00 17.10 | 0 | 0 |",
 		// +170 us at p50 is +1.00%; +100 us mean.
-		"| agent always_on | 17.17 | 23.00 | 15.10 | 248 | +170 | +100 | +1.00% | 0 | 0 |",
+		"| agent always_on | 17.17 | 23.00 | 15.10 | 248 | +170 | +100 | +1.00% |  | 0 | 0 |",
 		// 8 spans/req; 8 emulated + 8 stepped hits/req; floor 8*1 + 8*11 = 96 us;
 		// programs 40 ms / 2000 = 20 us/req; ratio 100/96 = 1.04; 100/8 =
 		// 12.5 us per span; 400 ms / 2000 = 200 us CPU per request; 48 MiB;
@@ -55,8 +55,8 @@ func TestRenderFigures(t *testing.T) {
 		"| CMP SP, 16(R14) at the symbol | single-stepped | 15000 |",
 		"| RET | single-stepped | 11000 |",
 		"**20000 spans/s**",
-		"| 40000 | 38000 | 76000 | 70000 | 6000 | 0 | 100 |",
-		"| 20000 | 20000 | 40000 | 40000 | 0 | 0 | 50 |",
+		"| 40000 | 38000 | 76000 | 70000 | 6000 | 0 | 100 | 26.3 |",
+		"| 20000 | 20000 | 40000 | 40000 | 0 | 0 | 50 | 25.0 |",
 	} {
 		if !strings.Contains(md, want) {
 			t.Errorf("report lacks %q\n%s", want, md)

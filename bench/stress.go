@@ -56,13 +56,17 @@ func renderStress(b *strings.Builder, s *StressResult) {
 		b.WriteString(" (no step lost anything: the traced process, slowed by its own uprobe traps, could not go faster, so the agent's limit is above this)")
 	}
 	b.WriteString(".\n\nA span lost in the ring buffer costs one or two events; spans - exported = dropped + the spans of the lost events.\n\n")
-	fmt.Fprintf(b, "| target spans/s | achieved spans/s | spans | exported | dropped (queue full) | lost events (ring buffer) | agent CPU %% |\n|---|---|---|---|---|---|---|\n")
+	fmt.Fprintf(b, "| target spans/s | achieved spans/s | spans | exported | dropped (queue full) | lost events (ring buffer) | agent CPU %% | agent CPU us/span |\n|---|---|---|---|---|---|---|---|\n")
 	for _, st := range s.Steps {
 		cpu := 0.0
 		if st.Duration > 0 {
 			cpu = 100 * st.CPU.Seconds() / st.Duration.Seconds()
 		}
-		fmt.Fprintf(b, "| %.0f | %.0f | %d | %d | %d | %d | %.0f |\n", st.Rate, st.Achieved, st.Spans, st.Exported, st.Dropped, st.Lost, cpu)
+		perSpan := 0.0
+		if st.Spans > 0 {
+			perSpan = us(st.CPU) / float64(st.Spans)
+		}
+		fmt.Fprintf(b, "| %.0f | %.0f | %d | %d | %d | %d | %.0f | %.1f |\n", st.Rate, st.Achieved, st.Spans, st.Exported, st.Dropped, st.Lost, cpu, perSpan)
 	}
 	b.WriteString("\n")
 }
