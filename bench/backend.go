@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"time"
@@ -108,12 +109,15 @@ func benchBackend(ctx context.Context, p params, bins binaries, i int, lat time.
 	}
 	otelSpans0 := srv.otelSink.spans.Load()
 	var otelLoad time.Duration
+	order := rand.New(rand.NewPCG(uint64(i)+1, 7))
 	for r := range p.rounds {
-		// Rotate the order each round so no setup always runs first
-		// (after the router idled) or last.
-		for j := range setups {
-			k := (j + r) % len(setups)
+		// A new order each round (reproducible): no setup always runs
+		// first, last or after the same other setup, so what a run leaves
+		// behind is spread over all of them.
+		for _, k := range order.Perm(len(setups)) {
 			s := setups[k]
+			// Let the previous run's processes finish exiting.
+			time.Sleep(300 * time.Millisecond)
 			seed++
 			logf("backend %v round %d/%d: %s", lat, r+1, p.rounds, s.name)
 			a := &accs[k]
