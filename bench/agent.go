@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -114,5 +115,9 @@ func (s *statsSource) Close() error {
 			werr = fmt.Errorf("write tracer stats to %s: %w", s.path, err)
 		}
 	}
-	return errors.Join(s.Tracer.Close(), werr)
+	start := time.Now()
+	err := s.Tracer.Close()
+	// The harness reports how long detaching takes (uprobe unregistration).
+	fmt.Fprintf(os.Stderr, "{\"msg\":\"detached\",\"detach_seconds\":%.3f}\n", time.Since(start).Seconds())
+	return errors.Join(err, werr)
 }

@@ -223,7 +223,7 @@ func agentRun(ctx context.Context, p params, bins binaries, srv *servers, funcs 
 	}
 	// Let the agent drain the ring buffer before stopping it (stopping
 	// discards unread events); its CPU after the load is not counted.
-	waitIdle(ag.pid(), 10*time.Second)
+	waitIdle(ag.pid(), 2*time.Second)
 	rss, err := peakRSS(ag.pid())
 	if err != nil {
 		return res, err
@@ -232,6 +232,8 @@ func agentRun(ctx context.Context, p params, bins binaries, srv *servers, funcs 
 		return res, fmt.Errorf("stop agent: %w", err)
 	}
 	logData, _ := os.ReadFile(ag.log)
+	row.Detach += parseDetach(logData)
+	row.Runs++
 	c, ok := parseStopped(logData)
 	if !ok {
 		return res, fmt.Errorf("agent log %s has no \"stopped\" line with counters", ag.log)

@@ -1,6 +1,6 @@
 // Command bench is the overhead benchmark behind `make bench`. Run as root:
 //
-//	go run ./bench [--out build/bench] [--rounds 5] [--requests 900] [--probes FILE]
+//	go run ./bench [--out build/bench] [--rounds 4] [--requests 900] [--probes FILE]
 //
 // It builds the router, the fake model server, the comparator and a floor
 // fixture, then measures, interleaved in rounds to cancel machine noise:

@@ -227,3 +227,18 @@ func waitIdle(pid int, timeout time.Duration) {
 		last = now
 	}
 }
+
+// parseDetach reads how long the agent's Tracer.Close took, from the
+// "detached" line the bench agent writes (0 when absent).
+func parseDetach(log []byte) time.Duration {
+	for _, line := range bytes.Split(log, []byte("\n")) {
+		var m struct {
+			Msg     string  `json:"msg"`
+			Seconds float64 `json:"detach_seconds"`
+		}
+		if json.Unmarshal(line, &m) == nil && m.Msg == "detached" {
+			return time.Duration(m.Seconds * float64(time.Second))
+		}
+	}
+	return 0
+}

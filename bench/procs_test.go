@@ -3,6 +3,7 @@ package main
 import (
 	"os"
 	"testing"
+	"time"
 )
 
 func TestParseStopped(t *testing.T) {
@@ -51,5 +52,15 @@ func TestMedian(t *testing.T) {
 		if got := median(c.in); got != c.want {
 			t.Errorf("median(%v) = %v, want %v", c.in, got, c.want)
 		}
+	}
+}
+
+func TestParseDetach(t *testing.T) {
+	log := []byte("{\"msg\":\"attached\"}\n{\"msg\":\"detached\",\"detach_seconds\":4.25}\n")
+	if got := parseDetach(log); got != 4250*time.Millisecond {
+		t.Fatalf("parseDetach = %v, want 4.25s", got)
+	}
+	if got := parseDetach([]byte("{}")); got != 0 {
+		t.Fatalf("parseDetach without the line = %v", got)
 	}
 }

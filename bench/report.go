@@ -70,6 +70,9 @@ type AgentRow struct {
 	// Spans opened in the kernel (sampled or not).
 	Spans    uint64
 	Counters agentCounters
+	// Detach sums the time Tracer.Close took over Runs runs.
+	Detach time.Duration
+	Runs   int
 }
 
 func (c *agentCounters) add(o agentCounters) {
@@ -164,8 +167,8 @@ func render(r *Report) string {
 				row.Throughput, addP50, addMean, pct, strings.Join(rounds, " "), row.Errors, row.CacheHits)
 		}
 		w("\n")
-		w("| setup | spans/req | uprobe hits/req emulated | single-stepped | floor us/req | eBPF programs us/req | added mean us | ratio added/floor | us per span | agent CPU us/req | agent peak RSS MiB | spans/s exported | dropped | lost events |\n")
-		w("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+		w("| setup | spans/req | uprobe hits/req emulated | single-stepped | floor us/req | eBPF programs us/req | added mean us | ratio added/floor | us per span | agent CPU us/req | agent peak RSS MiB | spans/s exported | dropped | lost events | detach s |\n")
+		w("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 		for _, row := range blk.Rows[1:] {
 			added := us(row.Mean - base.Mean)
 			spansPerSec := "-"
@@ -175,9 +178,9 @@ func render(r *Report) string {
 			a := row.Agent
 			switch {
 			case a == nil:
-				w("| %s | - | 0 | 0 | 0 | 0 | %s | - | - | - | - | %s | - | - |\n", row.Name, signed(added), spansPerSec)
+				w("| %s | - | 0 | 0 | 0 | 0 | %s | - | - | - | - | %s | - | - | - |\n", row.Name, signed(added), spansPerSec)
 			case !a.Attached:
-				w("| %s | 0 | 0 | 0 | 0 | 0 | %s | - | - | 0 (attaches nothing) | - | 0 | 0 | 0 |\n", row.Name, signed(added))
+				w("| %s | 0 | 0 | 0 | 0 | 0 | %s | - | - | 0 (attaches nothing) | - | 0 | 0 | 0 | - |\n", row.Name, signed(added))
 			default:
 				floor := floorPerRequestUs(a, r.Floor)
 				ratio, perSpan := "-", "-"
@@ -187,10 +190,10 @@ func render(r *Report) string {
 				if sp := perReq(a.Spans, a.Requests); sp > 0 {
 					perSpan = fmt.Sprintf("%.1f", added/sp)
 				}
-				w("| %s | %.2f | %.2f | %.2f | %.0f | %.0f | %s | %s | %s | %.0f | %.1f | %s | %d | %d |\n", row.Name,
+				w("| %s | %.2f | %.2f | %.2f | %.0f | %.0f | %s | %s | %s | %.0f | %.1f | %s | %d | %d | %.1f |\n", row.Name,
 					perReq(a.Spans, a.Requests), perReq(a.EntryEmulated, a.Requests), perReq(a.EntryStepped+a.Returns, a.Requests),
 					floor, us(a.BPF.Runtime)/float64(max(a.Requests, 1)), signed(added), ratio, perSpan, us(a.CPU)/float64(max(a.Requests, 1)), float64(a.PeakRSS)/(1<<20),
-					spansPerSec, a.Counters.Dropped, a.Counters.Lost)
+					spansPerSec, a.Counters.Dropped, a.Counters.Lost, a.Detach.Seconds()/float64(max(a.Runs, 1)))
 			}
 		}
 		w("\n")
@@ -214,6 +217,7 @@ func render(r *Report) string {
 	w("- *eBPF programs us/req* is the capture programs' own run time (kernel bpf_stats, enabled for the agent runs), inside the added time but not in the floor.\n")
 	w("- uprobe hits come from the kernel counters (every entry and RET, sampled or not); the uprobes on runtime.newproc1 (goroutine hand-off) are not counted.\n")
 	w("- *naive placement* puts the entry uprobe on the symbol's first instruction (the stack check's CMP, single-stepped) instead of the PUSH after it (emulated).\n")
+	w("- *detach s* is the mean time the capture engine took to detach its uprobes when the agent stopped.\n")
 	w("- agent CPU is utime+stime from /proc/PID/stat during the load; peak RSS is VmHWM.\n")
 	w("- the OTel comparator wraps the router's http.Handler: a root span around each request and the stage spans that ran, with the probe file's names and attribute keys, started and ended inside the request after the handler returns (their timing is not the stages', their cost is); batch span processor with the agent's settings, OTLP gRPC to the same kind of sink.\n")
 	return b.String()

@@ -20,7 +20,7 @@ func sampleReport() *Report {
 				{Name: "agent always_on", P50: 17170 * time.Microsecond, P99: 23 * time.Millisecond, Mean: 15100 * time.Microsecond, Throughput: 248, Requests: 1800,
 					Agent: &AgentRow{Attached: true, Requests: 2000, CPU: 400 * time.Millisecond, PeakRSS: 48 << 20,
 						EntryEmulated: 16000, EntryStepped: 0, Returns: 16000, Spans: 16000,
-						BPF: progRun{Runtime: 40 * time.Millisecond, Runs: 32000}, Counters: agentCounters{Dropped: 3, Lost: 2}},
+						BPF: progRun{Runtime: 40 * time.Millisecond, Runs: 32000}, Detach: 9 * time.Second, Runs: 2, Counters: agentCounters{Dropped: 3, Lost: 2}},
 					SpansExported: 16000, LoadTime: 8 * time.Second},
 				{Name: "agent always_off", P50: 17 * time.Millisecond, P99: 22 * time.Millisecond, Mean: 15 * time.Millisecond, Throughput: 250,
 					Agent: &AgentRow{Attached: false}},
@@ -48,9 +48,10 @@ func TestRenderFigures(t *testing.T) {
 		// programs 40 ms / 2000 = 20 us/req; ratio 100/96 = 1.04; 100/8 =
 		// 12.5 us per span; 400 ms / 2000 = 200 us CPU per request; 48 MiB;
 		// 16000 spans / 8 s; dropped 3; lost 2.
-		"| agent always_on | 8.00 | 8.00 | 8.00 | 96 | 20 | +100 | 1.04 | 12.5 | 200 | 48.0 | 2000 | 3 | 2 |",
-		"| agent always_off | 0 | 0 | 0 | 0 | 0 | +0 | - | - | 0 (attaches nothing) | - | 0 | 0 | 0 |",
-		"| in-process OTel SDK | - | 0 | 0 | 0 | 0 | +200 | - | - | - | - | 4000 | - | - |",
+		// 9 s of detach over 2 runs.
+		"| agent always_on | 8.00 | 8.00 | 8.00 | 96 | 20 | +100 | 1.04 | 12.5 | 200 | 48.0 | 2000 | 3 | 2 | 4.5 |",
+		"| agent always_off | 0 | 0 | 0 | 0 | 0 | +0 | - | - | 0 (attaches nothing) | - | 0 | 0 | 0 | - |",
+		"| in-process OTel SDK | - | 0 | 0 | 0 | 0 | +200 | - | - | - | - | 4000 | - | - | - |",
 		"| PUSH BP after the stack check | emulated | 1000 |",
 		"| CMP SP, 16(R14) at the symbol | single-stepped | 15000 |",
 		"| RET | single-stepped | 11000 |",

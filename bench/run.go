@@ -59,7 +59,7 @@ func runBench(args []string) error {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	var p params
 	fs.StringVar(&p.out, "out", "build/bench", "directory for the binaries, logs and report.md")
-	fs.IntVar(&p.rounds, "rounds", 5, "interleaved rounds")
+	fs.IntVar(&p.rounds, "rounds", 4, "interleaved rounds")
 	fs.IntVar(&p.requests[0], "requests", 900, "measured requests per run at 0 ms backend latency")
 	fs.IntVar(&p.requests[1], "requests-15ms", 360, "measured requests per run at 15 ms backend latency")
 	fs.IntVar(&p.concurrency[0], "concurrency", 1, "requests in flight at 0 ms (1: added latency is added work, no queueing)")
