@@ -24,6 +24,9 @@ import (
 // programs, a ring buffer, an uprobe_multi link on a process of another user, a SOCKHASH and a
 // sock_ops link on the cgroup v2 root (a link, so it goes away with the child).
 
+// targetBinary is what the uprobe target process runs: any world-readable executable does.
+const targetBinary = "/bin/sleep"
+
 // capOpEnv selects the operation a re-executed test binary performs (see TestCapabilityChild).
 const capOpEnv = "ROUTERSCOPE_CAPS_OP"
 
@@ -51,7 +54,7 @@ func TestCapabilitiesOnThisKernel(t *testing.T) {
 		t.Fatalf("setpriv (util-linux) is needed to run a child with a chosen capability set: %v", err)
 	}
 	// The target: a process of another user, as routers in other containers are.
-	target := exec.Command("/bin/sleep", "600")
+	target := exec.Command(targetBinary, "600")
 	target.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
 	if err := target.Start(); err != nil {
 		t.Fatal(err)
@@ -114,7 +117,7 @@ func TestCapabilitiesOnThisKernel(t *testing.T) {
 	// Not an assertion, because it depends on the kernel: whether the classic perf-event
 	// uprobe would work with the same set. Since "perf: Require CAP_SYS_ADMIN for uprobes"
 	// (2025) it needs CAP_SYS_ADMIN, which is why the agent must use uprobe_multi.
-	t.Logf("perf_event_open uprobe with %v: %v", all, run("perf-uprobe", all))
+	t.Logf("perf_event_open uprobe with %v: %v; adding SYS_ADMIN: %v", all, run("perf-uprobe", all), run("perf-uprobe", append(all, "SYS_ADMIN")))
 }
 
 func slicesWithout(s []string, drop string) []string {
@@ -187,9 +190,19 @@ func capOp(op, pid, cgroup string) error {
 		}
 		return f.Close()
 	case "uprobe-multi":
-		return attachUprobeMulti("/proc/"+pid+"/exe", pid)
+		// The offset comes from the file itself (world-readable), so that only the kernel's
+		// own permission check on /proc/PID/exe decides.
+		off, err := entryOffset(targetBinary)
+		if err != nil {
+			return err
+		}
+		return attachUprobeMulti("/proc/"+pid+"/exe", off, pid)
 	case "perf-uprobe":
-		return perfUprobe("/proc/" + pid + "/exe")
+		off, err := entryOffset(targetBinary)
+		if err != nil {
+			return err
+		}
+		return perfUprobe("/proc/"+pid+"/exe", off)
 	case "sock-ops-on-cgroup-root":
 		return sockOps(cgroup)
 	}
@@ -257,16 +270,12 @@ func entryOffset(path string) (uint64, error) {
 	return 0, fmt.Errorf("%s: entry point %#x is in no executable segment", path, f.Entry)
 }
 
-func attachUprobeMulti(path, pid string) error {
+func attachUprobeMulti(path string, off uint64, pid string) error {
 	prog, err := loadProgram(unix.BPF_PROG_TYPE_KPROBE, unix.BPF_TRACE_UPROBE_MULTI, 0)
 	if err != nil {
 		return err
 	}
 	defer unix.Close(prog)
-	off, err := entryOffset(path)
-	if err != nil {
-		return err
-	}
 	p, _ := strconv.Atoi(pid)
 	cpath := append([]byte(path), 0)
 	offsets := []uint64{off}
@@ -286,16 +295,12 @@ func attachUprobeMulti(path, pid string) error {
 	return unix.Close(fd)
 }
 
-func perfUprobe(path string) error {
+func perfUprobe(path string, off uint64) error {
 	data, err := os.ReadFile("/sys/bus/event_source/devices/uprobe/type")
 	if err != nil {
 		return err
 	}
 	typ, err := strconv.Atoi(strings.TrimSpace(string(data)))
-	if err != nil {
-		return err
-	}
-	off, err := entryOffset(path)
 	if err != nil {
 		return err
 	}

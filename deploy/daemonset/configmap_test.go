@@ -30,7 +30,7 @@ const (
 // agent's config volume, and returns the directory that stands for its mountPath.
 func layoutVolume(t *testing.T, m manifests, dir string) (mountPath string) {
 	t.Helper()
-	c := agentContainer(t, m.daemonSet)
+	c := mustAgentContainer(t, m.daemonSet)
 	for _, v := range m.daemonSet.Spec.Template.Spec.Volumes {
 		if v.ConfigMap == nil {
 			continue
@@ -57,7 +57,7 @@ func layoutVolume(t *testing.T, m manifests, dir string) (mountPath string) {
 
 func TestConfigMapAgentConfigLoads(t *testing.T) {
 	m := loadManifests(t, manifestDir)
-	c := agentContainer(t, m.daemonSet)
+	c := mustAgentContainer(t, m.daemonSet)
 	configPath := ""
 	for _, e := range c.Env {
 		if e.Name == "CONFIG_PATH" {

@@ -181,7 +181,7 @@ func TestDockerfile(t *testing.T) {
 	// The image's default command must be what the DaemonSet runs, so that the DaemonSet's
 	// args and the image cannot disagree on the entry point.
 	m := loadManifests(t, manifestDir)
-	if c := agentContainer(t, m.daemonSet); len(c.Command) != 0 {
+	if c := mustAgentContainer(t, m.daemonSet); len(c.Command) != 0 {
 		t.Errorf("the DaemonSet overrides the image's ENTRYPOINT with %q", c.Command)
 	}
 	// What the Dockerfile builds must exist in the repository.

@@ -99,8 +99,7 @@ func TestDecodeStrictRejects(t *testing.T) {
 	}
 }
 
-func TestManifestsNamesAndLabels(t *testing.T) {
-	m := loadManifests(t, manifestDir)
+func checkNamesAndLabels(t reporter, m manifests) {
 	if m.namespace.Name != namespace {
 		t.Errorf("namespace is %q, want %q", m.namespace.Name, namespace)
 	}
@@ -115,17 +114,11 @@ func TestManifestsNamesAndLabels(t *testing.T) {
 		}
 	}
 	ds := m.daemonSet
-	if ds.Spec.Selector == nil {
-		t.Fatal("DaemonSet has no selector")
-	}
-	sel, err := v1.LabelSelectorAsSelector(ds.Spec.Selector)
-	if err != nil {
-		t.Fatalf("DaemonSet selector: %v", err)
-	}
-	if sel.Empty() {
-		t.Error("DaemonSet selector is empty: it would select every pod of the namespace")
-	}
-	if !sel.Matches(labels.Set(ds.Spec.Template.Labels)) {
+	if sel, err := v1.LabelSelectorAsSelector(ds.Spec.Selector); err != nil || ds.Spec.Selector == nil {
+		t.Errorf("DaemonSet selector %v: %v", ds.Spec.Selector, err)
+	} else if sel.Empty() {
+		t.Errorf("DaemonSet selector is empty: it would select every pod of the namespace")
+	} else if !sel.Matches(labels.Set(ds.Spec.Template.Labels)) {
 		t.Errorf("DaemonSet selector %s does not match the pod template labels %v", sel, ds.Spec.Template.Labels)
 	}
 	pod := ds.Spec.Template.Spec
@@ -180,7 +173,7 @@ func TestKustomizationListsEveryManifest(t *testing.T) {
 		t.Errorf("YAML files in the directory %v, kustomization.yaml lists %v", listed, want)
 	}
 	m := loadManifests(t, manifestDir)
-	image := m.daemonSet.Spec.Template.Spec.Containers[0].Image
+	image := mustAgentContainer(t, m.daemonSet).Image
 	for _, img := range k.Images {
 		if !strings.HasPrefix(image, img.Name+":") {
 			t.Errorf("kustomization.yaml sets the tag of image %s, the DaemonSet runs %s", img.Name, image)
@@ -191,16 +184,28 @@ func TestKustomizationListsEveryManifest(t *testing.T) {
 	}
 }
 
-func agentContainer(t *testing.T, ds appsv1.DaemonSet) corev1.Container {
-	t.Helper()
+// agentContainer returns the DaemonSet's only container, or reports why there is none.
+func agentContainer(t reporter, ds appsv1.DaemonSet) (corev1.Container, bool) {
 	cs := ds.Spec.Template.Spec.Containers
 	if len(cs) != 1 || cs[0].Name != containerName {
-		t.Fatalf("DaemonSet must run exactly one container named %q, has %d", containerName, len(cs))
+		t.Errorf("DaemonSet must run exactly one container named %q, has %d", containerName, len(cs))
+		return corev1.Container{}, false
 	}
 	if n := len(ds.Spec.Template.Spec.InitContainers); n != 0 {
-		t.Fatalf("DaemonSet has %d init containers; their security contexts would need the same checks", n)
+		t.Errorf("DaemonSet has %d init containers; their security contexts would need the same checks", n)
+		return corev1.Container{}, false
 	}
-	return cs[0]
+	return cs[0], true
+}
+
+// mustAgentContainer is agentContainer for tests that cannot go on without it.
+func mustAgentContainer(t *testing.T, ds appsv1.DaemonSet) corev1.Container {
+	t.Helper()
+	c, ok := agentContainer(t, ds)
+	if !ok {
+		t.FailNow()
+	}
+	return c
 }
 
 // containerPort resolves a probe's port (a number or a port name) to a declared container port.
@@ -213,8 +218,11 @@ func containerPort(c corev1.Container, p intstr.IntOrString) (corev1.ContainerPo
 	return corev1.ContainerPort{}, false
 }
 
-func TestProbesReachTheMetricsPort(t *testing.T) {
-	c := agentContainer(t, loadManifests(t, manifestDir).daemonSet)
+func checkProbes(t reporter, m manifests) {
+	c, ok := agentContainer(t, m.daemonSet)
+	if !ok {
+		return
+	}
 	for _, p := range []struct {
 		name  string
 		probe *corev1.Probe
@@ -253,12 +261,15 @@ func TestProbesReachTheMetricsPort(t *testing.T) {
 	}
 	if c.LivenessProbe != nil && c.ReadinessProbe != nil && c.LivenessProbe.HTTPGet != nil && c.ReadinessProbe.HTTPGet != nil &&
 		c.LivenessProbe.HTTPGet.Path == c.ReadinessProbe.HTTPGet.Path {
-		t.Error("liveness and readiness probe the same path: an unreachable collector would restart the agent")
+		t.Errorf("liveness and readiness probe the same path: an unreachable collector would restart the agent")
 	}
 }
 
-func TestDownwardAPINodeName(t *testing.T) {
-	c := agentContainer(t, loadManifests(t, manifestDir).daemonSet)
+func checkNodeName(t reporter, m manifests) {
+	c, ok := agentContainer(t, m.daemonSet)
+	if !ok {
+		return
+	}
 	for _, e := range c.Env {
 		if e.Name == "NODE_NAME" {
 			if e.ValueFrom == nil || e.ValueFrom.FieldRef == nil || e.ValueFrom.FieldRef.FieldPath != "spec.nodeName" {
@@ -267,11 +278,14 @@ func TestDownwardAPINodeName(t *testing.T) {
 			return
 		}
 	}
-	t.Error("no NODE_NAME environment variable: spans would lack k8s.node.name")
+	t.Errorf("no NODE_NAME environment variable: spans would lack k8s.node.name")
 }
 
-func TestResources(t *testing.T) {
-	c := agentContainer(t, loadManifests(t, manifestDir).daemonSet)
+func checkResources(t reporter, m manifests) {
+	c, ok := agentContainer(t, m.daemonSet)
+	if !ok {
+		return
+	}
 	for _, r := range []corev1.ResourceName{corev1.ResourceCPU, corev1.ResourceMemory} {
 		req, okReq := c.Resources.Requests[r]
 		lim, okLim := c.Resources.Limits[r]

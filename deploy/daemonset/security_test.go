@@ -21,31 +21,36 @@ var addedCapabilities = []corev1.Capability{"BPF", "PERFMON", "SYS_PTRACE", "NET
 // sysfs; nothing is pinned in /sys/fs/bpf.
 var hostPaths = []string{"/sys/fs/cgroup"}
 
-func TestPodSecurity(t *testing.T) {
-	ds := loadManifests(t, manifestDir).daemonSet
+func checkPodSecurity(t reporter, m manifests) {
+	ds := m.daemonSet
 	pod := ds.Spec.Template.Spec
 	if !pod.HostPID {
-		t.Error("hostPID must be true: discovery reads every process of the node through /proc")
+		t.Errorf("hostPID must be true: discovery reads every process of the node through /proc")
 	}
 	if pod.HostNetwork || pod.HostIPC {
 		t.Errorf("hostNetwork=%v hostIPC=%v: the agent needs neither", pod.HostNetwork, pod.HostIPC)
 	}
-	c := agentContainer(t, ds)
+	c, ok := agentContainer(t, ds)
+	if !ok {
+		return
+	}
 	sc := c.SecurityContext
 	if sc == nil {
-		t.Fatal("the agent container has no securityContext")
+		t.Errorf("the agent container has no securityContext")
+		return
 	}
 	if sc.Privileged == nil || *sc.Privileged {
-		t.Error("privileged must be set to false")
+		t.Errorf("privileged must be set to false")
 	}
 	if sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation {
-		t.Error("allowPrivilegeEscalation must be set to false")
+		t.Errorf("allowPrivilegeEscalation must be set to false")
 	}
 	if sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem {
-		t.Error("readOnlyRootFilesystem must be true")
+		t.Errorf("readOnlyRootFilesystem must be true")
 	}
 	if sc.Capabilities == nil {
-		t.Fatal("no capabilities block: the runtime's default set would apply")
+		t.Errorf("no capabilities block: the runtime's default set would apply")
+		return
 	}
 	if !slices.Equal(sc.Capabilities.Drop, []corev1.Capability{"ALL"}) {
 		t.Errorf("capabilities.drop is %v, want [ALL]", sc.Capabilities.Drop)
@@ -72,10 +77,10 @@ func TestPodSecurity(t *testing.T) {
 		seccomp = sc.SeccompProfile
 	}
 	if seccomp == nil {
-		t.Error("no seccompProfile: set one explicitly")
+		t.Errorf("no seccompProfile: set one explicitly")
 	}
 	if pod.SecurityContext == nil || pod.SecurityContext.AppArmorProfile == nil {
-		t.Error("no pod appArmorProfile: set one explicitly")
+		t.Errorf("no pod appArmorProfile: set one explicitly")
 	}
 }
 
@@ -133,10 +138,12 @@ func find(n *yaml.Node, path ...string) *yaml.Node {
 	return n
 }
 
-func TestVolumes(t *testing.T) {
-	m := loadManifests(t, manifestDir)
+func checkVolumes(t reporter, m manifests) {
 	pod := m.daemonSet.Spec.Template.Spec
-	c := agentContainer(t, m.daemonSet)
+	c, ok := agentContainer(t, m.daemonSet)
+	if !ok {
+		return
+	}
 	volumes := map[string]corev1.Volume{}
 	for _, v := range pod.Volumes {
 		volumes[v.Name] = v
