@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -183,6 +184,17 @@ func TestDockerfile(t *testing.T) {
 	m := loadManifests(t, manifestDir)
 	if c := mustAgentContainer(t, m.daemonSet); len(c.Command) != 0 {
 		t.Errorf("the DaemonSet overrides the image's ENTRYPOINT with %q", c.Command)
+	}
+	// The context is the repository root: without exclusions it would ship build/ (the test
+	// control plane, hundreds of MB) to the builder.
+	ignore, err := os.ReadFile(filepath.Join(manifestDir, "Dockerfile.dockerignore"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"build", ".git"} {
+		if !slices.Contains(strings.Fields(string(ignore)), want) {
+			t.Errorf("Dockerfile.dockerignore does not exclude %s", want)
+		}
 	}
 	// What the Dockerfile builds must exist in the repository.
 	for _, path := range []string{"../../cmd/routerscope", "../../go.mod", "../../go.sum"} {
