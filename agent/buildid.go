@@ -86,7 +86,6 @@ func noteDesc(ef *elf.File, section, owner string, typ uint32) []byte {
 
 func align4(n uint32) uint64 { return (uint64(n) + 3) &^ 3 }
 
-
 // ResolveCache shares symbol resolutions between processes of the same
 // binary: the key is the binary's build id plus the digest of the probe
 // files' contents, so many replicas of the router are resolved once, and a

@@ -141,8 +141,8 @@ func decodeAgent(n *yaml.Node, a *Agent) error {
 			return decodeMapping(n, path, map[string]field{"listen": stringField(&a.Metrics.Listen)})
 		},
 		"watch_interval": durationField(&a.WatchInterval),
-		"log_level":    stringField(&a.LogLevel),
-		"log_format":   stringField(&a.LogFormat),
+		"log_level":      stringField(&a.LogLevel),
+		"log_format":     stringField(&a.LogFormat),
 	})
 }
 

@@ -357,7 +357,6 @@ func (m *manager) countLost(a *attachment) {
 	m.log.Warn("kernel ring buffer dropped events", zap.Int(LogKeyPID, a.key.pid), zap.Uint64(LogKeyLost, d))
 }
 
-
 // updateReadiness: ready when export works and either something is
 // attached or nothing matches yet.
 func (m *manager) updateReadiness() {

@@ -69,8 +69,12 @@ func newMetrics(asm *Assembler, pipe *Pipeline) *metrics {
 	stat := func(name, help string, f func() float64) prometheus.Collector {
 		return prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: metricsNamespace, Name: name, Help: help}, f)
 	}
-	ex := func(f func(ExportStats) uint64) func() float64 { return func() float64 { return float64(f(pipe.Stats())) } }
-	as := func(f func(AssemblerStats) uint64) func() float64 { return func() float64 { return float64(f(asm.Stats())) } }
+	ex := func(f func(ExportStats) uint64) func() float64 {
+		return func() float64 { return float64(f(pipe.Stats())) }
+	}
+	as := func(f func(AssemblerStats) uint64) func() float64 {
+		return func() float64 { return float64(f(asm.Stats())) }
+	}
 	m.reg.MustRegister(m.exportErrors, m.events, m.attaches, m.detaches, m.attachErrors, m.reloads, m.lostEvents, m.attached,
 		stat("spans_exported_total", "Spans accepted by the exporter.", ex(func(s ExportStats) uint64 { return s.Exported })),
 		stat("spans_export_failed_total", "Spans in export calls that failed.", ex(func(s ExportStats) uint64 { return s.Failed })),
