@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -342,10 +343,19 @@ func shutdown(ctx context.Context, pipe *Pipeline, cfg Config, log *zap.Logger) 
 }
 
 // processAlive tells whether a process exists: signal 0 checks without
-// sending anything; EPERM means it exists under another user.
+// sending anything; EPERM means it exists under another user. A zombie
+// (exited, not yet reaped by its parent) counts as gone.
 func processAlive(pid uint32) bool {
 	err := syscall.Kill(int(pid), 0)
-	return err == nil || errors.Is(err, syscall.EPERM)
+	if err != nil && !errors.Is(err, syscall.EPERM) {
+		return false
+	}
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return true // no procfs to ask: trust the signal
+	}
+	i := bytes.LastIndexByte(stat, ')')
+	return i < 0 || i+2 >= len(stat) || stat[i+2] != 'Z'
 }
 
 // String names a target for logs and errors.
