@@ -18,6 +18,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+	"go.uber.org/zap"
 
 	"github.com/routerscope/routerscope/probes"
 )
@@ -108,6 +109,8 @@ type capture struct {
 	srcs []*liveSource
 	// fail, when set, fails attaches it returns an error for.
 	fail func(AttachRequest) error
+	// source, when set, supplies the capture instead of a liveSource.
+	source func(AttachRequest) EventSource
 }
 
 func (c *capture) attach(_ context.Context, req AttachRequest) (EventSource, error) {
@@ -119,6 +122,9 @@ func (c *capture) attach(_ context.Context, req AttachRequest) (EventSource, err
 		}
 	}
 	c.reqs = append(c.reqs, req)
+	if c.source != nil {
+		return c.source(req), nil
+	}
 	n := byte(len(c.reqs))
 	src := &liveSource{pid: req.Target.PID, closed: make(chan struct{}), lost: uint64(n),
 		events: request(uint32(req.Target.PID), n, time.Now())}
@@ -232,3 +238,9 @@ func writeProbe(t *testing.T, dir, name, body string) string {
 }
 
 func pidString(pid int) string { return fmt.Sprint(pid) }
+
+// observedDiscard is a logger for tests that assert on metrics, not logs.
+func observedDiscard() *zap.Logger {
+	log, _ := observedLogger()
+	return log
+}

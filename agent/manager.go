@@ -41,6 +41,9 @@ type manager struct {
 
 	cfg   Config
 	ratio float64
+	// paused is set when the config attaches nothing (tracing disabled or
+	// always_off): no scan attaches until a reload turns it back on.
+	paused bool
 	// digests maps each probe file to its content digest as read at the
 	// last (re)load: attachments compare them to see a probe file change.
 	digests map[string]string
@@ -331,7 +334,10 @@ func (m *manager) detach(a *attachment, reason string) {
 	default:
 		n = m.asm.EndDetached(pid, now)
 	}
-	m.pipe.RemoveProcess(pid)
+	if reason != reasonStopped {
+		// At stop the pipeline's own shutdown flushes every provider.
+		m.pipe.RemoveProcess(pid)
+	}
 	m.met.detaches.WithLabelValues(reason).Inc()
 	m.log.Info("detached", zap.Int(LogKeyPID, a.key.pid), zap.String(LogKeyRule, a.want.rule),
 		zap.String(LogKeyReason, reason), zap.Int(LogKeyCount, n))

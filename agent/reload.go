@@ -39,12 +39,15 @@ func (m *manager) startWatch(ctx context.Context, reloads chan<- struct{}) func(
 	// watcher reads it through this mutex-guarded copy.
 	var mu sync.Mutex
 	list := files()
+	last := hashFiles(list)
 	m.onReload = func(cfg Config) {
 		mu.Lock()
+		defer mu.Unlock()
+		// The new list is the baseline from now on: a file added to it is
+		// not a change (the reload just read it).
 		list = watchedFiles(cfg)
-		mu.Unlock()
+		last = hashFiles(list)
 	}
-	last := hashFiles(list)
 	wg.Go(func() {
 		t := time.NewTicker(interval)
 		defer t.Stop()
@@ -56,11 +59,12 @@ func (m *manager) startWatch(ctx context.Context, reloads chan<- struct{}) func(
 			}
 			mu.Lock()
 			cur := hashFiles(list)
+			changed := cur != last
+			last = cur
 			mu.Unlock()
-			if cur == last {
+			if !changed {
 				continue
 			}
-			last = cur
 			select {
 			case reloads <- struct{}{}:
 			default: // one is pending already
@@ -137,7 +141,7 @@ func (m *manager) reloadConfig(ctx context.Context, trigger string) {
 		m.log.Warn("config reload: these settings need a restart and keep their running values", zap.Strings("keys", kept))
 	}
 	ratio, attachAny, why := SampleRatio(next.Tracing)
-	m.cfg, m.digests, m.ratio = next, digests, ratio
+	m.cfg, m.digests, m.ratio, m.paused = next, digests, ratio, !attachAny
 	m.pipe.SetMaxProcesses(next.Agent.Discovery.MaxProcesses)
 	if m.onReload != nil {
 		m.onReload(next)

@@ -235,6 +235,11 @@ func Run(ctx context.Context, cfg Config, attach Attacher, log *zap.Logger, opts
 	m := &manager{attach: attach, log: log, asm: asm, pipe: pipe, met: met, o: o, host: hostFromEnv(o.getenv),
 		cfg: cfg, ratio: ratio, digests: digests, atts: map[procKey]*attachment{}, retryAt: map[procKey]time.Time{},
 		readCtx: readCtx, ended: make(chan *attachment)}
+	// Watch from before the first attach, so an edit made while attaching
+	// is not taken for the baseline.
+	reloads := make(chan struct{}, 1)
+	stopWatch := m.startWatch(ctx, reloads)
+	defer stopWatch()
 	if want, err := m.desired(); err != nil {
 		shutdown(ctx, pipe, cfg, log)
 		return err
@@ -249,17 +254,18 @@ func Run(ctx context.Context, cfg Config, attach Attacher, log *zap.Logger, opts
 		stop := met.serveHTTP(o.listener)
 		defer stop()
 	}
-	m.loop(ctx)
+	m.loop(ctx, reloads)
 
 	stopReading()
-	m.detachAll(reasonStopped)
 	m.readers.Wait()
-	// Spans whose process is gone end as such; the rest end as stopped.
+	// Spans whose process is gone end as such; the rest end as stopped,
+	// each through its process's provider, which the flush then drains.
 	sweep(asm, o, log)
 	if n := asm.EndAll(o.now()); n > 0 {
 		log.Info("ended open spans as failed", zap.Int(LogKeyCount, n), zap.String(LogKeyReason, ReasonAgentStopped))
 	}
 	shutdown(ctx, pipe, m.cfg, log)
+	m.detachAll(reasonStopped)
 	st, ex := asm.Stats(), pipe.Stats()
 	log.Info("stopped",
 		zap.Uint64(LogKeyFinished, st.Finished), zap.Uint64(LogKeyLostEntry, st.LostEntry),
@@ -272,14 +278,11 @@ func Run(ctx context.Context, cfg Config, attach Attacher, log *zap.Logger, opts
 
 // loop runs discovery, sweeps and reloads until ctx ends or, with only
 // targets, nothing is attached any more.
-func (m *manager) loop(ctx context.Context) {
+func (m *manager) loop(ctx context.Context, reloads <-chan struct{}) {
 	sweepTick := time.NewTicker(m.o.sweepInterval)
 	defer sweepTick.Stop()
 	scanTick := time.NewTicker(m.cfg.Agent.Discovery.Interval)
 	defer scanTick.Stop()
-	reloads := make(chan struct{}, 1)
-	stopWatch := m.startWatch(ctx, reloads)
-	defer stopWatch()
 	for {
 		if !discovering(m.cfg) && len(m.atts) == 0 {
 			return
@@ -311,6 +314,9 @@ func (m *manager) loop(ctx context.Context) {
 
 // scan reconciles the attachments with the processes running now.
 func (m *manager) scan(ctx context.Context) {
+	if m.paused {
+		return
+	}
 	want, err := m.desired()
 	if err != nil {
 		m.log.Warn("scan processes", zap.Error(err))

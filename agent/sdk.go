@@ -58,7 +58,11 @@ type provider struct {
 	// admitted and done count this provider's spans into and out of its
 	// processor, so spans lost by a provider that could not flush at
 	// shutdown are moved from queued to dropped.
-	admitted, done atomic.Uint64
+	admitted atomic.Uint64
+	mu       sync.Mutex
+	done     uint64
+	// settled is set once shutdown accounted the leftovers as dropped.
+	settled bool
 }
 
 // ErrTooManyProcesses is returned by AddProcess when the pipeline already
@@ -184,10 +188,14 @@ func (p *Pipeline) shutdownProvider(ctx context.Context, pr *provider) error {
 	err := pr.tp.Shutdown(ctx)
 	// Whatever the provider could not export is dropped now: account it,
 	// so the queue gauge does not keep counting it.
-	if left := int64(pr.admitted.Load()) - int64(pr.done.Load()); left > 0 {
-		pr.done.Add(uint64(left))
-		p.queued.Add(-left)
-		p.dropped.Add(uint64(left))
+	pr.mu.Lock()
+	left := pr.admitted.Load() - pr.done
+	pr.done += left
+	pr.settled = true
+	pr.mu.Unlock()
+	if left > 0 {
+		p.queued.Add(-int64(left))
+		p.dropped.Add(left)
 	}
 	if err != nil {
 		return fmt.Errorf("flush spans of a process: %w", err)
@@ -408,8 +416,18 @@ type providerExporter struct {
 
 func (e *providerExporter) ExportSpans(ctx context.Context, spans []sdktrace.ReadOnlySpan) error {
 	err := e.pipe.exp.ExportSpans(ctx, spans)
-	n := len(spans)
-	e.prov.done.Add(uint64(n))
+	n := uint64(len(spans))
+	pr := e.prov
+	pr.mu.Lock()
+	defer pr.mu.Unlock()
+	if pr.settled {
+		// An export that outlived its provider's shutdown deadline: its
+		// spans were counted dropped then, and are counted exported or
+		// failed now; undo the drop so each span counts once.
+		e.pipe.dropped.Add(^(n - 1))
+		return err
+	}
+	pr.done += n
 	e.pipe.queued.Add(-int64(n))
 	return err
 }
