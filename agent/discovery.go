@@ -202,26 +202,62 @@ type match struct {
 	target Target
 }
 
+// procCache remembers, from one scan to the next, what was read of each
+// process (or that it could not be read: kernel threads, processes of
+// another user), so a scan reads only the start time of a process it has
+// seen: the executable of a running process never changes, and its name
+// and command line are taken as they were when it was first seen.
+type procCache map[procKey]*cachedProc
+
+type cachedProc struct {
+	proc Process
+	ok   bool
+	seen bool
+}
+
 // scanProcesses lists the processes under procRoot selected by the rules
 // and not excluded, keyed by process identity. self is the agent's own
-// PID, always excluded.
-func scanProcesses(procRoot string, rules []Rule, exclude []Selector, globalProbes []string, self int) (map[procKey]match, error) {
+// PID, always excluded. cache (which may be nil) is updated in place.
+func scanProcesses(procRoot string, rules []Rule, exclude []Selector, globalProbes []string, self int, cache procCache) (map[procKey]match, error) {
 	pids, err := listPIDs(procRoot)
 	if err != nil {
 		return nil, err
 	}
 	m := &matcher{procRoot: procRoot, sameFile: map[string]os.FileInfo{}}
 	found := map[procKey]match{}
+	for _, c := range cache {
+		c.seen = false
+	}
 	for _, pid := range pids {
 		if pid == self {
 			continue
 		}
-		p, err := readProcess(procRoot, pid)
+		start, err := readStartTime(procRoot, pid)
 		if err != nil {
-			continue // gone meanwhile, a kernel thread, or not ours to read
+			continue // gone meanwhile
 		}
-		if mt, ok := m.match(p, rules, exclude, globalProbes); ok {
-			found[p.key()] = mt
+		key := procKey{pid: pid, start: start}
+		c := cache[key]
+		if c == nil {
+			p, err := readProcessRest(procRoot, pid, start)
+			// A kernel thread or another user's process is remembered as
+			// unreadable, not read again every scan.
+			c = &cachedProc{proc: p, ok: err == nil}
+			if cache != nil {
+				cache[key] = c
+			}
+		}
+		c.seen = true
+		if !c.ok {
+			continue
+		}
+		if mt, ok := m.match(c.proc, rules, exclude, globalProbes); ok {
+			found[key] = mt
+		}
+	}
+	for k, c := range cache {
+		if !c.seen {
+			delete(cache, k)
 		}
 	}
 	return found, nil

@@ -135,7 +135,7 @@ func TestRuleMatchingOnFakeProc(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			d := compiled(t, tc.d)
-			got, err := scanProcesses(root, d.Rules, d.Exclude, []string{"global.yaml"}, 555)
+			got, err := scanProcesses(root, d.Rules, d.Exclude, []string{"global.yaml"}, 555, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -194,7 +194,7 @@ func TestRuleMatchesRealProcess(t *testing.T) {
 		t.Fatal(err)
 	}
 	d := compiled(t, Discovery{Rules: []Rule{{Name: "self", Selector: Selector{Executable: self}}}})
-	got, err := scanProcesses("/proc", d.Rules, nil, []string{"p.yaml"}, 0)
+	got, err := scanProcesses("/proc", d.Rules, nil, []string{"p.yaml"}, 0, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -205,7 +205,7 @@ func TestRuleMatchesRealProcess(t *testing.T) {
 	if !found {
 		t.Fatalf("this process not matched by executable %s: %v", self, got)
 	}
-	got, _ = scanProcesses("/proc", d.Rules, nil, []string{"p.yaml"}, os.Getpid())
+	got, _ = scanProcesses("/proc", d.Rules, nil, []string{"p.yaml"}, os.Getpid(), nil)
 	for k := range got {
 		if k.pid == os.Getpid() {
 			t.Fatal("the agent's own process was matched")
@@ -213,7 +213,7 @@ func TestRuleMatchesRealProcess(t *testing.T) {
 	}
 	// Targets become rules matching the same file.
 	rules := targetRules([]Target{{Binary: self}, {PID: os.Getppid()}})
-	got, _ = scanProcesses("/proc", rules, nil, []string{"p.yaml"}, 0)
+	got, _ = scanProcesses("/proc", rules, nil, []string{"p.yaml"}, 0, nil)
 	byRule := map[string]bool{}
 	for _, m := range got {
 		byRule[m.rule] = true
@@ -288,5 +288,45 @@ func TestLoadFileResolvesRuleProbes(t *testing.T) {
 	}
 	if p := cfg.Agent.Discovery.Rules[0].Probes; p[0] != filepath.Join(dir, "probes/router.yaml") || p[1] != "/abs/p.yaml" {
 		t.Fatalf("probes %v", p)
+	}
+}
+
+func TestScanCacheFollowsPIDReuse(t *testing.T) {
+	root := fakeProcTree(t, fakeProc{pid: 300, start: 10, exe: "/bin/router", comm: "router"})
+	d := compiled(t, Discovery{Rules: []Rule{{Name: "r", Selector: Selector{Executable: "/bin/router"}}}})
+	cache := procCache{}
+	scan := func() map[procKey]match {
+		t.Helper()
+		got, err := scanProcesses(root, d.Rules, nil, nil, 0, cache)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	if got := scan(); len(got) != 1 || got[procKey{300, 10}].rule != "r" {
+		t.Fatalf("first scan %v", got)
+	}
+	// The same process (same start time): its executable is not read again.
+	dir := filepath.Join(root, "300")
+	if err := os.Remove(filepath.Join(dir, "exe")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("/bin/other", filepath.Join(dir, "exe")); err != nil {
+		t.Fatal(err)
+	}
+	if got := scan(); len(got) != 1 {
+		t.Fatalf("cached process re-read: %v", got)
+	}
+	// The PID reused by a new process (new start time): read afresh, so the
+	// new executable no longer matches, and the old entry is pruned.
+	if err := os.RemoveAll(dir); err != nil {
+		t.Fatal(err)
+	}
+	writeFakeProc(t, root, fakeProc{pid: 300, start: 99, exe: "/bin/other", comm: "other"})
+	if got := scan(); len(got) != 0 {
+		t.Fatalf("reused pid matched with stale facts: %v", got)
+	}
+	if _, ok := cache[procKey{300, 10}]; ok || len(cache) != 2 { // pid 300 (new) and the kernel thread
+		t.Fatalf("cache %v", cache)
 	}
 }

@@ -48,6 +48,7 @@ type manager struct {
 	// last (re)load: attachments compare them to see a probe file change.
 	digests map[string]string
 
+	procs   procCache
 	atts    map[procKey]*attachment
 	retryAt map[procKey]time.Time
 	// matched is how many processes the last reconcile wanted.
@@ -121,7 +122,7 @@ func (m *manager) desired() (map[procKey]match, error) {
 	a := m.cfg.Agent
 	if discovering(m.cfg) {
 		rules := append(targetRules(a.Targets), a.Discovery.Rules...)
-		return scanProcesses(m.o.procRoot, rules, a.Discovery.Exclude, a.Probes, m.o.self)
+		return scanProcesses(m.o.procRoot, rules, a.Discovery.Exclude, a.Probes, m.o.self, m.procs)
 	}
 	targets, err := expandTargets(m.o.procRoot, a.Targets)
 	if err != nil {

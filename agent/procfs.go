@@ -79,15 +79,32 @@ func listPIDs(procRoot string) ([]int, error) {
 // line. A process that is gone, or a kernel thread (no executable), yields
 // an error; discovery skips it.
 func readProcess(procRoot string, pid int) (Process, error) {
-	dir := filepath.Join(procRoot, strconv.Itoa(pid))
-	p := Process{PID: pid, procRoot: procRoot}
-	stat, err := os.ReadFile(filepath.Join(dir, "stat"))
+	start, err := readStartTime(procRoot, pid)
 	if err != nil {
-		return p, fmt.Errorf("read process %d: %w", pid, err)
+		return Process{PID: pid, procRoot: procRoot}, err
 	}
-	if p.StartTime, err = parseStartTime(stat); err != nil {
-		return p, fmt.Errorf("read process %d: %w", pid, err)
+	return readProcessRest(procRoot, pid, start)
+}
+
+// readStartTime reads a process's start time: the one read a scan makes
+// of a process it has seen before.
+func readStartTime(procRoot string, pid int) (uint64, error) {
+	stat, err := os.ReadFile(filepath.Join(procRoot, strconv.Itoa(pid), "stat"))
+	if err != nil {
+		return 0, fmt.Errorf("read process %d: %w", pid, err)
 	}
+	start, err := parseStartTime(stat)
+	if err != nil {
+		return 0, fmt.Errorf("read process %d: %w", pid, err)
+	}
+	return start, nil
+}
+
+// readProcessRest reads what readProcess reads after the start time.
+func readProcessRest(procRoot string, pid int, start uint64) (Process, error) {
+	dir := filepath.Join(procRoot, strconv.Itoa(pid))
+	p := Process{PID: pid, StartTime: start, procRoot: procRoot}
+	var err error
 	if p.Exe, err = os.Readlink(filepath.Join(dir, "exe")); err != nil {
 		return p, fmt.Errorf("read process %d executable: %w", pid, err)
 	}

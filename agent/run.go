@@ -233,7 +233,7 @@ func Run(ctx context.Context, cfg Config, attach Attacher, log *zap.Logger, opts
 	readCtx, stopReading := context.WithCancel(ctx)
 	defer stopReading()
 	m := &manager{attach: attach, log: log, asm: asm, pipe: pipe, met: met, o: o, host: hostFromEnv(o.getenv),
-		cfg: cfg, ratio: ratio, digests: digests, atts: map[procKey]*attachment{}, retryAt: map[procKey]time.Time{},
+		cfg: cfg, ratio: ratio, digests: digests, atts: map[procKey]*attachment{}, procs: procCache{}, retryAt: map[procKey]time.Time{},
 		readCtx: readCtx, ended: make(chan *attachment)}
 	// Watch from before the first attach, so an edit made while attaching
 	// is not taken for the baseline.
