@@ -330,3 +330,35 @@ func TestScanCacheFollowsPIDReuse(t *testing.T) {
 		t.Fatalf("cache %v", cache)
 	}
 }
+
+// TestExampleDiscoveryBlockLoads uncomments config/agent.yaml's discovery
+// example and loads it, so the documented example stays valid.
+func TestExampleDiscoveryBlockLoads(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join("..", "config", "agent.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	in := false
+	for _, line := range strings.Split(string(data), "\n") {
+		switch {
+		case strings.HasPrefix(line, "  # discovery:"):
+			in = true
+		case in && strings.TrimSpace(line) == "#":
+			in = false
+		}
+		if in {
+			line = strings.Replace(line, "# ", "", 1)
+		}
+		out = append(out, line)
+	}
+	cfg, err := Parse([]byte(strings.Join(out, "\n")))
+	if err != nil {
+		t.Fatalf("uncommented discovery example: %v", err)
+	}
+	d := cfg.Agent.Discovery
+	if len(d.Rules) != 2 || d.Rules[0].Name != "router" || d.Rules[1].Port != 8801 || len(d.Exclude) != 1 ||
+		d.MaxProcesses != 64 || cfg.Agent.Metrics.Listen != ":9464" {
+		t.Fatalf("example loaded as %+v", cfg.Agent)
+	}
+}
