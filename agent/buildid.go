@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"sync"
 
 	"github.com/routerscope/routerscope/probes"
@@ -128,7 +129,7 @@ func (c *ResolveCache) Program(req AttachRequest, resolve func() (*probes.Progra
 	if err != nil {
 		return nil, err
 	}
-	if p.BuildID != "" && p.BuildID != req.BuildID {
+	if p.BuildID != "" && bareBuildID(p.BuildID) != bareBuildID(req.BuildID) {
 		return nil, fmt.Errorf("%w: process runs %s, file has %s", ErrBinaryChanged, req.BuildID, p.BuildID)
 	}
 	if len(c.order) >= c.max {
@@ -138,6 +139,17 @@ func (c *ResolveCache) Program(req AttachRequest, resolve func() (*probes.Progra
 	c.entries[key] = p
 	c.order = append(c.order, key)
 	return p, nil
+}
+
+// bareBuildID drops BuildID's kind prefix, so an id the capture engine
+// reports without it compares equal.
+func bareBuildID(id string) string {
+	for _, prefix := range []string{"go:", "gnu:", "sha256:"} {
+		if rest, ok := strings.CutPrefix(id, prefix); ok {
+			return rest
+		}
+	}
+	return id
 }
 
 // Len returns the number of cached programs.

@@ -23,10 +23,10 @@ func TestReadinessAndAttachErrors(t *testing.T) {
 	cfg.Agent.Discovery.RetryInterval = 20 * time.Millisecond
 	// The SDK retries an unavailable collector within this timeout.
 	cfg.Tracing.Exporter.Timeout = 300 * time.Millisecond
-	cap := &capture{}
+	engine := &capture{}
 	refuse := make(chan bool, 1)
 	refuse <- true
-	cap.fail = func(AttachRequest) error {
+	engine.fail = func(AttachRequest) error {
 		v := <-refuse
 		refuse <- v
 		if v {
@@ -38,7 +38,7 @@ func TestReadinessAndAttachErrors(t *testing.T) {
 	addr := "http://" + ln.Addr().String()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	wait := runAsync(ctx, cfg, cap.attach, observedDiscard(), WithMetricsListener(ln))
+	wait := runAsync(ctx, cfg, engine.attach, observedDiscard(), WithMetricsListener(ln))
 
 	// Nothing matches yet: ready (nothing to trace is not a failure).
 	eventually(t, "ready with no target", func() bool { code, _ := httpGet(t, addr+"/readyz"); return code == http.StatusOK })
@@ -57,7 +57,7 @@ func TestReadinessAndAttachErrors(t *testing.T) {
 	// The cause is fixed: the retry attaches, ready again.
 	<-refuse
 	refuse <- false
-	eventually(t, "attached after retry", func() bool { return cap.attachedPIDs()[p.Process.Pid] == 1 })
+	eventually(t, "attached after retry", func() bool { return engine.attachedPIDs()[p.Process.Pid] == 1 })
 	eventually(t, "ready once attached", func() bool { code, _ := httpGet(t, addr+"/readyz"); return code == http.StatusOK })
 
 	// The collector fails: not ready, export errors by reason.
@@ -105,15 +105,15 @@ func TestTooManyProcesses(t *testing.T) {
 	cfg.Agent.Discovery.RetryInterval = time.Hour
 	a := startCopy(t, routerPath)
 	b := startCopy(t, routerPath)
-	cap := &capture{}
+	engine := &capture{}
 	ln := localListener(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	wait := runAsync(ctx, cfg, cap.attach, observedDiscard(), WithMetricsListener(ln))
+	wait := runAsync(ctx, cfg, engine.attach, observedDiscard(), WithMetricsListener(ln))
 	eventually(t, "limit reached", func() bool {
 		return metricValue(scrape(t, ln.Addr().String()), "routerscope_attach_errors_total", "reason="+reasonLimit) == 1
 	})
-	got := cap.attachedPIDs()
+	got := engine.attachedPIDs()
 	if len(got) != 1 || got[a.Process.Pid]+got[b.Process.Pid] != 1 {
 		t.Fatalf("attached %v with max_processes 1", got)
 	}

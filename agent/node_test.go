@@ -51,22 +51,22 @@ func TestDiscoveryFollowsProcesses(t *testing.T) {
 	b := startCopy(t, routerPath)
 	other := startCopy(t, filepath.Join(dir, "bin", "other"))
 
-	cap := &capture{}
+	engine := &capture{}
 	ln := localListener(t)
 	addr := ln.Addr().String()
 	log, logs := observedLogger()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	wait := runAsync(ctx, cfg, cap.attach, log, WithMetricsListener(ln), withSweepInterval(10*time.Millisecond))
+	wait := runAsync(ctx, cfg, engine.attach, log, WithMetricsListener(ln), withSweepInterval(10*time.Millisecond))
 
 	eventually(t, "both routers attached", func() bool {
-		got := cap.attachedPIDs()
+		got := engine.attachedPIDs()
 		return got[a.Process.Pid] == 1 && got[b.Process.Pid] == 1
 	})
 	if _, err := rcv.WaitForSpans(ctxTimeout(t), 4); err != nil {
 		t.Fatal(err)
 	}
-	reqs := cap.requests()
+	reqs := engine.requests()
 	for _, r := range reqs {
 		if r.Target.PID == other.Process.Pid {
 			t.Fatalf("non-matching process attached: %+v", r)
@@ -87,7 +87,7 @@ func TestDiscoveryFollowsProcesses(t *testing.T) {
 	})
 	// Restart it: a new process, attached again.
 	a2 := startCopy(t, routerPath)
-	eventually(t, "the restarted router attached", func() bool { return cap.attachedPIDs()[a2.Process.Pid] == 1 })
+	eventually(t, "the restarted router attached", func() bool { return engine.attachedPIDs()[a2.Process.Pid] == 1 })
 	spans, err := rcv.WaitForSpans(ctxTimeout(t), 6)
 	if err != nil {
 		t.Fatal(err)

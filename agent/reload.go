@@ -124,7 +124,7 @@ func (m *manager) reloadConfig(ctx context.Context, trigger string) {
 	}
 	next, err := m.o.reload()
 	if err == nil {
-		err = checkTargets(next)
+		err = CheckTargets(next)
 	}
 	var digests map[string]string
 	if err == nil {

@@ -60,8 +60,8 @@ func TestReloadOnFileChange(t *testing.T) {
 	// Beta's capture is driven by the test, to hold a span open across
 	// reloads.
 	betaSrc := newChanSource()
-	cap := &capture{}
-	cap.source = func(req AttachRequest) EventSource {
+	engine := &capture{}
+	engine.source = func(req AttachRequest) EventSource {
 		if req.Target.PID == beta.Process.Pid {
 			return betaSrc
 		}
@@ -72,12 +72,12 @@ func TestReloadOnFileChange(t *testing.T) {
 	log, logs := observedLogger()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	wait := runAsync(ctx, cfg, cap.attach, log, WithMetricsListener(ln))
-	eventually(t, "alpha attached", func() bool { return cap.attachedPIDs()[alpha.Process.Pid] == 1 })
+	wait := runAsync(ctx, cfg, engine.attach, log, WithMetricsListener(ln))
+	eventually(t, "alpha attached", func() bool { return engine.attachedPIDs()[alpha.Process.Pid] == 1 })
 
 	// The rule now selects beta: alpha detached, beta attached.
 	writeConfig(t, cfgPath, rcv.Endpoint(), betaPath, probe1, "")
-	eventually(t, "beta attached after the reload", func() bool { return cap.attachedPIDs()[beta.Process.Pid] == 1 })
+	eventually(t, "beta attached after the reload", func() bool { return engine.attachedPIDs()[beta.Process.Pid] == 1 })
 	eventually(t, "alpha detached", func() bool {
 		return metricValue(scrape(t, addr), "routerscope_detaches_total", "reason="+reasonUnmatched) == 1
 	})
@@ -122,7 +122,7 @@ func TestReloadOnFileChange(t *testing.T) {
 			t.Errorf("in-flight span %s ended with %q across reloads", s.Name, s.Status.GetMessage())
 		}
 	}
-	if got := cap.attachedPIDs()[beta.Process.Pid]; got != 1 {
+	if got := engine.attachedPIDs()[beta.Process.Pid]; got != 1 {
 		t.Fatalf("beta attached %d times; an unchanged attachment must stay", got)
 	}
 
@@ -130,8 +130,8 @@ func TestReloadOnFileChange(t *testing.T) {
 	// span it had open ends as detached rather than hanging.
 	betaSrc.ch <- request(uint32(beta.Process.Pid), 8, time.Now())[0]
 	writeAtomic(t, probe1, "probes: [1, 2]\n")
-	eventually(t, "beta re-attached after its probe file changed", func() bool { return cap.attachedPIDs()[beta.Process.Pid] == 2 })
-	reqs := cap.requests()
+	eventually(t, "beta re-attached after its probe file changed", func() bool { return engine.attachedPIDs()[beta.Process.Pid] == 2 })
+	reqs := engine.requests()
 	if last := reqs[len(reqs)-1]; last.ProbeDigest == reqs[1].ProbeDigest {
 		t.Errorf("probe digest unchanged after the probe file changed: %q", last.ProbeDigest)
 	}
@@ -161,11 +161,11 @@ func TestReloadOnSignalKeepsPipelineSettings(t *testing.T) {
 		return next, nil
 	}
 	hup := make(chan os.Signal, 1)
-	cap := &capture{}
+	engine := &capture{}
 	log, logs := observedLogger()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	wait := runAsync(ctx, cfg, cap.attach, log, WithReload(load), WithReloadSignal(hup))
+	wait := runAsync(ctx, cfg, engine.attach, log, WithReload(load), WithReloadSignal(hup))
 
 	mu.Lock()
 	next.Agent.Discovery = Discovery{Interval: 20 * time.Millisecond, RetryInterval: time.Second, MaxProcesses: 4,
@@ -177,8 +177,8 @@ func TestReloadOnSignalKeepsPipelineSettings(t *testing.T) {
 	}
 	mu.Unlock()
 	hup <- os.Interrupt // any value: the channel is the signal
-	eventually(t, "alpha attached after SIGHUP", func() bool { return cap.attachedPIDs()[alpha.Process.Pid] == 1 })
-	if r := cap.requests()[0]; r.SampleRatio != 0.5 || r.Rule != "alpha" {
+	eventually(t, "alpha attached after SIGHUP", func() bool { return engine.attachedPIDs()[alpha.Process.Pid] == 1 })
+	if r := engine.requests()[0]; r.SampleRatio != 0.5 || r.Rule != "alpha" {
 		t.Fatalf("request after reload %+v", r)
 	}
 	kept := logs.FilterMessage("config reload: these settings need a restart and keep their running values").All()
@@ -199,7 +199,7 @@ func TestReloadOnSignalKeepsPipelineSettings(t *testing.T) {
 	})
 	// Several scans later it is still detached.
 	time.Sleep(200 * time.Millisecond)
-	if got := cap.attachedPIDs()[alpha.Process.Pid]; got != 1 {
+	if got := engine.attachedPIDs()[alpha.Process.Pid]; got != 1 {
 		t.Fatalf("attached %d times after always_off", got)
 	}
 	cancel()

@@ -59,8 +59,10 @@ type EventSource interface {
 // AttachRequest is what an Attacher needs to start capturing one target.
 type AttachRequest struct {
 	// Target always has a PID: binary targets are expanded to their running
-	// processes first, keeping Binary set so the attacher can skip the
-	// executable lookup.
+	// processes first. Binary is the target's binary path, or Executable
+	// when the process was read, so the attacher can skip the lookup.
+	// PIDs are as the agent sees them (the host's PID namespace with
+	// hostPID), the same the kernel reports in events.
 	Target Target
 	// Probes are the probe spec files to resolve against the target.
 	Probes []string
@@ -137,9 +139,9 @@ var ErrNoTarget = errors.New("no target: pass --pid N or --binary PATH, or set r
 // ErrNoProbes is returned when no probe file is configured.
 var ErrNoProbes = errors.New("no probe files: pass --probes FILE or set routerscope.probes (or probes on every discovery rule)")
 
-// checkTargets tells whether the config names processes and probes for
-// them.
-func checkTargets(cfg Config) error {
+// CheckTargets tells whether the config names processes to trace and
+// probe files for them (ErrNoTarget, ErrNoProbes).
+func CheckTargets(cfg Config) error {
 	a := cfg.Agent
 	if len(a.Targets) == 0 && len(a.Discovery.Rules) == 0 {
 		return ErrNoTarget
@@ -192,7 +194,7 @@ func Run(ctx context.Context, cfg Config, attach Attacher, log *zap.Logger, opts
 		log.Info("attaching nothing", zap.String(LogKeyReason, why))
 		return nil
 	}
-	if err := checkTargets(cfg); err != nil {
+	if err := CheckTargets(cfg); err != nil {
 		return err
 	}
 	var digests map[string]string

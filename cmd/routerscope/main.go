@@ -234,7 +234,7 @@ func (c cli) run(ctx context.Context, args []string) int {
 		}
 		return exitRuntime
 	}
-	if err := checkTargets(cfg); err != nil {
+	if err := agent.CheckTargets(cfg); err != nil {
 		return c.usageError("%v", err)
 	}
 
@@ -314,26 +314,6 @@ func loadConfig(path string, f runFlags) (agent.Config, error) {
 		return agent.Config{}, flagError{err}
 	}
 	return cfg, nil
-}
-
-// checkTargets reports a config that names nothing to trace, in the
-// command line's words.
-func checkTargets(cfg agent.Config) error {
-	a := cfg.Agent
-	if len(a.Targets) == 0 && len(a.Discovery.Rules) == 0 {
-		return agent.ErrNoTarget
-	}
-	if len(a.Probes) == 0 {
-		for _, r := range a.Discovery.Rules {
-			if len(r.Probes) == 0 {
-				return agent.ErrNoProbes
-			}
-		}
-		if len(a.Discovery.Rules) == 0 {
-			return agent.ErrNoProbes
-		}
-	}
-	return nil
 }
 
 // flagNames adds the flag a config key can also be set with, so the
