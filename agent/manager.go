@@ -155,7 +155,7 @@ func (m *manager) reconcile(ctx context.Context, want map[procKey]match, strict 
 	for key, a := range m.atts {
 		w, ok := want[key]
 		switch {
-		case !ok && !m.o.alive(uint32(key.pid)):
+		case !ok && !m.keyAlive(key):
 			m.detach(a, reasonExited)
 		case !ok:
 			m.detach(a, reasonUnmatched)
@@ -304,7 +304,7 @@ func (m *manager) captureEnded(a *attachment) {
 		return // already detached by the loop
 	}
 	reason := reasonSourceEnded
-	if !m.o.alive(uint32(a.key.pid)) {
+	if !m.keyAlive(a.key) {
 		reason = reasonExited
 	} else {
 		// A live process whose capture ended is retried, not hammered.
@@ -312,6 +312,19 @@ func (m *manager) captureEnded(a *attachment) {
 	}
 	m.detach(a, reason)
 	m.met.attached.Set(float64(len(m.atts)))
+}
+
+// keyAlive tells whether the very process of key still runs: with a known
+// start time, a reused PID is not taken for it.
+func (m *manager) keyAlive(key procKey) bool {
+	if !m.o.alive(uint32(key.pid)) {
+		return false
+	}
+	if key.start == 0 {
+		return true
+	}
+	start, err := readStartTime(m.o.procRoot, key.pid)
+	return err == nil && start == key.start
 }
 
 // detach closes one attachment, ends the spans its process left open and

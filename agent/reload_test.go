@@ -212,3 +212,35 @@ func TestReloadOnSignalKeepsPipelineSettings(t *testing.T) {
 		t.Fatalf("loaded %d times, want 2", loads)
 	}
 }
+
+func TestDiscoveryStartsIdleWhenDisabledAndReloadTurnsItOn(t *testing.T) {
+	rcv := startReceiver(t)
+	dir := t.TempDir()
+	routerPath := filepath.Join(dir, "bin", "router")
+	p := startCopy(t, routerPath)
+	cfg := discoveryConfig(t, rcv.Endpoint(), dir, routerPath)
+	cfg.Tracing.Enabled = false
+	next := cfg
+	next.Tracing.Enabled = true
+	hup := make(chan os.Signal, 1)
+	engine := &capture{}
+	ln := localListener(t)
+	log, logs := observedLogger()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	wait := runAsync(ctx, cfg, engine.attach, log, WithMetricsListener(ln),
+		WithReload(func() (Config, error) { return next, nil }), WithReloadSignal(hup))
+	// Idle but up: the metrics answer, and nothing is attached.
+	eventually(t, "metrics served while idle", func() bool {
+		return metricValue(scrape(t, ln.Addr().String()), "routerscope_processes_attached") == 0
+	})
+	if logs.FilterMessage("attaching nothing").Len() != 1 || len(engine.requests()) != 0 {
+		t.Fatalf("attached %v while disabled", engine.requests())
+	}
+	hup <- os.Interrupt
+	eventually(t, "attached once enabled", func() bool { return engine.attachedPIDs()[p.Process.Pid] == 1 })
+	cancel()
+	if err := wait(); err != nil {
+		t.Fatal(err)
+	}
+}

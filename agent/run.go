@@ -192,7 +192,11 @@ func Run(ctx context.Context, cfg Config, attach Attacher, log *zap.Logger, opts
 	ratio, attachAny, why := SampleRatio(cfg.Tracing)
 	if !attachAny {
 		log.Info("attaching nothing", zap.String(LogKeyReason, why))
-		return nil
+		if !discovering(cfg) {
+			return nil
+		}
+		// A daemon stays up, idle, so a reload can turn tracing on (and
+		// a DaemonSet pod does not restart in a loop).
 	}
 	if err := CheckTargets(cfg); err != nil {
 		return err
@@ -235,14 +239,16 @@ func Run(ctx context.Context, cfg Config, attach Attacher, log *zap.Logger, opts
 	readCtx, stopReading := context.WithCancel(ctx)
 	defer stopReading()
 	m := &manager{attach: attach, log: log, asm: asm, pipe: pipe, met: met, o: o, host: hostFromEnv(o.getenv),
-		cfg: cfg, ratio: ratio, digests: digests, atts: map[procKey]*attachment{}, procs: procCache{}, retryAt: map[procKey]time.Time{},
+		cfg: cfg, ratio: ratio, paused: !attachAny, digests: digests, atts: map[procKey]*attachment{}, procs: procCache{}, retryAt: map[procKey]time.Time{},
 		readCtx: readCtx, ended: make(chan *attachment)}
 	// Watch from before the first attach, so an edit made while attaching
 	// is not taken for the baseline.
 	reloads := make(chan struct{}, 1)
 	stopWatch := m.startWatch(ctx, reloads)
 	defer stopWatch()
-	if want, err := m.desired(); err != nil {
+	if m.paused {
+		// Nothing to attach until a reload.
+	} else if want, err := m.desired(); err != nil {
 		shutdown(ctx, pipe, cfg, log)
 		return err
 	} else if err := m.reconcile(ctx, want, !discovering(cfg)); err != nil {
