@@ -66,6 +66,8 @@ run flags:
   --log-format F   console (default, for humans) or json
 
 Flags override the config file: --pid/--binary replace routerscope.targets.
+Logs go to standard error, so with the stdout exporter standard output carries
+only the spans' JSON.
 
 Discovery: with routerscope.discovery.rules in the config (see
 config/agent.yaml), routerscope scans /proc twice a second and attaches to
@@ -80,8 +82,6 @@ again: targets, rules, probe files and sampling take effect, attachments
 that changed are redone, the others and the export pipeline keep running.
 A config that does not load is refused with an error log; the running one
 stays.
-Logs go to standard error, so with the stdout exporter standard output carries
-only the spans' JSON.
 
 Sampling is decided once per trace in the kernel at the root span:
 always_on keeps every request, probabilistic keeps the configured rate
