@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -203,15 +204,16 @@ type match struct {
 }
 
 // procCache remembers, from one scan to the next, what was read of each
-// process (or that it could not be read: kernel threads, processes of
-// another user), so a scan reads only the start time of a process it has
-// seen: the executable of a running process never changes, and its name
-// and command line are taken as they were when it was first seen.
+// process, so a scan reads only the start time and the executable link of
+// a process it has seen. The link is read every time because exec keeps
+// the PID and the start time: a process seen between fork and exec shows
+// its parent's executable. The name and command line are taken as they
+// were when the executable was first seen (a process that renames itself
+// later is matched by its old name).
 type procCache map[procKey]*cachedProc
 
 type cachedProc struct {
 	proc Process
-	ok   bool
 	seen bool
 }
 
@@ -236,21 +238,23 @@ func scanProcesses(procRoot string, rules []Rule, exclude []Selector, globalProb
 		if err != nil {
 			continue // gone meanwhile
 		}
+		exe, err := os.Readlink(filepath.Join(procRoot, strconv.Itoa(pid), "exe"))
+		if err != nil {
+			continue // a kernel thread, or not ours to read
+		}
 		key := procKey{pid: pid, start: start}
 		c := cache[key]
-		if c == nil {
+		if c == nil || c.proc.Exe != exe {
 			p, err := readProcessRest(procRoot, pid, start)
-			// A kernel thread or another user's process is remembered as
-			// unreadable, not read again every scan.
-			c = &cachedProc{proc: p, ok: err == nil}
+			if err != nil {
+				continue
+			}
+			c = &cachedProc{proc: p}
 			if cache != nil {
 				cache[key] = c
 			}
 		}
 		c.seen = true
-		if !c.ok {
-			continue
-		}
 		if mt, ok := m.match(c.proc, rules, exclude, globalProbes); ok {
 			found[key] = mt
 		}

@@ -306,16 +306,35 @@ func TestScanCacheFollowsPIDReuse(t *testing.T) {
 	if got := scan(); len(got) != 1 || got[procKey{300, 10}].rule != "r" {
 		t.Fatalf("first scan %v", got)
 	}
-	// The same process (same start time): its executable is not read again.
+	// The same process renamed (same start time and executable): its name
+	// and command line are not read again.
 	dir := filepath.Join(root, "300")
+	if err := os.WriteFile(filepath.Join(dir, "comm"), []byte("renamed\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	d2 := compiled(t, Discovery{Rules: []Rule{{Name: "r", Selector: Selector{Comm: "router"}}}})
+	if got, _ := scanProcesses(root, d2.Rules, nil, nil, 0, cache); len(got) != 1 {
+		t.Fatalf("cached process re-read: %v", got)
+	}
+	// exec keeps the PID and the start time but changes the executable
+	// (a process first seen between fork and exec): read again.
 	if err := os.Remove(filepath.Join(dir, "exe")); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.Symlink("/bin/other", filepath.Join(dir, "exe")); err != nil {
 		t.Fatal(err)
 	}
+	if got := scan(); len(got) != 0 {
+		t.Fatalf("exec'd process matched by its old executable: %v", got)
+	}
+	if err := os.Remove(filepath.Join(dir, "exe")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("/bin/router", filepath.Join(dir, "exe")); err != nil {
+		t.Fatal(err)
+	}
 	if got := scan(); len(got) != 1 {
-		t.Fatalf("cached process re-read: %v", got)
+		t.Fatalf("exec into the router missed: %v", got)
 	}
 	// The PID reused by a new process (new start time): read afresh, so the
 	// new executable no longer matches, and the old entry is pruned.
@@ -326,7 +345,7 @@ func TestScanCacheFollowsPIDReuse(t *testing.T) {
 	if got := scan(); len(got) != 0 {
 		t.Fatalf("reused pid matched with stale facts: %v", got)
 	}
-	if _, ok := cache[procKey{300, 10}]; ok || len(cache) != 2 { // pid 300 (new) and the kernel thread
+	if _, ok := cache[procKey{300, 10}]; ok || len(cache) != 1 {
 		t.Fatalf("cache %v", cache)
 	}
 }
