@@ -25,9 +25,11 @@
 // connector needs CAP_NET_ADMIN in the initial network namespace and an
 // exec event comes before the process listens on its port or before a
 // container's files are in place, so matching would still need /proc at a
-// later moment; a scan of a few hundred processes costs about 1 ms
-// (BenchmarkScanProc), and processes seen before are only checked for a
-// new start time.
+// later moment. A scan re-reads only the start time and executable link
+// of processes it has seen before: about 1.2 ms for 90 processes here
+// (BenchmarkScanProc), 0.25% of a core at 2 Hz; a restarted process is
+// attached 260 ms later on average, 510 ms at worst
+// (BenchmarkRestartToAttach).
 //
 // Resources (procresource.go, sdk.go): the SDK binds one resource to a
 // TracerProvider and a batch span processor to one provider, so every
