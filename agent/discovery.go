@@ -146,6 +146,8 @@ type matcher struct {
 	procRoot string
 	// sameFile caches the os.Stat of target binaries for one scan.
 	sameFile map[string]os.FileInfo
+	// tables caches listening sockets by network namespace for one scan.
+	tables map[string]map[string]int
 }
 
 // matches tells whether p is selected by s. Listening ports are read only
@@ -172,7 +174,7 @@ func (m *matcher) matches(s *Selector, p Process) bool {
 		return false
 	}
 	if s.Port != 0 {
-		ports, err := listeningPorts(m.procRoot, p.PID)
+		ports, err := listeningPorts(m.procRoot, p.PID, m.tables)
 		if err != nil || !ports[s.Port] {
 			return false
 		}
@@ -225,7 +227,7 @@ func scanProcesses(procRoot string, rules []Rule, exclude []Selector, globalProb
 	if err != nil {
 		return nil, err
 	}
-	m := &matcher{procRoot: procRoot, sameFile: map[string]os.FileInfo{}}
+	m := &matcher{procRoot: procRoot, sameFile: map[string]os.FileInfo{}, tables: map[string]map[string]int{}}
 	found := map[procKey]match{}
 	for _, c := range cache {
 		c.seen = false

@@ -3,6 +3,7 @@ package agent
 import (
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -379,5 +380,31 @@ func TestExampleDiscoveryBlockLoads(t *testing.T) {
 	if len(d.Rules) != 2 || d.Rules[0].Name != "router" || d.Rules[1].Port != 8801 || len(d.Exclude) != 1 ||
 		d.MaxProcesses != 64 || cfg.Agent.Metrics.Listen != ":9464" {
 		t.Fatalf("example loaded as %+v", cfg.Agent)
+	}
+}
+
+func TestPortRuleOnRealProcess(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	port := ln.Addr().(*net.TCPAddr).Port
+	d := compiled(t, Discovery{Rules: []Rule{{Name: "listener", Selector: Selector{Port: port}}}})
+	got, err := scanProcesses("/proc", d.Rules, nil, []string{"p.yaml"}, 0, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 {
+		t.Fatalf("port %d matched %v, want only this process (%d)", port, got, os.Getpid())
+	}
+	for k := range got {
+		if k.pid != os.Getpid() {
+			t.Fatalf("port %d matched pid %d, want %d", port, k.pid, os.Getpid())
+		}
+	}
+	ln.Close()
+	if got, _ := scanProcesses("/proc", d.Rules, nil, []string{"p.yaml"}, 0, nil); len(got) != 0 {
+		t.Fatalf("closed port still matched: %v", got)
 	}
 }

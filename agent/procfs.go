@@ -153,13 +153,24 @@ const tcpListen = "0A"
 // listening sockets of its network namespace (/proc/PID/net/tcp and tcp6,
 // which show the namespace of that process, so container ports are seen
 // as the container sees them) whose inodes are among its open file
-// descriptors.
-func listeningPorts(procRoot string, pid int) (map[int]bool, error) {
+// descriptors. tables caches the namespaces' listening sockets for one
+// scan (many processes share a namespace); it may be nil.
+func listeningPorts(procRoot string, pid int, tables map[string]map[string]int) (map[int]bool, error) {
 	dir := filepath.Join(procRoot, strconv.Itoa(pid))
-	byInode := map[string]int{}
-	for _, f := range []string{"tcp", "tcp6"} {
-		if err := readListening(filepath.Join(dir, "net", f), byInode); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return nil, err
+	ns, err := os.Readlink(filepath.Join(dir, "ns", "net"))
+	if err != nil {
+		ns = dir // no namespace link (a fake tree): no sharing
+	}
+	byInode, ok := tables[ns]
+	if !ok {
+		byInode = map[string]int{}
+		for _, f := range []string{"tcp", "tcp6"} {
+			if err := readListening(filepath.Join(dir, "net", f), byInode); err != nil && !errors.Is(err, os.ErrNotExist) {
+				return nil, err
+			}
+		}
+		if tables != nil {
+			tables[ns] = byInode
 		}
 	}
 	ports := map[int]bool{}
