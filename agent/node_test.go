@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"path/filepath"
 	"testing"
@@ -76,9 +77,10 @@ func TestDiscoveryFollowsProcesses(t *testing.T) {
 			t.Errorf("attach request %+v", r)
 		}
 	}
-	if code, _ := httpGet(t, "http://"+addr+"/readyz"); code != http.StatusOK {
-		t.Errorf("/readyz %d with two processes attached", code)
-	}
+	eventually(t, "ready with two processes attached", func() bool {
+		code, _ := httpGet(t, "http://"+addr+"/readyz")
+		return code == http.StatusOK
+	})
 
 	// Kill one router: detached as exited.
 	stopProcess(a)
@@ -133,10 +135,25 @@ func TestDiscoveryFollowsProcesses(t *testing.T) {
 		{"routerscope_export_queue_length", nil, 0},
 		{"routerscope_export_queue_dropped_total", nil, 0},
 	}
-	for _, c := range checks {
-		if got := metricValue(m, c.name, c.labels...); got != c.want {
-			t.Errorf("%s%v = %v, want %v", c.name, c.labels, got, c.want)
+	// Counters of export calls move when the call returns, just after the
+	// receiver has the spans: poll until they settle.
+	var mismatch string
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		mismatch = ""
+		for _, c := range checks {
+			if got := metricValue(m, c.name, c.labels...); got != c.want {
+				mismatch += fmt.Sprintf("%s%v = %v, want %v; ", c.name, c.labels, got, c.want)
+			}
 		}
+		if mismatch == "" || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+		m = scrape(t, addr)
+	}
+	if mismatch != "" {
+		t.Error(mismatch)
 	}
 	if got := metricValue(m, "routerscope_attach_errors_total"); got != -1 {
 		t.Errorf("attach errors %v, want none", got)

@@ -137,15 +137,16 @@ routerscope:
 	if len(asked) != 1 || asked[0] != "127.0.0.1:19464" {
 		t.Fatalf("listened on %v, want the --metrics-listen address", asked)
 	}
-	resp, err := http.Get("http://" + metricsAddr + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if !strings.Contains(string(body), `routerscope_attaches_total{rule="router"} 1`) {
-		t.Fatalf("/metrics lacks the attach:\n%s", body)
-	}
+	// The counter moves just after the attacher returns.
+	waitFor(t, "the attach in /metrics", func() bool {
+		resp, err := http.Get("http://" + metricsAddr + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		return strings.Contains(string(body), `routerscope_attaches_total{rule="router"} 1`)
+	})
 
 	// New sampling in the file; SIGHUP: re-attached with it, and still
 	// with the --probes file rather than the config's.
