@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -67,7 +68,9 @@ func fakeAttacher(got *agent.AttachRequest) func() (agent.Attacher, error) {
 
 func newCLI(env map[string]string, attach func() (agent.Attacher, error)) (cli, *bytes.Buffer, *bytes.Buffer) {
 	var out, errOut bytes.Buffer
-	return cli{stdout: &out, stderr: &errOut, getenv: func(k string) string { return env[k] }, newAttacher: attach}, &out, &errOut
+	return cli{stdout: &out, stderr: &errOut, getenv: func(k string) string { return env[k] }, newAttacher: attach,
+		// Tests run in parallel with other packages: never the fixed port.
+		listen: func(string) (net.Listener, error) { return net.Listen("tcp", "127.0.0.1:0") }}, &out, &errOut
 }
 
 func writeFile(t *testing.T, name, body string) string {
