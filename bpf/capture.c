@@ -171,6 +171,9 @@ struct event {
 #define EVENT_RETURN_SIZE sizeof(struct event)
 
 struct config {
+	// Wake the reader only once this many bytes wait in the ring buffer;
+	// user space polls for the rest (see submit).
+	__u64 wakeup_bytes;
 	// Sampling bound of OpenTelemetry's TraceIDRatioBased sampler:
 	// ratio * 2^63; a root is sampled iff (trace_lo >> 1) < sample_bound.
 	__u64 sample_bound;
@@ -272,6 +275,20 @@ static __always_inline void count_lost(void)
 	__u64 *n = bpf_map_lookup_elem(&lost, &zero);
 	if (n)
 		(*n)++;
+}
+
+// submit commits an event. Waking the reader for every event costs more than
+// writing it (the wake-up is an irq_work, an interrupt, a VM exit on a
+// virtual machine), so events are batched: the reader is woken once
+// wakeup_bytes have accumulated and otherwise polls with a short deadline.
+static __always_inline void submit(struct event *ev)
+{
+	__u32 zero = 0;
+	struct config *cfg = bpf_map_lookup_elem(&config, &zero);
+	__u64 flags = BPF_RB_NO_WAKEUP;
+	if (!cfg || bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= cfg->wakeup_bytes)
+		flags = BPF_RB_FORCE_WAKEUP;
+	bpf_ringbuf_submit(ev, flags);
 }
 
 static __always_inline struct probe_counters *probe_counters(__u32 id)
@@ -484,7 +501,7 @@ static __noinline void emit_abandoned(struct span_entry *s, __u64 g)
 	}
 	fill_header(ev, EVENT_ABANDONED, s, g);
 	ev->nvalues = 0;
-	bpf_ringbuf_submit(ev, 0);
+	submit(ev);
 	if (c)
 		c->emitted++;
 }
@@ -629,7 +646,7 @@ static __always_inline int open_span(struct pt_regs *ctx, __u32 id)
 			break;
 		read_value(&regs, &desc->entry[i], &ev->values[i]);
 	}
-	bpf_ringbuf_submit(ev, 0);
+	submit(ev);
 	if (c)
 		c->emitted++;
 	return 0;
@@ -701,7 +718,7 @@ static __always_inline int close_span(struct pt_regs *ctx, __u32 id)
 		ev->err.word = 0;
 		ev->err.word2 = 0;
 	}
-	bpf_ringbuf_submit(ev, 0);
+	submit(ev);
 	if (c)
 		c->emitted++;
 	return 0;

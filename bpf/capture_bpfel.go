@@ -15,6 +15,7 @@ import (
 
 type CaptureConfig struct {
 	_           structs.HostLayout
+	WakeupBytes uint64
 	SampleBound uint64
 }
 

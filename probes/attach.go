@@ -8,6 +8,7 @@ import (
 	"os"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cilium/ebpf"
@@ -37,6 +38,14 @@ const (
 // instruction is a RET (an empty function), so the entry program also closes
 // the span; two uprobes at one address would run in no defined order.
 const cookieEntryIsReturn = 1 << 32
+
+// Event batching: the kernel wakes the reader once wakeupBytes(ring) bytes
+// are waiting (about 27 events at 64 KiB), and Read polls every
+// pollInterval for what a quiet period leaves below that. Waking per event
+// costs more than writing the event.
+const pollInterval = 50 * time.Millisecond
+
+func wakeupBytes(ring int) uint64 { return uint64(min(ring/8, 64<<10)) }
 
 // DefaultRingBufferBytes is the ring buffer size when Options.RingBufferBytes is 0.
 const DefaultRingBufferBytes = 4 << 20
@@ -123,9 +132,9 @@ type Tracer struct {
 	rd      *ringbuf.Reader
 	dec     decoder
 
-	readMu sync.Mutex
+	readMu sync.Mutex // one Read at a time: rec is reused
 	rec    ringbuf.Record
-	read   uint64
+	read   atomic.Uint64 // not under readMu: Stats must not wait for a blocked Read
 
 	closeOnce sync.Once
 	closeErr  error
@@ -182,7 +191,7 @@ func Attach(prog *Program, pid int, opts Options) (*Tracer, error) {
 		}
 		return nil, fmt.Errorf("attach: load the capture programs: %w", err)
 	}
-	if err := t.setup(prog, pid, opts, descs, bound); err != nil {
+	if err := t.setup(prog, pid, opts, descs, ringBytes, bound); err != nil {
 		t.Close()
 		return nil, err
 	}
@@ -190,8 +199,8 @@ func Attach(prog *Program, pid int, opts Options) (*Tracer, error) {
 }
 
 // setup fills the maps, attaches the uprobes and opens the ring buffer.
-func (t *Tracer) setup(prog *Program, pid int, opts Options, descs [][]byte, bound uint64) error {
-	if err := t.objs.Config.Put(uint32(0), bpf.CaptureConfig{SampleBound: bound}); err != nil {
+func (t *Tracer) setup(prog *Program, pid int, opts Options, descs [][]byte, ring int, bound uint64) error {
+	if err := t.objs.Config.Put(uint32(0), bpf.CaptureConfig{SampleBound: bound, WakeupBytes: wakeupBytes(ring)}); err != nil {
 		return fmt.Errorf("attach: write the sampling config: %w", err)
 	}
 	for id, d := range descs {
@@ -303,56 +312,38 @@ func monoToWall() int64 {
 }
 
 // Read blocks until the kernel reports an event and decodes it. It returns
-// ctx's error when ctx is done, and ErrClosed once the Tracer is closed.
+// ctx's error when ctx is done (noticed within pollInterval), and ErrClosed
+// once the Tracer is closed, also when Close is called during Read.
 func (t *Tracer) Read(ctx context.Context) (Event, error) {
 	t.readMu.Lock()
 	defer t.readMu.Unlock()
-	if err := ctx.Err(); err != nil {
-		return Event{}, err
-	}
 	if t.rd == nil {
 		return Event{}, ErrClosed
 	}
-	var (
-		stop    chan struct{}
-		stopped chan struct{}
-	)
-	if ctx.Done() != nil {
-		// Wake the blocking read when ctx ends (Flush makes it return);
-		// this goroutine is waited for before Read returns.
-		stop, stopped = make(chan struct{}), make(chan struct{})
-		go func() {
-			defer close(stopped)
-			select {
-			case <-ctx.Done():
-				t.rd.Flush()
-			case <-stop:
-			}
-		}()
-	}
-	var err error
 	for {
-		err = t.rd.ReadInto(&t.rec)
-		// ErrFlushed without ctx done is a late wake-up from an earlier
-		// call: keep waiting.
-		if !errors.Is(err, ringbuf.ErrFlushed) || ctx.Err() != nil {
-			break
+		if err := ctx.Err(); err != nil {
+			return Event{}, err
+		}
+		// The kernel wakes the reader only for batches (wakeupBytes), so
+		// wait at most pollInterval for the stragglers of a quiet period.
+		deadline := time.Now().Add(pollInterval)
+		if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+			deadline = d
+		}
+		t.rd.SetDeadline(deadline)
+		err := t.rd.ReadInto(&t.rec)
+		switch {
+		case err == nil:
+			t.read.Add(1)
+			return t.dec.decode(t.rec.RawSample)
+		case errors.Is(err, ringbuf.ErrClosed):
+			return Event{}, ErrClosed
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			continue
+		default:
+			return Event{}, fmt.Errorf("read the event ring buffer: %w", err)
 		}
 	}
-	if stop != nil {
-		close(stop)
-		<-stopped
-	}
-	switch {
-	case errors.Is(err, ringbuf.ErrClosed):
-		return Event{}, ErrClosed
-	case errors.Is(err, ringbuf.ErrFlushed):
-		return Event{}, ctx.Err()
-	case err != nil:
-		return Event{}, fmt.Errorf("read the event ring buffer: %w", err)
-	}
-	t.read++
-	return t.dec.decode(t.rec.RawSample)
 }
 
 // Lost returns the number of events the kernel dropped because the ring
@@ -372,9 +363,7 @@ func (t *Tracer) Lost() uint64 {
 // Stats reads the per-probe counters from the kernel.
 func (t *Tracer) Stats() Stats {
 	s := Stats{Lost: t.Lost(), HandOffUprobes: t.handOff}
-	t.readMu.Lock()
-	s.Read = t.read
-	t.readMu.Unlock()
+	s.Read = t.read.Load()
 	for id, p := range t.dec.probes {
 		if p == nil {
 			continue

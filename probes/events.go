@@ -88,8 +88,9 @@ const (
 	pcLen       = 48
 
 	// struct config
-	cfgSampleBound = 0
-	cfgLen         = 8
+	cfgWakeupBytes = 0
+	cfgSampleBound = 8
+	cfgLen         = 16
 )
 
 // Flags of struct event and struct value (see bpf/capture.c).
