@@ -1,0 +1,799 @@
+//go:build ignore
+
+// SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause
+//
+// The capture engine's kernel side: one generic entry program and one generic
+// return program, attached as uprobes to the functions a probe spec names.
+// What each probe reads comes from a descriptor that user space writes into
+// the descs map; which probe fired comes from the uprobe's bpf cookie. See
+// doc.go for the overall design; this file explains the details where they
+// are used.
+
+#include "vmlinux.h"
+#include "bpf_helpers.h"
+
+char __license[] SEC("license") = "Dual BSD/GPL";
+
+// Bounds. User space (package probes) mirrors every one of them; the layout
+// test checks the struct sizes they imply against this object's BTF.
+#define MAX_PROBES 256
+#define MAX_FETCHES 8   // values read per probe at entry, and again at return
+#define MAX_OFFSETS 4   // pointer hops on a field path, plus the final offset
+#define MAX_DEPTH 16    // open spans per goroutine; must be a power of two
+#define STR_MAX 128     // bytes copied per string and per error message
+#define LIST_MAX 8      // elements copied per []string
+#define ELEM_MAX 32     // bytes copied per []string element
+#define DATA_SIZE 256   // LIST_MAX * ELEM_MAX, >= STR_MAX
+#define ERR_LEN_SANE (1 << 20) // an error message longer than this is not a string header
+
+// Register indexes, as in probes.Reg: Go's amd64 internal ABI assigns integer
+// arguments and results to RAX, RBX, RCX, RDI, RSI, R8, R9, R10, R11 in this
+// order; RSP is the base of stack-passed values; R14 always holds the current
+// goroutine's g.
+enum {
+	REG_RAX = 0,
+	REG_RBX,
+	REG_RCX,
+	REG_RDI,
+	REG_RSI,
+	REG_R8,
+	REG_R9,
+	REG_R10,
+	REG_R11,
+	REG_SP,
+	REG_R14,
+	NUM_REGS,
+};
+
+// Value kinds, as in probes.ValueKind.
+enum {
+	KIND_INT = 1,
+	KIND_UINT,
+	KIND_BOOL,
+	KIND_FLOAT,
+	KIND_STRING,
+	KIND_STRING_SLICE,
+	KIND_ERROR,
+};
+
+// Event kinds, as in probes.EventKind.
+enum {
+	EVENT_ENTRY = 1,
+	EVENT_RETURN,
+	EVENT_ABANDONED,
+};
+
+// Bit of the bpf cookie (whose low 32 bits are the probe id) telling the
+// entry program that the entry instruction is also a RET.
+#define COOKIE_ENTRY_IS_RETURN (1ULL << 32)
+
+// Span flags (span_entry.flags, event.flags, inherit_ctx.flags).
+#define FLAG_SAMPLED 1
+// Hook for issue 7: set when the parent came from an incoming traceparent;
+// the sampled bit then comes from that header instead of the ratio.
+#define FLAG_REMOTE_PARENT 2
+
+// Value flags.
+#define VAL_MISSING 1   // a pointer on the path was nil or memory was unreadable
+#define VAL_TRUNCATED 2 // a string or list was longer than its copy bound
+
+// fetch_desc says how to read one value; see probes.Location for the
+// addressing rules, which this mirrors field for field.
+struct fetch_desc {
+	__u8 kind;
+	__u8 size;     // width of integer, bool and float values in memory
+	__u8 in_regs;  // 1: the value's words are in regs[:nregs]
+	__u8 nregs;
+	__u8 regs[3];
+	__u8 base;     // in memory: the register holding the base address
+	__u8 noffsets; // number of valid offsets
+	__u8 _pad[7];   // fetch i fills event value i: no slot field needed
+	__s64 offsets[MAX_OFFSETS];
+};
+
+// probe_desc is everything the generic programs need to know about one
+// probe, keyed by probe id (probes.Resolved.ID) in the descs map.
+struct probe_desc {
+	__u32 n_entry;   // valid fetches in entry[]
+	__u32 n_return;  // valid fetches in ret[]
+	__s32 parent_id; // probe id of the declared parent span, or -1
+	__u32 has_error; // 1: err is valid
+	struct fetch_desc entry[MAX_FETCHES];
+	struct fetch_desc ret[MAX_FETCHES];
+	struct fetch_desc err;
+};
+
+// span_entry is one open span on a goroutine's stack.
+struct span_entry {
+	// Trace id as two big-endian halves: trace_id[0:8] = hi, [8:16] = lo.
+	__u64 trace_hi;
+	__u64 trace_lo;
+	__u64 span_id;
+	__u64 parent_span_id;
+	// g.stack.hi - SP at the probed instruction: the frame's distance from
+	// the stack's top. The runtime copies a growing stack to a new place, so
+	// SP changes, but this distance does not.
+	__u64 stack_depth;
+	__u32 probe_id;
+	__u32 flags;
+};
+
+struct span_stack {
+	__u32 depth;
+	__u32 _pad;
+	struct span_entry e[MAX_DEPTH];
+};
+
+// inherit_ctx is the span a goroutine was started under (go statement).
+struct inherit_ctx {
+	__u64 trace_hi;
+	__u64 trace_lo;
+	__u64 span_id;
+	__u64 flags;
+};
+
+// value is one attribute value as read in the kernel; user space decodes it
+// by kind.
+struct value {
+	__u64 word;  // scalars: the raw bits; string and list: the length in the program; error: itab word
+	__u64 word2; // error: data word
+	__u16 len;   // string and error message: bytes in data; list: elements in data
+	__u8 flags;  // VAL_*
+	__u8 kind;
+	__u8 elem_len[LIST_MAX]; // list: bytes of element i at data[i*ELEM_MAX]
+	__u8 _pad[4];
+	char data[DATA_SIZE];
+};
+
+// event is the ring buffer record. Its three kinds are reserved with three
+// fixed sizes (the verifier wants a constant): abandoned events end before
+// values, entry events before err, return events carry everything.
+struct event {
+	__u8 kind;
+	__u8 flags;
+	__u8 nvalues;
+	__u8 _pad0;
+	__u32 probe_id;
+	__u32 pid;
+	__u32 tid;
+	__u64 goroutine;
+	__u64 ktime_ns; // CLOCK_MONOTONIC; user space converts to wall time
+	__u64 trace_hi;
+	__u64 trace_lo;
+	__u64 span_id;
+	__u64 parent_span_id;
+	struct value values[MAX_FETCHES];
+	struct value err;
+};
+
+#define EVENT_HDR_SIZE __builtin_offsetof(struct event, values)
+#define EVENT_ENTRY_SIZE __builtin_offsetof(struct event, err)
+#define EVENT_RETURN_SIZE sizeof(struct event)
+
+struct config {
+	// Wake the reader only once this many bytes wait in the ring buffer;
+	// user space polls for the rest (see submit).
+	__u64 wakeup_bytes;
+	// Sampling bound of OpenTelemetry's TraceIDRatioBased sampler:
+	// ratio * 2^63; a root is sampled iff (trace_lo >> 1) < sample_bound.
+	__u64 sample_bound;
+};
+
+// probe_counters are per probe and per CPU; user space sums them.
+struct probe_counters {
+	__u64 entries;    // spans opened (sampled or not)
+	__u64 returns;    // spans closed at a RET
+	__u64 abandoned;  // spans closed because their frame was gone
+	__u64 emitted;    // events written to the ring buffer
+	__u64 overflow;   // entries not tracked: goroutine span stack full
+	__u64 unmatched;  // RETs with no matching open span (entered before attach)
+};
+
+// Ring buffer size is set by user space before load (Options.RingBufferBytes).
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 4 << 20);
+} events SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, MAX_PROBES);
+	__type(key, __u32);
+	__type(value, struct probe_desc);
+} descs SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct config);
+} config SEC(".maps");
+
+// Open spans per goroutine, keyed by the g pointer. LRU so goroutines that
+// die with spans open cannot fill it.
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 8192);
+	__type(key, __u64);
+	__type(value, struct span_stack);
+} stacks SEC(".maps");
+
+// A never-written entry: the zeroed value a new goroutine's stack starts
+// from (a span_stack does not fit on the 512-byte BPF stack).
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct span_stack);
+} empty_stack SEC(".maps");
+
+// Span ids of open spans, for bounded inheritance: a goroutine inherits its
+// creator's span only while that span is open.
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64);
+	__type(value, __u8);
+} open_spans SEC(".maps");
+
+// Span a goroutine was created under, keyed by the new g pointer.
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64);
+	__type(value, struct inherit_ctx);
+} inherit SEC(".maps");
+
+// callergp of a runtime.newproc1 call in progress, keyed by thread id:
+// newproc1 runs on the system stack of the caller's thread and does not
+// block, so the thread id joins its entry to its RETs.
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32);
+	__type(value, __u64);
+} newproc_callers SEC(".maps");
+
+// Events dropped because the ring buffer was full.
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} lost SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, MAX_PROBES);
+	__type(key, __u32);
+	__type(value, struct probe_counters);
+} counters SEC(".maps");
+
+static __always_inline void count_lost(void)
+{
+	__u32 zero = 0;
+	__u64 *n = bpf_map_lookup_elem(&lost, &zero);
+	if (n)
+		(*n)++;
+}
+
+// submit commits an event. Waking the reader for every event costs more than
+// writing it (the wake-up is an irq_work, an interrupt, a VM exit on a
+// virtual machine), so events are batched: the reader is woken once
+// wakeup_bytes have accumulated and otherwise polls with a short deadline.
+static __always_inline void submit(struct event *ev)
+{
+	__u32 zero = 0;
+	struct config *cfg = bpf_map_lookup_elem(&config, &zero);
+	__u64 flags = BPF_RB_NO_WAKEUP;
+	if (!cfg || bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= cfg->wakeup_bytes)
+		flags = BPF_RB_FORCE_WAKEUP;
+	bpf_ringbuf_submit(ev, flags);
+}
+
+static __always_inline struct probe_counters *probe_counters(__u32 id)
+{
+	return bpf_map_lookup_elem(&counters, &id);
+}
+
+// regs holds the registers a fetch can name, indexed by probes.Reg. They are
+// copied out of the context once per event: the verifier only allows context
+// reads at constant offsets, and clang turns a switch over the fields into a
+// single load from a computed address.
+struct regs {
+	__u64 r[NUM_REGS];
+};
+
+static __always_inline void load_regs(struct pt_regs *ctx, struct regs *r)
+{
+	r->r[REG_RAX] = ctx->ax;
+	r->r[REG_RBX] = ctx->bx;
+	r->r[REG_RCX] = ctx->cx;
+	r->r[REG_RDI] = ctx->di;
+	r->r[REG_RSI] = ctx->si;
+	r->r[REG_R8] = ctx->r8;
+	r->r[REG_R9] = ctx->r9;
+	r->r[REG_R10] = ctx->r10;
+	r->r[REG_R11] = ctx->r11;
+	r->r[REG_SP] = ctx->sp;
+	r->r[REG_R14] = ctx->r14;
+}
+
+static __always_inline __u64 reg_value(struct regs *r, __u32 idx)
+{
+	return idx < NUM_REGS ? r->r[idx] : 0;
+}
+
+static __always_inline __u64 rand64(void)
+{
+	__u64 v = ((__u64)bpf_get_prandom_u32() << 32) | bpf_get_prandom_u32();
+	return v ? v : 1; // an all-zero id is invalid in OpenTelemetry
+}
+
+// frame_depth computes g.stack.hi - sp. runtime.g starts with
+// `stack stack` and stack is {lo, hi uintptr}, so stack.hi is at offset 8
+// (runtime/runtime2.go, stable since Go 1.4).
+static __always_inline int frame_depth(__u64 g, __u64 sp, __u64 *depth)
+{
+	__u64 hi = 0;
+	if (!g || bpf_probe_read_user(&hi, sizeof(hi), (void *)(g + 8)))
+		return -1;
+	if (hi < sp)
+		return -1;
+	*depth = hi - sp;
+	return 0;
+}
+
+// copy_string copies at most max bytes of a Go string into dst.
+static __always_inline void copy_string(struct value *v, __u64 ptr, __u64 len, __u32 max)
+{
+	__u32 n = len > max ? max : (__u32)len;
+	if (len > max)
+		v->flags |= VAL_TRUNCATED;
+	if (n > STR_MAX)
+		n = STR_MAX; // keeps the verifier's bound explicit
+	if (ptr == 0 || n == 0)
+		return;
+	if (bpf_probe_read_user(v->data, n, (void *)ptr)) {
+		v->flags |= VAL_MISSING;
+		return;
+	}
+	v->len = n;
+}
+
+static __noinline void copy_string_list(struct value *v, __u64 ptr, __u64 len)
+{
+	__u64 hdr[2];
+	__u32 n = len > LIST_MAX ? LIST_MAX : (__u32)len;
+	if (len > LIST_MAX)
+		v->flags |= VAL_TRUNCATED;
+	for (__u32 i = 0; i < LIST_MAX; i++) {
+		if (i >= n || ptr == 0)
+			break;
+		// A string header is {data *byte, len int}: 16 bytes.
+		if (bpf_probe_read_user(hdr, sizeof(hdr), (void *)(ptr + 16 * i))) {
+			v->flags |= VAL_MISSING;
+			break;
+		}
+		__u32 el = hdr[1] > ELEM_MAX ? ELEM_MAX : (__u32)hdr[1];
+		if (hdr[1] > ELEM_MAX)
+			v->flags |= VAL_TRUNCATED;
+		if (el > ELEM_MAX)
+			el = ELEM_MAX;
+		if (el && hdr[0] &&
+		    bpf_probe_read_user(&v->data[(i & (LIST_MAX - 1)) * ELEM_MAX], el, (void *)hdr[0]))
+			el = 0;
+		v->elem_len[i & (LIST_MAX - 1)] = el;
+		v->len = i + 1;
+	}
+}
+
+// read_value fills v from the registers and memory f describes.
+static __noinline void read_value(struct regs *regs, struct fetch_desc *f, struct value *v)
+{
+	__u64 w[2] = {0, 0};
+	__u8 kind = f->kind;
+
+	v->word = 0;
+	v->word2 = 0;
+	v->len = 0;
+	v->flags = 0;
+	v->kind = kind;
+	__builtin_memset(v->elem_len, 0, sizeof(v->elem_len));
+
+	if (f->in_regs) {
+		if (f->nregs > 0)
+			w[0] = reg_value(regs, f->regs[0]);
+		if (f->nregs > 1)
+			w[1] = reg_value(regs, f->regs[1]);
+		// A slice's third word (capacity) is never needed.
+	} else {
+		__u64 addr = reg_value(regs, f->base);
+		__u32 n = f->noffsets;
+		if (n > MAX_OFFSETS)
+			n = MAX_OFFSETS;
+		for (__u32 i = 0; i + 1 < MAX_OFFSETS; i++) {
+			if (i + 1 >= n)
+				break;
+			__u64 next = 0;
+			if (bpf_probe_read_user(&next, sizeof(next), (void *)(addr + f->offsets[i])) ||
+			    next == 0) {
+				v->flags = VAL_MISSING;
+				return;
+			}
+			addr = next;
+		}
+		if (n > 0)
+			addr += f->offsets[(n - 1) & (MAX_OFFSETS - 1)];
+		if (kind == KIND_INT || kind == KIND_UINT || kind == KIND_BOOL || kind == KIND_FLOAT) {
+			__u32 size = f->size;
+			if (size == 0 || size > 8)
+				size = 8;
+			if (bpf_probe_read_user(&w[0], size, (void *)addr)) {
+				v->flags = VAL_MISSING;
+				return;
+			}
+		} else if (bpf_probe_read_user(w, sizeof(w), (void *)addr)) {
+			v->flags = VAL_MISSING;
+			return;
+		}
+	}
+
+	switch (kind) {
+	case KIND_STRING:
+		v->word = w[1];
+		copy_string(v, w[0], w[1], STR_MAX);
+		break;
+	case KIND_STRING_SLICE:
+		v->word = w[1];
+		copy_string_list(v, w[0], w[1]);
+		break;
+	case KIND_ERROR:
+		// An interface is {itab, data}: non-nil iff itab != 0. When data
+		// points at a struct that starts with a string (*errors.errorString,
+		// *fmt.wrapError), its header is the first 16 bytes; user space keeps
+		// the text only when the itab's type says so.
+		v->word = w[0];
+		v->word2 = w[1];
+		if (w[0] && w[1]) {
+			__u64 hdr[2] = {0, 0};
+			if (!bpf_probe_read_user(hdr, sizeof(hdr), (void *)w[1]) && hdr[0] &&
+			    hdr[1] > 0 && hdr[1] <= ERR_LEN_SANE)
+				copy_string(v, hdr[0], hdr[1], STR_MAX);
+		}
+		break;
+	default:
+		// Scalars: in a register the whole word, in memory the low size
+		// bytes; user space truncates and sign-extends to Size.
+		v->word = w[0];
+	}
+}
+
+static __noinline void fill_header(struct event *ev, __u8 kind, struct span_entry *s, __u64 g)
+{
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	ev->kind = kind;
+	ev->flags = s->flags;
+	ev->_pad0 = 0;
+	ev->probe_id = s->probe_id;
+	ev->pid = pid_tgid >> 32;
+	ev->tid = (__u32)pid_tgid;
+	ev->goroutine = g;
+	ev->ktime_ns = bpf_ktime_get_ns();
+	ev->trace_hi = s->trace_hi;
+	ev->trace_lo = s->trace_lo;
+	ev->span_id = s->span_id;
+	ev->parent_span_id = s->parent_span_id;
+}
+
+// emit_abandoned reports a span whose frame is gone.
+static __noinline void emit_abandoned(struct span_entry *s, __u64 g)
+{
+	struct probe_counters *c = probe_counters(s->probe_id);
+	if (c)
+		c->abandoned++;
+	if (!(s->flags & FLAG_SAMPLED))
+		return;
+	struct event *ev = bpf_ringbuf_reserve(&events, EVENT_HDR_SIZE, 0);
+	if (!ev) {
+		count_lost();
+		return;
+	}
+	fill_header(ev, EVENT_ABANDONED, s, g);
+	ev->nvalues = 0;
+	submit(ev);
+	if (c)
+		c->emitted++;
+}
+
+// pop_stale pops, as abandoned, the open spans whose frames cannot be live
+// any more: those at stack_depth >= depth when a function is entered at
+// depth (inclusive), or > depth when one returns at depth. A function that
+// is entered where an open span's frame was has replaced that frame: a panic
+// unwound it, or the g ended and was reused for a new goroutine.
+static __noinline void pop_stale(struct span_stack *st, __u64 g, __u64 depth, __u32 inclusive)
+{
+	for (__u32 i = 0; i < MAX_DEPTH; i++) {
+		__u32 d = st->depth;
+		if (d == 0 || d > MAX_DEPTH)
+			break;
+		struct span_entry *top = &st->e[(d - 1) & (MAX_DEPTH - 1)];
+		if (top->stack_depth < depth || (!inclusive && top->stack_depth == depth))
+			break;
+		emit_abandoned(top, g);
+		bpf_map_delete_elem(&open_spans, &top->span_id);
+		st->depth = d - 1;
+	}
+}
+
+// find_parent returns the open span a new span nests under: the innermost
+// span of probe parent_id when the probe declares one and it is open, else
+// the innermost span.
+static __noinline struct span_entry *find_parent(struct span_stack *st, __s32 parent_id)
+{
+	__u32 d = st->depth;
+	if (d == 0 || d > MAX_DEPTH)
+		return 0;
+	if (parent_id >= 0) {
+		for (__u32 i = 0; i < MAX_DEPTH; i++) {
+			if (i >= d)
+				break;
+			struct span_entry *e = &st->e[(d - 1 - i) & (MAX_DEPTH - 1)];
+			if (e->probe_id == (__u32)parent_id)
+				return e;
+		}
+	}
+	return &st->e[(d - 1) & (MAX_DEPTH - 1)];
+}
+
+static __always_inline int sampled_root(__u64 trace_lo)
+{
+	__u32 zero = 0;
+	struct config *cfg = bpf_map_lookup_elem(&config, &zero);
+	if (!cfg)
+		return 0;
+	return (trace_lo >> 1) < cfg->sample_bound;
+}
+
+static __always_inline struct span_stack *stack_of(__u64 g)
+{
+	struct span_stack *st = bpf_map_lookup_elem(&stacks, &g);
+	if (st)
+		return st;
+	__u32 zero = 0;
+	struct span_stack *empty = bpf_map_lookup_elem(&empty_stack, &zero);
+	if (!empty)
+		return 0;
+	bpf_map_update_elem(&stacks, &g, empty, BPF_NOEXIST);
+	return bpf_map_lookup_elem(&stacks, &g);
+}
+
+// open_span opens a span for probe id and reads its entry values.
+static __always_inline int open_span(struct pt_regs *ctx, __u32 id)
+{
+	struct probe_desc *desc = bpf_map_lookup_elem(&descs, &id);
+	if (!desc)
+		return 0;
+	struct probe_counters *c = probe_counters(id);
+	__u64 g = ctx->r14;
+	__u64 depth;
+	if (frame_depth(g, ctx->sp, &depth))
+		return 0;
+	struct span_stack *st = stack_of(g);
+	if (!st)
+		return 0;
+	pop_stale(st, g, depth, 1);
+
+	struct span_entry ne = {};
+	struct span_entry *parent = find_parent(st, desc->parent_id);
+	if (parent) {
+		ne.trace_hi = parent->trace_hi;
+		ne.trace_lo = parent->trace_lo;
+		ne.parent_span_id = parent->span_id;
+		ne.flags = parent->flags & FLAG_SAMPLED;
+	} else {
+		struct inherit_ctx *in = bpf_map_lookup_elem(&inherit, &g);
+		if (in && bpf_map_lookup_elem(&open_spans, &in->span_id)) {
+			ne.trace_hi = in->trace_hi;
+			ne.trace_lo = in->trace_lo;
+			ne.parent_span_id = in->span_id;
+			ne.flags = in->flags & FLAG_SAMPLED;
+		} else {
+			// The creator's span has closed: this goroutine (a pooled worker,
+			// say) is on its own from now on.
+			if (in)
+				bpf_map_delete_elem(&inherit, &g);
+			ne.trace_hi = rand64();
+			ne.trace_lo = rand64();
+			ne.flags = sampled_root(ne.trace_lo) ? FLAG_SAMPLED : 0;
+		}
+	}
+	ne.span_id = rand64();
+	ne.stack_depth = depth;
+	ne.probe_id = id;
+
+	__u32 d = st->depth;
+	if (d >= MAX_DEPTH) {
+		if (c)
+			c->overflow++;
+		return 0;
+	}
+	st->e[d & (MAX_DEPTH - 1)] = ne;
+	st->depth = d + 1;
+	__u8 one = 1;
+	bpf_map_update_elem(&open_spans, &ne.span_id, &one, BPF_ANY);
+	if (c)
+		c->entries++;
+	// Unsampled spans are tracked (their children must nest and stay
+	// unsampled) but never reported.
+	if (!(ne.flags & FLAG_SAMPLED))
+		return 0;
+
+	struct event *ev = bpf_ringbuf_reserve(&events, EVENT_ENTRY_SIZE, 0);
+	if (!ev) {
+		count_lost();
+		return 0;
+	}
+	fill_header(ev, EVENT_ENTRY, &ne, g);
+	__u32 n = desc->n_entry;
+	if (n > MAX_FETCHES)
+		n = MAX_FETCHES;
+	ev->nvalues = n;
+	struct regs regs;
+	load_regs(ctx, &regs);
+	for (__u32 i = 0; i < MAX_FETCHES; i++) {
+		if (i >= n)
+			break;
+		read_value(&regs, &desc->entry[i], &ev->values[i]);
+	}
+	submit(ev);
+	if (c)
+		c->emitted++;
+	return 0;
+}
+
+// Generic return program: attached at every RET of the function. At a RET,
+// SP points at the return address, exactly as at the entry probe, so the
+// frame's stack_depth matches its entry's.
+// close_span closes the span of probe id opened in this frame and reads its
+// return values.
+static __always_inline int close_span(struct pt_regs *ctx, __u32 id)
+{
+	struct probe_desc *desc = bpf_map_lookup_elem(&descs, &id);
+	if (!desc)
+		return 0;
+	struct probe_counters *c = probe_counters(id);
+	__u64 g = ctx->r14;
+	__u64 depth;
+	if (frame_depth(g, ctx->sp, &depth))
+		return 0;
+	struct span_stack *st = bpf_map_lookup_elem(&stacks, &g);
+	if (!st)
+		return 0;
+	pop_stale(st, g, depth, 0);
+
+	__u32 d = st->depth;
+	if (d == 0 || d > MAX_DEPTH) {
+		if (c)
+			c->unmatched++;
+		return 0;
+	}
+	struct span_entry *top = &st->e[(d - 1) & (MAX_DEPTH - 1)];
+	if (top->probe_id != id || top->stack_depth != depth) {
+		if (c)
+			c->unmatched++;
+		return 0;
+	}
+	struct span_entry s = *top;
+	st->depth = d - 1;
+	bpf_map_delete_elem(&open_spans, &s.span_id);
+	if (c)
+		c->returns++;
+	if (!(s.flags & FLAG_SAMPLED))
+		return 0;
+
+	struct event *ev = bpf_ringbuf_reserve(&events, EVENT_RETURN_SIZE, 0);
+	if (!ev) {
+		count_lost();
+		return 0;
+	}
+	fill_header(ev, EVENT_RETURN, &s, g);
+	__u32 n = desc->n_return;
+	if (n > MAX_FETCHES)
+		n = MAX_FETCHES;
+	ev->nvalues = n;
+	struct regs regs;
+	load_regs(ctx, &regs);
+	for (__u32 i = 0; i < MAX_FETCHES; i++) {
+		if (i >= n)
+			break;
+		read_value(&regs, &desc->ret[i], &ev->values[i]);
+	}
+	if (desc->has_error) {
+		read_value(&regs, &desc->err, &ev->err);
+	} else {
+		ev->err.kind = 0;
+		ev->err.flags = 0;
+		ev->err.len = 0;
+		ev->err.word = 0;
+		ev->err.word2 = 0;
+	}
+	submit(ev);
+	if (c)
+		c->emitted++;
+	return 0;
+}
+
+// Generic entry program, attached at Resolved.EntryOffset (after the
+// stack-growth check) so a function whose stack grows does not fire twice.
+SEC("uprobe")
+int uprobe_entry(struct pt_regs *ctx)
+{
+	__u64 cookie = bpf_get_attach_cookie(ctx);
+	open_span(ctx, (__u32)cookie);
+	// A function whose first instruction is a RET (an empty body) has its
+	// entry and return at one address; the kernel gives no order between
+	// two uprobes there, so user space attaches only the entry program and
+	// sets this bit, and the span closes right away.
+	if (cookie & COOKIE_ENTRY_IS_RETURN)
+		close_span(ctx, (__u32)cookie);
+	return 0;
+}
+
+SEC("uprobe")
+int uprobe_return(struct pt_regs *ctx)
+{
+	return close_span(ctx, (__u32)bpf_get_attach_cookie(ctx));
+}
+
+// Goroutine hand-off. Go 1.26 (runtime/proc.go):
+//
+//	func newproc1(fn *funcval, callergp *g, callerpc uintptr, parked bool, waitreason waitReason) *g
+//
+// newproc calls it on the system stack (R14 is then g0, not the caller), so
+// the creating goroutine comes from the second integer argument, RBX, and
+// the new goroutine is the result, in RAX at each RET.
+SEC("uprobe")
+int uprobe_newproc1(struct pt_regs *ctx)
+{
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	__u64 caller = ctx->bx;
+	bpf_map_update_elem(&newproc_callers, &tid, &caller, BPF_ANY);
+	return 0;
+}
+
+SEC("uprobe")
+int uprobe_newproc1_return(struct pt_regs *ctx)
+{
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	__u64 *callerp = bpf_map_lookup_elem(&newproc_callers, &tid);
+	if (!callerp)
+		return 0;
+	__u64 caller = *callerp;
+	bpf_map_delete_elem(&newproc_callers, &tid);
+	__u64 newg = ctx->ax;
+	if (!newg)
+		return 0;
+
+	// newproc1 may hand out a g of a goroutine that has exited: whatever is
+	// still on its span stack belongs to frames that are gone.
+	struct span_stack *old = bpf_map_lookup_elem(&stacks, &newg);
+	if (old)
+		pop_stale(old, newg, 0, 1);
+
+	struct span_stack *st = bpf_map_lookup_elem(&stacks, &caller);
+	__u32 d = st ? st->depth : 0;
+	if (d == 0 || d > MAX_DEPTH) {
+		bpf_map_delete_elem(&inherit, &newg);
+		return 0;
+	}
+	struct span_entry *top = &st->e[(d - 1) & (MAX_DEPTH - 1)];
+	struct inherit_ctx in = {
+		.trace_hi = top->trace_hi,
+		.trace_lo = top->trace_lo,
+		.span_id = top->span_id,
+		.flags = top->flags & FLAG_SAMPLED,
+	};
+	bpf_map_update_elem(&inherit, &newg, &in, BPF_ANY);
+	return 0;
+}

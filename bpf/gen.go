@@ -1,0 +1,6 @@
+package bpf
+
+// The generated files (capture_bpfel.go, capture_bpfel.o) are committed so a
+// plain `go build` needs no clang; `make check-generated` regenerates them and
+// fails on a diff. Headers come from ./include, never from the build host.
+//go:generate go run github.com/cilium/ebpf/cmd/bpf2go -target bpfel -cc clang -cflags "-O2 -g -Wall -Werror -D__TARGET_ARCH_x86 -I./include" Capture capture.c

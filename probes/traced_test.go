@@ -1,0 +1,214 @@
+package probes
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// Helpers of the root-gated capture tests: build and drive the traced
+// fixture, build probes by hand, read a command's events.
+
+// requireRoot skips when the kernel programs cannot be loaded.
+func requireRoot(t testing.TB) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("attaches eBPF programs: skipped in -short mode")
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("attaching uprobes needs root; run the tests as root (CI does)")
+	}
+	if _, err := os.Stat("/sys/kernel/btf/vmlinux"); err != nil {
+		t.Skip("kernel without BTF (/sys/kernel/btf/vmlinux): cannot run the capture programs")
+	}
+}
+
+// tracedBinary builds testdata/traced once per test run.
+func tracedBinary(t testing.TB) string {
+	t.Helper()
+	out := filepath.Join(fixtureDir, "traced")
+	if _, err := os.Stat(out); err == nil {
+		return out
+	}
+	cmd := exec.Command("go", "build", "-o", out, "./testdata/traced")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if msg, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build testdata/traced: %v\n%s", err, msg)
+	}
+	return out
+}
+
+// traced is a running fixture process.
+type traced struct {
+	cmd   *exec.Cmd
+	stdin io.WriteCloser
+	out   *bufio.Scanner
+}
+
+// startTraced starts the fixture and waits until it reads commands.
+func startTraced(t testing.TB, path string) *traced {
+	t.Helper()
+	cmd := exec.Command(path)
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", path, err)
+	}
+	p := &traced{cmd: cmd, stdin: stdin, out: bufio.NewScanner(stdout)}
+	t.Cleanup(func() {
+		stdin.Close()
+		if cmd.Wait() != nil {
+			cmd.Process.Kill()
+		}
+	})
+	if !p.out.Scan() || p.out.Text() != "ready" {
+		t.Fatalf("fixture did not start: %q %v", p.out.Text(), p.out.Err())
+	}
+	return p
+}
+
+// do runs one fixture command and waits for it to finish.
+func (p *traced) do(t testing.TB, command string) {
+	t.Helper()
+	if _, err := fmt.Fprintln(p.stdin, command); err != nil {
+		t.Fatalf("send %q: %v", command, err)
+	}
+	if !p.out.Scan() || p.out.Text() != "done" {
+		t.Fatalf("command %q: fixture answered %q %v", command, p.out.Text(), p.out.Err())
+	}
+}
+
+// probeSet builds Resolved probes by hand against the fixture.
+type probeSet struct {
+	t   testing.TB
+	bin *Binary
+	ps  []*Resolved
+}
+
+func newProbeSet(t testing.TB, path string) *probeSet {
+	b, err := OpenBinary(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	return &probeSet{t: t, bin: b}
+}
+
+// add adds a probe on sym and returns it for its fetches to be filled.
+func (s *probeSet) add(sym string) *Resolved {
+	s.t.Helper()
+	f, err := s.bin.Function(sym)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	p := &Resolved{
+		ID: len(s.ps), Spec: Probe{Symbol: sym, Span: sym}, Address: f.Address,
+		SymbolOffset: f.SymbolOffset, EntryOffset: f.EntryOffset,
+		ReturnOffsets: f.ReturnOffsets, ParentID: -1,
+	}
+	s.ps = append(s.ps, p)
+	return p
+}
+
+func (s *probeSet) program() *Program {
+	return &Program{Binary: s.bin.Path, BuildID: s.bin.BuildID, Probes: s.ps}
+}
+
+func inRegs(rs ...Reg) Location {
+	l := Location{InRegs: true, NRegs: uint8(len(rs))}
+	copy(l.Regs[:], rs)
+	return l
+}
+
+func inMem(base Reg, offs ...int64) Location { return Location{Base: base, Offsets: offs} }
+
+// session is a fixture with a tracer attached.
+type session struct {
+	t    testing.TB
+	proc *traced
+	tr   *Tracer
+	mark *Resolved
+}
+
+// attachSession starts the fixture and attaches the probes of s plus main.mark.
+func attachSession(t testing.TB, s *probeSet, proc *traced, opts Options) *session {
+	t.Helper()
+	m := s.add("main.mark")
+	tr, err := Attach(s.program(), proc.cmd.Process.Pid, opts)
+	if err != nil {
+		t.Fatalf("attach: %v", err)
+	}
+	t.Cleanup(func() { tr.Close() })
+	return &session{t: t, proc: proc, tr: tr, mark: m}
+}
+
+// run runs a command and returns its events, up to the return of main.mark
+// that ends every command (excluded).
+func (s *session) run(command string) []Event {
+	s.t.Helper()
+	s.proc.do(s.t, command)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var evs []Event
+	for {
+		ev, err := s.tr.Read(ctx)
+		if err != nil {
+			s.t.Fatalf("command %q: read events: %v (got %d so far)", command, err, len(evs))
+		}
+		if ev.Probe == s.mark {
+			if ev.Kind == EventReturn {
+				return evs
+			}
+			continue
+		}
+		evs = append(evs, ev)
+	}
+}
+
+// summary renders events one per line for failure messages.
+func summary(evs []Event) string {
+	var b strings.Builder
+	for _, e := range evs {
+		fmt.Fprintf(&b, "  %v %s g=%#x trace=%x span=%x parent=%x values=%+v err=%+v\n",
+			e.Kind, e.Probe.Spec.Symbol, e.Goroutine, e.TraceID[:4], e.SpanID, e.ParentSpanID, e.Values, e.Err)
+	}
+	return b.String()
+}
+
+func (k EventKind) String() string {
+	switch k {
+	case EventEntry:
+		return "entry"
+	case EventReturn:
+		return "return"
+	case EventAbandoned:
+		return "abandoned"
+	}
+	return fmt.Sprintf("kind(%d)", uint8(k))
+}
+
+// expect checks events against (kind, symbol) pairs in order.
+func expect(t testing.TB, evs []Event, want ...string) {
+	t.Helper()
+	var got []string
+	for _, e := range evs {
+		got = append(got, e.Kind.String()+" "+e.Probe.Spec.Symbol)
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("events:\n%s\nwant:\n  %s", summary(evs), strings.Join(want, "\n  "))
+	}
+}
