@@ -1,15 +1,8 @@
 package agent
 
 import (
-	"bytes"
-	"crypto/sha256"
-	"debug/elf"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
-	"os"
-	"strings"
 	"sync"
 
 	"github.com/routerscope/routerscope/probes"
@@ -21,71 +14,12 @@ import (
 // the process.
 var ErrBinaryChanged = errors.New("the executable changed while it was being resolved; retrying later")
 
-// Note types of the build ids (the Go toolchain's and the GNU linker's).
-const (
-	noteTypeGoBuildID  = 4
-	noteTypeGNUBuildID = 3
-)
-
-// BuildID identifies an executable the way probes.Program.BuildID does:
-// the Go build id ("go:" + the .note.go.buildid string), else the GNU
-// build id ("gnu:" + hex), else a hash of the whole file ("sha256:" + hex).
-// Two processes with the same build id run the same code at the same
-// offsets.
+// BuildID identifies an executable exactly as probes.Binary.BuildID does
+// ("go:", "gnu:" or "sha256:" and the id): two processes with the same build
+// id run the same code at the same offsets.
 func BuildID(path string) (string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", fmt.Errorf("read build id of %s: %w", path, err)
-	}
-	defer f.Close()
-	if ef, err := elf.NewFile(f); err == nil {
-		if id := noteDesc(ef, ".note.go.buildid", "Go", noteTypeGoBuildID); id != nil {
-			return "go:" + string(id), nil
-		}
-		if id := noteDesc(ef, ".note.gnu.build-id", "GNU", noteTypeGNUBuildID); id != nil {
-			return "gnu:" + hex.EncodeToString(id), nil
-		}
-	}
-	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return "", fmt.Errorf("read build id of %s: %w", path, err)
-	}
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", fmt.Errorf("hash %s: %w", path, err)
-	}
-	return "sha256:" + hex.EncodeToString(h.Sum(nil)), nil
+	return probes.ReadBuildID(path)
 }
-
-// noteDesc returns the descriptor of the first note of the given owner and
-// type in a section: 4-byte name size, descriptor size and type, then the
-// name and the descriptor, each padded to 4 bytes.
-func noteDesc(ef *elf.File, section, owner string, typ uint32) []byte {
-	s := ef.Section(section)
-	if s == nil {
-		return nil
-	}
-	data, err := s.Data()
-	if err != nil {
-		return nil
-	}
-	bo := ef.ByteOrder
-	for len(data) >= 12 {
-		nameSz, descSz, t := bo.Uint32(data), bo.Uint32(data[4:]), bo.Uint32(data[8:])
-		data = data[12:]
-		nameEnd, descEnd := align4(nameSz), align4(nameSz)+align4(descSz)
-		if uint64(len(data)) < descEnd {
-			return nil
-		}
-		name := bytes.TrimRight(data[:nameSz], "\x00")
-		if t == typ && string(name) == owner {
-			return append([]byte(nil), data[nameEnd:nameEnd+uint64(descSz)]...)
-		}
-		data = data[descEnd:]
-	}
-	return nil
-}
-
-func align4(n uint32) uint64 { return (uint64(n) + 3) &^ 3 }
 
 // ResolveCache shares symbol resolutions between processes of the same
 // binary: the key is the binary's build id plus the digest of the probe
@@ -129,7 +63,7 @@ func (c *ResolveCache) Program(req AttachRequest, resolve func() (*probes.Progra
 	if err != nil {
 		return nil, err
 	}
-	if p.BuildID != "" && bareBuildID(p.BuildID) != bareBuildID(req.BuildID) {
+	if p.BuildID != "" && p.BuildID != req.BuildID {
 		return nil, fmt.Errorf("%w: process runs %s, file has %s", ErrBinaryChanged, req.BuildID, p.BuildID)
 	}
 	if len(c.order) >= c.max {
@@ -139,17 +73,6 @@ func (c *ResolveCache) Program(req AttachRequest, resolve func() (*probes.Progra
 	c.entries[key] = p
 	c.order = append(c.order, key)
 	return p, nil
-}
-
-// bareBuildID drops BuildID's kind prefix, so an id the capture engine
-// reports without it compares equal.
-func bareBuildID(id string) string {
-	for _, prefix := range []string{"go:", "gnu:", "sha256:"} {
-		if rest, ok := strings.CutPrefix(id, prefix); ok {
-			return rest
-		}
-	}
-	return id
 }
 
 // Len returns the number of cached programs.
