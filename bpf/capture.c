@@ -17,7 +17,7 @@ char __license[] SEC("license") = "Dual BSD/GPL";
 // Bounds. User space (package probes) mirrors every one of them; the layout
 // test checks the struct sizes they imply against this object's BTF.
 #define MAX_PROBES 256
-#define MAX_FETCHES 8   // values read per probe at entry, and again at return
+#define MAX_FETCHES 16  // values read per probe at entry, and again at return
 #define MAX_OFFSETS 4   // pointer hops on a field path, plus the final offset
 #define MAX_DEPTH 16    // open spans per goroutine; must be a power of two
 #define STR_MAX 128     // bytes copied per string and per error message

@@ -43,7 +43,7 @@ type CaptureProbeDesc struct {
 	N_return uint32
 	ParentId int32
 	HasError uint32
-	Entry    [8]struct {
+	Entry    [16]struct {
 		_        structs.HostLayout
 		Kind     uint8
 		Size     uint8
@@ -55,7 +55,7 @@ type CaptureProbeDesc struct {
 		Pad      [7]uint8
 		Offsets  [4]int64
 	}
-	Ret [8]struct {
+	Ret [16]struct {
 		_        structs.HostLayout
 		Kind     uint8
 		Size     uint8

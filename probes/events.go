@@ -16,7 +16,7 @@ import (
 // tests instead of corrupting events.
 const (
 	// MaxFetches is the most values a probe reads at entry, and again at return.
-	MaxFetches = 8
+	MaxFetches = 16
 	// MaxOffsets is the most offsets a memory location may have.
 	MaxOffsets = 4
 	// MaxProbes is the most probes one Attach can handle (the descriptor map size).
