@@ -78,7 +78,10 @@
 // string field cannot be int); the error names the Go type found and the
 // types allowed. With map, the value formatted as a string ("true", "42",
 // the string itself) is replaced by the map's entry, so type must be
-// string or omitted. Maps are applied in user space.
+// string or omitted. Maps are applied in user space. With omit_empty: true
+// the attribute is left off when the value read is empty (an empty string
+// or list, zero, false), for values such as user.id that exist only
+// sometimes.
 //
 // Not readable, rejected with ErrNotSupported: a float passed in a
 // register (the kernel saves only the integer registers; read it as a field
