@@ -69,7 +69,7 @@ func TestRunDiscoveryServesMetricsAndReloadsOnSIGHUP(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { _ = proc.Process.Kill(); _ = proc.Wait() }()
-	flagProbe := writeFile(t, "flag.yaml", "probes: []\n")
+	flagProbe := writeFile(t, "flag.yaml", "probes:\n  - {symbol: main.main, span: main}\n")
 	config := func(rate string) string {
 		return fmt.Sprintf(`observability:
   tracing:

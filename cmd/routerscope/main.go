@@ -257,7 +257,7 @@ func (c cli) run(ctx context.Context, args []string) int {
 		log.Error("start capture", zap.Error(err))
 		return exitRuntime
 	}
-	opts := []agent.Option{agent.WithStdout(c.stdout), agent.WithReloadSignal(c.hup)}
+	opts := []agent.Option{agent.WithStdout(c.stdout), agent.WithReloadSignal(c.hup), agent.WithProbeCheck(checkProbeFile)}
 	if path != "" {
 		opts = append(opts, agent.WithReload(func() (agent.Config, error) { return loadConfig(path, f) }))
 	}

@@ -137,8 +137,10 @@ func TestUsageErrors(t *testing.T) {
 func TestRuntimeErrors(t *testing.T) {
 	c, _, errOut := newCLI(nil, newAttacher)
 	code := c.main(context.Background(), []string{"run", "--pid", "1", "--probes", "p.yaml"})
-	if code != exitRuntime || !strings.Contains(errOut.String(), "capture engine not linked yet") {
-		t.Errorf("unlinked engine: exit %d %q", code, errOut.String())
+	// Whichever step fails first here (reading pid 1's executable, or the
+	// missing probe file), it is a runtime error naming the target.
+	if code != exitRuntime || !strings.Contains(errOut.String(), "attach to pid 1") {
+		t.Errorf("attach error: exit %d %q", code, errOut.String())
 	}
 	c, _, errOut = newCLI(nil, newAttacher)
 	code = c.main(context.Background(), []string{"run", "--pid", "1", "--probes", "p.yaml", "--config", "/nonexistent/config.yaml"})
