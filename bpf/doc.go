@@ -29,7 +29,9 @@
 // but never reported.
 //
 // Events go to a ring buffer as fixed-layout records; a reservation that
-// fails increments the lost counter. Timestamps are CLOCK_MONOTONIC; user
+// fails increments the lost counter. The reader is woken only once a batch
+// has accumulated (config.wakeup_bytes) and polls for the rest: a wake-up per
+// event cost more than the event itself. Timestamps are CLOCK_MONOTONIC; user
 // space converts them to wall time. Package probes mirrors every struct and
 // bound and tests its offsets against this object's BTF.
 package bpf

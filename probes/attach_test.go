@@ -2,6 +2,7 @@ package probes
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"os"
 	"strings"
@@ -394,5 +395,53 @@ func TestCaptureLostEvents(t *testing.T) {
 	p := st.Probes[fib.ID]
 	if p.Entries != 25 || p.Returns != 25 || tr.Lost() == 0 || p.Emitted+tr.Lost() < 50 {
 		t.Errorf("fib stats %+v, lost %d: want 25 spans, events emitted + lost >= 50", p, tr.Lost())
+	}
+}
+
+// TestCaptureSamplingRatio: with ratio 0.5 a trace is reported whole or not
+// at all, and every reported trace id satisfies TraceIDRatioBased's rule.
+func TestCaptureSamplingRatio(t *testing.T) {
+	requireRoot(t)
+	bin := tracedBinary(t)
+	s := newProbeSet(t, bin)
+	fib := s.add("main.fib")
+	proc := startTraced(t, bin)
+	tr, err := Attach(s.program(), proc.cmd.Process.Pid, Options{SampleRatio: Ratio(0.5)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	const runs = 30
+	for range runs {
+		proc.do(t, "fib 3")
+	}
+	// No marker here (it would be sampled too): the kernel's emitted count
+	// says how many events to read.
+	traces := map[[16]byte]int{}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for range tr.Stats().Probes[fib.ID].Emitted {
+		e, err := tr.Read(ctx)
+		if err != nil {
+			t.Fatalf("read: %v", err)
+		}
+		traces[e.TraceID]++
+	}
+	for id, n := range traces {
+		// fib(3) is 5 calls: 10 events per sampled trace.
+		if n != 10 {
+			t.Errorf("trace %x has %d events, want 10", id, n)
+		}
+		if lo := binary.BigEndian.Uint64(id[8:]); lo>>1 >= 1<<62 {
+			t.Errorf("trace %x was sampled but (id[8:16] >> 1) = %#x is not below ratio*2^63", id, lo>>1)
+		}
+	}
+	// Each run is sampled with probability 1/2: all or none has
+	// probability 2^-29.
+	if len(traces) == 0 || len(traces) == runs {
+		t.Errorf("%d of %d traces sampled at ratio 0.5", len(traces), runs)
+	}
+	if st := tr.Stats().Probes[fib.ID]; st.Entries != 5*runs || st.Emitted != uint64(10*len(traces)) {
+		t.Errorf("fib stats %+v, %d traces sampled", st, len(traces))
 	}
 }
