@@ -445,3 +445,25 @@ func TestCaptureSamplingRatio(t *testing.T) {
 		t.Errorf("fib stats %+v, %d traces sampled", st, len(traces))
 	}
 }
+
+// TestCapturePIDFilter: uprobes attached by PID see only that process,
+// though another process runs the same binary.
+func TestCapturePIDFilter(t *testing.T) {
+	requireRoot(t)
+	bin := tracedBinary(t)
+	s := newProbeSet(t, bin)
+	s.add("main.fib")
+	target, other := startTraced(t, bin), startTraced(t, bin)
+	ss := attachSession(t, s, target, Options{})
+	other.do(t, "fib 4")
+	evs := ss.run("fib 2")
+	// fib(2) is 3 calls; fib(4) in the other process must not show up.
+	if len(evs) != 6 {
+		t.Fatalf("want the 6 events of fib(2):\n%s", summary(evs))
+	}
+	for _, e := range evs {
+		if e.PID != uint32(target.cmd.Process.Pid) {
+			t.Errorf("event of pid %d, attached to %d", e.PID, target.cmd.Process.Pid)
+		}
+	}
+}
