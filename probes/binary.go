@@ -21,7 +21,7 @@ import (
 // Binary is an opened target executable: its functions (from the ELF
 // symbol table, or the Go pclntab when the symbol table was stripped), its
 // executable segments for address-to-file-offset translation, and its
-// DWARF, loaded on first use.
+// DWARF, loaded on first use. Its methods are safe for concurrent use.
 type Binary struct {
 	// Path is the file the binary was opened from.
 	Path string

@@ -30,7 +30,11 @@
 //   - symbol (required): the function's full name as in the binary's symbol
 //     table (`go tool nm BINARY`): "main.handle", "pkg/path.Func",
 //     "pkg/path.(*T).Method" (pointer receiver), "pkg/path.T.Method" (value
-//     receiver). A symbol may appear in one probe only. A name not found is
+//     receiver). Paths with a dot in their last element are written as in
+//     Go source (gopkg.in/yaml.v3.Unmarshal; the symbol table's escaped
+//     gopkg.in/yaml%2ev3 also works); a generic function is probed per
+//     GC-shape instantiation, as nm lists it (pkg.Map[go.shape.int]).
+//     A symbol may appear in one probe only. A name not found is
 //     reported with up to three close names; a function the compiler inlined
 //     at every call has no body to probe (ErrInlined): mark it
 //     //go:noinline or probe its caller.
@@ -38,8 +42,7 @@
 //   - kind: internal (default), server, client, producer or consumer.
 //   - parent: the span name of another probe of the same file. When set,
 //     the span's parent is the innermost open span of that probe on the
-//     goroutine (or on the goroutine that started it); when empty, the
-//     innermost open span of any probe.
+//     goroutine; when empty, the innermost open span of any probe.
 //   - attributes: a list, each with name (required, unique in the probe)
 //     and either from (a value of the program) or value (a constant string,
 //     number, bool or list of strings); optional type and map.
@@ -54,25 +57,28 @@
 //   - return:INDEX: a result, counted from 0. Read at every return.
 //   - any of the above followed by a field path, .Field.Field: fields of
 //     structs, through pointers (dereferenced like Go selectors do) and
-//     promoted from embedded structs. At most three pointers are followed
-//     after the value itself; a nil pointer on the way makes the value
-//     missing, not an error.
+//     promoted from embedded structs. At most four pointers are followed
+//     (three when the value itself was passed on the stack); a nil pointer
+//     on the way makes the value missing, not an error. A value that ends
+//     as a pointer to a string, number or bool is dereferenced too.
 //   - duration_ms, duration_us, duration_ns: the span's duration, an
 //     integer computed in user space (nothing is read from the program).
 //
 // Arguments and the receiver exist only at entry (the function reuses
-// their registers), results only at return; a probe can mix both.
+// their registers), results only at return; a probe can mix both. The
+// kernel program reads at most eight values at entry and eight at return
+// per probe (durations and constants do not count); Attach rejects a probe
+// that needs more.
 //
 // Types (type): string, int, float, bool, string_list. Omitted, the type
 // follows from the Go type: strings are string; signed and unsigned
 // integers of any width int; float32/float64 float; bool bool; []string
-// string_list; an error is string (its message, or its concrete type when
-// the message is not readable) and may be declared bool (non-nil). A
-// declared type must match the Go type (a string field cannot be int); the
-// error names the Go type found and the types allowed. With map, the value
-// formatted as a string ("true", "42", the string itself) is replaced by
-// the map's entry, so type must be string or omitted. Maps are applied in
-// user space.
+// string_list. Errors are not attributes: the error rule below reports
+// them (failed, type, message). A declared type must match the Go type (a
+// string field cannot be int); the error names the Go type found and the
+// types allowed. With map, the value formatted as a string ("true", "42",
+// the string itself) is replaced by the map's entry, so type must be
+// string or omitted. Maps are applied in user space.
 //
 // Not readable, rejected with ErrNotSupported: a float passed in a
 // register (the kernel saves only the integer registers; read it as a field

@@ -79,7 +79,7 @@ func (c *fieldCursor) deref(sofar string) error {
 		c.loc = Location{Base: Reg(p[0].reg), Offsets: []int64{0}}
 	} else {
 		if len(c.loc.Offsets) >= maxLocationOffsets {
-			return fmt.Errorf("the path%s follows more than %d pointers; the kernel reads at most %d hops: %w", pathSuffix(sofar), maxLocationOffsets-1, maxLocationOffsets-1, ErrNotSupported)
+			return fmt.Errorf("the path%s follows too many pointers: the kernel follows at most %d (%d from a value passed on the stack); read a shorter path: %w", pathSuffix(sofar), maxLocationOffsets, maxLocationOffsets-1, ErrNotSupported)
 		}
 		c.loc.Offsets = append(c.loc.Offsets, 0)
 	}
@@ -139,8 +139,10 @@ func (c *fieldCursor) finish(path []string) (Location, ValueKind, uint8, error) 
 	return loc, kind, size, nil
 }
 
-// valueKind maps a Go type to how the kernel reads it. Pointers are
-// rejected here; finish dereferences them first.
+// valueKind maps a Go type to how the kernel reads it and the size of a
+// scalar (0 for strings, slices and interfaces, whose word count the kind
+// implies, as Fetch.Size documents). Pointers are rejected here; finish
+// dereferences them first.
 func valueKind(t dwarf.Type) (ValueKind, uint8, error) {
 	u := unwrapTypedef(t)
 	switch u := u.(type) {
@@ -157,18 +159,18 @@ func valueKind(t dwarf.Type) (ValueKind, uint8, error) {
 	case *dwarf.StructType:
 		switch goStructKind(u) {
 		case structString:
-			return KindString, 16, nil
+			return KindString, 0, nil
 		case structSlice:
 			if len(u.Field) > 0 {
 				if ep, ok := unwrapTypedef(u.Field[0].Type).(*dwarf.PtrType); ok {
 					if es, ok := unwrapTypedef(ep.Type).(*dwarf.StructType); ok && goStructKind(es) == structString {
-						return KindStringSlice, 24, nil
+						return KindStringSlice, 0, nil
 					}
 				}
 			}
 			return 0, 0, fmt.Errorf("%s is a slice other than []string: %w (select a field or use a []string)", typeName(t), ErrNotSupported)
 		case structIface:
-			return KindError, 16, nil
+			return KindError, 0, nil
 		case structEface:
 			// The first word of an empty interface is a type, not an
 			// itab, so neither the error decoding nor ItabType applies.

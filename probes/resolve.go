@@ -73,6 +73,9 @@ func resolveProbe(b *Binary, p Probe) (*Resolved, []error) {
 		ReturnOffsets: fn.ReturnOffsets,
 	}
 	r.Spec.Attributes = slices.Clone(p.Attributes)
+	if r.Spec.Kind == "" {
+		r.Spec.Kind = "internal"
+	}
 	var sig *signature
 	var sigErr error
 	needSig := func() (*signature, error) {
@@ -200,14 +203,16 @@ var allowedTypes = map[ValueKind][]string{
 	KindFloat:       {TypeFloat},
 	KindString:      {TypeString},
 	KindStringSlice: {TypeStringList},
-	// An error attribute is its message (or its type when the message is
-	// unreadable), or whether it is non-nil.
-	KindError: {TypeString, TypeBool},
 }
 
 // attrType checks a declared type against the value's kind and derives it
 // when empty. With a map the value is rewritten to a string.
 func attrType(k ValueKind, declared string, mapped bool) (string, error) {
+	if k == KindError {
+		// The kernel reads an interface only for the error rule, whose
+		// outcome (failed, type, message) the span already carries.
+		return "", fmt.Errorf("the value is an interface (error); report errors with the probe's `error: {from: ...}` rule, which marks the span failed with the error's type and message: %w", ErrInvalidSpec)
+	}
 	if mapped {
 		return TypeString, nil
 	}

@@ -34,6 +34,7 @@ probes:
       - {name: result.category, from: return:0.Category.Name}
       - {name: took_ms, from: duration_ms}
       - {name: component, value: router}
+      - {name: limit, from: arg:req.Limit}
     error: {from: return:1}
   - symbol: main.(*Router).Classify
     span: classify
@@ -47,7 +48,6 @@ probes:
       - {name: blocked, from: return:0.Blocked, map: {"true": blocked, "false": allowed}}
       - {name: reason, from: return:0.Reason}
       - {name: category.id, from: return:0.Category.ID}
-      - {name: err, from: return:1}
     error: {from: return:0.Blocked}
   - symbol: main.Greet
     span: greet
@@ -137,54 +137,55 @@ func TestResolveFixture(t *testing.T) {
 	wants := map[string]want{
 		"main.Handle": {
 			entry: []Fetch{
-				{0, KindString, 16, mem(RegRAX, unsafe.Offsetof(req.Model))},
+				{0, KindString, 0, mem(RegRAX, unsafe.Offsetof(req.Model))},
 				{1, KindInt, 8, mem(RegRAX, unsafe.Offsetof(req.MaxTokens))},
 				{2, KindBool, 1, mem(RegRAX, unsafe.Offsetof(req.Stream))},
-				{3, KindStringSlice, 24, mem(RegRAX, unsafe.Offsetof(req.Tags))},
-				{4, KindString, 16, mem(RegRAX, unsafe.Offsetof(req.Meta), unsafe.Offsetof(meta.User))},
+				{3, KindStringSlice, 0, mem(RegRAX, unsafe.Offsetof(req.Tags))},
+				{4, KindString, 0, mem(RegRAX, unsafe.Offsetof(req.Meta), unsafe.Offsetof(meta.User))},
 				{5, KindUint, 2, mem(RegRAX, unsafe.Offsetof(req.Meta), unsafe.Offsetof(meta.Priority))},
 				{6, KindFloat, 4, mem(RegRAX, unsafe.Offsetof(req.Meta), unsafe.Offsetof(meta.Temperature))},
 				{7, KindInt, 1, mem(RegRAX, unsafe.Offsetof(req.Meta), unsafe.Offsetof(meta.Retries))},
-				{8, KindString, 16, mem(RegRAX, unsafe.Offsetof(req.Cat)+unsafe.Offsetof(cat.Name))},
+				{8, KindString, 0, mem(RegRAX, unsafe.Offsetof(req.Cat)+unsafe.Offsetof(cat.Name))},
 				{9, KindFloat, 8, mem(RegRAX, unsafe.Offsetof(req.Cat)+unsafe.Offsetof(cat.Score))},
 				// Four offsets: the most the kernel follows.
 				{10, KindInt, 1, mem(RegRAX, unsafe.Offsetof(req.Meta), unsafe.Offsetof(meta.Next), unsafe.Offsetof(meta.Next), unsafe.Offsetof(meta.Retries))},
+				// A final *int is dereferenced.
+				{15, KindInt, 8, mem(RegRAX, unsafe.Offsetof(req.Limit), 0)},
 			},
 			ret: []Fetch{
-				{11, KindString, 16, mem(RegRAX, unsafe.Offsetof(res.Reason))},
-				{12, KindString, 16, mem(RegRAX, unsafe.Offsetof(res.Category)+unsafe.Offsetof(cat.Name))},
+				{11, KindString, 0, mem(RegRAX, unsafe.Offsetof(res.Reason))},
+				{12, KindString, 0, mem(RegRAX, unsafe.Offsetof(res.Category)+unsafe.Offsetof(cat.Name))},
 			},
-			errFetch: &Fetch{-1, KindError, 16, regs(RegRBX, RegRCX)},
+			errFetch: &Fetch{-1, KindError, 0, regs(RegRBX, RegRCX)},
 			parent:   -1,
 		},
 		"main.(*Router).Classify": {
 			// main.Router embeds shapes.Router at offset 0: its fields are
 			// promoted.
 			entry: []Fetch{
-				{0, KindString, 16, mem(RegRAX, unsafe.Offsetof(rt.Name))},
+				{0, KindString, 0, mem(RegRAX, unsafe.Offsetof(rt.Name))},
 				{1, KindInt, 8, mem(RegRAX, unsafe.Offsetof(rt.Calls))},
 				{2, KindFloat, 8, mem(RegRAX, unsafe.Offsetof(rt.Cfg), unsafe.Offsetof(cfg.Threshold))},
-				{3, KindStringSlice, 24, mem(RegRAX, unsafe.Offsetof(rt.Cfg), unsafe.Offsetof(cfg.Models))},
+				{3, KindStringSlice, 0, mem(RegRAX, unsafe.Offsetof(rt.Cfg), unsafe.Offsetof(cfg.Models))},
 				{4, KindInt, 8, regs(RegRCX)},
 			},
 			// The Result comes back by value: RAX,RBX Name; X0 Score;
 			// RCX ID; RDI Blocked; RSI,R8 Reason; then the error in R9,R10.
 			ret: []Fetch{
 				{5, KindBool, 1, regs(RegRDI)},
-				{6, KindString, 16, regs(RegRSI, RegR8)},
+				{6, KindString, 0, regs(RegRSI, RegR8)},
 				{7, KindInt, 4, regs(RegRCX)},
-				{8, KindError, 16, regs(RegR9, RegR10)},
 			},
 			errFetch: &Fetch{-1, KindBool, 1, regs(RegRDI)},
 			parent:   0,
 		},
 		"main.Greet": {
 			entry: []Fetch{
-				{0, KindString, 16, regs(RegRAX, RegRBX)},
+				{0, KindString, 0, regs(RegRAX, RegRBX)},
 				{1, KindInt, 8, regs(RegRCX)},
 				{2, KindBool, 1, regs(RegRDI)},
 			},
-			ret:    []Fetch{{3, KindString, 16, regs(RegRAX, RegRBX)}},
+			ret:    []Fetch{{3, KindString, 0, regs(RegRAX, RegRBX)}},
 			parent: -1,
 		},
 		"main.Many": {
@@ -198,7 +199,7 @@ func TestResolveFixture(t *testing.T) {
 		},
 		"main.Spill": {
 			entry: []Fetch{
-				{0, KindString, 16, mem(RegSP, 8)},
+				{0, KindString, 0, mem(RegSP, 8)},
 				{1, KindInt, 1, regs(RegR11)},
 			},
 			parent: -1,
@@ -206,16 +207,16 @@ func TestResolveFixture(t *testing.T) {
 		"main.Allowed": {
 			// The whole Request is on the stack: fields are offsets from SP+8.
 			entry: []Fetch{
-				{0, KindString, 16, mem(RegSP, 8+unsafe.Offsetof(req.Model))},
-				{1, KindString, 16, mem(RegSP, 8+unsafe.Offsetof(req.Meta), unsafe.Offsetof(meta.User))},
-				{2, KindString, 16, mem(RegSP, 8+unsafe.Offsetof(req.Cat)+unsafe.Offsetof(cat.Name))},
+				{0, KindString, 0, mem(RegSP, 8+unsafe.Offsetof(req.Model))},
+				{1, KindString, 0, mem(RegSP, 8+unsafe.Offsetof(req.Meta), unsafe.Offsetof(meta.User))},
+				{2, KindString, 0, mem(RegSP, 8+unsafe.Offsetof(req.Cat)+unsafe.Offsetof(cat.Name))},
 			},
 			parent: -1,
 		},
 		"main.Cat.Label": {
 			// A by-value struct receiver decomposes into its fields' registers.
 			entry: []Fetch{
-				{0, KindString, 16, regs(RegRAX, RegRBX)},
+				{0, KindString, 0, regs(RegRAX, RegRBX)},
 				{1, KindInt, 4, regs(RegRCX)},
 			},
 			parent: -1,
@@ -258,7 +259,7 @@ func TestResolveFixture(t *testing.T) {
 	}
 	// Derived types are filled in the resolved copy, not the caller's spec.
 	h := prog.Probes[0].Spec.Attributes
-	wantTypes := []string{"string", "int", "bool", "string_list", "string", "int", "float", "int", "string", "float", "int", "string", "string", "int", "string"}
+	wantTypes := []string{"string", "int", "bool", "string_list", "string", "int", "float", "int", "string", "float", "int", "string", "string", "int", "string", "int"}
 	for i, a := range h {
 		if a.Type != wantTypes[i] {
 			t.Errorf("handle attribute %s: type %q, want %q", a.Name, a.Type, wantTypes[i])
@@ -362,8 +363,12 @@ func TestResolveErrors(t *testing.T) {
 			[]string{"empty interface"}},
 		{"field of a string field", `{symbol: main.Handle, span: s, attributes: [{name: x, from: arg:req.Meta.User.Foo}]}`, ErrInvalidSpec,
 			[]string{"cannot select .Foo"}},
+		{"too many pointer hops from the stack", `{symbol: main.Allowed, span: s, attributes: [{name: x, from: arg:req.Meta.Next.Next.Next.User}]}`, ErrNotSupported,
+			[]string{"follows too many pointers"}},
 		{"too many pointer hops", `{symbol: main.Handle, span: s, attributes: [{name: x, from: arg:req.Meta.Next.Next.Next.User}]}`, ErrNotSupported,
-			[]string{"more than 3 pointers"}},
+			[]string{"follows too many pointers", "at most 4"}},
+		{"error as attribute", `{symbol: main.Handle, span: s, attributes: [{name: e, from: return:1}]}`, ErrInvalidSpec,
+			[]string{"attributes[0] (e).type", "report errors with the probe's `error: {from: ...}` rule"}},
 		{"error rule on a string", `{symbol: main.Greet, span: s, error: {from: return:0}}`, ErrInvalidSpec,
 			[]string{"error.from return:0", "needs an error, a bool or an integer"}},
 		{"error rule int without threshold", `{symbol: main.Status, span: s, error: {from: return:0}}`, ErrInvalidSpec,
