@@ -175,7 +175,11 @@ func Attach(prog *Program, pid int, opts Options) (*Tracer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("attach: load the capture object: %w", err)
 	}
-	spec.Maps["events"].MaxEntries = uint32(ringBytes)
+	events := spec.Maps["events"]
+	if events == nil {
+		return nil, fmt.Errorf("attach: the capture object has no events map: regenerate package bpf (make generate)")
+	}
+	events.MaxEntries = uint32(ringBytes)
 
 	bin, err := OpenBinary(prog.Binary)
 	if err != nil {
