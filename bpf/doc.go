@@ -10,7 +10,10 @@
 // stack, which breaks when the Go runtime moves a goroutine's stack). The
 // probe id travels in the uprobe's bpf cookie and keys a descriptor in the
 // descs map that says which registers and memory to read, mirroring
-// probes.Fetch and probes.Location.
+// probes.Fetch and probes.Location. A function whose entry instruction is
+// also a RET (an empty body) gets only the entry uprobe, with a cookie bit
+// telling it to close the span too: two uprobes at one address run in no
+// defined order.
 //
 // Each goroutine, keyed by its g pointer (R14 on amd64), has a stack of open
 // spans in the stacks map. A span remembers its frame's distance from the top

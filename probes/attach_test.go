@@ -467,3 +467,24 @@ func TestCapturePIDFilter(t *testing.T) {
 		}
 	}
 }
+
+// TestCaptureDeclaredParent: a probe that names its parent probe nests
+// under that probe's innermost open span, skipping spans in between.
+func TestCaptureDeclaredParent(t *testing.T) {
+	requireRoot(t)
+	bin := tracedBinary(t)
+	s := newProbeSet(t, bin)
+	guard := s.add("main.guard")
+	risky := s.add("main.risky")
+	risky.ParentID = guard.ID
+	ss := attachSession(t, s, startTraced(t, bin), Options{})
+	evs := ss.run("guard 2")
+	expect(t, evs,
+		"entry main.guard", "entry main.risky", "entry main.risky", "entry main.risky",
+		"abandoned main.risky", "abandoned main.risky", "abandoned main.risky", "return main.guard")
+	for _, e := range evs[1:4] {
+		if e.ParentSpanID != evs[0].SpanID || e.TraceID != evs[0].TraceID {
+			t.Errorf("risky's parent is %x, want guard's span %x\n%s", e.ParentSpanID, evs[0].SpanID, summary(evs))
+		}
+	}
+}
