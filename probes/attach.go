@@ -317,7 +317,9 @@ func monoToWall() int64 {
 
 // Read blocks until the kernel reports an event and decodes it. It returns
 // ctx's error when ctx is done (noticed within pollInterval), and ErrClosed
-// once the Tracer is closed, also when Close is called during Read.
+// once the Tracer is closed, also when Close is called during Read. A record
+// that cannot be decoded gives an error wrapping ErrBadEvent; the next Read
+// goes on with the next record.
 func (t *Tracer) Read(ctx context.Context) (Event, error) {
 	t.readMu.Lock()
 	defer t.readMu.Unlock()
