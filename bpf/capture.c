@@ -652,11 +652,10 @@ static __always_inline int open_span(struct pt_regs *ctx, __u32 id)
 	return 0;
 }
 
-// Generic return program: attached at every RET of the function. At a RET,
-// SP points at the return address, exactly as at the entry probe, so the
-// frame's stack_depth matches its entry's.
 // close_span closes the span of probe id opened in this frame and reads its
-// return values.
+// return values. At a RET, SP points at the return address, exactly as at
+// the entry probe (before the frame is set up), so the frame's stack_depth
+// equals its entry's.
 static __always_inline int close_span(struct pt_regs *ctx, __u32 id)
 {
 	struct probe_desc *desc = bpf_map_lookup_elem(&descs, &id);
@@ -740,6 +739,9 @@ int uprobe_entry(struct pt_regs *ctx)
 	return 0;
 }
 
+// Generic return program, attached at every RET of the function (never a
+// uretprobe: it replaces the return address on the stack, which the Go
+// runtime copies when it grows the stack).
 SEC("uprobe")
 int uprobe_return(struct pt_regs *ctx)
 {

@@ -175,7 +175,11 @@ func Attach(prog *Program, pid int, opts Options) (*Tracer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("attach: load the capture object: %w", err)
 	}
-	spec.Maps["events"].MaxEntries = uint32(ringBytes)
+	events := spec.Maps["events"]
+	if events == nil {
+		return nil, fmt.Errorf("attach: the capture object has no events map: regenerate package bpf (make generate)")
+	}
+	events.MaxEntries = uint32(ringBytes)
 
 	bin, err := OpenBinary(prog.Binary)
 	if err != nil {
@@ -313,7 +317,9 @@ func monoToWall() int64 {
 
 // Read blocks until the kernel reports an event and decodes it. It returns
 // ctx's error when ctx is done (noticed within pollInterval), and ErrClosed
-// once the Tracer is closed, also when Close is called during Read.
+// once the Tracer is closed, also when Close is called during Read. A record
+// that cannot be decoded gives an error wrapping ErrBadEvent; the next Read
+// goes on with the next record.
 func (t *Tracer) Read(ctx context.Context) (Event, error) {
 	t.readMu.Lock()
 	defer t.readMu.Unlock()

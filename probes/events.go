@@ -116,6 +116,19 @@ func hasMessageFirst(typ string) bool {
 	return false
 }
 
+// String names the kind: entry, return or abandoned.
+func (k EventKind) String() string {
+	switch k {
+	case EventEntry:
+		return "entry"
+	case EventReturn:
+		return "return"
+	case EventAbandoned:
+		return "abandoned"
+	}
+	return "kind(" + strconv.Itoa(int(k)) + ")"
+}
+
 // decoder turns ring buffer records into Events.
 type decoder struct {
 	// probes is indexed by probe id.

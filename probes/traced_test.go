@@ -189,18 +189,6 @@ func summary(evs []Event) string {
 	return b.String()
 }
 
-func (k EventKind) String() string {
-	switch k {
-	case EventEntry:
-		return "entry"
-	case EventReturn:
-		return "return"
-	case EventAbandoned:
-		return "abandoned"
-	}
-	return fmt.Sprintf("kind(%d)", uint8(k))
-}
-
 // expect checks events against (kind, symbol) pairs in order.
 func expect(t testing.TB, evs []Event, want ...string) {
 	t.Helper()
