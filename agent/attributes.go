@@ -52,7 +52,7 @@ func durationAttr(a probes.Attribute, d time.Duration) attribute.KeyValue {
 // false when the kernel could not read the value: the attribute is left off
 // rather than given a misleading zero.
 func valueAttr(a probes.Attribute, v probes.Value) (kv attribute.KeyValue, ok bool) {
-	if v.Missing {
+	if v.Missing || (a.OmitEmpty && isEmpty(v)) {
 		return attribute.KeyValue{}, false
 	}
 	if len(a.Map) > 0 {
@@ -105,6 +105,25 @@ func nativeAttr(name string, v probes.Value) attribute.KeyValue {
 		return attribute.StringSlice(name, v.Strs)
 	}
 	return attribute.String(name, v.Str)
+}
+
+// isEmpty reports a zero value of its kind, for Attribute.OmitEmpty.
+func isEmpty(v probes.Value) bool {
+	switch v.Kind {
+	case probes.KindString:
+		return v.Str == ""
+	case probes.KindStringSlice:
+		return len(v.Strs) == 0
+	case probes.KindInt:
+		return v.Int == 0
+	case probes.KindUint:
+		return v.Uint == 0
+	case probes.KindFloat:
+		return v.Float == 0
+	case probes.KindBool:
+		return !v.Bool
+	}
+	return false
 }
 
 // formatValue is the string form a spec's map keys are written in:

@@ -2,8 +2,14 @@ package agent
 
 import (
 	"context"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"testing"
 	"time"
+
+	"go.uber.org/zap"
 
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 )
@@ -34,6 +40,92 @@ func BenchmarkAssembleAndReplay(b *testing.B) {
 	b.StopTimer()
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(2*b.N), "ns/span")
 	if err := pipe.Shutdown(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// BenchmarkScanProc measures one discovery scan of this machine's /proc
+// with a typical rule (executable glob plus command line): the cost paid
+// every discovery interval.
+func BenchmarkScanProc(b *testing.B) {
+	d := Discovery{Interval: 1, RetryInterval: 1, MaxProcesses: 1,
+		Rules: []Rule{{Name: "router", Selector: Selector{Executable: "/usr/local/bin/router*", Cmdline: "--config"}}}}
+	if err := d.validate(); err != nil {
+		b.Fatal(err)
+	}
+	pids, _ := listPIDs("/proc")
+	b.ReportMetric(float64(len(pids)), "processes")
+	b.Run("cold", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := scanProcesses("/proc", d.Rules, nil, nil, 0, nil); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	// What the agent pays per interval: processes seen before are only
+	// checked for restarts.
+	b.Run("cached", func(b *testing.B) {
+		cache := procCache{}
+		for b.Loop() {
+			if _, err := scanProcesses("/proc", d.Rules, nil, nil, 0, cache); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+// BenchmarkRestartToAttach measures, with the default discovery interval,
+// the time from starting a matching process to its attach: the delay a
+// restarted router goes untraced (the product promises under 2 s).
+func BenchmarkRestartToAttach(b *testing.B) {
+	dir := b.TempDir()
+	path := filepath.Join(dir, "router")
+	data, err := os.ReadFile("/bin/sleep")
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := os.WriteFile(path, data, 0o755); err != nil {
+		b.Fatal(err)
+	}
+	cfg := DefaultConfig()
+	cfg.Agent.Metrics.Listen = ""
+	cfg.Agent.Probes = []string{path} // any readable file
+	cfg.Agent.Discovery.Rules = []Rule{{Name: "router", Selector: Selector{Executable: path}}}
+	if err := cfg.Validate(); err != nil {
+		b.Fatal(err)
+	}
+	attached := make(chan int, 16)
+	attach := func(_ context.Context, req AttachRequest) (EventSource, error) {
+		attached <- req.Target.PID
+		return &liveSource{pid: req.Target.PID, closed: make(chan struct{})}, nil
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- Run(ctx, cfg, attach, zap.NewNop(), WithStdout(io.Discard)) }()
+	var total, worst time.Duration
+	for i := 0; b.Loop(); i++ {
+		// Start at varying phases of the scan ticker: back-to-back starts
+		// would all land just after a scan.
+		time.Sleep(time.Duration(i*97%500) * time.Millisecond)
+		cmd := exec.Command(path, "300")
+		start := time.Now()
+		if err := cmd.Start(); err != nil {
+			b.Fatal(err)
+		}
+		for pid := range attached {
+			if pid == cmd.Process.Pid {
+				break
+			}
+		}
+		d := time.Since(start)
+		total += d
+		worst = max(worst, d)
+		stopProcess(cmd)
+	}
+	b.ReportMetric(float64(total.Milliseconds())/float64(b.N), "ms/attach")
+	b.ReportMetric(float64(worst.Milliseconds()), "max-ms/attach")
+	cancel()
+	if err := <-done; err != nil {
 		b.Fatal(err)
 	}
 }

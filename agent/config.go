@@ -102,7 +102,28 @@ type Agent struct {
 	MaxSpanAge time.Duration
 	LogLevel   string
 	LogFormat  string
+	// Discovery finds processes by rules; without rules only Targets are
+	// traced.
+	Discovery Discovery
+	// Metrics is routerscope.metrics: the self-observability endpoint.
+	Metrics Metrics
+	// WatchInterval is how often the config file (and the probe files)
+	// are checked for changes, which are then reloaded as on SIGHUP; zero
+	// turns the watch off.
+	WatchInterval time.Duration
 }
+
+// Metrics is routerscope.metrics.
+type Metrics struct {
+	// Listen is the address of the HTTP server for /metrics, /healthz and
+	// /readyz; empty turns it off.
+	Listen string
+}
+
+// DefaultMetricsListen is where /metrics, /healthz and /readyz are served
+// by default: every interface, so the kubelet's probes and Prometheus reach
+// the pod, on the port the OpenTelemetry Prometheus exporters use.
+const DefaultMetricsListen = ":9464"
 
 // Target is one process to trace: a PID, or a binary path whose running
 // processes are traced.
@@ -142,6 +163,16 @@ func DefaultConfig() Config {
 			MaxSpanAge: 5 * time.Minute,
 			LogLevel:   "info",
 			LogFormat:  LogFormatConsole,
+			Discovery: Discovery{
+				// Twice a second: a restarted router is attached again well
+				// within the 2 s the product promises, at the cost of one
+				// /proc walk (a few hundred small reads) per half second.
+				Interval:      500 * time.Millisecond,
+				RetryInterval: 10 * time.Second,
+				MaxProcesses:  64,
+			},
+			Metrics:       Metrics{Listen: DefaultMetricsListen},
+			WatchInterval: time.Second,
 		},
 	}
 }
@@ -169,10 +200,16 @@ func LoadFile(path string) (Config, error) {
 	}
 	cfg.Path = path
 	dir := filepath.Dir(path)
-	for i, p := range cfg.Agent.Probes {
-		if !filepath.IsAbs(p) {
-			cfg.Agent.Probes[i] = filepath.Join(dir, p)
+	absolute := func(paths []string) {
+		for i, p := range paths {
+			if !filepath.IsAbs(p) {
+				paths[i] = filepath.Join(dir, p)
+			}
 		}
+	}
+	absolute(cfg.Agent.Probes)
+	for _, r := range cfg.Agent.Discovery.Rules {
+		absolute(r.Probes)
 	}
 	return cfg, nil
 }
@@ -269,5 +306,8 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("%w: %stargets[%d].pid: %d is not a process id", ErrConfig, q, i, tg.PID)
 		}
 	}
-	return nil
+	if a.WatchInterval < 0 {
+		return fmt.Errorf("%w: %swatch_interval: must not be negative (\"0s\" turns the watch off)", ErrConfig, q)
+	}
+	return a.Discovery.validate()
 }

@@ -136,9 +136,71 @@ func decodeAgent(n *yaml.Node, a *Agent) error {
 			})
 		},
 		"max_span_age": durationField(&a.MaxSpanAge),
-		"log_level":    stringField(&a.LogLevel),
-		"log_format":   stringField(&a.LogFormat),
+		"discovery":    func(n *yaml.Node, path string) error { return decodeDiscovery(n, path, &a.Discovery) },
+		"metrics": func(n *yaml.Node, path string) error {
+			return decodeMapping(n, path, map[string]field{"listen": stringField(&a.Metrics.Listen)})
+		},
+		"watch_interval": durationField(&a.WatchInterval),
+		"log_level":      stringField(&a.LogLevel),
+		"log_format":     stringField(&a.LogFormat),
 	})
+}
+
+func decodeDiscovery(n *yaml.Node, path string, d *Discovery) error {
+	return decodeMapping(n, path, map[string]field{
+		"rules": func(n *yaml.Node, path string) error {
+			return decodeList(n, path, "a list of rules", func(item *yaml.Node, path string) error {
+				var r Rule
+				fields := selectorFields(&r.Selector)
+				fields["name"] = stringField(&r.Name)
+				fields["probes"] = stringListField(&r.Probes)
+				if err := decodeMapping(item, path, fields); err != nil {
+					return err
+				}
+				d.Rules = append(d.Rules, r)
+				return nil
+			})
+		},
+		"exclude": func(n *yaml.Node, path string) error {
+			return decodeList(n, path, "a list of selectors", func(item *yaml.Node, path string) error {
+				var s Selector
+				if err := decodeMapping(item, path, selectorFields(&s)); err != nil {
+					return err
+				}
+				d.Exclude = append(d.Exclude, s)
+				return nil
+			})
+		},
+		"interval":       durationField(&d.Interval),
+		"retry_interval": durationField(&d.RetryInterval),
+		"max_processes":  intField(&d.MaxProcesses),
+	})
+}
+
+func selectorFields(s *Selector) map[string]field {
+	return map[string]field{
+		"executable": stringField(&s.Executable),
+		"comm":       stringField(&s.Comm),
+		"cmdline":    stringField(&s.Cmdline),
+		"port":       intField(&s.Port),
+		"pid":        intField(&s.PID),
+	}
+}
+
+// decodeList decodes each item of a sequence with item.
+func decodeList(n *yaml.Node, path, want string, item func(*yaml.Node, string) error) error {
+	if isNull(n) {
+		return nil
+	}
+	if n.Kind != yaml.SequenceNode {
+		return typeError(path, want, n)
+	}
+	for i, it := range n.Content {
+		if err := item(it, fmt.Sprintf("%s[%d]", path, i)); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func scalar(n *yaml.Node, path, want, tag string) error {

@@ -46,8 +46,8 @@ func FindProcesses(procRoot, path string) ([]int, error) {
 
 // expandTargets turns binary targets into one target per running process
 // (keeping the binary path, so the attacher need not look it up again).
-// Processes started later are not picked up: restart the agent, or target
-// them by PID.
+// Processes started later are not picked up: use discovery rules
+// (routerscope.discovery) to follow new processes and restarts.
 func expandTargets(procRoot string, targets []Target) ([]Target, error) {
 	var out []Target
 	for _, t := range targets {

@@ -15,6 +15,38 @@
 // whose process exits or whose frame is abandoned ends failed, and the
 // spans still open when the agent stops end failed too.
 //
+// Discovery (discovery.go, procfs.go, manager.go): with
+// routerscope.discovery rules the agent scans /proc every interval (500 ms
+// by default) and reconciles: processes selected by a rule and not
+// excluded are attached, those gone are detached (their open spans end as
+// process exited), a restarted process (a new PID, or the same PID with a
+// new start time) is attached again at the next scan, well within 2 s.
+// Polling was chosen over the proc connector and an exec tracepoint: the
+// connector needs CAP_NET_ADMIN in the initial network namespace and an
+// exec event comes before the process listens on its port or before a
+// container's files are in place, so matching would still need /proc at a
+// later moment. A scan re-reads only the start time and executable link
+// of processes it has seen before: about 1.2 ms for 90 processes here
+// (BenchmarkScanProc), 0.25% of a core at 2 Hz; a restarted process is
+// attached 260 ms later on average, 510 ms at worst
+// (BenchmarkRestartToAttach).
+//
+// Resources (procresource.go, sdk.go): the SDK binds one resource to a
+// TracerProvider and a batch span processor to one provider, so every
+// attached process gets its own provider carrying its resource
+// (process.pid, process.executable.path, host.name, container.id,
+// k8s.*), all sharing one exporter; one admission gate bounds the spans
+// queued over all providers to routerscope.export.queue_size, and
+// routerscope.discovery.max_processes bounds the providers.
+//
+// Reloads (reload.go): SIGHUP, or a change of the config or probe files
+// (hashes polled every watch_interval), reloads the config; only
+// attachments change, so the assembler, the providers of unchanged
+// processes and the exporter carry the spans in flight across it.
+//
+// Self-observability (metrics.go): Prometheus /metrics, /healthz and
+// /readyz from one registry per Run.
+//
 // The guide's *.time_ms attributes (from: duration_ms) are int64 whole
 // milliseconds, truncated, as the guide's console example shows
 // ("classification.time_ms": 45); type: float gives fractions.

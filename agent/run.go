@@ -1,12 +1,13 @@
 package agent
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
-	"sync"
 	"syscall"
 	"time"
 
@@ -29,6 +30,7 @@ const (
 	LogKeyCount      = "count"
 	LogKeyReason     = "reason"
 	LogKeyProbes     = "probes"
+	LogKeyLinks      = "uprobe_links"
 	LogKeyConfig     = "config"
 	LogKeyTimeout    = "timeout"
 	// Counters logged when the agent stops (see AssemblerStats).
@@ -58,14 +60,30 @@ type EventSource interface {
 // AttachRequest is what an Attacher needs to start capturing one target.
 type AttachRequest struct {
 	// Target always has a PID: binary targets are expanded to their running
-	// processes first, keeping Binary set so the attacher can skip the
-	// executable lookup.
+	// processes first. Binary is the target's binary path, or Executable
+	// when the process was read, so the attacher can skip the lookup.
+	// PIDs are as the agent sees them (the host's PID namespace with
+	// hostPID), the same the kernel reports in events.
 	Target Target
 	// Probes are the probe spec files to resolve against the target.
 	Probes []string
 	// SampleRatio is the fraction of traces the kernel keeps, decided once
 	// per trace at the root span (see SampleRatio).
 	SampleRatio float64
+	// Executable is the target's executable as the agent can open it:
+	// /proc/PID/root plus the process's own path, which reaches into
+	// containers (or /proc/PID/exe when the file was deleted or replaced).
+	// Empty when the process could not be read.
+	Executable string
+	// BuildID identifies the executable (see BuildID); empty when it could
+	// not be read. Resolutions are cached by it (see ResolveCache).
+	BuildID string
+	// ProbeDigest is a digest of the probe files' paths and contents, as
+	// read when the config was (re)loaded: with BuildID it keys the
+	// resolution cache.
+	ProbeDigest string
+	// Rule names the discovery rule (or target) that selected the process.
+	Rule string
 }
 
 // Attacher attaches the probes to a target; cmd/routerscope provides the
@@ -82,21 +100,75 @@ type runOptions struct {
 	alive         func(pid uint32) bool
 	now           func() time.Time
 	procRoot      string
+	self          int
+	getenv        func(string) string
+	listener      net.Listener
+	reload        func() (Config, error)
+	hup           <-chan os.Signal
+	probeCheck    func(path string) error
 }
 
 // WithStdout sets where the stdout exporter writes (default os.Stdout).
 func WithStdout(w io.Writer) Option { return func(o *runOptions) { o.stdout = w } }
 
+// WithMetricsListener serves /metrics, /healthz and /readyz on ln while Run
+// runs; Run closes it.
+func WithMetricsListener(ln net.Listener) Option { return func(o *runOptions) { o.listener = ln } }
+
+// WithReload sets how a changed config is loaded (the command line re-reads
+// the file and re-applies its flags); without it, Run re-reads the file the
+// config came from (Config.Path), and with neither there is no reload.
+func WithReload(load func() (Config, error)) Option { return func(o *runOptions) { o.reload = load } }
+
+// WithReloadSignal reloads the config whenever ch delivers (SIGHUP).
+func WithReloadSignal(ch <-chan os.Signal) Option { return func(o *runOptions) { o.hup = ch } }
+
+// WithProbeCheck validates a probe file when a config is loaded or
+// reloaded (the capture engine's spec parser); a failing check refuses a
+// reloaded config.
+func WithProbeCheck(check func(path string) error) Option {
+	return func(o *runOptions) { o.probeCheck = check }
+}
+
+// WithProcRoot sets the proc file system discovery reads (default /proc).
+func WithProcRoot(dir string) Option { return func(o *runOptions) { o.procRoot = dir } }
+
 // ErrNoTarget is returned when neither the config nor the flags name a
 // process to trace.
-var ErrNoTarget = errors.New("no target: pass --pid N or --binary PATH, or set routerscope.targets")
+var ErrNoTarget = errors.New("no target: pass --pid N or --binary PATH, or set routerscope.targets or routerscope.discovery.rules")
 
 // ErrNoProbes is returned when no probe file is configured.
-var ErrNoProbes = errors.New("no probe files: pass --probes FILE or set routerscope.probes")
+var ErrNoProbes = errors.New("no probe files: pass --probes FILE or set routerscope.probes (or probes on every discovery rule)")
 
-// Run traces the configured targets until ctx ends (SIGINT/SIGTERM) or every
-// source has ended, then stops reading, ends the spans still open, flushes
-// within the shutdown timeout and detaches.
+// CheckTargets tells whether the config names processes to trace and
+// probe files for them (ErrNoTarget, ErrNoProbes).
+func CheckTargets(cfg Config) error {
+	a := cfg.Agent
+	if len(a.Targets) == 0 && len(a.Discovery.Rules) == 0 {
+		return ErrNoTarget
+	}
+	if len(a.Probes) > 0 {
+		return nil
+	}
+	if len(a.Targets) > 0 {
+		return ErrNoProbes
+	}
+	for _, r := range a.Discovery.Rules {
+		if len(r.Probes) == 0 {
+			return fmt.Errorf("%w: rule %q has none", ErrNoProbes, r.Name)
+		}
+	}
+	return nil
+}
+
+// Run traces the configured processes until ctx ends (SIGINT/SIGTERM).
+// With discovery rules it scans /proc, attaching matching processes as
+// they appear and detaching them as they exit; with only targets it
+// attaches them at start (every one must attach) and returns once every
+// capture has ended. On SIGHUP (WithReloadSignal) or a changed config or
+// probe file, the config is reloaded: attachments change, the assembler
+// and exporter keep running. At the end it stops reading, ends the spans
+// still open, flushes within the shutdown timeout and detaches.
 func Run(ctx context.Context, cfg Config, attach Attacher, log *zap.Logger, opts ...Option) error {
 	o := runOptions{
 		stdout:        os.Stdout,
@@ -105,24 +177,42 @@ func Run(ctx context.Context, cfg Config, attach Attacher, log *zap.Logger, opts
 		alive:         processAlive,
 		now:           time.Now,
 		procRoot:      "/proc",
+		self:          os.Getpid(),
+		getenv:        os.Getenv,
 	}
 	for _, opt := range opts {
 		opt(&o)
 	}
+	if o.listener != nil {
+		defer o.listener.Close()
+	}
+	if o.reload == nil && cfg.Path != "" {
+		path := cfg.Path
+		o.reload = func() (Config, error) { return LoadFile(path) }
+	}
 	ratio, attachAny, why := SampleRatio(cfg.Tracing)
 	if !attachAny {
 		log.Info("attaching nothing", zap.String(LogKeyReason, why))
-		return nil
+		if !discovering(cfg) {
+			return nil
+		}
+		// A daemon stays up, idle, so a reload can turn tracing on (and
+		// a DaemonSet pod does not restart in a loop).
 	}
-	if len(cfg.Agent.Targets) == 0 {
-		return ErrNoTarget
-	}
-	if len(cfg.Agent.Probes) == 0 {
-		return ErrNoProbes
-	}
-	targets, err := expandTargets(o.procRoot, cfg.Agent.Targets)
-	if err != nil {
+	if err := CheckTargets(cfg); err != nil {
 		return err
+	}
+	var digests map[string]string
+	if discovering(cfg) {
+		// Probe files of targets are the attacher's to read (a CLI run
+		// reports its own error); a daemon checks them up front so a
+		// reload can be compared with them.
+		var err error
+		if digests, err = probeDigests(cfg, o.probeCheck); err != nil {
+			return err
+		}
+	} else {
+		digests, _ = probeDigests(cfg, nil)
 	}
 
 	exp, err := NewExporter(ctx, cfg.Tracing.Exporter, o.stdout)
@@ -135,109 +225,113 @@ func Run(ctx context.Context, cfg Config, attach Attacher, log *zap.Logger, opts
 			zap.String(LogKeyEndpoint, endpoint), zap.Error(err),
 			zap.Int(LogKeyFailed, failed), zap.Int(LogKeySuppressed, suppressed))
 	})
-	pipe, err := NewPipeline(cfg, exp, throttle.observe)
+	var met *metrics
+	pipe, err := NewPipeline(cfg, exp, func(err error, n int) {
+		met.exportErrors.WithLabelValues(exportErrorReason(err)).Inc()
+		throttle.observe(err, n)
+	})
 	if err != nil {
 		_ = exp.Shutdown(context.Background())
 		return err
 	}
 	asm := NewAssembler(pipe.Emit, cfg.Agent.MaxSpanAge)
+	met = newMetrics(asm, pipe)
 
-	sources, err := attachAll(ctx, cfg, targets, ratio, attach, log)
-	if err != nil {
+	readCtx, stopReading := context.WithCancel(ctx)
+	defer stopReading()
+	m := &manager{attach: attach, log: log, asm: asm, pipe: pipe, met: met, o: o, host: hostFromEnv(o.getenv),
+		cfg: cfg, ratio: ratio, paused: !attachAny, digests: digests, atts: map[procKey]*attachment{}, procs: procCache{}, retryAt: map[procKey]time.Time{},
+		readCtx: readCtx, ended: make(chan *attachment)}
+	// Watch from before the first attach, so an edit made while attaching
+	// is not taken for the baseline.
+	reloads := make(chan struct{}, 1)
+	stopWatch := m.startWatch(ctx, reloads)
+	defer stopWatch()
+	if m.paused {
+		// Nothing to attach until a reload.
+	} else if want, err := m.desired(); err != nil {
+		shutdown(ctx, pipe, cfg, log)
+		return err
+	} else if err := m.reconcile(ctx, want, !discovering(cfg)); err != nil {
+		stopReading()
+		m.readers.Wait()
 		shutdown(ctx, pipe, cfg, log)
 		return err
 	}
-	readCtx, stopReading := context.WithCancel(ctx)
-	allDone := readAll(readCtx, sources, targets, asm, log)
-
-	ticker := time.NewTicker(o.sweepInterval)
-	defer ticker.Stop()
-	var lastLost uint64
-loop:
-	for {
-		select {
-		case <-ctx.Done():
-			break loop
-		case <-allDone:
-			break loop
-		case <-ticker.C:
-			sweep(asm, o, log)
-			if lost := totalLost(sources); lost > lastLost {
-				log.Warn("kernel ring buffer dropped events", zap.Uint64(LogKeyLost, lost-lastLost))
-				lastLost = lost
-			}
-		}
+	m.updateReadiness()
+	if o.listener != nil {
+		stop := met.serveHTTP(o.listener)
+		defer stop()
 	}
+	m.loop(ctx, reloads)
+
 	stopReading()
-	<-allDone
-	// Spans whose process is gone end as such; the rest end as stopped.
+	m.readers.Wait()
+	// Spans whose process is gone end as such; the rest end as stopped,
+	// each through its process's provider, which the flush then drains.
 	sweep(asm, o, log)
 	if n := asm.EndAll(o.now()); n > 0 {
 		log.Info("ended open spans as failed", zap.Int(LogKeyCount, n), zap.String(LogKeyReason, ReasonAgentStopped))
 	}
-	shutdown(ctx, pipe, cfg, log)
-	closeSources(sources, log)
+	shutdown(ctx, pipe, m.cfg, log)
+	m.detachAll(reasonStopped)
 	st, ex := asm.Stats(), pipe.Stats()
 	log.Info("stopped",
 		zap.Uint64(LogKeyFinished, st.Finished), zap.Uint64(LogKeyLostEntry, st.LostEntry),
 		zap.Uint64(LogKeyExpired, st.Expired), zap.Uint64(LogKeyExited, st.ProcessExited),
-		zap.Uint64(LogKeyAbandoned, st.Abandoned), zap.Uint64(LogKeyLost, totalLost(sources)),
+		zap.Uint64(LogKeyAbandoned, st.Abandoned), zap.Uint64(LogKeyLost, m.lostTotal),
 		zap.Uint64(LogKeyExported, ex.Exported), zap.Uint64(LogKeyExportFail, ex.Failed),
 		zap.Uint64(LogKeyDropped, ex.Dropped))
 	return nil
 }
 
-// attachAll attaches every target, undoing the earlier attachments when
-// one fails.
-func attachAll(ctx context.Context, cfg Config, targets []Target, ratio float64, attach Attacher, log *zap.Logger) ([]EventSource, error) {
-	var sources []EventSource
-	for _, t := range targets {
-		src, err := attach(ctx, AttachRequest{Target: t, Probes: cfg.Agent.Probes, SampleRatio: ratio})
-		if err != nil {
-			closeSources(sources, log)
-			return nil, fmt.Errorf("attach to %s: %w", t, err)
+// loop runs discovery, sweeps and reloads until ctx ends or, with only
+// targets, nothing is attached any more.
+func (m *manager) loop(ctx context.Context, reloads <-chan struct{}) {
+	sweepTick := time.NewTicker(m.o.sweepInterval)
+	defer sweepTick.Stop()
+	scanTick := time.NewTicker(m.cfg.Agent.Discovery.Interval)
+	defer scanTick.Stop()
+	for {
+		if !discovering(m.cfg) && len(m.atts) == 0 {
+			return
 		}
-		sources = append(sources, src)
-		log.Info("attached", zap.Stringer(LogKeyTarget, t), zap.Strings(LogKeyProbes, cfg.Agent.Probes),
-			zap.String(LogKeyExporter, cfg.Tracing.Exporter.Type), zap.String(LogKeySampling, cfg.Tracing.Sampling.Type),
-			zap.Float64(LogKeyRatio, ratio))
-	}
-	return sources, nil
-}
-
-// readAll starts one reader per source, feeding the assembler until ctx
-// ends or the source does; the returned channel closes when all have
-// stopped.
-func readAll(ctx context.Context, sources []EventSource, targets []Target, asm *Assembler, log *zap.Logger) <-chan struct{} {
-	var readers sync.WaitGroup
-	for i, src := range sources {
-		readers.Go(func() {
-			for {
-				ev, err := src.Read(ctx)
-				if err != nil {
-					if ctx.Err() == nil {
-						log.Info("event source ended", zap.Stringer(LogKeyTarget, targets[i]), zap.Error(err))
-					}
-					return
-				}
-				asm.Handle(ev)
+		select {
+		case <-ctx.Done():
+			return
+		case a := <-m.ended:
+			m.captureEnded(a)
+		case <-scanTick.C:
+			if discovering(m.cfg) {
+				m.scan(ctx)
 			}
-		})
+		case <-sweepTick.C:
+			sweep(m.asm, m.o, m.log)
+			for _, a := range m.atts {
+				m.countLost(a)
+			}
+		case <-m.o.hup:
+			m.reloadConfig(ctx, "signal")
+			scanTick.Reset(m.cfg.Agent.Discovery.Interval)
+		case <-reloads:
+			m.reloadConfig(ctx, "file changed")
+			scanTick.Reset(m.cfg.Agent.Discovery.Interval)
+		}
+		m.updateReadiness()
 	}
-	done := make(chan struct{})
-	go func() {
-		readers.Wait()
-		close(done)
-	}()
-	return done
 }
 
-func closeSources(sources []EventSource, log *zap.Logger) {
-	for _, s := range sources {
-		if err := s.Close(); err != nil {
-			log.Warn("detach", zap.Error(err))
-		}
+// scan reconciles the attachments with the processes running now.
+func (m *manager) scan(ctx context.Context) {
+	if m.paused {
+		return
 	}
+	want, err := m.desired()
+	if err != nil {
+		m.log.Warn("scan processes", zap.Error(err))
+		return
+	}
+	_ = m.reconcile(ctx, want, false)
 }
 
 // sweep ends the spans of exited processes and the spans whose return was
@@ -263,19 +357,20 @@ func shutdown(ctx context.Context, pipe *Pipeline, cfg Config, log *zap.Logger) 
 	}
 }
 
-func totalLost(sources []EventSource) uint64 {
-	var n uint64
-	for _, s := range sources {
-		n += s.Lost()
-	}
-	return n
-}
-
 // processAlive tells whether a process exists: signal 0 checks without
-// sending anything; EPERM means it exists under another user.
+// sending anything; EPERM means it exists under another user. A zombie
+// (exited, not yet reaped by its parent) counts as gone.
 func processAlive(pid uint32) bool {
 	err := syscall.Kill(int(pid), 0)
-	return err == nil || errors.Is(err, syscall.EPERM)
+	if err != nil && !errors.Is(err, syscall.EPERM) {
+		return false
+	}
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return true // no procfs to ask: trust the signal
+	}
+	i := bytes.LastIndexByte(stat, ')')
+	return i < 0 || i+2 >= len(stat) || stat[i+2] != 'Z'
 }
 
 // String names a target for logs and errors.

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -21,53 +22,194 @@ const instrumentationName = "github.com/routerscope/routerscope/agent"
 // replayed spans carry it as their instrumentation scope version.
 const Version = "0.1.0"
 
-// Pipeline replays finished span records into an OTel SDK TracerProvider,
+// Pipeline replays finished span records into OTel SDK TracerProviders,
 // so batching, the resource and the exporters are the SDK's own.
+//
+// The SDK binds one resource to a TracerProvider, and a span processor
+// (with its queue) to one provider, so spans of different processes, which
+// need different resources, go through one provider per process (see
+// AddProcess), each with its own batch span processor, all in front of one
+// shared exporter. One admission gate bounds the spans queued across all
+// of them to the configured queue size, so the memory bound does not grow
+// with the number of processes; spans past it are dropped and counted.
 type Pipeline struct {
+	base     *resource.Resource
+	settings ExportSettings
+	maxProcs int
+	exp      *countingExporter
+
+	ended, dropped atomic.Uint64
+	// queued counts spans admitted to a batch processor and not yet
+	// through an export call: the gate keeps it at most QueueSize, which
+	// is also each processor's own queue size, so no processor ever drops
+	// on its own and Dropped is exact.
+	queued atomic.Int64
+
+	mu      sync.Mutex
+	def     *provider
+	procs   map[uint32]*provider
+	flushes sync.WaitGroup
+}
+
+// provider is one TracerProvider and the accounting of its spans.
+type provider struct {
 	tp     *sdktrace.TracerProvider
 	tracer trace.Tracer
-	ended  atomic.Uint64
-	exp    *countingExporter
+	// admitted and done count this provider's spans into and out of its
+	// processor, so spans lost by a provider that could not flush at
+	// shutdown are moved from queued to dropped.
+	admitted atomic.Uint64
+	mu       sync.Mutex
+	done     uint64
+	// settled is set once shutdown accounted the leftovers as dropped.
+	settled bool
 }
+
+// ErrTooManyProcesses is returned by AddProcess when the pipeline already
+// serves its maximum number of processes.
+var ErrTooManyProcesses = errors.New("too many traced processes: raise routerscope.discovery.max_processes or narrow the discovery rules")
 
 // ExportStats counts spans through the SDK.
 type ExportStats struct {
-	// Ended spans were handed to the batch processor.
+	// Ended spans were handed to the pipeline.
 	Ended uint64
 	// Exported spans were accepted by the exporter.
 	Exported uint64
 	// Failed spans were in export calls that returned an error.
 	Failed uint64
-	// Dropped spans never reached the exporter: the batch queue was full.
-	// Exact after Shutdown; before, it also counts spans still queued.
+	// Dropped spans never reached the exporter: the export queue was full,
+	// or a process's provider could not flush before its deadline.
 	Dropped uint64
+	// Queued spans wait in a batch processor or are in an export call.
+	Queued uint64
 }
 
-// NewPipeline builds the TracerProvider: the config's resource, a sampler
-// that keeps the kernel's decision, and a batch span processor with a
-// bounded queue in front of exp. The pipeline owns exp and shuts it down.
+// NewPipeline builds the default TracerProvider (the config's resource,
+// for spans of processes without their own, see AddProcess): a sampler
+// that keeps the kernel's decision and a batch span processor in front of
+// exp. The pipeline owns exp and shuts it down.
 func NewPipeline(cfg Config, exp sdktrace.SpanExporter, onExportError func(error, int)) (*Pipeline, error) {
 	res, err := buildResource(cfg.Tracing.Resource)
 	if err != nil {
 		return nil, err
 	}
 	abort, abortFn := context.WithCancel(context.Background())
-	p := &Pipeline{exp: &countingExporter{inner: exp, onError: onExportError,
-		abort: abort, abortFn: abortFn, shutdown: make(chan struct{})}}
-	e := cfg.Agent.Export
-	bsp := sdktrace.NewBatchSpanProcessor(p.exp,
+	p := &Pipeline{
+		base:     res,
+		settings: cfg.Agent.Export,
+		maxProcs: cfg.Agent.Discovery.MaxProcesses,
+		exp: &countingExporter{inner: exp, onError: onExportError,
+			abort: abort, abortFn: abortFn, shutdown: make(chan struct{})},
+		procs: map[uint32]*provider{},
+	}
+	p.def = p.newProvider(res)
+	return p, nil
+}
+
+func (p *Pipeline) newProvider(res *resource.Resource) *provider {
+	pr := &provider{}
+	e := p.settings
+	bsp := sdktrace.NewBatchSpanProcessor(&providerExporter{pipe: p, prov: pr},
 		sdktrace.WithMaxQueueSize(e.QueueSize),
 		sdktrace.WithMaxExportBatchSize(e.MaxBatchSize),
 		sdktrace.WithBatchTimeout(e.BatchTimeout),
 	)
-	p.tp = sdktrace.NewTracerProvider(
+	pr.tp = sdktrace.NewTracerProvider(
 		sdktrace.WithResource(res),
 		sdktrace.WithSampler(KernelSampler()),
 		sdktrace.WithIDGenerator(kernelIDs{}),
-		sdktrace.WithSpanProcessor(&countingProcessor{SpanProcessor: bsp, ended: &p.ended}),
+		sdktrace.WithSpanProcessor(&gateProcessor{SpanProcessor: bsp, pipe: p, prov: pr}),
 	)
-	p.tracer = p.tp.Tracer(instrumentationName, trace.WithInstrumentationVersion(Version))
-	return p, nil
+	pr.tracer = pr.tp.Tracer(instrumentationName, trace.WithInstrumentationVersion(Version))
+	return pr
+}
+
+// AddProcess gives the spans of pid their own resource: the config's
+// resource plus attrs (see ProcessResource). An earlier provider of the
+// same pid (a reused pid) is flushed in the background.
+func (p *Pipeline) AddProcess(pid uint32, attrs []attribute.KeyValue) error {
+	res, err := resource.Merge(p.base, resource.NewSchemaless(attrs...))
+	if err != nil {
+		return fmt.Errorf("build resource of pid %d: %w", pid, err)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	old := p.procs[pid]
+	if old == nil && p.maxProcs > 0 && len(p.procs) >= p.maxProcs {
+		return fmt.Errorf("%w (%d)", ErrTooManyProcesses, p.maxProcs)
+	}
+	p.procs[pid] = p.newProvider(res)
+	if old != nil {
+		p.flushLater(old)
+	}
+	return nil
+}
+
+// RemoveProcess drops the provider of pid, after its last spans were
+// emitted, and flushes it in the background within the shutdown timeout
+// (a slow collector must not hold up discovery); Shutdown waits for these
+// flushes. Later spans of pid get the default resource.
+func (p *Pipeline) RemoveProcess(pid uint32) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if old := p.procs[pid]; old != nil {
+		delete(p.procs, pid)
+		p.flushLater(old)
+	}
+}
+
+// SetMaxProcesses changes the bound on processes (a reloaded config);
+// processes beyond a lowered bound keep their providers.
+func (p *Pipeline) SetMaxProcesses(n int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.maxProcs = n
+}
+
+// flushLater shuts a provider down on its own goroutine; p.mu is held.
+func (p *Pipeline) flushLater(pr *provider) {
+	p.flushes.Go(func() {
+		ctx, cancel := exportContext(context.Background(), p.settings.ShutdownTimeout)
+		defer cancel()
+		if err := p.shutdownProvider(ctx, pr); err != nil && p.exp.onError != nil {
+			p.exp.onError(err, 0)
+		}
+	})
+}
+
+// Processes returns how many processes have their own provider.
+func (p *Pipeline) Processes() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.procs)
+}
+
+func (p *Pipeline) shutdownProvider(ctx context.Context, pr *provider) error {
+	err := pr.tp.Shutdown(ctx)
+	// Whatever the provider could not export is dropped now: account it,
+	// so the queue gauge does not keep counting it.
+	pr.mu.Lock()
+	left := pr.admitted.Load() - pr.done
+	pr.done += left
+	pr.settled = true
+	pr.mu.Unlock()
+	if left > 0 {
+		p.queued.Add(-int64(left))
+		p.dropped.Add(left)
+	}
+	if err != nil {
+		return fmt.Errorf("flush spans of a process: %w", err)
+	}
+	return nil
+}
+
+func (p *Pipeline) providerFor(pid uint32) *provider {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if pr := p.procs[pid]; pr != nil {
+		return pr
+	}
+	return p.def
 }
 
 // buildResource merges the SDK's default resource (telemetry.sdk.*) with
@@ -108,7 +250,7 @@ func (p *Pipeline) Emit(r SpanRecord) {
 			Remote:     r.RemoteParent,
 		}))
 	}
-	_, span := p.tracer.Start(ctx, r.Name,
+	_, span := p.providerFor(r.PID).tracer.Start(ctx, r.Name,
 		trace.WithTimestamp(r.Start),
 		trace.WithSpanKind(r.Kind),
 		trace.WithAttributes(r.Attributes...),
@@ -121,22 +263,53 @@ func (p *Pipeline) Emit(r SpanRecord) {
 
 // ForceFlush exports every queued span.
 func (p *Pipeline) ForceFlush(ctx context.Context) error {
-	return p.tp.ForceFlush(ctx)
+	var errs []error
+	for _, pr := range p.providers() {
+		errs = append(errs, pr.tp.ForceFlush(ctx))
+	}
+	return errors.Join(errs...)
 }
 
-// Shutdown flushes the queue and shuts the exporter down within ctx's
-// deadline.
+func (p *Pipeline) providers() []*provider {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	all := []*provider{p.def}
+	for _, pr := range p.procs {
+		all = append(all, pr)
+	}
+	return all
+}
+
+// Shutdown flushes every provider and shuts the exporter down within
+// ctx's deadline.
 func (p *Pipeline) Shutdown(ctx context.Context) error {
-	err := p.tp.Shutdown(ctx)
-	// Past the deadline the SDK returns but its export goroutine may still
-	// wait on a stalled collector: abort the exports so that goroutine ends
-	// now, and wait for it, so nothing outlives the pipeline.
+	var errs []error
+	p.mu.Lock()
+	all := []*provider{p.def}
+	for pid, pr := range p.procs {
+		all = append(all, pr)
+		delete(p.procs, pid)
+	}
+	p.mu.Unlock()
+	for _, pr := range all {
+		errs = append(errs, p.shutdownProvider(ctx, pr))
+	}
+	p.flushes.Wait()
+	// Past the deadline the SDK returns but its export goroutines may still
+	// wait on a stalled collector: abort the exports so they end now, and
+	// wait for them, so nothing outlives the pipeline.
 	p.exp.abortFn()
+	done := make(chan struct{})
+	go func() {
+		p.exp.inflight.Wait()
+		close(done)
+	}()
 	select {
-	case <-p.exp.shutdown:
+	case <-done:
 	case <-time.After(abortGrace):
 	}
-	if err != nil {
+	errs = append(errs, p.exp.Shutdown(ctx))
+	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("shut down span pipeline: %w", err)
 	}
 	return nil
@@ -148,12 +321,16 @@ const abortGrace = 5 * time.Second
 
 // Stats returns the pipeline's counters.
 func (p *Pipeline) Stats() ExportStats {
-	s := ExportStats{Ended: p.ended.Load(), Exported: p.exp.exported.Load(), Failed: p.exp.failed.Load()}
-	if done := s.Exported + s.Failed; s.Ended > done {
-		s.Dropped = s.Ended - done
+	s := ExportStats{Ended: p.ended.Load(), Exported: p.exp.exported.Load(), Failed: p.exp.failed.Load(), Dropped: p.dropped.Load()}
+	if q := p.queued.Load(); q > 0 {
+		s.Queued = uint64(q)
 	}
 	return s
 }
+
+// ExportHealthy tells whether the last export call succeeded (true before
+// the first one): readiness reports it.
+func (p *Pipeline) ExportHealthy() bool { return !p.exp.lastFailed.Load() }
 
 // recordKey carries the span record being replayed to the ID generator
 // and the sampler, which the SDK calls synchronously inside Start.
@@ -207,52 +384,3 @@ func (kernelRoot) ShouldSample(p sdktrace.SamplingParameters) sdktrace.SamplingR
 }
 
 func (kernelRoot) Description() string { return "KernelDecision" }
-
-// countingProcessor counts spans handed to the batch processor, so drops
-// (queue full) can be computed against what the exporter saw.
-type countingProcessor struct {
-	sdktrace.SpanProcessor
-	ended *atomic.Uint64
-}
-
-func (c *countingProcessor) OnEnd(s sdktrace.ReadOnlySpan) {
-	c.ended.Add(1)
-	c.SpanProcessor.OnEnd(s)
-}
-
-// countingExporter counts exported and failed spans and reports export
-// errors to the agent's rate-limited logger instead of the SDK's global
-// error handler.
-type countingExporter struct {
-	inner            sdktrace.SpanExporter
-	onError          func(err error, spans int)
-	exported, failed atomic.Uint64
-	// abort cancels every export when the shutdown deadline has passed.
-	abort    context.Context
-	abortFn  context.CancelFunc
-	shutdown chan struct{} // closed when the SDK has shut the exporter down
-	once     sync.Once
-}
-
-func (c *countingExporter) ExportSpans(ctx context.Context, spans []sdktrace.ReadOnlySpan) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	stop := context.AfterFunc(c.abort, cancel)
-	defer stop()
-	if err := c.inner.ExportSpans(ctx, spans); err != nil {
-		c.failed.Add(uint64(len(spans)))
-		if c.onError != nil {
-			c.onError(err, len(spans))
-		}
-		// Reported above; returning it would also send it to the SDK's
-		// global handler, unthrottled.
-		return nil
-	}
-	c.exported.Add(uint64(len(spans)))
-	return nil
-}
-
-func (c *countingExporter) Shutdown(ctx context.Context) error {
-	defer c.once.Do(func() { close(c.shutdown) })
-	return c.inner.Shutdown(ctx)
-}

@@ -18,6 +18,7 @@ const (
 	ReasonExpired       = "return event lost: span expired"
 	ReasonProcessExited = "process exited before the span returned"
 	ReasonAgentStopped  = "agent stopped before the span returned"
+	ReasonDetached      = "agent detached from the process before the span returned (config reload or capture ended)"
 )
 
 // SpanRecord is one finished span as the kernel saw it, ready to be
@@ -56,6 +57,10 @@ type AssemblerStats struct {
 	Abandoned uint64
 	// Stopped counts spans ended failed when the agent stopped.
 	Stopped uint64
+	// Detached counts spans ended failed because the agent detached from
+	// their live process (its attachment changed on reload, or its capture
+	// ended): the return would be seen by no one.
+	Detached uint64
 }
 
 type spanKey struct {
@@ -72,7 +77,7 @@ type Assembler struct {
 	mu   sync.Mutex
 	open map[spanKey]probes.Event
 
-	finished, lostEntry, expired, exited, abandoned, stopped atomic.Uint64
+	finished, lostEntry, expired, exited, abandoned, stopped, detached atomic.Uint64
 }
 
 // NewAssembler returns an assembler that hands every finished span to emit
@@ -132,6 +137,12 @@ func (a *Assembler) EndProcess(pid uint32, now time.Time) int {
 	return a.endWhere(func(ev probes.Event) bool { return ev.PID == pid }, now, ReasonProcessExited, &a.exited)
 }
 
+// EndDetached ends, as failed, every open span of a live process the
+// agent detached from.
+func (a *Assembler) EndDetached(pid uint32, now time.Time) int {
+	return a.endWhere(func(ev probes.Event) bool { return ev.PID == pid }, now, ReasonDetached, &a.detached)
+}
+
 // EndAll ends every open span as failed; called when the agent stops so no
 // span stays unfinished.
 func (a *Assembler) EndAll(now time.Time) int {
@@ -169,6 +180,7 @@ func (a *Assembler) Stats() AssemblerStats {
 		ProcessExited: a.exited.Load(),
 		Abandoned:     a.abandoned.Load(),
 		Stopped:       a.stopped.Load(),
+		Detached:      a.detached.Load(),
 	}
 }
 

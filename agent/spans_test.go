@@ -303,6 +303,17 @@ func TestAttributeTyping(t *testing.T) {
 	if _, ok := valueAttr(at("int", nil), probes.Value{Kind: probes.KindInt, Missing: true}); ok {
 		t.Error("a value the kernel could not read must be left off")
 	}
+	omit := func(typ string) probes.Attribute { a := at(typ, nil); a.OmitEmpty = true; return a }
+	for _, v := range []probes.Value{str(""), bl(false), i64(0), {Kind: probes.KindStringSlice}} {
+		if kv, ok := valueAttr(omit(""), v); ok {
+			t.Errorf("omit_empty kept %+v as %v", v, kv.Value.Emit())
+		}
+	}
+	for _, v := range []probes.Value{str("u-1"), bl(true), i64(3), {Kind: probes.KindStringSlice, Strs: []string{"x"}}} {
+		if _, ok := valueAttr(omit(""), v); !ok {
+			t.Errorf("omit_empty dropped the non-empty %+v", v)
+		}
+	}
 }
 
 func TestConstantAndDurationAttributes(t *testing.T) {

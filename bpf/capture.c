@@ -17,7 +17,7 @@ char __license[] SEC("license") = "Dual BSD/GPL";
 // Bounds. User space (package probes) mirrors every one of them; the layout
 // test checks the struct sizes they imply against this object's BTF.
 #define MAX_PROBES 256
-#define MAX_FETCHES 8   // values read per probe at entry, and again at return
+#define MAX_FETCHES 16  // values read per probe at entry, and again at return
 #define MAX_OFFSETS 4   // pointer hops on a field path, plus the final offset
 #define MAX_DEPTH 16    // open spans per goroutine; must be a power of two
 #define STR_MAX 128     // bytes copied per string and per error message
@@ -171,6 +171,9 @@ struct event {
 #define EVENT_RETURN_SIZE sizeof(struct event)
 
 struct config {
+	// Wake the reader only once this many bytes wait in the ring buffer;
+	// user space polls for the rest (see submit).
+	__u64 wakeup_bytes;
 	// Sampling bound of OpenTelemetry's TraceIDRatioBased sampler:
 	// ratio * 2^63; a root is sampled iff (trace_lo >> 1) < sample_bound.
 	__u64 sample_bound;
@@ -272,6 +275,20 @@ static __always_inline void count_lost(void)
 	__u64 *n = bpf_map_lookup_elem(&lost, &zero);
 	if (n)
 		(*n)++;
+}
+
+// submit commits an event. Waking the reader for every event costs more than
+// writing it (the wake-up is an irq_work, an interrupt, a VM exit on a
+// virtual machine), so events are batched: the reader is woken once
+// wakeup_bytes have accumulated and otherwise polls with a short deadline.
+static __always_inline void submit(struct event *ev)
+{
+	__u32 zero = 0;
+	struct config *cfg = bpf_map_lookup_elem(&config, &zero);
+	__u64 flags = BPF_RB_NO_WAKEUP;
+	if (!cfg || bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= cfg->wakeup_bytes)
+		flags = BPF_RB_FORCE_WAKEUP;
+	bpf_ringbuf_submit(ev, flags);
 }
 
 static __always_inline struct probe_counters *probe_counters(__u32 id)
@@ -484,7 +501,7 @@ static __noinline void emit_abandoned(struct span_entry *s, __u64 g)
 	}
 	fill_header(ev, EVENT_ABANDONED, s, g);
 	ev->nvalues = 0;
-	bpf_ringbuf_submit(ev, 0);
+	submit(ev);
 	if (c)
 		c->emitted++;
 }
@@ -629,17 +646,16 @@ static __always_inline int open_span(struct pt_regs *ctx, __u32 id)
 			break;
 		read_value(&regs, &desc->entry[i], &ev->values[i]);
 	}
-	bpf_ringbuf_submit(ev, 0);
+	submit(ev);
 	if (c)
 		c->emitted++;
 	return 0;
 }
 
-// Generic return program: attached at every RET of the function. At a RET,
-// SP points at the return address, exactly as at the entry probe, so the
-// frame's stack_depth matches its entry's.
 // close_span closes the span of probe id opened in this frame and reads its
-// return values.
+// return values. At a RET, SP points at the return address, exactly as at
+// the entry probe (before the frame is set up), so the frame's stack_depth
+// equals its entry's.
 static __always_inline int close_span(struct pt_regs *ctx, __u32 id)
 {
 	struct probe_desc *desc = bpf_map_lookup_elem(&descs, &id);
@@ -701,7 +717,7 @@ static __always_inline int close_span(struct pt_regs *ctx, __u32 id)
 		ev->err.word = 0;
 		ev->err.word2 = 0;
 	}
-	bpf_ringbuf_submit(ev, 0);
+	submit(ev);
 	if (c)
 		c->emitted++;
 	return 0;
@@ -709,8 +725,7 @@ static __always_inline int close_span(struct pt_regs *ctx, __u32 id)
 
 // Generic entry program, attached at Resolved.EntryOffset (after the
 // stack-growth check) so a function whose stack grows does not fire twice.
-SEC("uprobe")
-int uprobe_entry(struct pt_regs *ctx)
+static __always_inline int do_uprobe_entry(struct pt_regs *ctx)
 {
 	__u64 cookie = bpf_get_attach_cookie(ctx);
 	open_span(ctx, (__u32)cookie);
@@ -723,8 +738,10 @@ int uprobe_entry(struct pt_regs *ctx)
 	return 0;
 }
 
-SEC("uprobe")
-int uprobe_return(struct pt_regs *ctx)
+// Generic return program, attached at every RET of the function (never a
+// uretprobe: it replaces the return address on the stack, which the Go
+// runtime copies when it grows the stack).
+static __always_inline int do_uprobe_return(struct pt_regs *ctx)
 {
 	return close_span(ctx, (__u32)bpf_get_attach_cookie(ctx));
 }
@@ -736,8 +753,7 @@ int uprobe_return(struct pt_regs *ctx)
 // newproc calls it on the system stack (R14 is then g0, not the caller), so
 // the creating goroutine comes from the second integer argument, RBX, and
 // the new goroutine is the result, in RAX at each RET.
-SEC("uprobe")
-int uprobe_newproc1(struct pt_regs *ctx)
+static __always_inline int do_uprobe_newproc1(struct pt_regs *ctx)
 {
 	__u32 tid = (__u32)bpf_get_current_pid_tgid();
 	__u64 caller = ctx->bx;
@@ -745,8 +761,7 @@ int uprobe_newproc1(struct pt_regs *ctx)
 	return 0;
 }
 
-SEC("uprobe")
-int uprobe_newproc1_return(struct pt_regs *ctx)
+static __always_inline int do_uprobe_newproc1_return(struct pt_regs *ctx)
 {
 	__u32 tid = (__u32)bpf_get_current_pid_tgid();
 	__u64 *callerp = bpf_map_lookup_elem(&newproc_callers, &tid);
@@ -779,4 +794,59 @@ int uprobe_newproc1_return(struct pt_regs *ctx)
 	};
 	bpf_map_update_elem(&inherit, &newg, &in, BPF_ANY);
 	return 0;
+}
+
+// Each program comes twice: as a perf-event uprobe (one link per offset)
+// and as an uprobe_multi program (Linux 6.6+: one BPF link carries every
+// offset of a program with its cookies and the PID filter, and creating it
+// needs CAP_BPF + CAP_PERFMON where a perf-event uprobe needs CAP_SYS_ADMIN
+// on current kernels). User space loads one set or the other
+// (probes/attach.go), never both.
+
+SEC("uprobe")
+int uprobe_entry(struct pt_regs *ctx)
+{
+	return do_uprobe_entry(ctx);
+}
+
+SEC("uprobe.multi")
+int uprobe_multi_entry(struct pt_regs *ctx)
+{
+	return do_uprobe_entry(ctx);
+}
+
+SEC("uprobe")
+int uprobe_return(struct pt_regs *ctx)
+{
+	return do_uprobe_return(ctx);
+}
+
+SEC("uprobe.multi")
+int uprobe_multi_return(struct pt_regs *ctx)
+{
+	return do_uprobe_return(ctx);
+}
+
+SEC("uprobe")
+int uprobe_newproc1(struct pt_regs *ctx)
+{
+	return do_uprobe_newproc1(ctx);
+}
+
+SEC("uprobe.multi")
+int uprobe_multi_newproc1(struct pt_regs *ctx)
+{
+	return do_uprobe_newproc1(ctx);
+}
+
+SEC("uprobe")
+int uprobe_newproc1_return(struct pt_regs *ctx)
+{
+	return do_uprobe_newproc1_return(ctx);
+}
+
+SEC("uprobe.multi")
+int uprobe_multi_newproc1_return(struct pt_regs *ctx)
+{
+	return do_uprobe_newproc1_return(ctx);
 }

@@ -15,6 +15,7 @@ import (
 
 type CaptureConfig struct {
 	_           structs.HostLayout
+	WakeupBytes uint64
 	SampleBound uint64
 }
 
@@ -42,7 +43,7 @@ type CaptureProbeDesc struct {
 	N_return uint32
 	ParentId int32
 	HasError uint32
-	Entry    [8]struct {
+	Entry    [16]struct {
 		_        structs.HostLayout
 		Kind     uint8
 		Size     uint8
@@ -54,7 +55,7 @@ type CaptureProbeDesc struct {
 		Pad      [7]uint8
 		Offsets  [4]int64
 	}
-	Ret [8]struct {
+	Ret [16]struct {
 		_        structs.HostLayout
 		Kind     uint8
 		Size     uint8
@@ -100,20 +101,24 @@ type CaptureSpanStack struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	CaptureMapConfig                = "config"
-	CaptureMapCounters              = "counters"
-	CaptureMapDescs                 = "descs"
-	CaptureMapEmptyStack            = "empty_stack"
-	CaptureMapEvents                = "events"
-	CaptureMapInherit               = "inherit"
-	CaptureMapLost                  = "lost"
-	CaptureMapNewprocCallers        = "newproc_callers"
-	CaptureMapOpenSpans             = "open_spans"
-	CaptureMapStacks                = "stacks"
-	CaptureProgUprobeEntry          = "uprobe_entry"
-	CaptureProgUprobeNewproc1       = "uprobe_newproc1"
-	CaptureProgUprobeNewproc1Return = "uprobe_newproc1_return"
-	CaptureProgUprobeReturn         = "uprobe_return"
+	CaptureMapConfig                     = "config"
+	CaptureMapCounters                   = "counters"
+	CaptureMapDescs                      = "descs"
+	CaptureMapEmptyStack                 = "empty_stack"
+	CaptureMapEvents                     = "events"
+	CaptureMapInherit                    = "inherit"
+	CaptureMapLost                       = "lost"
+	CaptureMapNewprocCallers             = "newproc_callers"
+	CaptureMapOpenSpans                  = "open_spans"
+	CaptureMapStacks                     = "stacks"
+	CaptureProgUprobeEntry               = "uprobe_entry"
+	CaptureProgUprobeMultiEntry          = "uprobe_multi_entry"
+	CaptureProgUprobeMultiNewproc1       = "uprobe_multi_newproc1"
+	CaptureProgUprobeMultiNewproc1Return = "uprobe_multi_newproc1_return"
+	CaptureProgUprobeMultiReturn         = "uprobe_multi_return"
+	CaptureProgUprobeNewproc1            = "uprobe_newproc1"
+	CaptureProgUprobeNewproc1Return      = "uprobe_newproc1_return"
+	CaptureProgUprobeReturn              = "uprobe_return"
 )
 
 // LoadCapture returns the embedded CollectionSpec for Capture.
@@ -158,10 +163,14 @@ type CaptureSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type CaptureProgramSpecs struct {
-	UprobeEntry          *ebpf.ProgramSpec `ebpf:"uprobe_entry"`
-	UprobeNewproc1       *ebpf.ProgramSpec `ebpf:"uprobe_newproc1"`
-	UprobeNewproc1Return *ebpf.ProgramSpec `ebpf:"uprobe_newproc1_return"`
-	UprobeReturn         *ebpf.ProgramSpec `ebpf:"uprobe_return"`
+	UprobeEntry               *ebpf.ProgramSpec `ebpf:"uprobe_entry"`
+	UprobeMultiEntry          *ebpf.ProgramSpec `ebpf:"uprobe_multi_entry"`
+	UprobeMultiNewproc1       *ebpf.ProgramSpec `ebpf:"uprobe_multi_newproc1"`
+	UprobeMultiNewproc1Return *ebpf.ProgramSpec `ebpf:"uprobe_multi_newproc1_return"`
+	UprobeMultiReturn         *ebpf.ProgramSpec `ebpf:"uprobe_multi_return"`
+	UprobeNewproc1            *ebpf.ProgramSpec `ebpf:"uprobe_newproc1"`
+	UprobeNewproc1Return      *ebpf.ProgramSpec `ebpf:"uprobe_newproc1_return"`
+	UprobeReturn              *ebpf.ProgramSpec `ebpf:"uprobe_return"`
 }
 
 // CaptureMapSpecs contains maps before they are loaded into the kernel.
@@ -243,15 +252,23 @@ type CaptureVariables struct {
 //
 // It can be passed to LoadCaptureObjects or ebpf.CollectionSpec.LoadAndAssign.
 type CapturePrograms struct {
-	UprobeEntry          *ebpf.Program `ebpf:"uprobe_entry"`
-	UprobeNewproc1       *ebpf.Program `ebpf:"uprobe_newproc1"`
-	UprobeNewproc1Return *ebpf.Program `ebpf:"uprobe_newproc1_return"`
-	UprobeReturn         *ebpf.Program `ebpf:"uprobe_return"`
+	UprobeEntry               *ebpf.Program `ebpf:"uprobe_entry"`
+	UprobeMultiEntry          *ebpf.Program `ebpf:"uprobe_multi_entry"`
+	UprobeMultiNewproc1       *ebpf.Program `ebpf:"uprobe_multi_newproc1"`
+	UprobeMultiNewproc1Return *ebpf.Program `ebpf:"uprobe_multi_newproc1_return"`
+	UprobeMultiReturn         *ebpf.Program `ebpf:"uprobe_multi_return"`
+	UprobeNewproc1            *ebpf.Program `ebpf:"uprobe_newproc1"`
+	UprobeNewproc1Return      *ebpf.Program `ebpf:"uprobe_newproc1_return"`
+	UprobeReturn              *ebpf.Program `ebpf:"uprobe_return"`
 }
 
 func (p *CapturePrograms) Close() error {
 	return _CaptureClose(
 		p.UprobeEntry,
+		p.UprobeMultiEntry,
+		p.UprobeMultiNewproc1,
+		p.UprobeMultiNewproc1Return,
+		p.UprobeMultiReturn,
 		p.UprobeNewproc1,
 		p.UprobeNewproc1Return,
 		p.UprobeReturn,

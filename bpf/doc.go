@@ -10,7 +10,10 @@
 // stack, which breaks when the Go runtime moves a goroutine's stack). The
 // probe id travels in the uprobe's bpf cookie and keys a descriptor in the
 // descs map that says which registers and memory to read, mirroring
-// probes.Fetch and probes.Location.
+// probes.Fetch and probes.Location. A function whose entry instruction is
+// also a RET (an empty body) gets only the entry uprobe, with a cookie bit
+// telling it to close the span too: two uprobes at one address run in no
+// defined order.
 //
 // Each goroutine, keyed by its g pointer (R14 on amd64), has a stack of open
 // spans in the stacks map. A span remembers its frame's distance from the top
@@ -29,7 +32,9 @@
 // but never reported.
 //
 // Events go to a ring buffer as fixed-layout records; a reservation that
-// fails increments the lost counter. Timestamps are CLOCK_MONOTONIC; user
+// fails increments the lost counter. The reader is woken only once a batch
+// has accumulated (config.wakeup_bytes) and polls for the rest: a wake-up per
+// event cost more than the event itself. Timestamps are CLOCK_MONOTONIC; user
 // space converts them to wall time. Package probes mirrors every struct and
 // bound and tests its offsets against this object's BTF.
 package bpf

@@ -12,6 +12,9 @@ import (
 // TestLoad loads every program and map into the kernel, so the verifier
 // checks the committed object.
 func TestLoad(t *testing.T) {
+	if testing.Short() {
+		t.Skip("loads eBPF programs into the kernel: skipped in -short mode")
+	}
 	if os.Geteuid() != 0 {
 		t.Skip("loading eBPF programs needs root (CAP_BPF); run the tests as root")
 	}

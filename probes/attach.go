@@ -8,6 +8,7 @@ import (
 	"os"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cilium/ebpf"
@@ -38,6 +39,14 @@ const (
 // the span; two uprobes at one address would run in no defined order.
 const cookieEntryIsReturn = 1 << 32
 
+// Event batching: the kernel wakes the reader once wakeupBytes(ring) bytes
+// are waiting (about 27 events at 64 KiB), and Read polls every
+// pollInterval for what a quiet period leaves below that. Waking per event
+// costs more than writing the event.
+const pollInterval = 50 * time.Millisecond
+
+func wakeupBytes(ring int) uint64 { return uint64(min(ring/8, 64<<10)) }
+
 // DefaultRingBufferBytes is the ring buffer size when Options.RingBufferBytes is 0.
 const DefaultRingBufferBytes = 4 << 20
 
@@ -58,6 +67,11 @@ type Options struct {
 	// goroutine started inside a span nests its spans under it while that
 	// span is open. False in the zero Options, true in DefaultOptions.
 	HandOff bool
+	// PerfEventLinks attaches one perf-event uprobe per offset even where
+	// the kernel has uprobe_multi links (which Attach prefers: see
+	// LinkMode). For comparisons and for kernels where multi links are
+	// refused.
+	PerfEventLinks bool
 }
 
 // DefaultOptions returns the options the agent should start from: always
@@ -116,16 +130,19 @@ type Stats struct {
 type Tracer struct {
 	prog    *Program
 	bin     *Binary // for runtime.newproc1 and the names of error types
-	objs    bpf.CaptureObjects
+	maps    bpf.CaptureMaps
+	progs   programs
+	mode    LinkMode
+	linker  linker
 	links   []link.Link
 	uprobes []int // per probe id
 	handOff int
 	rd      *ringbuf.Reader
 	dec     decoder
 
-	readMu sync.Mutex
+	readMu sync.Mutex // one Read at a time: rec is reused
 	rec    ringbuf.Record
-	read   uint64
+	read   atomic.Uint64 // not under readMu: Stats must not wait for a blocked Read
 
 	closeOnce sync.Once
 	closeErr  error
@@ -166,7 +183,11 @@ func Attach(prog *Program, pid int, opts Options) (*Tracer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("attach: load the capture object: %w", err)
 	}
-	spec.Maps["events"].MaxEntries = uint32(ringBytes)
+	events := spec.Maps["events"]
+	if events == nil {
+		return nil, fmt.Errorf("attach: the capture object has no events map: regenerate package bpf (make generate)")
+	}
+	events.MaxEntries = uint32(ringBytes)
 
 	bin, err := OpenBinary(prog.Binary)
 	if err != nil {
@@ -174,7 +195,11 @@ func Attach(prog *Program, pid int, opts Options) (*Tracer, error) {
 	}
 	t := &Tracer{prog: prog, bin: bin, uprobes: make([]int, len(byID))}
 	t.dec = decoder{probes: byID, monoToWall: monoToWall(), itabType: t.itabType}
-	if err := spec.LoadAndAssign(&t.objs, nil); err != nil {
+	t.mode = chooseLinkMode()
+	if opts.PerfEventLinks {
+		t.mode = LinkPerfEvent
+	}
+	if t.maps, t.progs, err = loadCapture(spec, t.mode); err != nil {
 		bin.Close()
 		var verr *ebpf.VerifierError
 		if errors.As(err, &verr) {
@@ -182,7 +207,7 @@ func Attach(prog *Program, pid int, opts Options) (*Tracer, error) {
 		}
 		return nil, fmt.Errorf("attach: load the capture programs: %w", err)
 	}
-	if err := t.setup(prog, pid, opts, descs, bound); err != nil {
+	if err := t.setup(prog, pid, opts, descs, ringBytes, bound); err != nil {
 		t.Close()
 		return nil, err
 	}
@@ -190,15 +215,15 @@ func Attach(prog *Program, pid int, opts Options) (*Tracer, error) {
 }
 
 // setup fills the maps, attaches the uprobes and opens the ring buffer.
-func (t *Tracer) setup(prog *Program, pid int, opts Options, descs [][]byte, bound uint64) error {
-	if err := t.objs.Config.Put(uint32(0), bpf.CaptureConfig{SampleBound: bound}); err != nil {
+func (t *Tracer) setup(prog *Program, pid int, opts Options, descs [][]byte, ring int, bound uint64) error {
+	if err := t.maps.Config.Put(uint32(0), bpf.CaptureConfig{SampleBound: bound, WakeupBytes: wakeupBytes(ring)}); err != nil {
 		return fmt.Errorf("attach: write the sampling config: %w", err)
 	}
 	for id, d := range descs {
 		if d == nil {
 			continue
 		}
-		if err := t.objs.Descs.Put(uint32(id), d); err != nil {
+		if err := t.maps.Descs.Put(uint32(id), d); err != nil {
 			return fmt.Errorf("attach: write the descriptor of probe %d: %w", id, err)
 		}
 	}
@@ -218,38 +243,29 @@ func (t *Tracer) setup(prog *Program, pid int, opts Options, descs [][]byte, bou
 		if slices.Contains(p.ReturnOffsets, entry) {
 			cookie |= cookieEntryIsReturn
 		}
-		if err := t.uprobe(ex, t.objs.UprobeEntry, p.Spec.Symbol, entry, pid, cookie); err != nil {
-			return err
-		}
+		t.linker.add(t.progs.entry, p.Spec.Symbol, entry, cookie)
 		t.uprobes[p.ID]++
 		for _, off := range p.ReturnOffsets {
 			if off == entry {
 				continue
 			}
-			if err := t.uprobe(ex, t.objs.UprobeReturn, p.Spec.Symbol, off, pid, uint64(p.ID)); err != nil {
-				return err
-			}
+			t.linker.add(t.progs.ret, p.Spec.Symbol, off, uint64(p.ID))
 			t.uprobes[p.ID]++
 		}
 	}
 	if opts.HandOff {
-		if err := t.attachHandOff(ex, pid); err != nil {
+		if err := t.attachHandOff(); err != nil {
 			return err
 		}
 	}
-	if t.rd, err = ringbuf.NewReader(t.objs.Events); err != nil {
+	links, err := t.linker.attach(ex, t.mode, pid)
+	t.links = links
+	if err != nil {
+		return err
+	}
+	if t.rd, err = ringbuf.NewReader(t.maps.Events); err != nil {
 		return fmt.Errorf("attach: open the event ring buffer: %w", err)
 	}
-	return nil
-}
-
-// uprobe attaches prog at file offset off of the executable.
-func (t *Tracer) uprobe(ex *link.Executable, prog *ebpf.Program, sym string, off uint64, pid int, cookie uint64) error {
-	l, err := ex.Uprobe("", prog, &link.UprobeOptions{Address: off, PID: pid, Cookie: cookie})
-	if err != nil {
-		return fmt.Errorf("attach uprobe %s at %#x: %w", sym, off, err)
-	}
-	t.links = append(t.links, l)
 	return nil
 }
 
@@ -303,63 +319,47 @@ func monoToWall() int64 {
 }
 
 // Read blocks until the kernel reports an event and decodes it. It returns
-// ctx's error when ctx is done, and ErrClosed once the Tracer is closed.
+// ctx's error when ctx is done (noticed within pollInterval), and ErrClosed
+// once the Tracer is closed, also when Close is called during Read. A record
+// that cannot be decoded gives an error wrapping ErrBadEvent; the next Read
+// goes on with the next record.
 func (t *Tracer) Read(ctx context.Context) (Event, error) {
 	t.readMu.Lock()
 	defer t.readMu.Unlock()
-	if err := ctx.Err(); err != nil {
-		return Event{}, err
-	}
 	if t.rd == nil {
 		return Event{}, ErrClosed
 	}
-	var (
-		stop    chan struct{}
-		stopped chan struct{}
-	)
-	if ctx.Done() != nil {
-		// Wake the blocking read when ctx ends (Flush makes it return);
-		// this goroutine is waited for before Read returns.
-		stop, stopped = make(chan struct{}), make(chan struct{})
-		go func() {
-			defer close(stopped)
-			select {
-			case <-ctx.Done():
-				t.rd.Flush()
-			case <-stop:
-			}
-		}()
-	}
-	var err error
 	for {
-		err = t.rd.ReadInto(&t.rec)
-		// ErrFlushed without ctx done is a late wake-up from an earlier
-		// call: keep waiting.
-		if !errors.Is(err, ringbuf.ErrFlushed) || ctx.Err() != nil {
-			break
+		if err := ctx.Err(); err != nil {
+			return Event{}, err
+		}
+		// The kernel wakes the reader only for batches (wakeupBytes), so
+		// wait at most pollInterval for the stragglers of a quiet period.
+		deadline := time.Now().Add(pollInterval)
+		if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+			deadline = d
+		}
+		t.rd.SetDeadline(deadline)
+		err := t.rd.ReadInto(&t.rec)
+		switch {
+		case err == nil:
+			t.read.Add(1)
+			return t.dec.decode(t.rec.RawSample)
+		case errors.Is(err, ringbuf.ErrClosed):
+			return Event{}, ErrClosed
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			continue
+		default:
+			return Event{}, fmt.Errorf("read the event ring buffer: %w", err)
 		}
 	}
-	if stop != nil {
-		close(stop)
-		<-stopped
-	}
-	switch {
-	case errors.Is(err, ringbuf.ErrClosed):
-		return Event{}, ErrClosed
-	case errors.Is(err, ringbuf.ErrFlushed):
-		return Event{}, ctx.Err()
-	case err != nil:
-		return Event{}, fmt.Errorf("read the event ring buffer: %w", err)
-	}
-	t.read++
-	return t.dec.decode(t.rec.RawSample)
 }
 
 // Lost returns the number of events the kernel dropped because the ring
 // buffer was full.
 func (t *Tracer) Lost() uint64 {
 	var perCPU []uint64
-	if err := t.objs.Lost.Lookup(uint32(0), &perCPU); err != nil {
+	if err := t.maps.Lost.Lookup(uint32(0), &perCPU); err != nil {
 		return 0
 	}
 	var n uint64
@@ -372,16 +372,14 @@ func (t *Tracer) Lost() uint64 {
 // Stats reads the per-probe counters from the kernel.
 func (t *Tracer) Stats() Stats {
 	s := Stats{Lost: t.Lost(), HandOffUprobes: t.handOff}
-	t.readMu.Lock()
-	s.Read = t.read
-	t.readMu.Unlock()
+	s.Read = t.read.Load()
 	for id, p := range t.dec.probes {
 		if p == nil {
 			continue
 		}
 		ps := ProbeStats{Symbol: p.Spec.Symbol, Span: p.Spec.Span, Uprobes: t.uprobes[id]}
 		var perCPU []bpf.CaptureProbeCounters
-		if err := t.objs.Counters.Lookup(uint32(id), &perCPU); err == nil {
+		if err := t.maps.Counters.Lookup(uint32(id), &perCPU); err == nil {
 			for _, c := range perCPU {
 				ps.Entries += c.Entries
 				ps.Returns += c.Returns
@@ -396,6 +394,9 @@ func (t *Tracer) Stats() Stats {
 	return s
 }
 
+// LinkMode reports how the uprobes were attached.
+func (t *Tracer) LinkMode() LinkMode { return t.mode }
+
 // Close detaches every uprobe and frees the kernel objects. It is
 // idempotent; a Read blocked in another goroutine returns ErrClosed.
 func (t *Tracer) Close() error {
@@ -408,7 +409,7 @@ func (t *Tracer) Close() error {
 		for i := len(t.links) - 1; i >= 0; i-- {
 			errs = append(errs, t.links[i].Close())
 		}
-		errs = append(errs, t.objs.Close(), t.bin.Close())
+		errs = append(errs, t.progs.close(), t.maps.Close(), t.bin.Close())
 		if err := errors.Join(errs...); err != nil {
 			t.closeErr = fmt.Errorf("close tracer: %w", err)
 		}

@@ -2,6 +2,7 @@ package probes
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"os"
 	"strings"
@@ -394,5 +395,96 @@ func TestCaptureLostEvents(t *testing.T) {
 	p := st.Probes[fib.ID]
 	if p.Entries != 25 || p.Returns != 25 || tr.Lost() == 0 || p.Emitted+tr.Lost() < 50 {
 		t.Errorf("fib stats %+v, lost %d: want 25 spans, events emitted + lost >= 50", p, tr.Lost())
+	}
+}
+
+// TestCaptureSamplingRatio: with ratio 0.5 a trace is reported whole or not
+// at all, and every reported trace id satisfies TraceIDRatioBased's rule.
+func TestCaptureSamplingRatio(t *testing.T) {
+	requireRoot(t)
+	bin := tracedBinary(t)
+	s := newProbeSet(t, bin)
+	fib := s.add("main.fib")
+	proc := startTraced(t, bin)
+	tr, err := Attach(s.program(), proc.cmd.Process.Pid, Options{SampleRatio: Ratio(0.5)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	const runs = 30
+	for range runs {
+		proc.do(t, "fib 3")
+	}
+	// No marker here (it would be sampled too): the kernel's emitted count
+	// says how many events to read.
+	traces := map[[16]byte]int{}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for range tr.Stats().Probes[fib.ID].Emitted {
+		e, err := tr.Read(ctx)
+		if err != nil {
+			t.Fatalf("read: %v", err)
+		}
+		traces[e.TraceID]++
+	}
+	for id, n := range traces {
+		// fib(3) is 5 calls: 10 events per sampled trace.
+		if n != 10 {
+			t.Errorf("trace %x has %d events, want 10", id, n)
+		}
+		if lo := binary.BigEndian.Uint64(id[8:]); lo>>1 >= 1<<62 {
+			t.Errorf("trace %x was sampled but (id[8:16] >> 1) = %#x is not below ratio*2^63", id, lo>>1)
+		}
+	}
+	// Each run is sampled with probability 1/2: all or none has
+	// probability 2^-29.
+	if len(traces) == 0 || len(traces) == runs {
+		t.Errorf("%d of %d traces sampled at ratio 0.5", len(traces), runs)
+	}
+	if st := tr.Stats().Probes[fib.ID]; st.Entries != 5*runs || st.Emitted != uint64(10*len(traces)) {
+		t.Errorf("fib stats %+v, %d traces sampled", st, len(traces))
+	}
+}
+
+// TestCapturePIDFilter: uprobes attached by PID see only that process,
+// though another process runs the same binary.
+func TestCapturePIDFilter(t *testing.T) {
+	requireRoot(t)
+	bin := tracedBinary(t)
+	s := newProbeSet(t, bin)
+	s.add("main.fib")
+	target, other := startTraced(t, bin), startTraced(t, bin)
+	ss := attachSession(t, s, target, Options{})
+	other.do(t, "fib 4")
+	evs := ss.run("fib 2")
+	// fib(2) is 3 calls; fib(4) in the other process must not show up.
+	if len(evs) != 6 {
+		t.Fatalf("want the 6 events of fib(2):\n%s", summary(evs))
+	}
+	for _, e := range evs {
+		if e.PID != uint32(target.cmd.Process.Pid) {
+			t.Errorf("event of pid %d, attached to %d", e.PID, target.cmd.Process.Pid)
+		}
+	}
+}
+
+// TestCaptureDeclaredParent: a probe that names its parent probe nests
+// under that probe's innermost open span, skipping spans in between.
+func TestCaptureDeclaredParent(t *testing.T) {
+	requireRoot(t)
+	bin := tracedBinary(t)
+	s := newProbeSet(t, bin)
+	guard := s.add("main.guard")
+	risky := s.add("main.risky")
+	risky.ParentID = guard.ID
+	ss := attachSession(t, s, startTraced(t, bin), Options{})
+	evs := ss.run("guard 2")
+	expect(t, evs,
+		"entry main.guard", "entry main.risky", "entry main.risky", "entry main.risky",
+		"abandoned main.risky", "abandoned main.risky", "abandoned main.risky", "return main.guard")
+	for _, e := range evs[1:4] {
+		if e.ParentSpanID != evs[0].SpanID || e.TraceID != evs[0].TraceID {
+			t.Errorf("risky's parent is %x, want guard's span %x\n%s", e.ParentSpanID, evs[0].SpanID, summary(evs))
+		}
 	}
 }

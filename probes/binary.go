@@ -25,8 +25,10 @@ import (
 type Binary struct {
 	// Path is the file the binary was opened from.
 	Path string
-	// BuildID identifies the binary: the Go build id, else the ELF GNU
-	// build id, else a SHA-256 of the file.
+	// BuildID identifies the binary: "go:" and the Go build id, else
+	// "gnu:" and the ELF GNU build id in hex, else "sha256:" and a hash of
+	// the file. Two processes with the same BuildID run the same code at the
+	// same offsets.
 	BuildID string
 
 	file *os.File
@@ -297,19 +299,40 @@ func (b *Binary) dwarfInfo() (*dwarfInfo, error) {
 func buildID(ef *elf.File, f *os.File) (string, error) {
 	if data, err := sectionData(ef, ".note.go.buildid"); err == nil {
 		if id, ok := noteDesc(data, "Go"); ok {
-			return string(bytes.TrimRight(id, "\x00")), nil
+			return "go:" + string(bytes.TrimRight(id, "\x00")), nil
 		}
 	}
 	if data, err := sectionData(ef, ".note.gnu.build-id"); err == nil {
 		if id, ok := noteDesc(data, "GNU"); ok {
-			return hex.EncodeToString(id), nil
+			return "gnu:" + hex.EncodeToString(id), nil
 		}
 	}
+	return hashID(f)
+}
+
+// hashID is the build id of a file without a build-id note.
+func hashID(f *os.File) (string, error) {
 	h := sha256.New()
 	if _, err := io.Copy(h, io.NewSectionReader(f, 0, 1<<62)); err != nil {
 		return "", fmt.Errorf("hash file for a build id: %w", err)
 	}
 	return "sha256:" + hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// ReadBuildID returns the build id of the executable at path, as
+// Binary.BuildID reports it, without reading symbols or DWARF; a file that
+// is not ELF is identified by its hash.
+func ReadBuildID(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", fmt.Errorf("read build id: %w", err)
+	}
+	defer f.Close()
+	ef, err := elf.NewFile(f)
+	if err != nil {
+		return hashID(f)
+	}
+	return buildID(ef, f)
 }
 
 // sectionData reads a section's bytes.

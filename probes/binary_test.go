@@ -163,8 +163,11 @@ func TestBuildIDAndItab(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := strings.TrimSpace(string(out)); b.BuildID != got {
+	if got := "go:" + strings.TrimSpace(string(out)); b.BuildID != got {
 		t.Errorf("BuildID %q, want %q", b.BuildID, got)
+	}
+	if id, err := ReadBuildID(bin); err != nil || id != b.BuildID {
+		t.Errorf("ReadBuildID = %q, %v; want %q", id, err, b.BuildID)
 	}
 	// The fixture converts *main.ModelError to error, so its itab exists.
 	var addr uint64

@@ -66,7 +66,7 @@
 //
 // Arguments and the receiver exist only at entry (the function reuses
 // their registers), results only at return; a probe can mix both. The
-// kernel program reads at most eight values at entry and eight at return
+// kernel program reads at most sixteen values at entry and sixteen at return
 // per probe (durations and constants do not count); Attach rejects a probe
 // that needs more.
 //
@@ -78,7 +78,10 @@
 // string field cannot be int); the error names the Go type found and the
 // types allowed. With map, the value formatted as a string ("true", "42",
 // the string itself) is replaced by the map's entry, so type must be
-// string or omitted. Maps are applied in user space.
+// string or omitted. Maps are applied in user space. With omit_empty: true
+// the attribute is left off when the value read is empty (an empty string
+// or list, zero, false), for values such as user.id that exist only
+// sometimes.
 //
 // Not readable, rejected with ErrNotSupported: a float passed in a
 // register (the kernel saves only the integer registers; read it as a field

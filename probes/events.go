@@ -16,7 +16,7 @@ import (
 // tests instead of corrupting events.
 const (
 	// MaxFetches is the most values a probe reads at entry, and again at return.
-	MaxFetches = 8
+	MaxFetches = 16
 	// MaxOffsets is the most offsets a memory location may have.
 	MaxOffsets = 4
 	// MaxProbes is the most probes one Attach can handle (the descriptor map size).
@@ -88,8 +88,9 @@ const (
 	pcLen       = 48
 
 	// struct config
-	cfgSampleBound = 0
-	cfgLen         = 8
+	cfgWakeupBytes = 0
+	cfgSampleBound = 8
+	cfgLen         = 16
 )
 
 // Flags of struct event and struct value (see bpf/capture.c).
@@ -113,6 +114,19 @@ func hasMessageFirst(typ string) bool {
 		return true
 	}
 	return false
+}
+
+// String names the kind: entry, return or abandoned.
+func (k EventKind) String() string {
+	switch k {
+	case EventEntry:
+		return "entry"
+	case EventReturn:
+		return "return"
+	case EventAbandoned:
+		return "abandoned"
+	}
+	return "kind(" + strconv.Itoa(int(k)) + ")"
 }
 
 // decoder turns ring buffer records into Events.

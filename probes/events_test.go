@@ -279,3 +279,20 @@ func TestCheckOptions(t *testing.T) {
 		}
 	}
 }
+
+func TestIndexProbes(t *testing.T) {
+	a := &Resolved{ID: 2, Spec: Probe{Symbol: "main.a"}}
+	b := &Resolved{ID: 0, Spec: Probe{Symbol: "main.b"}}
+	byID, err := indexProbes(&Program{Probes: []*Resolved{a, b}})
+	if err != nil || len(byID) != 3 || byID[2] != a || byID[0] != b || byID[1] != nil {
+		t.Errorf("index: %v %v", byID, err)
+	}
+	dup := &Resolved{ID: 2, Spec: Probe{Symbol: "main.c"}}
+	if _, err := indexProbes(&Program{Probes: []*Resolved{a, dup}}); !errors.Is(err, ErrInvalidOptions) {
+		t.Errorf("duplicate id: %v", err)
+	}
+	big := &Resolved{ID: MaxProbes, Spec: Probe{Symbol: "main.d"}}
+	if _, err := indexProbes(&Program{Probes: []*Resolved{big}}); !errors.Is(err, ErrKernelLimit) {
+		t.Errorf("id past the descriptor map: %v", err)
+	}
+}

@@ -46,7 +46,7 @@ func TestLayout(t *testing.T) {
 			{"entries", pcEntries}, {"returns", pcReturns}, {"abandoned", pcAbandoned},
 			{"emitted", pcEmitted}, {"overflow", pcOverflow}, {"unmatched", pcUnmatched},
 		}},
-		{"config", cfgLen, []field{{"sample_bound", cfgSampleBound}}},
+		{"config", cfgLen, []field{{"wakeup_bytes", cfgWakeupBytes}, {"sample_bound", cfgSampleBound}}},
 	}
 	for _, c := range cases {
 		var s *btf.Struct

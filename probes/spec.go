@@ -53,6 +53,9 @@ type Attribute struct {
 	// Map rewrites the value read (formatted as a string) to another string,
 	// e.g. {"true": blocked, "false": allowed}.
 	Map map[string]string `yaml:"map"`
+	// OmitEmpty leaves the attribute off when the value read is empty: an
+	// empty string or list, zero, or false (e.g. user.id "if available").
+	OmitEmpty bool `yaml:"omit_empty"`
 }
 
 // ErrorRule decides when a span has failed.

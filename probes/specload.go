@@ -29,7 +29,7 @@ var attrTypes = []string{TypeString, TypeInt, TypeFloat, TypeBool, TypeStringLis
 var (
 	specKeys  = []string{"probes"}
 	probeKeys = []string{"symbol", "span", "kind", "parent", "attributes", "error"}
-	attrKeys  = []string{"name", "from", "value", "type", "map"}
+	attrKeys  = []string{"name", "from", "value", "type", "map", "omit_empty"}
 	errorKeys = []string{"from", "equals", "at_least"}
 )
 

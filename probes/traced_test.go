@@ -17,7 +17,7 @@ import (
 // fixture, build probes by hand, read a command's events.
 
 // requireRoot skips when the kernel programs cannot be loaded.
-func requireRoot(t *testing.T) {
+func requireRoot(t testing.TB) {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("attaches eBPF programs: skipped in -short mode")
@@ -31,7 +31,7 @@ func requireRoot(t *testing.T) {
 }
 
 // tracedBinary builds testdata/traced once per test run.
-func tracedBinary(t *testing.T) string {
+func tracedBinary(t testing.TB) string {
 	t.Helper()
 	out := filepath.Join(fixtureDir, "traced")
 	if _, err := os.Stat(out); err == nil {
@@ -53,7 +53,7 @@ type traced struct {
 }
 
 // startTraced starts the fixture and waits until it reads commands.
-func startTraced(t *testing.T, path string) *traced {
+func startTraced(t testing.TB, path string) *traced {
 	t.Helper()
 	cmd := exec.Command(path)
 	stdin, err := cmd.StdinPipe()
@@ -82,7 +82,7 @@ func startTraced(t *testing.T, path string) *traced {
 }
 
 // do runs one fixture command and waits for it to finish.
-func (p *traced) do(t *testing.T, command string) {
+func (p *traced) do(t testing.TB, command string) {
 	t.Helper()
 	if _, err := fmt.Fprintln(p.stdin, command); err != nil {
 		t.Fatalf("send %q: %v", command, err)
@@ -94,12 +94,12 @@ func (p *traced) do(t *testing.T, command string) {
 
 // probeSet builds Resolved probes by hand against the fixture.
 type probeSet struct {
-	t   *testing.T
+	t   testing.TB
 	bin *Binary
 	ps  []*Resolved
 }
 
-func newProbeSet(t *testing.T, path string) *probeSet {
+func newProbeSet(t testing.TB, path string) *probeSet {
 	b, err := OpenBinary(path)
 	if err != nil {
 		t.Fatal(err)
@@ -138,14 +138,14 @@ func inMem(base Reg, offs ...int64) Location { return Location{Base: base, Offse
 
 // session is a fixture with a tracer attached.
 type session struct {
-	t    *testing.T
+	t    testing.TB
 	proc *traced
 	tr   *Tracer
 	mark *Resolved
 }
 
 // attachSession starts the fixture and attaches the probes of s plus main.mark.
-func attachSession(t *testing.T, s *probeSet, proc *traced, opts Options) *session {
+func attachSession(t testing.TB, s *probeSet, proc *traced, opts Options) *session {
 	t.Helper()
 	m := s.add("main.mark")
 	tr, err := Attach(s.program(), proc.cmd.Process.Pid, opts)
@@ -189,20 +189,8 @@ func summary(evs []Event) string {
 	return b.String()
 }
 
-func (k EventKind) String() string {
-	switch k {
-	case EventEntry:
-		return "entry"
-	case EventReturn:
-		return "return"
-	case EventAbandoned:
-		return "abandoned"
-	}
-	return fmt.Sprintf("kind(%d)", uint8(k))
-}
-
 // expect checks events against (kind, symbol) pairs in order.
-func expect(t *testing.T, evs []Event, want ...string) {
+func expect(t testing.TB, evs []Event, want ...string) {
 	t.Helper()
 	var got []string
 	for _, e := range evs {

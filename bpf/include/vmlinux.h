@@ -51,6 +51,19 @@ enum {
 	BPF_EXIST = 2,
 };
 
+/* Flags of bpf_ringbuf_submit and queries of bpf_ringbuf_query. */
+enum {
+	BPF_RB_NO_WAKEUP = 1,
+	BPF_RB_FORCE_WAKEUP = 2,
+};
+
+enum {
+	BPF_RB_AVAIL_DATA = 0,
+	BPF_RB_RING_SIZE = 1,
+	BPF_RB_CONS_POS = 2,
+	BPF_RB_PROD_POS = 3,
+};
+
 /*
  * x86-64 register frame, in the kernel's order (arch/x86/include/asm/ptrace.h).
  * A uprobe program's context points at the user registers saved on entry to

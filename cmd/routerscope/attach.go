@@ -1,20 +1,84 @@
 package main
 
 import (
-	"errors"
+	"context"
+	"fmt"
 
 	"github.com/routerscope/routerscope/agent"
+	"github.com/routerscope/routerscope/probes"
 )
 
-// errCaptureNotLinked is returned until the capture engine (package probes:
-// LoadSpec, OpenBinary, Resolve, Attach) is wired in here.
-var errCaptureNotLinked = errors.New("capture engine not linked yet")
+// resolveCacheSize bounds the resolutions kept: one per distinct binary and
+// probe set, so a node running many replicas of a few routers needs few.
+const resolveCacheSize = 16
 
-// newAttacher returns the Attacher that resolves the probe files against a
-// target and attaches the kernel programs. The capture engine replaces this
-// body: for each request, LoadSpec every probe file, OpenBinary the target
-// (ExePath for a PID), Resolve, then Attach with
-// probes.Options{SampleRatio: req.SampleRatio}, returning the Tracer.
+// newAttacher returns the Attacher backed by the capture engine: for each
+// process it resolves the probe files against the process's executable
+// (shared between processes of the same build id) and attaches the kernel
+// programs, filtered to the process's PID.
 func newAttacher() (agent.Attacher, error) {
-	return nil, errCaptureNotLinked
+	cache := agent.NewResolveCache(resolveCacheSize)
+	return func(ctx context.Context, req agent.AttachRequest) (agent.EventSource, error) {
+		prog, err := cache.Program(req, func() (*probes.Program, error) { return resolve(req) })
+		if err != nil {
+			return nil, err
+		}
+		opts := probes.DefaultOptions()
+		opts.SampleRatio = probes.Ratio(req.SampleRatio)
+		return probes.Attach(prog, req.Target.PID, opts)
+	}, nil
+}
+
+// resolve loads the request's probe files and resolves them against the
+// target's executable.
+func resolve(req agent.AttachRequest) (*probes.Program, error) {
+	path := req.Executable
+	if path == "" {
+		path = req.Target.Binary
+	}
+	if path == "" {
+		exe, err := probes.ExePath(req.Target.PID)
+		if err != nil {
+			return nil, err
+		}
+		path = exe
+	}
+	spec, err := loadSpecs(req.Probes)
+	if err != nil {
+		return nil, err
+	}
+	bin, err := probes.OpenBinary(path)
+	if err != nil {
+		return nil, err
+	}
+	defer bin.Close()
+	prog, err := probes.Resolve(bin, spec)
+	if err != nil {
+		return nil, fmt.Errorf("resolve probes against %s: %w", path, err)
+	}
+	return prog, nil
+}
+
+// loadSpecs reads every probe file into one spec, so a parent named in one
+// file may be declared in another.
+func loadSpecs(files []string) (*probes.Spec, error) {
+	spec := &probes.Spec{}
+	for _, file := range files {
+		s, err := probes.LoadSpec(file)
+		if err != nil {
+			return nil, err
+		}
+		spec.Probes = append(spec.Probes, s.Probes...)
+		if spec.Path == "" {
+			spec.Path = s.Path
+		}
+	}
+	return spec, nil
+}
+
+// checkProbeFile is the reload check: a probe file that does not parse is
+// refused before the running config is replaced.
+func checkProbeFile(path string) error {
+	_, err := probes.LoadSpec(path)
+	return err
 }

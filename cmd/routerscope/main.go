@@ -10,6 +10,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/signal"
 	"runtime/debug"
@@ -40,6 +41,7 @@ Go SDK: readable JSON on stdout, or OTLP/gRPC to Jaeger, Tempo or a collector.
 
 Usage:
   routerscope run [--pid N | --binary PATH] [--config FILE] [--probes FILE]...
+                  [--metrics-listen ADDR]
                   [--log-level debug|info|warn|error] [--log-format console|json]
   routerscope tree [FILE]
   routerscope version
@@ -55,17 +57,37 @@ run flags:
   --config FILE    YAML config: the guide's observability.tracing block and an
                    optional routerscope section; may be the router's own
                    config.yaml (its other keys are ignored). Default: the
-                   CONFIG_PATH environment variable, else built-in defaults
+                   CONFIG_PATH environment variable, else (with --pid) the
+                   file the router was started with (its --config flag or
+                   CONFIG_PATH), else built-in defaults
                    (stdout exporter, always_on sampling,
                    service_name vllm-semantic-router)
   --probes FILE    probe spec file (repeat, or separate with commas); replaces
                    routerscope.probes from the config
+  --metrics-listen ADDR
+                   serve Prometheus /metrics, /healthz and /readyz on ADDR
+                   (default routerscope.metrics.listen, else :9464); ""
+                   turns the server off
   --log-level L    debug, info (default), warn or error
   --log-format F   console (default, for humans) or json
 
 Flags override the config file: --pid/--binary replace routerscope.targets.
 Logs go to standard error, so with the stdout exporter standard output carries
 only the spans' JSON.
+
+Discovery: with routerscope.discovery.rules in the config (see
+config/agent.yaml), routerscope scans /proc twice a second and attaches to
+every matching process as it starts (by executable path glob, process name,
+command line, listening port or PID), detaches when it exits, and follows
+restarts; it runs until stopped. With only --pid/--binary/targets it stops
+when its targets have exited.
+
+Reload: on SIGHUP, or when the config file or a probe file changes
+(checked every routerscope.watch_interval, default 1s), the config is read
+again: targets, rules, probe files and sampling take effect, attachments
+that changed are redone, the others and the export pipeline keep running.
+A config that does not load is refused with an error log; the running one
+stays.
 
 Sampling is decided once per trace in the kernel at the root span:
 always_on keeps every request, probabilistic keeps the configured rate
@@ -93,13 +115,30 @@ type cli struct {
 	stdout, stderr io.Writer
 	getenv         func(string) string
 	newAttacher    func() (agent.Attacher, error)
+	// listen opens the metrics listener.
+	listen func(addr string) (net.Listener, error)
+	// hup delivers SIGHUP: reload the config.
+	hup <-chan os.Signal
+	// proc is the procfs root ("" means /proc), for tests.
+	proc string
+}
+
+func (c cli) procRoot() string {
+	if c.proc == "" {
+		return "/proc"
+	}
+	return c.proc
 }
 
 func main() {
-	c := cli{stdout: os.Stdout, stderr: os.Stderr, getenv: os.Getenv, newAttacher: newAttacher}
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	c := cli{stdout: os.Stdout, stderr: os.Stderr, getenv: os.Getenv, newAttacher: newAttacher, hup: hup,
+		listen: func(addr string) (net.Listener, error) { return net.Listen("tcp", addr) }}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	code := c.main(ctx, os.Args[1:])
 	stop()
+	signal.Stop(hup)
 	os.Exit(code)
 }
 
@@ -145,6 +184,8 @@ type runFlags struct {
 	probes    listFlag
 	logLevel  string
 	logFormat string
+	// metricsListen is set when --metrics-listen was given (even empty).
+	metricsListen *string
 }
 
 type listFlag []string
@@ -175,6 +216,7 @@ func (c cli) run(ctx context.Context, args []string) int {
 	fs.Var(&f.probes, "probes", "")
 	fs.StringVar(&f.logLevel, "log-level", "", "")
 	fs.StringVar(&f.logFormat, "log-format", "", "")
+	metricsListen := fs.String("metrics-listen", "", "")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fmt.Fprint(c.stdout, helpText)
@@ -191,17 +233,88 @@ func (c cli) run(ctx context.Context, args []string) int {
 	if f.pid < 0 {
 		return c.usageError("--pid %d is not a process id", f.pid)
 	}
+	fs.Visit(func(fl *flag.Flag) {
+		if fl.Name == "metrics-listen" {
+			f.metricsListen = metricsListen
+		}
+	})
 
-	cfg := agent.DefaultConfig()
 	path := agent.ConfigPath(f.config, c.getenv)
+	source := path
+	if path == "" && f.pid > 0 {
+		// The guide puts observability.tracing in the router's config.yaml:
+		// read the file the router was started with.
+		if p, from, ok := agent.TargetConfigPath(c.procRoot(), f.pid); ok {
+			path, source = p, from
+		}
+	}
+	cfg, err := loadConfig(path, f)
+	if err != nil {
+		if errors.As(err, new(flagError)) {
+			return c.usageError("%v", flagNames(err))
+		}
+		fmt.Fprintf(c.stderr, "routerscope run: %v\n", err)
+		if errors.Is(err, agent.ErrConfig) {
+			return exitUsage
+		}
+		return exitRuntime
+	}
+	if err := agent.CheckTargets(cfg); err != nil {
+		return c.usageError("%v", err)
+	}
+
+	log, err := newLogger(cfg.Agent.LogLevel, cfg.Agent.LogFormat, c.stderr)
+	if err != nil {
+		return c.usageError("%v", err)
+	}
+	defer func() { _ = log.Sync() }()
+	if path != "" {
+		log.Info("config loaded", zap.String(agent.LogKeyConfig, source))
+	}
+	attach, err := c.newAttacher()
+	if err != nil {
+		log.Error("start capture", zap.Error(err))
+		return exitRuntime
+	}
+	opts := []agent.Option{agent.WithStdout(c.stdout), agent.WithReloadSignal(c.hup), agent.WithProbeCheck(checkProbeFile)}
+	if path != "" {
+		opts = append(opts, agent.WithReload(func() (agent.Config, error) { return loadConfig(path, f) }))
+	}
+	if addr := cfg.Agent.Metrics.Listen; addr != "" {
+		ln, err := c.listen(addr)
+		if err != nil {
+			log.Error("serve metrics: set routerscope.metrics.listen or --metrics-listen to a free address, or to \"\" to turn the server off",
+				zap.String("listen", addr), zap.Error(err))
+			return exitRuntime
+		}
+		log.Info("serving /metrics, /healthz and /readyz", zap.Stringer("address", ln.Addr()))
+		opts = append(opts, agent.WithMetricsListener(ln))
+	}
+	if err := agent.Run(ctx, cfg, attach, log, opts...); err != nil {
+		log.Error("run", zap.Error(err))
+		if errors.Is(err, agent.ErrConfig) {
+			return exitUsage
+		}
+		return exitRuntime
+	}
+	return exitOK
+}
+
+// flagError marks a config that the command line's flags made invalid
+// (the file, when any, was valid on its own).
+type flagError struct{ error }
+
+func (e flagError) Unwrap() error { return e.error }
+
+// loadConfig reads the config file (or the defaults when path is empty)
+// and applies the flags over it; the reload reuses it, so flags keep
+// overriding the file after a reload.
+func loadConfig(path string, f runFlags) (agent.Config, error) {
+	cfg := agent.DefaultConfig()
 	if path != "" {
 		var err error
 		if cfg, err = agent.LoadFile(path); err != nil {
-			fmt.Fprintf(c.stderr, "routerscope run: %v\n", err)
-			if errors.Is(err, agent.ErrConfig) {
-				return exitUsage
-			}
-			return exitRuntime
+			return agent.Config{}, err
 		}
 	}
 	switch {
@@ -219,37 +332,13 @@ func (c cli) run(ctx context.Context, args []string) int {
 	if f.logFormat != "" {
 		cfg.Agent.LogFormat = f.logFormat
 	}
+	if f.metricsListen != nil {
+		cfg.Agent.Metrics.Listen = *f.metricsListen
+	}
 	if err := cfg.Validate(); err != nil {
-		return c.usageError("%v", flagNames(err))
+		return agent.Config{}, flagError{err}
 	}
-	if len(cfg.Agent.Targets) == 0 {
-		return c.usageError("%v", agent.ErrNoTarget)
-	}
-	if len(cfg.Agent.Probes) == 0 {
-		return c.usageError("%v", agent.ErrNoProbes)
-	}
-
-	log, err := newLogger(cfg.Agent.LogLevel, cfg.Agent.LogFormat, c.stderr)
-	if err != nil {
-		return c.usageError("%v", err)
-	}
-	defer func() { _ = log.Sync() }()
-	if path != "" {
-		log.Info("config loaded", zap.String(agent.LogKeyConfig, path))
-	}
-	attach, err := c.newAttacher()
-	if err != nil {
-		log.Error("start capture", zap.Error(err))
-		return exitRuntime
-	}
-	if err := agent.Run(ctx, cfg, attach, log, agent.WithStdout(c.stdout)); err != nil {
-		log.Error("run", zap.Error(err))
-		if errors.Is(err, agent.ErrConfig) {
-			return exitUsage
-		}
-		return exitRuntime
-	}
-	return exitOK
+	return cfg, nil
 }
 
 // flagNames adds the flag a config key can also be set with, so the

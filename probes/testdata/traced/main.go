@@ -245,6 +245,11 @@ func main() {
 			<-done
 		case "fail":
 			fail(arg)
+		case "loop":
+			// For benchmarks: n calls of a probed leaf function.
+			for i := range n {
+				work(i)
+			}
 		case "exit":
 			return
 		}

@@ -1,0 +1,392 @@
+package agent
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/routerscope/routerscope/probes"
+)
+
+// Log field keys of discovery and reload.
+const (
+	LogKeyRule       = "rule"
+	LogKeyExecutable = "executable"
+	LogKeyBuildID    = "build_id"
+	LogKeyAttached   = "attached"
+)
+
+// manager owns the attachments: it attaches the processes the current
+// config selects, detaches the ones that exited or are no longer
+// selected, and feeds every capture into the one assembler. Only the run
+// loop calls its methods (except the readers it starts), so its maps need
+// no lock.
+type manager struct {
+	attach Attacher
+	log    *zap.Logger
+	asm    *Assembler
+	pipe   *Pipeline
+	met    *metrics
+	o      runOptions
+	host   hostInfo
+
+	cfg   Config
+	ratio float64
+	// paused is set when the config attaches nothing (tracing disabled or
+	// always_off): no scan attaches until a reload turns it back on.
+	paused bool
+	// digests maps each probe file to its content digest as read at the
+	// last (re)load: attachments compare them to see a probe file change.
+	digests map[string]string
+
+	procs   procCache
+	atts    map[procKey]*attachment
+	retryAt map[procKey]time.Time
+	// matched is how many processes the last reconcile wanted.
+	matched int
+	// onReload tells the file watcher the files of a reloaded config.
+	onReload func(Config)
+	// lostTotal counts the kernel's lost events over all captures.
+	lostTotal uint64
+
+	readCtx context.Context
+	ended   chan *attachment
+	readers sync.WaitGroup
+}
+
+// attachment is one attached process.
+type attachment struct {
+	key    procKey
+	want   match
+	spec   string
+	src    EventSource
+	cancel context.CancelFunc
+	done   chan struct{}
+	lost   uint64
+}
+
+func (m *manager) spec(w match) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "ratio=%v", m.ratio)
+	for _, p := range w.probes {
+		fmt.Fprintf(&b, "|%s@%s", p, m.digests[p])
+	}
+	return b.String()
+}
+
+// probeDigests reads every probe file the config names (so a missing or
+// unreadable one refuses the config) and checks it with check.
+func probeDigests(cfg Config, check func(string) error) (map[string]string, error) {
+	paths := append([]string(nil), cfg.Agent.Probes...)
+	for _, r := range cfg.Agent.Discovery.Rules {
+		paths = append(paths, r.Probes...)
+	}
+	out := map[string]string{}
+	for _, p := range paths {
+		if _, ok := out[p]; ok {
+			continue
+		}
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return nil, fmt.Errorf("read probe file: %w", err)
+		}
+		if check != nil {
+			if err := check(p); err != nil {
+				return nil, fmt.Errorf("probe file %s: %w", p, err)
+			}
+		}
+		sum := sha256.Sum256(data)
+		out[p] = hex.EncodeToString(sum[:8])
+	}
+	return out, nil
+}
+
+// discovering tells whether the config has discovery rules: then /proc is
+// scanned, and the agent runs until stopped; with only targets it stops
+// when the last target is gone.
+func discovering(cfg Config) bool { return len(cfg.Agent.Discovery.Rules) > 0 }
+
+// desired returns the processes the config selects now. With discovery
+// rules, /proc is scanned (targets become rules too); with only targets,
+// they are expanded as at start (binary targets must be running).
+func (m *manager) desired() (map[procKey]match, error) {
+	a := m.cfg.Agent
+	if discovering(m.cfg) {
+		rules := append(targetRules(a.Targets), a.Discovery.Rules...)
+		return scanProcesses(m.o.procRoot, rules, a.Discovery.Exclude, a.Probes, m.o.self, m.procs)
+	}
+	targets, err := expandTargets(m.o.procRoot, a.Targets)
+	if err != nil {
+		return nil, err
+	}
+	out := map[procKey]match{}
+	for _, t := range targets {
+		p, err := readProcess(m.o.procRoot, t.PID)
+		if err != nil {
+			// Still attach: the attacher has the final word on a PID the
+			// agent cannot read (another user's, or a test's fake).
+			p = Process{PID: t.PID, procRoot: m.o.procRoot}
+		}
+		name := t.String()
+		if t.Binary != "" {
+			name = "binary " + t.Binary
+		}
+		out[p.key()] = match{proc: p, rule: name, probes: a.Probes, target: t}
+	}
+	return out, nil
+}
+
+// reconcile attaches the wanted processes that are not attached, detaches
+// the attached ones no longer wanted, and re-attaches those whose probes
+// or sampling changed. With strict, the first attach error undoes every
+// attachment and is returned (start-up with explicit targets); otherwise
+// errors are logged, counted and retried after the retry interval.
+func (m *manager) reconcile(ctx context.Context, want map[procKey]match, strict bool) error {
+	now := m.o.now()
+	for key, a := range m.atts {
+		w, ok := want[key]
+		switch {
+		case !ok && !m.keyAlive(key):
+			m.detach(a, reasonExited)
+		case !ok:
+			m.detach(a, reasonUnmatched)
+		case m.spec(w) != a.spec:
+			m.detach(a, reasonChanged)
+		}
+	}
+	keys := make([]procKey, 0, len(want))
+	for k := range want {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool { return keys[i].pid < keys[j].pid })
+	for _, key := range keys {
+		if _, ok := m.atts[key]; ok {
+			continue
+		}
+		if t, ok := m.retryAt[key]; ok && now.Before(t) {
+			continue
+		}
+		if err := m.attachOne(ctx, want[key]); err != nil {
+			if strict {
+				m.detachAll(reasonStopped)
+				return err
+			}
+			m.retryAt[key] = now.Add(m.cfg.Agent.Discovery.RetryInterval)
+			m.log.Warn("attach failed; retrying later", zap.Int(LogKeyPID, key.pid), zap.String(LogKeyRule, want[key].rule),
+				zap.Error(err), zap.Duration(LogKeyTimeout, m.cfg.Agent.Discovery.RetryInterval))
+			continue
+		}
+		delete(m.retryAt, key)
+	}
+	for key := range m.retryAt {
+		if _, ok := want[key]; !ok {
+			delete(m.retryAt, key)
+		}
+	}
+	m.matched = len(want)
+	m.met.attached.Set(float64(len(m.atts)))
+	return nil
+}
+
+// attachOne attaches one process: its own export resource, its build id,
+// then the capture, and a reader feeding the assembler.
+func (m *manager) attachOne(ctx context.Context, w match) error {
+	p := w.proc
+	pid := uint32(p.PID)
+	if err := m.pipe.AddProcess(pid, ProcessResource(m.o.procRoot, p, m.host)); err != nil {
+		m.met.attachErrors.WithLabelValues(reasonLimit).Inc()
+		return fmt.Errorf("attach to pid %d: %w", p.PID, err)
+	}
+	req := AttachRequest{Target: Target{PID: p.PID, Binary: w.target.Binary}, Probes: w.probes, SampleRatio: m.ratio,
+		ProbeDigest: m.probeDigest(w.probes), Rule: w.rule}
+	if p.Exe != "" {
+		req.Executable = p.HostExecutable()
+		if req.Target.Binary == "" {
+			req.Target.Binary = req.Executable
+		}
+		id, err := BuildID(req.Executable)
+		if err != nil {
+			m.log.Debug("no build id: resolutions of this process are not shared", zap.Int(LogKeyPID, p.PID), zap.Error(err))
+		}
+		req.BuildID = id
+	}
+	src, err := m.attach(ctx, req)
+	if err != nil {
+		m.pipe.RemoveProcess(pid)
+		m.met.attachErrors.WithLabelValues(attachErrorReason(err)).Inc()
+		return fmt.Errorf("attach to %s: %w", req.Target, err)
+	}
+	rctx, cancel := context.WithCancel(m.readCtx)
+	a := &attachment{key: p.key(), want: w, spec: m.spec(w), src: src, cancel: cancel, done: make(chan struct{})}
+	m.atts[a.key] = a
+	m.met.attaches.WithLabelValues(w.rule).Inc()
+	m.log.Info("attached", zap.Stringer(LogKeyTarget, req.Target), zap.String(LogKeyRule, w.rule),
+		zap.String(LogKeyExecutable, p.Exe), zap.String(LogKeyBuildID, req.BuildID), zap.Strings(LogKeyProbes, w.probes),
+		zap.String(LogKeyExporter, m.cfg.Tracing.Exporter.Type), zap.String(LogKeySampling, m.cfg.Tracing.Sampling.Type),
+		zap.Float64(LogKeyRatio, m.ratio), zap.String(LogKeyLinks, linkMode(src)))
+	m.readers.Go(func() { m.read(rctx, a) })
+	return nil
+}
+
+// linkMode names how the capture attached its uprobes, when it says.
+func linkMode(src EventSource) string {
+	if lm, ok := src.(interface{ LinkMode() probes.LinkMode }); ok {
+		return lm.LinkMode().String()
+	}
+	return "unknown"
+}
+
+func (m *manager) probeDigest(paths []string) string {
+	var b strings.Builder
+	for _, p := range paths {
+		fmt.Fprintf(&b, "%s@%s;", p, m.digests[p])
+	}
+	return b.String()
+}
+
+// attachErrorReason names an attach error for the reason label.
+func attachErrorReason(err error) string {
+	switch {
+	case errors.Is(err, ErrBinaryChanged):
+		return reasonChangedBin
+	case errors.Is(err, context.Canceled):
+		return reasonCanceled
+	case errors.Is(err, os.ErrPermission):
+		return "permission_denied"
+	case errors.Is(err, os.ErrNotExist):
+		return "not_found"
+	}
+	return reasonAttach
+}
+
+// read feeds one capture into the assembler until it ends, then reports
+// the end to the run loop.
+func (m *manager) read(ctx context.Context, a *attachment) {
+	defer func() {
+		close(a.done)
+		select {
+		case m.ended <- a:
+		case <-m.readCtx.Done():
+		}
+	}()
+	for {
+		ev, err := a.src.Read(ctx)
+		if err != nil {
+			if ctx.Err() == nil {
+				m.log.Info("event source ended", zap.Int(LogKeyPID, a.key.pid), zap.Error(err))
+			}
+			return
+		}
+		if ev.Probe != nil {
+			m.met.events.WithLabelValues(ev.Probe.Spec.Span, eventKindName(ev.Kind)).Inc()
+		}
+		m.asm.Handle(ev)
+	}
+}
+
+func eventKindName(k probes.EventKind) string {
+	switch k {
+	case probes.EventEntry:
+		return "entry"
+	case probes.EventReturn:
+		return "return"
+	case probes.EventAbandoned:
+		return "abandoned"
+	}
+	return "unknown"
+}
+
+// ended handles a capture that ended by itself (the process exited, or
+// the capture failed).
+func (m *manager) captureEnded(a *attachment) {
+	if m.atts[a.key] != a {
+		return // already detached by the loop
+	}
+	reason := reasonSourceEnded
+	if !m.keyAlive(a.key) {
+		reason = reasonExited
+	} else {
+		// A live process whose capture ended is retried, not hammered.
+		m.retryAt[a.key] = m.o.now().Add(m.cfg.Agent.Discovery.RetryInterval)
+	}
+	m.detach(a, reason)
+	m.met.attached.Set(float64(len(m.atts)))
+}
+
+// keyAlive tells whether the very process of key still runs: with a known
+// start time, a reused PID is not taken for it.
+func (m *manager) keyAlive(key procKey) bool {
+	if !m.o.alive(uint32(key.pid)) {
+		return false
+	}
+	if key.start == 0 {
+		return true
+	}
+	start, err := readStartTime(m.o.procRoot, key.pid)
+	return err == nil && start == key.start
+}
+
+// detach closes one attachment, ends the spans its process left open and
+// flushes its export resource in the background.
+func (m *manager) detach(a *attachment, reason string) {
+	delete(m.atts, a.key)
+	a.cancel()
+	if err := a.src.Close(); err != nil {
+		m.log.Warn("detach", zap.Int(LogKeyPID, a.key.pid), zap.Error(err))
+	}
+	<-a.done
+	m.countLost(a)
+	pid := uint32(a.key.pid)
+	now := m.o.now()
+	var n int
+	switch reason {
+	case reasonStopped:
+		// Run ends the remaining spans itself, as stopped.
+	case reasonExited:
+		n = m.asm.EndProcess(pid, now)
+	default:
+		n = m.asm.EndDetached(pid, now)
+	}
+	if reason != reasonStopped {
+		// At stop the pipeline's own shutdown flushes every provider.
+		m.pipe.RemoveProcess(pid)
+	}
+	m.met.detaches.WithLabelValues(reason).Inc()
+	m.log.Info("detached", zap.Int(LogKeyPID, a.key.pid), zap.String(LogKeyRule, a.want.rule),
+		zap.String(LogKeyReason, reason), zap.Int(LogKeyCount, n))
+}
+
+func (m *manager) detachAll(reason string) {
+	for _, a := range m.atts {
+		m.detach(a, reason)
+	}
+	m.met.attached.Set(0)
+}
+
+// countLost adds the capture's newly lost events to the metric and log.
+func (m *manager) countLost(a *attachment) {
+	lost := a.src.Lost()
+	if lost <= a.lost {
+		return
+	}
+	d := lost - a.lost
+	a.lost = lost
+	m.lostTotal += d
+	m.met.lostEvents.Add(float64(d))
+	m.log.Warn("kernel ring buffer dropped events", zap.Int(LogKeyPID, a.key.pid), zap.Uint64(LogKeyLost, d))
+}
+
+// updateReadiness: ready when export works and either something is
+// attached or nothing matches yet.
+func (m *manager) updateReadiness() {
+	m.met.ready.Store(m.pipe.ExportHealthy() && (len(m.atts) > 0 || m.matched == 0))
+}

@@ -1,0 +1,190 @@
+package agent
+
+import (
+	"context"
+	"crypto/sha256"
+	"os"
+	"reflect"
+	"sort"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// LogKeyTrigger names what started a reload.
+const LogKeyTrigger = "trigger"
+
+// Reload results, for the reloads metric.
+const (
+	reloadApplied = "applied"
+	reloadRefused = "refused"
+)
+
+// startWatch polls the config file and the probe files every
+// WatchInterval and signals reloads when their content changed. Polling a
+// hash once a second costs a few small reads and works where inotify does
+// not: a Kubernetes ConfigMap volume swaps a symlink to a new directory,
+// which a watch on the file itself misses. The returned function stops
+// the watcher and waits for it.
+func (m *manager) startWatch(ctx context.Context, reloads chan<- struct{}) func() {
+	if m.o.reload == nil || m.cfg.Agent.WatchInterval <= 0 {
+		return func() {}
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	files := func() []string { return watchedFiles(m.cfg) }
+	interval := m.cfg.Agent.WatchInterval
+	// The file list changes with reloads, which the run loop applies: the
+	// watcher reads it through this mutex-guarded copy.
+	var mu sync.Mutex
+	list := files()
+	last := hashFiles(list)
+	m.onReload = func(cfg Config) {
+		mu.Lock()
+		defer mu.Unlock()
+		// The new list is the baseline from now on: a file added to it is
+		// not a change (the reload just read it).
+		list = watchedFiles(cfg)
+		last = hashFiles(list)
+	}
+	wg.Go(func() {
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			mu.Lock()
+			cur := hashFiles(list)
+			changed := cur != last
+			last = cur
+			mu.Unlock()
+			if !changed {
+				continue
+			}
+			select {
+			case reloads <- struct{}{}:
+			default: // one is pending already
+			}
+		}
+	})
+	return func() {
+		cancel()
+		wg.Wait()
+	}
+}
+
+// watchedFiles are the config file and every probe file it names.
+func watchedFiles(cfg Config) []string {
+	var files []string
+	if cfg.Path != "" {
+		files = append(files, cfg.Path)
+	}
+	files = append(files, cfg.Agent.Probes...)
+	for _, r := range cfg.Agent.Discovery.Rules {
+		files = append(files, r.Probes...)
+	}
+	sort.Strings(files)
+	return files
+}
+
+// hashFiles digests the files' names and contents; a missing file hashes
+// as absent, so its return is a change too.
+func hashFiles(files []string) [32]byte {
+	h := sha256.New()
+	for _, f := range files {
+		h.Write([]byte(f))
+		data, err := os.ReadFile(f)
+		if err != nil {
+			h.Write([]byte{0})
+			continue
+		}
+		h.Write([]byte{1})
+		h.Write(data)
+	}
+	var sum [32]byte
+	copy(sum[:], h.Sum(nil))
+	return sum
+}
+
+// reloadConfig loads the config again and applies what can change while
+// running: targets, discovery rules, probe files and sampling. The
+// exporter, resource, export settings, span age, metrics address and
+// logging stay as they were (they belong to the pipeline that carries the
+// spans in flight) and a warning says they need a restart. A config that
+// does not load or validate, or names a probe file that cannot be read or
+// checked, is refused as a whole: the running one stays.
+func (m *manager) reloadConfig(ctx context.Context, trigger string) {
+	if m.o.reload == nil {
+		m.log.Warn("config reload requested, but the config came from flags only: nothing to reload", zap.String(LogKeyTrigger, trigger))
+		return
+	}
+	next, err := m.o.reload()
+	if err == nil {
+		err = CheckTargets(next)
+	}
+	var digests map[string]string
+	if err == nil {
+		digests, err = probeDigests(next, m.o.probeCheck)
+	}
+	if err != nil {
+		m.met.reloads.WithLabelValues(reloadRefused).Inc()
+		m.log.Error("config reload refused: the running config stays in effect; fix the file and save it again (or send SIGHUP)",
+			zap.String(LogKeyTrigger, trigger), zap.String(LogKeyConfig, m.cfg.Path), zap.Error(err))
+		return
+	}
+	kept := keepPipelineSettings(m.cfg, &next)
+	if len(kept) > 0 {
+		m.log.Warn("config reload: these settings need a restart and keep their running values", zap.Strings("keys", kept))
+	}
+	ratio, attachAny, why := SampleRatio(next.Tracing)
+	m.cfg, m.digests, m.ratio, m.paused = next, digests, ratio, !attachAny
+	m.pipe.SetMaxProcesses(next.Agent.Discovery.MaxProcesses)
+	if m.onReload != nil {
+		m.onReload(next)
+	}
+	m.met.reloads.WithLabelValues(reloadApplied).Inc()
+	m.log.Info("config reloaded", zap.String(LogKeyTrigger, trigger), zap.String(LogKeyConfig, next.Path),
+		zap.Int("rules", len(next.Agent.Discovery.Rules)), zap.Int("targets", len(next.Agent.Targets)))
+	if !attachAny {
+		m.log.Info("attaching nothing", zap.String(LogKeyReason, why))
+		m.detachAll(reasonChanged)
+		m.matched = 0
+		return
+	}
+	want, err := m.desired()
+	if err != nil {
+		m.log.Warn("config reloaded, but its targets are not running", zap.Error(err))
+		want = map[procKey]match{}
+	}
+	_ = m.reconcile(ctx, want, false)
+}
+
+// keepPipelineSettings copies into next the settings that only take effect
+// at start, returning the keys whose value the reload wanted to change.
+func keepPipelineSettings(cur Config, next *Config) []string {
+	var kept []string
+	keep := func(key string, changed bool) {
+		if changed {
+			kept = append(kept, key)
+		}
+	}
+	t, nt := cur.Tracing, &next.Tracing
+	keep("observability.tracing.exporter", !reflect.DeepEqual(t.Exporter, nt.Exporter))
+	keep("observability.tracing.resource", t.Resource != nt.Resource)
+	keep("observability.tracing.provider", t.Provider != nt.Provider)
+	nt.Exporter, nt.Resource, nt.Provider = t.Exporter, t.Resource, t.Provider
+	a, na := cur.Agent, &next.Agent
+	keep("routerscope.export", a.Export != na.Export)
+	keep("routerscope.max_span_age", a.MaxSpanAge != na.MaxSpanAge)
+	keep("routerscope.metrics", a.Metrics != na.Metrics)
+	keep("routerscope.log_level", a.LogLevel != na.LogLevel)
+	keep("routerscope.log_format", a.LogFormat != na.LogFormat)
+	keep("routerscope.watch_interval", a.WatchInterval != na.WatchInterval)
+	na.Export, na.MaxSpanAge, na.Metrics, na.LogLevel, na.LogFormat, na.WatchInterval =
+		a.Export, a.MaxSpanAge, a.Metrics, a.LogLevel, a.LogFormat, a.WatchInterval
+	return kept
+}

@@ -1,0 +1,246 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// writeConfig writes an agent config selecting executable with probeFile.
+func writeConfig(t *testing.T, path, endpoint, executable, probeFile, extra string) {
+	t.Helper()
+	body := fmt.Sprintf(`observability:
+  tracing:
+    enabled: true
+    exporter: {type: otlp, endpoint: %q, insecure: true}
+routerscope:
+  export: {batch_timeout: 10ms}
+  watch_interval: 10ms
+  discovery:
+    interval: 20ms
+    rules:
+      - name: traced
+        executable: %q
+        probes: [%q]
+%s`, endpoint, executable, probeFile, extra)
+	writeAtomic(t, path, body)
+}
+
+// writeAtomic writes and renames, as editors and ConfigMap updates do, so
+// the watcher never reads half a file.
+func writeAtomic(t *testing.T, path, body string) {
+	t.Helper()
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestReloadOnFileChange(t *testing.T) {
+	rcv := startReceiver(t)
+	dir := t.TempDir()
+	alphaPath, betaPath := filepath.Join(dir, "bin", "alpha"), filepath.Join(dir, "bin", "beta")
+	alpha, beta := startCopy(t, alphaPath), startCopy(t, betaPath)
+	probe1 := writeProbe(t, dir, "p1.yaml", "probes: [1]\n")
+	cfgPath := filepath.Join(dir, "agent.yaml")
+	writeConfig(t, cfgPath, rcv.Endpoint(), alphaPath, probe1, "")
+	cfg, err := LoadFile(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// Beta's capture is driven by the test, to hold a span open across
+	// reloads.
+	betaSrc := newChanSource()
+	engine := &capture{}
+	engine.source = func(req AttachRequest) EventSource {
+		if req.Target.PID == beta.Process.Pid {
+			return betaSrc
+		}
+		return &liveSource{pid: req.Target.PID, closed: make(chan struct{})}
+	}
+	ln := localListener(t)
+	addr := ln.Addr().String()
+	log, logs := observedLogger()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	wait := runAsync(ctx, cfg, engine.attach, log, WithMetricsListener(ln))
+	eventually(t, "alpha attached", func() bool { return engine.attachedPIDs()[alpha.Process.Pid] == 1 })
+
+	// The rule now selects beta: alpha detached, beta attached.
+	writeConfig(t, cfgPath, rcv.Endpoint(), betaPath, probe1, "")
+	eventually(t, "beta attached after the reload", func() bool { return engine.attachedPIDs()[beta.Process.Pid] == 1 })
+	eventually(t, "alpha detached", func() bool {
+		return metricValue(scrape(t, addr), "routerscope_detaches_total", "reason="+reasonUnmatched) == 1
+	})
+	if got := metricValue(scrape(t, addr), "routerscope_config_reloads_total", "result=applied"); got != 1 {
+		t.Fatalf("reloads applied %v", got)
+	}
+
+	// A request in flight in beta across the next reloads.
+	open := request(uint32(beta.Process.Pid), 7, time.Now())
+	betaSrc.ch <- open[0]
+
+	// A bad config is refused; beta stays attached, its span open.
+	writeAtomic(t, cfgPath, "routerscope:\n  discovery:\n    rules:\n      - comm: router\n        bogus: 1\n")
+	eventually(t, "bad config refused", func() bool {
+		return metricValue(scrape(t, addr), "routerscope_config_reloads_total", "result=refused") == 1
+	})
+	refused := logs.FilterMessage("config reload refused: the running config stays in effect; fix the file and save it again (or send SIGHUP)").All()
+	if len(refused) != 1 || !strings.Contains(fmt.Sprint(refused[0].ContextMap()["error"]), "routerscope.discovery.rules[0].bogus") {
+		t.Fatalf("refusal log %v", refused)
+	}
+	// A config naming a probe file that does not exist is refused too.
+	writeConfig(t, cfgPath, rcv.Endpoint(), betaPath, filepath.Join(dir, "missing.yaml"), "")
+	eventually(t, "missing probe file refused", func() bool {
+		return metricValue(scrape(t, addr), "routerscope_config_reloads_total", "result=refused") == 2
+	})
+	// Back to the good config plus an unrelated rule: beta's attachment is
+	// unchanged, so its in-flight span completes normally.
+	gamma := filepath.Join(dir, "bin", "gamma")
+	writeConfig(t, cfgPath, rcv.Endpoint(), betaPath, probe1, fmt.Sprintf("      - {name: gamma, executable: %q}\n  probes: [%q]\n", gamma, probe1))
+	eventually(t, "good config applied", func() bool {
+		return metricValue(scrape(t, addr), "routerscope_config_reloads_total", "result=applied") == 2
+	})
+	for _, ev := range open[1:] {
+		betaSrc.ch <- ev
+	}
+	spans, err := rcv.WaitForSpans(ctxTimeout(t), 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range spans {
+		if s.Status.GetMessage() != "" {
+			t.Errorf("in-flight span %s ended with %q across reloads", s.Name, s.Status.GetMessage())
+		}
+	}
+	if got := engine.attachedPIDs()[beta.Process.Pid]; got != 1 {
+		t.Fatalf("beta attached %d times; an unchanged attachment must stay", got)
+	}
+
+	// Editing the probe file re-attaches beta with the new content; the
+	// span it had open ends as detached rather than hanging.
+	betaSrc.ch <- request(uint32(beta.Process.Pid), 8, time.Now())[0]
+	writeAtomic(t, probe1, "probes: [1, 2]\n")
+	eventually(t, "beta re-attached after its probe file changed", func() bool { return engine.attachedPIDs()[beta.Process.Pid] == 2 })
+	reqs := engine.requests()
+	if last := reqs[len(reqs)-1]; last.ProbeDigest == reqs[1].ProbeDigest {
+		t.Errorf("probe digest unchanged after the probe file changed: %q", last.ProbeDigest)
+	}
+	eventually(t, "open span ended as detached", func() bool {
+		return metricValue(scrape(t, addr), "routerscope_spans_unfinished_total", "reason=detached") == 1
+	})
+	cancel()
+	if err := wait(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestReloadOnSignalKeepsPipelineSettings(t *testing.T) {
+	rcv := startReceiver(t)
+	dir := t.TempDir()
+	alphaPath := filepath.Join(dir, "bin", "alpha")
+	alpha := startCopy(t, alphaPath)
+	cfg := discoveryConfig(t, rcv.Endpoint(), dir, filepath.Join(dir, "bin", "nothing"))
+	cfg.Agent.WatchInterval = 0
+	var mu sync.Mutex
+	next := cfg
+	loads := 0
+	load := func() (Config, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		loads++
+		return next, nil
+	}
+	hup := make(chan os.Signal, 1)
+	engine := &capture{}
+	log, logs := observedLogger()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	wait := runAsync(ctx, cfg, engine.attach, log, WithReload(load), WithReloadSignal(hup))
+
+	mu.Lock()
+	next.Agent.Discovery = Discovery{Interval: 20 * time.Millisecond, RetryInterval: time.Second, MaxProcesses: 4,
+		Rules: []Rule{{Name: "alpha", Selector: Selector{Executable: alphaPath}}}}
+	next.Tracing.Exporter.Endpoint = "elsewhere:4317"
+	next.Tracing.Sampling = Sampling{Type: SamplingProbabilistic, Rate: 0.5}
+	if err := next.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	mu.Unlock()
+	hup <- os.Interrupt // any value: the channel is the signal
+	eventually(t, "alpha attached after SIGHUP", func() bool { return engine.attachedPIDs()[alpha.Process.Pid] == 1 })
+	if r := engine.requests()[0]; r.SampleRatio != 0.5 || r.Rule != "alpha" {
+		t.Fatalf("request after reload %+v", r)
+	}
+	kept := logs.FilterMessage("config reload: these settings need a restart and keep their running values").All()
+	if len(kept) != 1 || fmt.Sprint(kept[0].ContextMap()["keys"]) != "[observability.tracing.exporter]" {
+		t.Fatalf("kept settings log %v", kept)
+	}
+	// Spans still go to the running exporter's endpoint.
+	if _, err := rcv.WaitForSpans(ctxTimeout(t), 2); err != nil {
+		t.Fatal(err)
+	}
+	// always_off on reload detaches everything.
+	mu.Lock()
+	next.Tracing.Sampling = Sampling{Type: SamplingAlwaysOff}
+	mu.Unlock()
+	hup <- os.Interrupt
+	eventually(t, "detached by always_off", func() bool {
+		return logs.FilterMessage("detached").Len() == 1
+	})
+	// Several scans later it is still detached.
+	time.Sleep(200 * time.Millisecond)
+	if got := engine.attachedPIDs()[alpha.Process.Pid]; got != 1 {
+		t.Fatalf("attached %d times after always_off", got)
+	}
+	cancel()
+	if err := wait(); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if loads != 2 {
+		t.Fatalf("loaded %d times, want 2", loads)
+	}
+}
+
+func TestDiscoveryStartsIdleWhenDisabledAndReloadTurnsItOn(t *testing.T) {
+	rcv := startReceiver(t)
+	dir := t.TempDir()
+	routerPath := filepath.Join(dir, "bin", "router")
+	p := startCopy(t, routerPath)
+	cfg := discoveryConfig(t, rcv.Endpoint(), dir, routerPath)
+	cfg.Tracing.Enabled = false
+	next := cfg
+	next.Tracing.Enabled = true
+	hup := make(chan os.Signal, 1)
+	engine := &capture{}
+	ln := localListener(t)
+	log, logs := observedLogger()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	wait := runAsync(ctx, cfg, engine.attach, log, WithMetricsListener(ln),
+		WithReload(func() (Config, error) { return next, nil }), WithReloadSignal(hup))
+	// Idle but up: the metrics answer, and nothing is attached.
+	eventually(t, "metrics served while idle", func() bool {
+		return metricValue(scrape(t, ln.Addr().String()), "routerscope_processes_attached") == 0
+	})
+	if logs.FilterMessage("attaching nothing").Len() != 1 || len(engine.requests()) != 0 {
+		t.Fatalf("attached %v while disabled", engine.requests())
+	}
+	hup <- os.Interrupt
+	eventually(t, "attached once enabled", func() bool { return engine.attachedPIDs()[p.Process.Pid] == 1 })
+	cancel()
+	if err := wait(); err != nil {
+		t.Fatal(err)
+	}
+}
