@@ -61,7 +61,10 @@ func runAgent(args []string) error {
 // attachProbes resolves the request's probe files against its target and
 // attaches them.
 func attachProbes(req agent.AttachRequest, place probes.Placement, statsPath string) (agent.EventSource, error) {
-	path := req.Target.Binary
+	path := req.Executable
+	if path == "" {
+		path = req.Target.Binary
+	}
 	if path == "" {
 		var err error
 		if path, err = probes.ExePath(req.Target.PID); err != nil {
@@ -87,9 +90,8 @@ func attachProbes(req agent.AttachRequest, place probes.Placement, statsPath str
 	}
 	opts := probes.DefaultOptions()
 	opts.Placement = place
-	if req.SampleRatio < 1 {
-		opts.SampleRatio = probes.Ratio(req.SampleRatio)
-	}
+	opts.SampleRatio = probes.Ratio(req.SampleRatio) // as routerscope run does
+
 	tr, err := probes.Attach(prog, req.Target.PID, opts)
 	if err != nil {
 		return nil, err
