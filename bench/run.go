@@ -203,7 +203,7 @@ func readStats(path string) (probes.Stats, error) {
 
 // load sends warmup then measured requests.
 func load(ctx context.Context, url string, warmup, requests, conc int, seed uint64) (loadgen.Result, time.Duration, error) {
-	mix, err := loadgen.NewMix(loadgen.DefaultShares, seed)
+	mix, err := loadgen.NewMix(loadgen.DefaultShares(), seed)
 	if err != nil {
 		return loadgen.Result{}, 0, err
 	}

@@ -31,7 +31,7 @@ func run() error {
 	seed := flag.Uint64("seed", 1, "seed of the request mix")
 	flag.Parse()
 
-	mix, err := loadgen.NewMix(loadgen.DefaultShares, *seed)
+	mix, err := loadgen.NewMix(loadgen.DefaultShares(), *seed)
 	if err != nil {
 		return err
 	}

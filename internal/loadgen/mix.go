@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
+	"slices"
 	"strings"
 )
 
@@ -31,12 +32,14 @@ type Share struct {
 	Weight int
 }
 
-// DefaultShares is a realistic mix: mostly forwarded questions across
+// DefaultShares returns a realistic mix: mostly forwarded questions across
 // categories, one request in ten a repeat served from the semantic cache,
 // a few blocked ones and some streaming.
-var DefaultShares = []Share{
-	{KindMath, 20}, {KindCode, 20}, {KindScience, 15}, {KindGeneral, 15},
-	{KindStream, 10}, {KindCacheHit, 10}, {KindPII, 5}, {KindJailbreak, 5},
+func DefaultShares() []Share {
+	return []Share{
+		{KindMath, 20}, {KindCode, 20}, {KindScience, 15}, {KindGeneral, 15},
+		{KindStream, 10}, {KindCacheHit, 10}, {KindPII, 5}, {KindJailbreak, 5},
+	}
 }
 
 // Request is one prepared HTTP request.
@@ -52,7 +55,7 @@ type Request struct {
 // hit once the first of them has been answered.
 type Mix struct {
 	rng    *rand.Rand
-	shares []Share
+	shares []Share // a copy: the caller's slice may change
 	total  int
 	seq    int
 }
@@ -74,7 +77,7 @@ func NewMix(shares []Share, seed uint64) (*Mix, error) {
 	if total == 0 {
 		return nil, fmt.Errorf("mix: no share with a positive weight")
 	}
-	return &Mix{rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)), shares: shares, total: total}, nil
+	return &Mix{rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)), shares: slices.Clone(shares), total: total}, nil
 }
 
 // Next returns the next request. A Mix is not safe for concurrent use.

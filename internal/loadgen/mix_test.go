@@ -8,11 +8,11 @@ import (
 )
 
 func TestMixIsReproducible(t *testing.T) {
-	a, err := NewMix(DefaultShares, 7)
+	a, err := NewMix(DefaultShares(), 7)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, _ := NewMix(DefaultShares, 7)
+	b, _ := NewMix(DefaultShares(), 7)
 	for i := range 200 {
 		ra, rb := a.Next(), b.Next()
 		if ra.Kind != rb.Kind || string(ra.Body) != string(rb.Body) {
@@ -22,7 +22,7 @@ func TestMixIsReproducible(t *testing.T) {
 }
 
 func TestMixShares(t *testing.T) {
-	m, err := NewMix(DefaultShares, 3)
+	m, err := NewMix(DefaultShares(), 3)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -32,10 +32,10 @@ func TestMixShares(t *testing.T) {
 		counts[m.Next().Kind]++
 	}
 	total := 0
-	for _, s := range DefaultShares {
+	for _, s := range DefaultShares() {
 		total += s.Weight
 	}
-	for _, s := range DefaultShares {
+	for _, s := range DefaultShares() {
 		want := float64(s.Weight) / float64(total)
 		got := float64(counts[s.Kind]) / n
 		if math.Abs(got-want) > 0.015 {

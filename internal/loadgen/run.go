@@ -28,7 +28,7 @@ type Config struct {
 	Warmup int
 	// Concurrency is the number of requests in flight (one worker each).
 	Concurrency int
-	// Mix draws the requests; nil means DefaultShares with seed 1.
+	// Mix draws the requests; nil means DefaultShares() with seed 1.
 	Mix *Mix
 	// Client sends the requests; nil means a client keeping Concurrency
 	// idle connections so every worker reuses its own.
@@ -71,7 +71,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	mix := cfg.Mix
 	if mix == nil {
 		var err error
-		if mix, err = NewMix(DefaultShares, 1); err != nil {
+		if mix, err = NewMix(DefaultShares(), 1); err != nil {
 			return Result{}, err
 		}
 	}

@@ -46,7 +46,7 @@ func TestRunCountsAndConcurrency(t *testing.T) {
 	}))
 	defer srv.Close()
 
-	mix, _ := NewMix(DefaultShares, 11)
+	mix, _ := NewMix(DefaultShares(), 11)
 	res, err := Run(context.Background(), Config{URL: srv.URL, Requests: 300, Warmup: 50, Concurrency: 4, Mix: mix})
 	if err != nil {
 		t.Fatal(err)
