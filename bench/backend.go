@@ -74,12 +74,15 @@ func startServers(p params, bins binaries, lat time.Duration) (*servers, error) 
 type acc struct {
 	lat      *loadgen.Histogram
 	roundP50 []time.Duration
-	elapsed  time.Duration
-	errors   int
-	cacheHit int
-	agent    *AgentRow
-	spans    uint64
-	loadTime time.Duration
+	// roundCPU is the server's CPU time per measured request, per round.
+	roundCPU  []time.Duration
+	serverCPU time.Duration
+	elapsed   time.Duration
+	errors    int
+	cacheHit  int
+	agent     *AgentRow
+	spans     uint64
+	loadTime  time.Duration
 }
 
 // benchBackend runs every setup, interleaved over the rounds, at one
@@ -99,7 +102,7 @@ func benchBackend(ctx context.Context, p params, bins binaries, i int, lat time.
 	logf("backend %v: prefilling the semantic caches with %d requests", lat, p.prefil)
 	for _, url := range []string{srv.routerURL, srv.otelURL} {
 		seed++
-		if _, _, err := load(ctx, url, 0, p.prefil, max(p.concurrency[i], 4), seed); err != nil {
+		if _, err := load(ctx, url, 0, p.prefil, max(p.concurrency[i], 4), seed, 0); err != nil {
 			return blk, fmt.Errorf("prefill %s: %w", url, err)
 		}
 	}
@@ -121,20 +124,22 @@ func benchBackend(ctx context.Context, p params, bins binaries, i int, lat time.
 			seed++
 			logf("backend %v round %d/%d: %s", lat, r+1, p.rounds, s.name)
 			a := &accs[k]
-			var res loadgen.Result
+			var l loaded
 			switch {
 			case s.otel:
-				var warm time.Duration
-				res, warm, err = load(ctx, srv.otelURL, p.warmup, p.requests[i], p.concurrency[i], seed)
-				otelLoad += warm + res.Elapsed
+				l, err = load(ctx, srv.otelURL, p.warmup, p.requests[i], p.concurrency[i], seed, srv.otel.pid())
+				otelLoad += l.warm + l.res.Elapsed
 			case s.sampling == "":
-				res, _, err = load(ctx, srv.routerURL, p.warmup, p.requests[i], p.concurrency[i], seed)
+				l, err = load(ctx, srv.routerURL, p.warmup, p.requests[i], p.concurrency[i], seed, srv.router.pid())
 			default:
-				res, err = agentRun(ctx, p, bins, srv, funcs, s, i, seed, a)
+				l, err = agentRun(ctx, p, bins, srv, funcs, s, i, seed, a)
 			}
 			if err != nil {
 				return blk, fmt.Errorf("%s at %v: %w", s.name, lat, err)
 			}
+			res := l.res
+			a.roundCPU = append(a.roundCPU, l.serverCPU/time.Duration(max(res.Latency.Count(), 1)))
+			a.serverCPU += l.serverCPU
 			a.lat.Merge(res.Latency)
 			a.roundP50 = append(a.roundP50, res.Latency.Quantile(0.5))
 			a.elapsed += res.Elapsed
@@ -149,8 +154,11 @@ func benchBackend(ctx context.Context, p params, bins binaries, i int, lat time.
 	otelSpans := srv.otelSink.spans.Load() - otelSpans0
 	for k, s := range setups {
 		a := &accs[k]
-		row := Row{Name: s.name, P50: a.lat.Quantile(0.5), RoundP50: a.roundP50, P99: a.lat.Quantile(0.99), Mean: a.lat.Mean(),
+		row := Row{Name: s.name, P50: a.lat.Quantile(0.5), RoundP50: a.roundP50, RoundCPU: a.roundCPU, P99: a.lat.Quantile(0.99), Mean: a.lat.Mean(),
 			Requests: a.lat.Count(), Errors: a.errors, CacheHits: a.cacheHit, Agent: a.agent}
+		if n := a.lat.Count(); n > 0 {
+			row.ServerCPU = a.serverCPU / time.Duration(n)
+		}
 		if a.elapsed > 0 {
 			row.Throughput = float64(a.lat.Count()) / a.elapsed.Seconds()
 		}
@@ -167,11 +175,11 @@ func benchBackend(ctx context.Context, p params, bins binaries, i int, lat time.
 
 // agentRun attaches an agent to the router, sends the load, stops the
 // agent and adds its figures to a.
-func agentRun(ctx context.Context, p params, bins binaries, srv *servers, funcs map[string]*probes.Function, s setup, i int, seed uint64, a *acc) (loadgen.Result, error) {
+func agentRun(ctx context.Context, p params, bins binaries, srv *servers, funcs map[string]*probes.Function, s setup, i int, seed uint64, a *acc) (loaded, error) {
 	logs := filepath.Join(p.out, "logs")
 	cfg, err := writeAgentConfig(logs, srv.agentSink.endpoint(), p.probes, s)
 	if err != nil {
-		return loadgen.Result{}, err
+		return loaded{}, err
 	}
 	statsPath := filepath.Join(logs, "tracer-stats.json")
 	_ = os.Remove(statsPath)
@@ -180,16 +188,16 @@ func agentRun(ctx context.Context, p params, bins binaries, srv *servers, funcs 
 	ag, err := start(logs, name, bins.self, "agent", "--pid", fmt.Sprint(srv.router.pid()), "--config", cfg,
 		"--placement", s.placement, "--stats", statsPath)
 	if err != nil {
-		return loadgen.Result{}, err
+		return loaded{}, err
 	}
 	defer ag.stop(30 * time.Second)
 	attached := s.sampling != "always_off"
 	if attached {
 		if err := ag.waitLog(ctx, `"msg":"attached"`, 60*time.Second); err != nil {
-			return loadgen.Result{}, err
+			return loaded{}, err
 		}
 	} else if err := ag.waitLog(ctx, `"msg":"attaching nothing"`, 60*time.Second); err != nil {
-		return loadgen.Result{}, err
+		return loaded{}, err
 	}
 	if a.agent == nil {
 		a.agent = &AgentRow{Attached: attached}
@@ -199,14 +207,14 @@ func agentRun(ctx context.Context, p params, bins binaries, srv *servers, funcs 
 	var runs0 progRun
 	if attached {
 		if cpu0, err = cpuTime(ag.pid()); err != nil {
-			return loadgen.Result{}, err
+			return loaded{}, err
 		}
 		if runs0, err = captureRuns(since); err != nil {
-			return loadgen.Result{}, err
+			return loaded{}, err
 		}
 	}
 	spans0 := srv.agentSink.spans.Load()
-	res, warm, err := load(ctx, srv.routerURL, p.warmup, p.requests[i], p.concurrency[i], seed)
+	res, err := load(ctx, srv.routerURL, p.warmup, p.requests[i], p.concurrency[i], seed, srv.router.pid())
 	if err != nil {
 		return res, err
 	}
@@ -272,7 +280,7 @@ func agentRun(ctx context.Context, p params, bins binaries, srv *servers, funcs 
 		row.Spans += ps.Entries
 	}
 	a.spans += srv.agentSink.spans.Load() - spans0
-	a.loadTime += warm + res.Elapsed
+	a.loadTime += res.warm + res.res.Elapsed
 	return res, nil
 }
 

@@ -39,6 +39,13 @@ func TestProcFigures(t *testing.T) {
 	if err != nil || rss == 0 {
 		t.Fatalf("peak RSS %d, %v", rss, err)
 	}
+	ns, err := threadsCPU(os.Getpid())
+	if err != nil || ns <= 0 {
+		t.Fatalf("threadsCPU = %v, %v", ns, err)
+	}
+	if _, err := threadsCPU(-1); err == nil {
+		t.Fatal("threadsCPU of pid -1 gave no error")
+	}
 	if _, err := cpuTime(-1); err == nil {
 		t.Fatal("cpuTime of pid -1 gave no error")
 	}

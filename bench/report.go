@@ -40,7 +40,13 @@ type Row struct {
 	P50, P99, Mean time.Duration
 	// RoundP50 is the p50 of each round, in the order run, to show the
 	// noise between rounds.
-	RoundP50                    []time.Duration
+	RoundP50 []time.Duration
+	// ServerCPU is the serving process's CPU time (all threads) per
+	// measured request, RoundCPU the same per round. The kernel's uprobe
+	// handling and the eBPF programs run in the traced process's context,
+	// so they show here; other processes' load barely does.
+	ServerCPU                   time.Duration
+	RoundCPU                    []time.Duration
 	Throughput                  float64
 	Requests, Errors, CacheHits int
 	// Agent is set for the agent setups.
@@ -133,6 +139,20 @@ func floorPerRequestUs(a *AgentRow, fl Floor) float64 {
 	return ns / 1e3
 }
 
+// pairedMedian is the median over rounds of a[r] - b[r], over the rounds
+// both have: differences within a round cancel what the machine did then.
+func pairedMedian(a, b []time.Duration) time.Duration {
+	n := min(len(a), len(b))
+	if n == 0 {
+		return 0
+	}
+	d := make([]float64, n)
+	for r := range n {
+		d[r] = float64(a[r] - b[r])
+	}
+	return time.Duration(median(d))
+}
+
 // render writes the report as Markdown.
 func render(r *Report) string {
 	var b strings.Builder
@@ -149,28 +169,31 @@ func render(r *Report) string {
 		base := blk.Rows[0]
 		w("## Fake model latency %v: %d measured requests per run x %d rounds, concurrency %d, %d warm-up requests per run\n\n",
 			blk.Backend, blk.Requests, r.Rounds, blk.Concurrency, r.Warmup)
-		w("| setup | p50 ms | p99 ms | mean ms | req/s | added p50 us | added mean us | p50 overhead | p50 per round ms | errors | cache hits |\n")
-		w("|---|---|---|---|---|---|---|---|---|---|---|\n")
+		w("| setup | p50 ms | p99 ms | mean ms | req/s | added p50 us | p50 overhead | added mean us | server CPU us/req | added server CPU us/req | p50 per round ms | errors | cache hits |\n")
+		w("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 		for i, row := range blk.Rows {
-			addP50, addMean, pct := "-", "-", "-"
+			addP50, addMean, pct, addCPU := "-", "-", "-", "-"
 			if i > 0 {
-				addP50, addMean = signed(us(row.P50-base.P50)), signed(us(row.Mean-base.Mean))
+				d := pairedMedian(row.RoundP50, base.RoundP50)
+				addP50, addMean = signed(us(d)), signed(us(row.Mean-base.Mean))
+				addCPU = signed(us(pairedMedian(row.RoundCPU, base.RoundCPU)))
 				if base.P50 > 0 {
-					pct = fmt.Sprintf("%+.2f%%", 100*float64(row.P50-base.P50)/float64(base.P50))
+					pct = fmt.Sprintf("%+.2f%%", 100*float64(d)/float64(base.P50))
 				}
 			}
 			rounds := make([]string, len(row.RoundP50))
 			for k, d := range row.RoundP50 {
 				rounds[k] = ms(d)
 			}
-			w("| %s | %s | %s | %s | %.0f | %s | %s | %s | %s | %d | %d |\n", row.Name, ms(row.P50), ms(row.P99), ms(row.Mean),
-				row.Throughput, addP50, addMean, pct, strings.Join(rounds, " "), row.Errors, row.CacheHits)
+			w("| %s | %s | %s | %s | %.0f | %s | %s | %s | %.0f | %s | %s | %d | %d |\n", row.Name, ms(row.P50), ms(row.P99), ms(row.Mean),
+				row.Throughput, addP50, pct, addMean, us(row.ServerCPU), addCPU, strings.Join(rounds, " "), row.Errors, row.CacheHits)
 		}
 		w("\n")
-		w("| setup | spans/req | uprobe hits/req emulated | single-stepped | floor us/req | eBPF programs us/req | added mean us | ratio added/floor | us per span | agent CPU us/req | agent peak RSS MiB | spans/s exported | dropped | lost events | detach s |\n")
-		w("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+		w("| setup | spans/req | uprobe hits/req emulated | single-stepped | floor us/req | eBPF programs us/req | added p50 us | added server CPU us/req | ratio added p50/floor | ratio added CPU/floor | server CPU us per span | agent CPU us/req | agent peak RSS MiB | spans/s exported | dropped | lost events | detach s |\n")
+		w("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 		for _, row := range blk.Rows[1:] {
-			added := us(row.Mean - base.Mean)
+			added := us(pairedMedian(row.RoundP50, base.RoundP50))
+			addedCPU := us(pairedMedian(row.RoundCPU, base.RoundCPU))
 			spansPerSec := "-"
 			if row.LoadTime > 0 {
 				spansPerSec = fmt.Sprintf("%.0f", float64(row.SpansExported)/row.LoadTime.Seconds())
@@ -178,21 +201,22 @@ func render(r *Report) string {
 			a := row.Agent
 			switch {
 			case a == nil:
-				w("| %s | - | 0 | 0 | 0 | 0 | %s | - | - | - | - | %s | - | - | - |\n", row.Name, signed(added), spansPerSec)
+				w("| %s | - | 0 | 0 | 0 | 0 | %s | %s | - | - | - | - | - | %s | - | - | - |\n", row.Name, signed(added), signed(addedCPU), spansPerSec)
 			case !a.Attached:
-				w("| %s | 0 | 0 | 0 | 0 | 0 | %s | - | - | 0 (attaches nothing) | - | 0 | 0 | 0 | - |\n", row.Name, signed(added))
+				w("| %s | 0 | 0 | 0 | 0 | 0 | %s | %s | - | - | - | 0 (attaches nothing) | - | 0 | 0 | 0 | - |\n", row.Name, signed(added), signed(addedCPU))
 			default:
 				floor := floorPerRequestUs(a, r.Floor)
-				ratio, perSpan := "-", "-"
+				ratio, ratioCPU, perSpan := "-", "-", "-"
 				if floor > 0 {
 					ratio = fmt.Sprintf("%.2f", added/floor)
+					ratioCPU = fmt.Sprintf("%.2f", addedCPU/floor)
 				}
 				if sp := perReq(a.Spans, a.Requests); sp > 0 {
-					perSpan = fmt.Sprintf("%.1f", added/sp)
+					perSpan = fmt.Sprintf("%.1f", addedCPU/sp)
 				}
-				w("| %s | %.2f | %.2f | %.2f | %.0f | %.0f | %s | %s | %s | %.0f | %.1f | %s | %d | %d | %.1f |\n", row.Name,
+				w("| %s | %.2f | %.2f | %.2f | %.0f | %.0f | %s | %s | %s | %s | %s | %.0f | %.1f | %s | %d | %d | %.1f |\n", row.Name,
 					perReq(a.Spans, a.Requests), perReq(a.EntryEmulated, a.Requests), perReq(a.EntryStepped+a.Returns, a.Requests),
-					floor, us(a.BPF.Runtime)/float64(max(a.Requests, 1)), signed(added), ratio, perSpan, us(a.CPU)/float64(max(a.Requests, 1)), float64(a.PeakRSS)/(1<<20),
+					floor, us(a.BPF.Runtime)/float64(max(a.Requests, 1)), signed(added), signed(addedCPU), ratio, ratioCPU, perSpan, us(a.CPU)/float64(max(a.Requests, 1)), float64(a.PeakRSS)/(1<<20),
 					spansPerSec, a.Counters.Dropped, a.Counters.Lost, a.Detach.Seconds()/float64(max(a.Runs, 1)))
 			}
 		}
@@ -211,9 +235,10 @@ func render(r *Report) string {
 		renderStress(&b, s)
 	}
 	w("## How to read this\n\n")
-	w("- *added* is the setup's latency minus the router alone's, in the same rounds; at 0 ms and concurrency 1 the added mean is the time added to each request. The per-round p50s show the machine's noise: differences smaller than their spread are not measured effects.\n")
+	w("- *added p50* is the median over rounds of (the setup's p50 - the router alone's p50 in the same round); *added mean* compares the pooled means. The per-round p50s show the machine's noise: latency differences smaller than their spread are not measured effects.\n")
+	w("- *server CPU* is the serving process's CPU time (all threads, /proc/PID/task/*/schedstat) per measured request; *added* is the median over rounds of the per-round difference with the router alone. The traps and the eBPF programs run in the router's context, so this is the agent's cost inside the router, little disturbed by the other processes; the agent's own CPU is separate.\n")
 	w("- the machine's cores are shared by the load generator, the router, the fake model server and the agent: the agent's CPU per request competes with the router's, which is part of the added time beyond the floor and the eBPF programs.\n")
-	w("- *floor us/req* is hits per request x the bare cost of their kind above; *ratio* is added mean / floor (1.0: the agent adds nothing beyond the kernel traps).\n")
+	w("- *floor us/req* is hits per request x the bare cost of their kind above; the *ratios* divide the added p50 and the added server CPU by it (1.0: the agent adds nothing beyond the kernel traps).\n")
 	w("- *eBPF programs us/req* is the capture programs' own run time (kernel bpf_stats, enabled for the agent runs), inside the added time but not in the floor.\n")
 	w("- uprobe hits come from the kernel counters (every entry and RET, sampled or not); the uprobes on runtime.newproc1 (goroutine hand-off) are not counted.\n")
 	w("- *naive placement* puts the entry uprobe on the symbol's first instruction (the stack check's CMP, single-stepped) instead of the PUSH after it (emulated).\n")

@@ -16,15 +16,19 @@ func sampleReport() *Report {
 		Blocks: []Block{{
 			Backend: 15 * time.Millisecond, Requests: 600, Concurrency: 4,
 			Rows: []Row{
-				{Name: "router alone", RoundP50: []time.Duration{17 * time.Millisecond, 17100 * time.Microsecond}, P50: 17 * time.Millisecond, P99: 22 * time.Millisecond, Mean: 15 * time.Millisecond, Throughput: 250, Requests: 1800},
-				{Name: "agent always_on", P50: 17170 * time.Microsecond, P99: 23 * time.Millisecond, Mean: 15100 * time.Microsecond, Throughput: 248, Requests: 1800,
+				{Name: "router alone", RoundP50: []time.Duration{17 * time.Millisecond, 17100 * time.Microsecond},
+					ServerCPU: 2 * time.Millisecond, RoundCPU: []time.Duration{2 * time.Millisecond, 2 * time.Millisecond}, P50: 17 * time.Millisecond, P99: 22 * time.Millisecond, Mean: 15 * time.Millisecond, Throughput: 250, Requests: 1800},
+				{Name: "agent always_on", RoundP50: []time.Duration{17150 * time.Microsecond, 17290 * time.Microsecond},
+					ServerCPU: 2090 * time.Microsecond, RoundCPU: []time.Duration{2080 * time.Microsecond, 2100 * time.Microsecond}, P50: 17170 * time.Microsecond, P99: 23 * time.Millisecond, Mean: 15100 * time.Microsecond, Throughput: 248, Requests: 1800,
 					Agent: &AgentRow{Attached: true, Requests: 2000, CPU: 400 * time.Millisecond, PeakRSS: 48 << 20,
 						EntryEmulated: 16000, EntryStepped: 0, Returns: 16000, Spans: 16000,
 						BPF: progRun{Runtime: 40 * time.Millisecond, Runs: 32000}, Detach: 9 * time.Second, Runs: 2, Counters: agentCounters{Dropped: 3, Lost: 2}},
 					SpansExported: 16000, LoadTime: 8 * time.Second},
-				{Name: "agent always_off", P50: 17 * time.Millisecond, P99: 22 * time.Millisecond, Mean: 15 * time.Millisecond, Throughput: 250,
+				{Name: "agent always_off", RoundP50: []time.Duration{17 * time.Millisecond, 17100 * time.Microsecond},
+					RoundCPU: []time.Duration{2 * time.Millisecond, 2 * time.Millisecond}, P50: 17 * time.Millisecond, P99: 22 * time.Millisecond, Mean: 15 * time.Millisecond, Throughput: 250,
 					Agent: &AgentRow{Attached: false}},
-				{Name: "in-process OTel SDK", P50: 17340 * time.Microsecond, P99: 22 * time.Millisecond, Mean: 15200 * time.Microsecond, Throughput: 249,
+				{Name: "in-process OTel SDK", RoundP50: []time.Duration{17300 * time.Microsecond, 17300 * time.Microsecond},
+					RoundCPU: []time.Duration{2200 * time.Microsecond, 2300 * time.Microsecond}, P50: 17340 * time.Microsecond, P99: 22 * time.Millisecond, Mean: 15200 * time.Microsecond, Throughput: 249,
 					SpansExported: 16000, LoadTime: 4 * time.Second},
 			},
 		}},
@@ -41,17 +45,19 @@ func TestRenderFigures(t *testing.T) {
 		"| 2026-11-25 14:00 UTC | Test CPU 9000, 2 cores | 6.1.0-test | go1.26 | 3 (interleaved) | 5m0s |",
 		"## Fake model latency 15ms: 600 measured requests per run x 3 rounds, concurrency 4, 100 warm-up requests per run",
 		// Baseline: no deltas.
-		"| router alone | 17.00 | 22.00 | 15.00 | 250 | - | - | - | 17.00 17.10 | 0 | 0 |",
-		// +170 us at p50 is +1.00%; +100 us mean.
-		"| agent always_on | 17.17 | 23.00 | 15.10 | 248 | +170 | +100 | +1.00% |  | 0 | 0 |",
+		"| router alone | 17.00 | 22.00 | 15.00 | 250 | - | - | - | 2000 | - | 17.00 17.10 | 0 | 0 |",
+		// Paired p50 differences 150 and 190 us: median 170 us, 1.00% of
+		// 17 ms; pooled means +100 us; CPU 2.09 ms/req, differences 80 and
+		// 100 us: median 90.
+		"| agent always_on | 17.17 | 23.00 | 15.10 | 248 | +170 | +1.00% | +100 | 2090 | +90 | 17.15 17.29 | 0 | 0 |",
 		// 8 spans/req; 8 emulated + 8 stepped hits/req; floor 8*1 + 8*11 = 96 us;
-		// programs 40 ms / 2000 = 20 us/req; ratio 100/96 = 1.04; 100/8 =
-		// 12.5 us per span; 400 ms / 2000 = 200 us CPU per request; 48 MiB;
-		// 16000 spans / 8 s; dropped 3; lost 2.
-		// 9 s of detach over 2 runs.
-		"| agent always_on | 8.00 | 8.00 | 8.00 | 96 | 20 | +100 | 1.04 | 12.5 | 200 | 48.0 | 2000 | 3 | 2 | 4.5 |",
-		"| agent always_off | 0 | 0 | 0 | 0 | 0 | +0 | - | - | 0 (attaches nothing) | - | 0 | 0 | 0 | - |",
-		"| in-process OTel SDK | - | 0 | 0 | 0 | 0 | +200 | - | - | - | - | 4000 | - | - | - |",
+		// programs 40 ms / 2000 = 20 us/req; ratios 170/96 = 1.77 and
+		// 90/96 = 0.94; 90/8 = 11.2 us of server CPU per span; 400 ms / 2000
+		// = 200 us agent CPU per request; 48 MiB; 16000 spans / 8 s;
+		// dropped 3; lost 2; 9 s of detach over 2 runs.
+		"| agent always_on | 8.00 | 8.00 | 8.00 | 96 | 20 | +170 | +90 | 1.77 | 0.94 | 11.2 | 200 | 48.0 | 2000 | 3 | 2 | 4.5 |",
+		"| agent always_off | 0 | 0 | 0 | 0 | 0 | +0 | +0 | - | - | - | 0 (attaches nothing) | - | 0 | 0 | 0 | - |",
+		"| in-process OTel SDK | - | 0 | 0 | 0 | 0 | +250 | +250 | - | - | - | - | - | 4000 | - | - | - |",
 		"| PUSH BP after the stack check | emulated | 1000 |",
 		"| CMP SP, 16(R14) at the symbol | single-stepped | 15000 |",
 		"| RET | single-stepped | 11000 |",
@@ -97,5 +103,22 @@ func TestFloorPerRequest(t *testing.T) {
 	}
 	if got := floorPerRequestUs(&AgentRow{}, fl); got != 0 {
 		t.Fatalf("floor with no requests = %v, want 0", got)
+	}
+}
+
+func TestPairedMedian(t *testing.T) {
+	ms := func(v ...int) []time.Duration {
+		out := make([]time.Duration, len(v))
+		for i, x := range v {
+			out[i] = time.Duration(x) * time.Millisecond
+		}
+		return out
+	}
+	// Round differences 1, 5, 2 (the extra round of a is ignored): median 2.
+	if got := pairedMedian(ms(11, 25, 32, 99), ms(10, 20, 30)); got != 2*time.Millisecond {
+		t.Fatalf("pairedMedian = %v, want 2ms", got)
+	}
+	if got := pairedMedian(nil, ms(1)); got != 0 {
+		t.Fatalf("pairedMedian of nothing = %v", got)
 	}
 }

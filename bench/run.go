@@ -201,20 +201,45 @@ func readStats(path string) (probes.Stats, error) {
 	return st, json.Unmarshal(data, &st)
 }
 
-// load sends warmup then measured requests.
-func load(ctx context.Context, url string, warmup, requests, conc int, seed uint64) (loadgen.Result, time.Duration, error) {
+// loaded is one run's load.
+type loaded struct {
+	res loadgen.Result
+	// warm is the warm-up's wall time.
+	warm time.Duration
+	// serverCPU is the server's CPU time during the measured requests.
+	serverCPU time.Duration
+}
+
+// load sends warmup then measured requests, reading the CPU time of the
+// server process serverPID (0: none) around the measured ones.
+func load(ctx context.Context, url string, warmup, requests, conc int, seed uint64, serverPID int) (loaded, error) {
+	var l loaded
 	mix, err := loadgen.NewMix(loadgen.DefaultShares(), seed)
 	if err != nil {
-		return loadgen.Result{}, 0, err
+		return l, err
 	}
-	var warm time.Duration
 	if warmup > 0 {
 		w, err := loadgen.Run(ctx, loadgen.Config{URL: url, Requests: warmup, Concurrency: conc, Mix: mix})
 		if err != nil {
-			return loadgen.Result{}, 0, err
+			return l, err
 		}
-		warm = w.Elapsed
+		l.warm = w.Elapsed
 	}
-	res, err := loadgen.Run(ctx, loadgen.Config{URL: url, Requests: requests, Concurrency: conc, Mix: mix})
-	return res, warm, err
+	var cpu0 time.Duration
+	if serverPID != 0 {
+		if cpu0, err = threadsCPU(serverPID); err != nil {
+			return l, err
+		}
+	}
+	if l.res, err = loadgen.Run(ctx, loadgen.Config{URL: url, Requests: requests, Concurrency: conc, Mix: mix}); err != nil {
+		return l, err
+	}
+	if serverPID != 0 {
+		cpu1, err := threadsCPU(serverPID)
+		if err != nil {
+			return l, err
+		}
+		l.serverCPU = cpu1 - cpu0
+	}
+	return l, nil
 }
