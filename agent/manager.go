@@ -233,6 +233,7 @@ func (m *manager) attachOne(ctx context.Context, w match) error {
 		zap.String(LogKeyExecutable, p.Exe), zap.String(LogKeyBuildID, req.BuildID), zap.Strings(LogKeyProbes, w.probes),
 		zap.String(LogKeyExporter, m.cfg.Tracing.Exporter.Type), zap.String(LogKeySampling, m.cfg.Tracing.Sampling.Type),
 		zap.Float64(LogKeyRatio, m.ratio))
+	logPropagation(m.log, req.Target, src)
 	m.readers.Go(func() { m.read(rctx, a) })
 	return nil
 }

@@ -568,6 +568,10 @@ static __always_inline struct span_stack *stack_of(__u64 g)
 	return bpf_map_lookup_elem(&stacks, &g);
 }
 
+// W3C trace context: extraction (take_remote_parent) and the capture side
+// of injection; kept apart so the generic programs stay readable.
+#include "propagation.h"
+
 // open_span opens a span for probe id and reads its entry values.
 static __always_inline int open_span(struct pt_regs *ctx, __u32 id)
 {
@@ -603,9 +607,13 @@ static __always_inline int open_span(struct pt_regs *ctx, __u32 id)
 			// say) is on its own from now on.
 			if (in)
 				bpf_map_delete_elem(&inherit, &g);
-			ne.trace_hi = rand64();
-			ne.trace_lo = rand64();
-			ne.flags = sampled_root(ne.trace_lo) ? FLAG_SAMPLED : 0;
+			// A root: it joins the caller's trace when the request
+			// carried a valid traceparent (propagation.h).
+			if (!take_remote_parent(g, &ne)) {
+				ne.trace_hi = rand64();
+				ne.trace_lo = rand64();
+				ne.flags = sampled_root(ne.trace_lo) ? FLAG_SAMPLED : 0;
+			}
 		}
 	}
 	ne.span_id = rand64();

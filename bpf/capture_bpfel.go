@@ -19,7 +19,20 @@ type CaptureConfig struct {
 	SampleBound uint64
 }
 
+type CaptureHeaderLine struct {
+	_ structs.HostLayout
+	B [96]int8
+}
+
 type CaptureInheritCtx struct {
+	_       structs.HostLayout
+	TraceHi uint64
+	TraceLo uint64
+	SpanId  uint64
+	Flags   uint64
+}
+
+type CaptureInjectCtx struct {
 	_       structs.HostLayout
 	TraceHi uint64
 	TraceLo uint64
@@ -81,6 +94,23 @@ type CaptureProbeDesc struct {
 	}
 }
 
+type CapturePropagationCounters struct {
+	_         structs.HostLayout
+	Extracted uint64
+	Invalid   uint64
+	Consumed  uint64
+	Recorded  uint64
+	Handed    uint64
+}
+
+type CaptureRemoteCtx struct {
+	_       structs.HostLayout
+	TraceHi uint64
+	TraceLo uint64
+	SpanId  uint64
+	Flags   uint64
+}
+
 type CaptureSpanStack struct {
 	_     structs.HostLayout
 	Depth uint32
@@ -101,20 +131,31 @@ type CaptureSpanStack struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	CaptureMapConfig                = "config"
-	CaptureMapCounters              = "counters"
-	CaptureMapDescs                 = "descs"
-	CaptureMapEmptyStack            = "empty_stack"
-	CaptureMapEvents                = "events"
-	CaptureMapInherit               = "inherit"
-	CaptureMapLost                  = "lost"
-	CaptureMapNewprocCallers        = "newproc_callers"
-	CaptureMapOpenSpans             = "open_spans"
-	CaptureMapStacks                = "stacks"
-	CaptureProgUprobeEntry          = "uprobe_entry"
-	CaptureProgUprobeNewproc1       = "uprobe_newproc1"
-	CaptureProgUprobeNewproc1Return = "uprobe_newproc1_return"
-	CaptureProgUprobeReturn         = "uprobe_return"
+	CaptureMapConfig                 = "config"
+	CaptureMapCounters               = "counters"
+	CaptureMapDescs                  = "descs"
+	CaptureMapEmptyStack             = "empty_stack"
+	CaptureMapEvents                 = "events"
+	CaptureMapHeaderScratch          = "header_scratch"
+	CaptureMapInherit                = "inherit"
+	CaptureMapInjectGs               = "inject_gs"
+	CaptureMapInjectReqs             = "inject_reqs"
+	CaptureMapInjectTids             = "inject_tids"
+	CaptureMapLost                   = "lost"
+	CaptureMapNewprocCallers         = "newproc_callers"
+	CaptureMapOpenSpans              = "open_spans"
+	CaptureMapPropCounters           = "prop_counters"
+	CaptureMapRemoteParents          = "remote_parents"
+	CaptureMapStacks                 = "stacks"
+	CaptureProgUprobeClientRoundtrip = "uprobe_client_roundtrip"
+	CaptureProgUprobeConnWrite       = "uprobe_conn_write"
+	CaptureProgUprobeEntry           = "uprobe_entry"
+	CaptureProgUprobeHeaderBlock     = "uprobe_header_block"
+	CaptureProgUprobeHeaderLine      = "uprobe_header_line"
+	CaptureProgUprobeNewproc1        = "uprobe_newproc1"
+	CaptureProgUprobeNewproc1Return  = "uprobe_newproc1_return"
+	CaptureProgUprobeRequestWrite    = "uprobe_request_write"
+	CaptureProgUprobeReturn          = "uprobe_return"
 )
 
 // LoadCapture returns the embedded CollectionSpec for Capture.
@@ -159,10 +200,15 @@ type CaptureSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type CaptureProgramSpecs struct {
-	UprobeEntry          *ebpf.ProgramSpec `ebpf:"uprobe_entry"`
-	UprobeNewproc1       *ebpf.ProgramSpec `ebpf:"uprobe_newproc1"`
-	UprobeNewproc1Return *ebpf.ProgramSpec `ebpf:"uprobe_newproc1_return"`
-	UprobeReturn         *ebpf.ProgramSpec `ebpf:"uprobe_return"`
+	UprobeClientRoundtrip *ebpf.ProgramSpec `ebpf:"uprobe_client_roundtrip"`
+	UprobeConnWrite       *ebpf.ProgramSpec `ebpf:"uprobe_conn_write"`
+	UprobeEntry           *ebpf.ProgramSpec `ebpf:"uprobe_entry"`
+	UprobeHeaderBlock     *ebpf.ProgramSpec `ebpf:"uprobe_header_block"`
+	UprobeHeaderLine      *ebpf.ProgramSpec `ebpf:"uprobe_header_line"`
+	UprobeNewproc1        *ebpf.ProgramSpec `ebpf:"uprobe_newproc1"`
+	UprobeNewproc1Return  *ebpf.ProgramSpec `ebpf:"uprobe_newproc1_return"`
+	UprobeRequestWrite    *ebpf.ProgramSpec `ebpf:"uprobe_request_write"`
+	UprobeReturn          *ebpf.ProgramSpec `ebpf:"uprobe_return"`
 }
 
 // CaptureMapSpecs contains maps before they are loaded into the kernel.
@@ -174,10 +220,16 @@ type CaptureMapSpecs struct {
 	Descs          *ebpf.MapSpec `ebpf:"descs"`
 	EmptyStack     *ebpf.MapSpec `ebpf:"empty_stack"`
 	Events         *ebpf.MapSpec `ebpf:"events"`
+	HeaderScratch  *ebpf.MapSpec `ebpf:"header_scratch"`
 	Inherit        *ebpf.MapSpec `ebpf:"inherit"`
+	InjectGs       *ebpf.MapSpec `ebpf:"inject_gs"`
+	InjectReqs     *ebpf.MapSpec `ebpf:"inject_reqs"`
+	InjectTids     *ebpf.MapSpec `ebpf:"inject_tids"`
 	Lost           *ebpf.MapSpec `ebpf:"lost"`
 	NewprocCallers *ebpf.MapSpec `ebpf:"newproc_callers"`
 	OpenSpans      *ebpf.MapSpec `ebpf:"open_spans"`
+	PropCounters   *ebpf.MapSpec `ebpf:"prop_counters"`
+	RemoteParents  *ebpf.MapSpec `ebpf:"remote_parents"`
 	Stacks         *ebpf.MapSpec `ebpf:"stacks"`
 }
 
@@ -212,10 +264,16 @@ type CaptureMaps struct {
 	Descs          *ebpf.Map `ebpf:"descs"`
 	EmptyStack     *ebpf.Map `ebpf:"empty_stack"`
 	Events         *ebpf.Map `ebpf:"events"`
+	HeaderScratch  *ebpf.Map `ebpf:"header_scratch"`
 	Inherit        *ebpf.Map `ebpf:"inherit"`
+	InjectGs       *ebpf.Map `ebpf:"inject_gs"`
+	InjectReqs     *ebpf.Map `ebpf:"inject_reqs"`
+	InjectTids     *ebpf.Map `ebpf:"inject_tids"`
 	Lost           *ebpf.Map `ebpf:"lost"`
 	NewprocCallers *ebpf.Map `ebpf:"newproc_callers"`
 	OpenSpans      *ebpf.Map `ebpf:"open_spans"`
+	PropCounters   *ebpf.Map `ebpf:"prop_counters"`
+	RemoteParents  *ebpf.Map `ebpf:"remote_parents"`
 	Stacks         *ebpf.Map `ebpf:"stacks"`
 }
 
@@ -226,10 +284,16 @@ func (m *CaptureMaps) Close() error {
 		m.Descs,
 		m.EmptyStack,
 		m.Events,
+		m.HeaderScratch,
 		m.Inherit,
+		m.InjectGs,
+		m.InjectReqs,
+		m.InjectTids,
 		m.Lost,
 		m.NewprocCallers,
 		m.OpenSpans,
+		m.PropCounters,
+		m.RemoteParents,
 		m.Stacks,
 	)
 }
@@ -244,17 +308,27 @@ type CaptureVariables struct {
 //
 // It can be passed to LoadCaptureObjects or ebpf.CollectionSpec.LoadAndAssign.
 type CapturePrograms struct {
-	UprobeEntry          *ebpf.Program `ebpf:"uprobe_entry"`
-	UprobeNewproc1       *ebpf.Program `ebpf:"uprobe_newproc1"`
-	UprobeNewproc1Return *ebpf.Program `ebpf:"uprobe_newproc1_return"`
-	UprobeReturn         *ebpf.Program `ebpf:"uprobe_return"`
+	UprobeClientRoundtrip *ebpf.Program `ebpf:"uprobe_client_roundtrip"`
+	UprobeConnWrite       *ebpf.Program `ebpf:"uprobe_conn_write"`
+	UprobeEntry           *ebpf.Program `ebpf:"uprobe_entry"`
+	UprobeHeaderBlock     *ebpf.Program `ebpf:"uprobe_header_block"`
+	UprobeHeaderLine      *ebpf.Program `ebpf:"uprobe_header_line"`
+	UprobeNewproc1        *ebpf.Program `ebpf:"uprobe_newproc1"`
+	UprobeNewproc1Return  *ebpf.Program `ebpf:"uprobe_newproc1_return"`
+	UprobeRequestWrite    *ebpf.Program `ebpf:"uprobe_request_write"`
+	UprobeReturn          *ebpf.Program `ebpf:"uprobe_return"`
 }
 
 func (p *CapturePrograms) Close() error {
 	return _CaptureClose(
+		p.UprobeClientRoundtrip,
+		p.UprobeConnWrite,
 		p.UprobeEntry,
+		p.UprobeHeaderBlock,
+		p.UprobeHeaderLine,
 		p.UprobeNewproc1,
 		p.UprobeNewproc1Return,
+		p.UprobeRequestWrite,
 		p.UprobeReturn,
 	)
 }

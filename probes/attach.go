@@ -67,12 +67,17 @@ type Options struct {
 	// goroutine started inside a span nests its spans under it while that
 	// span is open. False in the zero Options, true in DefaultOptions.
 	HandOff bool
+	// Propagation turns W3C trace context extraction and injection on
+	// (propagation.go). Off in the zero Options, on in DefaultOptions.
+	Propagation Propagation
 }
 
 // DefaultOptions returns the options the agent should start from: always
-// sample, 4 MiB ring buffer, prologue placement, goroutine hand-off on.
+// sample, 4 MiB ring buffer, prologue placement, goroutine hand-off and
+// W3C trace context propagation on.
 func DefaultOptions() Options {
-	return Options{RingBufferBytes: DefaultRingBufferBytes, HandOff: true}
+	return Options{RingBufferBytes: DefaultRingBufferBytes, HandOff: true,
+		Propagation: Propagation{Extract: true, Inject: true}}
 }
 
 // Ratio returns a pointer to r, for Options.SampleRatio.
@@ -129,8 +134,12 @@ type Tracer struct {
 	links   []link.Link
 	uprobes []int // per probe id
 	handOff int
-	rd      *ringbuf.Reader
-	dec     decoder
+	// W3C trace context (propagation.go, inject.go).
+	prop        PropagationStatus
+	propUprobes int
+	injector    *injector
+	rd          *ringbuf.Reader
+	dec         decoder
 
 	readMu sync.Mutex // one Read at a time: rec is reused
 	rec    ringbuf.Record
@@ -249,6 +258,9 @@ func (t *Tracer) setup(prog *Program, pid int, opts Options, descs [][]byte, rin
 		if err := t.attachHandOff(ex, pid); err != nil {
 			return err
 		}
+	}
+	if err := t.attachPropagation(ex, pid, opts.Propagation); err != nil {
+		return err
 	}
 	if t.rd, err = ringbuf.NewReader(t.objs.Events); err != nil {
 		return fmt.Errorf("attach: open the event ring buffer: %w", err)
@@ -399,6 +411,9 @@ func (t *Tracer) Close() error {
 		if t.rd != nil {
 			// Closing the reader first wakes a blocked Read.
 			errs = append(errs, t.rd.Close())
+		}
+		if t.injector != nil {
+			errs = append(errs, t.injector.close())
 		}
 		for i := len(t.links) - 1; i >= 0; i-- {
 			errs = append(errs, t.links[i].Close())
