@@ -25,7 +25,7 @@ check-generated: generate
 # Install the build and test prerequisites on a Debian machine (run as root).
 deps:
 	apt-get update
-	DEBIAN_FRONTEND=noninteractive apt-get install -y clang llvm libbpf-dev bpftool make git
+	DEBIAN_FRONTEND=noninteractive apt-get install -y clang llvm libbpf-dev bpftool make git curl
 
 demo: build
 	./scripts/demo.sh $(EXPORTER)

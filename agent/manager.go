@@ -232,10 +232,18 @@ func (m *manager) attachOne(ctx context.Context, w match) error {
 	m.log.Info("attached", zap.Stringer(LogKeyTarget, req.Target), zap.String(LogKeyRule, w.rule),
 		zap.String(LogKeyExecutable, p.Exe), zap.String(LogKeyBuildID, req.BuildID), zap.Strings(LogKeyProbes, w.probes),
 		zap.String(LogKeyExporter, m.cfg.Tracing.Exporter.Type), zap.String(LogKeySampling, m.cfg.Tracing.Sampling.Type),
-		zap.Float64(LogKeyRatio, m.ratio))
+		zap.Float64(LogKeyRatio, m.ratio), zap.String(LogKeyLinks, linkMode(src)))
 	logPropagation(m.log, req.Target, src)
 	m.readers.Go(func() { m.read(rctx, a) })
 	return nil
+}
+
+// linkMode names how the capture attached its uprobes, when it says.
+func linkMode(src EventSource) string {
+	if lm, ok := src.(interface{ LinkMode() probes.LinkMode }); ok {
+		return lm.LinkMode().String()
+	}
+	return "unknown"
 }
 
 func (m *manager) probeDigest(paths []string) string {

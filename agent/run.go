@@ -30,6 +30,7 @@ const (
 	LogKeyCount      = "count"
 	LogKeyReason     = "reason"
 	LogKeyProbes     = "probes"
+	LogKeyLinks      = "uprobe_links"
 	LogKeyConfig     = "config"
 	LogKeyTimeout    = "timeout"
 	// Counters logged when the agent stops (see AssemblerStats).

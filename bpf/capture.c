@@ -733,8 +733,7 @@ static __always_inline int close_span(struct pt_regs *ctx, __u32 id)
 
 // Generic entry program, attached at Resolved.EntryOffset (after the
 // stack-growth check) so a function whose stack grows does not fire twice.
-SEC("uprobe")
-int uprobe_entry(struct pt_regs *ctx)
+static __always_inline int do_uprobe_entry(struct pt_regs *ctx)
 {
 	__u64 cookie = bpf_get_attach_cookie(ctx);
 	open_span(ctx, (__u32)cookie);
@@ -750,8 +749,7 @@ int uprobe_entry(struct pt_regs *ctx)
 // Generic return program, attached at every RET of the function (never a
 // uretprobe: it replaces the return address on the stack, which the Go
 // runtime copies when it grows the stack).
-SEC("uprobe")
-int uprobe_return(struct pt_regs *ctx)
+static __always_inline int do_uprobe_return(struct pt_regs *ctx)
 {
 	return close_span(ctx, (__u32)bpf_get_attach_cookie(ctx));
 }
@@ -763,8 +761,7 @@ int uprobe_return(struct pt_regs *ctx)
 // newproc calls it on the system stack (R14 is then g0, not the caller), so
 // the creating goroutine comes from the second integer argument, RBX, and
 // the new goroutine is the result, in RAX at each RET.
-SEC("uprobe")
-int uprobe_newproc1(struct pt_regs *ctx)
+static __always_inline int do_uprobe_newproc1(struct pt_regs *ctx)
 {
 	__u32 tid = (__u32)bpf_get_current_pid_tgid();
 	__u64 caller = ctx->bx;
@@ -772,8 +769,7 @@ int uprobe_newproc1(struct pt_regs *ctx)
 	return 0;
 }
 
-SEC("uprobe")
-int uprobe_newproc1_return(struct pt_regs *ctx)
+static __always_inline int do_uprobe_newproc1_return(struct pt_regs *ctx)
 {
 	__u32 tid = (__u32)bpf_get_current_pid_tgid();
 	__u64 *callerp = bpf_map_lookup_elem(&newproc_callers, &tid);
@@ -806,4 +802,59 @@ int uprobe_newproc1_return(struct pt_regs *ctx)
 	};
 	bpf_map_update_elem(&inherit, &newg, &in, BPF_ANY);
 	return 0;
+}
+
+// Each program comes twice: as a perf-event uprobe (one link per offset)
+// and as an uprobe_multi program (Linux 6.6+: one BPF link carries every
+// offset of a program with its cookies and the PID filter, and creating it
+// needs CAP_BPF + CAP_PERFMON where a perf-event uprobe needs CAP_SYS_ADMIN
+// on current kernels). User space loads one set or the other
+// (probes/attach.go), never both.
+
+SEC("uprobe")
+int uprobe_entry(struct pt_regs *ctx)
+{
+	return do_uprobe_entry(ctx);
+}
+
+SEC("uprobe.multi")
+int uprobe_multi_entry(struct pt_regs *ctx)
+{
+	return do_uprobe_entry(ctx);
+}
+
+SEC("uprobe")
+int uprobe_return(struct pt_regs *ctx)
+{
+	return do_uprobe_return(ctx);
+}
+
+SEC("uprobe.multi")
+int uprobe_multi_return(struct pt_regs *ctx)
+{
+	return do_uprobe_return(ctx);
+}
+
+SEC("uprobe")
+int uprobe_newproc1(struct pt_regs *ctx)
+{
+	return do_uprobe_newproc1(ctx);
+}
+
+SEC("uprobe.multi")
+int uprobe_multi_newproc1(struct pt_regs *ctx)
+{
+	return do_uprobe_newproc1(ctx);
+}
+
+SEC("uprobe")
+int uprobe_newproc1_return(struct pt_regs *ctx)
+{
+	return do_uprobe_newproc1_return(ctx);
+}
+
+SEC("uprobe.multi")
+int uprobe_multi_newproc1_return(struct pt_regs *ctx)
+{
+	return do_uprobe_newproc1_return(ctx);
 }

@@ -131,31 +131,40 @@ type CaptureSpanStack struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	CaptureMapConfig                 = "config"
-	CaptureMapCounters               = "counters"
-	CaptureMapDescs                  = "descs"
-	CaptureMapEmptyStack             = "empty_stack"
-	CaptureMapEvents                 = "events"
-	CaptureMapHeaderScratch          = "header_scratch"
-	CaptureMapInherit                = "inherit"
-	CaptureMapInjectGs               = "inject_gs"
-	CaptureMapInjectReqs             = "inject_reqs"
-	CaptureMapInjectTids             = "inject_tids"
-	CaptureMapLost                   = "lost"
-	CaptureMapNewprocCallers         = "newproc_callers"
-	CaptureMapOpenSpans              = "open_spans"
-	CaptureMapPropCounters           = "prop_counters"
-	CaptureMapRemoteParents          = "remote_parents"
-	CaptureMapStacks                 = "stacks"
-	CaptureProgUprobeClientRoundtrip = "uprobe_client_roundtrip"
-	CaptureProgUprobeConnWrite       = "uprobe_conn_write"
-	CaptureProgUprobeEntry           = "uprobe_entry"
-	CaptureProgUprobeHeaderBlock     = "uprobe_header_block"
-	CaptureProgUprobeHeaderLine      = "uprobe_header_line"
-	CaptureProgUprobeNewproc1        = "uprobe_newproc1"
-	CaptureProgUprobeNewproc1Return  = "uprobe_newproc1_return"
-	CaptureProgUprobeRequestWrite    = "uprobe_request_write"
-	CaptureProgUprobeReturn          = "uprobe_return"
+	CaptureMapConfig                      = "config"
+	CaptureMapCounters                    = "counters"
+	CaptureMapDescs                       = "descs"
+	CaptureMapEmptyStack                  = "empty_stack"
+	CaptureMapEvents                      = "events"
+	CaptureMapHeaderScratch               = "header_scratch"
+	CaptureMapInherit                     = "inherit"
+	CaptureMapInjectGs                    = "inject_gs"
+	CaptureMapInjectReqs                  = "inject_reqs"
+	CaptureMapInjectTids                  = "inject_tids"
+	CaptureMapLost                        = "lost"
+	CaptureMapNewprocCallers              = "newproc_callers"
+	CaptureMapOpenSpans                   = "open_spans"
+	CaptureMapPropCounters                = "prop_counters"
+	CaptureMapRemoteParents               = "remote_parents"
+	CaptureMapStacks                      = "stacks"
+	CaptureProgUprobeClientRoundtrip      = "uprobe_client_roundtrip"
+	CaptureProgUprobeConnWrite            = "uprobe_conn_write"
+	CaptureProgUprobeEntry                = "uprobe_entry"
+	CaptureProgUprobeHeaderBlock          = "uprobe_header_block"
+	CaptureProgUprobeHeaderLine           = "uprobe_header_line"
+	CaptureProgUprobeMultiClientRoundtrip = "uprobe_multi_client_roundtrip"
+	CaptureProgUprobeMultiConnWrite       = "uprobe_multi_conn_write"
+	CaptureProgUprobeMultiEntry           = "uprobe_multi_entry"
+	CaptureProgUprobeMultiHeaderBlock     = "uprobe_multi_header_block"
+	CaptureProgUprobeMultiHeaderLine      = "uprobe_multi_header_line"
+	CaptureProgUprobeMultiNewproc1        = "uprobe_multi_newproc1"
+	CaptureProgUprobeMultiNewproc1Return  = "uprobe_multi_newproc1_return"
+	CaptureProgUprobeMultiRequestWrite    = "uprobe_multi_request_write"
+	CaptureProgUprobeMultiReturn          = "uprobe_multi_return"
+	CaptureProgUprobeNewproc1             = "uprobe_newproc1"
+	CaptureProgUprobeNewproc1Return       = "uprobe_newproc1_return"
+	CaptureProgUprobeRequestWrite         = "uprobe_request_write"
+	CaptureProgUprobeReturn               = "uprobe_return"
 )
 
 // LoadCapture returns the embedded CollectionSpec for Capture.
@@ -200,15 +209,24 @@ type CaptureSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type CaptureProgramSpecs struct {
-	UprobeClientRoundtrip *ebpf.ProgramSpec `ebpf:"uprobe_client_roundtrip"`
-	UprobeConnWrite       *ebpf.ProgramSpec `ebpf:"uprobe_conn_write"`
-	UprobeEntry           *ebpf.ProgramSpec `ebpf:"uprobe_entry"`
-	UprobeHeaderBlock     *ebpf.ProgramSpec `ebpf:"uprobe_header_block"`
-	UprobeHeaderLine      *ebpf.ProgramSpec `ebpf:"uprobe_header_line"`
-	UprobeNewproc1        *ebpf.ProgramSpec `ebpf:"uprobe_newproc1"`
-	UprobeNewproc1Return  *ebpf.ProgramSpec `ebpf:"uprobe_newproc1_return"`
-	UprobeRequestWrite    *ebpf.ProgramSpec `ebpf:"uprobe_request_write"`
-	UprobeReturn          *ebpf.ProgramSpec `ebpf:"uprobe_return"`
+	UprobeClientRoundtrip      *ebpf.ProgramSpec `ebpf:"uprobe_client_roundtrip"`
+	UprobeConnWrite            *ebpf.ProgramSpec `ebpf:"uprobe_conn_write"`
+	UprobeEntry                *ebpf.ProgramSpec `ebpf:"uprobe_entry"`
+	UprobeHeaderBlock          *ebpf.ProgramSpec `ebpf:"uprobe_header_block"`
+	UprobeHeaderLine           *ebpf.ProgramSpec `ebpf:"uprobe_header_line"`
+	UprobeMultiClientRoundtrip *ebpf.ProgramSpec `ebpf:"uprobe_multi_client_roundtrip"`
+	UprobeMultiConnWrite       *ebpf.ProgramSpec `ebpf:"uprobe_multi_conn_write"`
+	UprobeMultiEntry           *ebpf.ProgramSpec `ebpf:"uprobe_multi_entry"`
+	UprobeMultiHeaderBlock     *ebpf.ProgramSpec `ebpf:"uprobe_multi_header_block"`
+	UprobeMultiHeaderLine      *ebpf.ProgramSpec `ebpf:"uprobe_multi_header_line"`
+	UprobeMultiNewproc1        *ebpf.ProgramSpec `ebpf:"uprobe_multi_newproc1"`
+	UprobeMultiNewproc1Return  *ebpf.ProgramSpec `ebpf:"uprobe_multi_newproc1_return"`
+	UprobeMultiRequestWrite    *ebpf.ProgramSpec `ebpf:"uprobe_multi_request_write"`
+	UprobeMultiReturn          *ebpf.ProgramSpec `ebpf:"uprobe_multi_return"`
+	UprobeNewproc1             *ebpf.ProgramSpec `ebpf:"uprobe_newproc1"`
+	UprobeNewproc1Return       *ebpf.ProgramSpec `ebpf:"uprobe_newproc1_return"`
+	UprobeRequestWrite         *ebpf.ProgramSpec `ebpf:"uprobe_request_write"`
+	UprobeReturn               *ebpf.ProgramSpec `ebpf:"uprobe_return"`
 }
 
 // CaptureMapSpecs contains maps before they are loaded into the kernel.
@@ -308,15 +326,24 @@ type CaptureVariables struct {
 //
 // It can be passed to LoadCaptureObjects or ebpf.CollectionSpec.LoadAndAssign.
 type CapturePrograms struct {
-	UprobeClientRoundtrip *ebpf.Program `ebpf:"uprobe_client_roundtrip"`
-	UprobeConnWrite       *ebpf.Program `ebpf:"uprobe_conn_write"`
-	UprobeEntry           *ebpf.Program `ebpf:"uprobe_entry"`
-	UprobeHeaderBlock     *ebpf.Program `ebpf:"uprobe_header_block"`
-	UprobeHeaderLine      *ebpf.Program `ebpf:"uprobe_header_line"`
-	UprobeNewproc1        *ebpf.Program `ebpf:"uprobe_newproc1"`
-	UprobeNewproc1Return  *ebpf.Program `ebpf:"uprobe_newproc1_return"`
-	UprobeRequestWrite    *ebpf.Program `ebpf:"uprobe_request_write"`
-	UprobeReturn          *ebpf.Program `ebpf:"uprobe_return"`
+	UprobeClientRoundtrip      *ebpf.Program `ebpf:"uprobe_client_roundtrip"`
+	UprobeConnWrite            *ebpf.Program `ebpf:"uprobe_conn_write"`
+	UprobeEntry                *ebpf.Program `ebpf:"uprobe_entry"`
+	UprobeHeaderBlock          *ebpf.Program `ebpf:"uprobe_header_block"`
+	UprobeHeaderLine           *ebpf.Program `ebpf:"uprobe_header_line"`
+	UprobeMultiClientRoundtrip *ebpf.Program `ebpf:"uprobe_multi_client_roundtrip"`
+	UprobeMultiConnWrite       *ebpf.Program `ebpf:"uprobe_multi_conn_write"`
+	UprobeMultiEntry           *ebpf.Program `ebpf:"uprobe_multi_entry"`
+	UprobeMultiHeaderBlock     *ebpf.Program `ebpf:"uprobe_multi_header_block"`
+	UprobeMultiHeaderLine      *ebpf.Program `ebpf:"uprobe_multi_header_line"`
+	UprobeMultiNewproc1        *ebpf.Program `ebpf:"uprobe_multi_newproc1"`
+	UprobeMultiNewproc1Return  *ebpf.Program `ebpf:"uprobe_multi_newproc1_return"`
+	UprobeMultiRequestWrite    *ebpf.Program `ebpf:"uprobe_multi_request_write"`
+	UprobeMultiReturn          *ebpf.Program `ebpf:"uprobe_multi_return"`
+	UprobeNewproc1             *ebpf.Program `ebpf:"uprobe_newproc1"`
+	UprobeNewproc1Return       *ebpf.Program `ebpf:"uprobe_newproc1_return"`
+	UprobeRequestWrite         *ebpf.Program `ebpf:"uprobe_request_write"`
+	UprobeReturn               *ebpf.Program `ebpf:"uprobe_return"`
 }
 
 func (p *CapturePrograms) Close() error {
@@ -326,6 +353,15 @@ func (p *CapturePrograms) Close() error {
 		p.UprobeEntry,
 		p.UprobeHeaderBlock,
 		p.UprobeHeaderLine,
+		p.UprobeMultiClientRoundtrip,
+		p.UprobeMultiConnWrite,
+		p.UprobeMultiEntry,
+		p.UprobeMultiHeaderBlock,
+		p.UprobeMultiHeaderLine,
+		p.UprobeMultiNewproc1,
+		p.UprobeMultiNewproc1Return,
+		p.UprobeMultiRequestWrite,
+		p.UprobeMultiReturn,
 		p.UprobeNewproc1,
 		p.UprobeNewproc1Return,
 		p.UprobeRequestWrite,

@@ -181,8 +181,7 @@ static __always_inline char lower_ascii(char c)
 // The []byte result is in RAX (data) and RBX (length); the line has no CRLF
 // and no trailing whitespace (textproto trims it). Header names are
 // case-insensitive.
-SEC("uprobe")
-int uprobe_header_line(struct pt_regs *ctx)
+static __always_inline int do_uprobe_header_line(struct pt_regs *ctx)
 {
 	__u64 ptr = ctx->ax, len = ctx->bx;
 	if (!ptr || len < TP_NAME_LEN + TP_VALUE_LEN || len > 4096)
@@ -230,8 +229,7 @@ int uprobe_header_line(struct pt_regs *ctx)
 
 // Entry of net/textproto.readMIMEHeader: a new header block starts on this
 // goroutine, so a remote parent left by an earlier one is stale.
-SEC("uprobe")
-int uprobe_header_block(struct pt_regs *ctx)
+static __always_inline int do_uprobe_header_block(struct pt_regs *ctx)
 {
 	__u64 g = ctx->r14;
 	bpf_map_delete_elem(&remote_parents, &g);
@@ -264,8 +262,7 @@ static __always_inline int take_remote_parent(__u64 g, struct span_entry *ne)
 // RBX is req; transportRequest embeds *Request as its first field, the same
 // pointer writeLoop later calls write on. R14 is the calling goroutine,
 // whose innermost open span becomes the outgoing request's parent.
-SEC("uprobe")
-int uprobe_client_roundtrip(struct pt_regs *ctx)
+static __always_inline int do_uprobe_client_roundtrip(struct pt_regs *ctx)
 {
 	__u64 g = ctx->r14, treq = ctx->bx, req = 0;
 	if (!treq || bpf_probe_read_user(&req, sizeof(req), (void *)treq) || !req)
@@ -294,8 +291,7 @@ int uprobe_client_roundtrip(struct pt_regs *ctx)
 // receiver): the request's context waits on this goroutine for its bytes
 // to reach the connection. A request without one clears what an earlier
 // write left (one that failed before reaching the socket).
-SEC("uprobe")
-int uprobe_request_write(struct pt_regs *ctx)
+static __always_inline int do_uprobe_request_write(struct pt_regs *ctx)
 {
 	__u64 req = ctx->ax, g = ctx->r14;
 	struct inject_ctx *ic = bpf_map_lookup_elem(&inject_reqs, &req);
@@ -315,8 +311,7 @@ int uprobe_request_write(struct pt_regs *ctx)
 // write syscall, the goroutine's context moves to its thread, the only
 // identity the sk_msg program has. The first write of a request carries the
 // request line; later ones (a long body) find nothing.
-SEC("uprobe")
-int uprobe_conn_write(struct pt_regs *ctx)
+static __always_inline int do_uprobe_conn_write(struct pt_regs *ctx)
 {
 	__u64 g = ctx->r14;
 	struct inject_ctx *ic = bpf_map_lookup_elem(&inject_gs, &g);
@@ -330,4 +325,67 @@ int uprobe_conn_write(struct pt_regs *ctx)
 	if (pc)
 		pc->handed++;
 	return 0;
+}
+
+// As in capture.c, each program comes as a perf-event uprobe and as an
+// uprobe_multi program; user space loads the set of its link mode.
+
+SEC("uprobe")
+int uprobe_header_line(struct pt_regs *ctx)
+{
+	return do_uprobe_header_line(ctx);
+}
+
+SEC("uprobe.multi")
+int uprobe_multi_header_line(struct pt_regs *ctx)
+{
+	return do_uprobe_header_line(ctx);
+}
+
+SEC("uprobe")
+int uprobe_header_block(struct pt_regs *ctx)
+{
+	return do_uprobe_header_block(ctx);
+}
+
+SEC("uprobe.multi")
+int uprobe_multi_header_block(struct pt_regs *ctx)
+{
+	return do_uprobe_header_block(ctx);
+}
+
+SEC("uprobe")
+int uprobe_client_roundtrip(struct pt_regs *ctx)
+{
+	return do_uprobe_client_roundtrip(ctx);
+}
+
+SEC("uprobe.multi")
+int uprobe_multi_client_roundtrip(struct pt_regs *ctx)
+{
+	return do_uprobe_client_roundtrip(ctx);
+}
+
+SEC("uprobe")
+int uprobe_request_write(struct pt_regs *ctx)
+{
+	return do_uprobe_request_write(ctx);
+}
+
+SEC("uprobe.multi")
+int uprobe_multi_request_write(struct pt_regs *ctx)
+{
+	return do_uprobe_request_write(ctx);
+}
+
+SEC("uprobe")
+int uprobe_conn_write(struct pt_regs *ctx)
+{
+	return do_uprobe_conn_write(ctx);
+}
+
+SEC("uprobe.multi")
+int uprobe_multi_conn_write(struct pt_regs *ctx)
+{
+	return do_uprobe_conn_write(ctx);
 }

@@ -67,14 +67,19 @@ type Options struct {
 	// goroutine started inside a span nests its spans under it while that
 	// span is open. False in the zero Options, true in DefaultOptions.
 	HandOff bool
+	// PerfEventLinks attaches one perf-event uprobe per offset even where
+	// the kernel has uprobe_multi links (which Attach prefers: see
+	// LinkMode). For comparisons and for kernels where multi links are
+	// refused.
+	PerfEventLinks bool
 	// Propagation turns W3C trace context extraction and injection on
 	// (propagation.go). Off in the zero Options, on in DefaultOptions.
 	Propagation Propagation
 }
 
 // DefaultOptions returns the options the agent should start from: always
-// sample, 4 MiB ring buffer, prologue placement, goroutine hand-off and
-// W3C trace context propagation on.
+// sample, 4 MiB ring buffer, prologue placement, goroutine hand-off and W3C
+// trace context propagation on.
 func DefaultOptions() Options {
 	return Options{RingBufferBytes: DefaultRingBufferBytes, HandOff: true,
 		Propagation: Propagation{Extract: true, Inject: true}}
@@ -130,12 +135,16 @@ type Stats struct {
 type Tracer struct {
 	prog    *Program
 	bin     *Binary // for runtime.newproc1 and the names of error types
-	objs    bpf.CaptureObjects
+	maps    bpf.CaptureMaps
+	progs   programs
+	mode    LinkMode
+	linker  linker
 	links   []link.Link
 	uprobes []int // per probe id
 	handOff int
 	// W3C trace context (propagation.go, inject.go).
 	prop        PropagationStatus
+	propProgs   propPrograms
 	propUprobes int
 	injector    *injector
 	rd          *ringbuf.Reader
@@ -196,7 +205,11 @@ func Attach(prog *Program, pid int, opts Options) (*Tracer, error) {
 	}
 	t := &Tracer{prog: prog, bin: bin, uprobes: make([]int, len(byID))}
 	t.dec = decoder{probes: byID, monoToWall: monoToWall(), itabType: t.itabType}
-	if err := spec.LoadAndAssign(&t.objs, nil); err != nil {
+	t.mode = chooseLinkMode()
+	if opts.PerfEventLinks {
+		t.mode = LinkPerfEvent
+	}
+	if t.maps, t.progs, err = loadCapture(spec, t.mode); err != nil {
 		bin.Close()
 		var verr *ebpf.VerifierError
 		if errors.As(err, &verr) {
@@ -213,14 +226,14 @@ func Attach(prog *Program, pid int, opts Options) (*Tracer, error) {
 
 // setup fills the maps, attaches the uprobes and opens the ring buffer.
 func (t *Tracer) setup(prog *Program, pid int, opts Options, descs [][]byte, ring int, bound uint64) error {
-	if err := t.objs.Config.Put(uint32(0), bpf.CaptureConfig{SampleBound: bound, WakeupBytes: wakeupBytes(ring)}); err != nil {
+	if err := t.maps.Config.Put(uint32(0), bpf.CaptureConfig{SampleBound: bound, WakeupBytes: wakeupBytes(ring)}); err != nil {
 		return fmt.Errorf("attach: write the sampling config: %w", err)
 	}
 	for id, d := range descs {
 		if d == nil {
 			continue
 		}
-		if err := t.objs.Descs.Put(uint32(id), d); err != nil {
+		if err := t.maps.Descs.Put(uint32(id), d); err != nil {
 			return fmt.Errorf("attach: write the descriptor of probe %d: %w", id, err)
 		}
 	}
@@ -240,41 +253,32 @@ func (t *Tracer) setup(prog *Program, pid int, opts Options, descs [][]byte, rin
 		if slices.Contains(p.ReturnOffsets, entry) {
 			cookie |= cookieEntryIsReturn
 		}
-		if err := t.uprobe(ex, t.objs.UprobeEntry, p.Spec.Symbol, entry, pid, cookie); err != nil {
-			return err
-		}
+		t.linker.add(t.progs.entry, p.Spec.Symbol, entry, cookie)
 		t.uprobes[p.ID]++
 		for _, off := range p.ReturnOffsets {
 			if off == entry {
 				continue
 			}
-			if err := t.uprobe(ex, t.objs.UprobeReturn, p.Spec.Symbol, off, pid, uint64(p.ID)); err != nil {
-				return err
-			}
+			t.linker.add(t.progs.ret, p.Spec.Symbol, off, uint64(p.ID))
 			t.uprobes[p.ID]++
 		}
 	}
 	if opts.HandOff {
-		if err := t.attachHandOff(ex, pid); err != nil {
+		if err := t.attachHandOff(); err != nil {
 			return err
 		}
 	}
-	if err := t.attachPropagation(ex, pid, opts.Propagation); err != nil {
+	if err := t.attachPropagation(pid, opts.Propagation); err != nil {
 		return err
 	}
-	if t.rd, err = ringbuf.NewReader(t.objs.Events); err != nil {
+	links, err := t.linker.attach(ex, t.mode, pid)
+	t.links = links
+	if err != nil {
+		return err
+	}
+	if t.rd, err = ringbuf.NewReader(t.maps.Events); err != nil {
 		return fmt.Errorf("attach: open the event ring buffer: %w", err)
 	}
-	return nil
-}
-
-// uprobe attaches prog at file offset off of the executable.
-func (t *Tracer) uprobe(ex *link.Executable, prog *ebpf.Program, sym string, off uint64, pid int, cookie uint64) error {
-	l, err := ex.Uprobe("", prog, &link.UprobeOptions{Address: off, PID: pid, Cookie: cookie})
-	if err != nil {
-		return fmt.Errorf("attach uprobe %s at %#x: %w", sym, off, err)
-	}
-	t.links = append(t.links, l)
 	return nil
 }
 
@@ -368,7 +372,7 @@ func (t *Tracer) Read(ctx context.Context) (Event, error) {
 // buffer was full.
 func (t *Tracer) Lost() uint64 {
 	var perCPU []uint64
-	if err := t.objs.Lost.Lookup(uint32(0), &perCPU); err != nil {
+	if err := t.maps.Lost.Lookup(uint32(0), &perCPU); err != nil {
 		return 0
 	}
 	var n uint64
@@ -388,7 +392,7 @@ func (t *Tracer) Stats() Stats {
 		}
 		ps := ProbeStats{Symbol: p.Spec.Symbol, Span: p.Spec.Span, Uprobes: t.uprobes[id]}
 		var perCPU []bpf.CaptureProbeCounters
-		if err := t.objs.Counters.Lookup(uint32(id), &perCPU); err == nil {
+		if err := t.maps.Counters.Lookup(uint32(id), &perCPU); err == nil {
 			for _, c := range perCPU {
 				ps.Entries += c.Entries
 				ps.Returns += c.Returns
@@ -402,6 +406,9 @@ func (t *Tracer) Stats() Stats {
 	}
 	return s
 }
+
+// LinkMode reports how the uprobes were attached.
+func (t *Tracer) LinkMode() LinkMode { return t.mode }
 
 // Close detaches every uprobe and frees the kernel objects. It is
 // idempotent; a Read blocked in another goroutine returns ErrClosed.
@@ -418,7 +425,8 @@ func (t *Tracer) Close() error {
 		for i := len(t.links) - 1; i >= 0; i-- {
 			errs = append(errs, t.links[i].Close())
 		}
-		errs = append(errs, t.objs.Close(), t.bin.Close())
+		errs = append(errs, t.propProgs.close())
+		errs = append(errs, t.progs.close(), t.maps.Close(), t.bin.Close())
 		if err := errors.Join(errs...); err != nil {
 			t.closeErr = fmt.Errorf("close tracer: %w", err)
 		}

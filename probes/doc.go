@@ -66,7 +66,7 @@
 //
 // Arguments and the receiver exist only at entry (the function reuses
 // their registers), results only at return; a probe can mix both. The
-// kernel program reads at most eight values at entry and eight at return
+// kernel program reads at most sixteen values at entry and sixteen at return
 // per probe (durations and constants do not count); Attach rejects a probe
 // that needs more.
 //

@@ -2,8 +2,6 @@ package probes
 
 import (
 	"fmt"
-
-	"github.com/cilium/ebpf/link"
 )
 
 // newproc1 is the runtime function every go statement goes through. Go 1.26
@@ -19,7 +17,7 @@ const newproc1 = "runtime.newproc1"
 
 // attachHandOff probes runtime.newproc1 so goroutines started inside a span
 // nest under it while it is open (uprobe_newproc1 in bpf/capture.c).
-func (t *Tracer) attachHandOff(ex *link.Executable, pid int) error {
+func (t *Tracer) attachHandOff() error {
 	fn, err := t.bin.Function(newproc1)
 	if err != nil {
 		return fmt.Errorf("attach goroutine hand-off: %w (set Options.HandOff to false to trace without it)", err)
@@ -30,14 +28,10 @@ func (t *Tracer) attachHandOff(ex *link.Executable, pid int) error {
 	// The first instruction, not EntryOffset: the arguments are in their
 	// registers there by definition, and newproc1 runs on the system stack,
 	// where morestack never restarts it.
-	if err := t.uprobe(ex, t.objs.UprobeNewproc1, newproc1, fn.SymbolOffset, pid, 0); err != nil {
-		return err
-	}
+	t.linker.add(t.progs.newproc1, newproc1, fn.SymbolOffset, 0)
 	t.handOff++
 	for _, off := range fn.ReturnOffsets {
-		if err := t.uprobe(ex, t.objs.UprobeNewproc1Return, newproc1, off, pid, 0); err != nil {
-			return err
-		}
+		t.linker.add(t.progs.newproc1Ret, newproc1, off, 0)
 		t.handOff++
 	}
 	return nil

@@ -3,9 +3,9 @@ package probes
 import (
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/cilium/ebpf"
-	"github.com/cilium/ebpf/link"
 
 	"github.com/routerscope/routerscope/bpf"
 )
@@ -64,14 +64,94 @@ type PropagationStats struct {
 	Recorded, Armed, Injected, Sockets, NotHTTP, PushErrors uint64
 }
 
-// attachPropagation attaches what opts.Propagation asks for. A binary
+// propPrograms are the propagation uprobe programs of one link mode.
+type propPrograms struct {
+	headerLine, headerBlock, roundTrip, requestWrite, connWrite *ebpf.Program
+}
+
+func (p propPrograms) close() error {
+	var errs []error
+	for _, prog := range []*ebpf.Program{p.headerLine, p.headerBlock, p.roundTrip, p.requestWrite, p.connWrite} {
+		if prog != nil {
+			errs = append(errs, prog.Close())
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// propMaps are the capture maps the propagation programs use, by name:
+// they are loaded as a second collection that shares these maps with the
+// capture programs (the stacks to read spans from, the pending contexts).
+func (t *Tracer) propMaps() map[string]*ebpf.Map {
+	return map[string]*ebpf.Map{
+		bpf.CaptureMapStacks:        t.maps.Stacks,
+		bpf.CaptureMapRemoteParents: t.maps.RemoteParents,
+		bpf.CaptureMapHeaderScratch: t.maps.HeaderScratch,
+		bpf.CaptureMapInjectReqs:    t.maps.InjectReqs,
+		bpf.CaptureMapInjectGs:      t.maps.InjectGs,
+		bpf.CaptureMapInjectTids:    t.maps.InjectTids,
+		bpf.CaptureMapPropCounters:  t.maps.PropCounters,
+	}
+}
+
+// loadPropPrograms loads the propagation programs of the Tracer's link
+// mode, on the capture maps already loaded.
+func (t *Tracer) loadPropPrograms() error {
+	spec, err := bpf.LoadCapture()
+	if err != nil {
+		return fmt.Errorf("load the capture object: %w", err)
+	}
+	names := [5]string{bpf.CaptureProgUprobeHeaderLine, bpf.CaptureProgUprobeHeaderBlock,
+		bpf.CaptureProgUprobeClientRoundtrip, bpf.CaptureProgUprobeRequestWrite, bpf.CaptureProgUprobeConnWrite}
+	if t.mode == LinkMulti {
+		names = [5]string{bpf.CaptureProgUprobeMultiHeaderLine, bpf.CaptureProgUprobeMultiHeaderBlock,
+			bpf.CaptureProgUprobeMultiClientRoundtrip, bpf.CaptureProgUprobeMultiRequestWrite, bpf.CaptureProgUprobeMultiConnWrite}
+	}
+	for name := range spec.Programs {
+		if !slices.Contains(names[:], name) {
+			delete(spec.Programs, name)
+		}
+	}
+	shared := t.propMaps()
+	for name := range spec.Maps {
+		if shared[name] == nil {
+			delete(spec.Maps, name)
+		}
+	}
+	coll, err := ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{MapReplacements: shared})
+	if err != nil {
+		var verr *ebpf.VerifierError
+		if errors.As(err, &verr) {
+			return fmt.Errorf("load the propagation programs: %+v", verr)
+		}
+		return fmt.Errorf("load the propagation programs: %w", err)
+	}
+	defer coll.Close() // closes nothing that was detached below
+	t.propProgs = propPrograms{
+		headerLine:   coll.DetachProgram(names[0]),
+		headerBlock:  coll.DetachProgram(names[1]),
+		roundTrip:    coll.DetachProgram(names[2]),
+		requestWrite: coll.DetachProgram(names[3]),
+		connWrite:    coll.DetachProgram(names[4]),
+	}
+	return nil
+}
+
+// attachPropagation adds the uprobes opts.Propagation asks for to the
+// Tracer's linker and attaches the injector's socket programs. A binary
 // without the probed functions (no net/http server or client) leaves that
 // half off and says why in the status; any other failure is an error.
-func (t *Tracer) attachPropagation(ex *link.Executable, pid int, p Propagation) error {
+func (t *Tracer) attachPropagation(pid int, p Propagation) error {
+	if !p.Extract && !p.Inject {
+		return nil
+	}
+	if err := t.loadPropPrograms(); err != nil {
+		return fmt.Errorf("attach trace context propagation: %w", err)
+	}
 	if p.Extract {
-		err := t.attachFuncs(ex, pid, []funcProg{
-			{symHeaderLine, t.objs.UprobeHeaderLine, atReturns},
-			{symHeaderBlock, t.objs.UprobeHeaderBlock, atEntry},
+		err := t.addFuncs([]funcProg{
+			{symHeaderLine, t.propProgs.headerLine, atReturns},
+			{symHeaderBlock, t.propProgs.headerBlock, atEntry},
 		})
 		switch {
 		case errors.Is(err, ErrSymbolNotFound), errors.Is(err, ErrInlined):
@@ -83,10 +163,10 @@ func (t *Tracer) attachPropagation(ex *link.Executable, pid int, p Propagation) 
 		}
 	}
 	if p.Inject {
-		err := t.attachFuncs(ex, pid, []funcProg{
-			{symRoundTrip, t.objs.UprobeClientRoundtrip, atEntry},
-			{symRequestWrit, t.objs.UprobeRequestWrite, atEntry},
-			{symConnWrite, t.objs.UprobeConnWrite, atEntry},
+		err := t.addFuncs([]funcProg{
+			{symRoundTrip, t.propProgs.roundTrip, atEntry},
+			{symRequestWrit, t.propProgs.requestWrite, atEntry},
+			{symConnWrite, t.propProgs.connWrite, atEntry},
 		})
 		switch {
 		case errors.Is(err, ErrSymbolNotFound), errors.Is(err, ErrInlined):
@@ -95,7 +175,7 @@ func (t *Tracer) attachPropagation(ex *link.Executable, pid int, p Propagation) 
 		case err != nil:
 			return fmt.Errorf("attach traceparent injection: %w", err)
 		}
-		inj, err := attachInjector(t.objs.InjectTids, pid, p.Cgroup)
+		inj, err := attachInjector(t.maps.InjectTids, pid, p.Cgroup)
 		if err != nil {
 			return err
 		}
@@ -120,9 +200,9 @@ type funcProg struct {
 	where placement
 }
 
-// attachFuncs resolves every function first, so a missing one attaches
-// nothing of the group, then attaches the programs.
-func (t *Tracer) attachFuncs(ex *link.Executable, pid int, fps []funcProg) error {
+// addFuncs resolves every function first, so a missing one adds nothing
+// of the group, then adds the uprobes to the linker.
+func (t *Tracer) addFuncs(fps []funcProg) error {
 	fns := make([]*Function, len(fps))
 	for i, fp := range fps {
 		fn, err := t.bin.Function(fp.sym)
@@ -142,9 +222,7 @@ func (t *Tracer) attachFuncs(ex *link.Executable, pid int, fps []funcProg) error
 			offs = []uint64{fns[i].EntryOffset}
 		}
 		for _, off := range offs {
-			if err := t.uprobe(ex, fp.prog, fp.sym, off, pid, 0); err != nil {
-				return err
-			}
+			t.linker.add(fp.prog, fp.sym, off, 0)
 			t.propUprobes++
 		}
 	}
@@ -156,7 +234,7 @@ func (t *Tracer) attachFuncs(ex *link.Executable, pid int, fps []funcProg) error
 func (t *Tracer) Propagation() PropagationStatus {
 	s := t.prop
 	var perCPU []bpf.CapturePropagationCounters
-	if err := t.objs.PropCounters.Lookup(uint32(0), &perCPU); err == nil {
+	if err := t.maps.PropCounters.Lookup(uint32(0), &perCPU); err == nil {
 		for _, c := range perCPU {
 			s.Stats.Extracted += c.Extracted
 			s.Stats.Invalid += c.Invalid

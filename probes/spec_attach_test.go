@@ -11,6 +11,17 @@ import (
 // events carry the declared attributes, correctly nested.
 func TestSpecAttachByPID(t *testing.T) {
 	requireRoot(t)
+	for _, mode := range []LinkMode{LinkMulti, LinkPerfEvent} {
+		t.Run(mode.String(), func(t *testing.T) { testSpecAttach(t, mode) })
+	}
+}
+
+// testSpecAttach attaches a YAML spec to the running fixture with the
+// given link mode and checks the events of a few commands.
+func testSpecAttach(t *testing.T, mode LinkMode) {
+	if mode == LinkMulti && chooseLinkMode() != LinkMulti {
+		t.Skip("this kernel has no uprobe_multi links (Linux 6.6+)")
+	}
 	proc := startTraced(t, tracedBinary(t))
 	pid := proc.cmd.Process.Pid
 
@@ -64,11 +75,16 @@ probes:
 	if err != nil {
 		t.Fatalf("resolve: %v", err)
 	}
-	tr, err := Attach(prog, pid, DefaultOptions())
+	opts := DefaultOptions()
+	opts.PerfEventLinks = mode == LinkPerfEvent
+	tr, err := Attach(prog, pid, opts)
 	if err != nil {
 		t.Fatalf("attach: %v", err)
 	}
 	defer tr.Close()
+	if tr.LinkMode() != mode {
+		t.Fatalf("attached with %s links, want %s", tr.LinkMode(), mode)
+	}
 	ss := &session{t: t, proc: proc, tr: tr, mark: prog.Probes[3]}
 
 	evs := ss.run("handle gpt")

@@ -46,17 +46,9 @@ if cached; then
 	exit 0
 fi
 
-go_cmd=${GO:-}
-if [[ -z $go_cmd ]]; then
-	if command -v go >/dev/null 2>&1; then
-		go_cmd=go
-	elif [[ -x /usr/local/go/bin/go ]]; then
-		go_cmd=/usr/local/go/bin/go
-	else
-		die "no Go toolchain found: install Go 1.26 (or newer) and put it on PATH, or set GO=/path/to/go"
-	fi
-fi
-"$go_cmd" version >/dev/null 2>&1 || die "'$go_cmd version' does not run; check the GO variable or your Go install"
+# shellcheck source=scripts/lib.sh
+source "$root/scripts/lib.sh"
+find_go
 
 mkdir -p "$out"
 if command -v flock >/dev/null 2>&1; then

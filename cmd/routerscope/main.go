@@ -57,7 +57,9 @@ run flags:
   --config FILE    YAML config: the guide's observability.tracing block and an
                    optional routerscope section; may be the router's own
                    config.yaml (its other keys are ignored). Default: the
-                   CONFIG_PATH environment variable, else built-in defaults
+                   CONFIG_PATH environment variable, else (with --pid) the
+                   file the router was started with (its --config flag or
+                   CONFIG_PATH), else built-in defaults
                    (stdout exporter, always_on sampling,
                    service_name vllm-semantic-router)
   --probes FILE    probe spec file (repeat, or separate with commas); replaces
@@ -117,6 +119,15 @@ type cli struct {
 	listen func(addr string) (net.Listener, error)
 	// hup delivers SIGHUP: reload the config.
 	hup <-chan os.Signal
+	// proc is the procfs root ("" means /proc), for tests.
+	proc string
+}
+
+func (c cli) procRoot() string {
+	if c.proc == "" {
+		return "/proc"
+	}
+	return c.proc
 }
 
 func main() {
@@ -229,6 +240,14 @@ func (c cli) run(ctx context.Context, args []string) int {
 	})
 
 	path := agent.ConfigPath(f.config, c.getenv)
+	source := path
+	if path == "" && f.pid > 0 {
+		// The guide puts observability.tracing in the router's config.yaml:
+		// read the file the router was started with.
+		if p, from, ok := agent.TargetConfigPath(c.procRoot(), f.pid); ok {
+			path, source = p, from
+		}
+	}
 	cfg, err := loadConfig(path, f)
 	if err != nil {
 		if errors.As(err, new(flagError)) {
@@ -250,7 +269,7 @@ func (c cli) run(ctx context.Context, args []string) int {
 	}
 	defer func() { _ = log.Sync() }()
 	if path != "" {
-		log.Info("config loaded", zap.String(agent.LogKeyConfig, path))
+		log.Info("config loaded", zap.String(agent.LogKeyConfig, source))
 	}
 	attach, err := c.newAttacher()
 	if err != nil {

@@ -269,3 +269,50 @@ func TestRunToOTLPWithGuideConfig(t *testing.T) {
 		t.Errorf("service.name %v", v)
 	}
 }
+
+// TestRunReadsTheRouterConfig: with no --config and no CONFIG_PATH, the
+// agent reads observability.tracing from the file the router was started
+// with (the guide's advice: add the section to the router's config.yaml).
+func TestRunReadsTheRouterConfig(t *testing.T) {
+	proc := t.TempDir()
+	pidDir := filepath.Join(proc, "4242")
+	routerRoot := filepath.Join(pidDir, "root")
+	if err := os.MkdirAll(filepath.Join(routerRoot, "app"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	routerCfg := `categories: [{name: math}]
+observability:
+  tracing:
+    enabled: true
+    exporter: {type: "stdout"}
+    sampling: {type: "probabilistic", rate: 0.25}
+    resource: {service_name: "router-from-its-own-config"}
+`
+	if err := os.WriteFile(filepath.Join(routerRoot, "app/config.yaml"), []byte(routerCfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(pidDir, "cmdline"), []byte("/app/router\x00--config\x00config.yaml\x00"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(pidDir, "environ"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("/app", filepath.Join(pidDir, "cwd")); err != nil {
+		t.Fatal(err)
+	}
+	var req agent.AttachRequest
+	c, out, errOut := newCLI(nil, fakeAttacher(&req))
+	c.proc = proc
+	if code := c.main(context.Background(), []string{"run", "--pid", "4242", "--probes", "a.yaml", "--log-format", "json"}); code != exitOK {
+		t.Fatalf("exit %d: %s", code, errOut.String())
+	}
+	if req.SampleRatio != 0.25 {
+		t.Errorf("sample ratio %v, want the router config's 0.25", req.SampleRatio)
+	}
+	if !strings.Contains(errOut.String(), `"config":"--config of pid 4242 (/app/config.yaml)"`) {
+		t.Errorf("the log does not say which config was read:\n%s", errOut.String())
+	}
+	if !strings.Contains(out.String(), "router-from-its-own-config") {
+		t.Errorf("spans do not carry the router config's service name:\n%.400s", out.String())
+	}
+}

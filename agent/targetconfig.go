@@ -1,0 +1,67 @@
+package agent
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+)
+
+// TargetConfigPath finds the config file a traced process was started
+// with, so the guide's observability.tracing block can stay in the router's
+// own config.yaml: the value of its --config (or -config) flag, else its
+// CONFIG_PATH environment variable. A relative path is taken from the
+// process's working directory, and the result is the path as the agent can
+// open it, through procRoot/PID/root (which reaches into containers).
+// source says where the path came from; ok is false when the process names
+// no config file.
+func TargetConfigPath(procRoot string, pid int) (path, source string, ok bool) {
+	dir := filepath.Join(procRoot, strconv.Itoa(pid))
+	name := ""
+	if cmdline, err := os.ReadFile(filepath.Join(dir, "cmdline")); err == nil {
+		if v, found := configFlag(strings.Split(strings.TrimRight(string(cmdline), "\x00"), "\x00")); found {
+			name, source = v, "--config of pid "+strconv.Itoa(pid)
+		}
+	}
+	if name == "" {
+		if env, err := os.ReadFile(filepath.Join(dir, "environ")); err == nil {
+			for _, kv := range bytes.Split(env, []byte{0}) {
+				if v, found := bytes.CutPrefix(kv, []byte("CONFIG_PATH=")); found && len(v) > 0 {
+					name, source = string(v), "CONFIG_PATH of pid "+strconv.Itoa(pid)
+				}
+			}
+		}
+	}
+	if name == "" {
+		return "", "", false
+	}
+	if !filepath.IsAbs(name) {
+		cwd, err := os.Readlink(filepath.Join(dir, "cwd"))
+		if err != nil {
+			return "", "", false
+		}
+		name = filepath.Join(cwd, name)
+	}
+	return filepath.Join(dir, "root", name), fmt.Sprintf("%s (%s)", source, name), true
+}
+
+// configFlag returns the value of a --config or -config flag in args.
+func configFlag(args []string) (string, bool) {
+	for i := 1; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			break
+		}
+		for _, flag := range []string{"--config", "-config"} {
+			if a == flag && i+1 < len(args) {
+				return args[i+1], true
+			}
+			if v, ok := strings.CutPrefix(a, flag+"="); ok {
+				return v, true
+			}
+		}
+	}
+	return "", false
+}
