@@ -79,23 +79,45 @@ static __always_inline struct inject_counters *counts(void)
 	return bpf_map_lookup_elem(&inject_counters, &zero);
 }
 
+// Sockets the target is connecting, keyed by socket cookie, between the
+// connect call and the handshake's end.
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u64);
+	__type(value, __u8);
+} connecting SEC(".maps");
+
 SEC("sockops")
 int sockops_track(struct bpf_sock_ops *skops)
 {
-	// Active (client side) connections only: the router's upstream
-	// requests. The callback runs in softirq context, where the current
-	// task is not the connecting process, so there is no pid filter here;
-	// the cgroup the program is attached to bounds it, the sk_msg program
-	// filters by process.
-	if (skops->op != BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB)
+	__u64 key;
+	switch (skops->op) {
+	case BPF_SOCK_OPS_TCP_CONNECT_CB:
+		// Runs in the connect() call, in the connecting task: the only
+		// place that knows the process. Another tracer's target is left
+		// to its own injector (a socket takes one sk_msg program).
+		if (target_tgid && (bpf_get_current_pid_tgid() >> 32) != target_tgid)
+			return 1;
+		key = bpf_get_socket_cookie(skops);
+		__u8 one = 1;
+		bpf_map_update_elem(&connecting, &key, &one, BPF_ANY);
 		return 1;
-	if (skops->family != AF_INET && skops->family != AF_INET6)
+	case BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB:
+		// Runs in softirq context when the handshake completes; only a
+		// socket in the map may be added (established sockets only).
+		if (skops->family != AF_INET && skops->family != AF_INET6)
+			return 1;
+		key = bpf_get_socket_cookie(skops);
+		if (!bpf_map_lookup_elem(&connecting, &key))
+			return 1;
+		bpf_map_delete_elem(&connecting, &key);
+		if (!bpf_sock_hash_update(skops, &client_socks, &key, BPF_ANY)) {
+			struct inject_counters *c = counts();
+			if (c)
+				c->sockets++;
+		}
 		return 1;
-	__u64 key = bpf_get_socket_cookie(skops);
-	if (!bpf_sock_hash_update(skops, &client_socks, &key, BPF_ANY)) {
-		struct inject_counters *c = counts();
-		if (c)
-			c->sockets++;
 	}
 	return 1;
 }

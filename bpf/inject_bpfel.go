@@ -34,6 +34,7 @@ type InjectInjectCtx struct {
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
 	InjectMapClientSocks    = "client_socks"
+	InjectMapConnecting     = "connecting"
 	InjectMapInjectCounters = "inject_counters"
 	InjectMapInjectTids     = "inject_tids"
 	InjectProgSkmsgInject   = "skmsg_inject"
@@ -92,6 +93,7 @@ type InjectProgramSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type InjectMapSpecs struct {
 	ClientSocks    *ebpf.MapSpec `ebpf:"client_socks"`
+	Connecting     *ebpf.MapSpec `ebpf:"connecting"`
 	InjectCounters *ebpf.MapSpec `ebpf:"inject_counters"`
 	InjectTids     *ebpf.MapSpec `ebpf:"inject_tids"`
 }
@@ -124,6 +126,7 @@ func (o *InjectObjects) Close() error {
 // It can be passed to LoadInjectObjects or ebpf.CollectionSpec.LoadAndAssign.
 type InjectMaps struct {
 	ClientSocks    *ebpf.Map `ebpf:"client_socks"`
+	Connecting     *ebpf.Map `ebpf:"connecting"`
 	InjectCounters *ebpf.Map `ebpf:"inject_counters"`
 	InjectTids     *ebpf.Map `ebpf:"inject_tids"`
 }
@@ -131,6 +134,7 @@ type InjectMaps struct {
 func (m *InjectMaps) Close() error {
 	return _InjectClose(
 		m.ClientSocks,
+		m.Connecting,
 		m.InjectCounters,
 		m.InjectTids,
 	)

@@ -338,3 +338,34 @@ func mapKeys[V any](m map[string]V) []string {
 	}
 	return out
 }
+
+// TestTraceContextWarmConnection: the router's connection to the model
+// server is opened before the agent attaches (sock_ops never saw it); the
+// agent adopts it, and requests on it still carry the upstream span's
+// traceparent.
+func TestTraceContextWarmConnection(t *testing.T) {
+	requireRoot(t)
+	recv, collector := pipeline(t)
+	s := startPropagationBackends(t)
+	k := dialKeepAlive(t, s.routerAddr)
+	k.chat(t, "warm-before", nil) // opens the router's keep-alive connection upstream
+	s.attachAgent(t, agentConfig(t, collector))
+	k.chat(t, "warm-after-1", map[string]string{"traceparent": traceparent(callerTrace, callerSpan, "01")})
+	k.chat(t, "warm-after-2", nil)
+
+	traces := tracesByRequest(t, waitSpans(t, recv, 18))
+	up := upstreamHeaders(t, s)
+	if got := up["warm-before"]; len(got) != 0 {
+		t.Errorf("warm-before: model server got traceparent %q before the agent attached, want none", got)
+	}
+	for _, id := range []string{"warm-after-1", "warm-after-2"} {
+		if rt := traces[id]; rt == nil {
+			t.Errorf("no trace for %s", id)
+		} else {
+			wantInjected(t, up, id, rt)
+		}
+	}
+	if rt := traces["warm-after-1"]; rt != nil && rt.root.TraceIDHex() != callerTrace {
+		t.Errorf("warm-after-1: trace %s, want the caller's %s", rt.root.TraceIDHex(), callerTrace)
+	}
+}

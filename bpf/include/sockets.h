@@ -87,6 +87,7 @@ struct bpf_sock_ops {
 /* Map type and sock_ops callback the pinned vmlinux.h subset lacks
  * (include/uapi/linux/bpf.h). */
 #define BPF_MAP_TYPE_SOCKHASH 18
+#define BPF_SOCK_OPS_TCP_CONNECT_CB 3
 #define BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB 4
 
 #endif /* __ROUTERSCOPE_SOCKETS_H__ */
