@@ -127,6 +127,19 @@ type CaptureSpanStack struct {
 	}
 }
 
+type CaptureTraceKey struct {
+	_       structs.HostLayout
+	TraceHi uint64
+	TraceLo uint64
+}
+
+type CaptureTraceState struct {
+	_   structs.HostLayout
+	Len uint32
+	Pad uint32
+	V   [256]int8
+}
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
@@ -144,9 +157,12 @@ const (
 	CaptureMapLost                        = "lost"
 	CaptureMapNewprocCallers              = "newproc_callers"
 	CaptureMapOpenSpans                   = "open_spans"
+	CaptureMapPendingStates               = "pending_states"
 	CaptureMapPropCounters                = "prop_counters"
 	CaptureMapRemoteParents               = "remote_parents"
 	CaptureMapStacks                      = "stacks"
+	CaptureMapStateScratch                = "state_scratch"
+	CaptureMapTraceStates                 = "trace_states"
 	CaptureProgUprobeClientRoundtrip      = "uprobe_client_roundtrip"
 	CaptureProgUprobeConnWrite            = "uprobe_conn_write"
 	CaptureProgUprobeEntry                = "uprobe_entry"
@@ -246,9 +262,12 @@ type CaptureMapSpecs struct {
 	Lost           *ebpf.MapSpec `ebpf:"lost"`
 	NewprocCallers *ebpf.MapSpec `ebpf:"newproc_callers"`
 	OpenSpans      *ebpf.MapSpec `ebpf:"open_spans"`
+	PendingStates  *ebpf.MapSpec `ebpf:"pending_states"`
 	PropCounters   *ebpf.MapSpec `ebpf:"prop_counters"`
 	RemoteParents  *ebpf.MapSpec `ebpf:"remote_parents"`
 	Stacks         *ebpf.MapSpec `ebpf:"stacks"`
+	StateScratch   *ebpf.MapSpec `ebpf:"state_scratch"`
+	TraceStates    *ebpf.MapSpec `ebpf:"trace_states"`
 }
 
 // CaptureVariableSpecs contains global variables before they are loaded into the kernel.
@@ -290,9 +309,12 @@ type CaptureMaps struct {
 	Lost           *ebpf.Map `ebpf:"lost"`
 	NewprocCallers *ebpf.Map `ebpf:"newproc_callers"`
 	OpenSpans      *ebpf.Map `ebpf:"open_spans"`
+	PendingStates  *ebpf.Map `ebpf:"pending_states"`
 	PropCounters   *ebpf.Map `ebpf:"prop_counters"`
 	RemoteParents  *ebpf.Map `ebpf:"remote_parents"`
 	Stacks         *ebpf.Map `ebpf:"stacks"`
+	StateScratch   *ebpf.Map `ebpf:"state_scratch"`
+	TraceStates    *ebpf.Map `ebpf:"trace_states"`
 }
 
 func (m *CaptureMaps) Close() error {
@@ -310,9 +332,12 @@ func (m *CaptureMaps) Close() error {
 		m.Lost,
 		m.NewprocCallers,
 		m.OpenSpans,
+		m.PendingStates,
 		m.PropCounters,
 		m.RemoteParents,
 		m.Stacks,
+		m.StateScratch,
+		m.TraceStates,
 	)
 }
 

@@ -47,6 +47,29 @@ struct {
 	__type(value, struct inject_ctx);
 } inject_tids SEC(".maps");
 
+// tracestate of traces that joined an incoming traceparent; the capture
+// object's map (propagation.h), same layout.
+#define TS_MAX 256
+#define TS_NAME_LEN 12 // "tracestate: "
+
+struct trace_state {
+	__u32 len;
+	__u32 _pad;
+	char v[TS_MAX];
+};
+
+struct trace_key {
+	__u64 trace_hi;
+	__u64 trace_lo;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, struct trace_key);
+	__type(value, struct trace_state);
+} trace_states SEC(".maps");
+
 // Client sockets, keyed by socket cookie. A socket leaves the map by itself
 // when it closes.
 struct {
@@ -161,6 +184,52 @@ static __always_inline __u32 request_line_end(struct sk_msg_md *msg)
 	return 0;
 }
 
+// push_tracestate inserts "tracestate: <value>\r\n" at off when the trace
+// came with one.
+static __noinline void push_tracestate(struct sk_msg_md *msg, __u32 off, struct inject_ctx *ic,
+				       struct inject_counters *c)
+{
+	struct trace_key k = {.trace_hi = ic->trace_hi, .trace_lo = ic->trace_lo};
+	struct trace_state *ts = bpf_map_lookup_elem(&trace_states, &k);
+	if (!ts)
+		return;
+	__u32 n = ts->len;
+	if (n == 0 || n > TS_MAX)
+		return;
+	__u32 total = TS_NAME_LEN + n + 2;
+	if (off > LINE_SCAN + TP_HDR_LEN || bpf_msg_push_data(msg, off, total, 0) ||
+	    bpf_msg_pull_data(msg, off, off + total, 0)) {
+		if (c)
+			c->push_error++;
+		return;
+	}
+	char *d = msg->data;
+	// Checked again per byte below: the verifier cannot carry total's
+	// relation to n into the loop.
+	if ((void *)(d + TS_NAME_LEN) > msg->data_end || (void *)(d + total) > msg->data_end) {
+		if (c)
+			c->push_error++;
+		return;
+	}
+	const char name[] = "tracestate: ";
+#pragma unroll
+	for (int i = 0; i < TS_NAME_LEN; i++)
+		d[i] = name[i];
+	for (__u32 i = 0; i < TS_MAX; i++) {
+		if (i >= n)
+			break;
+		char *p = d + TS_NAME_LEN + i;
+		if ((void *)(p + 1) > msg->data_end)
+			return;
+		*p = ts->v[i & (TS_MAX - 1)];
+	}
+	char *e = d + TS_NAME_LEN + (n & (2 * TS_MAX - 1));
+	if ((void *)(e + 2) > msg->data_end)
+		return;
+	e[0] = '\r';
+	e[1] = '\n';
+}
+
 SEC("sk_msg")
 int skmsg_inject(struct sk_msg_md *msg)
 {
@@ -217,5 +286,6 @@ int skmsg_inject(struct sk_msg_md *msg)
 	d[69] = '\n';
 	if (c)
 		c->injected++;
+	push_tracestate(msg, off + TP_HDR_LEN, &ic, c);
 	return SK_PASS;
 }

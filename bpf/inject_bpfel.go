@@ -29,6 +29,19 @@ type InjectInjectCtx struct {
 	Flags   uint64
 }
 
+type InjectTraceKey struct {
+	_       structs.HostLayout
+	TraceHi uint64
+	TraceLo uint64
+}
+
+type InjectTraceState struct {
+	_   structs.HostLayout
+	Len uint32
+	Pad uint32
+	V   [256]int8
+}
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
@@ -37,6 +50,7 @@ const (
 	InjectMapConnecting     = "connecting"
 	InjectMapInjectCounters = "inject_counters"
 	InjectMapInjectTids     = "inject_tids"
+	InjectMapTraceStates    = "trace_states"
 	InjectProgSkmsgInject   = "skmsg_inject"
 	InjectProgSockopsTrack  = "sockops_track"
 	InjectVarTargetTgid     = "target_tgid"
@@ -96,6 +110,7 @@ type InjectMapSpecs struct {
 	Connecting     *ebpf.MapSpec `ebpf:"connecting"`
 	InjectCounters *ebpf.MapSpec `ebpf:"inject_counters"`
 	InjectTids     *ebpf.MapSpec `ebpf:"inject_tids"`
+	TraceStates    *ebpf.MapSpec `ebpf:"trace_states"`
 }
 
 // InjectVariableSpecs contains global variables before they are loaded into the kernel.
@@ -129,6 +144,7 @@ type InjectMaps struct {
 	Connecting     *ebpf.Map `ebpf:"connecting"`
 	InjectCounters *ebpf.Map `ebpf:"inject_counters"`
 	InjectTids     *ebpf.Map `ebpf:"inject_tids"`
+	TraceStates    *ebpf.Map `ebpf:"trace_states"`
 }
 
 func (m *InjectMaps) Close() error {
@@ -137,6 +153,7 @@ func (m *InjectMaps) Close() error {
 		m.Connecting,
 		m.InjectCounters,
 		m.InjectTids,
+		m.TraceStates,
 	)
 }
 

@@ -9,9 +9,10 @@ import (
 	"github.com/cilium/ebpf/rlimit"
 )
 
-// TestLoadPropagation loads the injector with its inject_tids map replaced
-// by the capture object's, as package probes does, so the verifier checks
-// the socket programs and the two objects agree on the shared map.
+// TestLoadPropagation loads the injector with its inject_tids and
+// trace_states maps replaced by the capture object's, as package probes
+// does, so the verifier checks the socket programs and the two objects
+// agree on the shared maps.
 func TestLoadPropagation(t *testing.T) {
 	if testing.Short() {
 		t.Skip("loads eBPF programs into the kernel: skipped in -short mode")
@@ -40,7 +41,7 @@ func TestLoadPropagation(t *testing.T) {
 	}
 	var inject InjectObjects
 	err := LoadInjectObjects(&inject, &ebpf.CollectionOptions{
-		MapReplacements: map[string]*ebpf.Map{"inject_tids": capture.InjectTids},
+		MapReplacements: map[string]*ebpf.Map{"inject_tids": capture.InjectTids, "trace_states": capture.TraceStates},
 	})
 	var verr *ebpf.VerifierError
 	if errors.As(err, &verr) {

@@ -43,6 +43,48 @@ struct remote_ctx {
 #define TP_VALUE_LEN 55
 #define TP_LINE_MAX 96 // name, optional whitespace, value, room to spot a longer value
 
+// tracestate: the value as received, carried only when it fits in TS_MAX
+// bytes (the spec's limit is 512); a longer one is dropped whole rather than
+// cut inside an entry. Shared with inject.c: keep the definitions identical.
+#define TS_NAME_LEN 11 // "tracestate:"
+#define TS_MAX 256
+
+struct trace_state {
+	__u32 len;
+	__u32 _pad;
+	char v[TS_MAX];
+};
+
+struct trace_key {
+	__u64 trace_hi;
+	__u64 trace_lo;
+};
+
+// tracestate of the request being read, per goroutine, until its root
+// span takes it together with the traceparent.
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 8192);
+	__type(key, __u64);
+	__type(value, struct trace_state);
+} pending_states SEC(".maps");
+
+// tracestate of each trace that joined an incoming traceparent, for the
+// injector to pass on with the trace's outgoing requests.
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, struct trace_key);
+	__type(value, struct trace_state);
+} trace_states SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct trace_state);
+} state_scratch SEC(".maps");
+
 // Pending remote parent per goroutine (g pointer). LRU: a connection that
 // closes between header and handler leaves one behind.
 struct {
@@ -181,10 +223,60 @@ static __always_inline char lower_ascii(char c)
 // The []byte result is in RAX (data) and RBX (length); the line has no CRLF
 // and no trailing whitespace (textproto trims it). Header names are
 // case-insensitive.
+// read_tracestate keeps the value of a "tracestate:" line of len bytes at
+// ptr as the goroutine's pending tracestate.
+static __noinline void read_tracestate(__u64 g, __u64 ptr, __u64 len)
+{
+	char head[TS_NAME_LEN + 8] = {};
+	__u32 n = len > sizeof(head) ? sizeof(head) : (__u32)len;
+	if (n > sizeof(head))
+		n = sizeof(head);
+	if (n == 0 || bpf_probe_read_user(head, n, (void *)ptr))
+		return;
+	__u32 start = TS_NAME_LEN;
+#pragma unroll
+	for (int i = 0; i < 8; i++) {
+		if (start < n && (head[start] == ' ' || head[start] == '\t'))
+			start++;
+	}
+	__u32 zero = 0;
+	struct trace_state *ts = bpf_map_lookup_elem(&state_scratch, &zero);
+	if (!ts)
+		return;
+	__u64 vlen = len - start;
+	if (vlen == 0 || vlen > TS_MAX) {
+		bpf_map_delete_elem(&pending_states, &g);
+		return;
+	}
+	__u32 vl = (__u32)vlen;
+	if (vl > TS_MAX)
+		return; // keeps the verifier's bound explicit
+	if (bpf_probe_read_user(ts->v, vl, (void *)(ptr + start)))
+		return;
+	ts->len = vl;
+	bpf_map_update_elem(&pending_states, &g, ts, BPF_ANY);
+}
+
 static __always_inline int do_uprobe_header_line(struct pt_regs *ctx)
 {
 	__u64 ptr = ctx->ax, len = ctx->bx;
-	if (!ptr || len < TP_NAME_LEN + TP_VALUE_LEN || len > 4096)
+	if (!ptr || len <= TS_NAME_LEN || len > 4096)
+		return 0;
+	// Both names start "trace": one small read rejects other lines.
+	char head[TP_NAME_LEN] = {};
+	if (bpf_probe_read_user(head, sizeof(head), (void *)ptr))
+		return 0;
+	const char state[] = "tracestate:";
+	int is_state = 1;
+#pragma unroll
+	for (int i = 0; i < TS_NAME_LEN; i++)
+		if (lower_ascii(head[i]) != state[i])
+			is_state = 0;
+	if (is_state) {
+		read_tracestate(ctx->r14, ptr, len);
+		return 0;
+	}
+	if (len < TP_NAME_LEN + TP_VALUE_LEN)
 		return 0;
 	__u32 zero = 0;
 	struct header_line *l = bpf_map_lookup_elem(&header_scratch, &zero);
@@ -233,6 +325,7 @@ static __always_inline int do_uprobe_header_block(struct pt_regs *ctx)
 {
 	__u64 g = ctx->r14;
 	bpf_map_delete_elem(&remote_parents, &g);
+	bpf_map_delete_elem(&pending_states, &g);
 	return 0;
 }
 
@@ -249,6 +342,14 @@ static __always_inline int take_remote_parent(__u64 g, struct span_entry *ne)
 	// Parent-based sampling: the caller's decision wins over the ratio.
 	ne->flags = (rc->flags & FLAG_SAMPLED) | FLAG_REMOTE_PARENT;
 	bpf_map_delete_elem(&remote_parents, &g);
+	// The caller's tracestate goes with its trace (W3C: only with a valid
+	// traceparent), for the injector.
+	struct trace_state *ts = bpf_map_lookup_elem(&pending_states, &g);
+	if (ts) {
+		struct trace_key k = {.trace_hi = ne->trace_hi, .trace_lo = ne->trace_lo};
+		bpf_map_update_elem(&trace_states, &k, ts, BPF_ANY);
+		bpf_map_delete_elem(&pending_states, &g);
+	}
 	struct propagation_counters *pc = prop_counts();
 	if (pc)
 		pc->consumed++;

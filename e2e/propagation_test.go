@@ -132,8 +132,9 @@ func (k *keepAlive) chat(t *testing.T, id string, headers map[string]string) {
 	}
 }
 
-// upstreamHeaders returns, by x-request-id, the traceparent headers the
-// fake model server received.
+// upstreamHeaders returns, by x-request-id, the trace context headers the
+// fake model server received: traceparent, and tracestate under
+// "<id>/tracestate".
 func upstreamHeaders(t *testing.T, s *stack) map[string][]string {
 	t.Helper()
 	resp, err := client.Get("http://" + s.llmAddr + "/debug/requests")
@@ -149,6 +150,7 @@ func upstreamHeaders(t *testing.T, s *stack) map[string][]string {
 	for _, r := range recs {
 		if ids := r.Headers["x-request-id"]; len(ids) == 1 {
 			out[ids[0]] = r.Headers["traceparent"]
+			out[ids[0]+"/tracestate"] = r.Headers["tracestate"]
 		}
 	}
 	return out
@@ -224,7 +226,7 @@ func TestTraceContextPropagation(t *testing.T) {
 	s.attachAgent(t, agentConfig(t, collector))
 	k := dialKeepAlive(t, s.routerAddr)
 
-	k.chat(t, "tp-joined", map[string]string{"traceparent": traceparent(callerTrace, callerSpan, "01"), "tracestate": "vendor=x"})
+	k.chat(t, "tp-joined", map[string]string{"traceparent": traceparent(callerTrace, callerSpan, "01"), "tracestate": "vendor=x,other=y"})
 	k.chat(t, "tp-absent", nil) // same connection and goroutine: must not reuse the previous header
 	// A header on a request no probe covers must not leak into the next one.
 	if resp := k.do(t, http.MethodGet, "/healthz", "", map[string]string{"traceparent": traceparent("11111111111111111111111111111111", callerSpan, "01")}); resp.StatusCode != 200 {
@@ -247,7 +249,8 @@ func TestTraceContextPropagation(t *testing.T) {
 		"tp-bad-flags":      traceparent(badTrace, callerSpan, "0x"),
 	}
 	for id, tp := range invalid {
-		k.chat(t, id, map[string]string{"traceparent": tp})
+		// A tracestate is ignored along with an invalid traceparent.
+		k.chat(t, id, map[string]string{"traceparent": tp, "tracestate": "bad=1"})
 	}
 	// The caller decided not to sample: no spans, but the decision and the
 	// caller's trace id travel on to the model server.
@@ -273,6 +276,9 @@ func TestTraceContextPropagation(t *testing.T) {
 			t.Errorf("tp-joined: root's parent %q, want the caller's span %s", got, callerSpan)
 		}
 		wantInjected(t, up, "tp-joined", rt)
+		if got := up["tp-joined/tracestate"]; len(got) != 1 || got[0] != "vendor=x,other=y" {
+			t.Errorf("tp-joined: model server got tracestate %q, want the caller's %q", got, "vendor=x,other=y")
+		}
 	}
 	if rt := traces["tp-future"]; rt == nil {
 		t.Error("no trace for tp-future")
@@ -293,6 +299,9 @@ func TestTraceContextPropagation(t *testing.T) {
 			t.Errorf("%s: trace id %s came from a header, want a fresh one", id, tid)
 		}
 		wantInjected(t, up, id, rt)
+		if got := up[id+"/tracestate"]; len(got) != 0 {
+			t.Errorf("%s: model server got tracestate %q, want none (no valid traceparent came in)", id, got)
+		}
 	}
 	if traces["tp-unsampled"] != nil {
 		t.Error("tp-unsampled: the caller's sampled=0 was not respected: spans exported")

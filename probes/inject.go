@@ -29,10 +29,10 @@ type injector struct {
 }
 
 // attachInjector loads inject.c sharing the capture object's inject_tids
-// map, attaches sock_ops to the cgroup and sk_msg to the socket map, and
+// and trace_states maps, attaches sock_ops to the cgroup and sk_msg to the socket map, and
 // adds the target's already established TCP sockets (its warm keep-alive
 // pool) to the map, so they carry headers too.
-func attachInjector(tids *ebpf.Map, pid int, cgroup string) (*injector, error) {
+func attachInjector(tids, states *ebpf.Map, pid int, cgroup string) (*injector, error) {
 	if cgroup == "" {
 		var err error
 		if cgroup, err = targetCgroup(pid); err != nil {
@@ -49,7 +49,7 @@ func attachInjector(tids *ebpf.Map, pid int, cgroup string) (*injector, error) {
 		}
 	}
 	inj := &injector{cgroup: cgroup}
-	opts := &ebpf.CollectionOptions{MapReplacements: map[string]*ebpf.Map{"inject_tids": tids}}
+	opts := &ebpf.CollectionOptions{MapReplacements: map[string]*ebpf.Map{"inject_tids": tids, "trace_states": states}}
 	if err := spec.LoadAndAssign(&inj.objs, opts); err != nil {
 		var verr *ebpf.VerifierError
 		if errors.As(err, &verr) {

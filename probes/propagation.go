@@ -91,6 +91,9 @@ func (t *Tracer) propMaps() map[string]*ebpf.Map {
 		bpf.CaptureMapInjectGs:      t.maps.InjectGs,
 		bpf.CaptureMapInjectTids:    t.maps.InjectTids,
 		bpf.CaptureMapPropCounters:  t.maps.PropCounters,
+		bpf.CaptureMapPendingStates: t.maps.PendingStates,
+		bpf.CaptureMapTraceStates:   t.maps.TraceStates,
+		bpf.CaptureMapStateScratch:  t.maps.StateScratch,
 	}
 }
 
@@ -175,7 +178,7 @@ func (t *Tracer) attachPropagation(pid int, p Propagation) error {
 		case err != nil:
 			return fmt.Errorf("attach traceparent injection: %w", err)
 		}
-		inj, err := attachInjector(t.maps.InjectTids, pid, p.Cgroup)
+		inj, err := attachInjector(t.maps.InjectTids, t.maps.TraceStates, pid, p.Cgroup)
 		if err != nil {
 			return err
 		}
