@@ -38,6 +38,7 @@ type CaptureInjectCtx struct {
 	TraceLo uint64
 	SpanId  uint64
 	Flags   uint64
+	ArmedNs uint64
 }
 
 type CaptureProbeCounters struct {

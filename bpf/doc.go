@@ -85,7 +85,9 @@
 // keep-alive connection gets its own header. Limits: HTTP/2 (frames, HPACK)
 // and TLS (encrypted before the socket) get no header; a goroutine moved to
 // another thread between the connection write's entry and its syscall (it
-// blocked on a full socket buffer) gets none either.
+// blocked on a full socket buffer) gets none either; an arming the sk_msg
+// program finds more than 50 ms old is dropped, so such a leftover cannot
+// put a wrong header on a later request written by that thread.
 //
 // The two objects share inject_tids and trace_states: package probes loads
 // inject.c with the capture object's maps in their place. Socket programs

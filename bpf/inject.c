@@ -28,6 +28,12 @@ char __license[] SEC("license") = "Dual BSD/GPL";
 // Bytes scanned for the request line's CRLF: method, target and version of
 // a router's upstream request are far shorter.
 #define LINE_SCAN 256
+// An arming older than this belongs to a write that never reached a socket
+// on this thread (an error, or the goroutine moved to another thread while
+// blocked): the connection write's entry and its syscall are microseconds
+// apart, and a later request on the thread must not carry a stale header.
+#define ARM_TTL_NS (50ULL * 1000 * 1000)
+
 // "traceparent: 00-" + 32 hex + "-" + 16 hex + "-" + 2 hex + "\r\n"
 #define TP_HDR_LEN 70
 
@@ -38,6 +44,7 @@ struct inject_ctx {
 	__u64 trace_lo;
 	__u64 span_id;
 	__u64 flags;
+	__u64 armed_ns;
 };
 
 struct {
@@ -84,6 +91,7 @@ struct inject_counters {
 	__u64 not_http;   // armed thread wrote something that is no request line
 	__u64 push_error; // bpf_msg_push_data or pull failed
 	__u64 sockets;    // sockets added to client_socks
+	__u64 stale;      // armings too old to belong to the write at hand
 };
 
 struct {
@@ -245,6 +253,11 @@ int skmsg_inject(struct sk_msg_md *msg)
 	// write is not this request's start any more.
 	bpf_map_delete_elem(&inject_tids, &tid);
 	struct inject_counters *c = counts();
+	if (bpf_ktime_get_ns() - ic.armed_ns > ARM_TTL_NS) {
+		if (c)
+			c->stale++;
+		return SK_PASS;
+	}
 
 	__u32 scan = msg->size < LINE_SCAN ? msg->size : LINE_SCAN;
 	if (bpf_msg_pull_data(msg, 0, scan, 0)) {

@@ -19,6 +19,7 @@ type InjectInjectCounters struct {
 	NotHttp   uint64
 	PushError uint64
 	Sockets   uint64
+	Stale     uint64
 }
 
 type InjectInjectCtx struct {
@@ -27,6 +28,7 @@ type InjectInjectCtx struct {
 	TraceLo uint64
 	SpanId  uint64
 	Flags   uint64
+	ArmedNs uint64
 }
 
 type InjectTraceKey struct {

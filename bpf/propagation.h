@@ -27,7 +27,8 @@ struct inject_ctx {
 	__u64 trace_hi;
 	__u64 trace_lo;
 	__u64 span_id;
-	__u64 flags; // FLAG_SAMPLED
+	__u64 flags;    // FLAG_SAMPLED
+	__u64 armed_ns; // when a thread was armed with it (inject_tids only)
 };
 
 // remote_ctx is a parsed incoming traceparent waiting for its root span.
@@ -420,6 +421,7 @@ static __always_inline int do_uprobe_conn_write(struct pt_regs *ctx)
 		return 0;
 	__u32 tid = (__u32)bpf_get_current_pid_tgid();
 	struct inject_ctx copy = *ic;
+	copy.armed_ns = bpf_ktime_get_ns();
 	bpf_map_update_elem(&inject_tids, &tid, &copy, BPF_ANY);
 	bpf_map_delete_elem(&inject_gs, &g);
 	struct propagation_counters *pc = prop_counts();

@@ -149,6 +149,7 @@ func (inj *injector) addStats(s *PropagationStats) {
 		s.NotHTTP += c.NotHttp
 		s.PushErrors += c.PushError
 		s.Sockets += c.Sockets
+		s.Stale += c.Stale
 	}
 }
 

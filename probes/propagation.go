@@ -60,8 +60,9 @@ type PropagationStats struct {
 	// the writes of those requests that armed their thread; Injected the
 	// headers inserted into a socket's data. Sockets counts client sockets
 	// the injector watches; NotHTTP armed writes that were no request line;
-	// PushErrors insertions the kernel refused.
-	Recorded, Armed, Injected, Sockets, NotHTTP, PushErrors uint64
+	// PushErrors insertions the kernel refused; Stale armings dropped as
+	// too old to belong to the write at hand.
+	Recorded, Armed, Injected, Sockets, NotHTTP, PushErrors, Stale uint64
 }
 
 // propPrograms are the propagation uprobe programs of one link mode.
