@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cilium/ebpf"
 	"go.uber.org/zap"
 
 	"github.com/routerscope/routerscope/probes"
@@ -245,17 +246,59 @@ func (m *manager) probeDigest(paths []string) string {
 	return b.String()
 }
 
-// attachErrorReason names an attach error for the reason label.
+// Attach error reasons beyond the detach ones, one per condition an
+// operator fixes differently: the probe file (invalid_spec,
+// symbol_not_found, inlined, not_supported, kernel_limit), the router's
+// build (no_dwarf), the node (kernel_not_supported, permission_denied).
+const (
+	reasonInvalidSpec   = "invalid_spec"
+	reasonSymbol        = "symbol_not_found"
+	reasonInlined       = "inlined"
+	reasonNoDWARF       = "no_dwarf"
+	reasonNotSupported  = "not_supported"
+	reasonKernelLimit   = "kernel_limit"
+	reasonKernelMissing = "kernel_not_supported"
+	reasonPermission    = "permission_denied"
+	reasonNotFound      = "not_found"
+)
+
+// attachErrorReasons maps the sentinel errors of an attach to reason
+// labels, most specific first: probes.Resolve joins one error per bad
+// probe, so a joined error takes the first reason any part matches, and
+// the capture engine's own sentinels go before the operating system's
+// (a symbol not found is not a missing file).
+var attachErrorReasons = []struct {
+	err    error
+	reason string
+}{
+	{ErrBinaryChanged, reasonChangedBin},
+	{ErrTooManyProcesses, reasonLimit},
+	{context.Canceled, reasonCanceled},
+	{probes.ErrInvalidSpec, reasonInvalidSpec},
+	{probes.ErrInvalidOptions, reasonInvalidSpec},
+	{probes.ErrNoDWARF, reasonNoDWARF},
+	{probes.ErrSymbolNotFound, reasonSymbol},
+	{probes.ErrInlined, reasonInlined},
+	{probes.ErrKernelLimit, reasonKernelLimit},
+	{probes.ErrNotSupported, reasonNotSupported},
+	// A kernel feature the programs need is missing (cilium/ebpf's feature
+	// probes): the node's kernel, not the probe file, is the problem.
+	{ebpf.ErrNotSupported, reasonKernelMissing},
+	// EPERM and EACCES: missing capabilities, or RLIMIT_MEMLOCK on kernels
+	// before 5.11, which cilium/ebpf reports as EPERM.
+	{os.ErrPermission, reasonPermission},
+	// The process exited, or its executable is gone, during the attach.
+	{ErrNoProcess, reasonNotFound},
+	{os.ErrNotExist, reasonNotFound},
+}
+
+// attachErrorReason names an attach error for the reason label: a small,
+// fixed set of values, never the error text.
 func attachErrorReason(err error) string {
-	switch {
-	case errors.Is(err, ErrBinaryChanged):
-		return reasonChangedBin
-	case errors.Is(err, context.Canceled):
-		return reasonCanceled
-	case errors.Is(err, os.ErrPermission):
-		return "permission_denied"
-	case errors.Is(err, os.ErrNotExist):
-		return "not_found"
+	for _, r := range attachErrorReasons {
+		if errors.Is(err, r.err) {
+			return r.reason
+		}
 	}
 	return reasonAttach
 }
