@@ -6,9 +6,13 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"regexp"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/cilium/ebpf"
 
@@ -108,5 +112,86 @@ func TestAttachErrorReasonsAreLabels(t *testing.T) {
 			t.Errorf("sentinel %v listed twice", r.err)
 		}
 		seen[r.err] = true
+	}
+}
+
+// slowClose is a capture whose Close blocks until released, as the
+// capture engine's does while the kernel unregisters its uprobes.
+type slowClose struct {
+	*liveSource
+	release <-chan struct{}
+	started chan struct{}
+	closed  atomic.Bool
+}
+
+func (s *slowClose) Close() error {
+	select {
+	case s.started <- struct{}{}:
+	default:
+	}
+	<-s.release
+	s.closed.Store(true)
+	return s.liveSource.Close()
+}
+
+// TestDetachDoesNotWaitForClose: a process that exits is detached and its
+// replacement attached while the old capture is still closing, and Run
+// returns only once every capture is closed.
+func TestDetachDoesNotWaitForClose(t *testing.T) {
+	rcv := startReceiver(t)
+	dir := t.TempDir()
+	routerPath := filepath.Join(dir, "bin", "router")
+	cfg := discoveryConfig(t, rcv.Endpoint(), dir, routerPath)
+	release := make(chan struct{})
+	var mu sync.Mutex
+	var slow []*slowClose
+	engine := &capture{}
+	engine.source = func(req AttachRequest) EventSource {
+		s := &slowClose{liveSource: &liveSource{pid: req.Target.PID, closed: make(chan struct{})},
+			release: release, started: make(chan struct{}, 1)}
+		mu.Lock()
+		slow = append(slow, s)
+		mu.Unlock()
+		return s
+	}
+	log, logs := observedLogger()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	wait := runAsync(ctx, cfg, engine.attach, log, withSweepInterval(10*time.Millisecond))
+
+	a := startCopy(t, routerPath)
+	eventually(t, "the router attached", func() bool { return engine.attachedPIDs()[a.Process.Pid] == 1 })
+	stopProcess(a)
+	a2 := startCopy(t, routerPath)
+	eventually(t, "the restarted router attached while the old capture closes", func() bool {
+		return engine.attachedPIDs()[a2.Process.Pid] == 1
+	})
+	mu.Lock()
+	first := slow[0]
+	mu.Unlock()
+	select {
+	case <-first.started:
+	default:
+		t.Fatal("the exited process's capture was never closed")
+	}
+	if first.closed.Load() {
+		t.Fatal("the old capture finished closing before it was released: the test proves nothing")
+	}
+	if n := logs.FilterMessage("detached").Len(); n != 1 {
+		t.Errorf("%d detach logs before the close finished, want 1", n)
+	}
+
+	cancel()
+	// Released only later: a Run that did not wait would return first.
+	time.AfterFunc(100*time.Millisecond, func() { close(release) })
+	if err := wait(); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for i, s := range slow {
+		if !s.closed.Load() {
+			t.Errorf("capture %d not closed when Run returned", i)
+		}
 	}
 }
