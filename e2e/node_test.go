@@ -236,6 +236,18 @@ func TestNodeAgent(t *testing.T) {
 	}
 
 	checkFailureMetrics(t, agentProc, metricsAddr, brokenDir, stopCollector, b)
+
+	// A clean stop even with the collector gone: the flush gives up after
+	// shutdown_timeout (3s) and every capture is closed before exit.
+	stopStart := time.Now()
+	agentProc.stop(t)
+	t.Logf("agent stopped %v after SIGTERM", time.Since(stopStart).Round(time.Millisecond))
+	if code := agentProc.cmd.ProcessState.ExitCode(); code != 0 {
+		t.Errorf("agent exited with status %d, want 0", code)
+	}
+	if len(logEntries(agentProc, "stopped")) != 1 {
+		t.Errorf("agent logged no \"stopped\" line")
+	}
 }
 
 // checkProcessResource asserts a span's process resource attributes.
