@@ -149,6 +149,8 @@ func TestNodeAgent(t *testing.T) {
 		t.Fatal(err)
 	}
 	<-a1.router.done
+	// Pooled connections to the dead router must not carry the next POST.
+	client.CloseIdleConnections()
 	// Restarted at once, as a supervisor or the kubelet does: the agent
 	// detaches the old process and attaches the new one in any order.
 	restarted := time.Now()
