@@ -47,6 +47,8 @@ type PropagationStatus struct {
 	ExtractOff, InjectOff string
 	// Cgroup is the cgroup v2 directory the injector is attached to.
 	Cgroup string
+	// Uprobes is the number of uprobes the propagation programs use.
+	Uprobes int
 	// Stats are the kernel's counters (see PropagationStats).
 	Stats PropagationStats
 }
@@ -237,6 +239,7 @@ func (t *Tracer) addFuncs(fps []funcProg) error {
 // active, with the kernel's counters.
 func (t *Tracer) Propagation() PropagationStatus {
 	s := t.prop
+	s.Uprobes = t.propUprobes
 	var perCPU []bpf.CapturePropagationCounters
 	if err := t.maps.PropCounters.Lookup(uint32(0), &perCPU); err == nil {
 		for _, c := range perCPU {

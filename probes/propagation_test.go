@@ -21,7 +21,7 @@ func TestPropagationOffWithoutNetHTTP(t *testing.T) {
 	}
 	sess := attachSession(t, s, proc, opts)
 	st := sess.tr.Propagation()
-	if st.Extract || st.Inject {
+	if st.Extract || st.Inject || st.Uprobes != 0 {
 		t.Errorf("propagation %+v active on a binary without net/http", st)
 	}
 	for name, why := range map[string]string{"extract": st.ExtractOff, "inject": st.InjectOff} {
