@@ -55,7 +55,7 @@ func (c *ResolveCache) Program(req AttachRequest, resolve func() (*probes.Progra
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if p, ok := c.entries[key]; ok {
-		return p, nil
+		return forProcess(p, req), nil
 	}
 	// Resolving under the lock: a second replica starting at the same
 	// moment waits for the first resolution instead of repeating it.
@@ -73,6 +73,25 @@ func (c *ResolveCache) Program(req AttachRequest, resolve func() (*probes.Progra
 	c.entries[key] = p
 	c.order = append(c.order, key)
 	return p, nil
+}
+
+// forProcess returns a cached program aimed at the request's executable.
+// The program's Binary names the file of the process it was resolved for,
+// usually through that process's /proc/PID/root, a path that vanishes when
+// that process exits; Attach opens Binary again, so a later process of the
+// same build id (a restarted router) must use its own path. The offsets,
+// the same code's, are shared.
+func forProcess(p *probes.Program, req AttachRequest) *probes.Program {
+	path := req.Executable
+	if path == "" {
+		path = req.Target.Binary
+	}
+	if path == "" || path == p.Binary {
+		return p
+	}
+	cp := *p
+	cp.Binary = path
+	return &cp
 }
 
 // Len returns the number of cached programs.

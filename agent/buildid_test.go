@@ -69,10 +69,20 @@ func TestResolveCache(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// A second process of the same binary shares the resolution.
-	p2, _ := c.Program(AttachRequest{Target: Target{PID: 2}, BuildID: "go:a", ProbeDigest: "d1"}, resolver("go:a"))
-	if p1 != p2 || calls != 1 {
+	// A second process of the same binary shares the resolution, aimed at
+	// its own executable: the first process's /proc/PID/root path is gone
+	// once it exits (a restarted router).
+	p2, _ := c.Program(AttachRequest{Target: Target{PID: 2}, BuildID: "go:a", ProbeDigest: "d1",
+		Executable: "/proc/2/root/bin/router"}, resolver("go:a"))
+	if calls != 1 {
 		t.Fatalf("same build id resolved %d times", calls)
+	}
+	if p2.Binary != "/proc/2/root/bin/router" || p1.Binary != "" || p2.BuildID != p1.BuildID {
+		t.Fatalf("shared resolution: binary %q (first process's now %q), build id %q, want the second process's path",
+			p2.Binary, p1.Binary, p2.BuildID)
+	}
+	if p3, _ := c.Program(AttachRequest{BuildID: "go:a", ProbeDigest: "d1"}, resolver("go:a")); p3 != p1 {
+		t.Fatalf("a request without an executable path got a copy")
 	}
 	// A rebuilt binary, or edited probe files, are resolved anew.
 	p3, _ := c.Program(AttachRequest{BuildID: "go:b", ProbeDigest: "d1"}, resolver("go:b"))

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cilium/ebpf"
 	"go.uber.org/zap"
 
 	"github.com/routerscope/routerscope/probes"
@@ -61,6 +62,9 @@ type manager struct {
 	readCtx context.Context
 	ended   chan *attachment
 	readers sync.WaitGroup
+	// closing tracks the captures of detached processes still closing in
+	// the background (see detach).
+	closing sync.WaitGroup
 }
 
 // attachment is one attached process.
@@ -233,6 +237,7 @@ func (m *manager) attachOne(ctx context.Context, w match) error {
 		zap.String(LogKeyExecutable, p.Exe), zap.String(LogKeyBuildID, req.BuildID), zap.Strings(LogKeyProbes, w.probes),
 		zap.String(LogKeyExporter, m.cfg.Tracing.Exporter.Type), zap.String(LogKeySampling, m.cfg.Tracing.Sampling.Type),
 		zap.Float64(LogKeyRatio, m.ratio), zap.String(LogKeyLinks, linkMode(src)))
+	logPropagation(m.log, req.Target, src)
 	m.readers.Go(func() { m.read(rctx, a) })
 	return nil
 }
@@ -253,17 +258,59 @@ func (m *manager) probeDigest(paths []string) string {
 	return b.String()
 }
 
-// attachErrorReason names an attach error for the reason label.
+// Attach error reasons beyond the detach ones, one per condition an
+// operator fixes differently: the probe file (invalid_spec,
+// symbol_not_found, inlined, not_supported, kernel_limit), the router's
+// build (no_dwarf), the node (kernel_not_supported, permission_denied).
+const (
+	reasonInvalidSpec   = "invalid_spec"
+	reasonSymbol        = "symbol_not_found"
+	reasonInlined       = "inlined"
+	reasonNoDWARF       = "no_dwarf"
+	reasonNotSupported  = "not_supported"
+	reasonKernelLimit   = "kernel_limit"
+	reasonKernelMissing = "kernel_not_supported"
+	reasonPermission    = "permission_denied"
+	reasonNotFound      = "not_found"
+)
+
+// attachErrorReasons maps the sentinel errors of an attach to reason
+// labels, most specific first: probes.Resolve joins one error per bad
+// probe, so a joined error takes the first reason any part matches, and
+// the capture engine's own sentinels go before the operating system's
+// (a symbol not found is not a missing file).
+var attachErrorReasons = []struct {
+	err    error
+	reason string
+}{
+	{ErrBinaryChanged, reasonChangedBin},
+	{ErrTooManyProcesses, reasonLimit},
+	{context.Canceled, reasonCanceled},
+	{probes.ErrInvalidSpec, reasonInvalidSpec},
+	{probes.ErrInvalidOptions, reasonInvalidSpec},
+	{probes.ErrNoDWARF, reasonNoDWARF},
+	{probes.ErrSymbolNotFound, reasonSymbol},
+	{probes.ErrInlined, reasonInlined},
+	{probes.ErrKernelLimit, reasonKernelLimit},
+	{probes.ErrNotSupported, reasonNotSupported},
+	// A kernel feature the programs need is missing (cilium/ebpf's feature
+	// probes): the node's kernel, not the probe file, is the problem.
+	{ebpf.ErrNotSupported, reasonKernelMissing},
+	// EPERM and EACCES: missing capabilities, or RLIMIT_MEMLOCK on kernels
+	// before 5.11, which cilium/ebpf reports as EPERM.
+	{os.ErrPermission, reasonPermission},
+	// The process exited, or its executable is gone, during the attach.
+	{ErrNoProcess, reasonNotFound},
+	{os.ErrNotExist, reasonNotFound},
+}
+
+// attachErrorReason names an attach error for the reason label: a small,
+// fixed set of values, never the error text.
 func attachErrorReason(err error) string {
-	switch {
-	case errors.Is(err, ErrBinaryChanged):
-		return reasonChangedBin
-	case errors.Is(err, context.Canceled):
-		return reasonCanceled
-	case errors.Is(err, os.ErrPermission):
-		return "permission_denied"
-	case errors.Is(err, os.ErrNotExist):
-		return "not_found"
+	for _, r := range attachErrorReasons {
+		if errors.Is(err, r.err) {
+			return r.reason
+		}
 	}
 	return reasonAttach
 }
@@ -335,16 +382,28 @@ func (m *manager) keyAlive(key procKey) bool {
 	return err == nil && start == key.start
 }
 
-// detach closes one attachment, ends the spans its process left open and
-// flushes its export resource in the background.
+// detach stops reading one attachment, ends the spans its process left
+// open, and closes the capture and flushes its export resource in the
+// background.
+//
+// Closing a capture unregisters its uprobes, and the kernel waits for an
+// RCU grace period per uprobe: 5 to 12 s for the router's 46 uprobes on
+// the 2-core test machine (kernel 6.18). Waited for here, the run loop
+// would stop scanning that long, and a router restarted at once would go
+// untraced for as long; so only the reader is stopped here (Read returns
+// when its context ends), which also lets the last lost-event count be
+// read before the maps are gone.
 func (m *manager) detach(a *attachment, reason string) {
 	delete(m.atts, a.key)
 	a.cancel()
-	if err := a.src.Close(); err != nil {
-		m.log.Warn("detach", zap.Int(LogKeyPID, a.key.pid), zap.Error(err))
-	}
 	<-a.done
 	m.countLost(a)
+	src, pid0 := a.src, a.key.pid
+	m.closing.Go(func() {
+		if err := src.Close(); err != nil {
+			m.log.Warn("detach", zap.Int(LogKeyPID, pid0), zap.Error(err))
+		}
+	})
 	pid := uint32(a.key.pid)
 	now := m.o.now()
 	var n int
@@ -365,11 +424,17 @@ func (m *manager) detach(a *attachment, reason string) {
 		zap.String(LogKeyReason, reason), zap.Int(LogKeyCount, n))
 }
 
+// detachAll detaches every process. When the agent stops it also waits
+// for every capture to be closed, so no uprobe outlives the agent and no
+// goroutine outlives Run; a reload that pauses tracing does not wait.
 func (m *manager) detachAll(reason string) {
 	for _, a := range m.atts {
 		m.detach(a, reason)
 	}
 	m.met.attached.Set(0)
+	if reason == reasonStopped {
+		m.closing.Wait()
+	}
 }
 
 // countLost adds the capture's newly lost events to the metric and log.

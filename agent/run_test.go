@@ -243,7 +243,8 @@ func TestSampleRatio(t *testing.T) {
 	}{
 		{Tracing{Enabled: true, Sampling: Sampling{Type: SamplingAlwaysOn}}, 1, true},
 		{Tracing{Enabled: true, Sampling: Sampling{Type: SamplingProbabilistic, Rate: 0.1}}, 0.1, true},
-		{Tracing{Enabled: true, Sampling: Sampling{Type: SamplingProbabilistic, Rate: 0}}, 0, false},
+		// Rate 0 attaches: incoming sampled traceparents are still traced.
+		{Tracing{Enabled: true, Sampling: Sampling{Type: SamplingProbabilistic, Rate: 0}}, 0, true},
 		{Tracing{Enabled: true, Sampling: Sampling{Type: SamplingAlwaysOff}}, 0, false},
 		{Tracing{Enabled: false, Sampling: Sampling{Type: SamplingAlwaysOn}}, 0, false},
 	}

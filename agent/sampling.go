@@ -8,12 +8,13 @@ package agent
 // read as a number, falls in the lowest ratio of the id space, so every
 // span of a trace (and every process that sees the same propagated trace
 // id with the same ratio) decides alike, and unsampled requests emit no
-// events at all. A sampled incoming traceparent is respected (parent-based)
-// once propagation exists. The SDK side then keeps whatever arrives (see
-// KernelSampler).
+// events at all. A request carrying a valid traceparent follows its sampled
+// flag instead, in the kernel (parent-based; see package bpf). The SDK side
+// then keeps whatever arrives (see KernelSampler).
 //
-// always_on is 1; probabilistic is its rate; always_off and enabled: false
-// attach nothing, and why says so for the log.
+// always_on is 1; probabilistic is its rate (0 included: callers' sampled
+// traces are still kept); always_off and enabled: false attach nothing, and
+// why says so for the log.
 func SampleRatio(t Tracing) (ratio float64, attach bool, why string) {
 	if !t.Enabled {
 		return 0, false, "observability.tracing.enabled is false"
@@ -22,9 +23,8 @@ func SampleRatio(t Tracing) (ratio float64, attach bool, why string) {
 	case SamplingAlwaysOff:
 		return 0, false, "observability.tracing.sampling.type is always_off"
 	case SamplingProbabilistic:
-		if t.Sampling.Rate == 0 {
-			return 0, false, "observability.tracing.sampling.rate is 0"
-		}
+		// Rate 0 still attaches: the router starts no trace of its own, but
+		// a request whose traceparent says sampled is traced (parent-based).
 		return t.Sampling.Rate, true, ""
 	}
 	return 1, true, ""

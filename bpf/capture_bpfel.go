@@ -19,12 +19,26 @@ type CaptureConfig struct {
 	SampleBound uint64
 }
 
+type CaptureHeaderLine struct {
+	_ structs.HostLayout
+	B [96]int8
+}
+
 type CaptureInheritCtx struct {
 	_       structs.HostLayout
 	TraceHi uint64
 	TraceLo uint64
 	SpanId  uint64
 	Flags   uint64
+}
+
+type CaptureInjectCtx struct {
+	_       structs.HostLayout
+	TraceHi uint64
+	TraceLo uint64
+	SpanId  uint64
+	Flags   uint64
+	ArmedNs uint64
 }
 
 type CaptureProbeCounters struct {
@@ -81,6 +95,23 @@ type CaptureProbeDesc struct {
 	}
 }
 
+type CapturePropagationCounters struct {
+	_         structs.HostLayout
+	Extracted uint64
+	Invalid   uint64
+	Consumed  uint64
+	Recorded  uint64
+	Handed    uint64
+}
+
+type CaptureRemoteCtx struct {
+	_       structs.HostLayout
+	TraceHi uint64
+	TraceLo uint64
+	SpanId  uint64
+	Flags   uint64
+}
+
 type CaptureSpanStack struct {
 	_     structs.HostLayout
 	Depth uint32
@@ -97,28 +128,60 @@ type CaptureSpanStack struct {
 	}
 }
 
+type CaptureTraceKey struct {
+	_       structs.HostLayout
+	TraceHi uint64
+	TraceLo uint64
+}
+
+type CaptureTraceState struct {
+	_   structs.HostLayout
+	Len uint32
+	Pad uint32
+	V   [256]int8
+}
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	CaptureMapConfig                     = "config"
-	CaptureMapCounters                   = "counters"
-	CaptureMapDescs                      = "descs"
-	CaptureMapEmptyStack                 = "empty_stack"
-	CaptureMapEvents                     = "events"
-	CaptureMapInherit                    = "inherit"
-	CaptureMapLost                       = "lost"
-	CaptureMapNewprocCallers             = "newproc_callers"
-	CaptureMapOpenSpans                  = "open_spans"
-	CaptureMapStacks                     = "stacks"
-	CaptureProgUprobeEntry               = "uprobe_entry"
-	CaptureProgUprobeMultiEntry          = "uprobe_multi_entry"
-	CaptureProgUprobeMultiNewproc1       = "uprobe_multi_newproc1"
-	CaptureProgUprobeMultiNewproc1Return = "uprobe_multi_newproc1_return"
-	CaptureProgUprobeMultiReturn         = "uprobe_multi_return"
-	CaptureProgUprobeNewproc1            = "uprobe_newproc1"
-	CaptureProgUprobeNewproc1Return      = "uprobe_newproc1_return"
-	CaptureProgUprobeReturn              = "uprobe_return"
+	CaptureMapConfig                      = "config"
+	CaptureMapCounters                    = "counters"
+	CaptureMapDescs                       = "descs"
+	CaptureMapEmptyStack                  = "empty_stack"
+	CaptureMapEvents                      = "events"
+	CaptureMapHeaderScratch               = "header_scratch"
+	CaptureMapInherit                     = "inherit"
+	CaptureMapInjectGs                    = "inject_gs"
+	CaptureMapInjectReqs                  = "inject_reqs"
+	CaptureMapInjectTids                  = "inject_tids"
+	CaptureMapLost                        = "lost"
+	CaptureMapNewprocCallers              = "newproc_callers"
+	CaptureMapOpenSpans                   = "open_spans"
+	CaptureMapPendingStates               = "pending_states"
+	CaptureMapPropCounters                = "prop_counters"
+	CaptureMapRemoteParents               = "remote_parents"
+	CaptureMapStacks                      = "stacks"
+	CaptureMapStateScratch                = "state_scratch"
+	CaptureMapTraceStates                 = "trace_states"
+	CaptureProgUprobeClientRoundtrip      = "uprobe_client_roundtrip"
+	CaptureProgUprobeConnWrite            = "uprobe_conn_write"
+	CaptureProgUprobeEntry                = "uprobe_entry"
+	CaptureProgUprobeHeaderBlock          = "uprobe_header_block"
+	CaptureProgUprobeHeaderLine           = "uprobe_header_line"
+	CaptureProgUprobeMultiClientRoundtrip = "uprobe_multi_client_roundtrip"
+	CaptureProgUprobeMultiConnWrite       = "uprobe_multi_conn_write"
+	CaptureProgUprobeMultiEntry           = "uprobe_multi_entry"
+	CaptureProgUprobeMultiHeaderBlock     = "uprobe_multi_header_block"
+	CaptureProgUprobeMultiHeaderLine      = "uprobe_multi_header_line"
+	CaptureProgUprobeMultiNewproc1        = "uprobe_multi_newproc1"
+	CaptureProgUprobeMultiNewproc1Return  = "uprobe_multi_newproc1_return"
+	CaptureProgUprobeMultiRequestWrite    = "uprobe_multi_request_write"
+	CaptureProgUprobeMultiReturn          = "uprobe_multi_return"
+	CaptureProgUprobeNewproc1             = "uprobe_newproc1"
+	CaptureProgUprobeNewproc1Return       = "uprobe_newproc1_return"
+	CaptureProgUprobeRequestWrite         = "uprobe_request_write"
+	CaptureProgUprobeReturn               = "uprobe_return"
 )
 
 // LoadCapture returns the embedded CollectionSpec for Capture.
@@ -163,14 +226,24 @@ type CaptureSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type CaptureProgramSpecs struct {
-	UprobeEntry               *ebpf.ProgramSpec `ebpf:"uprobe_entry"`
-	UprobeMultiEntry          *ebpf.ProgramSpec `ebpf:"uprobe_multi_entry"`
-	UprobeMultiNewproc1       *ebpf.ProgramSpec `ebpf:"uprobe_multi_newproc1"`
-	UprobeMultiNewproc1Return *ebpf.ProgramSpec `ebpf:"uprobe_multi_newproc1_return"`
-	UprobeMultiReturn         *ebpf.ProgramSpec `ebpf:"uprobe_multi_return"`
-	UprobeNewproc1            *ebpf.ProgramSpec `ebpf:"uprobe_newproc1"`
-	UprobeNewproc1Return      *ebpf.ProgramSpec `ebpf:"uprobe_newproc1_return"`
-	UprobeReturn              *ebpf.ProgramSpec `ebpf:"uprobe_return"`
+	UprobeClientRoundtrip      *ebpf.ProgramSpec `ebpf:"uprobe_client_roundtrip"`
+	UprobeConnWrite            *ebpf.ProgramSpec `ebpf:"uprobe_conn_write"`
+	UprobeEntry                *ebpf.ProgramSpec `ebpf:"uprobe_entry"`
+	UprobeHeaderBlock          *ebpf.ProgramSpec `ebpf:"uprobe_header_block"`
+	UprobeHeaderLine           *ebpf.ProgramSpec `ebpf:"uprobe_header_line"`
+	UprobeMultiClientRoundtrip *ebpf.ProgramSpec `ebpf:"uprobe_multi_client_roundtrip"`
+	UprobeMultiConnWrite       *ebpf.ProgramSpec `ebpf:"uprobe_multi_conn_write"`
+	UprobeMultiEntry           *ebpf.ProgramSpec `ebpf:"uprobe_multi_entry"`
+	UprobeMultiHeaderBlock     *ebpf.ProgramSpec `ebpf:"uprobe_multi_header_block"`
+	UprobeMultiHeaderLine      *ebpf.ProgramSpec `ebpf:"uprobe_multi_header_line"`
+	UprobeMultiNewproc1        *ebpf.ProgramSpec `ebpf:"uprobe_multi_newproc1"`
+	UprobeMultiNewproc1Return  *ebpf.ProgramSpec `ebpf:"uprobe_multi_newproc1_return"`
+	UprobeMultiRequestWrite    *ebpf.ProgramSpec `ebpf:"uprobe_multi_request_write"`
+	UprobeMultiReturn          *ebpf.ProgramSpec `ebpf:"uprobe_multi_return"`
+	UprobeNewproc1             *ebpf.ProgramSpec `ebpf:"uprobe_newproc1"`
+	UprobeNewproc1Return       *ebpf.ProgramSpec `ebpf:"uprobe_newproc1_return"`
+	UprobeRequestWrite         *ebpf.ProgramSpec `ebpf:"uprobe_request_write"`
+	UprobeReturn               *ebpf.ProgramSpec `ebpf:"uprobe_return"`
 }
 
 // CaptureMapSpecs contains maps before they are loaded into the kernel.
@@ -182,11 +255,20 @@ type CaptureMapSpecs struct {
 	Descs          *ebpf.MapSpec `ebpf:"descs"`
 	EmptyStack     *ebpf.MapSpec `ebpf:"empty_stack"`
 	Events         *ebpf.MapSpec `ebpf:"events"`
+	HeaderScratch  *ebpf.MapSpec `ebpf:"header_scratch"`
 	Inherit        *ebpf.MapSpec `ebpf:"inherit"`
+	InjectGs       *ebpf.MapSpec `ebpf:"inject_gs"`
+	InjectReqs     *ebpf.MapSpec `ebpf:"inject_reqs"`
+	InjectTids     *ebpf.MapSpec `ebpf:"inject_tids"`
 	Lost           *ebpf.MapSpec `ebpf:"lost"`
 	NewprocCallers *ebpf.MapSpec `ebpf:"newproc_callers"`
 	OpenSpans      *ebpf.MapSpec `ebpf:"open_spans"`
+	PendingStates  *ebpf.MapSpec `ebpf:"pending_states"`
+	PropCounters   *ebpf.MapSpec `ebpf:"prop_counters"`
+	RemoteParents  *ebpf.MapSpec `ebpf:"remote_parents"`
 	Stacks         *ebpf.MapSpec `ebpf:"stacks"`
+	StateScratch   *ebpf.MapSpec `ebpf:"state_scratch"`
+	TraceStates    *ebpf.MapSpec `ebpf:"trace_states"`
 }
 
 // CaptureVariableSpecs contains global variables before they are loaded into the kernel.
@@ -220,11 +302,20 @@ type CaptureMaps struct {
 	Descs          *ebpf.Map `ebpf:"descs"`
 	EmptyStack     *ebpf.Map `ebpf:"empty_stack"`
 	Events         *ebpf.Map `ebpf:"events"`
+	HeaderScratch  *ebpf.Map `ebpf:"header_scratch"`
 	Inherit        *ebpf.Map `ebpf:"inherit"`
+	InjectGs       *ebpf.Map `ebpf:"inject_gs"`
+	InjectReqs     *ebpf.Map `ebpf:"inject_reqs"`
+	InjectTids     *ebpf.Map `ebpf:"inject_tids"`
 	Lost           *ebpf.Map `ebpf:"lost"`
 	NewprocCallers *ebpf.Map `ebpf:"newproc_callers"`
 	OpenSpans      *ebpf.Map `ebpf:"open_spans"`
+	PendingStates  *ebpf.Map `ebpf:"pending_states"`
+	PropCounters   *ebpf.Map `ebpf:"prop_counters"`
+	RemoteParents  *ebpf.Map `ebpf:"remote_parents"`
 	Stacks         *ebpf.Map `ebpf:"stacks"`
+	StateScratch   *ebpf.Map `ebpf:"state_scratch"`
+	TraceStates    *ebpf.Map `ebpf:"trace_states"`
 }
 
 func (m *CaptureMaps) Close() error {
@@ -234,11 +325,20 @@ func (m *CaptureMaps) Close() error {
 		m.Descs,
 		m.EmptyStack,
 		m.Events,
+		m.HeaderScratch,
 		m.Inherit,
+		m.InjectGs,
+		m.InjectReqs,
+		m.InjectTids,
 		m.Lost,
 		m.NewprocCallers,
 		m.OpenSpans,
+		m.PendingStates,
+		m.PropCounters,
+		m.RemoteParents,
 		m.Stacks,
+		m.StateScratch,
+		m.TraceStates,
 	)
 }
 
@@ -252,25 +352,45 @@ type CaptureVariables struct {
 //
 // It can be passed to LoadCaptureObjects or ebpf.CollectionSpec.LoadAndAssign.
 type CapturePrograms struct {
-	UprobeEntry               *ebpf.Program `ebpf:"uprobe_entry"`
-	UprobeMultiEntry          *ebpf.Program `ebpf:"uprobe_multi_entry"`
-	UprobeMultiNewproc1       *ebpf.Program `ebpf:"uprobe_multi_newproc1"`
-	UprobeMultiNewproc1Return *ebpf.Program `ebpf:"uprobe_multi_newproc1_return"`
-	UprobeMultiReturn         *ebpf.Program `ebpf:"uprobe_multi_return"`
-	UprobeNewproc1            *ebpf.Program `ebpf:"uprobe_newproc1"`
-	UprobeNewproc1Return      *ebpf.Program `ebpf:"uprobe_newproc1_return"`
-	UprobeReturn              *ebpf.Program `ebpf:"uprobe_return"`
+	UprobeClientRoundtrip      *ebpf.Program `ebpf:"uprobe_client_roundtrip"`
+	UprobeConnWrite            *ebpf.Program `ebpf:"uprobe_conn_write"`
+	UprobeEntry                *ebpf.Program `ebpf:"uprobe_entry"`
+	UprobeHeaderBlock          *ebpf.Program `ebpf:"uprobe_header_block"`
+	UprobeHeaderLine           *ebpf.Program `ebpf:"uprobe_header_line"`
+	UprobeMultiClientRoundtrip *ebpf.Program `ebpf:"uprobe_multi_client_roundtrip"`
+	UprobeMultiConnWrite       *ebpf.Program `ebpf:"uprobe_multi_conn_write"`
+	UprobeMultiEntry           *ebpf.Program `ebpf:"uprobe_multi_entry"`
+	UprobeMultiHeaderBlock     *ebpf.Program `ebpf:"uprobe_multi_header_block"`
+	UprobeMultiHeaderLine      *ebpf.Program `ebpf:"uprobe_multi_header_line"`
+	UprobeMultiNewproc1        *ebpf.Program `ebpf:"uprobe_multi_newproc1"`
+	UprobeMultiNewproc1Return  *ebpf.Program `ebpf:"uprobe_multi_newproc1_return"`
+	UprobeMultiRequestWrite    *ebpf.Program `ebpf:"uprobe_multi_request_write"`
+	UprobeMultiReturn          *ebpf.Program `ebpf:"uprobe_multi_return"`
+	UprobeNewproc1             *ebpf.Program `ebpf:"uprobe_newproc1"`
+	UprobeNewproc1Return       *ebpf.Program `ebpf:"uprobe_newproc1_return"`
+	UprobeRequestWrite         *ebpf.Program `ebpf:"uprobe_request_write"`
+	UprobeReturn               *ebpf.Program `ebpf:"uprobe_return"`
 }
 
 func (p *CapturePrograms) Close() error {
 	return _CaptureClose(
+		p.UprobeClientRoundtrip,
+		p.UprobeConnWrite,
 		p.UprobeEntry,
+		p.UprobeHeaderBlock,
+		p.UprobeHeaderLine,
+		p.UprobeMultiClientRoundtrip,
+		p.UprobeMultiConnWrite,
 		p.UprobeMultiEntry,
+		p.UprobeMultiHeaderBlock,
+		p.UprobeMultiHeaderLine,
 		p.UprobeMultiNewproc1,
 		p.UprobeMultiNewproc1Return,
+		p.UprobeMultiRequestWrite,
 		p.UprobeMultiReturn,
 		p.UprobeNewproc1,
 		p.UprobeNewproc1Return,
+		p.UprobeRequestWrite,
 		p.UprobeReturn,
 	)
 }

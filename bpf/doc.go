@@ -37,4 +37,60 @@
 // event cost more than the event itself. Timestamps are CLOCK_MONOTONIC; user
 // space converts them to wall time. Package probes mirrors every struct and
 // bound and tests its offsets against this object's BTF.
+//
+// # W3C trace context (propagation.h, inject.c)
+//
+// Extract. net/http reads an HTTP/1.x request's headers on the connection's
+// goroutine and then calls the handler on that same goroutine. A uprobe at
+// the RETs of net/textproto.(*Reader).readContinuedLineSlice sees each header
+// line (already trimmed) as the returned []byte; a line named traceparent
+// (any case) is parsed and validated in the kernel as W3C Trace Context
+// level 1 says (version two lowercase hex digits, not ff; version 00 exactly
+// 55 characters, later versions at least 55 with '-' after the flags; 32 + 16
+// lowercase hex digits, neither id all zero; flags hex). A valid one becomes
+// the goroutine's pending remote parent; an invalid one is ignored. The next
+// root span opened on that goroutine takes it: the caller's trace id, the
+// caller's span id as parent, FLAG_REMOTE_PARENT, and the caller's sampled
+// flag instead of the ratio (parent-based: sampled=1 keeps the trace even at
+// ratio 0, sampled=0 drops it even under always_on). The entry of
+// net/textproto.readMIMEHeader clears the pending parent, so a request
+// without the header, or a header on a request no probe covers, never leaks
+// into the next request on a keep-alive connection. Cost: one uprobe hit per
+// header line plus one per request. A tracestate line's value (up to 256
+// bytes; a longer one is dropped whole, and of several tracestate lines the
+// last wins) waits beside the pending parent; the root span that takes the
+// parent files it under its trace id, for the injector. Exported spans do
+// not carry it (the OTLP trace_state field stays empty).
+//
+// Inject. Kernel lockdown (integrity) refuses bpf_probe_write_user, so the
+// header is written into the socket data instead of the target's memory.
+// The capture object records, at net/http.(*persistConn).roundTrip's entry
+// (the goroutine that called Client.Do), the innermost open span keyed by
+// the *http.Request; at net/http.(*Request).write's entry (the transport's
+// writeLoop goroutine) it moves to that goroutine; at the entry of
+// net/http.persistConnWriter.Write, the connection write of the flush that
+// follows, it moves to the current thread (inject_tids). inject.c's sock_ops
+// program, attached to the target's cgroup v2 directory, notes the sockets
+// the target connects (the connect callback runs in the target's task) and
+// adds them to a SOCKHASH once established (package probes also adds the
+// target's already established sockets, copied with pidfd_getfd, so a warm
+// keep-alive pool is covered); a socket takes one sk_msg program, so each
+// tracer keeps to its own process. The sk_msg program on that map runs in
+// each sendmsg, and for the target's armed thread, when the message starts
+// with an HTTP/1.x request line, inserts
+// "traceparent: 00-<trace>-<span>-<flags>\r\n" after that line with
+// bpf_msg_push_data (and "tracestate: <value>\r\n" when the trace came with
+// one), then disarms the thread. Unsampled requests carry
+// flags 00, so the model server learns the decision too. Every request on a
+// keep-alive connection gets its own header. Limits: HTTP/2 (frames, HPACK)
+// and TLS (encrypted before the socket) get no header; a goroutine moved to
+// another thread between the connection write's entry and its syscall (it
+// blocked on a full socket buffer) gets none either; an arming the sk_msg
+// program finds more than 50 ms old is dropped, so such a leftover cannot
+// put a wrong header on a later request written by that thread.
+//
+// The two objects share inject_tids and trace_states: package probes loads
+// inject.c with the capture object's maps in their place. Socket programs
+// need CAP_NET_ADMIN and a cgroup v2 hierarchy; they are attached once per
+// Tracer and detached by its Close.
 package bpf

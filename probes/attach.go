@@ -72,12 +72,17 @@ type Options struct {
 	// LinkMode). For comparisons and for kernels where multi links are
 	// refused.
 	PerfEventLinks bool
+	// Propagation turns W3C trace context extraction and injection on
+	// (propagation.go). Off in the zero Options, on in DefaultOptions.
+	Propagation Propagation
 }
 
 // DefaultOptions returns the options the agent should start from: always
-// sample, 4 MiB ring buffer, prologue placement, goroutine hand-off on.
+// sample, 4 MiB ring buffer, prologue placement, goroutine hand-off and W3C
+// trace context propagation on.
 func DefaultOptions() Options {
-	return Options{RingBufferBytes: DefaultRingBufferBytes, HandOff: true}
+	return Options{RingBufferBytes: DefaultRingBufferBytes, HandOff: true,
+		Propagation: Propagation{Extract: true, Inject: true}}
 }
 
 // Ratio returns a pointer to r, for Options.SampleRatio.
@@ -137,8 +142,13 @@ type Tracer struct {
 	links   []link.Link
 	uprobes []int // per probe id
 	handOff int
-	rd      *ringbuf.Reader
-	dec     decoder
+	// W3C trace context (propagation.go, inject.go).
+	prop        PropagationStatus
+	propProgs   propPrograms
+	propUprobes int
+	injector    *injector
+	rd          *ringbuf.Reader
+	dec         decoder
 
 	readMu sync.Mutex // one Read at a time: rec is reused
 	rec    ringbuf.Record
@@ -257,6 +267,9 @@ func (t *Tracer) setup(prog *Program, pid int, opts Options, descs [][]byte, rin
 		if err := t.attachHandOff(); err != nil {
 			return err
 		}
+	}
+	if err := t.attachPropagation(pid, opts.Propagation); err != nil {
+		return err
 	}
 	links, err := t.linker.attach(ex, t.mode, pid)
 	t.links = links
@@ -406,9 +419,13 @@ func (t *Tracer) Close() error {
 			// Closing the reader first wakes a blocked Read.
 			errs = append(errs, t.rd.Close())
 		}
+		if t.injector != nil {
+			errs = append(errs, t.injector.close())
+		}
 		for i := len(t.links) - 1; i >= 0; i-- {
 			errs = append(errs, t.links[i].Close())
 		}
+		errs = append(errs, t.propProgs.close())
 		errs = append(errs, t.progs.close(), t.maps.Close(), t.bin.Close())
 		if err := errors.Join(errs...); err != nil {
 			t.closeErr = fmt.Errorf("close tracer: %w", err)

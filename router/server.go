@@ -302,11 +302,13 @@ func onOff(b bool) string {
 	return "off"
 }
 
-// propagatedHeaders are the client headers passed on upstream so a trace
-// started by the client continues at the model server.
+// propagatedHeaders are the client headers passed on upstream: who asks and
+// in which session. Trace context (traceparent, tracestate) is deliberately
+// not among them: the router carries no tracing code, and the routerscope
+// agent puts the upstream span's own traceparent on the upstream request.
 func propagatedHeaders(h http.Header) http.Header {
 	out := http.Header{}
-	for _, k := range []string{"traceparent", "tracestate", "baggage", "x-user-id", "x-session-id"} {
+	for _, k := range []string{"x-user-id", "x-session-id"} {
 		if v := h.Values(k); len(v) > 0 {
 			out[http.CanonicalHeaderKey(k)] = v
 		}

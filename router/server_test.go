@@ -128,10 +128,15 @@ func TestMathPromptRoutedByModelScores(t *testing.T) {
 		t.Fatalf("upstream got %d requests", len(reqs))
 	}
 	up := reqs[0]
-	for k, v := range map[string]string{HeaderSelectedModel: "gpt-oss-20b", HeaderDestination: "endpoint2", "traceparent": tp, HeaderRequestID: "req-abc-123", "x-user-id": "u1"} {
+	for k, v := range map[string]string{HeaderSelectedModel: "gpt-oss-20b", HeaderDestination: "endpoint2", HeaderRequestID: "req-abc-123", "x-user-id": "u1"} {
 		if got := up.Headers[k]; len(got) != 1 || got[0] != v {
 			t.Errorf("upstream header %s = %v, want %q", k, got, v)
 		}
+	}
+	// The router does no propagation itself: only the agent's injected
+	// header may reach the model server.
+	if got := up.Headers["traceparent"]; len(got) != 0 {
+		t.Errorf("upstream got the client's traceparent %v: the router must not forward trace context", got)
 	}
 	var body struct {
 		Model           string    `json:"model"`

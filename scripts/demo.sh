@@ -93,9 +93,9 @@ send_requests() {
 	send "repeat of the math prompt (expect x-vsr-cache-hit: true)" auto "Compute the integral of x^2 from 0 to 3 and the derivative of sin(x)"
 	send "streaming, history question" auto "What caused the fall of the Roman Empire" true
 	send "explicit model passes through (strategy specified)" phi4 "Recommend a good fantasy book series"
-	log "what fakellm received (last request's routing headers)"
+	log "what fakellm received with the last request (routing headers; traceparent injected by the agent)"
 	curl -sS "http://$FAKELLM_ADDR/debug/requests" |
-		grep -o '"x-\(selected-model\|gateway-destination-endpoint\)":\["[^"]*"\]' | tail -n 2 || true
+		grep -io '"\(x-selected-model\|x-gateway-destination-endpoint\|traceparent\)":\["[^"]*"\]' | tail -n 3 || true
 }
 
 # start_collector: the project's OpenTelemetry Collector for EXPORTER=otlp.

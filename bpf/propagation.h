@@ -1,0 +1,494 @@
+// SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause
+//
+// W3C trace context in the capture object (included by capture.c, which
+// defines the stacks map and span_entry this file uses). Two halves:
+//
+// Extract: net/http parses each request header line with
+// net/textproto.(*Reader).readContinuedLineSlice on the connection's
+// goroutine, the same goroutine that then runs the handler (HTTP/1.x). A
+// uprobe at its RETs sees every header line; a valid traceparent becomes the
+// goroutine's pending remote parent, which the next root span opened on that
+// goroutine consumes (take_remote_parent). net/textproto.readMIMEHeader's
+// entry clears it, so a header block without a traceparent (the next request
+// on a keep-alive connection, a reused goroutine) never inherits one.
+//
+// Inject (capture side): net/http.(*persistConn).roundTrip runs on the
+// goroutine that called Client.Do, inside the caller's spans; it records the
+// innermost open span keyed by the *http.Request. The transport's writeLoop
+// goroutine later writes that request with net/http.(*Request).write (entry:
+// the context moves to the writeLoop goroutine) and flushes it through
+// net/http.persistConnWriter.Write (entry: the context moves to the current
+// thread, inject_tids), where the sk_msg program of inject.c picks it up
+// during the write syscall.
+
+// inject_ctx is the span context a request's traceparent carries. Shared
+// with inject.c (inject_tids): keep the two definitions identical.
+struct inject_ctx {
+	__u64 trace_hi;
+	__u64 trace_lo;
+	__u64 span_id;
+	__u64 flags;    // FLAG_SAMPLED
+	__u64 armed_ns; // when a thread was armed with it (inject_tids only)
+};
+
+// remote_ctx is a parsed incoming traceparent waiting for its root span.
+struct remote_ctx {
+	__u64 trace_hi;
+	__u64 trace_lo;
+	__u64 span_id;
+	__u64 flags; // FLAG_SAMPLED from the header's flags
+};
+
+// traceparent: "vv-" + 32 + "-" + 16 + "-" + "ff": 55 characters.
+#define TP_NAME_LEN 12 // "traceparent:"
+#define TP_VALUE_LEN 55
+#define TP_LINE_MAX 96 // name, optional whitespace, value, room to spot a longer value
+
+// tracestate: the value as received, carried only when it fits in TS_MAX
+// bytes (the spec's limit is 512); a longer one is dropped whole rather than
+// cut inside an entry. Shared with inject.c: keep the definitions identical.
+#define TS_NAME_LEN 11 // "tracestate:"
+#define TS_MAX 256
+
+struct trace_state {
+	__u32 len;
+	__u32 _pad;
+	char v[TS_MAX];
+};
+
+struct trace_key {
+	__u64 trace_hi;
+	__u64 trace_lo;
+};
+
+// tracestate of the request being read, per goroutine, until its root
+// span takes it together with the traceparent.
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 8192);
+	__type(key, __u64);
+	__type(value, struct trace_state);
+} pending_states SEC(".maps");
+
+// tracestate of each trace that joined an incoming traceparent, for the
+// injector to pass on with the trace's outgoing requests.
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, struct trace_key);
+	__type(value, struct trace_state);
+} trace_states SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct trace_state);
+} state_scratch SEC(".maps");
+
+// Pending remote parent per goroutine (g pointer). LRU: a connection that
+// closes between header and handler leaves one behind.
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 8192);
+	__type(key, __u64);
+	__type(value, struct remote_ctx);
+} remote_parents SEC(".maps");
+
+// Span context of an outgoing request, keyed by its *http.Request, from
+// roundTrip (caller goroutine) to Request.write (writeLoop goroutine).
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u64);
+	__type(value, struct inject_ctx);
+} inject_reqs SEC(".maps");
+
+// Span context of a request being written, keyed by the writeLoop
+// goroutine, from Request.write to the connection write.
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u64);
+	__type(value, struct inject_ctx);
+} inject_gs SEC(".maps");
+
+// Span context to inject, keyed by the thread writing the request; read and
+// deleted by inject.c's sk_msg program, which sees the thread but no g.
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32);
+	__type(value, struct inject_ctx);
+} inject_tids SEC(".maps");
+
+// Counters of the propagation programs, for tests and stats.
+struct propagation_counters {
+	__u64 extracted;  // valid traceparent headers seen
+	__u64 invalid;    // traceparent headers ignored as invalid
+	__u64 consumed;   // root spans that took a remote parent
+	__u64 recorded;   // outgoing requests given a span context
+	__u64 handed;     // connection writes that armed their thread
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct propagation_counters);
+} prop_counters SEC(".maps");
+
+static __always_inline struct propagation_counters *prop_counts(void)
+{
+	__u32 zero = 0;
+	return bpf_map_lookup_elem(&prop_counters, &zero);
+}
+
+static __always_inline int lower_hex(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	return -1;
+}
+
+// parse_hex64 reads 16 lowercase hex digits at s; -1 on any other byte.
+static __always_inline int parse_hex64(const char *s, __u64 *out)
+{
+	__u64 v = 0;
+#pragma unroll
+	for (int i = 0; i < 16; i++) {
+		int d = lower_hex(s[i]);
+		if (d < 0)
+			return -1;
+		v = (v << 4) | (__u64)d;
+	}
+	*out = v;
+	return 0;
+}
+
+// parse_traceparent validates a traceparent value of n bytes at v as the W3C
+// Trace Context spec (level 1) says: version two lowercase hex digits, not
+// ff; for version 00 exactly 55 characters, for a later version at least 55
+// with a '-' after the flags; ids lowercase hex and not all zero.
+static __noinline int parse_traceparent(const char *v, __u32 n, struct remote_ctx *out)
+{
+	if (n < TP_VALUE_LEN)
+		return -1;
+	int v0 = lower_hex(v[0]), v1 = lower_hex(v[1]);
+	if (v0 < 0 || v1 < 0 || (v0 == 15 && v1 == 15))
+		return -1;
+	if (v[2] != '-' || v[35] != '-' || v[52] != '-')
+		return -1;
+	if (v0 == 0 && v1 == 0) {
+		if (n != TP_VALUE_LEN)
+			return -1;
+	} else if (n > TP_VALUE_LEN && v[TP_VALUE_LEN] != '-') {
+		return -1;
+	}
+	if (parse_hex64(v + 3, &out->trace_hi) || parse_hex64(v + 19, &out->trace_lo) ||
+	    parse_hex64(v + 36, &out->span_id))
+		return -1;
+	if ((out->trace_hi | out->trace_lo) == 0 || out->span_id == 0)
+		return -1;
+	int f0 = lower_hex(v[53]), f1 = lower_hex(v[54]);
+	if (f0 < 0 || f1 < 0)
+		return -1;
+	out->flags = (f1 & 1) ? FLAG_SAMPLED : 0;
+	return 0;
+}
+
+struct header_line {
+	char b[TP_LINE_MAX];
+};
+
+// Scratch for one header line (96 bytes plus the parse would crowd the
+// 512-byte BPF stack next to the callers' frames).
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct header_line);
+} header_scratch SEC(".maps");
+
+static __always_inline char lower_ascii(char c)
+{
+	return (c >= 'A' && c <= 'Z') ? c + ('a' - 'A') : c;
+}
+
+// Return of net/textproto.(*Reader).readContinuedLineSlice:
+//
+//	func (r *Reader) readContinuedLineSlice(lim int64, validateFirstLine func([]byte) error) ([]byte, error)
+//
+// The []byte result is in RAX (data) and RBX (length); the line has no CRLF
+// and no trailing whitespace (textproto trims it). Header names are
+// case-insensitive.
+// read_tracestate keeps the value of a "tracestate:" line of len bytes at
+// ptr as the goroutine's pending tracestate.
+static __noinline void read_tracestate(__u64 g, __u64 ptr, __u64 len)
+{
+	char head[TS_NAME_LEN + 8] = {};
+	__u32 n = len > sizeof(head) ? sizeof(head) : (__u32)len;
+	if (n > sizeof(head))
+		n = sizeof(head);
+	if (n == 0 || bpf_probe_read_user(head, n, (void *)ptr))
+		return;
+	__u32 start = TS_NAME_LEN;
+#pragma unroll
+	for (int i = 0; i < 8; i++) {
+		if (start < n && (head[start] == ' ' || head[start] == '\t'))
+			start++;
+	}
+	__u32 zero = 0;
+	struct trace_state *ts = bpf_map_lookup_elem(&state_scratch, &zero);
+	if (!ts)
+		return;
+	__u64 vlen = len - start;
+	if (vlen == 0 || vlen > TS_MAX) {
+		bpf_map_delete_elem(&pending_states, &g);
+		return;
+	}
+	__u32 vl = (__u32)vlen;
+	if (vl > TS_MAX)
+		return; // keeps the verifier's bound explicit
+	if (bpf_probe_read_user(ts->v, vl, (void *)(ptr + start)))
+		return;
+	ts->len = vl;
+	bpf_map_update_elem(&pending_states, &g, ts, BPF_ANY);
+}
+
+static __always_inline int do_uprobe_header_line(struct pt_regs *ctx)
+{
+	__u64 ptr = ctx->ax, len = ctx->bx;
+	if (!ptr || len <= TS_NAME_LEN || len > 4096)
+		return 0;
+	// Both names start "trace": one small read rejects other lines.
+	char head[TP_NAME_LEN] = {};
+	if (bpf_probe_read_user(head, sizeof(head), (void *)ptr))
+		return 0;
+	const char state[] = "tracestate:";
+	int is_state = 1;
+#pragma unroll
+	for (int i = 0; i < TS_NAME_LEN; i++)
+		if (lower_ascii(head[i]) != state[i])
+			is_state = 0;
+	if (is_state) {
+		read_tracestate(ctx->r14, ptr, len);
+		return 0;
+	}
+	if (len < TP_NAME_LEN + TP_VALUE_LEN)
+		return 0;
+	__u32 zero = 0;
+	struct header_line *l = bpf_map_lookup_elem(&header_scratch, &zero);
+	if (!l)
+		return 0;
+	__u32 n = len > TP_LINE_MAX ? TP_LINE_MAX : (__u32)len;
+	if (n > TP_LINE_MAX)
+		n = TP_LINE_MAX; // keeps the verifier's bound explicit
+	if (bpf_probe_read_user(l->b, n, (void *)ptr))
+		return 0;
+	const char name[] = "traceparent:";
+#pragma unroll
+	for (int i = 0; i < TP_NAME_LEN; i++)
+		if (lower_ascii(l->b[i]) != name[i])
+			return 0;
+	struct propagation_counters *pc = prop_counts();
+	// Optional whitespace after the colon; the value runs to the line's end.
+	__u32 start = TP_NAME_LEN;
+#pragma unroll
+	for (int i = 0; i < 8; i++) {
+		if (start < n && (l->b[start] == ' ' || l->b[start] == '\t'))
+			start++;
+	}
+	__u64 g = ctx->r14;
+	struct remote_ctx rc = {};
+	// start <= 20, so the 56 bytes the parse may look at (value and the
+	// byte after it, copied whenever the value is longer) lie in l->b.
+	__u64 vlen = len - start;
+	if (start > TP_NAME_LEN + 8 ||
+	    parse_traceparent(&l->b[start], vlen > 0xffff ? 0xffff : (__u32)vlen, &rc)) {
+		if (pc)
+			pc->invalid++;
+		// An invalid value is ignored, as if absent (W3C Trace Context
+		// level 1, section 3.2.2): the request starts a fresh trace.
+		return 0;
+	}
+	bpf_map_update_elem(&remote_parents, &g, &rc, BPF_ANY);
+	if (pc)
+		pc->extracted++;
+	return 0;
+}
+
+// Entry of net/textproto.readMIMEHeader: a new header block starts on this
+// goroutine, so a remote parent left by an earlier one is stale.
+static __always_inline int do_uprobe_header_block(struct pt_regs *ctx)
+{
+	__u64 g = ctx->r14;
+	bpf_map_delete_elem(&remote_parents, &g);
+	bpf_map_delete_elem(&pending_states, &g);
+	return 0;
+}
+
+// take_remote_parent makes ne the child of the goroutine's pending remote
+// parent, if any, and consumes it: one incoming header, one root span.
+static __always_inline int take_remote_parent(__u64 g, struct span_entry *ne)
+{
+	struct remote_ctx *rc = bpf_map_lookup_elem(&remote_parents, &g);
+	if (!rc)
+		return 0;
+	ne->trace_hi = rc->trace_hi;
+	ne->trace_lo = rc->trace_lo;
+	ne->parent_span_id = rc->span_id;
+	// Parent-based sampling: the caller's decision wins over the ratio.
+	ne->flags = (rc->flags & FLAG_SAMPLED) | FLAG_REMOTE_PARENT;
+	bpf_map_delete_elem(&remote_parents, &g);
+	// The caller's tracestate goes with its trace (W3C: only with a valid
+	// traceparent), for the injector.
+	struct trace_state *ts = bpf_map_lookup_elem(&pending_states, &g);
+	if (ts) {
+		struct trace_key k = {.trace_hi = ne->trace_hi, .trace_lo = ne->trace_lo};
+		bpf_map_update_elem(&trace_states, &k, ts, BPF_ANY);
+		bpf_map_delete_elem(&pending_states, &g);
+	}
+	struct propagation_counters *pc = prop_counts();
+	if (pc)
+		pc->consumed++;
+	return 1;
+}
+
+// Entry of net/http.(*persistConn).roundTrip:
+//
+//	func (pc *persistConn) roundTrip(req *transportRequest) (resp *Response, err error)
+//
+// RBX is req; transportRequest embeds *Request as its first field, the same
+// pointer writeLoop later calls write on. R14 is the calling goroutine,
+// whose innermost open span becomes the outgoing request's parent.
+static __always_inline int do_uprobe_client_roundtrip(struct pt_regs *ctx)
+{
+	__u64 g = ctx->r14, treq = ctx->bx, req = 0;
+	if (!treq || bpf_probe_read_user(&req, sizeof(req), (void *)treq) || !req)
+		return 0;
+	struct span_stack *st = bpf_map_lookup_elem(&stacks, &g);
+	__u32 d = st ? st->depth : 0;
+	if (d == 0 || d > MAX_DEPTH) {
+		bpf_map_delete_elem(&inject_reqs, &req);
+		return 0;
+	}
+	struct span_entry *top = &st->e[(d - 1) & (MAX_DEPTH - 1)];
+	struct inject_ctx ic = {
+		.trace_hi = top->trace_hi,
+		.trace_lo = top->trace_lo,
+		.span_id = top->span_id,
+		.flags = top->flags & FLAG_SAMPLED,
+	};
+	bpf_map_update_elem(&inject_reqs, &req, &ic, BPF_ANY);
+	struct propagation_counters *pc = prop_counts();
+	if (pc)
+		pc->recorded++;
+	return 0;
+}
+
+// Entry of net/http.(*Request).write (the writeLoop goroutine; RAX is the
+// receiver): the request's context waits on this goroutine for its bytes
+// to reach the connection. A request without one clears what an earlier
+// write left (one that failed before reaching the socket).
+static __always_inline int do_uprobe_request_write(struct pt_regs *ctx)
+{
+	__u64 req = ctx->ax, g = ctx->r14;
+	struct inject_ctx *ic = bpf_map_lookup_elem(&inject_reqs, &req);
+	if (!ic) {
+		bpf_map_delete_elem(&inject_gs, &g);
+		return 0;
+	}
+	struct inject_ctx copy = *ic;
+	bpf_map_update_elem(&inject_gs, &g, &copy, BPF_ANY);
+	bpf_map_delete_elem(&inject_reqs, &req);
+	return 0;
+}
+
+// Entry of net/http.persistConnWriter.Write, the connection write under
+// the transport's bufio.Writer: Request.write only fills that buffer, and
+// writeLoop flushes it after Request.write returned. Here, just before the
+// write syscall, the goroutine's context moves to its thread, the only
+// identity the sk_msg program has. The first write of a request carries the
+// request line; later ones (a long body) find nothing.
+static __always_inline int do_uprobe_conn_write(struct pt_regs *ctx)
+{
+	__u64 g = ctx->r14;
+	struct inject_ctx *ic = bpf_map_lookup_elem(&inject_gs, &g);
+	if (!ic)
+		return 0;
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	struct inject_ctx copy = *ic;
+	copy.armed_ns = bpf_ktime_get_ns();
+	bpf_map_update_elem(&inject_tids, &tid, &copy, BPF_ANY);
+	bpf_map_delete_elem(&inject_gs, &g);
+	struct propagation_counters *pc = prop_counts();
+	if (pc)
+		pc->handed++;
+	return 0;
+}
+
+// As in capture.c, each program comes as a perf-event uprobe and as an
+// uprobe_multi program; user space loads the set of its link mode.
+
+SEC("uprobe")
+int uprobe_header_line(struct pt_regs *ctx)
+{
+	return do_uprobe_header_line(ctx);
+}
+
+SEC("uprobe.multi")
+int uprobe_multi_header_line(struct pt_regs *ctx)
+{
+	return do_uprobe_header_line(ctx);
+}
+
+SEC("uprobe")
+int uprobe_header_block(struct pt_regs *ctx)
+{
+	return do_uprobe_header_block(ctx);
+}
+
+SEC("uprobe.multi")
+int uprobe_multi_header_block(struct pt_regs *ctx)
+{
+	return do_uprobe_header_block(ctx);
+}
+
+SEC("uprobe")
+int uprobe_client_roundtrip(struct pt_regs *ctx)
+{
+	return do_uprobe_client_roundtrip(ctx);
+}
+
+SEC("uprobe.multi")
+int uprobe_multi_client_roundtrip(struct pt_regs *ctx)
+{
+	return do_uprobe_client_roundtrip(ctx);
+}
+
+SEC("uprobe")
+int uprobe_request_write(struct pt_regs *ctx)
+{
+	return do_uprobe_request_write(ctx);
+}
+
+SEC("uprobe.multi")
+int uprobe_multi_request_write(struct pt_regs *ctx)
+{
+	return do_uprobe_request_write(ctx);
+}
+
+SEC("uprobe")
+int uprobe_conn_write(struct pt_regs *ctx)
+{
+	return do_uprobe_conn_write(ctx);
+}
+
+SEC("uprobe.multi")
+int uprobe_multi_conn_write(struct pt_regs *ctx)
+{
+	return do_uprobe_conn_write(ctx);
+}

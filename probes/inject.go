@@ -1,0 +1,204 @@
+package probes
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"golang.org/x/sys/unix"
+
+	"github.com/routerscope/routerscope/bpf"
+)
+
+// ErrNoCgroup2 is returned when traceparent injection is asked for on a
+// machine without a cgroup v2 hierarchy to attach its socket programs to.
+var ErrNoCgroup2 = errors.New("no cgroup v2 hierarchy mounted")
+
+// injector is the loaded inject.c object: the sock_ops program on a cgroup
+// and the sk_msg program on its socket map.
+type injector struct {
+	objs   bpf.InjectObjects
+	links  []link.Link
+	cgroup string
+}
+
+// attachInjector loads inject.c sharing the capture object's inject_tids
+// and trace_states maps, attaches sock_ops to the cgroup and sk_msg to the socket map, and
+// adds the target's already established TCP sockets (its warm keep-alive
+// pool) to the map, so they carry headers too.
+func attachInjector(tids, states *ebpf.Map, pid int, cgroup string) (*injector, error) {
+	if cgroup == "" {
+		var err error
+		if cgroup, err = targetCgroup(pid); err != nil {
+			return nil, fmt.Errorf("attach traceparent injection: %w", err)
+		}
+	}
+	spec, err := bpf.LoadInject()
+	if err != nil {
+		return nil, fmt.Errorf("attach traceparent injection: load the inject object: %w", err)
+	}
+	if v := spec.Variables["target_tgid"]; v != nil {
+		if err := v.Set(uint32(pid)); err != nil {
+			return nil, fmt.Errorf("attach traceparent injection: set the target pid: %w", err)
+		}
+	}
+	inj := &injector{cgroup: cgroup}
+	opts := &ebpf.CollectionOptions{MapReplacements: map[string]*ebpf.Map{"inject_tids": tids, "trace_states": states}}
+	if err := spec.LoadAndAssign(&inj.objs, opts); err != nil {
+		var verr *ebpf.VerifierError
+		if errors.As(err, &verr) {
+			return nil, fmt.Errorf("attach traceparent injection: load the socket programs: %+v", verr)
+		}
+		return nil, fmt.Errorf("attach traceparent injection: load the socket programs: %w", err)
+	}
+	// The sk_msg program goes on the map first, so no socket is in the map
+	// without it.
+	msg, err := link.AttachRawLink(link.RawLinkOptions{
+		Target:  inj.objs.ClientSocks.FD(),
+		Program: inj.objs.SkmsgInject,
+		Attach:  ebpf.AttachSkMsgVerdict,
+	})
+	if err != nil {
+		// Kernels before 6.10 have no sk_msg links; attach the old way.
+		err = link.RawAttachProgram(link.RawAttachProgramOptions{
+			Target:  inj.objs.ClientSocks.FD(),
+			Program: inj.objs.SkmsgInject,
+			Attach:  ebpf.AttachSkMsgVerdict,
+		})
+		if err != nil {
+			inj.close()
+			return nil, fmt.Errorf("attach traceparent injection: attach sk_msg to the socket map: %w", err)
+		}
+	} else {
+		inj.links = append(inj.links, msg)
+	}
+	ops, err := link.AttachCgroup(link.CgroupOptions{Path: cgroup, Attach: ebpf.AttachCGroupSockOps, Program: inj.objs.SockopsTrack})
+	if err != nil {
+		inj.close()
+		return nil, fmt.Errorf("attach traceparent injection: attach sock_ops to cgroup %s (needs CAP_NET_ADMIN): %w", cgroup, err)
+	}
+	inj.links = append(inj.links, ops)
+	if pid != 0 {
+		if err := inj.adoptSockets(pid); err != nil {
+			inj.close()
+			return nil, fmt.Errorf("attach traceparent injection: %w", err)
+		}
+	}
+	return inj, nil
+}
+
+// adoptSockets puts the established TCP sockets pid already has into the
+// socket map: sock_ops only sees connections made after it was attached.
+// The descriptors are copied out of the target with pidfd_getfd (Linux
+// 5.6); sockets the map refuses (listening, UDP, Unix) are skipped.
+func (inj *injector) adoptSockets(pid int) error {
+	fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	if err != nil {
+		return fmt.Errorf("list the sockets of pid %d: %w", pid, err)
+	}
+	pidfd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		return fmt.Errorf("open pidfd of pid %d: %w", pid, err)
+	}
+	defer unix.Close(pidfd)
+	for _, e := range fds {
+		target, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", pid, e.Name()))
+		if err != nil || !strings.HasPrefix(target, "socket:") {
+			continue
+		}
+		n, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		fd, err := unix.PidfdGetfd(pidfd, n, 0)
+		if err != nil {
+			continue // closed meanwhile
+		}
+		if cookie, err := unix.GetsockoptUint64(fd, unix.SOL_SOCKET, unix.SO_COOKIE); err == nil {
+			_ = inj.objs.ClientSocks.Update(cookie, uint64(fd), ebpf.UpdateAny)
+		}
+		unix.Close(fd)
+	}
+	return nil
+}
+
+// close detaches the cgroup program first, so no socket joins the map
+// while it goes away; sockets leave the map when it is freed.
+func (inj *injector) close() error {
+	var errs []error
+	for i := len(inj.links) - 1; i >= 0; i-- {
+		errs = append(errs, inj.links[i].Close())
+	}
+	errs = append(errs, inj.objs.Close())
+	return errors.Join(errs...)
+}
+
+func (inj *injector) addStats(s *PropagationStats) {
+	var perCPU []bpf.InjectInjectCounters
+	if err := inj.objs.InjectCounters.Lookup(uint32(0), &perCPU); err != nil {
+		return
+	}
+	for _, c := range perCPU {
+		s.Injected += c.Injected
+		s.NotHTTP += c.NotHttp
+		s.PushErrors += c.PushError
+		s.Sockets += c.Sockets
+		s.Stale += c.Stale
+	}
+}
+
+// targetCgroup returns the cgroup v2 directory of pid (pid 0: the root of
+// the cgroup v2 hierarchy), from /proc/mounts and /proc/PID/cgroup.
+func targetCgroup(pid int) (string, error) {
+	root, err := cgroup2Mount()
+	if err != nil {
+		return "", err
+	}
+	if pid == 0 {
+		return root, nil
+	}
+	f, err := os.Open(fmt.Sprintf("/proc/%d/cgroup", pid))
+	if err != nil {
+		return "", fmt.Errorf("read the cgroup of pid %d: %w", pid, err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		// The cgroup v2 line is "0::/path" (cgroups(7)).
+		if rel, ok := strings.CutPrefix(sc.Text(), "0::"); ok {
+			dir := filepath.Join(root, filepath.Clean("/"+rel))
+			if _, err := os.Stat(dir); err != nil {
+				return "", fmt.Errorf("cgroup v2 directory of pid %d: %w (set Propagation.Cgroup)", pid, err)
+			}
+			return dir, nil
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return "", fmt.Errorf("read the cgroup of pid %d: %w", pid, err)
+	}
+	// Hybrid hierarchies list a v2 line only when v2 controllers are used;
+	// without one the process is in the v2 root.
+	return root, nil
+}
+
+// cgroup2Mount finds where the cgroup v2 hierarchy is mounted
+// (/sys/fs/cgroup on unified hosts, /sys/fs/cgroup/unified on hybrid ones).
+func cgroup2Mount() (string, error) {
+	data, err := os.ReadFile("/proc/mounts")
+	if err != nil {
+		return "", fmt.Errorf("find the cgroup v2 mount: %w", err)
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		f := strings.Fields(line)
+		if len(f) >= 3 && f[2] == "cgroup2" {
+			return f[1], nil
+		}
+	}
+	return "", fmt.Errorf("find the cgroup v2 mount in /proc/mounts: %w (mount one, or turn Propagation.Inject off)", ErrNoCgroup2)
+}

@@ -1,0 +1,257 @@
+package probes
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/cilium/ebpf"
+
+	"github.com/routerscope/routerscope/bpf"
+)
+
+// Propagation turns on W3C trace context for the target's net/http traffic
+// (bpf/propagation.h, bpf/inject.c; design in package bpf's doc).
+type Propagation struct {
+	// Extract makes a root span the child of the traceparent of the HTTP/1.x
+	// request being served on its goroutine, in the caller's trace, with the
+	// caller's sampled flag deciding (parent-based). Invalid headers are
+	// ignored and a fresh trace starts.
+	Extract bool
+	// Inject adds a traceparent carrying the innermost open span to every
+	// HTTP/1.x request the target's net/http client writes while a span is
+	// open. It needs a cgroup v2 hierarchy and CAP_NET_ADMIN.
+	Inject bool
+	// Cgroup is the cgroup v2 directory whose sockets the injector watches;
+	// empty means the target's own cgroup (pid 0: the cgroup v2 root).
+	Cgroup string
+}
+
+// The net/http and net/textproto functions propagation probes. Their
+// signatures (Go 1.26; unchanged since Go 1.20) are quoted in
+// bpf/propagation.h next to the programs that read their registers.
+const (
+	symHeaderLine  = "net/textproto.(*Reader).readContinuedLineSlice"
+	symHeaderBlock = "net/textproto.readMIMEHeader"
+	symRoundTrip   = "net/http.(*persistConn).roundTrip"
+	symRequestWrit = "net/http.(*Request).write"
+	symConnWrite   = "net/http.persistConnWriter.Write"
+)
+
+// PropagationStatus says which halves of propagation are active on a Tracer
+// and, for one that is not, why.
+type PropagationStatus struct {
+	Extract, Inject bool
+	// ExtractOff and InjectOff explain a half that was asked for but is off
+	// (the binary does not use net/http's server or client).
+	ExtractOff, InjectOff string
+	// Cgroup is the cgroup v2 directory the injector is attached to.
+	Cgroup string
+	// Uprobes is the number of uprobes the propagation programs use.
+	Uprobes int
+	// Stats are the kernel's counters (see PropagationStats).
+	Stats PropagationStats
+}
+
+// PropagationStats are the propagation programs' counters.
+type PropagationStats struct {
+	// Extracted and Invalid count incoming traceparent headers accepted and
+	// ignored; Consumed counts root spans that joined an incoming trace.
+	Extracted, Invalid, Consumed uint64
+	// Recorded counts outgoing requests sent while a span was open; Armed
+	// the writes of those requests that armed their thread; Injected the
+	// headers inserted into a socket's data. Sockets counts client sockets
+	// the injector watches; NotHTTP armed writes that were no request line;
+	// PushErrors insertions the kernel refused; Stale armings dropped as
+	// too old to belong to the write at hand.
+	Recorded, Armed, Injected, Sockets, NotHTTP, PushErrors, Stale uint64
+}
+
+// propPrograms are the propagation uprobe programs of one link mode.
+type propPrograms struct {
+	headerLine, headerBlock, roundTrip, requestWrite, connWrite *ebpf.Program
+}
+
+func (p propPrograms) close() error {
+	var errs []error
+	for _, prog := range []*ebpf.Program{p.headerLine, p.headerBlock, p.roundTrip, p.requestWrite, p.connWrite} {
+		if prog != nil {
+			errs = append(errs, prog.Close())
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// propMaps are the capture maps the propagation programs use, by name:
+// they are loaded as a second collection that shares these maps with the
+// capture programs (the stacks to read spans from, the pending contexts).
+func (t *Tracer) propMaps() map[string]*ebpf.Map {
+	return map[string]*ebpf.Map{
+		bpf.CaptureMapStacks:        t.maps.Stacks,
+		bpf.CaptureMapRemoteParents: t.maps.RemoteParents,
+		bpf.CaptureMapHeaderScratch: t.maps.HeaderScratch,
+		bpf.CaptureMapInjectReqs:    t.maps.InjectReqs,
+		bpf.CaptureMapInjectGs:      t.maps.InjectGs,
+		bpf.CaptureMapInjectTids:    t.maps.InjectTids,
+		bpf.CaptureMapPropCounters:  t.maps.PropCounters,
+		bpf.CaptureMapPendingStates: t.maps.PendingStates,
+		bpf.CaptureMapTraceStates:   t.maps.TraceStates,
+		bpf.CaptureMapStateScratch:  t.maps.StateScratch,
+	}
+}
+
+// loadPropPrograms loads the propagation programs of the Tracer's link
+// mode, on the capture maps already loaded.
+func (t *Tracer) loadPropPrograms() error {
+	spec, err := bpf.LoadCapture()
+	if err != nil {
+		return fmt.Errorf("load the capture object: %w", err)
+	}
+	names := [5]string{bpf.CaptureProgUprobeHeaderLine, bpf.CaptureProgUprobeHeaderBlock,
+		bpf.CaptureProgUprobeClientRoundtrip, bpf.CaptureProgUprobeRequestWrite, bpf.CaptureProgUprobeConnWrite}
+	if t.mode == LinkMulti {
+		names = [5]string{bpf.CaptureProgUprobeMultiHeaderLine, bpf.CaptureProgUprobeMultiHeaderBlock,
+			bpf.CaptureProgUprobeMultiClientRoundtrip, bpf.CaptureProgUprobeMultiRequestWrite, bpf.CaptureProgUprobeMultiConnWrite}
+	}
+	for name := range spec.Programs {
+		if !slices.Contains(names[:], name) {
+			delete(spec.Programs, name)
+		}
+	}
+	shared := t.propMaps()
+	for name := range spec.Maps {
+		if shared[name] == nil {
+			delete(spec.Maps, name)
+		}
+	}
+	coll, err := ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{MapReplacements: shared})
+	if err != nil {
+		var verr *ebpf.VerifierError
+		if errors.As(err, &verr) {
+			return fmt.Errorf("load the propagation programs: %+v", verr)
+		}
+		return fmt.Errorf("load the propagation programs: %w", err)
+	}
+	defer coll.Close() // closes nothing that was detached below
+	t.propProgs = propPrograms{
+		headerLine:   coll.DetachProgram(names[0]),
+		headerBlock:  coll.DetachProgram(names[1]),
+		roundTrip:    coll.DetachProgram(names[2]),
+		requestWrite: coll.DetachProgram(names[3]),
+		connWrite:    coll.DetachProgram(names[4]),
+	}
+	return nil
+}
+
+// attachPropagation adds the uprobes opts.Propagation asks for to the
+// Tracer's linker and attaches the injector's socket programs. A binary
+// without the probed functions (no net/http server or client) leaves that
+// half off and says why in the status; any other failure is an error.
+func (t *Tracer) attachPropagation(pid int, p Propagation) error {
+	if !p.Extract && !p.Inject {
+		return nil
+	}
+	if err := t.loadPropPrograms(); err != nil {
+		return fmt.Errorf("attach trace context propagation: %w", err)
+	}
+	if p.Extract {
+		err := t.addFuncs([]funcProg{
+			{symHeaderLine, t.propProgs.headerLine, atReturns},
+			{symHeaderBlock, t.propProgs.headerBlock, atEntry},
+		})
+		switch {
+		case errors.Is(err, ErrSymbolNotFound), errors.Is(err, ErrInlined):
+			t.prop.ExtractOff = fmt.Sprintf("no net/http server in %s: %v", t.bin.Path, err)
+		case err != nil:
+			return fmt.Errorf("attach traceparent extraction: %w", err)
+		default:
+			t.prop.Extract = true
+		}
+	}
+	if p.Inject {
+		err := t.addFuncs([]funcProg{
+			{symRoundTrip, t.propProgs.roundTrip, atEntry},
+			{symRequestWrit, t.propProgs.requestWrite, atEntry},
+			{symConnWrite, t.propProgs.connWrite, atEntry},
+		})
+		switch {
+		case errors.Is(err, ErrSymbolNotFound), errors.Is(err, ErrInlined):
+			t.prop.InjectOff = fmt.Sprintf("no net/http client in %s: %v", t.bin.Path, err)
+			return nil
+		case err != nil:
+			return fmt.Errorf("attach traceparent injection: %w", err)
+		}
+		inj, err := attachInjector(t.maps.InjectTids, t.maps.TraceStates, pid, p.Cgroup)
+		if err != nil {
+			return err
+		}
+		t.injector = inj
+		t.prop.Inject = true
+		t.prop.Cgroup = inj.cgroup
+	}
+	return nil
+}
+
+type placement int
+
+const (
+	atEntry placement = iota
+	atReturns
+)
+
+// funcProg is one program to attach to one function.
+type funcProg struct {
+	sym   string
+	prog  *ebpf.Program
+	where placement
+}
+
+// addFuncs resolves every function first, so a missing one adds nothing
+// of the group, then adds the uprobes to the linker.
+func (t *Tracer) addFuncs(fps []funcProg) error {
+	fns := make([]*Function, len(fps))
+	for i, fp := range fps {
+		fn, err := t.bin.Function(fp.sym)
+		if err != nil {
+			return err
+		}
+		if fp.where == atReturns && len(fn.ReturnOffsets) == 0 {
+			return fmt.Errorf("%s in %s has no RET instruction: %w", fp.sym, t.bin.Path, ErrNotSupported)
+		}
+		fns[i] = fn
+	}
+	for i, fp := range fps {
+		offs := fns[i].ReturnOffsets
+		if fp.where == atEntry {
+			// After the stack check: the arguments are in their registers
+			// and morestack does not make the probe fire twice.
+			offs = []uint64{fns[i].EntryOffset}
+		}
+		for _, off := range offs {
+			t.linker.add(fp.prog, fp.sym, off, 0)
+			t.propUprobes++
+		}
+	}
+	return nil
+}
+
+// Propagation reports which halves of W3C trace context propagation are
+// active, with the kernel's counters.
+func (t *Tracer) Propagation() PropagationStatus {
+	s := t.prop
+	s.Uprobes = t.propUprobes
+	var perCPU []bpf.CapturePropagationCounters
+	if err := t.maps.PropCounters.Lookup(uint32(0), &perCPU); err == nil {
+		for _, c := range perCPU {
+			s.Stats.Extracted += c.Extracted
+			s.Stats.Invalid += c.Invalid
+			s.Stats.Consumed += c.Consumed
+			s.Stats.Recorded += c.Recorded
+			s.Stats.Armed += c.Handed
+		}
+	}
+	if t.injector != nil {
+		t.injector.addStats(&s.Stats)
+	}
+	return s
+}
