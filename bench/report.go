@@ -240,7 +240,7 @@ func render(r *Report) string {
 	w("- the machine's cores are shared by the load generator, the router, the fake model server and the agent: the agent's CPU per request competes with the router's, which is part of the added time beyond the floor and the eBPF programs.\n")
 	w("- *floor us/req* is hits per request x the bare cost of their kind above; the *ratios* divide the added p50 and the added server CPU by it (1.0: the agent adds nothing beyond the kernel traps).\n")
 	w("- *eBPF programs us/req* is the capture programs' own run time (kernel bpf_stats, enabled for the agent runs), inside the added time but not in the floor.\n")
-	w("- uprobe hits come from the kernel counters (every entry and RET, sampled or not); the uprobes on runtime.newproc1 (goroutine hand-off) are not counted.\n")
+	w("- uprobe hits come from the kernel counters (every entry and RET, sampled or not); the uprobes on runtime.newproc1 (goroutine hand-off) and those of trace-context propagation (extract and inject, on in probes.DefaultOptions) are not counted, but their cost is in the added figures.\n")
 	w("- *naive placement* puts the entry uprobe on the symbol's first instruction (the stack check's CMP, single-stepped) instead of the PUSH after it (emulated).\n")
 	w("- *detach s* is the mean time the capture engine took to detach its uprobes when the agent stopped.\n")
 	w("- the agent runs as `bench agent`: package agent's Run with the capture engine, as `routerscope run` does, plus a switch for the entry placement and a dump of the kernel counters at detach.\n")
