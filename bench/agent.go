@@ -28,6 +28,7 @@ func runAgent(args []string) error {
 	configPath := fs.String("config", "", "agent config file")
 	placement := fs.String("placement", "prologue", "entry uprobe placement: prologue or symbol")
 	statsPath := fs.String("stats", "", "write the kernel counters here as JSON at detach")
+	propagation := fs.Bool("propagation", true, "W3C trace context extraction and injection (on in probes.DefaultOptions)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -53,14 +54,14 @@ func runAgent(args []string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	attach := func(ctx context.Context, req agent.AttachRequest) (agent.EventSource, error) {
-		return attachProbes(req, place, *statsPath)
+		return attachProbes(req, place, *propagation, *statsPath)
 	}
 	return agent.Run(ctx, cfg, attach, log)
 }
 
 // attachProbes resolves the request's probe files against its target and
 // attaches them.
-func attachProbes(req agent.AttachRequest, place probes.Placement, statsPath string) (agent.EventSource, error) {
+func attachProbes(req agent.AttachRequest, place probes.Placement, propagation bool, statsPath string) (agent.EventSource, error) {
 	path := req.Executable
 	if path == "" {
 		path = req.Target.Binary
@@ -90,6 +91,9 @@ func attachProbes(req agent.AttachRequest, place probes.Placement, statsPath str
 	}
 	opts := probes.DefaultOptions()
 	opts.Placement = place
+	if !propagation {
+		opts.Propagation = probes.Propagation{}
+	}
 	opts.SampleRatio = probes.Ratio(req.SampleRatio) // as routerscope run does
 
 	tr, err := probes.Attach(prog, req.Target.PID, opts)

@@ -27,6 +27,8 @@ type setup struct {
 	placement string
 	// otel: send the load to the in-process OTel comparator.
 	otel bool
+	// noPropagation turns trace-context extraction and injection off.
+	noPropagation bool
 }
 
 // setups are the configurations of every round; the first is the
@@ -37,6 +39,7 @@ var setups = []setup{
 	{name: "agent probabilistic 0.1", sampling: "probabilistic", rate: 0.1, placement: "prologue"},
 	{name: "agent always_off", sampling: "always_off", placement: "prologue"},
 	{name: "agent always_on, naive placement", sampling: "always_on", placement: "symbol"},
+	{name: "agent always_on, no trace-context propagation", sampling: "always_on", placement: "prologue", noPropagation: true},
 	{name: "in-process OTel SDK", otel: true},
 }
 
