@@ -37,8 +37,10 @@ test: check-generated lint
 unit:
 	$(GO) test -count=1 -short ./...
 
-bench: build
-	$(GO) test -run '^$$' -bench . -benchtime 1x ./...
+# Overhead report (root): router alone vs agent setups vs in-process OTel,
+# interleaved rounds; writes build/bench/report.md and prints it.
+bench:
+	$(GO) run ./bench --out build/bench
 
 lint:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' | grep -v '_bpfe[lb]\.go$$')); \
