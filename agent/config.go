@@ -111,6 +111,16 @@ type Agent struct {
 	// are checked for changes, which are then reloaded as on SIGHUP; zero
 	// turns the watch off.
 	WatchInterval time.Duration
+	// Propagation is routerscope.propagation: W3C trace context in (extract)
+	// and out (inject), both on by default. Turning them off saves their
+	// uprobes (a RET hit per HTTP header line) and the socket programs.
+	Propagation Propagation
+}
+
+// Propagation is routerscope.propagation.
+type Propagation struct {
+	Extract bool
+	Inject  bool
 }
 
 // Metrics is routerscope.metrics.
@@ -173,6 +183,7 @@ func DefaultConfig() Config {
 			},
 			Metrics:       Metrics{Listen: DefaultMetricsListen},
 			WatchInterval: time.Second,
+			Propagation:   Propagation{Extract: true, Inject: true},
 		},
 	}
 }

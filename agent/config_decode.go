@@ -141,8 +141,14 @@ func decodeAgent(n *yaml.Node, a *Agent) error {
 			return decodeMapping(n, path, map[string]field{"listen": stringField(&a.Metrics.Listen)})
 		},
 		"watch_interval": durationField(&a.WatchInterval),
-		"log_level":      stringField(&a.LogLevel),
-		"log_format":     stringField(&a.LogFormat),
+		"propagation": func(n *yaml.Node, path string) error {
+			return decodeMapping(n, path, map[string]field{
+				"extract": boolField(&a.Propagation.Extract),
+				"inject":  boolField(&a.Propagation.Inject),
+			})
+		},
+		"log_level":  stringField(&a.LogLevel),
+		"log_format": stringField(&a.LogFormat),
 	})
 }
 

@@ -168,6 +168,16 @@ func TestDefaults(t *testing.T) {
 	if !tr.Enabled || tr.Exporter.Type != "stdout" || tr.Sampling.Type != "always_on" || tr.Resource.ServiceName != "vllm-semantic-router" {
 		t.Fatalf("defaults: %+v", tr)
 	}
+	if p := cfg.Agent.Propagation; !p.Extract || !p.Inject {
+		t.Errorf("trace context propagation is off by default: %+v", p)
+	}
+	off, err := Parse([]byte("routerscope:\n  propagation: {inject: false}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := off.Agent.Propagation; !p.Extract || p.Inject {
+		t.Errorf("propagation {inject: false} read as %+v", p)
+	}
 }
 
 func TestRouterConfigWithOtherKeys(t *testing.T) {
@@ -251,6 +261,10 @@ func TestConfigErrors(t *testing.T) {
 		want       []string
 	}{
 		{"empty file", "", []string{"empty"}},
+		{"unknown propagation key", "routerscope:\n  propagation: {extract: true, baggage: true}\n",
+			[]string{"routerscope.propagation", "baggage"}},
+		{"propagation not a bool", "routerscope:\n  propagation: {inject: sometimes}\n",
+			[]string{"routerscope.propagation.inject"}},
 		{"only comments", "# nothing\n", []string{"empty"}},
 		{"not a mapping", "- a\n- b\n", []string{"top level must be a mapping"}},
 		{"bad yaml", "observability: [\n", []string{"parse YAML"}},

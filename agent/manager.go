@@ -210,7 +210,7 @@ func (m *manager) attachOne(ctx context.Context, w match) error {
 		m.met.attachErrors.WithLabelValues(reasonLimit).Inc()
 		return fmt.Errorf("attach to pid %d: %w", p.PID, err)
 	}
-	req := AttachRequest{Target: Target{PID: p.PID, Binary: w.target.Binary}, Probes: w.probes, SampleRatio: m.ratio,
+	req := AttachRequest{Target: Target{PID: p.PID, Binary: w.target.Binary}, Probes: w.probes, SampleRatio: m.ratio, Propagation: m.cfg.Agent.Propagation,
 		ProbeDigest: m.probeDigest(w.probes), Rule: w.rule}
 	if p.Exe != "" {
 		req.Executable = p.HostExecutable()

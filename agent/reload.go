@@ -184,7 +184,8 @@ func keepPipelineSettings(cur Config, next *Config) []string {
 	keep("routerscope.log_level", a.LogLevel != na.LogLevel)
 	keep("routerscope.log_format", a.LogFormat != na.LogFormat)
 	keep("routerscope.watch_interval", a.WatchInterval != na.WatchInterval)
-	na.Export, na.MaxSpanAge, na.Metrics, na.LogLevel, na.LogFormat, na.WatchInterval =
-		a.Export, a.MaxSpanAge, a.Metrics, a.LogLevel, a.LogFormat, a.WatchInterval
+	keep("routerscope.propagation", a.Propagation != na.Propagation)
+	na.Export, na.MaxSpanAge, na.Metrics, na.LogLevel, na.LogFormat, na.WatchInterval, na.Propagation =
+		a.Export, a.MaxSpanAge, a.Metrics, a.LogLevel, a.LogFormat, a.WatchInterval, a.Propagation
 	return kept
 }

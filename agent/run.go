@@ -70,6 +70,8 @@ type AttachRequest struct {
 	// SampleRatio is the fraction of traces the kernel keeps, decided once
 	// per trace at the root span (see SampleRatio).
 	SampleRatio float64
+	// Propagation says which halves of W3C trace context to attach.
+	Propagation Propagation
 	// Executable is the target's executable as the agent can open it:
 	// /proc/PID/root plus the process's own path, which reaches into
 	// containers (or /proc/PID/exe when the file was deleted or replaced).

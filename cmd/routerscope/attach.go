@@ -25,6 +25,8 @@ func newAttacher() (agent.Attacher, error) {
 		}
 		opts := probes.DefaultOptions()
 		opts.SampleRatio = probes.Ratio(req.SampleRatio)
+		opts.Propagation.Extract = req.Propagation.Extract
+		opts.Propagation.Inject = req.Propagation.Inject
 		return probes.Attach(prog, req.Target.PID, opts)
 	}, nil
 }
