@@ -5,7 +5,7 @@
 // cache and otherwise routes it to the best model backend.
 //
 // It carries no tracing code and imports neither OpenTelemetry nor eBPF
-// packages (a test enforces this through `go list -deps`): the tracing agent
+// packages (cmd/router has a test enforcing this through `go list -deps`): the tracing agent
 // observes it from outside with uprobes. Library code here never logs.
 //
 // # The probe contract
