@@ -41,6 +41,11 @@ type CaptureInjectCtx struct {
 	ArmedNs uint64
 }
 
+type CaptureKeyScan struct {
+	_ structs.HostLayout
+	B [512]int8
+}
+
 type CaptureProbeCounters struct {
 	_         structs.HostLayout
 	Entries   uint64
@@ -155,6 +160,7 @@ const (
 	CaptureMapInjectGs                    = "inject_gs"
 	CaptureMapInjectReqs                  = "inject_reqs"
 	CaptureMapInjectTids                  = "inject_tids"
+	CaptureMapKeyScratch                  = "key_scratch"
 	CaptureMapLost                        = "lost"
 	CaptureMapNewprocCallers              = "newproc_callers"
 	CaptureMapOpenSpans                   = "open_spans"
@@ -260,6 +266,7 @@ type CaptureMapSpecs struct {
 	InjectGs       *ebpf.MapSpec `ebpf:"inject_gs"`
 	InjectReqs     *ebpf.MapSpec `ebpf:"inject_reqs"`
 	InjectTids     *ebpf.MapSpec `ebpf:"inject_tids"`
+	KeyScratch     *ebpf.MapSpec `ebpf:"key_scratch"`
 	Lost           *ebpf.MapSpec `ebpf:"lost"`
 	NewprocCallers *ebpf.MapSpec `ebpf:"newproc_callers"`
 	OpenSpans      *ebpf.MapSpec `ebpf:"open_spans"`
@@ -307,6 +314,7 @@ type CaptureMaps struct {
 	InjectGs       *ebpf.Map `ebpf:"inject_gs"`
 	InjectReqs     *ebpf.Map `ebpf:"inject_reqs"`
 	InjectTids     *ebpf.Map `ebpf:"inject_tids"`
+	KeyScratch     *ebpf.Map `ebpf:"key_scratch"`
 	Lost           *ebpf.Map `ebpf:"lost"`
 	NewprocCallers *ebpf.Map `ebpf:"newproc_callers"`
 	OpenSpans      *ebpf.Map `ebpf:"open_spans"`
@@ -330,6 +338,7 @@ func (m *CaptureMaps) Close() error {
 		m.InjectGs,
 		m.InjectReqs,
 		m.InjectTids,
+		m.KeyScratch,
 		m.Lost,
 		m.NewprocCallers,
 		m.OpenSpans,

@@ -3,10 +3,11 @@
 // W3C trace context in the capture object (included by capture.c, which
 // defines the stacks map and span_entry this file uses). Two halves:
 //
-// Extract: net/http parses each request header line with
-// net/textproto.(*Reader).readContinuedLineSlice on the connection's
-// goroutine, the same goroutine that then runs the handler (HTTP/1.x). A
-// uprobe at its RETs sees every header line; a valid traceparent becomes the
+// Extract: net/http parses each request header line in
+// net/textproto.readMIMEHeader on the connection's goroutine, the same
+// goroutine that then runs the handler (HTTP/1.x). A uprobe at the entry of
+// net/textproto.canonicalMIMEHeaderKey sees every header name, with the rest
+// of its line behind it in memory; a valid traceparent becomes the
 // goroutine's pending remote parent, which the next root span opened on that
 // goroutine consumes (take_remote_parent). net/textproto.readMIMEHeader's
 // entry clears it, so a header block without a traceparent (the next request
@@ -212,6 +213,19 @@ struct {
 	__type(value, struct header_line);
 } header_scratch SEC(".maps");
 
+// key_scan holds the bytes after a header name, to find the line's end.
+#define KEY_SCAN 512 // name, colon, whitespace and a tracestate of TS_MAX; a power of two
+struct key_scan {
+	char b[KEY_SCAN];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct key_scan);
+} key_scratch SEC(".maps");
+
 static __always_inline char lower_ascii(char c)
 {
 	return (c >= 'A' && c <= 'Z') ? c + ('a' - 'A') : c;
@@ -258,9 +272,11 @@ static __noinline void read_tracestate(__u64 g, __u64 ptr, __u64 len)
 	bpf_map_update_elem(&pending_states, &g, ts, BPF_ANY);
 }
 
-static __always_inline int do_uprobe_header_line(struct pt_regs *ctx)
+// handle_header_line looks at one request header line of len bytes at ptr
+// (name, colon, value; no line ending) read on goroutine g. Global, so the
+// verifier checks it once whatever the caller's loop states.
+__noinline int handle_header_line(__u64 g, __u64 ptr, __u64 len)
 {
-	__u64 ptr = ctx->ax, len = ctx->bx;
 	if (!ptr || len <= TS_NAME_LEN || len > 4096)
 		return 0;
 	// Both names start "trace": one small read rejects other lines.
@@ -274,7 +290,7 @@ static __always_inline int do_uprobe_header_line(struct pt_regs *ctx)
 		if (lower_ascii(head[i]) != state[i])
 			is_state = 0;
 	if (is_state) {
-		read_tracestate(ctx->r14, ptr, len);
+		read_tracestate(g, ptr, len);
 		return 0;
 	}
 	if (len < TP_NAME_LEN + TP_VALUE_LEN)
@@ -301,7 +317,6 @@ static __always_inline int do_uprobe_header_line(struct pt_regs *ctx)
 		if (start < n && (l->b[start] == ' ' || l->b[start] == '\t'))
 			start++;
 	}
-	__u64 g = ctx->r14;
 	struct remote_ctx rc = {};
 	// start <= 20, so the 56 bytes the parse may look at (value and the
 	// byte after it, copied whenever the value is longer) lie in l->b.
@@ -318,6 +333,71 @@ static __always_inline int do_uprobe_header_line(struct pt_regs *ctx)
 	if (pc)
 		pc->extracted++;
 	return 0;
+}
+
+// line_end returns where the header line in sc ends (the first CR or LF at
+// or after the name), less trailing whitespace, or 0 when there is none in
+// the first got bytes. Global, so the verifier checks its loop once.
+__noinline int line_end(struct key_scan *sc, __u32 got)
+{
+	if (!sc)
+		return 0;
+	__u32 end = 0;
+	for (__u32 i = TS_NAME_LEN; i < KEY_SCAN; i++) {
+		if (i >= got)
+			break;
+		char c = sc->b[i];
+		if (c == '\r' || c == '\n') {
+			end = i;
+			break;
+		}
+	}
+	for (int i = 0; i < 8; i++) {
+		if (end <= TS_NAME_LEN)
+			break;
+		char c = sc->b[(end - 1) & (KEY_SCAN - 1)];
+		if (c != ' ' && c != '\t')
+			break;
+		end--;
+	}
+	return end;
+}
+
+// Entry of net/textproto.canonicalMIMEHeaderKey, which readMIMEHeader calls
+// with each header line's name (Go 1.26, net/textproto/reader.go):
+//
+//	func canonicalMIMEHeaderKey(a []byte) (_ string, ok bool)
+//
+// a (RAX pointer, RBX length) is a prefix of the line readMIMEHeader read, so
+// the colon and the value follow it in memory and the line ends at CR or
+// LF. Only names as long as "traceparent" or "tracestate" read anything.
+// This entry probe sits on the PUSH after the stack check, which the kernel
+// emulates: far cheaper than a probe at the RETs of readContinuedLineSlice
+// (single-stepped), and it fires once per header line either way.
+static __always_inline int do_uprobe_header_line(struct pt_regs *ctx)
+{
+	__u64 ptr = ctx->ax, klen = ctx->bx;
+	if (!ptr || (klen != TP_NAME_LEN - 1 && klen != TS_NAME_LEN - 1))
+		return 0;
+	__u32 zero = 0;
+	struct key_scan *sc = bpf_map_lookup_elem(&key_scratch, &zero);
+	if (!sc)
+		return 0;
+	__u32 got = KEY_SCAN;
+	if (bpf_probe_read_user(sc->b, KEY_SCAN, (void *)ptr)) {
+		// The buffer may end closer than KEY_SCAN to an unmapped page.
+		got = TP_LINE_MAX;
+		if (bpf_probe_read_user(sc->b, TP_LINE_MAX, (void *)ptr))
+			return 0;
+	}
+	// Constant indexes: the verifier does not bound klen from the compares.
+	char colon = klen == TP_NAME_LEN - 1 ? sc->b[TP_NAME_LEN - 1] : sc->b[TS_NAME_LEN - 1];
+	if (colon != ':')
+		return 0;
+	__u32 end = line_end(sc, got);
+	if (end == 0)
+		return 0; // no line end in reach: longer than any value we keep
+	return handle_header_line(ctx->r14, ptr, end);
 }
 
 // Entry of net/textproto.readMIMEHeader: a new header block starts on this

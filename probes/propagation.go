@@ -31,7 +31,7 @@ type Propagation struct {
 // signatures (Go 1.26; unchanged since Go 1.20) are quoted in
 // bpf/propagation.h next to the programs that read their registers.
 const (
-	symHeaderLine  = "net/textproto.(*Reader).readContinuedLineSlice"
+	symHeaderLine  = "net/textproto.canonicalMIMEHeaderKey"
 	symHeaderBlock = "net/textproto.readMIMEHeader"
 	symRoundTrip   = "net/http.(*persistConn).roundTrip"
 	symRequestWrit = "net/http.(*Request).write"
@@ -90,6 +90,7 @@ func (t *Tracer) propMaps() map[string]*ebpf.Map {
 		bpf.CaptureMapStacks:        t.maps.Stacks,
 		bpf.CaptureMapRemoteParents: t.maps.RemoteParents,
 		bpf.CaptureMapHeaderScratch: t.maps.HeaderScratch,
+		bpf.CaptureMapKeyScratch:    t.maps.KeyScratch,
 		bpf.CaptureMapInjectReqs:    t.maps.InjectReqs,
 		bpf.CaptureMapInjectGs:      t.maps.InjectGs,
 		bpf.CaptureMapInjectTids:    t.maps.InjectTids,
@@ -156,7 +157,7 @@ func (t *Tracer) attachPropagation(pid int, p Propagation) error {
 	}
 	if p.Extract {
 		err := t.addFuncs([]funcProg{
-			{symHeaderLine, t.propProgs.headerLine, atReturns},
+			{symHeaderLine, t.propProgs.headerLine, atEntry},
 			{symHeaderBlock, t.propProgs.headerBlock, atEntry},
 		})
 		switch {
