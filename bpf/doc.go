@@ -42,8 +42,10 @@
 //
 // Extract. net/http reads an HTTP/1.x request's headers on the connection's
 // goroutine and then calls the handler on that same goroutine. A uprobe at
-// the RETs of net/textproto.(*Reader).readContinuedLineSlice sees each header
-// line (already trimmed) as the returned []byte; a line named traceparent
+// the entry of net/textproto.canonicalMIMEHeaderKey (on the PUSH the kernel
+// emulates, not a single-stepped RET) sees each header name as its []byte
+// argument, a prefix of the line just read, so the value follows it in memory
+// up to the CR or LF; a line named traceparent
 // (any case) is parsed and validated in the kernel as W3C Trace Context
 // level 1 says (version two lowercase hex digits, not ff; version 00 exactly
 // 55 characters, later versions at least 55 with '-' after the flags; 32 + 16
