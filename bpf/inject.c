@@ -37,45 +37,10 @@ char __license[] SEC("license") = "Dual BSD/GPL";
 // "traceparent: 00-" + 32 hex + "-" + 16 hex + "-" + 2 hex + "\r\n"
 #define TP_HDR_LEN 70
 
-// Same layout as in propagation.h; user space makes this map the capture
-// object's inject_tids, so the two programs share it.
-struct inject_ctx {
-	__u64 trace_hi;
-	__u64 trace_lo;
-	__u64 span_id;
-	__u64 flags;
-	__u64 armed_ns;
-};
+// "tracestate: " ahead of the value in the header pushed.
+#define TS_HDR_NAME_LEN 12
 
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 4096);
-	__type(key, __u32);
-	__type(value, struct inject_ctx);
-} inject_tids SEC(".maps");
-
-// tracestate of traces that joined an incoming traceparent; the capture
-// object's map (propagation.h), same layout.
-#define TS_MAX 256
-#define TS_NAME_LEN 12 // "tracestate: "
-
-struct trace_state {
-	__u32 len;
-	__u32 _pad;
-	char v[TS_MAX];
-};
-
-struct trace_key {
-	__u64 trace_hi;
-	__u64 trace_lo;
-};
-
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 4096);
-	__type(key, struct trace_key);
-	__type(value, struct trace_state);
-} trace_states SEC(".maps");
+#include "tracecontext.h"
 
 // Client sockets, keyed by socket cookie. A socket leaves the map by itself
 // when it closes.
@@ -204,7 +169,7 @@ static __noinline void push_tracestate(struct sk_msg_md *msg, __u32 off, struct 
 	__u32 n = ts->len;
 	if (n == 0 || n > TS_MAX)
 		return;
-	__u32 total = TS_NAME_LEN + n + 2;
+	__u32 total = TS_HDR_NAME_LEN + n + 2;
 	if (off > LINE_SCAN + TP_HDR_LEN || bpf_msg_push_data(msg, off, total, 0) ||
 	    bpf_msg_pull_data(msg, off, off + total, 0)) {
 		if (c)
@@ -214,24 +179,24 @@ static __noinline void push_tracestate(struct sk_msg_md *msg, __u32 off, struct 
 	char *d = msg->data;
 	// Checked again per byte below: the verifier cannot carry total's
 	// relation to n into the loop.
-	if ((void *)(d + TS_NAME_LEN) > msg->data_end || (void *)(d + total) > msg->data_end) {
+	if ((void *)(d + TS_HDR_NAME_LEN) > msg->data_end || (void *)(d + total) > msg->data_end) {
 		if (c)
 			c->push_error++;
 		return;
 	}
 	const char name[] = "tracestate: ";
 #pragma unroll
-	for (int i = 0; i < TS_NAME_LEN; i++)
+	for (int i = 0; i < TS_HDR_NAME_LEN; i++)
 		d[i] = name[i];
 	for (__u32 i = 0; i < TS_MAX; i++) {
 		if (i >= n)
 			break;
-		char *p = d + TS_NAME_LEN + i;
+		char *p = d + TS_HDR_NAME_LEN + i;
 		if ((void *)(p + 1) > msg->data_end)
 			return;
 		*p = ts->v[i & (TS_MAX - 1)];
 	}
-	char *e = d + TS_NAME_LEN + (n & (2 * TS_MAX - 1));
+	char *e = d + TS_HDR_NAME_LEN + (n & (2 * TS_MAX - 1));
 	if ((void *)(e + 2) > msg->data_end)
 		return;
 	e[0] = '\r';

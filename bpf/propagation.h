@@ -22,15 +22,7 @@
 // thread, inject_tids), where the sk_msg program of inject.c picks it up
 // during the write syscall.
 
-// inject_ctx is the span context a request's traceparent carries. Shared
-// with inject.c (inject_tids): keep the two definitions identical.
-struct inject_ctx {
-	__u64 trace_hi;
-	__u64 trace_lo;
-	__u64 span_id;
-	__u64 flags;    // FLAG_SAMPLED
-	__u64 armed_ns; // when a thread was armed with it (inject_tids only)
-};
+#include "tracecontext.h"
 
 // remote_ctx is a parsed incoming traceparent waiting for its root span.
 struct remote_ctx {
@@ -45,22 +37,7 @@ struct remote_ctx {
 #define TP_VALUE_LEN 55
 #define TP_LINE_MAX 96 // name, optional whitespace, value, room to spot a longer value
 
-// tracestate: the value as received, carried only when it fits in TS_MAX
-// bytes (the spec's limit is 512); a longer one is dropped whole rather than
-// cut inside an entry. Shared with inject.c: keep the definitions identical.
 #define TS_NAME_LEN 11 // "tracestate:"
-#define TS_MAX 256
-
-struct trace_state {
-	__u32 len;
-	__u32 _pad;
-	char v[TS_MAX];
-};
-
-struct trace_key {
-	__u64 trace_hi;
-	__u64 trace_lo;
-};
 
 // tracestate of the request being read, per goroutine, until its root
 // span takes it together with the traceparent.
@@ -70,15 +47,6 @@ struct {
 	__type(key, __u64);
 	__type(value, struct trace_state);
 } pending_states SEC(".maps");
-
-// tracestate of each trace that joined an incoming traceparent, for the
-// injector to pass on with the trace's outgoing requests.
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 4096);
-	__type(key, struct trace_key);
-	__type(value, struct trace_state);
-} trace_states SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -113,15 +81,6 @@ struct {
 	__type(key, __u64);
 	__type(value, struct inject_ctx);
 } inject_gs SEC(".maps");
-
-// Span context to inject, keyed by the thread writing the request; read and
-// deleted by inject.c's sk_msg program, which sees the thread but no g.
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 4096);
-	__type(key, __u32);
-	__type(value, struct inject_ctx);
-} inject_tids SEC(".maps");
 
 // Counters of the propagation programs, for tests and stats.
 struct propagation_counters {
