@@ -2,11 +2,9 @@ package bpf
 
 import (
 	"errors"
-	"os"
 	"testing"
 
 	"github.com/cilium/ebpf"
-	"github.com/cilium/ebpf/rlimit"
 )
 
 // TestLoadPropagation loads the injector with its inject_tids and
@@ -14,31 +12,14 @@ import (
 // does, so the verifier checks the socket programs and the two objects
 // agree on the shared maps.
 func TestLoadPropagation(t *testing.T) {
-	if testing.Short() {
-		t.Skip("loads eBPF programs into the kernel: skipped in -short mode")
-	}
-	if os.Geteuid() != 0 {
-		t.Skip("loading eBPF programs needs root (CAP_BPF); run the tests as root")
-	}
-	if err := rlimit.RemoveMemlock(); err != nil {
-		t.Fatalf("remove memlock limit: %v", err)
-	}
-	var capture CaptureObjects
-	if err := LoadCaptureObjects(&capture, nil); err != nil {
-		t.Fatalf("load capture objects: %+v", err)
-	}
-	defer capture.Close()
-	for name, p := range map[string]*ebpf.Program{
+	capture := loadCapture(t)
+	wantLoaded(t, map[string]*ebpf.Program{
 		"uprobe_header_line":      capture.UprobeHeaderLine,
 		"uprobe_header_block":     capture.UprobeHeaderBlock,
 		"uprobe_client_roundtrip": capture.UprobeClientRoundtrip,
 		"uprobe_request_write":    capture.UprobeRequestWrite,
 		"uprobe_conn_write":       capture.UprobeConnWrite,
-	} {
-		if p == nil || p.FD() < 0 {
-			t.Errorf("program %s not loaded", name)
-		}
-	}
+	})
 	var inject InjectObjects
 	err := LoadInjectObjects(&inject, &ebpf.CollectionOptions{
 		MapReplacements: map[string]*ebpf.Map{"inject_tids": capture.InjectTids, "trace_states": capture.TraceStates},

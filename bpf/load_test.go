@@ -9,9 +9,11 @@ import (
 	"github.com/cilium/ebpf/rlimit"
 )
 
-// TestLoad loads every program and map into the kernel, so the verifier
-// checks the committed object.
-func TestLoad(t *testing.T) {
+// loadCapture loads every program and map of the capture object into the
+// kernel, skipping where that cannot run, and fails the test with the
+// verifier's log when a program is rejected.
+func loadCapture(t *testing.T) *CaptureObjects {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("loads eBPF programs into the kernel: skipped in -short mode")
 	}
@@ -30,15 +32,28 @@ func TestLoad(t *testing.T) {
 	if err != nil {
 		t.Fatalf("load capture objects: %v", err)
 	}
-	defer objs.Close()
-	for name, p := range map[string]*ebpf.Program{
-		"uprobe_entry":           objs.UprobeEntry,
-		"uprobe_return":          objs.UprobeReturn,
-		"uprobe_newproc1":        objs.UprobeNewproc1,
-		"uprobe_newproc1_return": objs.UprobeNewproc1Return,
-	} {
+	t.Cleanup(func() { objs.Close() })
+	return &objs
+}
+
+// wantLoaded fails for every program that did not load.
+func wantLoaded(t *testing.T, progs map[string]*ebpf.Program) {
+	t.Helper()
+	for name, p := range progs {
 		if p == nil || p.FD() < 0 {
 			t.Errorf("program %s not loaded", name)
 		}
 	}
+}
+
+// TestLoad loads every program and map into the kernel, so the verifier
+// checks the committed object.
+func TestLoad(t *testing.T) {
+	objs := loadCapture(t)
+	wantLoaded(t, map[string]*ebpf.Program{
+		"uprobe_entry":           objs.UprobeEntry,
+		"uprobe_return":          objs.UprobeReturn,
+		"uprobe_newproc1":        objs.UprobeNewproc1,
+		"uprobe_newproc1_return": objs.UprobeNewproc1Return,
+	})
 }
