@@ -578,6 +578,20 @@ static __always_inline struct span_stack *stack_of(__u64 g)
 // of injection; kept apart so the generic programs stay readable.
 #include "propagation.h"
 
+// read_values reads the first n (at most MAX_FETCHES) values f describes
+// into the event.
+static __always_inline void read_values(struct regs *regs, struct fetch_desc *f, __u32 n, struct event *ev)
+{
+	if (n > MAX_FETCHES)
+		n = MAX_FETCHES;
+	ev->nvalues = n;
+	for (__u32 i = 0; i < MAX_FETCHES; i++) {
+		if (i >= n)
+			break;
+		read_value(regs, &f[i], &ev->values[i]);
+	}
+}
+
 // open_span opens a span for probe id and reads its entry values.
 static __always_inline int open_span(struct pt_regs *ctx, __u32 id)
 {
@@ -649,17 +663,9 @@ static __always_inline int open_span(struct pt_regs *ctx, __u32 id)
 		return 0;
 	}
 	fill_header(ev, EVENT_ENTRY, &ne, g);
-	__u32 n = desc->n_entry;
-	if (n > MAX_FETCHES)
-		n = MAX_FETCHES;
-	ev->nvalues = n;
 	struct regs regs;
 	load_regs(ctx, &regs);
-	for (__u32 i = 0; i < MAX_FETCHES; i++) {
-		if (i >= n)
-			break;
-		read_value(&regs, &desc->entry[i], &ev->values[i]);
-	}
+	read_values(&regs, desc->entry, desc->n_entry, ev);
 	submit(ev);
 	if (c)
 		c->emitted++;
@@ -711,17 +717,9 @@ static __always_inline int close_span(struct pt_regs *ctx, __u32 id)
 		return 0;
 	}
 	fill_header(ev, EVENT_RETURN, &s, g);
-	__u32 n = desc->n_return;
-	if (n > MAX_FETCHES)
-		n = MAX_FETCHES;
-	ev->nvalues = n;
 	struct regs regs;
 	load_regs(ctx, &regs);
-	for (__u32 i = 0; i < MAX_FETCHES; i++) {
-		if (i >= n)
-			break;
-		read_value(&regs, &desc->ret[i], &ev->values[i]);
-	}
+	read_values(&regs, desc->ret, desc->n_return, ev);
 	if (desc->has_error) {
 		read_value(&regs, &desc->err, &ev->err);
 	} else {
