@@ -53,9 +53,9 @@ const (
 	InjectMapInjectCounters = "inject_counters"
 	InjectMapInjectTids     = "inject_tids"
 	InjectMapTraceStates    = "trace_states"
+	InjectMapTracedTgids    = "traced_tgids"
 	InjectProgSkmsgInject   = "skmsg_inject"
 	InjectProgSockopsTrack  = "sockops_track"
-	InjectVarTargetTgid     = "target_tgid"
 )
 
 // LoadInject returns the embedded CollectionSpec for Inject.
@@ -113,13 +113,13 @@ type InjectMapSpecs struct {
 	InjectCounters *ebpf.MapSpec `ebpf:"inject_counters"`
 	InjectTids     *ebpf.MapSpec `ebpf:"inject_tids"`
 	TraceStates    *ebpf.MapSpec `ebpf:"trace_states"`
+	TracedTgids    *ebpf.MapSpec `ebpf:"traced_tgids"`
 }
 
 // InjectVariableSpecs contains global variables before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type InjectVariableSpecs struct {
-	TargetTgid *ebpf.VariableSpec `ebpf:"target_tgid"`
 }
 
 // InjectObjects contains all objects after they have been loaded into the kernel.
@@ -147,6 +147,7 @@ type InjectMaps struct {
 	InjectCounters *ebpf.Map `ebpf:"inject_counters"`
 	InjectTids     *ebpf.Map `ebpf:"inject_tids"`
 	TraceStates    *ebpf.Map `ebpf:"trace_states"`
+	TracedTgids    *ebpf.Map `ebpf:"traced_tgids"`
 }
 
 func (m *InjectMaps) Close() error {
@@ -156,6 +157,7 @@ func (m *InjectMaps) Close() error {
 		m.InjectCounters,
 		m.InjectTids,
 		m.TraceStates,
+		m.TracedTgids,
 	)
 }
 
@@ -163,7 +165,6 @@ func (m *InjectMaps) Close() error {
 //
 // It can be passed to LoadInjectObjects or ebpf.CollectionSpec.LoadAndAssign.
 type InjectVariables struct {
-	TargetTgid *ebpf.Variable `ebpf:"target_tgid"`
 }
 
 // InjectPrograms contains all programs after they have been loaded into the kernel.

@@ -44,7 +44,7 @@ struct remote_ctx {
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 8192);
-	__type(key, __u64);
+	__type(key, struct gkey);
 	__type(value, struct trace_state);
 } pending_states SEC(".maps");
 
@@ -60,16 +60,17 @@ struct {
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 8192);
-	__type(key, __u64);
+	__type(key, struct gkey);
 	__type(value, struct remote_ctx);
 } remote_parents SEC(".maps");
 
-// Span context of an outgoing request, keyed by its *http.Request, from
+// Span context of an outgoing request, keyed by its *http.Request (and the
+// process, struct gkey: addresses repeat across processes), from
 // roundTrip (caller goroutine) to Request.write (writeLoop goroutine).
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 4096);
-	__type(key, __u64);
+	__type(key, struct gkey);
 	__type(value, struct inject_ctx);
 } inject_reqs SEC(".maps");
 
@@ -78,7 +79,7 @@ struct {
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 4096);
-	__type(key, __u64);
+	__type(key, struct gkey);
 	__type(value, struct inject_ctx);
 } inject_gs SEC(".maps");
 
@@ -91,17 +92,34 @@ struct propagation_counters {
 	__u64 handed;     // connection writes that armed their thread
 };
 
+// Per process (tgid); user space deletes a process's entry when it detaches.
 struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, 256);
 	__type(key, __u32);
 	__type(value, struct propagation_counters);
 } prop_counters SEC(".maps");
 
+// Zeroed counters, the value a new prop_counters entry starts from.
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct propagation_counters);
+} empty_prop_counters SEC(".maps");
+
 static __always_inline struct propagation_counters *prop_counts(void)
 {
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	struct propagation_counters *pc = bpf_map_lookup_elem(&prop_counters, &tgid);
+	if (pc)
+		return pc;
 	__u32 zero = 0;
-	return bpf_map_lookup_elem(&prop_counters, &zero);
+	struct propagation_counters *empty = bpf_map_lookup_elem(&empty_prop_counters, &zero);
+	if (!empty)
+		return 0;
+	bpf_map_update_elem(&prop_counters, &tgid, empty, BPF_NOEXIST);
+	return bpf_map_lookup_elem(&prop_counters, &tgid);
 }
 
 static __always_inline int lower_hex(char c)
@@ -217,9 +235,10 @@ static __noinline void read_tracestate(__u64 g, __u64 ptr, __u64 len)
 	struct trace_state *ts = bpf_map_lookup_elem(&state_scratch, &zero);
 	if (!ts)
 		return;
+	struct gkey gk = gkey_of(g);
 	__u64 vlen = len - start;
 	if (vlen == 0 || vlen > TS_MAX) {
-		bpf_map_delete_elem(&pending_states, &g);
+		bpf_map_delete_elem(&pending_states, &gk);
 		return;
 	}
 	__u32 vl = (__u32)vlen;
@@ -228,7 +247,7 @@ static __noinline void read_tracestate(__u64 g, __u64 ptr, __u64 len)
 	if (bpf_probe_read_user(ts->v, vl, (void *)(ptr + start)))
 		return;
 	ts->len = vl;
-	bpf_map_update_elem(&pending_states, &g, ts, BPF_ANY);
+	bpf_map_update_elem(&pending_states, &gk, ts, BPF_ANY);
 }
 
 // handle_header_line looks at one request header line of len bytes at ptr
@@ -288,7 +307,8 @@ __noinline int handle_header_line(__u64 g, __u64 ptr, __u64 len)
 		// level 1, section 3.2.2): the request starts a fresh trace.
 		return 0;
 	}
-	bpf_map_update_elem(&remote_parents, &g, &rc, BPF_ANY);
+	struct gkey gk = gkey_of(g);
+	bpf_map_update_elem(&remote_parents, &gk, &rc, BPF_ANY);
 	if (pc)
 		pc->extracted++;
 	return 0;
@@ -363,9 +383,9 @@ static __always_inline int do_uprobe_header_line(struct pt_regs *ctx)
 // goroutine, so a remote parent left by an earlier one is stale.
 static __always_inline int do_uprobe_header_block(struct pt_regs *ctx)
 {
-	__u64 g = ctx->r14;
-	bpf_map_delete_elem(&remote_parents, &g);
-	bpf_map_delete_elem(&pending_states, &g);
+	struct gkey gk = gkey_of(ctx->r14);
+	bpf_map_delete_elem(&remote_parents, &gk);
+	bpf_map_delete_elem(&pending_states, &gk);
 	return 0;
 }
 
@@ -373,7 +393,8 @@ static __always_inline int do_uprobe_header_block(struct pt_regs *ctx)
 // parent, if any, and consumes it: one incoming header, one root span.
 static __always_inline int take_remote_parent(__u64 g, struct span_entry *ne)
 {
-	struct remote_ctx *rc = bpf_map_lookup_elem(&remote_parents, &g);
+	struct gkey gk = gkey_of(g);
+	struct remote_ctx *rc = bpf_map_lookup_elem(&remote_parents, &gk);
 	if (!rc)
 		return 0;
 	ne->trace_hi = rc->trace_hi;
@@ -381,14 +402,14 @@ static __always_inline int take_remote_parent(__u64 g, struct span_entry *ne)
 	ne->parent_span_id = rc->span_id;
 	// Parent-based sampling: the caller's decision wins over the ratio.
 	ne->flags = (rc->flags & FLAG_SAMPLED) | FLAG_REMOTE_PARENT;
-	bpf_map_delete_elem(&remote_parents, &g);
+	bpf_map_delete_elem(&remote_parents, &gk);
 	// The caller's tracestate goes with its trace (W3C: only with a valid
 	// traceparent), for the injector.
-	struct trace_state *ts = bpf_map_lookup_elem(&pending_states, &g);
+	struct trace_state *ts = bpf_map_lookup_elem(&pending_states, &gk);
 	if (ts) {
 		struct trace_key k = {.trace_hi = ne->trace_hi, .trace_lo = ne->trace_lo};
 		bpf_map_update_elem(&trace_states, &k, ts, BPF_ANY);
-		bpf_map_delete_elem(&pending_states, &g);
+		bpf_map_delete_elem(&pending_states, &gk);
 	}
 	struct propagation_counters *pc = prop_counts();
 	if (pc)
@@ -408,10 +429,11 @@ static __always_inline int do_uprobe_client_roundtrip(struct pt_regs *ctx)
 	__u64 g = ctx->r14, treq = ctx->bx, req = 0;
 	if (!treq || bpf_probe_read_user(&req, sizeof(req), (void *)treq) || !req)
 		return 0;
-	struct span_stack *st = bpf_map_lookup_elem(&stacks, &g);
+	struct gkey gk = gkey_of(g), rk = gkey_of(req);
+	struct span_stack *st = bpf_map_lookup_elem(&stacks, &gk);
 	__u32 d = st ? st->depth : 0;
 	if (d == 0 || d > MAX_DEPTH) {
-		bpf_map_delete_elem(&inject_reqs, &req);
+		bpf_map_delete_elem(&inject_reqs, &rk);
 		return 0;
 	}
 	struct span_entry *top = &st->e[(d - 1) & (MAX_DEPTH - 1)];
@@ -421,7 +443,7 @@ static __always_inline int do_uprobe_client_roundtrip(struct pt_regs *ctx)
 		.span_id = top->span_id,
 		.flags = top->flags & FLAG_SAMPLED,
 	};
-	bpf_map_update_elem(&inject_reqs, &req, &ic, BPF_ANY);
+	bpf_map_update_elem(&inject_reqs, &rk, &ic, BPF_ANY);
 	struct propagation_counters *pc = prop_counts();
 	if (pc)
 		pc->recorded++;
@@ -434,15 +456,15 @@ static __always_inline int do_uprobe_client_roundtrip(struct pt_regs *ctx)
 // write left (one that failed before reaching the socket).
 static __always_inline int do_uprobe_request_write(struct pt_regs *ctx)
 {
-	__u64 req = ctx->ax, g = ctx->r14;
-	struct inject_ctx *ic = bpf_map_lookup_elem(&inject_reqs, &req);
+	struct gkey rk = gkey_of(ctx->ax), gk = gkey_of(ctx->r14);
+	struct inject_ctx *ic = bpf_map_lookup_elem(&inject_reqs, &rk);
 	if (!ic) {
-		bpf_map_delete_elem(&inject_gs, &g);
+		bpf_map_delete_elem(&inject_gs, &gk);
 		return 0;
 	}
 	struct inject_ctx copy = *ic;
-	bpf_map_update_elem(&inject_gs, &g, &copy, BPF_ANY);
-	bpf_map_delete_elem(&inject_reqs, &req);
+	bpf_map_update_elem(&inject_gs, &gk, &copy, BPF_ANY);
+	bpf_map_delete_elem(&inject_reqs, &rk);
 	return 0;
 }
 
@@ -454,15 +476,15 @@ static __always_inline int do_uprobe_request_write(struct pt_regs *ctx)
 // request line; later ones (a long body) find nothing.
 static __always_inline int do_uprobe_conn_write(struct pt_regs *ctx)
 {
-	__u64 g = ctx->r14;
-	struct inject_ctx *ic = bpf_map_lookup_elem(&inject_gs, &g);
+	struct gkey gk = gkey_of(ctx->r14);
+	struct inject_ctx *ic = bpf_map_lookup_elem(&inject_gs, &gk);
 	if (!ic)
 		return 0;
-	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	__u64 tid = bpf_get_current_pid_tgid();
 	struct inject_ctx copy = *ic;
 	copy.armed_ns = bpf_ktime_get_ns();
 	bpf_map_update_elem(&inject_tids, &tid, &copy, BPF_ANY);
-	bpf_map_delete_elem(&inject_gs, &g);
+	bpf_map_delete_elem(&inject_gs, &gk);
 	struct propagation_counters *pc = prop_counts();
 	if (pc)
 		pc->handed++;

@@ -114,7 +114,7 @@ configuration error.
 type cli struct {
 	stdout, stderr io.Writer
 	getenv         func(string) string
-	newAttacher    func() (agent.Attacher, error)
+	newAttacher    func() (agent.Attacher, func() error, error)
 	// listen opens the metrics listener.
 	listen func(addr string) (net.Listener, error)
 	// hup delivers SIGHUP: reload the config.
@@ -271,11 +271,17 @@ func (c cli) run(ctx context.Context, args []string) int {
 	if path != "" {
 		log.Info("config loaded", zap.String(agent.LogKeyConfig, source))
 	}
-	attach, err := c.newAttacher()
+	attach, closeCapture, err := c.newAttacher()
 	if err != nil {
 		log.Error("start capture", zap.Error(err))
 		return exitRuntime
 	}
+	defer func() {
+		// After Run: every process is detached by then.
+		if err := closeCapture(); err != nil {
+			log.Warn("close the capture", zap.Error(err))
+		}
+	}()
 	opts := []agent.Option{agent.WithStdout(c.stdout), agent.WithReloadSignal(c.hup), agent.WithProbeCheck(checkProbeFile)}
 	if path != "" {
 		opts = append(opts, agent.WithReload(func() (agent.Config, error) { return loadConfig(path, f) }))
