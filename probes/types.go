@@ -3,6 +3,7 @@ package probes
 import (
 	"debug/dwarf"
 	"fmt"
+	"strings"
 )
 
 // maxTypeSuggestions bounds the close names offered for a missing type.
@@ -47,7 +48,7 @@ func (d *dwarfInfo) namedType(name string) (dwarf.Type, dwarf.Offset, error) {
 	}
 	msg := fmt.Sprintf("type %s: not in the binary's DWARF", name)
 	if s := closeNames(name, names, maxTypeSuggestions); len(s) > 0 {
-		msg += fmt.Sprintf("; did you mean %v?", s)
+		msg += "; did you mean " + strings.Join(s, " or ") + "?"
 	} else {
 		msg += "; write it with its import path, e.g. net/http.Request"
 	}
