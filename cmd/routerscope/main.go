@@ -43,6 +43,7 @@ Usage:
   routerscope run [--pid N | --binary PATH] [--config FILE] [--probes FILE]...
                   [--metrics-listen ADDR]
                   [--log-level debug|info|warn|error] [--log-format console|json]
+  routerscope probes list|verify|extract ...   (see routerscope probes help)
   routerscope tree [FILE]
   routerscope version
   routerscope help | --help
@@ -167,8 +168,10 @@ func (c cli) main(ctx context.Context, args []string) int {
 		return c.run(ctx, args[1:])
 	case "tree":
 		return c.tree(args[1:], os.Stdin)
+	case "probes":
+		return c.probesCmd(args[1:])
 	}
-	fmt.Fprintf(c.stderr, "routerscope: unknown command %q: want run, tree, version or help\n", args[0])
+	fmt.Fprintf(c.stderr, "routerscope: unknown command %q: want run, probes, tree, version or help\n", args[0])
 	return exitUsage
 }
 
