@@ -11,17 +11,58 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
 	"go.opentelemetry.io/otel/exporters/stdout/stdouttrace"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"google.golang.org/grpc/credentials"
 )
 
-// NewExporter builds the span exporter the config names: stdout writes
-// pretty-printed JSON (one object per span, the guide's "Console Output")
-// to w; otlp sends OTLP over gRPC, with TLS unless insecure, the CA file
-// when given, headers, and the per-export timeout within which the SDK
-// retries.
+// NewSpanPipeline builds the pipeline of the exporter the config names:
+// stdout through the SDK's stdout exporter, writing pretty-printed JSON
+// (one object per span, the guide's "Console Output") to w; otlp encoded
+// straight from the span records and uploaded by the client NewTraceClient
+// builds.
+func NewSpanPipeline(ctx context.Context, cfg Config, w io.Writer, onExportError func(error, int)) (*Pipeline, error) {
+	if cfg.Tracing.Exporter.Type == ExporterOTLP {
+		client, err := NewTraceClient(cfg.Tracing.Exporter)
+		if err != nil {
+			return nil, err
+		}
+		return NewOTLPPipeline(ctx, cfg, client, onExportError)
+	}
+	exp, err := NewExporter(ctx, cfg.Tracing.Exporter, w)
+	if err != nil {
+		return nil, err
+	}
+	pipe, err := NewPipeline(cfg, exp, onExportError)
+	if err != nil {
+		_ = exp.Shutdown(ctx)
+		return nil, err
+	}
+	return pipe, nil
+}
+
+// NewTraceClient builds the OTLP client the config names: the one place
+// the agent's OTLP connection is configured (endpoint, TLS unless
+// insecure, the CA file when given, headers, and the per-export timeout
+// within which the client retries). The gRPC connection is made lazily:
+// an unreachable collector shows up as export errors, not as a start-up
+// failure.
+func NewTraceClient(e Exporter) (otlptrace.Client, error) {
+	if e.Type != ExporterOTLP {
+		return nil, fmt.Errorf("%w: observability.tracing.exporter.type: %q has no OTLP client", ErrConfig, e.Type)
+	}
+	opts, err := otlpOptions(e)
+	if err != nil {
+		return nil, err
+	}
+	return otlptracegrpc.NewClient(opts...), nil
+}
+
+// NewExporter builds the SDK span exporter the config names (for
+// NewPipeline): stdout writes pretty-printed JSON to w; otlp wraps the
+// client of NewTraceClient in the SDK's OTLP exporter.
 func NewExporter(ctx context.Context, e Exporter, w io.Writer) (sdktrace.SpanExporter, error) {
 	switch e.Type {
 	case ExporterStdout:
@@ -31,13 +72,11 @@ func NewExporter(ctx context.Context, e Exporter, w io.Writer) (sdktrace.SpanExp
 		}
 		return exp, nil
 	case ExporterOTLP:
-		opts, err := otlpOptions(e)
+		client, err := NewTraceClient(e)
 		if err != nil {
 			return nil, err
 		}
-		// The gRPC connection is made lazily: an unreachable collector
-		// shows up as export errors, not as a start-up failure.
-		exp, err := otlptracegrpc.New(ctx, opts...)
+		exp, err := otlptrace.New(ctx, client)
 		if err != nil {
 			return nil, fmt.Errorf("create OTLP exporter for %s: %w", e.Endpoint, err)
 		}
