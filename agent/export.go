@@ -13,6 +13,7 @@ import (
 
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
 	"go.opentelemetry.io/otel/exporters/stdout/stdouttrace"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"google.golang.org/grpc/credentials"
@@ -44,14 +45,21 @@ func NewSpanPipeline(ctx context.Context, cfg Config, w io.Writer, onExportError
 }
 
 // NewTraceClient builds the OTLP client the config names: the one place
-// the agent's OTLP connection is configured (endpoint, TLS unless
-// insecure, the CA file when given, headers, and the per-export timeout
-// within which the client retries). The gRPC connection is made lazily:
-// an unreachable collector shows up as export errors, not as a start-up
-// failure.
+// the agent's OTLP connection is configured. gRPC, or HTTP with protobuf
+// bodies when the protocol is http/protobuf; TLS unless insecure, the CA
+// file when given, headers, and the per-export timeout within which the
+// client retries. Connections are made lazily: an unreachable collector
+// shows up as export errors, not as a start-up failure.
 func NewTraceClient(e Exporter) (otlptrace.Client, error) {
 	if e.Type != ExporterOTLP {
 		return nil, fmt.Errorf("%w: observability.tracing.exporter.type: %q has no OTLP client", ErrConfig, e.Type)
+	}
+	if e.Protocol == ProtocolHTTPProtobuf {
+		opts, err := otlpHTTPOptions(e)
+		if err != nil {
+			return nil, err
+		}
+		return otlptracehttp.NewClient(opts...), nil
 	}
 	opts, err := otlpOptions(e)
 	if err != nil {
@@ -62,7 +70,7 @@ func NewTraceClient(e Exporter) (otlptrace.Client, error) {
 
 // NewExporter builds the SDK span exporter the config names (for
 // NewPipeline): stdout writes pretty-printed JSON to w; otlp wraps the
-// client of NewTraceClient in the SDK's OTLP exporter.
+// client of NewTraceClient in the SDK's OTLP exporter; none discards.
 func NewExporter(ctx context.Context, e Exporter, w io.Writer) (sdktrace.SpanExporter, error) {
 	switch e.Type {
 	case ExporterStdout:
@@ -71,6 +79,8 @@ func NewExporter(ctx context.Context, e Exporter, w io.Writer) (sdktrace.SpanExp
 			return nil, fmt.Errorf("create stdout exporter: %w", err)
 		}
 		return exp, nil
+	case ExporterNone:
+		return noneExporter{}, nil
 	case ExporterOTLP:
 		client, err := NewTraceClient(e)
 		if err != nil {
@@ -85,6 +95,60 @@ func NewExporter(ctx context.Context, e Exporter, w io.Writer) (sdktrace.SpanExp
 	return nil, fmt.Errorf("%w: observability.tracing.exporter.type: unknown exporter type %q, allowed: %s", ErrConfig, e.Type, list(exporterTypes))
 }
 
+// otlpHTTPOptions are the OTLP/HTTP (protobuf) client's options. Its
+// client connects per request, so an unreachable collector shows up as
+// export errors, as with gRPC.
+func otlpHTTPOptions(e Exporter) ([]otlptracehttp.Option, error) {
+	var opts []otlptracehttp.Option
+	if strings.Contains(e.Endpoint, "://") {
+		opts = append(opts, otlptracehttp.WithEndpointURL(e.Endpoint))
+	} else {
+		opts = append(opts, otlptracehttp.WithEndpoint(e.Endpoint))
+	}
+	tlsCfg, err := exporterTLS(e)
+	if err != nil {
+		return nil, err
+	}
+	if e.Insecure {
+		opts = append(opts, otlptracehttp.WithInsecure())
+	} else {
+		opts = append(opts, otlptracehttp.WithTLSClientConfig(tlsCfg))
+	}
+	if len(e.Headers) > 0 {
+		opts = append(opts, otlptracehttp.WithHeaders(e.Headers))
+	}
+	if e.Timeout > 0 {
+		opts = append(opts, otlptracehttp.WithTimeout(e.Timeout))
+	}
+	return opts, nil
+}
+
+// exporterTLS is the TLS configuration of a secure exporter: the CA file's
+// roots when given, else the system's.
+func exporterTLS(e Exporter) (*tls.Config, error) {
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if e.CAFile == "" {
+		return cfg, nil
+	}
+	pem, err := os.ReadFile(e.CAFile)
+	if err != nil {
+		return nil, fmt.Errorf("read observability.tracing.exporter.ca_file: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("%w: observability.tracing.exporter.ca_file %s: no PEM certificate in it", ErrConfig, e.CAFile)
+	}
+	cfg.RootCAs = pool
+	return cfg, nil
+}
+
+// noneExporter is the none exporter: nothing is attached with it (see
+// SampleRatio), and whatever reaches it is dropped.
+type noneExporter struct{}
+
+func (noneExporter) ExportSpans(context.Context, []sdktrace.ReadOnlySpan) error { return nil }
+func (noneExporter) Shutdown(context.Context) error                             { return nil }
+
 func otlpOptions(e Exporter) ([]otlptracegrpc.Option, error) {
 	var opts []otlptracegrpc.Option
 	if strings.Contains(e.Endpoint, "://") {
@@ -95,19 +159,14 @@ func otlpOptions(e Exporter) ([]otlptracegrpc.Option, error) {
 	switch {
 	case e.Insecure:
 		opts = append(opts, otlptracegrpc.WithInsecure())
-	case e.CAFile != "":
-		pem, err := os.ReadFile(e.CAFile)
-		if err != nil {
-			return nil, fmt.Errorf("read observability.tracing.exporter.ca_file: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("%w: observability.tracing.exporter.ca_file %s: no PEM certificate in it", ErrConfig, e.CAFile)
-		}
-		opts = append(opts, otlptracegrpc.WithTLSCredentials(credentials.NewTLS(&tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12})))
 	default:
-		// TLS with the system's roots: the guide's "insecure: false # Use TLS".
-		opts = append(opts, otlptracegrpc.WithTLSCredentials(credentials.NewTLS(&tls.Config{MinVersion: tls.VersionTLS12})))
+		// TLS with the CA file's roots, else the system's: the guide's
+		// "insecure: false # Use TLS".
+		tlsCfg, err := exporterTLS(e)
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, otlptracegrpc.WithTLSCredentials(credentials.NewTLS(tlsCfg)))
 	}
 	if len(e.Headers) > 0 {
 		opts = append(opts, otlptracegrpc.WithHeaders(e.Headers))
