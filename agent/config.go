@@ -13,7 +13,7 @@ import (
 // Allowed values of the guide's enumerated keys, in the order error messages
 // list them.
 var (
-	exporterTypes = []string{ExporterStdout, ExporterOTLP}
+	exporterTypes = []string{ExporterStdout, ExporterOTLP, ExporterNone}
 	samplingTypes = []string{SamplingAlwaysOn, SamplingAlwaysOff, SamplingProbabilistic}
 	logLevels     = []string{"debug", "info", "warn", "error"}
 	logFormats    = []string{LogFormatConsole, LogFormatJSON}
@@ -21,8 +21,11 @@ var (
 
 // Exporter types, sampling types and log formats accepted in the config.
 const (
-	ExporterStdout        = "stdout"
-	ExporterOTLP          = "otlp"
+	ExporterStdout = "stdout"
+	ExporterOTLP   = "otlp"
+	// ExporterNone exports nothing and attaches nothing
+	// (OTEL_TRACES_EXPORTER=none).
+	ExporterNone          = "none"
 	SamplingAlwaysOn      = "always_on"
 	SamplingAlwaysOff     = "always_off"
 	SamplingProbabilistic = "probabilistic"
@@ -64,8 +67,12 @@ type Tracing struct {
 // Exporter is observability.tracing.exporter, plus the agent's extensions
 // headers, timeout and ca_file.
 type Exporter struct {
-	Type     string
+	Type string
+	// Endpoint is host:port, or a URL (http:// means no TLS; for
+	// OTLP/HTTP its path is the traces path, /v1/traces when absent).
 	Endpoint string
+	// Protocol is grpc (empty means grpc) or http/protobuf.
+	Protocol string
 	// Insecure sends OTLP without TLS; false uses TLS with the system roots,
 	// or with CAFile when set.
 	Insecure bool
@@ -74,6 +81,11 @@ type Exporter struct {
 	// means the SDK's default.
 	Timeout time.Duration
 	CAFile  string
+	// ReconnectBackoff is the longest wait between two attempts to
+	// reconnect to the collector (exporter.reconnect_backoff): export
+	// resumes within about this long (plus 20% jitter) after an outage of
+	// any length. gRPC's default grows to 120 s.
+	ReconnectBackoff time.Duration
 }
 
 // Sampling is observability.tracing.sampling.
@@ -88,6 +100,9 @@ type Resource struct {
 	ServiceName           string
 	ServiceVersion        string
 	DeploymentEnvironment string
+	// Attributes are further resource attributes, from
+	// OTEL_RESOURCE_ATTRIBUTES.
+	Attributes map[string]string
 }
 
 // Agent is the routerscope section: what to trace and how to run.
@@ -157,7 +172,7 @@ func DefaultConfig() Config {
 		Tracing: Tracing{
 			Enabled:  true,
 			Provider: ProviderOpenTelemetry,
-			Exporter: Exporter{Type: ExporterStdout},
+			Exporter: Exporter{Type: ExporterStdout, ReconnectBackoff: DefaultReconnectBackoff},
 			Sampling: Sampling{Type: SamplingAlwaysOn, Rate: 1},
 			Resource: Resource{ServiceName: DefaultServiceName},
 		},
@@ -273,6 +288,9 @@ func (c *Config) Validate() error {
 	if !contains(exporterTypes, t.Exporter.Type) {
 		return fmt.Errorf("%w: %sexporter.type: unknown exporter type %q, allowed: %s", ErrConfig, p, t.Exporter.Type, list(exporterTypes))
 	}
+	if t.Exporter.Protocol != "" && !contains(protocols, t.Exporter.Protocol) {
+		return fmt.Errorf("%w: %sexporter.protocol: unknown protocol %q, allowed: %s", ErrConfig, p, t.Exporter.Protocol, list(protocols))
+	}
 	if t.Exporter.Type == ExporterOTLP && t.Exporter.Endpoint == "" {
 		return fmt.Errorf("%w: %sexporter.endpoint: required when exporter.type is otlp, e.g. \"localhost:4317\"", ErrConfig, p)
 	}
@@ -281,6 +299,9 @@ func (c *Config) Validate() error {
 	}
 	if t.Exporter.Timeout < 0 {
 		return fmt.Errorf("%w: %sexporter.timeout: must be positive, e.g. \"10s\"", ErrConfig, p)
+	}
+	if b := t.Exporter.ReconnectBackoff; b != 0 && (b < MinReconnectBackoff || b > MaxReconnectBackoff) {
+		return fmt.Errorf("%w: %sexporter.reconnect_backoff: %v is outside %v..%v", ErrConfig, p, b, MinReconnectBackoff, MaxReconnectBackoff)
 	}
 	if !contains(samplingTypes, t.Sampling.Type) {
 		return fmt.Errorf("%w: %ssampling.type: unknown sampling type %q, allowed: %s", ErrConfig, p, t.Sampling.Type, list(samplingTypes))

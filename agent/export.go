@@ -11,17 +11,66 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
 	"go.opentelemetry.io/otel/exporters/stdout/stdouttrace"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"google.golang.org/grpc/credentials"
 )
 
-// NewExporter builds the span exporter the config names: stdout writes
-// pretty-printed JSON (one object per span, the guide's "Console Output")
-// to w; otlp sends OTLP over gRPC, with TLS unless insecure, the CA file
-// when given, headers, and the per-export timeout within which the SDK
-// retries.
+// NewSpanPipeline builds the pipeline of the exporter the config names:
+// stdout through the SDK's stdout exporter, writing pretty-printed JSON
+// (one object per span, the guide's "Console Output") to w; otlp encoded
+// straight from the span records and uploaded by the client NewTraceClient
+// builds.
+func NewSpanPipeline(ctx context.Context, cfg Config, w io.Writer, onExportError func(error, int)) (*Pipeline, error) {
+	if cfg.Tracing.Exporter.Type == ExporterOTLP {
+		client, err := NewTraceClient(cfg.Tracing.Exporter)
+		if err != nil {
+			return nil, err
+		}
+		return NewOTLPPipeline(ctx, cfg, client, onExportError)
+	}
+	exp, err := NewExporter(ctx, cfg.Tracing.Exporter, w)
+	if err != nil {
+		return nil, err
+	}
+	pipe, err := NewPipeline(cfg, exp, onExportError)
+	if err != nil {
+		_ = exp.Shutdown(ctx)
+		return nil, err
+	}
+	return pipe, nil
+}
+
+// NewTraceClient builds the OTLP client the config names: the one place
+// the agent's OTLP connection is configured. gRPC, or HTTP with protobuf
+// bodies when the protocol is http/protobuf; TLS unless insecure, the CA
+// file when given, headers, and the per-export timeout within which the
+// client retries. Connections are made lazily: an unreachable collector
+// shows up as export errors, not as a start-up failure.
+func NewTraceClient(e Exporter) (otlptrace.Client, error) {
+	if e.Type != ExporterOTLP {
+		return nil, fmt.Errorf("%w: observability.tracing.exporter.type: %q has no OTLP client", ErrConfig, e.Type)
+	}
+	if e.Protocol == ProtocolHTTPProtobuf {
+		opts, err := otlpHTTPOptions(e)
+		if err != nil {
+			return nil, err
+		}
+		return otlptracehttp.NewClient(opts...), nil
+	}
+	opts, err := otlpOptions(e)
+	if err != nil {
+		return nil, err
+	}
+	return otlptracegrpc.NewClient(opts...), nil
+}
+
+// NewExporter builds the SDK span exporter the config names (for
+// NewPipeline): stdout writes pretty-printed JSON to w; otlp wraps the
+// client of NewTraceClient in the SDK's OTLP exporter; none discards.
 func NewExporter(ctx context.Context, e Exporter, w io.Writer) (sdktrace.SpanExporter, error) {
 	switch e.Type {
 	case ExporterStdout:
@@ -30,14 +79,14 @@ func NewExporter(ctx context.Context, e Exporter, w io.Writer) (sdktrace.SpanExp
 			return nil, fmt.Errorf("create stdout exporter: %w", err)
 		}
 		return exp, nil
+	case ExporterNone:
+		return noneExporter{}, nil
 	case ExporterOTLP:
-		opts, err := otlpOptions(e)
+		client, err := NewTraceClient(e)
 		if err != nil {
 			return nil, err
 		}
-		// The gRPC connection is made lazily: an unreachable collector
-		// shows up as export errors, not as a start-up failure.
-		exp, err := otlptracegrpc.New(ctx, opts...)
+		exp, err := otlptrace.New(ctx, client)
 		if err != nil {
 			return nil, fmt.Errorf("create OTLP exporter for %s: %w", e.Endpoint, err)
 		}
@@ -45,6 +94,60 @@ func NewExporter(ctx context.Context, e Exporter, w io.Writer) (sdktrace.SpanExp
 	}
 	return nil, fmt.Errorf("%w: observability.tracing.exporter.type: unknown exporter type %q, allowed: %s", ErrConfig, e.Type, list(exporterTypes))
 }
+
+// otlpHTTPOptions are the OTLP/HTTP (protobuf) client's options. Its
+// client connects per request, so an unreachable collector shows up as
+// export errors, as with gRPC.
+func otlpHTTPOptions(e Exporter) ([]otlptracehttp.Option, error) {
+	var opts []otlptracehttp.Option
+	if strings.Contains(e.Endpoint, "://") {
+		opts = append(opts, otlptracehttp.WithEndpointURL(e.Endpoint))
+	} else {
+		opts = append(opts, otlptracehttp.WithEndpoint(e.Endpoint))
+	}
+	tlsCfg, err := exporterTLS(e)
+	if err != nil {
+		return nil, err
+	}
+	if e.Insecure {
+		opts = append(opts, otlptracehttp.WithInsecure())
+	} else {
+		opts = append(opts, otlptracehttp.WithTLSClientConfig(tlsCfg))
+	}
+	if len(e.Headers) > 0 {
+		opts = append(opts, otlptracehttp.WithHeaders(e.Headers))
+	}
+	if e.Timeout > 0 {
+		opts = append(opts, otlptracehttp.WithTimeout(e.Timeout))
+	}
+	return opts, nil
+}
+
+// exporterTLS is the TLS configuration of a secure exporter: the CA file's
+// roots when given, else the system's.
+func exporterTLS(e Exporter) (*tls.Config, error) {
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if e.CAFile == "" {
+		return cfg, nil
+	}
+	pem, err := os.ReadFile(e.CAFile)
+	if err != nil {
+		return nil, fmt.Errorf("read observability.tracing.exporter.ca_file: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("%w: observability.tracing.exporter.ca_file %s: no PEM certificate in it", ErrConfig, e.CAFile)
+	}
+	cfg.RootCAs = pool
+	return cfg, nil
+}
+
+// noneExporter is the none exporter: nothing is attached with it (see
+// SampleRatio), and whatever reaches it is dropped.
+type noneExporter struct{}
+
+func (noneExporter) ExportSpans(context.Context, []sdktrace.ReadOnlySpan) error { return nil }
+func (noneExporter) Shutdown(context.Context) error                             { return nil }
 
 func otlpOptions(e Exporter) ([]otlptracegrpc.Option, error) {
 	var opts []otlptracegrpc.Option
@@ -56,19 +159,14 @@ func otlpOptions(e Exporter) ([]otlptracegrpc.Option, error) {
 	switch {
 	case e.Insecure:
 		opts = append(opts, otlptracegrpc.WithInsecure())
-	case e.CAFile != "":
-		pem, err := os.ReadFile(e.CAFile)
-		if err != nil {
-			return nil, fmt.Errorf("read observability.tracing.exporter.ca_file: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("%w: observability.tracing.exporter.ca_file %s: no PEM certificate in it", ErrConfig, e.CAFile)
-		}
-		opts = append(opts, otlptracegrpc.WithTLSCredentials(credentials.NewTLS(&tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12})))
 	default:
-		// TLS with the system's roots: the guide's "insecure: false # Use TLS".
-		opts = append(opts, otlptracegrpc.WithTLSCredentials(credentials.NewTLS(&tls.Config{MinVersion: tls.VersionTLS12})))
+		// TLS with the CA file's roots, else the system's: the guide's
+		// "insecure: false # Use TLS".
+		tlsCfg, err := exporterTLS(e)
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, otlptracegrpc.WithTLSCredentials(credentials.NewTLS(tlsCfg)))
 	}
 	if len(e.Headers) > 0 {
 		opts = append(opts, otlptracegrpc.WithHeaders(e.Headers))
@@ -76,6 +174,7 @@ func otlpOptions(e Exporter) ([]otlptracegrpc.Option, error) {
 	if e.Timeout > 0 {
 		opts = append(opts, otlptracegrpc.WithTimeout(e.Timeout))
 	}
+	opts = append(opts, reconnectOptions(e.ReconnectBackoff)...)
 	return opts, nil
 }
 
