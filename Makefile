@@ -7,7 +7,7 @@ BIN       := bin
 EXPORTER  ?= stdout
 GOTESTFLAGS ?= -count=1 -timeout 40m
 
-.PHONY: all build generate check-generated deps demo test unit bench lint clean
+.PHONY: all build generate check-generated deps prereqs demo test unit bench lint clean
 
 all: build
 
@@ -15,17 +15,21 @@ build:
 	$(GO) build -o $(BIN)/ ./cmd/...
 
 # Regenerate the eBPF objects and bindings (needs clang, llvm-strip, libbpf headers).
-generate:
+generate: prereqs
 	$(GO) generate ./bpf/...
 
 # Fail when the committed eBPF objects differ from what the sources generate.
 check-generated: generate
 	git diff --exit-code -- bpf/
 
-# Install the build and test prerequisites on a Debian machine (run as root).
+# Install every build and test prerequisite on a Debian machine (run as root).
 deps:
-	apt-get update
-	DEBIAN_FRONTEND=noninteractive apt-get install -y clang llvm libbpf-dev bpftool make git curl
+	./scripts/deps.sh --all
+
+# Install only the missing prerequisites when root; otherwise name the command
+# that does. make test runs this first, so it works on a fresh machine.
+prereqs:
+	@./scripts/deps.sh
 
 demo: build
 	./scripts/demo.sh $(EXPORTER)

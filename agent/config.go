@@ -13,7 +13,7 @@ import (
 // Allowed values of the guide's enumerated keys, in the order error messages
 // list them.
 var (
-	exporterTypes = []string{ExporterStdout, ExporterOTLP}
+	exporterTypes = []string{ExporterStdout, ExporterOTLP, ExporterNone}
 	samplingTypes = []string{SamplingAlwaysOn, SamplingAlwaysOff, SamplingProbabilistic}
 	logLevels     = []string{"debug", "info", "warn", "error"}
 	logFormats    = []string{LogFormatConsole, LogFormatJSON}
@@ -21,8 +21,11 @@ var (
 
 // Exporter types, sampling types and log formats accepted in the config.
 const (
-	ExporterStdout        = "stdout"
-	ExporterOTLP          = "otlp"
+	ExporterStdout = "stdout"
+	ExporterOTLP   = "otlp"
+	// ExporterNone exports nothing and attaches nothing
+	// (OTEL_TRACES_EXPORTER=none).
+	ExporterNone          = "none"
 	SamplingAlwaysOn      = "always_on"
 	SamplingAlwaysOff     = "always_off"
 	SamplingProbabilistic = "probabilistic"
@@ -64,8 +67,12 @@ type Tracing struct {
 // Exporter is observability.tracing.exporter, plus the agent's extensions
 // headers, timeout and ca_file.
 type Exporter struct {
-	Type     string
+	Type string
+	// Endpoint is host:port, or a URL (http:// means no TLS; for
+	// OTLP/HTTP its path is the traces path, /v1/traces when absent).
 	Endpoint string
+	// Protocol is grpc (empty means grpc) or http/protobuf.
+	Protocol string
 	// Insecure sends OTLP without TLS; false uses TLS with the system roots,
 	// or with CAFile when set.
 	Insecure bool
@@ -88,6 +95,9 @@ type Resource struct {
 	ServiceName           string
 	ServiceVersion        string
 	DeploymentEnvironment string
+	// Attributes are further resource attributes, from
+	// OTEL_RESOURCE_ATTRIBUTES.
+	Attributes map[string]string
 }
 
 // Agent is the routerscope section: what to trace and how to run.
@@ -272,6 +282,9 @@ func (c *Config) Validate() error {
 	}
 	if !contains(exporterTypes, t.Exporter.Type) {
 		return fmt.Errorf("%w: %sexporter.type: unknown exporter type %q, allowed: %s", ErrConfig, p, t.Exporter.Type, list(exporterTypes))
+	}
+	if t.Exporter.Protocol != "" && !contains(protocols, t.Exporter.Protocol) {
+		return fmt.Errorf("%w: %sexporter.protocol: unknown protocol %q, allowed: %s", ErrConfig, p, t.Exporter.Protocol, list(protocols))
 	}
 	if t.Exporter.Type == ExporterOTLP && t.Exporter.Endpoint == "" {
 		return fmt.Errorf("%w: %sexporter.endpoint: required when exporter.type is otlp, e.g. \"localhost:4317\"", ErrConfig, p)

@@ -59,6 +59,7 @@ func decodeTracing(n *yaml.Node, t *Tracing) error {
 			return decodeMapping(n, path, map[string]field{
 				"type":     stringField(&t.Exporter.Type),
 				"endpoint": stringField(&t.Exporter.Endpoint),
+				"protocol": stringField(&t.Exporter.Protocol),
 				"insecure": boolField(&t.Exporter.Insecure),
 				"headers":  stringMapField(&t.Exporter.Headers),
 				"timeout":  durationField(&t.Exporter.Timeout),

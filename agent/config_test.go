@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -156,7 +157,8 @@ func equalTracing(a, b Tracing) bool {
 	return a.Enabled == b.Enabled && a.Provider == b.Provider && a.Exporter.Type == b.Exporter.Type &&
 		a.Exporter.Endpoint == b.Exporter.Endpoint && a.Exporter.Insecure == b.Exporter.Insecure &&
 		a.Exporter.Timeout == b.Exporter.Timeout && a.Exporter.CAFile == b.Exporter.CAFile &&
-		a.Sampling == b.Sampling && a.Resource == b.Resource
+		a.Sampling == b.Sampling && reflect.DeepEqual(a.Resource, b.Resource) &&
+		a.Exporter.Protocol == b.Exporter.Protocol
 }
 
 func TestDefaults(t *testing.T) {
@@ -285,7 +287,7 @@ func TestConfigErrors(t *testing.T) {
 		{"unknown tracing key", tr("    exporters: {}\n"),
 			[]string{"observability.tracing.exporters", "unknown key", "enabled, exporter, provider, resource, sampling"}},
 		{"unknown exporter key", tr("    exporter:\n      endpont: x:1\n"),
-			[]string{"observability.tracing.exporter.endpont", "ca_file, endpoint, headers, insecure, timeout, type"}},
+			[]string{"observability.tracing.exporter.endpont", "ca_file, endpoint, headers, insecure, protocol, timeout, type"}},
 		{"unknown resource key", tr("    resource:\n      service: x\n"),
 			[]string{"observability.tracing.resource.service", "service_name"}},
 		{"unknown routerscope key", "routerscope:\n  target: []\n",

@@ -174,7 +174,7 @@ func keepPipelineSettings(cur Config, next *Config) []string {
 	}
 	t, nt := cur.Tracing, &next.Tracing
 	keep("observability.tracing.exporter", !reflect.DeepEqual(t.Exporter, nt.Exporter))
-	keep("observability.tracing.resource", t.Resource != nt.Resource)
+	keep("observability.tracing.resource", !reflect.DeepEqual(t.Resource, nt.Resource))
 	keep("observability.tracing.provider", t.Provider != nt.Provider)
 	nt.Exporter, nt.Resource, nt.Provider = t.Exporter, t.Resource, t.Provider
 	a, na := cur.Agent, &next.Agent

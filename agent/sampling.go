@@ -14,10 +14,13 @@ package agent
 //
 // always_on is 1; probabilistic is its rate (0 included: callers' sampled
 // traces are still kept); always_off and enabled: false attach nothing, and
-// why says so for the log.
+// why says so for the log, as does the none exporter.
 func SampleRatio(t Tracing) (ratio float64, attach bool, why string) {
 	if !t.Enabled {
 		return 0, false, "observability.tracing.enabled is false"
+	}
+	if t.Exporter.Type == ExporterNone {
+		return 0, false, "the exporter is none (observability.tracing.exporter.type or OTEL_TRACES_EXPORTER)"
 	}
 	switch t.Sampling.Type {
 	case SamplingAlwaysOff:

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -225,6 +227,9 @@ func buildResource(r Resource) (*resource.Resource, error) {
 		attrs = append(attrs,
 			attribute.String("deployment.environment.name", r.DeploymentEnvironment),
 			attribute.String("deployment.environment", r.DeploymentEnvironment))
+	}
+	for _, k := range slices.Sorted(maps.Keys(r.Attributes)) {
+		attrs = append(attrs, attribute.String(k, r.Attributes[k]))
 	}
 	res, err := resource.Merge(resource.Default(), resource.NewSchemaless(attrs...))
 	if err != nil {

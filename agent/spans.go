@@ -224,6 +224,7 @@ func (a *Assembler) endWhere(match func(probes.Event) bool, now time.Time, reaso
 }
 
 func (a *Assembler) finish(r SpanRecord) {
+	repairRecord(&r) // hostile strings end here (utf8.go)
 	a.finished.Add(1)
 	a.emit(r)
 }

@@ -82,7 +82,11 @@
 // with an HTTP/1.x request line, inserts
 // "traceparent: 00-<trace>-<span>-<flags>\r\n" after that line with
 // bpf_msg_push_data (and "tracestate: <value>\r\n" when the trace came with
-// one), then disarms the thread. Unsampled requests carry
+// one), then disarms the thread. Pushed space is not cleared by the kernel:
+// every failure between a push and the last byte written pops it again
+// (bpf_msg_pop_data), and if the pop fails too the message is dropped (the
+// target's write fails) rather than sent with stale kernel memory in it;
+// inject_fault lets tests take each of those paths. Unsampled requests carry
 // flags 00, so the model server learns the decision too. Every request on a
 // keep-alive connection gets its own header. Limits: HTTP/2 (frames, HPACK)
 // and TLS (encrypted before the socket) get no header; a goroutine moved to

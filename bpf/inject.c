@@ -20,6 +20,7 @@
 char __license[] SEC("license") = "Dual BSD/GPL";
 
 #define SK_PASS 1
+#define SK_DROP 0
 #define AF_INET 2
 #define AF_INET6 10
 
@@ -57,6 +58,8 @@ struct inject_counters {
 	__u64 push_error; // bpf_msg_push_data or pull failed
 	__u64 sockets;    // sockets added to client_socks
 	__u64 stale;      // armings too old to belong to the write at hand
+	__u64 undone;     // pushed bytes popped again because they could not be written
+	__u64 dropped;    // messages dropped because a pop failed (never sent half-written)
 };
 
 struct {
@@ -66,6 +69,31 @@ struct {
 	__type(value, struct inject_counters);
 } inject_counters SEC(".maps");
 
+// Failure switches, for tests only: inject_fault[0] is a set of FAULT_*
+// bits, each making one check after a push act as if it had failed, so a
+// test can drive every undo path. The agent never writes it (always 0).
+#define FAULT_TP_PULL (1 << 0)   // pull of the pushed traceparent bytes
+#define FAULT_TP_BOUNDS (1 << 1) // data_end check of those bytes
+#define FAULT_TS_PULL (1 << 2)   // pull of the pushed tracestate bytes
+#define FAULT_TS_BOUNDS (1 << 3) // data_end check of the whole tracestate line
+#define FAULT_TS_COPY (1 << 4)   // per-byte check in the tracestate value copy
+#define FAULT_TS_END (1 << 5)    // data_end check of the tracestate line's CRLF
+#define FAULT_POP (1 << 6)       // the undo (bpf_msg_pop_data) itself
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} inject_fault SEC(".maps");
+
+static __always_inline __u32 faults(void)
+{
+	__u32 zero = 0;
+	__u32 *f = bpf_map_lookup_elem(&inject_fault, &zero);
+	return f ? *f : 0;
+}
+
 // Process whose writes are considered; 0 means any (set before load).
 volatile const __u32 target_tgid = 0;
 
@@ -73,6 +101,25 @@ static __always_inline struct inject_counters *counts(void)
 {
 	__u32 zero = 0;
 	return bpf_map_lookup_elem(&inject_counters, &zero);
+}
+
+// undo removes n bytes pushed at off that could not be written: the kernel
+// does not clear pushed space, so sending it would put stale kernel memory
+// into the request. When even the pop fails the message is dropped (the
+// write fails in the target) rather than sent with those bytes in it.
+static __always_inline int undo(struct sk_msg_md *msg, __u32 off, __u32 n, struct inject_counters *c,
+				__u32 fault)
+{
+	if (c)
+		c->push_error++;
+	if ((fault & FAULT_POP) || bpf_msg_pop_data(msg, off, n, 0)) {
+		if (c)
+			c->dropped++;
+		return SK_DROP;
+	}
+	if (c)
+		c->undone++;
+	return SK_PASS;
 }
 
 // Sockets the target is connecting, keyed by socket cookie, between the
@@ -158,32 +205,34 @@ static __always_inline __u32 request_line_end(struct sk_msg_md *msg)
 }
 
 // push_tracestate inserts "tracestate: <value>\r\n" at off when the trace
-// came with one.
-static __noinline void push_tracestate(struct sk_msg_md *msg, __u32 off, struct inject_ctx *ic,
-				       struct inject_counters *c)
+// came with one; SK_PASS, or SK_DROP when bytes it pushed could be neither
+// written nor removed.
+static __noinline int push_tracestate(struct sk_msg_md *msg, __u32 off, struct inject_ctx *ic,
+				      struct inject_counters *c, __u32 fault)
 {
 	struct trace_key k = {.trace_hi = ic->trace_hi, .trace_lo = ic->trace_lo};
 	struct trace_state *ts = bpf_map_lookup_elem(&trace_states, &k);
 	if (!ts)
-		return;
+		return SK_PASS;
 	__u32 n = ts->len;
 	if (n == 0 || n > TS_MAX)
-		return;
+		return SK_PASS;
 	__u32 total = TS_HDR_NAME_LEN + n + 2;
-	if (off > LINE_SCAN + TP_HDR_LEN || bpf_msg_push_data(msg, off, total, 0) ||
-	    bpf_msg_pull_data(msg, off, off + total, 0)) {
+	if (off > LINE_SCAN + TP_HDR_LEN || bpf_msg_push_data(msg, off, total, 0)) {
 		if (c)
 			c->push_error++;
-		return;
+		return SK_PASS; // nothing was inserted
 	}
+	// From here on the message holds total unwritten bytes at off: every
+	// way out that does not write them all removes them.
+	if ((fault & FAULT_TS_PULL) || bpf_msg_pull_data(msg, off, off + total, 0))
+		return undo(msg, off, total, c, fault);
 	char *d = msg->data;
 	// Checked again per byte below: the verifier cannot carry total's
 	// relation to n into the loop.
-	if ((void *)(d + TS_HDR_NAME_LEN) > msg->data_end || (void *)(d + total) > msg->data_end) {
-		if (c)
-			c->push_error++;
-		return;
-	}
+	if ((fault & FAULT_TS_BOUNDS) || (void *)(d + TS_HDR_NAME_LEN) > msg->data_end ||
+	    (void *)(d + total) > msg->data_end)
+		return undo(msg, off, total, c, fault);
 	const char name[] = "tracestate: ";
 #pragma unroll
 	for (int i = 0; i < TS_HDR_NAME_LEN; i++)
@@ -192,15 +241,16 @@ static __noinline void push_tracestate(struct sk_msg_md *msg, __u32 off, struct 
 		if (i >= n)
 			break;
 		char *p = d + TS_HDR_NAME_LEN + i;
-		if ((void *)(p + 1) > msg->data_end)
-			return;
+		if ((fault & FAULT_TS_COPY) || (void *)(p + 1) > msg->data_end)
+			return undo(msg, off, total, c, fault);
 		*p = ts->v[i & (TS_MAX - 1)];
 	}
 	char *e = d + TS_HDR_NAME_LEN + (n & (2 * TS_MAX - 1));
-	if ((void *)(e + 2) > msg->data_end)
-		return;
+	if ((fault & FAULT_TS_END) || (void *)(e + 2) > msg->data_end)
+		return undo(msg, off, total, c, fault);
 	e[0] = '\r';
 	e[1] = '\n';
+	return SK_PASS;
 }
 
 SEC("sk_msg")
@@ -236,19 +286,20 @@ int skmsg_inject(struct sk_msg_md *msg)
 			c->not_http++;
 		return SK_PASS;
 	}
-	if (bpf_msg_push_data(msg, off, TP_HDR_LEN, 0) ||
-	    bpf_msg_pull_data(msg, off, off + TP_HDR_LEN, 0)) {
+	__u32 fault = faults();
+	if (bpf_msg_push_data(msg, off, TP_HDR_LEN, 0)) {
 		if (c)
 			c->push_error++;
-		return SK_PASS;
+		return SK_PASS; // nothing was inserted
 	}
+	// TP_HDR_LEN unwritten bytes sit at off until the header is complete:
+	// every way out before that removes them.
+	if ((fault & FAULT_TP_PULL) || bpf_msg_pull_data(msg, off, off + TP_HDR_LEN, 0))
+		return undo(msg, off, TP_HDR_LEN, c, fault);
 	// After the pull, data points at the pushed bytes.
 	char *d = msg->data;
-	if ((void *)(d + TP_HDR_LEN) > msg->data_end) {
-		if (c)
-			c->push_error++;
-		return SK_PASS;
-	}
+	if ((fault & FAULT_TP_BOUNDS) || (void *)(d + TP_HDR_LEN) > msg->data_end)
+		return undo(msg, off, TP_HDR_LEN, c, fault);
 	const char name[] = "traceparent: 00-";
 #pragma unroll
 	for (int i = 0; i < 16; i++)
@@ -264,6 +315,5 @@ int skmsg_inject(struct sk_msg_md *msg)
 	d[69] = '\n';
 	if (c)
 		c->injected++;
-	push_tracestate(msg, off + TP_HDR_LEN, &ic, c);
-	return SK_PASS;
+	return push_tracestate(msg, off + TP_HDR_LEN, &ic, c, fault);
 }

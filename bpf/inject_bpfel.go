@@ -20,6 +20,8 @@ type InjectInjectCounters struct {
 	PushError uint64
 	Sockets   uint64
 	Stale     uint64
+	Undone    uint64
+	Dropped   uint64
 }
 
 type InjectInjectCtx struct {
@@ -51,6 +53,7 @@ const (
 	InjectMapClientSocks    = "client_socks"
 	InjectMapConnecting     = "connecting"
 	InjectMapInjectCounters = "inject_counters"
+	InjectMapInjectFault    = "inject_fault"
 	InjectMapInjectTids     = "inject_tids"
 	InjectMapTraceStates    = "trace_states"
 	InjectProgSkmsgInject   = "skmsg_inject"
@@ -111,6 +114,7 @@ type InjectMapSpecs struct {
 	ClientSocks    *ebpf.MapSpec `ebpf:"client_socks"`
 	Connecting     *ebpf.MapSpec `ebpf:"connecting"`
 	InjectCounters *ebpf.MapSpec `ebpf:"inject_counters"`
+	InjectFault    *ebpf.MapSpec `ebpf:"inject_fault"`
 	InjectTids     *ebpf.MapSpec `ebpf:"inject_tids"`
 	TraceStates    *ebpf.MapSpec `ebpf:"trace_states"`
 }
@@ -145,6 +149,7 @@ type InjectMaps struct {
 	ClientSocks    *ebpf.Map `ebpf:"client_socks"`
 	Connecting     *ebpf.Map `ebpf:"connecting"`
 	InjectCounters *ebpf.Map `ebpf:"inject_counters"`
+	InjectFault    *ebpf.Map `ebpf:"inject_fault"`
 	InjectTids     *ebpf.Map `ebpf:"inject_tids"`
 	TraceStates    *ebpf.Map `ebpf:"trace_states"`
 }
@@ -154,6 +159,7 @@ func (m *InjectMaps) Close() error {
 		m.ClientSocks,
 		m.Connecting,
 		m.InjectCounters,
+		m.InjectFault,
 		m.InjectTids,
 		m.TraceStates,
 	)

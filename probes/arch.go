@@ -19,6 +19,11 @@ type Arch interface {
 	// FindReturns returns the byte offsets within code of every return
 	// instruction.
 	FindReturns(code []byte) ([]int, error)
+	// Instruction disassembles the instruction at the start of code, in
+	// Go assembler syntax, for reports.
+	Instruction(code []byte) string
+	// RegName names a Reg as this architecture's assembler does.
+	RegName(r Reg) string
 }
 
 // archFor picks the decoder for an ELF machine.

@@ -98,6 +98,26 @@ func emulatedByUprobes(in x86asm.Inst) bool {
 	return false
 }
 
+// Instruction implements Arch.
+func (amd64) Instruction(code []byte) string {
+	in, err := x86asm.Decode(code, 64)
+	if err != nil {
+		return fmt.Sprintf("(undecodable: %v)", err)
+	}
+	return x86asm.GoSyntax(in, 0, nil)
+}
+
+// amd64RegNames are the Reg values' names in Go assembler syntax.
+var amd64RegNames = [NumRegs]string{"AX", "BX", "CX", "DI", "SI", "R8", "R9", "R10", "R11", "SP", "R14"}
+
+// RegName implements Arch.
+func (amd64) RegName(r Reg) string {
+	if r < NumRegs {
+		return amd64RegNames[r]
+	}
+	return fmt.Sprintf("reg%d", r)
+}
+
 func sumLen(insts []x86asm.Inst) int {
 	n := 0
 	for _, in := range insts {

@@ -150,6 +150,8 @@ func (inj *injector) addStats(s *PropagationStats) {
 		s.PushErrors += c.PushError
 		s.Sockets += c.Sockets
 		s.Stale += c.Stale
+		s.Undone += c.Undone
+		s.Dropped += c.Dropped
 	}
 }
 

@@ -65,6 +65,11 @@ type PropagationStats struct {
 	// PushErrors insertions the kernel refused; Stale armings dropped as
 	// too old to belong to the write at hand.
 	Recorded, Armed, Injected, Sockets, NotHTTP, PushErrors, Stale uint64
+	// Undone counts pushed header space removed again because it could not
+	// be written (the request left as the target wrote it); Dropped counts
+	// messages dropped because that removal failed too (the target's write
+	// failed rather than send unwritten kernel bytes).
+	Undone, Dropped uint64
 }
 
 // propPrograms are the propagation uprobe programs of one link mode.

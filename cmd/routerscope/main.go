@@ -43,6 +43,7 @@ Usage:
   routerscope run [--pid N | --binary PATH] [--config FILE] [--probes FILE]...
                   [--metrics-listen ADDR]
                   [--log-level debug|info|warn|error] [--log-format console|json]
+  routerscope probes list|verify|extract ...   (see routerscope probes help)
   routerscope tree [FILE]
   routerscope version
   routerscope help | --help
@@ -72,6 +73,15 @@ run flags:
   --log-format F   console (default, for humans) or json
 
 Flags override the config file: --pid/--binary replace routerscope.targets.
+
+Environment: the OpenTelemetry SDK's variables override the config file
+(flags > OTEL_* > file > defaults): OTEL_SDK_DISABLED, OTEL_SERVICE_NAME,
+OTEL_RESOURCE_ATTRIBUTES, OTEL_TRACES_EXPORTER (otlp, console, none),
+OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT, _HEADERS, _INSECURE, _CERTIFICATE,
+_TIMEOUT, _PROTOCOL (grpc or http/protobuf), OTEL_TRACES_SAMPLER (always_on,
+always_off, traceidratio, parentbased_*) and OTEL_TRACES_SAMPLER_ARG,
+OTEL_BSP_MAX_QUEUE_SIZE, _MAX_EXPORT_BATCH_SIZE, _SCHEDULE_DELAY,
+_EXPORT_TIMEOUT. An OTLP endpoint alone selects the otlp exporter.
 Logs go to standard error, so with the stdout exporter standard output carries
 only the spans' JSON.
 
@@ -158,8 +168,10 @@ func (c cli) main(ctx context.Context, args []string) int {
 		return c.run(ctx, args[1:])
 	case "tree":
 		return c.tree(args[1:], os.Stdin)
+	case "probes":
+		return c.probesCmd(args[1:])
 	}
-	fmt.Fprintf(c.stderr, "routerscope: unknown command %q: want run, tree, version or help\n", args[0])
+	fmt.Fprintf(c.stderr, "routerscope: unknown command %q: want run, probes, tree, version or help\n", args[0])
 	return exitUsage
 }
 
@@ -248,7 +260,7 @@ func (c cli) run(ctx context.Context, args []string) int {
 			path, source = p, from
 		}
 	}
-	cfg, err := loadConfig(path, f)
+	cfg, err := loadConfig(path, f, c.getenv)
 	if err != nil {
 		if errors.As(err, new(flagError)) {
 			return c.usageError("%v", flagNames(err))
@@ -278,7 +290,7 @@ func (c cli) run(ctx context.Context, args []string) int {
 	}
 	opts := []agent.Option{agent.WithStdout(c.stdout), agent.WithReloadSignal(c.hup), agent.WithProbeCheck(checkProbeFile)}
 	if path != "" {
-		opts = append(opts, agent.WithReload(func() (agent.Config, error) { return loadConfig(path, f) }))
+		opts = append(opts, agent.WithReload(func() (agent.Config, error) { return loadConfig(path, f, c.getenv) }))
 	}
 	if addr := cfg.Agent.Metrics.Listen; addr != "" {
 		ln, err := c.listen(addr)
@@ -306,16 +318,20 @@ type flagError struct{ error }
 
 func (e flagError) Unwrap() error { return e.error }
 
-// loadConfig reads the config file (or the defaults when path is empty)
-// and applies the flags over it; the reload reuses it, so flags keep
-// overriding the file after a reload.
-func loadConfig(path string, f runFlags) (agent.Config, error) {
+// loadConfig reads the config file (or the defaults when path is empty),
+// applies the OTEL_* environment over it, then the flags: flags > OTEL_* >
+// file > defaults. The reload reuses it, so the environment and the flags
+// keep overriding the file after a reload.
+func loadConfig(path string, f runFlags, getenv func(string) string) (agent.Config, error) {
 	cfg := agent.DefaultConfig()
 	if path != "" {
 		var err error
 		if cfg, err = agent.LoadFile(path); err != nil {
 			return agent.Config{}, err
 		}
+	}
+	if err := agent.ApplyEnv(&cfg, getenv); err != nil {
+		return agent.Config{}, err
 	}
 	switch {
 	case f.pid != 0:

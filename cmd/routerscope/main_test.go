@@ -88,7 +88,7 @@ func TestHelpAndVersion(t *testing.T) {
 		if code := c.main(context.Background(), args); code != exitOK {
 			t.Errorf("%v: exit %d", args, code)
 		}
-		for _, want := range []string{"routerscope run", "--pid N", "--binary PATH", "CONFIG_PATH", "CAP_BPF", "CAP_PERFMON", "Examples:", "always_off"} {
+		for _, want := range []string{"routerscope run", "--pid N", "--binary PATH", "CONFIG_PATH", "CAP_BPF", "CAP_PERFMON", "Examples:", "always_off", "OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT", "flags > OTEL_* > file"} {
 			if !strings.Contains(out.String(), want) {
 				t.Errorf("%v: help lacks %q", args, want)
 			}
@@ -124,6 +124,8 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"run", "--pid", "1", "--probes", "p.yaml", "--log-format", "xml"}, nil, "console, json"},
 		{[]string{"run", "--pid", "1", "--probes", "p.yaml", "--config", badCfg}, nil, "observability.tracing.exporter.type"},
 		{[]string{"run", "--pid", "1", "--probes", "p.yaml"}, map[string]string{"CONFIG_PATH": badCfg}, `unknown exporter type "kafka"`},
+		{[]string{"run", "--pid", "1", "--probes", "p.yaml"}, map[string]string{"OTEL_TRACES_SAMPLER": "sometimes"}, `OTEL_TRACES_SAMPLER="sometimes"`},
+		{[]string{"run", "--pid", "1", "--probes", "p.yaml"}, map[string]string{"OTEL_EXPORTER_OTLP_PROTOCOL": "http/json"}, "OTEL_EXPORTER_OTLP_PROTOCOL"},
 	}
 	for _, tc := range cases {
 		c, _, errOut := newCLI(tc.env, newAttacher)
@@ -314,5 +316,58 @@ observability:
 	}
 	if !strings.Contains(out.String(), "router-from-its-own-config") {
 		t.Errorf("spans do not carry the router config's service name:\n%.400s", out.String())
+	}
+}
+
+// TestRunWithOTELEnv: the OTEL_* variables override the file (flags >
+// OTEL_* > file > defaults), here sending to OTLP what the file sends to
+// stdout.
+func TestRunWithOTELEnv(t *testing.T) {
+	rcv, err := otlptest.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rcv.Close()
+	cfg := writeFile(t, "config.yaml", `observability:
+  tracing:
+    enabled: true
+    exporter:
+      type: "stdout"
+    sampling:
+      type: "always_on"
+    resource:
+      service_name: "from-file"
+      service_version: "v1"
+routerscope:
+  log_level: warn
+`)
+	env := map[string]string{
+		"CONFIG_PATH":                 cfg,
+		"OTEL_EXPORTER_OTLP_ENDPOINT": "http://" + rcv.Endpoint(),
+		"OTEL_SERVICE_NAME":           "from-env",
+		"OTEL_RESOURCE_ATTRIBUTES":    "team=infra",
+		"OTEL_TRACES_SAMPLER":         "parentbased_traceidratio",
+		"OTEL_TRACES_SAMPLER_ARG":     "0.5",
+	}
+	var req agent.AttachRequest
+	c, out, errOut := newCLI(env, fakeAttacher(&req))
+	if code := c.main(context.Background(), []string{"run", "--pid", "31", "--probes", "p.yaml", "--log-level", "info"}); code != exitOK {
+		t.Fatalf("exit %d: %s", code, errOut.String())
+	}
+	if req.SampleRatio != 0.5 || out.Len() != 0 {
+		t.Errorf("sample ratio %v, stdout %q", req.SampleRatio, out.String())
+	}
+	// The flag wins over the file's warn: info lines are logged.
+	if !strings.Contains(errOut.String(), "INFO\tattached") {
+		t.Errorf("--log-level info did not win over the file: %s", errOut.String())
+	}
+	spans := rcv.Spans()
+	if len(spans) != 1 {
+		t.Fatalf("received %v", spans)
+	}
+	for k, want := range map[string]string{"service.name": "from-env", "service.version": "v1", "team": "infra"} {
+		if v, _ := spans[0].ResourceAttr(k); v.GetStringValue() != want {
+			t.Errorf("resource %s = %v, want %q", k, v, want)
+		}
 	}
 }

@@ -1,0 +1,244 @@
+package bpf
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"github.com/cilium/ebpf/rlimit"
+	"golang.org/x/sys/unix"
+)
+
+// The FAULT_* bits of inject.c's inject_fault map: each makes one check
+// after a push act as if it had failed.
+const (
+	faultTPPull   = 1 << 0
+	faultTPBounds = 1 << 1
+	faultTSPull   = 1 << 2
+	faultTSBounds = 1 << 3
+	faultTSCopy   = 1 << 4
+	faultTSEnd    = 1 << 5
+	faultPop      = 1 << 6
+)
+
+// wireInjector is the injector loaded on its own, its sk_msg program on
+// the socket map, for tests that write requests through it by hand.
+type wireInjector struct {
+	objs InjectObjects
+}
+
+func loadWireInjector(t *testing.T) *wireInjector {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("loads eBPF programs into the kernel: skipped in -short mode")
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("loading eBPF programs needs root (CAP_BPF, CAP_NET_ADMIN); run the tests as root")
+	}
+	if err := rlimit.RemoveMemlock(); err != nil {
+		t.Fatalf("remove memlock limit: %v", err)
+	}
+	w := &wireInjector{}
+	err := LoadInjectObjects(&w.objs, nil)
+	var verr *ebpf.VerifierError
+	if errors.As(err, &verr) {
+		t.Fatalf("verifier rejected a socket program: %+v", verr)
+	}
+	if err != nil {
+		t.Fatalf("load inject objects: %v", err)
+	}
+	t.Cleanup(func() { w.objs.Close() })
+	opts := link.RawAttachProgramOptions{
+		Target:  w.objs.ClientSocks.FD(),
+		Program: w.objs.SkmsgInject,
+		Attach:  ebpf.AttachSkMsgVerdict,
+	}
+	if err := link.RawAttachProgram(opts); err != nil {
+		t.Fatalf("attach sk_msg to the socket map: %v", err)
+	}
+	t.Cleanup(func() { link.RawDetachProgram(link.RawDetachProgramOptions(opts)) })
+	return w
+}
+
+// wireCtx is the span context the tests inject.
+var wireCtx = InjectInjectCtx{TraceHi: 0x4bf92f3577b34da6, TraceLo: 0xa3ce929d0e0e4736, SpanId: 0x00f067aa0ba902b7, Flags: 1}
+
+const (
+	wireTraceparent = "traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\r\n"
+	wireTracestate  = "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7"
+)
+
+// send writes req on a fresh loopback connection whose client socket is in
+// the socket map, from a thread armed with wireCtx (and its trace carrying
+// wireTracestate), with the fault bits set; it returns the write's error
+// and every byte the server received.
+func (w *wireInjector) send(t *testing.T, req string, fault uint32) (error, []byte) {
+	t.Helper()
+	if err := w.objs.InjectFault.Put(uint32(0), fault); err != nil {
+		t.Fatal(err)
+	}
+	var ts InjectTraceState
+	ts.Len = uint32(len(wireTracestate))
+	for i := range len(wireTracestate) {
+		ts.V[i] = int8(wireTracestate[i])
+	}
+	if err := w.objs.TraceStates.Put(InjectTraceKey{TraceHi: wireCtx.TraceHi, TraceLo: wireCtx.TraceLo}, ts); err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	client, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	server, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer server.Close()
+	f, err := client.(*net.TCPConn).File()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	fd := int(f.Fd())
+	cookie, err := unix.GetsockoptUint64(fd, unix.SOL_SOCKET, unix.SO_COOKIE)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.objs.ClientSocks.Update(cookie, uint64(fd), ebpf.UpdateAny); err != nil {
+		t.Fatalf("add the client socket to the socket map: %v", err)
+	}
+
+	// The sk_msg program knows the writer by its thread: arm this one and
+	// write from it.
+	runtime.LockOSThread()
+	var now unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &now); err != nil {
+		runtime.UnlockOSThread()
+		t.Fatal(err)
+	}
+	ic := wireCtx
+	ic.ArmedNs = uint64(now.Nano())
+	if err := w.objs.InjectTids.Put(uint32(unix.Gettid()), ic); err != nil {
+		runtime.UnlockOSThread()
+		t.Fatal(err)
+	}
+	_, werr := unix.Write(fd, []byte(req))
+	runtime.UnlockOSThread()
+
+	// Whatever the program did, the client's side ends here, so the server
+	// reads to EOF and sees every byte that left.
+	unix.Shutdown(fd, unix.SHUT_WR)
+	client.Close()
+	server.SetReadDeadline(time.Now().Add(5 * time.Second))
+	got, err := io.ReadAll(server)
+	if err != nil {
+		t.Fatalf("read what the server received: %v", err)
+	}
+	return werr, got
+}
+
+func (w *wireInjector) counters(t *testing.T) InjectInjectCounters {
+	t.Helper()
+	var perCPU []InjectInjectCounters
+	if err := w.objs.InjectCounters.Lookup(uint32(0), &perCPU); err != nil {
+		t.Fatal(err)
+	}
+	var sum InjectInjectCounters
+	for _, c := range perCPU {
+		sum.Injected += c.Injected
+		sum.PushError += c.PushError
+		sum.Undone += c.Undone
+		sum.Dropped += c.Dropped
+	}
+	return sum
+}
+
+// withHeaders is req with lines inserted after its request line.
+func withHeaders(req string, lines ...string) string {
+	i := strings.Index(req, "\r\n") + 2
+	return req[:i] + strings.Join(lines, "") + req[i:]
+}
+
+// TestInjectNeverSendsUnwrittenBytes drives every failure path after a
+// bpf_msg_push_data in the sk_msg program and checks the server receives,
+// byte for byte, the request with only the headers that were completely
+// written: pushed space the program could not fill is popped again (the
+// kernel does not clear it, so it would carry stale kernel memory), and
+// when the pop fails too the message is dropped rather than sent.
+func TestInjectNeverSendsUnwrittenBytes(t *testing.T) {
+	w := loadWireInjector(t)
+	small := "POST /v1/chat/completions HTTP/1.1\r\nHost: llm\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
+	// A body past one page puts the message on several scatterlist entries.
+	body := strings.Repeat("x", 10000)
+	large := "POST /v1/chat/completions HTTP/1.1\r\nHost: llm\r\nContent-Length: 10000\r\n\r\n" + body
+	tp, ts := wireTraceparent, "tracestate: "+wireTracestate+"\r\n"
+	for _, tc := range []struct {
+		name  string
+		req   string
+		fault uint32
+		want  string // "" with drop: nothing may arrive
+		drop  bool
+	}{
+		{"no fault", small, 0, withHeaders(small, tp, ts), false},
+		{"no fault, large", large, 0, withHeaders(large, tp, ts), false},
+		{"traceparent pull", small, faultTPPull, small, false},
+		{"traceparent pull, large", large, faultTPPull, large, false},
+		{"traceparent bounds", small, faultTPBounds, small, false},
+		{"tracestate pull", small, faultTSPull, withHeaders(small, tp), false},
+		{"tracestate bounds", small, faultTSBounds, withHeaders(small, tp), false},
+		{"tracestate copy", small, faultTSCopy, withHeaders(small, tp), false},
+		{"tracestate copy, large", large, faultTSCopy, withHeaders(large, tp), false},
+		{"tracestate end", small, faultTSEnd, withHeaders(small, tp), false},
+		{"traceparent pull, pop fails", small, faultTPPull | faultPop, "", true},
+		{"tracestate copy, pop fails", small, faultTSCopy | faultPop, "", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := w.counters(t)
+			werr, got := w.send(t, tc.req, tc.fault)
+			after := w.counters(t)
+			if tc.drop {
+				if werr == nil {
+					t.Error("the write succeeded although the pushed bytes could not be removed")
+				}
+				if len(got) != 0 {
+					t.Errorf("the server received %d bytes of a dropped message: %q", len(got), got)
+				}
+				if after.Dropped-before.Dropped != 1 {
+					t.Errorf("dropped counter moved by %d, want 1", after.Dropped-before.Dropped)
+				}
+				return
+			}
+			if werr != nil {
+				t.Fatalf("write: %v", werr)
+			}
+			if !bytes.Equal(got, []byte(tc.want)) {
+				t.Errorf("the server received %d bytes, want %d:\n got %q\nwant %q", len(got), len(tc.want), clip(got), clip([]byte(tc.want)))
+			}
+			if tc.fault != 0 && after.Undone-before.Undone != 1 {
+				t.Errorf("undone counter moved by %d, want 1", after.Undone-before.Undone)
+			}
+		})
+	}
+}
+
+// clip shortens a long message for a failure report.
+func clip(b []byte) []byte {
+	if len(b) > 400 {
+		return append(b[:400:400], "..."...)
+	}
+	return b
+}

@@ -1,0 +1,93 @@
+package main
+
+import (
+	"encoding/json"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/routerscope/routerscope/probes"
+)
+
+// routerBinary builds the router for the probes command tests.
+func routerBinary(t *testing.T) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "router")
+	if out, err := exec.Command("go", "build", "-o", path, "../router").CombinedOutput(); err != nil {
+		t.Fatalf("build router: %v\n%s", err, out)
+	}
+	return path
+}
+
+func TestProbesList(t *testing.T) {
+	bin := routerBinary(t)
+	c, out, errOut := newCLI(nil, nil)
+	if code := c.main(t.Context(), []string{"probes", "list", "--binary", bin, "--match", `router\.\(\*Router\)\.(classify|bestModel)$`}); code != exitOK {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	want := "github.com/routerscope/routerscope/router.(*Router).classify(rt *github.com/routerscope/routerscope/router.Router, req *github.com/routerscope/routerscope/router.ChatRequest) *github.com/routerscope/routerscope/router.Classification\n"
+	lines := strings.SplitAfter(out.String(), "\n")
+	if len(lines) != 3 || !strings.Contains(lines[0], "bestModel") || !strings.Contains(lines[0], "[cannot probe: inlined") || lines[1] != want {
+		t.Errorf("list:\n%s\nwant bestModel (inlined) then\n%s", out, want)
+	}
+
+	c, out, errOut = newCLI(nil, nil)
+	if code := c.main(t.Context(), []string{"probes", "list", "--binary", bin, "--type", "github.com/routerscope/routerscope/router.Classification", "--json"}); code != exitOK {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	var ti probes.TypeInfo
+	if err := json.Unmarshal(out.Bytes(), &ti); err != nil || ti.Kind != "struct" || len(ti.Fields) == 0 || ti.Fields[0].Name != "Category" {
+		t.Errorf("--type --json: %v\n%s", err, out)
+	}
+
+	c, _, errOut = newCLI(nil, nil)
+	if code := c.main(t.Context(), []string{"probes", "list", "--binary", bin, "--type", "router.Classification"}); code != exitRuntime ||
+		!strings.Contains(errOut.String(), "did you mean github.com/routerscope/routerscope/router.Classification") {
+		t.Errorf("short type name: exit %d, %s", code, errOut)
+	}
+	c, _, errOut = newCLI(nil, nil)
+	if code := c.main(t.Context(), []string{"probes", "list"}); code != exitUsage || !strings.Contains(errOut.String(), "--binary is required") {
+		t.Errorf("no binary: exit %d, %s", code, errOut)
+	}
+}
+
+func TestProbesVerify(t *testing.T) {
+	bin := routerBinary(t)
+	c, out, errOut := newCLI(nil, nil)
+	if code := c.main(t.Context(), []string{"probes", "verify", "--binary", bin, "--probes", "../../config/probes/semantic-router.yaml"}); code != exitOK {
+		t.Fatalf("default probes: exit %d: %s\n%s", code, errOut, out)
+	}
+	if !strings.Contains(out.String(), "PUSHQ BP (emulated)") || !strings.Contains(out.String(), "ok: ") {
+		t.Errorf("report:\n%s", out)
+	}
+
+	bad := writeFile(t, "bad.yaml", `probes:
+  - symbol: github.com/routerscope/routerscope/router.(*Router).classify
+    span: c
+    attributes:
+      - {name: x, from: return:0.Categroy}
+  - symbol: github.com/routerscope/routerscope/router.(*Router).clasify
+    span: d
+`)
+	c, out, errOut = newCLI(nil, nil)
+	code := c.main(t.Context(), []string{"probes", "verify", "--binary", bin, "--probes", bad, "--json"})
+	if code != exitRuntime {
+		t.Errorf("problems: exit %d, want %d: %s", code, exitRuntime, errOut)
+	}
+	var rep probes.Report
+	if err := json.Unmarshal(out.Bytes(), &rep); err != nil {
+		t.Fatalf("JSON: %v\n%s", err, out)
+	}
+	if rep.OK || len(rep.Probes) != 2 || !rep.Probes[0].Resolved || len(rep.Probes[0].Problems) != 1 ||
+		!strings.Contains(rep.Probes[0].Problems[0], "no field Categroy") || rep.Probes[1].Resolved ||
+		!strings.Contains(rep.Probes[1].Problems[0], "did you mean github.com/routerscope/routerscope/router.(*Router).classify") {
+		t.Errorf("report: %+v", rep)
+	}
+
+	c, _, errOut = newCLI(nil, nil)
+	invalid := writeFile(t, "invalid.yaml", "probes:\n  - symbol: x\n    spam: y\n")
+	if code := c.main(t.Context(), []string{"probes", "verify", "--binary", bin, "--probes", invalid}); code != exitUsage || !strings.Contains(errOut.String(), `did you mean "span"`) {
+		t.Errorf("invalid spec: exit %d, %s", code, errOut)
+	}
+}
