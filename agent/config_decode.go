@@ -57,13 +57,14 @@ func decodeTracing(n *yaml.Node, t *Tracing) error {
 		"provider": stringField(&t.Provider),
 		"exporter": func(n *yaml.Node, path string) error {
 			return decodeMapping(n, path, map[string]field{
-				"type":     stringField(&t.Exporter.Type),
-				"endpoint": stringField(&t.Exporter.Endpoint),
-				"protocol": stringField(&t.Exporter.Protocol),
-				"insecure": boolField(&t.Exporter.Insecure),
-				"headers":  stringMapField(&t.Exporter.Headers),
-				"timeout":  durationField(&t.Exporter.Timeout),
-				"ca_file":  stringField(&t.Exporter.CAFile),
+				"type":              stringField(&t.Exporter.Type),
+				"endpoint":          stringField(&t.Exporter.Endpoint),
+				"protocol":          stringField(&t.Exporter.Protocol),
+				"insecure":          boolField(&t.Exporter.Insecure),
+				"headers":           stringMapField(&t.Exporter.Headers),
+				"timeout":           durationField(&t.Exporter.Timeout),
+				"ca_file":           stringField(&t.Exporter.CAFile),
+				"reconnect_backoff": durationField(&t.Exporter.ReconnectBackoff),
 			})
 		},
 		"sampling": func(n *yaml.Node, path string) error {

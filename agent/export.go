@@ -174,6 +174,7 @@ func otlpOptions(e Exporter) ([]otlptracegrpc.Option, error) {
 	if e.Timeout > 0 {
 		opts = append(opts, otlptracegrpc.WithTimeout(e.Timeout))
 	}
+	opts = append(opts, reconnectOptions(e.ReconnectBackoff)...)
 	return opts, nil
 }
 
