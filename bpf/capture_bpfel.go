@@ -17,12 +17,20 @@ type CaptureConfig struct {
 	_           structs.HostLayout
 	WakeupBytes uint64
 	SampleBound uint64
+	ReaderIdle  uint64
 }
 
 type CaptureCounterKey struct {
 	_       structs.HostLayout
 	Tgid    uint32
 	ProbeId uint32
+}
+
+type CaptureEntryVals struct {
+	_    structs.HostLayout
+	Len  uint32
+	N    uint32
+	Data [4608]int8
 }
 
 type CaptureGkey struct {
@@ -132,6 +140,11 @@ type CaptureRemoteCtx struct {
 	Flags   uint64
 }
 
+type CaptureScratch struct {
+	_   structs.HostLayout
+	Buf [16384]int8
+}
+
 type CaptureSpanStack struct {
 	_     structs.HostLayout
 	Depth uint32
@@ -143,6 +156,7 @@ type CaptureSpanStack struct {
 		SpanId       uint64
 		ParentSpanId uint64
 		StackDepth   uint64
+		StartNs      uint64
 		ProbeId      uint32
 		Flags        uint32
 	}
@@ -178,6 +192,7 @@ const (
 	CaptureMapEmptyCounters               = "empty_counters"
 	CaptureMapEmptyPropCounters           = "empty_prop_counters"
 	CaptureMapEmptyStack                  = "empty_stack"
+	CaptureMapEntryVals                   = "entry_vals"
 	CaptureMapEvents                      = "events"
 	CaptureMapHeaderScratch               = "header_scratch"
 	CaptureMapInherit                     = "inherit"
@@ -191,6 +206,7 @@ const (
 	CaptureMapPendingStates               = "pending_states"
 	CaptureMapPropCounters                = "prop_counters"
 	CaptureMapRemoteParents               = "remote_parents"
+	CaptureMapScratch                     = "scratch"
 	CaptureMapStacks                      = "stacks"
 	CaptureMapStateScratch                = "state_scratch"
 	CaptureMapTraceStates                 = "trace_states"
@@ -286,6 +302,7 @@ type CaptureMapSpecs struct {
 	EmptyCounters     *ebpf.MapSpec `ebpf:"empty_counters"`
 	EmptyPropCounters *ebpf.MapSpec `ebpf:"empty_prop_counters"`
 	EmptyStack        *ebpf.MapSpec `ebpf:"empty_stack"`
+	EntryVals         *ebpf.MapSpec `ebpf:"entry_vals"`
 	Events            *ebpf.MapSpec `ebpf:"events"`
 	HeaderScratch     *ebpf.MapSpec `ebpf:"header_scratch"`
 	Inherit           *ebpf.MapSpec `ebpf:"inherit"`
@@ -299,6 +316,7 @@ type CaptureMapSpecs struct {
 	PendingStates     *ebpf.MapSpec `ebpf:"pending_states"`
 	PropCounters      *ebpf.MapSpec `ebpf:"prop_counters"`
 	RemoteParents     *ebpf.MapSpec `ebpf:"remote_parents"`
+	Scratch           *ebpf.MapSpec `ebpf:"scratch"`
 	Stacks            *ebpf.MapSpec `ebpf:"stacks"`
 	StateScratch      *ebpf.MapSpec `ebpf:"state_scratch"`
 	TraceStates       *ebpf.MapSpec `ebpf:"trace_states"`
@@ -336,6 +354,7 @@ type CaptureMaps struct {
 	EmptyCounters     *ebpf.Map `ebpf:"empty_counters"`
 	EmptyPropCounters *ebpf.Map `ebpf:"empty_prop_counters"`
 	EmptyStack        *ebpf.Map `ebpf:"empty_stack"`
+	EntryVals         *ebpf.Map `ebpf:"entry_vals"`
 	Events            *ebpf.Map `ebpf:"events"`
 	HeaderScratch     *ebpf.Map `ebpf:"header_scratch"`
 	Inherit           *ebpf.Map `ebpf:"inherit"`
@@ -349,6 +368,7 @@ type CaptureMaps struct {
 	PendingStates     *ebpf.Map `ebpf:"pending_states"`
 	PropCounters      *ebpf.Map `ebpf:"prop_counters"`
 	RemoteParents     *ebpf.Map `ebpf:"remote_parents"`
+	Scratch           *ebpf.Map `ebpf:"scratch"`
 	Stacks            *ebpf.Map `ebpf:"stacks"`
 	StateScratch      *ebpf.Map `ebpf:"state_scratch"`
 	TraceStates       *ebpf.Map `ebpf:"trace_states"`
@@ -362,6 +382,7 @@ func (m *CaptureMaps) Close() error {
 		m.EmptyCounters,
 		m.EmptyPropCounters,
 		m.EmptyStack,
+		m.EntryVals,
 		m.Events,
 		m.HeaderScratch,
 		m.Inherit,
@@ -375,6 +396,7 @@ func (m *CaptureMaps) Close() error {
 		m.PendingStates,
 		m.PropCounters,
 		m.RemoteParents,
+		m.Scratch,
 		m.Stacks,
 		m.StateScratch,
 		m.TraceStates,

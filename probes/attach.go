@@ -35,10 +35,12 @@ const (
 // the span; two uprobes at one address would run in no defined order.
 const cookieEntryIsReturn = 1 << 32
 
-// Event batching: the kernel wakes the reader once wakeupBytes(ring) bytes
-// are waiting (about 27 events at 64 KiB), and Read polls every
-// pollInterval for what a quiet period leaves below that. Waking per event
-// costs more than writing the event.
+// Record batching: the kernel wakes the reader once wakeupBytes(ring) bytes
+// are waiting, and Read polls every pollInterval for what a quiet period
+// leaves below that. Waking per record costs more than writing it. A poll
+// that finds nothing puts the reader to sleep without a deadline: it tells
+// the kernel (config.reader_idle), whose next record wakes it, so an idle
+// agent makes no system calls at all.
 const pollInterval = 50 * time.Millisecond
 
 func wakeupBytes(ring int) uint64 { return uint64(min(ring/8, 64<<10)) }
@@ -374,30 +376,38 @@ func monoToWall() int64 {
 	return wall - ts.Nano()
 }
 
-// Read blocks until the kernel reports an event of this Tracer's process
-// and returns it decoded. It returns ctx's error when ctx is done, and
+// Read blocks until the kernel reports a finished span of this Tracer's
+// process and returns it decoded. It returns ctx's error when ctx is done, and
 // ErrClosed once the Tracer or its Capture is closed, also when Close is
 // called during Read. A record that cannot be decoded gives an error
 // wrapping ErrBadEvent; the next Read goes on with the next record.
 func (t *Tracer) Read(ctx context.Context) (Event, error) {
+	var ev Event
+	err := t.ReadInto(ctx, &ev)
+	return ev, err
+}
+
+// ReadInto is Read into ev, overwriting all of it.
+func (t *Tracer) ReadInto(ctx context.Context, ev *Event) error {
 	if err := ctx.Err(); err != nil {
-		return Event{}, err
+		return err
 	}
 	select {
 	case <-t.closing:
-		return Event{}, ErrClosed
+		return ErrClosed
 	default:
 	}
 	select {
 	case r := <-t.queue:
 		t.read.Add(1)
-		return r.ev, r.err
+		*ev = r.ev
+		return r.err
 	case <-ctx.Done():
-		return Event{}, ctx.Err()
+		return ctx.Err()
 	case <-t.closing:
-		return Event{}, ErrClosed
+		return ErrClosed
 	case <-t.c.done:
-		return Event{}, ErrClosed
+		return ErrClosed
 	}
 }
 

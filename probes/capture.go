@@ -47,6 +47,9 @@ type Capture struct {
 	unrouted atomic.Uint64
 	done     chan struct{} // closed when the reader goroutine ends
 
+	cfgMu sync.Mutex        // orders writes of the config map
+	cfg   bpf.CaptureConfig // as last written, without ReaderIdle
+
 	mu         sync.Mutex // guards what follows
 	propProgs  propPrograms
 	propLoaded bool
@@ -112,7 +115,8 @@ func NewCapture(opts CaptureOptions) (*Capture, error) {
 		}
 		return nil, fmt.Errorf("load the capture programs: %w", err)
 	}
-	if err := c.maps.Config.Put(uint32(0), bpf.CaptureConfig{SampleBound: 1 << 63, WakeupBytes: wakeupBytes(ring)}); err != nil {
+	c.cfg = bpf.CaptureConfig{SampleBound: 1 << 63, WakeupBytes: wakeupBytes(ring)}
+	if err := c.maps.Config.Put(uint32(0), c.cfg); err != nil {
 		c.closeKernel()
 		return nil, fmt.Errorf("write the capture config: %w", err)
 	}
@@ -130,30 +134,60 @@ func (c *Capture) LinkMode() LinkMode { return c.mode }
 // RingBufferBytes is the size of the event ring buffer.
 func (c *Capture) RingBufferBytes() int { return c.ring }
 
-// readLoop hands every event to its Tracer until the ring buffer closes.
+// readLoop hands every record to its Tracer until the ring buffer closes.
+// Records are read straight from the ring buffer's shared memory while
+// there are any; only an empty ring costs a system call (a wait).
 func (c *Capture) readLoop() {
 	defer close(c.done)
 	var rec ringbuf.Record
+	idle := false
 	for {
 		// The kernel wakes the reader only for batches (wakeupBytes), so
-		// wait at most pollInterval for the stragglers of a quiet period.
-		c.rd.SetDeadline(time.Now().Add(pollInterval))
+		// wait at most pollInterval for the stragglers of a busy period;
+		// after a poll that found nothing, tell the kernel (reader_idle)
+		// and sleep until its next record wakes the reader. Close ends the
+		// wait by closing the ring buffer.
+		deadline := time.Now().Add(pollInterval)
+		if idle && c.setIdle() == nil {
+			// A record sent between the last poll and setIdle woke nobody:
+			// look once more without waiting, then sleep.
+			deadline = time.Time{}
+			c.rd.SetDeadline(time.Now())
+			if err := c.rd.ReadInto(&rec); err == nil {
+				idle = false
+				c.route(rec.RawSample)
+				continue
+			}
+		}
+		c.rd.SetDeadline(deadline)
 		err := c.rd.ReadInto(&rec)
 		switch {
 		case err == nil:
+			idle = false
 			c.route(rec.RawSample)
 		case errors.Is(err, os.ErrDeadlineExceeded):
+			idle = true
+		case errors.Is(err, ringbuf.ErrFlushed):
 		default:
 			return // closed, or the ring is broken: Tracers see ErrClosed
 		}
 	}
 }
 
+// setIdle tells the kernel the reader sleeps until the next record.
+func (c *Capture) setIdle() error {
+	c.cfgMu.Lock()
+	defer c.cfgMu.Unlock()
+	cfg := c.cfg
+	cfg.ReaderIdle = 1
+	return c.maps.Config.Put(uint32(0), cfg)
+}
+
 // route decodes one record for its Tracer and hands it over, waiting while
 // that Tracer's queue is full (so the ring buffer, and the kernel's lost
 // count, absorb a reader that falls behind) unless the Tracer closes.
 func (c *Capture) route(raw []byte) {
-	if len(raw) < evValues {
+	if len(raw) < evLen {
 		c.unrouted.Add(1)
 		return
 	}
@@ -258,7 +292,13 @@ func (c *Capture) releaseIDs(prog *Program) {
 // setSampleBound writes the kernel's sampling bound. It applies to every
 // process of the Capture: the last Attach's ratio is in force.
 func (c *Capture) setSampleBound(bound uint64) error {
-	if err := c.maps.Config.Put(uint32(0), bpf.CaptureConfig{SampleBound: bound, WakeupBytes: wakeupBytes(c.ring)}); err != nil {
+	c.cfgMu.Lock()
+	defer c.cfgMu.Unlock()
+	c.cfg.SampleBound = bound
+	// The reader may be asleep (reader_idle): wake it with the next record.
+	cfg := c.cfg
+	cfg.ReaderIdle = 1
+	if err := c.maps.Config.Put(uint32(0), cfg); err != nil {
 		return fmt.Errorf("write the sampling config: %w", err)
 	}
 	return nil

@@ -34,6 +34,7 @@ var mapSizes = []mapSize{
 	{"open_spans", 32768, "an open span's id"},
 	{"inherit", 16384, "the span a goroutine was started under"},
 	{"newproc_callers", 1024, "a go statement in progress, per thread"},
+	{"entry_vals", 2048, "an open sampled span's entry values (4.6 KiB)"},
 	{"descs", 256, "one probe's descriptor (1.6 KiB), shared by the processes of one build"},
 	{"counters", 2048, "one process and probe's counters, per CPU"},
 	{"lost", 256, "one process's lost-event count, per CPU"},
