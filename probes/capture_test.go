@@ -88,7 +88,7 @@ func TestCaptureSharedByProcesses(t *testing.T) {
 	}
 
 	type result struct {
-		entries, returns, foreign uint64
+		spans, foreign uint64
 		goroutines                map[uint64]bool
 		err                       error
 	}
@@ -101,7 +101,7 @@ func TestCaptureSharedByProcesses(t *testing.T) {
 		r.goroutines = map[uint64]bool{}
 		pid := uint32(procs[i].cmd.Process.Pid)
 		wg.Go(func() {
-			for r.entries < want || r.returns < want {
+			for r.spans < want {
 				ev, err := tr.Read(ctx)
 				if err != nil {
 					r.err = err
@@ -112,11 +112,8 @@ func TestCaptureSharedByProcesses(t *testing.T) {
 					continue
 				}
 				r.goroutines[ev.Goroutine] = true
-				switch ev.Kind {
-				case EventEntry:
-					r.entries++
-				case EventReturn:
-					r.returns++
+				if ev.Kind == EventSpan {
+					r.spans++
 				}
 			}
 		})
@@ -140,8 +137,8 @@ func TestCaptureSharedByProcesses(t *testing.T) {
 			t.Fatal(errs[i])
 		}
 		r := results[i]
-		if r.err != nil || r.entries != want || r.returns != want || r.foreign != 0 {
-			t.Errorf("process %d: %d entries, %d returns, %d events of others, err %v; want %d each", i, r.entries, r.returns, r.foreign, r.err, want)
+		if r.err != nil || r.spans != want || r.foreign != 0 {
+			t.Errorf("process %d: %d spans, %d events of others, err %v; want %d spans", i, r.spans, r.foreign, r.err, want)
 		}
 		st := tracers[i].Stats().Probes[fib.ID]
 		if st.Entries != want || st.Returns != want || st.Unmatched != 0 || st.Overflow != 0 || st.Abandoned != 0 {
