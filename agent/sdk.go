@@ -252,6 +252,7 @@ func (p *Pipeline) Emit(r SpanRecord) {
 			TraceID:    r.TraceID,
 			SpanID:     r.ParentSpanID,
 			TraceFlags: flags,
+			TraceState: r.TraceState,
 			Remote:     r.RemoteParent,
 		}))
 	}

@@ -31,9 +31,12 @@ type SpanRecord struct {
 	ParentSpanID trace.SpanID
 	// RemoteParent is set when the parent came from an incoming traceparent.
 	RemoteParent bool
-	Sampled      bool
-	Start, End   time.Time
-	Attributes   []attribute.KeyValue
+	// TraceState is the caller's tracestate on a root span with a remote
+	// parent, validated (an invalid one is dropped whole).
+	TraceState trace.TraceState
+	Sampled    bool
+	Start, End time.Time
+	Attributes []attribute.KeyValue
 	// Failed spans get error=true and an Error status with StatusMessage.
 	Failed        bool
 	StatusMessage string
@@ -68,6 +71,18 @@ type spanKey struct {
 	span [8]byte
 }
 
+type traceKey struct {
+	pid   uint32
+	trace [16]byte
+}
+
+// traceState is a trace's validated incoming tracestate and the root span
+// that brought it.
+type traceState struct {
+	ts   trace.TraceState
+	root [8]byte
+}
+
 // Assembler pairs entry and return events into finished spans. It is safe
 // for concurrent use: events of many goroutines and processes interleave.
 type Assembler struct {
@@ -76,6 +91,10 @@ type Assembler struct {
 
 	mu   sync.Mutex
 	open map[spanKey]probes.Event
+	// states holds the caller's tracestate of each trace whose root span
+	// with a remote parent is open, for the root and its descendants; an
+	// entry goes when that root ends, so it is bounded by the open spans.
+	states map[traceKey]traceState
 
 	finished, lostEntry, expired, exited, abandoned, stopped, detached atomic.Uint64
 }
@@ -84,7 +103,7 @@ type Assembler struct {
 // (called without the assembler's lock held) and ends spans open longer
 // than maxAge when Expire is called.
 func NewAssembler(emit func(SpanRecord), maxAge time.Duration) *Assembler {
-	return &Assembler{emit: emit, maxAge: maxAge, open: map[spanKey]probes.Event{}}
+	return &Assembler{emit: emit, maxAge: maxAge, open: map[spanKey]probes.Event{}, states: map[traceKey]traceState{}}
 }
 
 // Handle consumes one event.
@@ -97,9 +116,20 @@ func (a *Assembler) Handle(ev probes.Event) {
 	key := spanKey{pid: ev.PID, span: ev.SpanID}
 	switch ev.Kind {
 	case probes.EventEntry:
+		var st *traceState
+		if ev.TraceState != "" {
+			// The caller's bytes: only a value that parses as W3C
+			// tracestate reaches the exporter; an invalid one is dropped.
+			if ts, err := trace.ParseTraceState(ev.TraceState); err == nil && ts.Len() > 0 {
+				st = &traceState{ts: ts, root: ev.SpanID}
+			}
+		}
 		a.mu.Lock()
 		prev, dup := a.open[key]
 		a.open[key] = ev
+		if st != nil {
+			a.states[traceKey{ev.PID, ev.TraceID}] = *st
+		}
 		a.mu.Unlock()
 		if dup {
 			// The kernel reused a span id only if the return was lost.
@@ -202,6 +232,14 @@ func (a *Assembler) endWhere(match func(probes.Event) bool, now time.Time, reaso
 }
 
 func (a *Assembler) finish(r SpanRecord) {
+	a.mu.Lock()
+	if st, ok := a.states[traceKey{r.PID, r.TraceID}]; ok {
+		r.TraceState = st.ts
+		if r.SpanID == st.root {
+			delete(a.states, traceKey{r.PID, r.TraceID})
+		}
+	}
+	a.mu.Unlock()
 	repairRecord(&r) // hostile strings end here (utf8.go)
 	a.finished.Add(1)
 	a.emit(r)
@@ -253,13 +291,43 @@ func buildRecord(entry probes.Event, ret *probes.Event, end time.Time, failed bo
 			r.Attributes = append(r.Attributes, constAttr(a))
 		}
 	}
+	if failed && ret != nil {
+		if m := errorRuleMessage(p.Return, ret.Values); m != "" {
+			r.StatusMessage = m
+		}
+	}
 	if failed {
 		r.Attributes = append(r.Attributes, attribute.Bool("error", true))
-		if ret != nil && ret.Err.Type != "" {
-			r.Attributes = append(r.Attributes, attribute.String("error.type", ret.Err.Type))
+		if typ := errorType(ret); typ != "" {
+			r.Attributes = append(r.Attributes, attribute.String("error.type", typ))
 		}
 	}
 	return r
+}
+
+// errorType is the error.type of a failed return: the program's sentinel
+// error the failure was built around, which names the cause a user acts on
+// (router.ErrUpstreamTimeout vs router.ErrClientGone), else the error's
+// concrete type.
+func errorType(ret *probes.Event) string {
+	if ret == nil {
+		return ""
+	}
+	if ret.Err.Sentinel != "" {
+		return ret.Err.Sentinel
+	}
+	return ret.Err.Type
+}
+
+// errorRuleMessage is the value of the error rule's message source (see
+// probes.ErrorRule.Message), "" when there is none or it is empty.
+func errorRuleMessage(fetches []probes.Fetch, vals []probes.Value) string {
+	for i, f := range fetches {
+		if f.Attr == probes.AttrErrorMessage && i < len(vals) && !vals[i].Missing {
+			return vals[i].Str
+		}
+	}
+	return ""
 }
 
 // errorMessage is the status description of a failed return: the error's

@@ -205,6 +205,10 @@ func Attach(prog *Program, pid int, opts Options) (*Tracer, error) {
 	}
 	t := &Tracer{prog: prog, bin: bin, uprobes: make([]int, len(byID))}
 	t.dec = decoder{probes: byID, monoToWall: monoToWall(), itabType: t.itabType}
+	if pid > 0 {
+		// Without ptrace access errors keep only their type.
+		t.dec.sentinels, _ = bin.ReadProcessSentinels(pid)
+	}
 	t.mode = chooseLinkMode()
 	if opts.PerfEventLinks {
 		t.mode = LinkPerfEvent
@@ -357,7 +361,12 @@ func (t *Tracer) Read(ctx context.Context) (Event, error) {
 		switch {
 		case err == nil:
 			t.read.Add(1)
-			return t.dec.decode(t.rec.RawSample)
+			ev, err := t.dec.decode(t.rec.RawSample)
+			if err == nil && ev.Kind == EventEntry && ev.RemoteParent {
+				// One map lookup per request that came with a traceparent.
+				ev.TraceState = t.traceState(ev.TraceID)
+			}
+			return ev, err
 		case errors.Is(err, ringbuf.ErrClosed):
 			return Event{}, ErrClosed
 		case errors.Is(err, os.ErrDeadlineExceeded):

@@ -137,6 +137,8 @@ type decoder struct {
 	monoToWall int64
 	// itabType names the concrete type behind an itab address, "" if unknown.
 	itabType func(itab uint64) string
+	// sentinels are the traced process's error variables, to name errors.
+	sentinels []Sentinel
 }
 
 // decode decodes one record of struct event.
@@ -252,6 +254,7 @@ func (d *decoder) decodeError(p *Resolved, raw []byte) ErrorValue {
 		if hasMessageFirst(ev.Type) && raw[valFlags]&valMissing == 0 {
 			n := min(int(binary.LittleEndian.Uint16(raw[valLen:])), MaxStringBytes)
 			ev.Message = string(raw[valData:][:n])
+			ev.Sentinel = MatchSentinel(d.sentinels, ev.Message)
 		}
 		return ev
 	}
