@@ -143,6 +143,10 @@ type Metrics struct {
 	// Listen is the address of the HTTP server for /metrics, /healthz and
 	// /readyz; empty turns it off.
 	Listen string
+	// Pprof also serves Go's profiles (net/http/pprof) under /debug/pprof/
+	// on that server. Off by default: a profile costs CPU while it runs
+	// and shows the agent's internals to whoever reaches the port.
+	Pprof bool
 }
 
 // DefaultMetricsListen is where /metrics, /healthz and /readyz are served

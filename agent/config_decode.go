@@ -141,7 +141,10 @@ func decodeAgent(n *yaml.Node, a *Agent) error {
 		"max_span_age": durationField(&a.MaxSpanAge),
 		"discovery":    func(n *yaml.Node, path string) error { return decodeDiscovery(n, path, &a.Discovery) },
 		"metrics": func(n *yaml.Node, path string) error {
-			return decodeMapping(n, path, map[string]field{"listen": stringField(&a.Metrics.Listen)})
+			return decodeMapping(n, path, map[string]field{
+				"listen": stringField(&a.Metrics.Listen),
+				"pprof":  boolField(&a.Metrics.Pprof),
+			})
 		},
 		"watch_interval": durationField(&a.WatchInterval),
 		"propagation": func(n *yaml.Node, path string) error {

@@ -266,7 +266,7 @@ func Run(ctx context.Context, cfg Config, attach Attacher, log *zap.Logger, opts
 	}
 	m.updateReadiness()
 	if o.listener != nil {
-		stop := met.serveHTTP(o.listener)
+		stop := met.serveHTTP(o.listener, cfg.Agent.Metrics.Pprof)
 		defer stop()
 	}
 	m.loop(ctx, reloads)
