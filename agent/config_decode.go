@@ -2,6 +2,7 @@ package agent
 
 import (
 	"fmt"
+	"math"
 	"sort"
 	"strings"
 	"time"
@@ -57,14 +58,15 @@ func decodeTracing(n *yaml.Node, t *Tracing) error {
 		"provider": stringField(&t.Provider),
 		"exporter": func(n *yaml.Node, path string) error {
 			return decodeMapping(n, path, map[string]field{
-				"type":     stringField(&t.Exporter.Type),
-				"endpoint": stringField(&t.Exporter.Endpoint),
-				"protocol": stringField(&t.Exporter.Protocol),
-				"format":   stringField(&t.Exporter.Format),
-				"insecure": boolField(&t.Exporter.Insecure),
-				"headers":  stringMapField(&t.Exporter.Headers),
-				"timeout":  durationField(&t.Exporter.Timeout),
-				"ca_file":  stringField(&t.Exporter.CAFile),
+				"type":              stringField(&t.Exporter.Type),
+				"endpoint":          stringField(&t.Exporter.Endpoint),
+				"protocol":          stringField(&t.Exporter.Protocol),
+				"format":            stringField(&t.Exporter.Format),
+				"insecure":          boolField(&t.Exporter.Insecure),
+				"headers":           stringMapField(&t.Exporter.Headers),
+				"timeout":           durationField(&t.Exporter.Timeout),
+				"ca_file":           stringField(&t.Exporter.CAFile),
+				"reconnect_backoff": durationField(&t.Exporter.ReconnectBackoff),
 			})
 		},
 		"sampling": func(n *yaml.Node, path string) error {
@@ -140,7 +142,10 @@ func decodeAgent(n *yaml.Node, a *Agent) error {
 		"max_span_age": durationField(&a.MaxSpanAge),
 		"discovery":    func(n *yaml.Node, path string) error { return decodeDiscovery(n, path, &a.Discovery) },
 		"metrics": func(n *yaml.Node, path string) error {
-			return decodeMapping(n, path, map[string]field{"listen": stringField(&a.Metrics.Listen)})
+			return decodeMapping(n, path, map[string]field{
+				"listen": stringField(&a.Metrics.Listen),
+				"pprof":  boolField(&a.Metrics.Pprof),
+			})
 		},
 		"watch_interval": durationField(&a.WatchInterval),
 		"propagation": func(n *yaml.Node, path string) error {
@@ -259,7 +264,17 @@ func floatField(dst *float64) field {
 		if n.Kind != yaml.ScalarNode || (n.ShortTag() != "!!float" && n.ShortTag() != "!!int") {
 			return typeError(path, "a number", n)
 		}
-		return n.Decode(dst)
+		var f float64
+		if err := n.Decode(&f); err != nil {
+			return fmt.Errorf("%w: %s (line %d): %v", ErrConfig, path, n.Line, err)
+		}
+		// YAML spells NaN and infinity .nan and .inf; no setting means
+		// either, and NaN would pass every range check.
+		if math.IsNaN(f) || math.IsInf(f, 0) {
+			return fmt.Errorf("%w: %s (line %d): %s is not a finite number", ErrConfig, path, n.Line, n.Value)
+		}
+		*dst = f
+		return nil
 	}
 }
 

@@ -71,30 +71,17 @@ type spanKey struct {
 	span [8]byte
 }
 
-type traceKey struct {
-	pid   uint32
-	trace [16]byte
-}
-
-// traceState is a trace's validated incoming tracestate and the root span
-// that brought it.
-type traceState struct {
-	ts   trace.TraceState
-	root [8]byte
-}
-
-// Assembler pairs entry and return events into finished spans. It is safe
-// for concurrent use: events of many goroutines and processes interleave.
+// Assembler turns events into finished spans. The capture engine sends
+// each span whole (probes.EventSpan, or EventAbandoned with its start),
+// which becomes a record at once without a lock; a source that reports a
+// span's entry and return apart gets them paired here. It is safe for
+// concurrent use: events of many goroutines and processes interleave.
 type Assembler struct {
 	emit   func(SpanRecord)
 	maxAge time.Duration
 
 	mu   sync.Mutex
 	open map[spanKey]probes.Event
-	// states holds the caller's tracestate of each trace whose root span
-	// with a remote parent is open, for the root and its descendants; an
-	// entry goes when that root ends, so it is bounded by the open spans.
-	states map[traceKey]traceState
 
 	finished, lostEntry, expired, exited, abandoned, stopped, detached atomic.Uint64
 }
@@ -103,7 +90,7 @@ type Assembler struct {
 // (called without the assembler's lock held) and ends spans open longer
 // than maxAge when Expire is called.
 func NewAssembler(emit func(SpanRecord), maxAge time.Duration) *Assembler {
-	return &Assembler{emit: emit, maxAge: maxAge, open: map[spanKey]probes.Event{}, states: map[traceKey]traceState{}}
+	return &Assembler{emit: emit, maxAge: maxAge, open: map[spanKey]probes.Event{}}
 }
 
 // Handle consumes one event.
@@ -113,23 +100,16 @@ func (a *Assembler) Handle(ev probes.Event) {
 		a.lostEntry.Add(1)
 		return
 	}
+	if ev.Kind == probes.EventSpan || ev.Kind == probes.EventAbandoned && !ev.Start.IsZero() {
+		a.handleWhole(&ev)
+		return
+	}
 	key := spanKey{pid: ev.PID, span: ev.SpanID}
 	switch ev.Kind {
 	case probes.EventEntry:
-		var st *traceState
-		if ev.TraceState != "" {
-			// The caller's bytes: only a value that parses as W3C
-			// tracestate reaches the exporter; an invalid one is dropped.
-			if ts, err := trace.ParseTraceState(ev.TraceState); err == nil && ts.Len() > 0 {
-				st = &traceState{ts: ts, root: ev.SpanID}
-			}
-		}
 		a.mu.Lock()
 		prev, dup := a.open[key]
 		a.open[key] = ev
-		if st != nil {
-			a.states[traceKey{ev.PID, ev.TraceID}] = *st
-		}
 		a.mu.Unlock()
 		if dup {
 			// The kernel reused a span id only if the return was lost.
@@ -153,6 +133,21 @@ func (a *Assembler) Handle(ev probes.Event) {
 		failed, msg := ev.Err.Failed, errorMessage(ev.Err)
 		a.finish(buildRecord(entry, &ev, ev.Time, failed, msg))
 	}
+}
+
+// handleWhole finishes a span the kernel sent whole.
+func (a *Assembler) handleWhole(ev *probes.Event) {
+	entry := probes.Event{
+		Probe: ev.Probe, PID: ev.PID, Time: ev.Start, TraceID: ev.TraceID, SpanID: ev.SpanID,
+		ParentSpanID: ev.ParentSpanID, Sampled: ev.Sampled, RemoteParent: ev.RemoteParent, TraceState: ev.TraceState,
+		Values: ev.EntryValues,
+	}
+	if ev.Kind == probes.EventAbandoned {
+		a.abandoned.Add(1)
+		a.finish(buildRecord(entry, nil, ev.Time, true, ReasonAbandoned))
+		return
+	}
+	a.finish(buildRecord(entry, ev, ev.Time, ev.Err.Failed, errorMessage(ev.Err)))
 }
 
 // Expire ends, as failed, every span opened more than maxAge before now,
@@ -232,14 +227,6 @@ func (a *Assembler) endWhere(match func(probes.Event) bool, now time.Time, reaso
 }
 
 func (a *Assembler) finish(r SpanRecord) {
-	a.mu.Lock()
-	if st, ok := a.states[traceKey{r.PID, r.TraceID}]; ok {
-		r.TraceState = st.ts
-		if r.SpanID == st.root {
-			delete(a.states, traceKey{r.PID, r.TraceID})
-		}
-	}
-	a.mu.Unlock()
 	repairRecord(&r) // hostile strings end here (utf8.go)
 	a.finished.Add(1)
 	a.emit(r)
@@ -267,6 +254,13 @@ func buildRecord(entry probes.Event, ret *probes.Event, end time.Time, failed bo
 		Failed:        failed,
 		StatusMessage: msg,
 		PID:           entry.PID,
+	}
+	if entry.TraceState != "" {
+		// The caller's bytes: only a value that parses as W3C tracestate
+		// reaches the exporter; an invalid one is dropped whole.
+		if ts, err := trace.ParseTraceState(entry.TraceState); err == nil {
+			r.TraceState = ts
+		}
 	}
 	attrs := p.Spec.Attributes
 	addFetched := func(fetches []probes.Fetch, vals []probes.Value) {

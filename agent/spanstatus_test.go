@@ -67,7 +67,7 @@ func TestFailedRootCarriesTheReason(t *testing.T) {
 }
 
 // TestTraceStateOnRoot: the caller's tracestate reaches the exported root
-// span; an invalid one is dropped whole.
+// span (OTLP, encoded by the agent); an invalid one is dropped whole.
 func TestTraceStateOnRoot(t *testing.T) {
 	for _, tc := range []struct{ in, want string }{
 		{"rojo=00f067aa0ba902b7,congo=t61rcWkgMzE", "rojo=00f067aa0ba902b7,congo=t61rcWkgMzE"},
@@ -93,7 +93,9 @@ func TestTraceStateOnRoot(t *testing.T) {
 		for _, s := range rcv.Spans() {
 			if s.Name == "semantic_router.request.received" {
 				got = s.TraceState
-			} else if s.TraceState != tc.want {
+			} else if s.TraceState != "" {
+				// The kernel sends a root after its children: only the
+				// root carries the caller's tracestate.
 				t.Errorf("%q: child tracestate %q", tc.in, s.TraceState)
 			}
 		}

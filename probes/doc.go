@@ -25,6 +25,19 @@
 //	      - {name: component, value: classifier}
 //	    error: {from: return:1}
 //
+// A file may include others, whose probes it adds to its own (LoadSpec
+// reads them depth first, relative to the including file; a file included
+// twice is read once, a cycle is an error; at most 8 levels and 64 files):
+//
+//	include: [net-http.yaml]
+//	probes:
+//	  - symbol: main.(*Server).lookup
+//	    span: app.lookup
+//	    parent: http.server.request   # a span of the included file
+//
+// Span names and symbols must be unique across the files, and a parent may
+// name a span of any of them.
+//
 // Keys of a probe:
 //
 //   - symbol (required): the function's full name as in the binary's symbol

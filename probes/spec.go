@@ -11,9 +11,15 @@ package probes
 //	      - {name: classification.time_ms, from: duration_ms, type: int}
 //	    error: {from: "return:1"}
 type Spec struct {
-	Probes []Probe `yaml:"probes"`
+	// Include lists other probe files whose probes this file adds to its
+	// own, relative to this file's directory; LoadSpec reads them.
+	Include []string `yaml:"include"`
+	Probes  []Probe  `yaml:"probes"`
 	// Path is the file the spec was read from, for error messages; not YAML.
 	Path string `yaml:"-"`
+	// Files are every file LoadSpec read for the spec: Path, then the
+	// files it includes; not YAML.
+	Files []string `yaml:"-"`
 }
 
 // Probe declares one function to turn into a span.

@@ -27,14 +27,20 @@ var attrTypes = []string{TypeString, TypeInt, TypeFloat, TypeBool, TypeStringLis
 // Allowed keys per YAML level, checked before decoding so that a typo is
 // reported with its probe and a suggestion rather than silently ignored.
 var (
-	specKeys  = []string{"probes"}
+	specKeys  = []string{"include", "probes"}
 	probeKeys = []string{"symbol", "span", "kind", "parent", "attributes", "error"}
 	attrKeys  = []string{"name", "from", "value", "type", "map", "omit_empty"}
 	errorKeys = []string{"from", "equals", "at_least", "message"}
 )
 
-// LoadSpec reads and validates a probe file.
+// LoadSpec reads and validates a probe file and the files it includes
+// (see loadSpecTree); the returned spec holds all their probes.
 func LoadSpec(path string) (*Spec, error) {
+	return loadSpecTree(path)
+}
+
+// readSpecFile reads and validates one probe file, without its includes.
+func readSpecFile(path string) (*Spec, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("load probe spec: %w", err)
@@ -97,9 +103,15 @@ func (c *specCheck) keys(doc *yaml.Node) {
 		return
 	}
 	c.mapping(doc, "top level", specKeys)
+	include := mapValue(doc, "include")
+	if include != nil && (include.Kind != yaml.SequenceNode || slices.ContainsFunc(include.Content, func(n *yaml.Node) bool { return n.Kind != yaml.ScalarNode })) {
+		c.add(fmt.Sprintf("include (line %d)", include.Line), "must be a list of probe file paths, e.g. include: [net-http.yaml]")
+	}
 	probes := mapValue(doc, "probes")
 	if probes == nil {
-		c.add("top level", "no `probes:` key; list the functions to trace under it")
+		if include == nil {
+			c.add("top level", "no `probes:` key; list the functions to trace under it (or include other probe files with `include:`)")
+		}
 		return
 	}
 	if probes.Kind != yaml.SequenceNode {
@@ -208,7 +220,7 @@ func ValidateSpec(spec *Spec) error {
 	if c.path == "" {
 		c.path = "<spec>"
 	}
-	if len(spec.Probes) == 0 {
+	if len(spec.Probes) == 0 && len(spec.Include) == 0 {
 		c.add("probes", "the list is empty; add at least one probe with a symbol and a span")
 	}
 	spans := map[string]int{}
@@ -257,7 +269,9 @@ func ValidateSpec(spec *Spec) error {
 		where := probeWhere(i, p.Symbol) + ".parent"
 		if p.Parent == p.Span {
 			c.add(where, "a span cannot be its own parent; name another probe's span or remove `parent`")
-		} else if _, ok := spans[p.Parent]; !ok {
+		} else if _, ok := spans[p.Parent]; !ok && len(spec.Include) == 0 {
+			// (Not checked with includes: the parent may be in an
+			// included file, and LoadSpec checks the merged spec.)
 			c.add(where, "no probe in this file has span %q; parent must name another probe's `span` (known: %s)", p.Parent, strings.Join(sortedKeys(spans), ", "))
 		}
 	}
