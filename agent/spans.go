@@ -61,6 +61,9 @@ type AssemblerStats struct {
 	// their live process (its attachment changed on reload, or its capture
 	// ended): the return would be seen by no one.
 	Detached uint64
+	// Unmerged counts into_parent calls whose attributes were dropped:
+	// their parent span was not open, or had no room left.
+	Unmerged uint64
 }
 
 type spanKey struct {
@@ -76,15 +79,21 @@ type Assembler struct {
 
 	mu   sync.Mutex
 	open map[spanKey]probes.Event
+	// merged holds attributes that into_parent probes added to open
+	// spans (merge.go).
+	merged map[spanKey][]attribute.KeyValue
 
 	finished, lostEntry, expired, exited, abandoned, stopped, detached atomic.Uint64
+	// unmerged counts into_parent calls (or their attributes) dropped
+	// because the parent was not open or had no room left.
+	unmerged atomic.Uint64
 }
 
 // NewAssembler returns an assembler that hands every finished span to emit
 // (called without the assembler's lock held) and ends spans open longer
 // than maxAge when Expire is called.
 func NewAssembler(emit func(SpanRecord), maxAge time.Duration) *Assembler {
-	return &Assembler{emit: emit, maxAge: maxAge, open: map[spanKey]probes.Event{}}
+	return &Assembler{emit: emit, maxAge: maxAge, open: map[spanKey]probes.Event{}, merged: map[spanKey][]attribute.KeyValue{}}
 }
 
 // Handle consumes one event.
@@ -113,6 +122,10 @@ func (a *Assembler) Handle(ev probes.Event) {
 		a.mu.Unlock()
 		if !ok {
 			a.lostEntry.Add(1)
+			return
+		}
+		if entry.Probe.Spec.IntoParent {
+			a.mergeIntoParent(entry, ev)
 			return
 		}
 		if ev.Kind == probes.EventAbandoned {
@@ -181,6 +194,7 @@ func (a *Assembler) Stats() AssemblerStats {
 		Abandoned:     a.abandoned.Load(),
 		Stopped:       a.stopped.Load(),
 		Detached:      a.detached.Load(),
+		Unmerged:      a.unmerged.Load(),
 	}
 }
 
@@ -202,6 +216,7 @@ func (a *Assembler) endWhere(match func(probes.Event) bool, now time.Time, reaso
 }
 
 func (a *Assembler) finish(r SpanRecord) {
+	a.addMerged(&r)
 	repairRecord(&r) // hostile strings end here (utf8.go)
 	a.finished.Add(1)
 	a.emit(r)
