@@ -81,6 +81,11 @@ type Exporter struct {
 	// means the SDK's default.
 	Timeout time.Duration
 	CAFile  string
+	// ReconnectBackoff is the longest wait between two attempts to
+	// reconnect to the collector (exporter.reconnect_backoff): export
+	// resumes within about this long (plus 20% jitter) after an outage of
+	// any length. gRPC's default grows to 120 s.
+	ReconnectBackoff time.Duration
 }
 
 // Sampling is observability.tracing.sampling.
@@ -138,6 +143,10 @@ type Metrics struct {
 	// Listen is the address of the HTTP server for /metrics, /healthz and
 	// /readyz; empty turns it off.
 	Listen string
+	// Pprof also serves Go's profiles (net/http/pprof) under /debug/pprof/
+	// on that server. Off by default: a profile costs CPU while it runs
+	// and shows the agent's internals to whoever reaches the port.
+	Pprof bool
 }
 
 // DefaultMetricsListen is where /metrics, /healthz and /readyz are served
@@ -167,7 +176,7 @@ func DefaultConfig() Config {
 		Tracing: Tracing{
 			Enabled:  true,
 			Provider: ProviderOpenTelemetry,
-			Exporter: Exporter{Type: ExporterStdout},
+			Exporter: Exporter{Type: ExporterStdout, ReconnectBackoff: DefaultReconnectBackoff},
 			Sampling: Sampling{Type: SamplingAlwaysOn, Rate: 1},
 			Resource: Resource{ServiceName: DefaultServiceName},
 		},
@@ -294,6 +303,9 @@ func (c *Config) Validate() error {
 	}
 	if t.Exporter.Timeout < 0 {
 		return fmt.Errorf("%w: %sexporter.timeout: must be positive, e.g. \"10s\"", ErrConfig, p)
+	}
+	if b := t.Exporter.ReconnectBackoff; b != 0 && (b < MinReconnectBackoff || b > MaxReconnectBackoff) {
+		return fmt.Errorf("%w: %sexporter.reconnect_backoff: %v is outside %v..%v", ErrConfig, p, b, MinReconnectBackoff, MaxReconnectBackoff)
 	}
 	if !contains(samplingTypes, t.Sampling.Type) {
 		return fmt.Errorf("%w: %ssampling.type: unknown sampling type %q, allowed: %s", ErrConfig, p, t.Sampling.Type, list(samplingTypes))

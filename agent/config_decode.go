@@ -57,13 +57,14 @@ func decodeTracing(n *yaml.Node, t *Tracing) error {
 		"provider": stringField(&t.Provider),
 		"exporter": func(n *yaml.Node, path string) error {
 			return decodeMapping(n, path, map[string]field{
-				"type":     stringField(&t.Exporter.Type),
-				"endpoint": stringField(&t.Exporter.Endpoint),
-				"protocol": stringField(&t.Exporter.Protocol),
-				"insecure": boolField(&t.Exporter.Insecure),
-				"headers":  stringMapField(&t.Exporter.Headers),
-				"timeout":  durationField(&t.Exporter.Timeout),
-				"ca_file":  stringField(&t.Exporter.CAFile),
+				"type":              stringField(&t.Exporter.Type),
+				"endpoint":          stringField(&t.Exporter.Endpoint),
+				"protocol":          stringField(&t.Exporter.Protocol),
+				"insecure":          boolField(&t.Exporter.Insecure),
+				"headers":           stringMapField(&t.Exporter.Headers),
+				"timeout":           durationField(&t.Exporter.Timeout),
+				"ca_file":           stringField(&t.Exporter.CAFile),
+				"reconnect_backoff": durationField(&t.Exporter.ReconnectBackoff),
 			})
 		},
 		"sampling": func(n *yaml.Node, path string) error {
@@ -139,7 +140,10 @@ func decodeAgent(n *yaml.Node, a *Agent) error {
 		"max_span_age": durationField(&a.MaxSpanAge),
 		"discovery":    func(n *yaml.Node, path string) error { return decodeDiscovery(n, path, &a.Discovery) },
 		"metrics": func(n *yaml.Node, path string) error {
-			return decodeMapping(n, path, map[string]field{"listen": stringField(&a.Metrics.Listen)})
+			return decodeMapping(n, path, map[string]field{
+				"listen": stringField(&a.Metrics.Listen),
+				"pprof":  boolField(&a.Metrics.Pprof),
+			})
 		},
 		"watch_interval": durationField(&a.WatchInterval),
 		"propagation": func(n *yaml.Node, path string) error {

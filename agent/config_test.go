@@ -207,6 +207,7 @@ routerscope:
   probes: [probes/router.yaml, /abs/other.yaml]
   export: {queue_size: 100, max_batch_size: 10, batch_timeout: 200ms, shutdown_timeout: 2s}
   max_span_age: 1m
+  metrics: {listen: "127.0.0.1:9999", pprof: true}
   log_level: debug
   log_format: json
 `
@@ -229,6 +230,12 @@ routerscope:
 	want := ExportSettings{QueueSize: 100, MaxBatchSize: 10, BatchTimeout: 200 * time.Millisecond, ShutdownTimeout: 2 * time.Second}
 	if a.Export != want || a.MaxSpanAge != time.Minute || a.LogLevel != "debug" || a.LogFormat != "json" {
 		t.Errorf("agent: %+v", a)
+	}
+	if a.Metrics != (Metrics{Listen: "127.0.0.1:9999", Pprof: true}) {
+		t.Errorf("metrics: %+v", a.Metrics)
+	}
+	if DefaultConfig().Agent.Metrics.Pprof {
+		t.Error("pprof is on by default")
 	}
 	e := cfg.Tracing.Exporter
 	if e.Headers["authorization"] != "Bearer x" || e.Timeout != 3*time.Second {
@@ -287,7 +294,7 @@ func TestConfigErrors(t *testing.T) {
 		{"unknown tracing key", tr("    exporters: {}\n"),
 			[]string{"observability.tracing.exporters", "unknown key", "enabled, exporter, provider, resource, sampling"}},
 		{"unknown exporter key", tr("    exporter:\n      endpont: x:1\n"),
-			[]string{"observability.tracing.exporter.endpont", "ca_file, endpoint, headers, insecure, protocol, timeout, type"}},
+			[]string{"observability.tracing.exporter.endpont", "ca_file, endpoint, headers, insecure, protocol, reconnect_backoff, timeout, type"}},
 		{"unknown resource key", tr("    resource:\n      service: x\n"),
 			[]string{"observability.tracing.resource.service", "service_name"}},
 		{"unknown routerscope key", "routerscope:\n  target: []\n",

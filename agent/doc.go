@@ -6,10 +6,14 @@
 // One span's path: an EventSource (the capture engine's Tracer, attached
 // by an injected Attacher) yields entry and return events; the Assembler
 // pairs them by (pid, span id) into a SpanRecord with typed attributes;
-// the Pipeline replays the record into an SDK TracerProvider whose ID
-// generator hands back the kernel's ids and whose sampler keeps the
-// kernel's decision, with the exact start and end times; the SDK's batch
-// span processor and exporter (stdout JSON or OTLP/gRPC) do the rest.
+// the Pipeline (pipeline.go) queues the record, bounded, and one goroutine
+// batches it; for OTLP (otlpencode.go) each batch is encoded straight into
+// OTLP messages grouped by resource, with the kernel's ids and exact times,
+// and uploaded by the otlptrace.Client that NewTraceClient builds from the
+// config (gRPC or HTTP); for stdout (sdksink.go) each record becomes an SDK
+// span snapshot for the SDK's stdout exporter. The wire output is what the
+// SDK would send for the same spans (TestOTLPWireMatchesSDK), at a fraction
+// of the cost: no SDK span is started or ended per record.
 //
 // Nothing stays open forever: a span whose return is lost expires, a span
 // whose process exits or whose frame is abandoned ends failed, and the
@@ -34,18 +38,18 @@
 // binary share: e2e TestNodeAgent measured 0.3 s from a router's restart
 // to its "attached" log line.
 //
-// Resources (procresource.go, sdk.go): the SDK binds one resource to a
-// TracerProvider and a batch span processor to one provider, so every
-// attached process gets its own provider carrying its resource
-// (process.pid, process.executable.path, host.name, container.id,
-// k8s.*), all sharing one exporter; one admission gate bounds the spans
-// queued over all providers to routerscope.export.queue_size, and
-// routerscope.discovery.max_processes bounds the providers.
+// Resources (procresource.go, pipeline.go): every attached process has
+// its resource (process.pid, process.executable.path, host.name,
+// container.id, k8s.*), encoded once; a span takes its process's resource
+// when it is emitted, so a process that exits does not take its queued
+// spans' resource with it. One queue for all processes bounds the spans
+// held to routerscope.export.queue_size, and
+// routerscope.discovery.max_processes bounds the resources.
 //
 // Reloads (reload.go): SIGHUP, or a change of the config or probe files
 // (hashes polled every watch_interval), reloads the config; only
-// attachments change, so the assembler, the providers of unchanged
-// processes and the exporter carry the spans in flight across it.
+// attachments change, so the assembler, the pipeline and the exporter
+// carry the spans in flight across it.
 //
 // Self-observability (metrics.go): Prometheus /metrics, /healthz and
 // /readyz from one registry per Run.

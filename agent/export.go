@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
 	"go.opentelemetry.io/otel/exporters/stdout/stdouttrace"
@@ -18,12 +19,58 @@ import (
 	"google.golang.org/grpc/credentials"
 )
 
-// NewExporter builds the span exporter the config names: stdout writes
-// pretty-printed JSON (one object per span, the guide's "Console Output")
-// to w; otlp sends OTLP over gRPC (or HTTP with protobuf bodies, when the
-// protocol is http/protobuf), with TLS unless insecure, the CA file when
-// given, headers, and the per-export timeout within which the SDK retries;
-// none discards.
+// NewSpanPipeline builds the pipeline of the exporter the config names:
+// stdout through the SDK's stdout exporter, writing pretty-printed JSON
+// (one object per span, the guide's "Console Output") to w; otlp encoded
+// straight from the span records and uploaded by the client NewTraceClient
+// builds.
+func NewSpanPipeline(ctx context.Context, cfg Config, w io.Writer, onExportError func(error, int)) (*Pipeline, error) {
+	if cfg.Tracing.Exporter.Type == ExporterOTLP {
+		client, err := NewTraceClient(cfg.Tracing.Exporter)
+		if err != nil {
+			return nil, err
+		}
+		return NewOTLPPipeline(ctx, cfg, client, onExportError)
+	}
+	exp, err := NewExporter(ctx, cfg.Tracing.Exporter, w)
+	if err != nil {
+		return nil, err
+	}
+	pipe, err := NewPipeline(cfg, exp, onExportError)
+	if err != nil {
+		_ = exp.Shutdown(ctx)
+		return nil, err
+	}
+	return pipe, nil
+}
+
+// NewTraceClient builds the OTLP client the config names: the one place
+// the agent's OTLP connection is configured. gRPC, or HTTP with protobuf
+// bodies when the protocol is http/protobuf; TLS unless insecure, the CA
+// file when given, headers, and the per-export timeout within which the
+// client retries. Connections are made lazily: an unreachable collector
+// shows up as export errors, not as a start-up failure.
+func NewTraceClient(e Exporter) (otlptrace.Client, error) {
+	if e.Type != ExporterOTLP {
+		return nil, fmt.Errorf("%w: observability.tracing.exporter.type: %q has no OTLP client", ErrConfig, e.Type)
+	}
+	if e.Protocol == ProtocolHTTPProtobuf {
+		opts, err := otlpHTTPOptions(e)
+		if err != nil {
+			return nil, err
+		}
+		return otlptracehttp.NewClient(opts...), nil
+	}
+	opts, err := otlpOptions(e)
+	if err != nil {
+		return nil, err
+	}
+	return otlptracegrpc.NewClient(opts...), nil
+}
+
+// NewExporter builds the SDK span exporter the config names (for
+// NewPipeline): stdout writes pretty-printed JSON to w; otlp wraps the
+// client of NewTraceClient in the SDK's OTLP exporter; none discards.
 func NewExporter(ctx context.Context, e Exporter, w io.Writer) (sdktrace.SpanExporter, error) {
 	switch e.Type {
 	case ExporterStdout:
@@ -35,16 +82,11 @@ func NewExporter(ctx context.Context, e Exporter, w io.Writer) (sdktrace.SpanExp
 	case ExporterNone:
 		return noneExporter{}, nil
 	case ExporterOTLP:
-		if e.Protocol == ProtocolHTTPProtobuf {
-			return newHTTPExporter(ctx, e)
-		}
-		opts, err := otlpOptions(e)
+		client, err := NewTraceClient(e)
 		if err != nil {
 			return nil, err
 		}
-		// The gRPC connection is made lazily: an unreachable collector
-		// shows up as export errors, not as a start-up failure.
-		exp, err := otlptracegrpc.New(ctx, opts...)
+		exp, err := otlptrace.New(ctx, client)
 		if err != nil {
 			return nil, fmt.Errorf("create OTLP exporter for %s: %w", e.Endpoint, err)
 		}
@@ -53,10 +95,10 @@ func NewExporter(ctx context.Context, e Exporter, w io.Writer) (sdktrace.SpanExp
 	return nil, fmt.Errorf("%w: observability.tracing.exporter.type: unknown exporter type %q, allowed: %s", ErrConfig, e.Type, list(exporterTypes))
 }
 
-// newHTTPExporter builds the OTLP/HTTP (protobuf) exporter. Its client
-// connects per request, so an unreachable collector shows up as export
-// errors, as with gRPC.
-func newHTTPExporter(ctx context.Context, e Exporter) (sdktrace.SpanExporter, error) {
+// otlpHTTPOptions are the OTLP/HTTP (protobuf) client's options. Its
+// client connects per request, so an unreachable collector shows up as
+// export errors, as with gRPC.
+func otlpHTTPOptions(e Exporter) ([]otlptracehttp.Option, error) {
 	var opts []otlptracehttp.Option
 	if strings.Contains(e.Endpoint, "://") {
 		opts = append(opts, otlptracehttp.WithEndpointURL(e.Endpoint))
@@ -78,11 +120,7 @@ func newHTTPExporter(ctx context.Context, e Exporter) (sdktrace.SpanExporter, er
 	if e.Timeout > 0 {
 		opts = append(opts, otlptracehttp.WithTimeout(e.Timeout))
 	}
-	exp, err := otlptracehttp.New(ctx, opts...)
-	if err != nil {
-		return nil, fmt.Errorf("create OTLP/HTTP exporter for %s: %w", e.Endpoint, err)
-	}
-	return exp, nil
+	return opts, nil
 }
 
 // exporterTLS is the TLS configuration of a secure exporter: the CA file's
@@ -136,6 +174,7 @@ func otlpOptions(e Exporter) ([]otlptracegrpc.Option, error) {
 	if e.Timeout > 0 {
 		opts = append(opts, otlptracegrpc.WithTimeout(e.Timeout))
 	}
+	opts = append(opts, reconnectOptions(e.ReconnectBackoff)...)
 	return opts, nil
 }
 

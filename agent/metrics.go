@@ -129,10 +129,14 @@ func exportErrorReason(err error) string {
 	return "other"
 }
 
-// serveHTTP serves /metrics, /healthz and /readyz on ln; the returned
+// serveHTTP serves /metrics, /healthz and /readyz on ln, and with pprof
+// the Go profiles under /debug/pprof/ (see Metrics.Pprof); the returned
 // function stops the server and waits for it.
-func (m *metrics) serveHTTP(ln net.Listener) func() {
+func (m *metrics) serveHTTP(ln net.Listener, pprof bool) func() {
 	mux := http.NewServeMux()
+	if pprof {
+		servePprof(mux)
+	}
 	mux.Handle("/metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		// The process answers: that is all liveness means; a stuck export

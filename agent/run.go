@@ -217,10 +217,6 @@ func Run(ctx context.Context, cfg Config, attach Attacher, log *zap.Logger, opts
 		digests, _ = probeDigests(cfg, nil)
 	}
 
-	exp, err := NewExporter(ctx, cfg.Tracing.Exporter, o.stdout)
-	if err != nil {
-		return err
-	}
 	endpoint := cfg.Tracing.Exporter.Endpoint
 	throttle := newErrorThrottle(o.errorInterval, func(err error, failed, suppressed int) {
 		log.Error("export spans: the collector rejected or could not be reached; spans dropped",
@@ -228,12 +224,11 @@ func Run(ctx context.Context, cfg Config, attach Attacher, log *zap.Logger, opts
 			zap.Int(LogKeyFailed, failed), zap.Int(LogKeySuppressed, suppressed))
 	})
 	var met *metrics
-	pipe, err := NewPipeline(cfg, exp, func(err error, n int) {
+	pipe, err := NewSpanPipeline(ctx, cfg, o.stdout, func(err error, n int) {
 		met.exportErrors.WithLabelValues(exportErrorReason(err)).Inc()
 		throttle.observe(err, n)
 	})
 	if err != nil {
-		_ = exp.Shutdown(context.Background())
 		return err
 	}
 	asm := NewAssembler(pipe.Emit, cfg.Agent.MaxSpanAge)
@@ -262,7 +257,7 @@ func Run(ctx context.Context, cfg Config, attach Attacher, log *zap.Logger, opts
 	}
 	m.updateReadiness()
 	if o.listener != nil {
-		stop := met.serveHTTP(o.listener)
+		stop := met.serveHTTP(o.listener, cfg.Agent.Metrics.Pprof)
 		defer stop()
 	}
 	m.loop(ctx, reloads)

@@ -10,7 +10,7 @@ package agent
 // id with the same ratio) decides alike, and unsampled requests emit no
 // events at all. A request carrying a valid traceparent follows its sampled
 // flag instead, in the kernel (parent-based; see package bpf). The SDK side
-// then keeps whatever arrives (see KernelSampler).
+// then keeps whatever arrives (see Pipeline.Emit).
 //
 // always_on is 1; probabilistic is its rate (0 included: callers' sampled
 // traces are still kept); always_off and enabled: false attach nothing, and

@@ -107,6 +107,8 @@ type CapturePropagationCounters struct {
 	Consumed  uint64
 	Recorded  uint64
 	Handed    uint64
+	Duplicate uint64
+	TsDropped uint64
 }
 
 type CaptureRemoteCtx struct {
@@ -131,6 +133,13 @@ type CaptureSpanStack struct {
 		ProbeId      uint32
 		Flags        uint32
 	}
+}
+
+type CaptureStateJoin struct {
+	_   structs.HostLayout
+	Len uint32
+	Pad uint32
+	V   [512]int8
 }
 
 type CaptureTraceKey struct {

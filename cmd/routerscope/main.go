@@ -41,7 +41,7 @@ Go SDK: readable JSON on stdout, or OTLP/gRPC to Jaeger, Tempo or a collector.
 
 Usage:
   routerscope run [--pid N | --binary PATH] [--config FILE] [--probes FILE]...
-                  [--metrics-listen ADDR]
+                  [--metrics-listen ADDR] [--pprof]
                   [--log-level debug|info|warn|error] [--log-format console|json]
   routerscope probes list|verify|extract ...   (see routerscope probes help)
   routerscope tree [FILE]
@@ -69,6 +69,9 @@ run flags:
                    serve Prometheus /metrics, /healthz and /readyz on ADDR
                    (default routerscope.metrics.listen, else :9464); ""
                    turns the server off
+  --pprof          also serve Go profiles under /debug/pprof/ on that server
+                   (routerscope.metrics.pprof; off by default), e.g.
+                   go tool pprof http://ADDR/debug/pprof/profile?seconds=30
   --log-level L    debug, info (default), warn or error
   --log-format F   console (default, for humans) or json
 
@@ -198,6 +201,8 @@ type runFlags struct {
 	logFormat string
 	// metricsListen is set when --metrics-listen was given (even empty).
 	metricsListen *string
+	// pprof is set when --pprof was given.
+	pprof *bool
 }
 
 type listFlag []string
@@ -229,6 +234,7 @@ func (c cli) run(ctx context.Context, args []string) int {
 	fs.StringVar(&f.logLevel, "log-level", "", "")
 	fs.StringVar(&f.logFormat, "log-format", "", "")
 	metricsListen := fs.String("metrics-listen", "", "")
+	pprofOn := fs.Bool("pprof", false, "")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fmt.Fprint(c.stdout, helpText)
@@ -246,8 +252,11 @@ func (c cli) run(ctx context.Context, args []string) int {
 		return c.usageError("--pid %d is not a process id", f.pid)
 	}
 	fs.Visit(func(fl *flag.Flag) {
-		if fl.Name == "metrics-listen" {
+		switch fl.Name {
+		case "metrics-listen":
 			f.metricsListen = metricsListen
+		case "pprof":
+			f.pprof = pprofOn
 		}
 	})
 
@@ -347,6 +356,9 @@ func loadConfig(path string, f runFlags, getenv func(string) string) (agent.Conf
 	}
 	if f.logFormat != "" {
 		cfg.Agent.LogFormat = f.logFormat
+	}
+	if f.pprof != nil {
+		cfg.Agent.Metrics.Pprof = *f.pprof
 	}
 	if f.metricsListen != nil {
 		cfg.Agent.Metrics.Listen = *f.metricsListen

@@ -74,11 +74,19 @@ func WithTLS(cert tls.Certificate) Option {
 	return func(r *Receiver) { r.cert = &cert }
 }
 
+// WithAddress listens on addr (host:port) instead of a free loopback port:
+// a test restarts a receiver where a closed one was, as a collector
+// coming back after an outage.
+func WithAddress(addr string) Option {
+	return func(r *Receiver) { r.addr = addr }
+}
+
 // Receiver is a running OTLP/gRPC trace receiver on a loopback port.
 type Receiver struct {
 	collectorpb.UnimplementedTraceServiceServer
 
 	cert *tls.Certificate
+	addr string
 	lis  net.Listener
 	srv  *grpc.Server
 	done chan struct{}
@@ -92,13 +100,14 @@ type Receiver struct {
 	requests int
 }
 
-// Start listens on 127.0.0.1 on a free port and serves until Close.
+// Start listens on 127.0.0.1 on a free port (or WithAddress's) and serves
+// until Close.
 func Start(opts ...Option) (*Receiver, error) {
-	r := &Receiver{changed: make(chan struct{}), done: make(chan struct{})}
+	r := &Receiver{addr: "127.0.0.1:0", changed: make(chan struct{}), done: make(chan struct{})}
 	for _, o := range opts {
 		o(r)
 	}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	lis, err := net.Listen("tcp", r.addr)
 	if err != nil {
 		return nil, fmt.Errorf("listen for OTLP: %w", err)
 	}
