@@ -348,6 +348,8 @@ func eventKindName(k probes.EventKind) string {
 		return "return"
 	case probes.EventAbandoned:
 		return "abandoned"
+	case probes.EventSpan:
+		return "span"
 	}
 	return "unknown"
 }
