@@ -87,3 +87,38 @@ func TestIntoParentBounded(t *testing.T) {
 		t.Errorf("merged %d attributes (unmerged %d, left %d), want %d", n, a.Stats().Unmerged, len(a.merged), maxMergedAttributes)
 	}
 }
+
+// whole is a span as the capture engine sends it: one record at its end.
+func whole(p *probes.Resolved, pid uint32, trace [16]byte, span, parent [8]byte, start, end time.Time, entryVals ...probes.Value) probes.Event {
+	return probes.Event{Kind: probes.EventSpan, Probe: p, PID: pid, TID: pid, Start: start, Time: end,
+		TraceID: trace, SpanID: span, ParentSpanID: parent, Sampled: true, EntryValues: entryVals}
+}
+
+func TestIntoParentWholeSpans(t *testing.T) {
+	var c collector
+	a := NewAssembler(c.emit, time.Minute)
+	rp, sp := rootProbe(), statusProbe()
+	tr, root := tid(3), sid(3)
+	t0 := baseTime
+	// The child's record comes first (it ends first), then the parent's.
+	a.Handle(whole(sp, 7, tr, sid(70), root, t0.Add(time.Millisecond), t0.Add(2*time.Millisecond), i64(418)))
+	// A call with no local parent is dropped at once.
+	a.Handle(whole(sp, 7, tr, sid(71), [8]byte{}, t0, t0, i64(200)))
+	// A call whose parent's record never comes waits, then expires.
+	a.Handle(whole(sp, 7, tr, sid(72), sid(99), t0, t0, i64(500)))
+	a.Handle(whole(rp, 7, tr, root, [8]byte{}, t0, t0.Add(3*time.Millisecond), str("req-c")))
+	recs := c.all()
+	if len(recs) != 1 || recs[0].Name != "semantic_router.request.received" {
+		t.Fatalf("want only the parent span, got %+v", recs)
+	}
+	if v := attrMap(recs[0].Attributes)["http.response.status_code"]; v.AsInt64() != 418 {
+		t.Errorf("status on the parent: %v", recs[0].Attributes)
+	}
+	if st := a.Stats(); st.Unmerged != 1 || len(a.merged) != 1 {
+		t.Errorf("before expiry: stats %+v waiting %d", st, len(a.merged))
+	}
+	a.Expire(t0.Add(2 * time.Minute))
+	if st := a.Stats(); st.Unmerged != 2 || len(a.merged) != 0 || a.pendingMerges.Load() != 0 {
+		t.Errorf("after expiry: stats %+v waiting %d", st, len(a.merged))
+	}
+}

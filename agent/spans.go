@@ -84,7 +84,9 @@ type Assembler struct {
 	open map[spanKey]probes.Event
 	// merged holds attributes that into_parent probes added to open
 	// spans (merge.go).
-	merged map[spanKey][]attribute.KeyValue
+	merged map[spanKey]*pendingMerge
+	// pendingMerges is len(merged), read without the lock.
+	pendingMerges atomic.Int64
 
 	finished, lostEntry, expired, exited, abandoned, stopped, detached atomic.Uint64
 	// unmerged counts into_parent calls (or their attributes) dropped
@@ -96,7 +98,7 @@ type Assembler struct {
 // (called without the assembler's lock held) and ends spans open longer
 // than maxAge when Expire is called.
 func NewAssembler(emit func(SpanRecord), maxAge time.Duration) *Assembler {
-	return &Assembler{emit: emit, maxAge: maxAge, open: map[spanKey]probes.Event{}, merged: map[spanKey][]attribute.KeyValue{}}
+	return &Assembler{emit: emit, maxAge: maxAge, open: map[spanKey]probes.Event{}, merged: map[spanKey]*pendingMerge{}}
 }
 
 // Handle consumes one event.
@@ -132,7 +134,11 @@ func (a *Assembler) Handle(ev probes.Event) {
 			return
 		}
 		if entry.Probe.Spec.IntoParent {
-			a.mergeIntoParent(entry, ev)
+			var ret *probes.Event
+			if ev.Kind == probes.EventReturn {
+				ret = &ev
+			}
+			a.mergeIntoParent(entry, ret, ev.Time, true)
 			return
 		}
 		if ev.Kind == probes.EventAbandoned {
@@ -152,6 +158,14 @@ func (a *Assembler) handleWhole(ev *probes.Event) {
 		ParentSpanID: ev.ParentSpanID, Sampled: ev.Sampled, RemoteParent: ev.RemoteParent,
 		Values: ev.EntryValues,
 	}
+	if ev.Probe.Spec.IntoParent {
+		var ret *probes.Event
+		if ev.Kind == probes.EventSpan {
+			ret = ev
+		}
+		a.mergeIntoParent(entry, ret, ev.Time, false)
+		return
+	}
 	if ev.Kind == probes.EventAbandoned {
 		a.abandoned.Add(1)
 		a.finish(buildRecord(entry, nil, ev.Time, true, ReasonAbandoned))
@@ -163,6 +177,7 @@ func (a *Assembler) handleWhole(ev *probes.Event) {
 // Expire ends, as failed, every span opened more than maxAge before now,
 // and returns how many.
 func (a *Assembler) Expire(now time.Time) int {
+	a.expireMerges(now)
 	reason := ReasonExpired + " after " + a.maxAge.String()
 	return a.endWhere(func(ev probes.Event) bool { return now.Sub(ev.Time) > a.maxAge }, now, reason, &a.expired)
 }
