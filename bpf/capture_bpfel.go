@@ -17,6 +17,14 @@ type CaptureConfig struct {
 	_           structs.HostLayout
 	WakeupBytes uint64
 	SampleBound uint64
+	ReaderIdle  uint64
+}
+
+type CaptureEntryVals struct {
+	_    structs.HostLayout
+	Len  uint32
+	N    uint32
+	Data [4608]int8
 }
 
 type CaptureHeaderLine struct {
@@ -107,6 +115,8 @@ type CapturePropagationCounters struct {
 	Consumed  uint64
 	Recorded  uint64
 	Handed    uint64
+	Duplicate uint64
+	TsDropped uint64
 }
 
 type CaptureRemoteCtx struct {
@@ -115,6 +125,11 @@ type CaptureRemoteCtx struct {
 	TraceLo uint64
 	SpanId  uint64
 	Flags   uint64
+}
+
+type CaptureScratch struct {
+	_   structs.HostLayout
+	Buf [16384]int8
 }
 
 type CaptureSpanStack struct {
@@ -128,9 +143,17 @@ type CaptureSpanStack struct {
 		SpanId       uint64
 		ParentSpanId uint64
 		StackDepth   uint64
+		StartNs      uint64
 		ProbeId      uint32
 		Flags        uint32
 	}
+}
+
+type CaptureStateJoin struct {
+	_   structs.HostLayout
+	Len uint32
+	Pad uint32
+	V   [512]int8
 }
 
 type CaptureTraceKey struct {
@@ -154,6 +177,7 @@ const (
 	CaptureMapCounters                    = "counters"
 	CaptureMapDescs                       = "descs"
 	CaptureMapEmptyStack                  = "empty_stack"
+	CaptureMapEntryVals                   = "entry_vals"
 	CaptureMapEvents                      = "events"
 	CaptureMapHeaderScratch               = "header_scratch"
 	CaptureMapInherit                     = "inherit"
@@ -167,6 +191,7 @@ const (
 	CaptureMapPendingStates               = "pending_states"
 	CaptureMapPropCounters                = "prop_counters"
 	CaptureMapRemoteParents               = "remote_parents"
+	CaptureMapScratch                     = "scratch"
 	CaptureMapStacks                      = "stacks"
 	CaptureMapStateScratch                = "state_scratch"
 	CaptureMapTraceStates                 = "trace_states"
@@ -260,6 +285,7 @@ type CaptureMapSpecs struct {
 	Counters       *ebpf.MapSpec `ebpf:"counters"`
 	Descs          *ebpf.MapSpec `ebpf:"descs"`
 	EmptyStack     *ebpf.MapSpec `ebpf:"empty_stack"`
+	EntryVals      *ebpf.MapSpec `ebpf:"entry_vals"`
 	Events         *ebpf.MapSpec `ebpf:"events"`
 	HeaderScratch  *ebpf.MapSpec `ebpf:"header_scratch"`
 	Inherit        *ebpf.MapSpec `ebpf:"inherit"`
@@ -273,6 +299,7 @@ type CaptureMapSpecs struct {
 	PendingStates  *ebpf.MapSpec `ebpf:"pending_states"`
 	PropCounters   *ebpf.MapSpec `ebpf:"prop_counters"`
 	RemoteParents  *ebpf.MapSpec `ebpf:"remote_parents"`
+	Scratch        *ebpf.MapSpec `ebpf:"scratch"`
 	Stacks         *ebpf.MapSpec `ebpf:"stacks"`
 	StateScratch   *ebpf.MapSpec `ebpf:"state_scratch"`
 	TraceStates    *ebpf.MapSpec `ebpf:"trace_states"`
@@ -308,6 +335,7 @@ type CaptureMaps struct {
 	Counters       *ebpf.Map `ebpf:"counters"`
 	Descs          *ebpf.Map `ebpf:"descs"`
 	EmptyStack     *ebpf.Map `ebpf:"empty_stack"`
+	EntryVals      *ebpf.Map `ebpf:"entry_vals"`
 	Events         *ebpf.Map `ebpf:"events"`
 	HeaderScratch  *ebpf.Map `ebpf:"header_scratch"`
 	Inherit        *ebpf.Map `ebpf:"inherit"`
@@ -321,6 +349,7 @@ type CaptureMaps struct {
 	PendingStates  *ebpf.Map `ebpf:"pending_states"`
 	PropCounters   *ebpf.Map `ebpf:"prop_counters"`
 	RemoteParents  *ebpf.Map `ebpf:"remote_parents"`
+	Scratch        *ebpf.Map `ebpf:"scratch"`
 	Stacks         *ebpf.Map `ebpf:"stacks"`
 	StateScratch   *ebpf.Map `ebpf:"state_scratch"`
 	TraceStates    *ebpf.Map `ebpf:"trace_states"`
@@ -332,6 +361,7 @@ func (m *CaptureMaps) Close() error {
 		m.Counters,
 		m.Descs,
 		m.EmptyStack,
+		m.EntryVals,
 		m.Events,
 		m.HeaderScratch,
 		m.Inherit,
@@ -345,6 +375,7 @@ func (m *CaptureMaps) Close() error {
 		m.PendingStates,
 		m.PropCounters,
 		m.RemoteParents,
+		m.Scratch,
 		m.Stacks,
 		m.StateScratch,
 		m.TraceStates,

@@ -58,9 +58,11 @@
 // net/textproto.readMIMEHeader clears the pending parent, so a request
 // without the header, or a header on a request no probe covers, never leaks
 // into the next request on a keep-alive connection. Cost: one uprobe hit per
-// header line plus one per request. A tracestate line's value (up to 256
-// bytes; a longer one is dropped whole, and of several tracestate lines the
-// last wins) waits beside the pending parent; the root span that takes the
+// header line plus one per request. Several traceparent lines in one header
+// block are none (W3C Trace Context: one value; the block's remote parent is
+// marked unusable, and the request starts a new trace). Tracestate lines
+// are one list joined with commas (up to 256 bytes in all; a longer list is
+// dropped whole), which waits beside the pending parent; the root span that takes the
 // parent files it under its trace id, for the injector. Exported spans do
 // not carry it (the OTLP trace_state field stays empty).
 //
@@ -82,7 +84,11 @@
 // with an HTTP/1.x request line, inserts
 // "traceparent: 00-<trace>-<span>-<flags>\r\n" after that line with
 // bpf_msg_push_data (and "tracestate: <value>\r\n" when the trace came with
-// one), then disarms the thread. Pushed space is not cleared by the kernel:
+// one), then disarms the thread. A request that already carries a
+// traceparent (an application forwarding its caller's) gets no second one:
+// the first 1 KiB is searched, a version-00 value is overwritten in place
+// with this span's, a value of another length is left alone; a request
+// with its own tracestate gets none added. Pushed space is not cleared by the kernel:
 // every failure between a push and the last byte written pops it again
 // (bpf_msg_pop_data), and if the pop fails too the message is dropped (the
 // target's write fails) rather than sent with stale kernel memory in it;

@@ -41,6 +41,14 @@ char __license[] SEC("license") = "Dual BSD/GPL";
 // "tracestate: " ahead of the value in the header pushed.
 #define TS_HDR_NAME_LEN 12
 
+// Bytes from the message's start searched for a traceparent or tracestate
+// line the application wrote itself (it forwards the caller's headers):
+// the router's upstream header blocks are a few hundred bytes. A line that
+// starts past this is not seen, and the request gets a second header.
+#define HDR_SCAN 1024
+// The value of a version-00 traceparent: "00-" 32 "-" 16 "-" 2.
+#define TP_VALUE_LEN 55
+
 #include "tracecontext.h"
 
 // Client sockets, keyed by socket cookie. A socket leaves the map by itself
@@ -60,6 +68,8 @@ struct inject_counters {
 	__u64 stale;      // armings too old to belong to the write at hand
 	__u64 undone;     // pushed bytes popped again because they could not be written
 	__u64 dropped;    // messages dropped because a pop failed (never sent half-written)
+	__u64 replaced;   // traceparent values the application wrote, overwritten in place
+	__u64 kept;       // requests whose own traceparent could not be overwritten: left alone
 };
 
 struct {
@@ -180,8 +190,12 @@ static __always_inline void put_hex64(char *d, __u64 v)
 
 // request_line_end returns the offset just past the request line's CRLF,
 // or 0 when the message does not start like "METHOD target HTTP/1.x\r\n".
-static __always_inline __u32 request_line_end(struct sk_msg_md *msg)
+// Global, so the verifier checks it once and its callers see one unknown
+// offset rather than one exact value per loop exit to follow.
+__noinline __u32 request_line_end(struct sk_msg_md *msg)
 {
+	if (!msg)
+		return 0;
 	char *data = msg->data, *end = msg->data_end;
 	if (data + 1 > end || data[0] < 'A' || data[0] > 'Z')
 		return 0;
@@ -253,6 +267,123 @@ static __noinline int push_tracestate(struct sk_msg_md *msg, __u32 off, struct i
 	return SK_PASS;
 }
 
+// What scan_headers found among the application's own header lines.
+struct scan_result {
+	__u32 traceparent; // a traceparent line is there
+	__u32 tp_value;    // where its value starts, when exactly TP_VALUE_LEN bytes; else 0
+	__u32 tracestate;  // a tracestate line is there
+};
+
+// Per CPU, so the scan loop carries no findings in registers: the
+// verifier then prunes its paths at every iteration.
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct scan_result);
+} scan_scratch SEC(".maps");
+
+static __always_inline int is_name(const char *q, const char *name, int n)
+{
+#pragma unroll
+	for (int i = 0; i < n; i++) {
+		char ch = q[i];
+		if (ch >= 'A' && ch <= 'Z')
+			ch += 'a' - 'A';
+		if (ch != name[i])
+			return 0;
+	}
+	return 1;
+}
+
+#define LINE_NEXT 0
+#define LINE_BLANK 1 // the blank line that ends the header block
+
+// check_line looks at the header line starting at offset at for a
+// traceparent or tracestate name (case-insensitive; net/http writes
+// "Traceparent") and notes it in r. Global, so the verifier checks it once
+// rather than in every iteration of the scan.
+__noinline int check_line(struct sk_msg_md *msg, __u32 at, struct scan_result *r)
+{
+	if (!msg || !r || at >= HDR_SCAN)
+		return LINE_BLANK;
+	// The empty asm hides the bound just checked from the compiler, so it
+	// keeps the mask the verifier needs to bound the pointer.
+	__u32 idx = at;
+	asm volatile("" : "+r"(idx));
+	char *q = (char *)(long)msg->data + (idx & (HDR_SCAN - 1));
+	char *end = (char *)(long)msg->data_end;
+	if (q + 2 > end)
+		return LINE_BLANK;
+	if (q[0] == '\r' && q[1] == '\n')
+		return LINE_BLANK;
+	if ((q[0] != 't' && q[0] != 'T') || q + 16 > end)
+		return LINE_NEXT;
+	if (is_name(q, "tracestate:", 11)) {
+		r->tracestate = 1;
+		return LINE_NEXT;
+	}
+	if (!is_name(q, "traceparent:", 12) || r->traceparent)
+		return LINE_NEXT;
+	r->traceparent = 1;
+	// Optional whitespace, the value, then the line's CRLF.
+	__u32 v = 12;
+#pragma unroll
+	for (int k = 0; k < 4; k++)
+		if (q[v] == ' ' || q[v] == '\t')
+			v++;
+	char *val = q + v;
+	if (val + TP_VALUE_LEN + 2 > end)
+		return LINE_NEXT;
+	if (val[TP_VALUE_LEN] != '\r' || val[TP_VALUE_LEN + 1] != '\n')
+		return LINE_NEXT;
+	if (at + v + TP_VALUE_LEN <= HDR_SCAN)
+		r->tp_value = at + v;
+	return LINE_NEXT;
+}
+
+// scan_headers looks through the header lines of a request up to the blank line or HDR_SCAN bytes for the
+// application's own traceparent and tracestate; NULL when it cannot.
+static __always_inline struct scan_result *scan_headers(struct sk_msg_md *msg)
+{
+	__u32 zero = 0;
+	struct scan_result *r = bpf_map_lookup_elem(&scan_scratch, &zero);
+	if (!r)
+		return NULL;
+	r->traceparent = 0;
+	r->tp_value = 0;
+	r->tracestate = 0;
+	// From the message's start: the request line has no LF before its end
+	// (off - 1), so the first line checked is the first header line. No
+	// comparison with off in the loop, so the verifier need not follow
+	// each of its values.
+	for (__u32 i = 0; i < HDR_SCAN; i++) {
+		char *p = (char *)(long)msg->data + i;
+		if ((void *)(p + 1) > (void *)(long)msg->data_end)
+			break;
+		if (p[0] != '\n')
+			continue;
+		if (check_line(msg, i + 1, r) == LINE_BLANK)
+			break;
+	}
+	return r;
+}
+
+// put_traceparent_value writes the TP_VALUE_LEN bytes "00-<trace>-<span>-<flags>".
+static __always_inline void put_traceparent_value(char *d, struct inject_ctx *ic)
+{
+	d[0] = '0';
+	d[1] = '0';
+	d[2] = '-';
+	put_hex64(d + 3, ic->trace_hi);
+	put_hex64(d + 19, ic->trace_lo);
+	d[35] = '-';
+	put_hex64(d + 36, ic->span_id);
+	d[52] = '-';
+	d[53] = '0';
+	d[54] = (ic->flags & FLAG_SAMPLED) ? '1' : '0';
+}
+
 SEC("sk_msg")
 int skmsg_inject(struct sk_msg_md *msg)
 {
@@ -274,7 +405,7 @@ int skmsg_inject(struct sk_msg_md *msg)
 		return SK_PASS;
 	}
 
-	__u32 scan = msg->size < LINE_SCAN ? msg->size : LINE_SCAN;
+	__u32 scan = msg->size < HDR_SCAN ? msg->size : HDR_SCAN;
 	if (bpf_msg_pull_data(msg, 0, scan, 0)) {
 		if (c)
 			c->push_error++;
@@ -287,6 +418,31 @@ int skmsg_inject(struct sk_msg_md *msg)
 		return SK_PASS;
 	}
 	__u32 fault = faults();
+	// An application that forwards its caller's traceparent: a second one
+	// would split the trace (the next hop reads one of the two), so the
+	// value is overwritten in place (no push, nothing to undo) and the
+	// request carries this span as its parent. A value of another length
+	// (a later version) is left alone, and so is the rest of the request.
+	// A tracestate the application wrote is its own: none is added.
+	struct scan_result *found = scan_headers(msg);
+	if (!found)
+		return SK_PASS;
+	__u32 has_state = found->tracestate;
+	if (found->traceparent) {
+		__u32 at = found->tp_value & (HDR_SCAN - 1);
+		char *v = (char *)(long)msg->data + at;
+		if (!at || (void *)(v + TP_VALUE_LEN) > (void *)(long)msg->data_end) {
+			if (c)
+				c->kept++;
+			return SK_PASS;
+		}
+		put_traceparent_value(v, &ic);
+		if (c)
+			c->replaced++;
+		if (has_state)
+			return SK_PASS;
+		return push_tracestate(msg, off, &ic, c, fault);
+	}
 	if (bpf_msg_push_data(msg, off, TP_HDR_LEN, 0)) {
 		if (c)
 			c->push_error++;
@@ -300,20 +456,16 @@ int skmsg_inject(struct sk_msg_md *msg)
 	char *d = msg->data;
 	if ((fault & FAULT_TP_BOUNDS) || (void *)(d + TP_HDR_LEN) > msg->data_end)
 		return undo(msg, off, TP_HDR_LEN, c, fault);
-	const char name[] = "traceparent: 00-";
+	const char name[] = "traceparent: ";
 #pragma unroll
-	for (int i = 0; i < 16; i++)
+	for (int i = 0; i < 13; i++)
 		d[i] = name[i];
-	put_hex64(d + 16, ic.trace_hi);
-	put_hex64(d + 32, ic.trace_lo);
-	d[48] = '-';
-	put_hex64(d + 49, ic.span_id);
-	d[65] = '-';
-	d[66] = '0';
-	d[67] = (ic.flags & FLAG_SAMPLED) ? '1' : '0';
+	put_traceparent_value(d + 13, &ic);
 	d[68] = '\r';
 	d[69] = '\n';
 	if (c)
 		c->injected++;
+	if (has_state)
+		return SK_PASS;
 	return push_tracestate(msg, off + TP_HDR_LEN, &ic, c, fault);
 }

@@ -22,6 +22,8 @@ type InjectInjectCounters struct {
 	Stale     uint64
 	Undone    uint64
 	Dropped   uint64
+	Replaced  uint64
+	Kept      uint64
 }
 
 type InjectInjectCtx struct {
@@ -31,6 +33,13 @@ type InjectInjectCtx struct {
 	SpanId  uint64
 	Flags   uint64
 	ArmedNs uint64
+}
+
+type InjectScanResult struct {
+	_           structs.HostLayout
+	Traceparent uint32
+	TpValue     uint32
+	Tracestate  uint32
 }
 
 type InjectTraceKey struct {
@@ -55,6 +64,7 @@ const (
 	InjectMapInjectCounters = "inject_counters"
 	InjectMapInjectFault    = "inject_fault"
 	InjectMapInjectTids     = "inject_tids"
+	InjectMapScanScratch    = "scan_scratch"
 	InjectMapTraceStates    = "trace_states"
 	InjectProgSkmsgInject   = "skmsg_inject"
 	InjectProgSockopsTrack  = "sockops_track"
@@ -116,6 +126,7 @@ type InjectMapSpecs struct {
 	InjectCounters *ebpf.MapSpec `ebpf:"inject_counters"`
 	InjectFault    *ebpf.MapSpec `ebpf:"inject_fault"`
 	InjectTids     *ebpf.MapSpec `ebpf:"inject_tids"`
+	ScanScratch    *ebpf.MapSpec `ebpf:"scan_scratch"`
 	TraceStates    *ebpf.MapSpec `ebpf:"trace_states"`
 }
 
@@ -151,6 +162,7 @@ type InjectMaps struct {
 	InjectCounters *ebpf.Map `ebpf:"inject_counters"`
 	InjectFault    *ebpf.Map `ebpf:"inject_fault"`
 	InjectTids     *ebpf.Map `ebpf:"inject_tids"`
+	ScanScratch    *ebpf.Map `ebpf:"scan_scratch"`
 	TraceStates    *ebpf.Map `ebpf:"trace_states"`
 }
 
@@ -161,6 +173,7 @@ func (m *InjectMaps) Close() error {
 		m.InjectCounters,
 		m.InjectFault,
 		m.InjectTids,
+		m.ScanScratch,
 		m.TraceStates,
 	)
 }

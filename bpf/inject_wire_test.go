@@ -163,6 +163,8 @@ func (w *wireInjector) counters(t *testing.T) InjectInjectCounters {
 		sum.PushError += c.PushError
 		sum.Undone += c.Undone
 		sum.Dropped += c.Dropped
+		sum.Replaced += c.Replaced
+		sum.Kept += c.Kept
 	}
 	return sum
 }
@@ -241,4 +243,67 @@ func clip(b []byte) []byte {
 		return append(b[:400:400], "..."...)
 	}
 	return b
+}
+
+// TestInjectExistingTraceContext: an application that forwards its
+// caller's traceparent (and maybe tracestate) itself gets no second one,
+// which would split the trace at the next hop: a version-00 value is
+// overwritten in place with this span's, a value that cannot be (another
+// length) is left alone with nothing added, and an application's own
+// tracestate is never joined by another.
+func TestInjectExistingTraceContext(t *testing.T) {
+	w := loadWireInjector(t)
+	const (
+		theirs    = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+		ours      = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+		theirsV1  = "01-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01-future"
+		theirTS   = "vendor=theirs"
+		line      = "POST /v1/chat/completions HTTP/1.1\r\n"
+		rest      = "Content-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
+		pad       = "X-Padding: " // a long header block before the traceparent
+		ourTSLine = "tracestate: " + wireTracestate + "\r\n"
+	)
+	long := pad + strings.Repeat("p", 600) + "\r\n"
+	for _, tc := range []struct {
+		name           string
+		req, want      string
+		replaced, kept uint64
+	}{
+		{"forwarded traceparent", line + "Host: llm\r\nTraceparent: " + theirs + "\r\n" + rest,
+			line + ourTSLine + "Host: llm\r\nTraceparent: " + ours + "\r\n" + rest, 1, 0},
+		{"forwarded traceparent first, lower case, no space", line + "traceparent:" + theirs + "\r\nHost: llm\r\n" + rest,
+			line + ourTSLine + "traceparent:" + ours + "\r\nHost: llm\r\n" + rest, 1, 0},
+		{"forwarded traceparent after 600 bytes of headers", line + "Host: llm\r\n" + long + "Traceparent: " + theirs + "\r\n" + rest,
+			line + ourTSLine + "Host: llm\r\n" + long + "Traceparent: " + ours + "\r\n" + rest, 1, 0},
+		{"forwarded traceparent and tracestate", line + "Host: llm\r\nTraceparent: " + theirs + "\r\nTracestate: " + theirTS + "\r\n" + rest,
+			line + "Host: llm\r\nTraceparent: " + ours + "\r\nTracestate: " + theirTS + "\r\n" + rest, 1, 0},
+		{"own tracestate only", line + "Host: llm\r\nTracestate: " + theirTS + "\r\n" + rest,
+			line + wireTraceparent + "Host: llm\r\nTracestate: " + theirTS + "\r\n" + rest, 0, 0},
+		{"a later version's traceparent", line + "Host: llm\r\nTraceparent: " + theirsV1 + "\r\n" + rest,
+			line + "Host: llm\r\nTraceparent: " + theirsV1 + "\r\n" + rest, 0, 1},
+		{"traceparent in the body only", line + "Host: llm\r\nContent-Length: 28\r\n\r\n\ntraceparent: " + theirs[:14],
+			line + wireTraceparent + ourTSLine + "Host: llm\r\nContent-Length: 28\r\n\r\n\ntraceparent: " + theirs[:14], 0, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := w.counters(t)
+			werr, got := w.send(t, tc.req, 0)
+			after := w.counters(t)
+			if werr != nil {
+				t.Fatalf("write: %v", werr)
+			}
+			if string(got) != tc.want {
+				t.Errorf("the server received\n %q\nwant\n %q", got, tc.want)
+			}
+			head, _, _ := strings.Cut(string(got), "\r\n\r\n")
+			if n := strings.Count(strings.ToLower(head), "traceparent:"); n != 1 {
+				t.Errorf("%d traceparent lines arrived, want 1", n)
+			}
+			if d := after.Replaced - before.Replaced; d != tc.replaced {
+				t.Errorf("replaced counter moved by %d, want %d", d, tc.replaced)
+			}
+			if d := after.Kept - before.Kept; d != tc.kept {
+				t.Errorf("kept counter moved by %d, want %d", d, tc.kept)
+			}
+		})
+	}
 }

@@ -29,8 +29,15 @@ struct remote_ctx {
 	__u64 trace_hi;
 	__u64 trace_lo;
 	__u64 span_id;
-	__u64 flags; // FLAG_SAMPLED from the header's flags
+	__u64 flags; // FLAG_SAMPLED from the header's flags; REMOTE_UNUSABLE
 };
+
+// A remote_ctx flag: this header block had an invalid traceparent, or more
+// than one. W3C Trace Context (level 1, 3.2: traceparent is a single
+// value, and several headers combine into one invalid value; the spec's
+// test suite expects a new trace for two) treats that as no traceparent,
+// and a later line of the same block cannot make it valid again.
+#define REMOTE_UNUSABLE 0x100
 
 // traceparent: "vv-" + 32 + "-" + 16 + "-" + "ff": 55 characters.
 #define TP_NAME_LEN 12 // "traceparent:"
@@ -48,11 +55,20 @@ struct {
 	__type(value, struct trace_state);
 } pending_states SEC(".maps");
 
+// state_join is a trace_state with room to append one more line's value
+// at any length up to TS_MAX: its head is a struct trace_state, which is
+// what pending_states keeps of it.
+struct state_join {
+	__u32 len;
+	__u32 _pad;
+	char v[2 * TS_MAX];
+};
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
 	__type(key, __u32);
-	__type(value, struct trace_state);
+	__type(value, struct state_join);
 } state_scratch SEC(".maps");
 
 // Pending remote parent per goroutine (g pointer). LRU: a connection that
@@ -89,6 +105,8 @@ struct propagation_counters {
 	__u64 consumed;   // root spans that took a remote parent
 	__u64 recorded;   // outgoing requests given a span context
 	__u64 handed;     // connection writes that armed their thread
+	__u64 duplicate;  // header blocks with more than one traceparent (new trace)
+	__u64 ts_dropped; // tracestate headers dropped whole (combined past TS_MAX)
 };
 
 struct {
@@ -190,15 +208,11 @@ static __always_inline char lower_ascii(char c)
 	return (c >= 'A' && c <= 'Z') ? c + ('a' - 'A') : c;
 }
 
-// Return of net/textproto.(*Reader).readContinuedLineSlice:
-//
-//	func (r *Reader) readContinuedLineSlice(lim int64, validateFirstLine func([]byte) error) ([]byte, error)
-//
-// The []byte result is in RAX (data) and RBX (length); the line has no CRLF
-// and no trailing whitespace (textproto trims it). Header names are
-// case-insensitive.
-// read_tracestate keeps the value of a "tracestate:" line of len bytes at
-// ptr as the goroutine's pending tracestate.
+// read_tracestate adds the value of a "tracestate:" line of len bytes at
+// ptr to the goroutine's pending tracestate. Several tracestate lines are
+// one list joined with commas (RFC 9110 5.3, as W3C Trace Context says);
+// a list that grows past TS_MAX is dropped whole (kept as length 0, so a
+// later line does not start it again) rather than cut inside an entry.
 static __noinline void read_tracestate(__u64 g, __u64 ptr, __u64 len)
 {
 	char head[TS_NAME_LEN + 8] = {};
@@ -213,22 +227,45 @@ static __noinline void read_tracestate(__u64 g, __u64 ptr, __u64 len)
 		if (start < n && (head[start] == ' ' || head[start] == '\t'))
 			start++;
 	}
-	__u32 zero = 0;
-	struct trace_state *ts = bpf_map_lookup_elem(&state_scratch, &zero);
-	if (!ts)
-		return;
 	__u64 vlen = len - start;
-	if (vlen == 0 || vlen > TS_MAX) {
-		bpf_map_delete_elem(&pending_states, &g);
+	if (vlen == 0)
+		return; // an empty line adds nothing to the list
+	__u32 zero = 0;
+	struct state_join *sj = bpf_map_lookup_elem(&state_scratch, &zero);
+	if (!sj)
+		return;
+	__u32 have = 0;
+	struct trace_state *prev = bpf_map_lookup_elem(&pending_states, &g);
+	if (prev) {
+		have = prev->len;
+		if (have == 0 || have > TS_MAX)
+			return; // already dropped
+		__builtin_memcpy(sj, prev, sizeof(*prev));
+	}
+	__u64 total = have + (have ? 1 : 0) + vlen;
+	struct propagation_counters *pc = prop_counts();
+	if (vlen > TS_MAX || total > TS_MAX) {
+		sj->len = 0;
+		bpf_map_update_elem(&pending_states, &g, sj, BPF_ANY);
+		if (pc)
+			pc->ts_dropped++;
 		return;
 	}
+	__u32 at = have;
+	if (have) {
+		sj->v[have & (TS_MAX - 1)] = ',';
+		at = have + 1;
+	}
 	__u32 vl = (__u32)vlen;
+	// Both bounds explicit for the verifier: at < TS_MAX, vl <= TS_MAX,
+	// and v has room for 2 * TS_MAX.
+	at &= TS_MAX - 1;
 	if (vl > TS_MAX)
-		return; // keeps the verifier's bound explicit
-	if (bpf_probe_read_user(ts->v, vl, (void *)(ptr + start)))
 		return;
-	ts->len = vl;
-	bpf_map_update_elem(&pending_states, &g, ts, BPF_ANY);
+	if (bpf_probe_read_user(sj->v + at, vl, (void *)(ptr + start)))
+		return;
+	sj->len = (__u32)total;
+	bpf_map_update_elem(&pending_states, &g, sj, BPF_ANY);
 }
 
 // handle_header_line looks at one request header line of len bytes at ptr
@@ -252,8 +289,9 @@ __noinline int handle_header_line(__u64 g, __u64 ptr, __u64 len)
 		read_tracestate(g, ptr, len);
 		return 0;
 	}
-	if (len < TP_NAME_LEN + TP_VALUE_LEN)
-		return 0;
+	// A traceparent line too short to be valid still counts: it makes a
+	// later one in the block a duplicate (parse_traceparent rejects it on
+	// its length before reading past it).
 	__u32 zero = 0;
 	struct header_line *l = bpf_map_lookup_elem(&header_scratch, &zero);
 	if (!l)
@@ -269,6 +307,14 @@ __noinline int handle_header_line(__u64 g, __u64 ptr, __u64 len)
 		if (lower_ascii(l->b[i]) != name[i])
 			return 0;
 	struct propagation_counters *pc = prop_counts();
+	struct remote_ctx *prev = bpf_map_lookup_elem(&remote_parents, &g);
+	if (prev) {
+		// A second traceparent line in this header block: no traceparent.
+		if (pc && !(prev->flags & REMOTE_UNUSABLE))
+			pc->duplicate++;
+		prev->flags |= REMOTE_UNUSABLE;
+		return 0;
+	}
 	// Optional whitespace after the colon; the value runs to the line's end.
 	__u32 start = TP_NAME_LEN;
 #pragma unroll
@@ -285,7 +331,10 @@ __noinline int handle_header_line(__u64 g, __u64 ptr, __u64 len)
 		if (pc)
 			pc->invalid++;
 		// An invalid value is ignored, as if absent (W3C Trace Context
-		// level 1, section 3.2.2): the request starts a fresh trace.
+		// level 1, section 3.2.2): the request starts a fresh trace. It
+		// is remembered, so a valid line after it counts as a second.
+		struct remote_ctx bad = {.flags = REMOTE_UNUSABLE};
+		bpf_map_update_elem(&remote_parents, &g, &bad, BPF_ANY);
 		return 0;
 	}
 	bpf_map_update_elem(&remote_parents, &g, &rc, BPF_ANY);
@@ -376,6 +425,13 @@ static __always_inline int take_remote_parent(__u64 g, struct span_entry *ne)
 	struct remote_ctx *rc = bpf_map_lookup_elem(&remote_parents, &g);
 	if (!rc)
 		return 0;
+	if (rc->flags & REMOTE_UNUSABLE) {
+		// No valid traceparent: a new trace, and the tracestate goes too
+		// (W3C: only with a valid traceparent).
+		bpf_map_delete_elem(&remote_parents, &g);
+		bpf_map_delete_elem(&pending_states, &g);
+		return 0;
+	}
 	ne->trace_hi = rc->trace_hi;
 	ne->trace_lo = rc->trace_lo;
 	ne->parent_span_id = rc->span_id;
@@ -384,12 +440,17 @@ static __always_inline int take_remote_parent(__u64 g, struct span_entry *ne)
 	bpf_map_delete_elem(&remote_parents, &g);
 	// The caller's tracestate goes with its trace (W3C: only with a valid
 	// traceparent), for the injector.
+	// A request of the same trace without one (or with one dropped as too
+	// long) clears what an earlier request left, so it is not passed on
+	// with a tracestate its caller did not send.
+	struct trace_key k = {.trace_hi = ne->trace_hi, .trace_lo = ne->trace_lo};
 	struct trace_state *ts = bpf_map_lookup_elem(&pending_states, &g);
-	if (ts) {
-		struct trace_key k = {.trace_hi = ne->trace_hi, .trace_lo = ne->trace_lo};
+	if (ts && ts->len) // 0: dropped whole, too long
 		bpf_map_update_elem(&trace_states, &k, ts, BPF_ANY);
+	else
+		bpf_map_delete_elem(&trace_states, &k);
+	if (ts)
 		bpf_map_delete_elem(&pending_states, &g);
-	}
 	struct propagation_counters *pc = prop_counts();
 	if (pc)
 		pc->consumed++;

@@ -152,6 +152,8 @@ func (inj *injector) addStats(s *PropagationStats) {
 		s.Stale += c.Stale
 		s.Undone += c.Undone
 		s.Dropped += c.Dropped
+		s.Replaced += c.Replaced
+		s.Kept += c.Kept
 	}
 }
 

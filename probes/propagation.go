@@ -58,6 +58,11 @@ type PropagationStats struct {
 	// Extracted and Invalid count incoming traceparent headers accepted and
 	// ignored; Consumed counts root spans that joined an incoming trace.
 	Extracted, Invalid, Consumed uint64
+	// Duplicates counts header blocks with more than one traceparent
+	// (treated as none, W3C Trace Context: the request starts a new trace);
+	// StatesDropped tracestate lists dropped whole because, joined across
+	// their header lines, they outgrew 256 bytes.
+	Duplicates, StatesDropped uint64
 	// Recorded counts outgoing requests sent while a span was open; Armed
 	// the writes of those requests that armed their thread; Injected the
 	// headers inserted into a socket's data. Sockets counts client sockets
@@ -70,6 +75,11 @@ type PropagationStats struct {
 	// messages dropped because that removal failed too (the target's write
 	// failed rather than send unwritten kernel bytes).
 	Undone, Dropped uint64
+	// Replaced counts requests that carried their own traceparent (an
+	// application forwarding its caller's), overwritten in place with the
+	// upstream span's; Kept those whose own traceparent could not be
+	// (another version's length), left as written with nothing added.
+	Replaced, Kept uint64
 }
 
 // propPrograms are the propagation uprobe programs of one link mode.
@@ -254,6 +264,8 @@ func (t *Tracer) Propagation() PropagationStatus {
 			s.Stats.Consumed += c.Consumed
 			s.Stats.Recorded += c.Recorded
 			s.Stats.Armed += c.Handed
+			s.Stats.Duplicates += c.Duplicate
+			s.Stats.StatesDropped += c.TsDropped
 		}
 	}
 	if t.injector != nil {
