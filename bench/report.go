@@ -88,7 +88,7 @@ type AgentRow struct {
 	// RecordBytes is what the ring buffer carried (read by the agent),
 	// when the capture engine counts it (probes.Stats.RecordBytes).
 	RecordBytes uint64
-	Counters agentCounters
+	Counters    agentCounters
 	// Detach sums the time Tracer.Close took over Runs runs.
 	Detach time.Duration
 	Runs   int

@@ -37,7 +37,7 @@ func sampleReport() *Report {
 			{Rate: 20000, Achieved: 20000, Duration: 2 * time.Second, Spans: 40000, Exported: 40000, CPU: time.Second, PeakRSS: 30 << 20},
 			{Rate: 40000, Achieved: 38000, Duration: 2 * time.Second, Spans: 76000, Exported: 70000, Dropped: 6000, CPU: 2 * time.Second},
 		}},
-		Idle: &IdleResult{Setup: "agent always_on", Window: 10 * time.Second, CPU: 500 * time.Microsecond, Wakeups: 20},
+		Idle:    &IdleResult{Setup: "agent always_on", Window: 10 * time.Second, CPU: 500 * time.Microsecond, Wakeups: 20},
 		GoBench: parseGoBench("goos: linux\nBenchmarkExportOTLP-2   	  200000	       900 ns/op	       900 ns/span	       141.5 wire-B/span	      20 B/op	       0 allocs/op\nPASS\n"),
 	}
 }
