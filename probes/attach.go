@@ -250,6 +250,10 @@ func (c *Capture) Attach(prog *Program, pid int, opts Options) (*Tracer, error) 
 	global := make([]*Resolved, base+len(byID))
 	copy(global[base:], byID)
 	t.dec = decoder{probes: global, monoToWall: monoToWall(), itabType: t.itabType}
+	if pid > 0 {
+		// Without ptrace access errors keep only their type.
+		t.dec.sentinels, _ = bin.ReadProcessSentinels(pid)
+	}
 	if err := t.register(); err != nil {
 		c.releaseIDs(prog)
 		bin.Close()

@@ -208,6 +208,10 @@ func (c *Capture) route(raw []byte) {
 		return
 	}
 	ev, err := t.dec.decode(raw)
+	if err == nil && (ev.Kind == EventEntry || ev.Kind == EventSpan) && ev.RemoteParent {
+		// One map lookup per request that came with a traceparent.
+		ev.TraceState = t.traceState(ev.TraceID)
+	}
 	select {
 	case t.queue <- readResult{ev, err}:
 	case <-t.closing:
