@@ -89,8 +89,8 @@ func TestCaptureSharedByProcesses(t *testing.T) {
 
 	type result struct {
 		spans, foreign uint64
-		goroutines                map[uint64]bool
-		err                       error
+		goroutines     map[uint64]bool
+		err            error
 	}
 	results := make([]result, n)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
