@@ -31,9 +31,12 @@ type SpanRecord struct {
 	ParentSpanID trace.SpanID
 	// RemoteParent is set when the parent came from an incoming traceparent.
 	RemoteParent bool
-	Sampled      bool
-	Start, End   time.Time
-	Attributes   []attribute.KeyValue
+	// TraceState is the caller's tracestate on a root span with a remote
+	// parent, validated (an invalid one is dropped whole).
+	TraceState trace.TraceState
+	Sampled    bool
+	Start, End time.Time
+	Attributes []attribute.KeyValue
 	// Failed spans get error=true and an Error status with StatusMessage.
 	Failed        bool
 	StatusMessage string
@@ -61,6 +64,9 @@ type AssemblerStats struct {
 	// their live process (its attachment changed on reload, or its capture
 	// ended): the return would be seen by no one.
 	Detached uint64
+	// Unmerged counts into_parent calls whose attributes were dropped:
+	// their parent span was not open, or had no room left.
+	Unmerged uint64
 }
 
 type spanKey struct {
@@ -79,15 +85,23 @@ type Assembler struct {
 
 	mu   sync.Mutex
 	open map[spanKey]probes.Event
+	// merged holds attributes that into_parent probes added to open
+	// spans (merge.go).
+	merged map[spanKey]*pendingMerge
+	// pendingMerges is len(merged), read without the lock.
+	pendingMerges atomic.Int64
 
 	finished, lostEntry, expired, exited, abandoned, stopped, detached atomic.Uint64
+	// unmerged counts into_parent calls (or their attributes) dropped
+	// because the parent was not open or had no room left.
+	unmerged atomic.Uint64
 }
 
 // NewAssembler returns an assembler that hands every finished span to emit
 // (called without the assembler's lock held) and ends spans open longer
 // than maxAge when Expire is called.
 func NewAssembler(emit func(SpanRecord), maxAge time.Duration) *Assembler {
-	return &Assembler{emit: emit, maxAge: maxAge, open: map[spanKey]probes.Event{}}
+	return &Assembler{emit: emit, maxAge: maxAge, open: map[spanKey]probes.Event{}, merged: map[spanKey]*pendingMerge{}}
 }
 
 // Handle consumes one event.
@@ -122,6 +136,14 @@ func (a *Assembler) Handle(ev probes.Event) {
 			a.lostEntry.Add(1)
 			return
 		}
+		if entry.Probe.Spec.IntoParent {
+			var ret *probes.Event
+			if ev.Kind == probes.EventReturn {
+				ret = &ev
+			}
+			a.mergeIntoParent(entry, ret, ev.Time, true)
+			return
+		}
 		if ev.Kind == probes.EventAbandoned {
 			a.abandoned.Add(1)
 			a.finish(buildRecord(entry, nil, ev.Time, true, ReasonAbandoned))
@@ -136,8 +158,16 @@ func (a *Assembler) Handle(ev probes.Event) {
 func (a *Assembler) handleWhole(ev *probes.Event) {
 	entry := probes.Event{
 		Probe: ev.Probe, PID: ev.PID, Time: ev.Start, TraceID: ev.TraceID, SpanID: ev.SpanID,
-		ParentSpanID: ev.ParentSpanID, Sampled: ev.Sampled, RemoteParent: ev.RemoteParent,
+		ParentSpanID: ev.ParentSpanID, Sampled: ev.Sampled, RemoteParent: ev.RemoteParent, TraceState: ev.TraceState,
 		Values: ev.EntryValues,
+	}
+	if ev.Probe.Spec.IntoParent {
+		var ret *probes.Event
+		if ev.Kind == probes.EventSpan {
+			ret = ev
+		}
+		a.mergeIntoParent(entry, ret, ev.Time, false)
+		return
 	}
 	if ev.Kind == probes.EventAbandoned {
 		a.abandoned.Add(1)
@@ -150,6 +180,7 @@ func (a *Assembler) handleWhole(ev *probes.Event) {
 // Expire ends, as failed, every span opened more than maxAge before now,
 // and returns how many.
 func (a *Assembler) Expire(now time.Time) int {
+	a.expireMerges(now)
 	reason := ReasonExpired + " after " + a.maxAge.String()
 	return a.endWhere(func(ev probes.Event) bool { return now.Sub(ev.Time) > a.maxAge }, now, reason, &a.expired)
 }
@@ -203,6 +234,7 @@ func (a *Assembler) Stats() AssemblerStats {
 		Abandoned:     a.abandoned.Load(),
 		Stopped:       a.stopped.Load(),
 		Detached:      a.detached.Load(),
+		Unmerged:      a.unmerged.Load(),
 	}
 }
 
@@ -224,6 +256,7 @@ func (a *Assembler) endWhere(match func(probes.Event) bool, now time.Time, reaso
 }
 
 func (a *Assembler) finish(r SpanRecord) {
+	a.addMerged(&r)
 	repairRecord(&r) // hostile strings end here (utf8.go)
 	a.finished.Add(1)
 	a.emit(r)
@@ -252,6 +285,13 @@ func buildRecord(entry probes.Event, ret *probes.Event, end time.Time, failed bo
 		StatusMessage: msg,
 		PID:           entry.PID,
 	}
+	if entry.TraceState != "" {
+		// The caller's bytes: only a value that parses as W3C tracestate
+		// reaches the exporter; an invalid one is dropped whole.
+		if ts, err := trace.ParseTraceState(entry.TraceState); err == nil {
+			r.TraceState = ts
+		}
+	}
 	attrs := p.Spec.Attributes
 	addFetched := func(fetches []probes.Fetch, vals []probes.Value) {
 		for i, f := range fetches {
@@ -275,13 +315,43 @@ func buildRecord(entry probes.Event, ret *probes.Event, end time.Time, failed bo
 			r.Attributes = append(r.Attributes, constAttr(a))
 		}
 	}
+	if failed && ret != nil {
+		if m := errorRuleMessage(p.Return, ret.Values); m != "" {
+			r.StatusMessage = m
+		}
+	}
 	if failed {
 		r.Attributes = append(r.Attributes, attribute.Bool("error", true))
-		if ret != nil && ret.Err.Type != "" {
-			r.Attributes = append(r.Attributes, attribute.String("error.type", ret.Err.Type))
+		if typ := errorType(ret); typ != "" {
+			r.Attributes = append(r.Attributes, attribute.String("error.type", typ))
 		}
 	}
 	return r
+}
+
+// errorType is the error.type of a failed return: the program's sentinel
+// error the failure was built around, which names the cause a user acts on
+// (router.ErrUpstreamTimeout vs router.ErrClientGone), else the error's
+// concrete type.
+func errorType(ret *probes.Event) string {
+	if ret == nil {
+		return ""
+	}
+	if ret.Err.Sentinel != "" {
+		return ret.Err.Sentinel
+	}
+	return ret.Err.Type
+}
+
+// errorRuleMessage is the value of the error rule's message source (see
+// probes.ErrorRule.Message), "" when there is none or it is empty.
+func errorRuleMessage(fetches []probes.Fetch, vals []probes.Value) string {
+	for i, f := range fetches {
+		if f.Attr == probes.AttrErrorMessage && i < len(vals) && !vals[i].Missing {
+			return vals[i].Str
+		}
+	}
+	return ""
 }
 
 // errorMessage is the status description of a failed return: the error's

@@ -60,6 +60,13 @@
 //     and either from (a value of the program) or value (a constant string,
 //     number, bool or list of strings); optional type and map.
 //   - error: when the span has failed, below.
+//   - into_parent: true makes the probe add its attributes to its parent
+//     span (as chosen by parent) instead of producing a span, for values
+//     that exist only inside the parent's function: the status code an
+//     HTTP handler passes to WriteHeader becomes an attribute of the
+//     server span. Calls made while no parent span is open are dropped;
+//     the latest call's value wins. Such a probe has no kind, no error
+//     rule, and cannot be another probe's parent.
 //
 // Sources (from):
 //
@@ -109,6 +116,13 @@
 //   - bool: failed when it equals equals (default true);
 //   - integer: failed when it equals equals, or when >= at_least (one of
 //     them is required).
+//
+// A failed error result's status message is its text (for the standard
+// error types, whose message the kernel reads) and error.type names what a
+// user can act on (see package agent). Bool and integer rules carry no
+// text: message names a string result or field (return:INDEX[.Field])
+// whose non-empty value becomes the status message, e.g.
+// {from: return:0.Failed, message: return:0.Error}.
 //
 // Validation is strict and reports every problem at once, one per line,
 // each naming the file, the probe (probes[INDEX] (symbol)), the key and the

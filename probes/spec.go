@@ -38,6 +38,11 @@ type Probe struct {
 	Attributes []Attribute `yaml:"attributes"`
 	// Error marks the span failed; nil means no error detection.
 	Error *ErrorRule `yaml:"error"`
+	// IntoParent makes the probe add its attributes to its parent span
+	// (the innermost open span of Parent, or of any probe) instead of
+	// producing a span: for values that exist only inside the parent's
+	// function, such as the status code an HTTP handler writes.
+	IntoParent bool `yaml:"into_parent"`
 }
 
 // Attribute declares one span attribute and where its value comes from.
@@ -74,4 +79,8 @@ type ErrorRule struct {
 	Equals any `yaml:"equals"`
 	// AtLeast makes integer sources fail when the value is >= AtLeast.
 	AtLeast *int64 `yaml:"at_least"`
+	// Message is a string result or field (return:INDEX[.Field]) whose
+	// non-empty value becomes the failed span's status message, for bool
+	// and integer rules whose failure carries no text of its own.
+	Message string `yaml:"message"`
 }

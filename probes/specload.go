@@ -29,9 +29,9 @@ var attrTypes = []string{TypeString, TypeInt, TypeFloat, TypeBool, TypeStringLis
 // reported with its probe and a suggestion rather than silently ignored.
 var (
 	specKeys  = []string{"include", "probes"}
-	probeKeys = []string{"symbol", "span", "kind", "parent", "attributes", "error"}
+	probeKeys = []string{"symbol", "span", "kind", "parent", "attributes", "error", "into_parent"}
 	attrKeys  = []string{"name", "from", "value", "type", "map", "omit_empty"}
-	errorKeys = []string{"from", "equals", "at_least"}
+	errorKeys = []string{"from", "equals", "at_least", "message"}
 )
 
 // LoadSpec reads and validates a probe file and the files it includes
@@ -276,6 +276,7 @@ func ValidateSpec(spec *Spec) error {
 		if p.Error != nil {
 			checkErrorRule(c, where+".error", p.Error)
 		}
+		checkIntoParent(c, where, p)
 	}
 	for i, p := range spec.Probes {
 		if p.Parent == "" {
@@ -290,6 +291,7 @@ func ValidateSpec(spec *Spec) error {
 			c.add(where, "no probe in this file has span %q; parent must name another probe's `span` (known: %s)", p.Parent, strings.Join(sortedKeys(spans), ", "))
 		}
 	}
+	checkIntoParentRefs(c, spec)
 	return c.err()
 }
 
@@ -349,6 +351,15 @@ func checkErrorRule(c *specCheck, where string, e *ErrorRule) {
 	if e.AtLeast != nil {
 		if _, isBool := e.Equals.(bool); isBool {
 			c.add(where+".at_least", "at_least applies to integer results; a bool result fails when it equals `equals`")
+		}
+	}
+	if e.Message != "" {
+		m, err := parseSource(e.Message)
+		switch {
+		case err != nil:
+			c.add(where+".message", "%v", err)
+		case m.kind != srcReturn:
+			c.add(where+".message", "%q is not a result; the message is read when the function returns, so use return:INDEX[.Field] of a string", e.Message)
 		}
 	}
 }
