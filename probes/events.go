@@ -154,6 +154,8 @@ type decoder struct {
 	monoToWall int64
 	// itabType names the concrete type behind an itab address, "" if unknown.
 	itabType func(itab uint64) string
+	// sentinels are the traced process's error variables, to name errors.
+	sentinels []Sentinel
 }
 
 // decode decodes one record: a struct event header and its packed values.
@@ -354,6 +356,7 @@ func (d *decoder) decodeError(p *Resolved, hdr, data []byte) ErrorValue {
 		}
 		if hasMessageFirst(ev.Type) && hdr[valFlags]&valMissing == 0 && ValueKind(hdr[valKind]) == KindError {
 			ev.Message = string(data[:min(len(data), MaxStringBytes)])
+			ev.Sentinel = MatchSentinel(d.sentinels, ev.Message)
 		}
 		return ev
 	}
