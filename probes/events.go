@@ -234,6 +234,9 @@ func decodeValue(f Fetch, raw []byte) Value {
 			v.Strs[i] = string(data[i*MaxElemBytes:][:l])
 		}
 	}
+	if v.Truncated {
+		cutCopies(&v)
+	}
 	return v
 }
 
@@ -252,6 +255,9 @@ func (d *decoder) decodeError(p *Resolved, raw []byte) ErrorValue {
 		if hasMessageFirst(ev.Type) && raw[valFlags]&valMissing == 0 {
 			n := min(int(binary.LittleEndian.Uint16(raw[valLen:])), MaxStringBytes)
 			ev.Message = string(raw[valData:][:n])
+			if raw[valFlags]&valTruncated != 0 {
+				ev.Message = cutRunes(ev.Message)
+			}
 		}
 		return ev
 	}
