@@ -310,7 +310,8 @@ func (c *Config) Validate() error {
 	if !contains(samplingTypes, t.Sampling.Type) {
 		return fmt.Errorf("%w: %ssampling.type: unknown sampling type %q, allowed: %s", ErrConfig, p, t.Sampling.Type, list(samplingTypes))
 	}
-	if t.Sampling.Rate < 0 || t.Sampling.Rate > 1 {
+	// Written so NaN, which compares false with everything, fails too.
+	if !(t.Sampling.Rate >= 0 && t.Sampling.Rate <= 1) {
 		return fmt.Errorf("%w: %ssampling.rate: %v is outside 0..1 (a fraction: 0.1 keeps 10%% of traces)", ErrConfig, p, t.Sampling.Rate)
 	}
 	if t.Resource.ServiceName == "" {

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"fmt"
+	"math"
 	"sort"
 	"strings"
 	"time"
@@ -262,7 +263,17 @@ func floatField(dst *float64) field {
 		if n.Kind != yaml.ScalarNode || (n.ShortTag() != "!!float" && n.ShortTag() != "!!int") {
 			return typeError(path, "a number", n)
 		}
-		return n.Decode(dst)
+		var f float64
+		if err := n.Decode(&f); err != nil {
+			return fmt.Errorf("%w: %s (line %d): %v", ErrConfig, path, n.Line, err)
+		}
+		// YAML spells NaN and infinity .nan and .inf; no setting means
+		// either, and NaN would pass every range check.
+		if math.IsNaN(f) || math.IsInf(f, 0) {
+			return fmt.Errorf("%w: %s (line %d): %s is not a finite number", ErrConfig, path, n.Line, n.Value)
+		}
+		*dst = f
+		return nil
 	}
 }
 

@@ -56,6 +56,9 @@ type manager struct {
 	matched int
 	// onReload tells the file watcher the files of a reloaded config.
 	onReload func(Config)
+	// attachErr is the last error of a non-strict attach of a process
+	// that is still wanted; exitErr is what Run returns.
+	attachErr, exitErr error
 	// lostTotal counts the kernel's lost events over all captures.
 	lostTotal uint64
 
@@ -156,6 +159,7 @@ func (m *manager) desired() (map[procKey]match, error) {
 // errors are logged, counted and retried after the retry interval.
 func (m *manager) reconcile(ctx context.Context, want map[procKey]match, strict bool) error {
 	now := m.o.now()
+	m.attachErr = nil
 	for key, a := range m.atts {
 		w, ok := want[key]
 		switch {
@@ -184,6 +188,7 @@ func (m *manager) reconcile(ctx context.Context, want map[procKey]match, strict 
 				m.detachAll(reasonStopped)
 				return err
 			}
+			m.attachErr = err
 			m.retryAt[key] = now.Add(m.cfg.Agent.Discovery.RetryInterval)
 			m.log.Warn("attach failed; retrying later", zap.Int(LogKeyPID, key.pid), zap.String(LogKeyRule, want[key].rule),
 				zap.Error(err), zap.Duration(LogKeyTimeout, m.cfg.Agent.Discovery.RetryInterval))
@@ -348,6 +353,8 @@ func eventKindName(k probes.EventKind) string {
 		return "return"
 	case probes.EventAbandoned:
 		return "abandoned"
+	case probes.EventSpan:
+		return "span"
 	}
 	return "unknown"
 }

@@ -3,9 +3,12 @@ package agent
 import (
 	"context"
 	"crypto/sha256"
+	"errors"
+	"fmt"
 	"os"
 	"reflect"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -130,6 +133,9 @@ func (m *manager) reloadConfig(ctx context.Context, trigger string) {
 	if err == nil {
 		digests, err = probeDigests(next, m.o.probeCheck)
 	}
+	if err == nil {
+		err = m.checkResolves(next, digests)
+	}
 	if err != nil {
 		m.met.reloads.WithLabelValues(reloadRefused).Inc()
 		m.log.Error("config reload refused: the running config stays in effect; fix the file and save it again (or send SIGHUP)",
@@ -161,6 +167,60 @@ func (m *manager) reloadConfig(ctx context.Context, trigger string) {
 		want = map[procKey]match{}
 	}
 	_ = m.reconcile(ctx, want, false)
+}
+
+// checkResolves resolves the probes next would attach to each process
+// attached now whose probes it changes, before anything is applied: a
+// probe file that parses but names a function a running binary lacks
+// would otherwise detach a working attachment that then never comes back.
+// Processes not attached yet are not checked: their attach fails, is
+// logged and retried as at any scan.
+func (m *manager) checkResolves(next Config, digests map[string]string) error {
+	if m.o.resolveCheck == nil || len(m.atts) == 0 {
+		return nil
+	}
+	ratio, attachAny, _ := SampleRatio(next.Tracing)
+	if !attachAny {
+		return nil // detaches everything; nothing to resolve
+	}
+	// desired and spec read the manager's config: look at next through
+	// them, then put the running one back.
+	cfg, dg, r := m.cfg, m.digests, m.ratio
+	m.cfg, m.digests, m.ratio = next, digests, ratio
+	want, err := m.desired()
+	specs := map[procKey]string{}
+	for key, w := range want {
+		specs[key] = m.spec(w)
+	}
+	m.cfg, m.digests, m.ratio = cfg, dg, r
+	if err != nil {
+		return nil // the targets are gone: reconcile handles that
+	}
+	var errs []error
+	checked := map[string]bool{}
+	for key, a := range m.atts {
+		w, ok := want[key]
+		if !ok || specs[key] == a.spec {
+			continue
+		}
+		req := AttachRequest{Target: Target{PID: key.pid, Binary: w.target.Binary}, Probes: w.probes, Rule: w.rule}
+		if w.proc.Exe != "" {
+			req.Executable = w.proc.HostExecutable()
+		}
+		// Replicas of one binary resolve alike: check each binary once.
+		id := req.Executable + "|" + strings.Join(req.Probes, ",")
+		if req.Executable == "" {
+			id = fmt.Sprint(key.pid) + "|" + strings.Join(req.Probes, ",")
+		}
+		if checked[id] {
+			continue
+		}
+		checked[id] = true
+		if err := m.o.resolveCheck(req); err != nil {
+			errs = append(errs, fmt.Errorf("probes do not resolve against attached %s: %w", req.Target, err))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // keepPipelineSettings copies into next the settings that only take effect

@@ -108,6 +108,7 @@ type runOptions struct {
 	reload        func() (Config, error)
 	hup           <-chan os.Signal
 	probeCheck    func(path string) error
+	resolveCheck  func(req AttachRequest) error
 }
 
 // WithStdout sets where the stdout exporter writes (default os.Stdout).
@@ -130,6 +131,14 @@ func WithReloadSignal(ch <-chan os.Signal) Option { return func(o *runOptions) {
 // reloaded config.
 func WithProbeCheck(check func(path string) error) Option {
 	return func(o *runOptions) { o.probeCheck = check }
+}
+
+// WithResolveCheck resolves a reloaded config's probes against a process
+// without attaching (the capture engine's resolver): a reload whose probes
+// do not resolve against every attached process it would re-attach is
+// refused, and nothing running is detached for it.
+func WithResolveCheck(check func(req AttachRequest) error) Option {
+	return func(o *runOptions) { o.resolveCheck = check }
 }
 
 // WithProcRoot sets the proc file system discovery reads (default /proc).
@@ -279,7 +288,7 @@ func Run(ctx context.Context, cfg Config, attach Attacher, log *zap.Logger, opts
 		zap.Uint64(LogKeyAbandoned, st.Abandoned), zap.Uint64(LogKeyLost, m.lostTotal),
 		zap.Uint64(LogKeyExported, ex.Exported), zap.Uint64(LogKeyExportFail, ex.Failed),
 		zap.Uint64(LogKeyDropped, ex.Dropped))
-	return nil
+	return m.exitErr
 }
 
 // loop runs discovery, sweeps and reloads until ctx ends or, with only
@@ -291,6 +300,11 @@ func (m *manager) loop(ctx context.Context, reloads <-chan struct{}) {
 	defer scanTick.Stop()
 	for {
 		if !discovering(m.cfg) && len(m.atts) == 0 {
+			if m.attachErr != nil {
+				// Targets still running that no longer attach (a reload
+				// whose attach failed): an error, not a clean end.
+				m.exitErr = fmt.Errorf("no target attached any more: %w", m.attachErr)
+			}
 			return
 		}
 		select {

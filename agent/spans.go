@@ -68,8 +68,11 @@ type spanKey struct {
 	span [8]byte
 }
 
-// Assembler pairs entry and return events into finished spans. It is safe
-// for concurrent use: events of many goroutines and processes interleave.
+// Assembler turns events into finished spans. The capture engine sends
+// each span whole (probes.EventSpan, or EventAbandoned with its start),
+// which becomes a record at once without a lock; a source that reports a
+// span's entry and return apart gets them paired here. It is safe for
+// concurrent use: events of many goroutines and processes interleave.
 type Assembler struct {
 	emit   func(SpanRecord)
 	maxAge time.Duration
@@ -92,6 +95,10 @@ func (a *Assembler) Handle(ev probes.Event) {
 	if ev.Probe == nil {
 		// Decoding contract broken; nothing to name the span with.
 		a.lostEntry.Add(1)
+		return
+	}
+	if ev.Kind == probes.EventSpan || ev.Kind == probes.EventAbandoned && !ev.Start.IsZero() {
+		a.handleWhole(&ev)
 		return
 	}
 	key := spanKey{pid: ev.PID, span: ev.SpanID}
@@ -123,6 +130,21 @@ func (a *Assembler) Handle(ev probes.Event) {
 		failed, msg := ev.Err.Failed, errorMessage(ev.Err)
 		a.finish(buildRecord(entry, &ev, ev.Time, failed, msg))
 	}
+}
+
+// handleWhole finishes a span the kernel sent whole.
+func (a *Assembler) handleWhole(ev *probes.Event) {
+	entry := probes.Event{
+		Probe: ev.Probe, PID: ev.PID, Time: ev.Start, TraceID: ev.TraceID, SpanID: ev.SpanID,
+		ParentSpanID: ev.ParentSpanID, Sampled: ev.Sampled, RemoteParent: ev.RemoteParent,
+		Values: ev.EntryValues,
+	}
+	if ev.Kind == probes.EventAbandoned {
+		a.abandoned.Add(1)
+		a.finish(buildRecord(entry, nil, ev.Time, true, ReasonAbandoned))
+		return
+	}
+	a.finish(buildRecord(entry, ev, ev.Time, ev.Err.Failed, errorMessage(ev.Err)))
 }
 
 // Expire ends, as failed, every span opened more than maxAge before now,

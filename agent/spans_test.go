@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"reflect"
 	"sync"
 	"testing"
 	"time"
@@ -362,5 +363,64 @@ func TestSpanKinds(t *testing.T) {
 		if got := spanKind(in); got != want {
 			t.Errorf("kind %q: %v", in, got)
 		}
+	}
+}
+
+// wholeSpans merges each entry event with its end (return or abandon) into
+// the one event the capture engine sends per span, in end order.
+func wholeSpans(evs []probes.Event) []probes.Event {
+	entries := map[[8]byte]probes.Event{}
+	var out []probes.Event
+	for _, ev := range evs {
+		if ev.Kind == probes.EventEntry {
+			entries[ev.SpanID] = ev
+			continue
+		}
+		w := ev
+		w.Start, w.EntryValues = entries[ev.SpanID].Time, entries[ev.SpanID].Values
+		if ev.Kind == probes.EventReturn {
+			w.Kind = probes.EventSpan
+		}
+		out = append(out, w)
+	}
+	return out
+}
+
+// TestAssembleWholeSpans: a span the kernel sends whole becomes the same
+// record as its entry and return paired, without opening anything.
+func TestAssembleWholeSpans(t *testing.T) {
+	var paired, whole collector
+	pa := NewAssembler(paired.emit, time.Minute)
+	wa := NewAssembler(whole.emit, time.Minute)
+	evs := request(7, 1, baseTime)
+	for _, ev := range evs {
+		pa.Handle(ev)
+	}
+	ws := wholeSpans(evs)
+	if len(ws) != 2 {
+		t.Fatalf("%d whole spans from the fixture, want 2", len(ws))
+	}
+	for _, ev := range ws {
+		wa.Handle(ev)
+	}
+	if got, want := whole.all(), paired.all(); !reflect.DeepEqual(got, want) {
+		t.Errorf("whole spans:\n%+v\npaired:\n%+v", got, want)
+	}
+	if wa.Open() != 0 || wa.Stats().Finished != 2 || wa.Stats().LostEntry != 0 {
+		t.Errorf("stats %+v, %d open", wa.Stats(), wa.Open())
+	}
+
+	// Abandoned whole: failed, with its entry attributes, counted.
+	ab := ws[0]
+	ab.Kind, ab.Values, ab.Err = probes.EventAbandoned, nil, probes.ErrorValue{}
+	var c collector
+	a := NewAssembler(c.emit, time.Minute)
+	a.Handle(ab)
+	recs := c.all()
+	if len(recs) != 1 || !recs[0].Failed || recs[0].StatusMessage != ReasonAbandoned || a.Stats().Abandoned != 1 || a.Open() != 0 {
+		t.Fatalf("abandoned whole span: %+v, stats %+v", recs, a.Stats())
+	}
+	if got := attrMap(recs[0].Attributes); got["request.size"].AsInt64() != 512 || !recs[0].Start.Equal(ab.Start) || !recs[0].End.Equal(ab.Time) {
+		t.Errorf("abandoned whole span lost its entry: %+v", recs[0])
 	}
 }

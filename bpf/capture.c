@@ -56,11 +56,13 @@ enum {
 	KIND_ERROR,
 };
 
-// Event kinds, as in probes.EventKind.
+// Record kinds, as in probes.EventKind. The kernel writes one record per
+// finished span: EVENT_SPAN when it returned, EVENT_ABANDONED when its frame
+// was gone first. (1 and 2 are the entry and return halves user space may
+// still be handed by other sources; the kernel never writes them.)
 enum {
-	EVENT_ENTRY = 1,
-	EVENT_RETURN,
-	EVENT_ABANDONED,
+	EVENT_SPAN = 4,
+	EVENT_ABANDONED = 3,
 };
 
 // Bit of the bpf cookie (whose low 32 bits are the probe id) telling the
@@ -72,6 +74,11 @@ enum {
 // Hook for issue 7: set when the parent came from an incoming traceparent;
 // the sampled bit then comes from that header instead of the ratio.
 #define FLAG_REMOTE_PARENT 2
+// span_entry only: the span's entry values wait in entry_vals.
+#define FLAG_ENTRY_VALS 4
+// event only: the span had entry values, but their slot in entry_vals was
+// taken before it ended (more open spans than the map holds).
+#define FLAG_ENTRY_LOST 8
 
 // Value flags.
 #define VAL_MISSING 1   // a pointer on the path was nil or memory was unreadable
@@ -114,6 +121,7 @@ struct span_entry {
 	// the stack's top. The runtime copies a growing stack to a new place, so
 	// SP changes, but this distance does not.
 	__u64 stack_depth;
+	__u64 start_ns; // bpf_ktime_get_ns at entry
 	__u32 probe_id;
 	__u32 flags;
 };
@@ -133,50 +141,78 @@ struct inherit_ctx {
 };
 
 // value is one attribute value as read in the kernel; user space decodes it
-// by kind.
+// by kind. In a record only its header (up to data) and the first
+// value_data_len bytes of data travel, padded to 8 bytes: see struct event.
 struct value {
 	__u64 word;  // scalars: the raw bits; string and list: the length in the program; error: itab word
 	__u64 word2; // error: data word
 	__u16 len;   // string and error message: bytes in data; list: elements in data
 	__u8 flags;  // VAL_*
 	__u8 kind;
-	__u8 elem_len[LIST_MAX]; // list: bytes of element i at data[i*ELEM_MAX]
+	__u8 elem_len[LIST_MAX]; // list: bytes of element i; the elements lie end to end in data
 	__u8 _pad[4];
 	char data[DATA_SIZE];
 };
 
-// event is the ring buffer record. Its three kinds are reserved with three
-// fixed sizes (the verifier wants a constant): abandoned events end before
-// values, entry events before err, return events carry everything.
+#define VALUE_HDR_SIZE __builtin_offsetof(struct value, data)
+
+// event is the header of the one ring buffer record a finished span sends.
+// After it come n_entry packed values read at entry, n_return read at
+// return and, when the probe has an error rule and the span returned, one
+// more for the error; a packed value is a struct value cut after its used
+// data bytes and padded to a multiple of 8. size is the record's length:
+// records are as long as what they carry, not as their bounds.
 struct event {
 	__u8 kind;
 	__u8 flags;
-	__u8 nvalues;
-	__u8 _pad0;
+	__u8 n_entry;
+	__u8 n_return;
 	__u32 probe_id;
 	__u32 pid;
 	__u32 tid;
 	__u64 goroutine;
-	__u64 ktime_ns; // CLOCK_MONOTONIC; user space converts to wall time
+	__u64 start_ns; // CLOCK_MONOTONIC; user space converts to wall time
+	__u64 end_ns;
 	__u64 trace_hi;
 	__u64 trace_lo;
 	__u64 span_id;
 	__u64 parent_span_id;
-	struct value values[MAX_FETCHES];
-	struct value err;
+	__u16 size;      // bytes in the record, this header included
+	__u16 entry_len; // bytes of the packed entry values
+	__u8 has_err;    // 1: a packed error value follows the return values
+	__u8 _pad[3];
 };
 
-#define EVENT_HDR_SIZE __builtin_offsetof(struct event, values)
-#define EVENT_ENTRY_SIZE __builtin_offsetof(struct event, err)
-#define EVENT_RETURN_SIZE sizeof(struct event)
+// A span's packed entry values wait in the entry_vals map until it ends.
+#define ENTRY_VALS_MAX (MAX_FETCHES * sizeof(struct value))
+struct entry_vals {
+	__u32 len; // bytes used in data
+	__u32 n;   // values in data
+	char data[ENTRY_VALS_MAX];
+};
+
+// A record is built in a per-CPU scratch buffer and copied into the ring
+// with its real length. The scratch is a power of two larger than the
+// largest record (header, 2 * MAX_FETCHES + 1 values), so offsets can be
+// bounded with a mask the verifier understands.
+#define SCRATCH_SIZE 16384
+#define RECORD_MAX (sizeof(struct event) + (2 * MAX_FETCHES + 1) * sizeof(struct value))
+_Static_assert(RECORD_MAX + sizeof(struct value) <= SCRATCH_SIZE, "scratch too small");
+_Static_assert(sizeof(struct entry_vals) + sizeof(struct value) <= SCRATCH_SIZE, "scratch too small");
+struct scratch {
+	char buf[SCRATCH_SIZE];
+};
 
 struct config {
 	// Wake the reader only once this many bytes wait in the ring buffer;
-	// user space polls for the rest (see submit).
+	// user space polls for the rest (see send).
 	__u64 wakeup_bytes;
 	// Sampling bound of OpenTelemetry's TraceIDRatioBased sampler:
 	// ratio * 2^63; a root is sampled iff (trace_lo >> 1) < sample_bound.
 	__u64 sample_bound;
+	// Set by the reader when it found the ring empty and goes to sleep
+	// without a deadline; the next record clears it and wakes the reader.
+	__u64 reader_idle;
 };
 
 // probe_counters are per probe and per CPU; user space sums them.
@@ -184,7 +220,7 @@ struct probe_counters {
 	__u64 entries;    // spans opened (sampled or not)
 	__u64 returns;    // spans closed at a RET
 	__u64 abandoned;  // spans closed because their frame was gone
-	__u64 emitted;    // events written to the ring buffer
+	__u64 emitted;    // records (one per finished sampled span) written to the ring buffer
 	__u64 overflow;   // entries not tracked: goroutine span stack full
 	__u64 unmatched;  // RETs with no matching open span (entered before attach)
 };
@@ -254,7 +290,27 @@ struct {
 	__type(value, __u64);
 } newproc_callers SEC(".maps");
 
-// Events dropped because the ring buffer was full.
+// Entry values of open sampled spans, keyed by span id (random, so unique
+// across processes), until the span's one record takes them along. LRU: a
+// span whose end is never seen cannot keep its slot; a span that outlives
+// its slot ends with its entry values marked missing.
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 2048);
+	__type(key, __u64);
+	__type(value, struct entry_vals);
+} entry_vals SEC(".maps");
+
+// Where a record is built. A uprobe program runs to its end on one CPU
+// (migration disabled), so one buffer per CPU serves every program.
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct scratch);
+} scratch SEC(".maps");
+
+// Records dropped because the ring buffer was full: whole spans.
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
@@ -275,20 +331,6 @@ static __always_inline void count_lost(void)
 	__u64 *n = bpf_map_lookup_elem(&lost, &zero);
 	if (n)
 		(*n)++;
-}
-
-// submit commits an event. Waking the reader for every event costs more than
-// writing it (the wake-up is an irq_work, an interrupt, a VM exit on a
-// virtual machine), so events are batched: the reader is woken once
-// wakeup_bytes have accumulated and otherwise polls with a short deadline.
-static __always_inline void submit(struct event *ev)
-{
-	__u32 zero = 0;
-	struct config *cfg = bpf_map_lookup_elem(&config, &zero);
-	__u64 flags = BPF_RB_NO_WAKEUP;
-	if (!cfg || bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= cfg->wakeup_bytes)
-		flags = BPF_RB_FORCE_WAKEUP;
-	bpf_ringbuf_submit(ev, flags);
 }
 
 static __always_inline struct probe_counters *probe_counters(__u32 id)
@@ -361,14 +403,17 @@ static __always_inline void copy_string(struct value *v, __u64 ptr, __u64 len, _
 	v->len = n;
 }
 
-static __noinline void copy_string_list(struct value *v, __u64 ptr, __u64 len)
+// copy_string_list copies at most LIST_MAX elements of a []string into v,
+// end to end, and returns the data bytes used.
+static __noinline __u32 copy_string_list(struct value *v, __u64 ptr, __u64 len)
 {
 	__u64 hdr[2];
+	__u32 pos = 0;
 	__u32 n = len > LIST_MAX ? LIST_MAX : (__u32)len;
 	if (len > LIST_MAX)
 		v->flags |= VAL_TRUNCATED;
 	for (__u32 i = 0; i < LIST_MAX; i++) {
-		if (i >= n || ptr == 0)
+		if (i >= n || ptr == 0 || pos > DATA_SIZE - ELEM_MAX)
 			break;
 		// A string header is {data *byte, len int}: 16 bytes.
 		if (bpf_probe_read_user(hdr, sizeof(hdr), (void *)(ptr + 16 * i))) {
@@ -380,21 +425,23 @@ static __noinline void copy_string_list(struct value *v, __u64 ptr, __u64 len)
 			v->flags |= VAL_TRUNCATED;
 		if (el > ELEM_MAX)
 			el = ELEM_MAX;
-		if (el && hdr[0] &&
-		    bpf_probe_read_user(&v->data[(i & (LIST_MAX - 1)) * ELEM_MAX], el, (void *)hdr[0]))
+		if (el && hdr[0] && bpf_probe_read_user(&v->data[pos], el, (void *)hdr[0]))
 			el = 0;
 		v->elem_len[i & (LIST_MAX - 1)] = el;
+		pos += el;
 		v->len = i + 1;
 	}
+	return pos;
 }
 
-// read_value fills v from the registers and memory f describes. It is a
-// global function so the verifier checks it once, not once per call site:
-// with sixteen fetches at entry and at return, verifying it inline doubled
-// the programs' load time.
+// read_value fills v from the registers and memory f describes and returns
+// how many bytes of v->data it used. It is a global function so the verifier
+// checks it once, not once per call site: with sixteen fetches at entry and
+// at return, verifying it inline doubled the programs' load time.
 __noinline int read_value(struct regs *regs, struct fetch_desc *f, struct value *v)
 {
 	__u64 w[2] = {0, 0};
+	__u32 used = 0;
 	if (!regs || !f || !v)
 		return 0;
 	__u8 kind = f->kind;
@@ -448,10 +495,11 @@ __noinline int read_value(struct regs *regs, struct fetch_desc *f, struct value 
 	case KIND_STRING:
 		v->word = w[1];
 		copy_string(v, w[0], w[1], STR_MAX);
+		used = v->len;
 		break;
 	case KIND_STRING_SLICE:
 		v->word = w[1];
-		copy_string_list(v, w[0], w[1]);
+		used = copy_string_list(v, w[0], w[1]);
 		break;
 	case KIND_ERROR:
 		// An interface is {itab, data}: non-nil iff itab != 0. When data
@@ -466,33 +514,119 @@ __noinline int read_value(struct regs *regs, struct fetch_desc *f, struct value 
 			    hdr[1] > 0 && hdr[1] <= ERR_LEN_SANE)
 				copy_string(v, hdr[0], hdr[1], STR_MAX);
 		}
+		used = v->len;
 		break;
 	default:
 		// Scalars: in a register the whole word, in memory the low size
 		// bytes; user space truncates and sign-extends to Size.
 		v->word = w[0];
 	}
-	return 0;
+	return used;
 }
 
-static __noinline void fill_header(struct event *ev, __u8 kind, struct span_entry *s, __u64 g)
+static __always_inline struct scratch *scratch_buf(void)
 {
+	__u32 zero = 0;
+	return bpf_map_lookup_elem(&scratch, &zero);
+}
+
+// pack_values reads the first n (at most MAX_FETCHES) values f describes
+// into buf at off, each cut after the data it used, and returns the offset
+// after the last one.
+static __always_inline __u32 pack_values(struct regs *regs, struct fetch_desc *f, __u32 n, char *buf, __u32 off)
+{
+	if (n > MAX_FETCHES)
+		n = MAX_FETCHES;
+	for (__u32 i = 0; i < MAX_FETCHES; i++) {
+		if (i >= n || off > SCRATCH_SIZE - sizeof(struct value))
+			break;
+		__u32 used = read_value(regs, &f[i], (struct value *)(buf + off));
+		if (used > DATA_SIZE)
+			used = DATA_SIZE;
+		off += VALUE_HDR_SIZE + ((used + 7) & ~7U);
+	}
+	return off;
+}
+
+// begin_record writes a record's header and the span's entry values (taken
+// out of entry_vals) into the scratch buffer and returns the offset after
+// them.
+static __noinline __u32 begin_record(struct scratch *sc, __u8 kind, struct span_entry *s, __u64 g)
+{
+	struct event *ev = (struct event *)sc->buf;
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
 	ev->kind = kind;
-	ev->flags = s->flags;
-	ev->_pad0 = 0;
+	ev->flags = s->flags & (FLAG_SAMPLED | FLAG_REMOTE_PARENT);
+	ev->n_entry = 0;
+	ev->n_return = 0;
 	ev->probe_id = s->probe_id;
 	ev->pid = pid_tgid >> 32;
 	ev->tid = (__u32)pid_tgid;
 	ev->goroutine = g;
-	ev->ktime_ns = bpf_ktime_get_ns();
+	ev->start_ns = s->start_ns;
+	ev->end_ns = bpf_ktime_get_ns();
 	ev->trace_hi = s->trace_hi;
 	ev->trace_lo = s->trace_lo;
 	ev->span_id = s->span_id;
 	ev->parent_span_id = s->parent_span_id;
+	ev->size = 0;
+	ev->entry_len = 0;
+	ev->has_err = 0;
+	if (!(s->flags & FLAG_ENTRY_VALS))
+		return sizeof(struct event);
+	struct entry_vals *ent = bpf_map_lookup_elem(&entry_vals, &s->span_id);
+	if (!ent) {
+		ev->flags |= FLAG_ENTRY_LOST;
+		return sizeof(struct event);
+	}
+	__u32 len = ent->len;
+	if (len > ENTRY_VALS_MAX)
+		len = ENTRY_VALS_MAX;
+	if (bpf_probe_read_kernel(sc->buf + sizeof(struct event), len, ent->data)) {
+		ev->flags |= FLAG_ENTRY_LOST;
+		len = 0;
+	} else {
+		ev->n_entry = ent->n;
+		ev->entry_len = len;
+	}
+	bpf_map_delete_elem(&entry_vals, &s->span_id);
+	return sizeof(struct event) + len;
 }
 
-// emit_abandoned reports a span whose frame is gone.
+// send copies the record built in the scratch buffer, size bytes, into the
+// ring buffer. Waking the reader for every record costs more than writing
+// it (the wake-up is an irq_work, an interrupt, a VM exit on a virtual
+// machine), so records are batched: the reader is woken once wakeup_bytes
+// have accumulated, or when it has gone to sleep on an empty ring; otherwise
+// it polls with a short deadline. A full ring drops the whole record.
+// (Not inlined: its struct event parameter also keeps the record layout in
+// the object's BTF, where the layout test reads it.)
+static __noinline void send(struct event *ev, __u32 size, struct probe_counters *c)
+{
+	// Records are shorter than SCRATCH_SIZE (RECORD_MAX): the mask changes
+	// nothing but is a bound the verifier keeps (clang reorders a compare).
+	size &= SCRATCH_SIZE - 1;
+	ev->size = size;
+	__u32 zero = 0;
+	struct config *cfg = bpf_map_lookup_elem(&config, &zero);
+	__u64 flags = BPF_RB_NO_WAKEUP;
+	if (!cfg) {
+		flags = BPF_RB_FORCE_WAKEUP;
+	} else if (cfg->reader_idle) {
+		cfg->reader_idle = 0;
+		flags = BPF_RB_FORCE_WAKEUP;
+	} else if (bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) + size >= cfg->wakeup_bytes) {
+		flags = BPF_RB_FORCE_WAKEUP;
+	}
+	if (bpf_ringbuf_output(&events, ev, size, flags)) {
+		count_lost();
+		return;
+	}
+	if (c)
+		c->emitted++;
+}
+
+// emit_abandoned reports a span whose frame is gone, with its entry values.
 static __noinline void emit_abandoned(struct span_entry *s, __u64 g)
 {
 	struct probe_counters *c = probe_counters(s->probe_id);
@@ -500,16 +634,11 @@ static __noinline void emit_abandoned(struct span_entry *s, __u64 g)
 		c->abandoned++;
 	if (!(s->flags & FLAG_SAMPLED))
 		return;
-	struct event *ev = bpf_ringbuf_reserve(&events, EVENT_HDR_SIZE, 0);
-	if (!ev) {
-		count_lost();
+	struct scratch *sc = scratch_buf();
+	if (!sc)
 		return;
-	}
-	fill_header(ev, EVENT_ABANDONED, s, g);
-	ev->nvalues = 0;
-	submit(ev);
-	if (c)
-		c->emitted++;
+	__u32 off = begin_record(sc, EVENT_ABANDONED, s, g);
+	send((struct event *)sc->buf, off, c);
 }
 
 // pop_stale pops, as abandoned, the open spans whose frames cannot be live
@@ -578,21 +707,26 @@ static __always_inline struct span_stack *stack_of(__u64 g)
 // of injection; kept apart so the generic programs stay readable.
 #include "propagation.h"
 
-// read_values reads the first n (at most MAX_FETCHES) values f describes
-// into the event.
-static __always_inline void read_values(struct regs *regs, struct fetch_desc *f, __u32 n, struct event *ev)
+// keep_entry_values reads a sampled span's entry values and parks them in
+// entry_vals until the span ends: the span's one record carries them.
+static __noinline int keep_entry_values(struct pt_regs *ctx, struct probe_desc *desc, __u64 span_id)
 {
+	struct scratch *sc = scratch_buf();
+	if (!sc)
+		return 0;
+	struct regs regs;
+	load_regs(ctx, &regs);
+	__u32 n = desc->n_entry;
 	if (n > MAX_FETCHES)
 		n = MAX_FETCHES;
-	ev->nvalues = n;
-	for (__u32 i = 0; i < MAX_FETCHES; i++) {
-		if (i >= n)
-			break;
-		read_value(regs, &f[i], &ev->values[i]);
-	}
+	struct entry_vals *ent = (struct entry_vals *)sc->buf;
+	__u32 off = pack_values(&regs, desc->entry, n, sc->buf, __builtin_offsetof(struct entry_vals, data));
+	ent->len = off - __builtin_offsetof(struct entry_vals, data);
+	ent->n = n;
+	return bpf_map_update_elem(&entry_vals, &span_id, ent, BPF_ANY) == 0;
 }
 
-// open_span opens a span for probe id and reads its entry values.
+// open_span opens a span for probe id and keeps its entry values.
 static __always_inline int open_span(struct pt_regs *ctx, __u32 id)
 {
 	struct probe_desc *desc = bpf_map_lookup_elem(&descs, &id);
@@ -646,36 +780,24 @@ static __always_inline int open_span(struct pt_regs *ctx, __u32 id)
 			c->overflow++;
 		return 0;
 	}
+	// Unsampled spans are tracked (their children must nest and stay
+	// unsampled) but never reported, so their values are not read.
+	if ((ne.flags & FLAG_SAMPLED) && desc->n_entry > 0 && keep_entry_values(ctx, desc, ne.span_id))
+		ne.flags |= FLAG_ENTRY_VALS;
+	ne.start_ns = bpf_ktime_get_ns();
 	st->e[d & (MAX_DEPTH - 1)] = ne;
 	st->depth = d + 1;
 	__u8 one = 1;
 	bpf_map_update_elem(&open_spans, &ne.span_id, &one, BPF_ANY);
 	if (c)
 		c->entries++;
-	// Unsampled spans are tracked (their children must nest and stay
-	// unsampled) but never reported.
-	if (!(ne.flags & FLAG_SAMPLED))
-		return 0;
-
-	struct event *ev = bpf_ringbuf_reserve(&events, EVENT_ENTRY_SIZE, 0);
-	if (!ev) {
-		count_lost();
-		return 0;
-	}
-	fill_header(ev, EVENT_ENTRY, &ne, g);
-	struct regs regs;
-	load_regs(ctx, &regs);
-	read_values(&regs, desc->entry, desc->n_entry, ev);
-	submit(ev);
-	if (c)
-		c->emitted++;
 	return 0;
 }
 
-// close_span closes the span of probe id opened in this frame and reads its
-// return values. At a RET, SP points at the return address, exactly as at
-// the entry probe (before the frame is set up), so the frame's stack_depth
-// equals its entry's.
+// close_span closes the span of probe id opened in this frame and sends its
+// one record: entry values, return values, error. At a RET, SP points at the
+// return address, exactly as at the entry probe (before the frame is set
+// up), so the frame's stack_depth equals its entry's.
 static __always_inline int close_span(struct pt_regs *ctx, __u32 id)
 {
 	struct probe_desc *desc = bpf_map_lookup_elem(&descs, &id);
@@ -711,27 +833,27 @@ static __always_inline int close_span(struct pt_regs *ctx, __u32 id)
 	if (!(s.flags & FLAG_SAMPLED))
 		return 0;
 
-	struct event *ev = bpf_ringbuf_reserve(&events, EVENT_RETURN_SIZE, 0);
-	if (!ev) {
-		count_lost();
+	struct scratch *sc = scratch_buf();
+	if (!sc)
 		return 0;
-	}
-	fill_header(ev, EVENT_RETURN, &s, g);
+	__u32 off = begin_record(sc, EVENT_SPAN, &s, g);
+	if (off > sizeof(struct event) + ENTRY_VALS_MAX)
+		off = sizeof(struct event) + ENTRY_VALS_MAX;
 	struct regs regs;
 	load_regs(ctx, &regs);
-	read_values(&regs, desc->ret, desc->n_return, ev);
-	if (desc->has_error) {
-		read_value(&regs, &desc->err, &ev->err);
-	} else {
-		ev->err.kind = 0;
-		ev->err.flags = 0;
-		ev->err.len = 0;
-		ev->err.word = 0;
-		ev->err.word2 = 0;
+	__u32 n = desc->n_return;
+	if (n > MAX_FETCHES)
+		n = MAX_FETCHES;
+	((struct event *)sc->buf)->n_return = n;
+	off = pack_values(&regs, desc->ret, n, sc->buf, off);
+	if (desc->has_error && off <= SCRATCH_SIZE - sizeof(struct value)) {
+		__u32 used = read_value(&regs, &desc->err, (struct value *)(sc->buf + off));
+		if (used > DATA_SIZE)
+			used = DATA_SIZE;
+		off += VALUE_HDR_SIZE + ((used + 7) & ~7U);
+		((struct event *)sc->buf)->has_err = 1;
 	}
-	submit(ev);
-	if (c)
-		c->emitted++;
+	send((struct event *)sc->buf, off, c);
 	return 0;
 }
 

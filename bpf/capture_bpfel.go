@@ -17,6 +17,14 @@ type CaptureConfig struct {
 	_           structs.HostLayout
 	WakeupBytes uint64
 	SampleBound uint64
+	ReaderIdle  uint64
+}
+
+type CaptureEntryVals struct {
+	_    structs.HostLayout
+	Len  uint32
+	N    uint32
+	Data [4608]int8
 }
 
 type CaptureHeaderLine struct {
@@ -119,6 +127,11 @@ type CaptureRemoteCtx struct {
 	Flags   uint64
 }
 
+type CaptureScratch struct {
+	_   structs.HostLayout
+	Buf [16384]int8
+}
+
 type CaptureSpanStack struct {
 	_     structs.HostLayout
 	Depth uint32
@@ -130,6 +143,7 @@ type CaptureSpanStack struct {
 		SpanId       uint64
 		ParentSpanId uint64
 		StackDepth   uint64
+		StartNs      uint64
 		ProbeId      uint32
 		Flags        uint32
 	}
@@ -163,6 +177,7 @@ const (
 	CaptureMapCounters                    = "counters"
 	CaptureMapDescs                       = "descs"
 	CaptureMapEmptyStack                  = "empty_stack"
+	CaptureMapEntryVals                   = "entry_vals"
 	CaptureMapEvents                      = "events"
 	CaptureMapHeaderScratch               = "header_scratch"
 	CaptureMapInherit                     = "inherit"
@@ -176,6 +191,7 @@ const (
 	CaptureMapPendingStates               = "pending_states"
 	CaptureMapPropCounters                = "prop_counters"
 	CaptureMapRemoteParents               = "remote_parents"
+	CaptureMapScratch                     = "scratch"
 	CaptureMapStacks                      = "stacks"
 	CaptureMapStateScratch                = "state_scratch"
 	CaptureMapTraceStates                 = "trace_states"
@@ -269,6 +285,7 @@ type CaptureMapSpecs struct {
 	Counters       *ebpf.MapSpec `ebpf:"counters"`
 	Descs          *ebpf.MapSpec `ebpf:"descs"`
 	EmptyStack     *ebpf.MapSpec `ebpf:"empty_stack"`
+	EntryVals      *ebpf.MapSpec `ebpf:"entry_vals"`
 	Events         *ebpf.MapSpec `ebpf:"events"`
 	HeaderScratch  *ebpf.MapSpec `ebpf:"header_scratch"`
 	Inherit        *ebpf.MapSpec `ebpf:"inherit"`
@@ -282,6 +299,7 @@ type CaptureMapSpecs struct {
 	PendingStates  *ebpf.MapSpec `ebpf:"pending_states"`
 	PropCounters   *ebpf.MapSpec `ebpf:"prop_counters"`
 	RemoteParents  *ebpf.MapSpec `ebpf:"remote_parents"`
+	Scratch        *ebpf.MapSpec `ebpf:"scratch"`
 	Stacks         *ebpf.MapSpec `ebpf:"stacks"`
 	StateScratch   *ebpf.MapSpec `ebpf:"state_scratch"`
 	TraceStates    *ebpf.MapSpec `ebpf:"trace_states"`
@@ -317,6 +335,7 @@ type CaptureMaps struct {
 	Counters       *ebpf.Map `ebpf:"counters"`
 	Descs          *ebpf.Map `ebpf:"descs"`
 	EmptyStack     *ebpf.Map `ebpf:"empty_stack"`
+	EntryVals      *ebpf.Map `ebpf:"entry_vals"`
 	Events         *ebpf.Map `ebpf:"events"`
 	HeaderScratch  *ebpf.Map `ebpf:"header_scratch"`
 	Inherit        *ebpf.Map `ebpf:"inherit"`
@@ -330,6 +349,7 @@ type CaptureMaps struct {
 	PendingStates  *ebpf.Map `ebpf:"pending_states"`
 	PropCounters   *ebpf.Map `ebpf:"prop_counters"`
 	RemoteParents  *ebpf.Map `ebpf:"remote_parents"`
+	Scratch        *ebpf.Map `ebpf:"scratch"`
 	Stacks         *ebpf.Map `ebpf:"stacks"`
 	StateScratch   *ebpf.Map `ebpf:"state_scratch"`
 	TraceStates    *ebpf.Map `ebpf:"trace_states"`
@@ -341,6 +361,7 @@ func (m *CaptureMaps) Close() error {
 		m.Counters,
 		m.Descs,
 		m.EmptyStack,
+		m.EntryVals,
 		m.Events,
 		m.HeaderScratch,
 		m.Inherit,
@@ -354,6 +375,7 @@ func (m *CaptureMaps) Close() error {
 		m.PendingStates,
 		m.PropCounters,
 		m.RemoteParents,
+		m.Scratch,
 		m.Stacks,
 		m.StateScratch,
 		m.TraceStates,

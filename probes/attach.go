@@ -39,10 +39,12 @@ const (
 // the span; two uprobes at one address would run in no defined order.
 const cookieEntryIsReturn = 1 << 32
 
-// Event batching: the kernel wakes the reader once wakeupBytes(ring) bytes
-// are waiting (about 27 events at 64 KiB), and Read polls every
-// pollInterval for what a quiet period leaves below that. Waking per event
-// costs more than writing the event.
+// Record batching: the kernel wakes the reader once wakeupBytes(ring) bytes
+// are waiting, and Read polls every pollInterval for what a quiet period
+// leaves below that. Waking per record costs more than writing it. A poll
+// that finds nothing puts the reader to sleep without a deadline: it tells
+// the kernel (config.reader_idle), whose next record wakes it, so an idle
+// agent makes no system calls at all.
 const pollInterval = 50 * time.Millisecond
 
 func wakeupBytes(ring int) uint64 { return uint64(min(ring/8, 64<<10)) }
@@ -152,7 +154,9 @@ type Tracer struct {
 
 	readMu sync.Mutex // one Read at a time: rec is reused
 	rec    ringbuf.Record
-	read   atomic.Uint64 // not under readMu: Stats must not wait for a blocked Read
+	cfg    bpf.CaptureConfig // as written at setup; Read sets ReaderIdle
+	idle   bool              // under readMu: the last poll found nothing
+	read   atomic.Uint64     // not under readMu: Stats must not wait for a blocked Read
 
 	closeOnce sync.Once
 	closeErr  error
@@ -226,7 +230,8 @@ func Attach(prog *Program, pid int, opts Options) (*Tracer, error) {
 
 // setup fills the maps, attaches the uprobes and opens the ring buffer.
 func (t *Tracer) setup(prog *Program, pid int, opts Options, descs [][]byte, ring int, bound uint64) error {
-	if err := t.maps.Config.Put(uint32(0), bpf.CaptureConfig{SampleBound: bound, WakeupBytes: wakeupBytes(ring)}); err != nil {
+	t.cfg = bpf.CaptureConfig{SampleBound: bound, WakeupBytes: wakeupBytes(ring)}
+	if err := t.maps.Config.Put(uint32(0), t.cfg); err != nil {
 		return fmt.Errorf("attach: write the sampling config: %w", err)
 	}
 	for id, d := range descs {
@@ -331,39 +336,66 @@ func monoToWall() int64 {
 	return wall - ts.Nano()
 }
 
-// Read blocks until the kernel reports an event and decodes it. It returns
-// ctx's error when ctx is done (noticed within pollInterval), and ErrClosed
-// once the Tracer is closed, also when Close is called during Read. A record
-// that cannot be decoded gives an error wrapping ErrBadEvent; the next Read
-// goes on with the next record.
+// Read blocks until the kernel reports a finished span and decodes it. It
+// returns ctx's error when ctx is done, and ErrClosed once the Tracer is
+// closed, also when Close is called during Read. A record that cannot be
+// decoded gives an error wrapping ErrBadEvent; the next Read goes on with
+// the next record.
 func (t *Tracer) Read(ctx context.Context) (Event, error) {
+	var ev Event
+	err := t.ReadInto(ctx, &ev)
+	return ev, err
+}
+
+// ReadInto is Read into ev, overwriting all of it. Records are read
+// straight from the ring buffer's shared memory while there are any; only
+// an empty ring costs a system call (a wait).
+func (t *Tracer) ReadInto(ctx context.Context, ev *Event) error {
 	t.readMu.Lock()
 	defer t.readMu.Unlock()
 	if t.rd == nil {
-		return Event{}, ErrClosed
+		return ErrClosed
 	}
 	for {
 		if err := ctx.Err(); err != nil {
-			return Event{}, err
+			return err
 		}
 		// The kernel wakes the reader only for batches (wakeupBytes), so
-		// wait at most pollInterval for the stragglers of a quiet period.
+		// wait at most pollInterval for the stragglers of a busy period;
+		// after a poll that found nothing, sleep until the kernel's next
+		// record (or ctx) wakes the reader.
 		deadline := time.Now().Add(pollInterval)
-		if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		var stop func() bool
+		cfg := t.cfg
+		cfg.ReaderIdle = 1
+		// When the kernel cannot be told (Close is under way), keep polling.
+		if t.idle && t.maps.Config.Put(uint32(0), cfg) == nil {
+			deadline = time.Time{}
+			// Flush wakes the wait, which then sees ctx done.
+			stop = context.AfterFunc(ctx, func() { _ = t.rd.Flush() })
+		}
+		if d, ok := ctx.Deadline(); ok && (deadline.IsZero() || d.Before(deadline)) {
 			deadline = d
 		}
 		t.rd.SetDeadline(deadline)
 		err := t.rd.ReadInto(&t.rec)
+		if stop != nil {
+			stop()
+		}
 		switch {
 		case err == nil:
+			t.idle = false
 			t.read.Add(1)
-			return t.dec.decode(t.rec.RawSample)
+			return t.dec.decodeInto(t.rec.RawSample, ev)
 		case errors.Is(err, ringbuf.ErrClosed):
-			return Event{}, ErrClosed
+			return ErrClosed
 		case errors.Is(err, os.ErrDeadlineExceeded):
+			t.idle = true
+			continue
+		case errors.Is(err, ringbuf.ErrFlushed):
 			continue
 		default:
-			return Event{}, fmt.Errorf("read the event ring buffer: %w", err)
+			return fmt.Errorf("read the event ring buffer: %w", err)
 		}
 	}
 }

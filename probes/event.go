@@ -2,7 +2,10 @@ package probes
 
 import "time"
 
-// EventKind tells what happened to a span.
+// EventKind tells what happened to a span. The capture engine reports one
+// record per finished span (EventSpan or EventAbandoned); EventEntry and
+// EventReturn are the two halves of a span as a source that reports them
+// apart hands them over, which the agent's assembler pairs.
 type EventKind uint8
 
 // Event kinds.
@@ -14,6 +17,9 @@ const (
 	// EventAbandoned: the span's frame is gone without a return (a panic
 	// unwound it, or its goroutine was reused); the span ends failed.
 	EventAbandoned
+	// EventSpan: the function returned; the event is the whole span, from
+	// Start to Time, with its entry and return values.
+	EventSpan
 )
 
 // Value is one decoded attribute value; Kind says which field is set.
@@ -51,8 +57,12 @@ type Event struct {
 	// Goroutine is the address of the goroutine's g struct.
 	Goroutine uint64
 	// Time is the wall-clock time of the event (converted from the kernel's
-	// monotonic clock).
-	Time         time.Time
+	// monotonic clock); for a whole span (EventSpan, EventAbandoned from
+	// the capture engine) its end.
+	Time time.Time
+	// Start is the span's start on a whole span; zero on EventEntry and
+	// EventReturn.
+	Start        time.Time
 	TraceID      [16]byte
 	SpanID       [8]byte
 	ParentSpanID [8]byte
@@ -63,8 +73,14 @@ type Event struct {
 	// (an incoming traceparent).
 	RemoteParent bool
 	// Values are parallel to Probe.Entry (EventEntry) or Probe.Return
-	// (EventReturn).
+	// (EventReturn, EventSpan).
 	Values []Value
+	// EntryValues are parallel to Probe.Entry on a whole span.
+	EntryValues []Value
+	// EntryLost is set on a whole span whose entry values the kernel could
+	// not keep until its end (more open spans than its store holds); they
+	// are reported missing.
+	EntryLost bool
 	// Err is the error rule's outcome on EventReturn.
 	Err ErrorValue
 }

@@ -61,22 +61,34 @@ const (
 	valDataLen = 256
 	valSize    = valData + valDataLen
 
-	// struct event
+	// struct event: the header of a span's one record; packed values follow
+	// (see packedValue).
 	evKind         = 0
 	evFlags        = 1
-	evNValues      = 2
+	evNEntry       = 2
+	evNReturn      = 3
 	evProbeID      = 4
 	evPID          = 8
 	evTID          = 12
 	evGoroutine    = 16
-	evKtime        = 24
-	evTraceHi      = 32
-	evTraceLo      = 40
-	evSpanID       = 48
-	evParentSpanID = 56
-	evValues       = 64
-	evErr          = evValues + MaxFetches*valSize
-	evLen          = evErr + valSize
+	evStart        = 24
+	evEnd          = 32
+	evTraceHi      = 40
+	evTraceLo      = 48
+	evSpanID       = 56
+	evParentSpanID = 64
+	evSize         = 72
+	evEntryLen     = 74
+	evHasErr       = 76
+	evLen          = 80
+
+	// recordMax is the longest record the kernel writes: the header and
+	// 2*MaxFetches+1 values at their bounds.
+	recordMax = evLen + (2*MaxFetches+1)*valSize
+
+	// struct entry_vals
+	entryValsData = 8
+	entryValsLen  = entryValsData + MaxFetches*valSize
 
 	// struct probe_counters: six u64 in this order.
 	pcEntries   = 0
@@ -90,13 +102,15 @@ const (
 	// struct config
 	cfgWakeupBytes = 0
 	cfgSampleBound = 8
-	cfgLen         = 16
+	cfgReaderIdle  = 16
+	cfgLen         = 24
 )
 
 // Flags of struct event and struct value (see bpf/capture.c).
 const (
 	flagSampled      = 1
 	flagRemoteParent = 2
+	flagEntryLost    = 8
 	valMissing       = 1
 	valTruncated     = 2
 )
@@ -125,6 +139,8 @@ func (k EventKind) String() string {
 		return "return"
 	case EventAbandoned:
 		return "abandoned"
+	case EventSpan:
+		return "span"
 	}
 	return "kind(" + strconv.Itoa(int(k)) + ")"
 }
@@ -139,20 +155,39 @@ type decoder struct {
 	itabType func(itab uint64) string
 }
 
-// decode decodes one record of struct event.
+// decode decodes one record: a struct event header and its packed values.
+// Every length in it is checked against the record and the probe: a record
+// that does not fit gives ErrBadEvent, never a panic or an over-read.
 func (d *decoder) decode(raw []byte) (Event, error) {
-	if len(raw) < evValues {
-		return Event{}, fmt.Errorf("decode event of %d bytes, want at least %d: %w", len(raw), evValues, ErrBadEvent)
+	var ev Event
+	err := d.decodeInto(raw, &ev)
+	return ev, err
+}
+
+// decodeInto is decode into ev. It takes no reflection and allocates one
+// []Value per record for both halves and one string per string value; the
+// decoded strings do not alias raw.
+func (d *decoder) decodeInto(raw []byte, ev *Event) error {
+	if len(raw) < evLen {
+		return fmt.Errorf("decode record of %d bytes, want at least %d: %w", len(raw), evLen, ErrBadEvent)
 	}
 	le := binary.LittleEndian
-	ev := Event{
+	size := int(le.Uint16(raw[evSize:]))
+	if size < evLen || size > len(raw) {
+		return fmt.Errorf("decode record of %d bytes that says it has %d: %w", len(raw), size, ErrBadEvent)
+	}
+	raw = raw[:size]
+	flags := raw[evFlags]
+	*ev = Event{
 		Kind:         EventKind(raw[evKind]),
 		PID:          le.Uint32(raw[evPID:]),
 		TID:          le.Uint32(raw[evTID:]),
 		Goroutine:    le.Uint64(raw[evGoroutine:]),
-		Time:         time.Unix(0, int64(le.Uint64(raw[evKtime:]))+d.monoToWall),
-		Sampled:      raw[evFlags]&flagSampled != 0,
-		RemoteParent: raw[evFlags]&flagRemoteParent != 0,
+		Start:        time.Unix(0, int64(le.Uint64(raw[evStart:]))+d.monoToWall),
+		Time:         time.Unix(0, int64(le.Uint64(raw[evEnd:]))+d.monoToWall),
+		Sampled:      flags&flagSampled != 0,
+		RemoteParent: flags&flagRemoteParent != 0,
+		EntryLost:    flags&flagEntryLost != 0,
 	}
 	// Ids are kept in the kernel as u64 halves; on the wire they are
 	// big-endian, so trace_id[8:16] is the half the sampler looked at.
@@ -163,54 +198,114 @@ func (d *decoder) decode(raw []byte) (Event, error) {
 
 	id := le.Uint32(raw[evProbeID:])
 	if int(id) >= len(d.probes) || d.probes[id] == nil {
-		return Event{}, fmt.Errorf("decode event for probe id %d of %d: %w", id, len(d.probes), ErrBadEvent)
+		return fmt.Errorf("decode record for probe id %d of %d: %w", id, len(d.probes), ErrBadEvent)
 	}
-	ev.Probe = d.probes[id]
+	p := d.probes[id]
+	ev.Probe = p
+	if ev.Kind != EventSpan && ev.Kind != EventAbandoned {
+		return fmt.Errorf("decode record of kind %d: %w", ev.Kind, ErrBadEvent)
+	}
 
-	var fetches []Fetch
-	switch ev.Kind {
-	case EventEntry:
-		fetches = ev.Probe.Entry
-	case EventReturn:
-		fetches = ev.Probe.Return
-	case EventAbandoned:
-		return ev, nil
-	default:
-		return Event{}, fmt.Errorf("decode event of kind %d: %w", ev.Kind, ErrBadEvent)
+	nEntry, nReturn := int(raw[evNEntry]), int(raw[evNReturn])
+	entryLen := int(le.Uint16(raw[evEntryLen:]))
+	if nEntry != 0 && nEntry != len(p.Entry) {
+		return fmt.Errorf("decode %d entry values of probe %q, its descriptor has %d: %w", nEntry, p.Spec.Symbol, len(p.Entry), ErrBadEvent)
 	}
-	n := int(raw[evNValues])
-	if n != len(fetches) || n > MaxFetches {
-		return Event{}, fmt.Errorf("decode %d values of probe %q, its descriptor has %d: %w", n, ev.Probe.Spec.Symbol, len(fetches), ErrBadEvent)
+	if ev.Kind == EventAbandoned && nReturn != 0 || ev.Kind == EventSpan && nReturn != len(p.Return) {
+		return fmt.Errorf("decode %d return values of probe %q, its descriptor has %d: %w", nReturn, p.Spec.Symbol, len(p.Return), ErrBadEvent)
 	}
-	if len(raw) < evValues+n*valSize {
-		return Event{}, fmt.Errorf("decode event of %d bytes with %d values: %w", len(raw), n, ErrBadEvent)
+	if evLen+entryLen > len(raw) {
+		return fmt.Errorf("decode %d bytes of entry values in a record of %d: %w", entryLen, len(raw), ErrBadEvent)
 	}
-	ev.Values = make([]Value, n)
-	for i := range n {
-		ev.Values[i] = decodeValue(fetches[i], raw[evValues+i*valSize:][:valSize])
-	}
-	if ev.Kind == EventReturn && ev.Probe.Error != nil {
-		if len(raw) < evLen {
-			return Event{}, fmt.Errorf("decode return event of %d bytes, want %d: %w", len(raw), evLen, ErrBadEvent)
+
+	// One allocation for both halves. Entry values the kernel could not
+	// keep until the end are reported missing, one per fetch.
+	vals := make([]Value, len(p.Entry)+nReturn)
+	ev.EntryValues, ev.Values = vals[:len(p.Entry):len(p.Entry)], vals[len(p.Entry):]
+	off := evLen
+	if nEntry == 0 {
+		for i, f := range p.Entry {
+			ev.EntryValues[i] = Value{Kind: f.Kind, Missing: true}
 		}
-		ev.Err = d.decodeError(ev.Probe, raw[evErr:][:valSize])
+	} else {
+		end := evLen + entryLen
+		for i, f := range p.Entry {
+			hdr, data, next, err := packedValue(raw[:end], off)
+			if err != nil {
+				return fmt.Errorf("decode entry value %d of probe %q: %w", i, p.Spec.Symbol, err)
+			}
+			ev.EntryValues[i] = decodeValue(f, hdr, data)
+			off = next
+		}
+		if off != end {
+			return fmt.Errorf("decode entry values of probe %q: %d bytes, the record says %d: %w", p.Spec.Symbol, off-evLen, entryLen, ErrBadEvent)
+		}
 	}
-	return ev, nil
+	for i := range nReturn {
+		hdr, data, next, err := packedValue(raw, off)
+		if err != nil {
+			return fmt.Errorf("decode return value %d of probe %q: %w", i, p.Spec.Symbol, err)
+		}
+		ev.Values[i] = decodeValue(p.Return[i], hdr, data)
+		off = next
+	}
+	if ev.Kind == EventSpan && p.Error != nil {
+		if raw[evHasErr] == 0 {
+			return fmt.Errorf("decode record of probe %q without its error value: %w", p.Spec.Symbol, ErrBadEvent)
+		}
+		hdr, data, _, err := packedValue(raw, off)
+		if err != nil {
+			return fmt.Errorf("decode error value of probe %q: %w", p.Spec.Symbol, err)
+		}
+		ev.Err = d.decodeError(p, hdr, data)
+	}
+	return nil
 }
 
-// decodeValue decodes one struct value read for f.
-func decodeValue(f Fetch, raw []byte) Value {
+// packedValue cuts the value at off out of a record: its struct value
+// header and the data bytes the kernel sent (what its kind and lengths
+// say), and returns the offset of the next value (8-byte aligned).
+func packedValue(raw []byte, off int) (hdr, data []byte, next int, err error) {
+	if off < 0 || off+valData > len(raw) {
+		return nil, nil, 0, fmt.Errorf("value at %d of a %d-byte record: %w", off, len(raw), ErrBadEvent)
+	}
+	hdr = raw[off : off+valData]
+	used := 0
+	switch ValueKind(hdr[valKind]) {
+	case KindString, KindError:
+		used = int(binary.LittleEndian.Uint16(hdr[valLen:]))
+	case KindStringSlice:
+		n := int(binary.LittleEndian.Uint16(hdr[valLen:]))
+		if n > MaxListElems {
+			return nil, nil, 0, fmt.Errorf("list of %d elements, at most %d: %w", n, MaxListElems, ErrBadEvent)
+		}
+		for _, l := range hdr[valElemLen : valElemLen+n] {
+			used += int(l)
+		}
+	}
+	if used > valDataLen {
+		return nil, nil, 0, fmt.Errorf("value of %d data bytes, at most %d: %w", used, valDataLen, ErrBadEvent)
+	}
+	start := off + valData
+	next = start + (used+7)&^7
+	if next > len(raw) {
+		return nil, nil, 0, fmt.Errorf("value of %d data bytes at %d of a %d-byte record: %w", used, off, len(raw), ErrBadEvent)
+	}
+	return hdr, raw[start : start+used], next, nil
+}
+
+// decodeValue decodes one packed struct value read for f: hdr is its
+// header, data the bytes it carries.
+func decodeValue(f Fetch, hdr, data []byte) Value {
 	le := binary.LittleEndian
 	v := Value{Kind: f.Kind}
-	flags := raw[valFlags]
+	flags := hdr[valFlags]
 	v.Missing = flags&valMissing != 0
 	v.Truncated = flags&valTruncated != 0
 	if v.Missing {
 		return v
 	}
-	word := le.Uint64(raw[valWord:])
-	n := int(le.Uint16(raw[valLen:]))
-	data := raw[valData:][:valDataLen]
+	word := le.Uint64(hdr[valWord:])
 	switch f.Kind {
 	case KindInt:
 		v.Int = signExtend(word, f.Size)
@@ -225,13 +320,20 @@ func decodeValue(f Fetch, raw []byte) Value {
 			v.Float = math.Float64frombits(word)
 		}
 	case KindString:
-		v.Str = string(data[:min(n, MaxStringBytes)])
+		if ValueKind(hdr[valKind]) == KindString {
+			v.Str = string(data[:min(len(data), MaxStringBytes)])
+		}
 	case KindStringSlice:
-		n = min(n, MaxListElems)
+		if ValueKind(hdr[valKind]) != KindStringSlice {
+			break
+		}
+		n := min(int(le.Uint16(hdr[valLen:])), MaxListElems)
 		v.Strs = make([]string, n)
+		pos := 0
 		for i := range n {
-			l := min(int(raw[valElemLen+i]), MaxElemBytes)
-			v.Strs[i] = string(data[i*MaxElemBytes:][:l])
+			l := min(int(hdr[valElemLen+i]), MaxElemBytes, len(data)-pos)
+			v.Strs[i] = string(data[pos : pos+l])
+			pos += l
 		}
 	}
 	if v.Truncated {
@@ -241,10 +343,10 @@ func decodeValue(f Fetch, raw []byte) Value {
 }
 
 // decodeError applies the probe's error rule to the value read at return.
-func (d *decoder) decodeError(p *Resolved, raw []byte) ErrorValue {
+func (d *decoder) decodeError(p *Resolved, hdr, data []byte) ErrorValue {
 	f := *p.Error
 	if f.Kind == KindError {
-		itab := binary.LittleEndian.Uint64(raw[valWord:])
+		itab := binary.LittleEndian.Uint64(hdr[valWord:])
 		if itab == 0 {
 			return ErrorValue{}
 		}
@@ -252,16 +354,15 @@ func (d *decoder) decodeError(p *Resolved, raw []byte) ErrorValue {
 		if d.itabType != nil {
 			ev.Type = d.itabType(itab)
 		}
-		if hasMessageFirst(ev.Type) && raw[valFlags]&valMissing == 0 {
-			n := min(int(binary.LittleEndian.Uint16(raw[valLen:])), MaxStringBytes)
-			ev.Message = string(raw[valData:][:n])
-			if raw[valFlags]&valTruncated != 0 {
+		if hasMessageFirst(ev.Type) && hdr[valFlags]&valMissing == 0 && ValueKind(hdr[valKind]) == KindError {
+			ev.Message = string(data[:min(len(data), MaxStringBytes)])
+			if hdr[valFlags]&valTruncated != 0 {
 				ev.Message = cutRunes(ev.Message)
 			}
 		}
 		return ev
 	}
-	v := decodeValue(f, raw)
+	v := decodeValue(f, hdr, data)
 	if v.Missing {
 		return ErrorValue{}
 	}

@@ -8,40 +8,84 @@ import (
 	"time"
 )
 
-// rawEvent builds a struct event record the way the kernel lays it out.
-type rawEvent []byte
+// record builds a span's ring buffer record the way the kernel lays it out:
+// a struct event header, then packed values.
+type record struct {
+	b              []byte
+	nEntry, nRet   int
+	entryLen       int
+	entriesStarted bool
+}
 
-func newRaw(kind EventKind, probeID uint32, nvalues int) rawEvent {
-	b := make(rawEvent, evLen)
+func newRecord(kind EventKind, probeID uint32) *record {
+	b := make([]byte, evLen)
 	b[evKind] = byte(kind)
 	b[evFlags] = flagSampled
-	b[evNValues] = byte(nvalues)
 	le := binary.LittleEndian
 	le.PutUint32(b[evProbeID:], probeID)
 	le.PutUint32(b[evPID:], 42)
 	le.PutUint32(b[evTID:], 43)
 	le.PutUint64(b[evGoroutine:], 0xc000001000)
-	le.PutUint64(b[evKtime:], 5_000_000_000)
+	le.PutUint64(b[evStart:], 5_000_000_000)
+	le.PutUint64(b[evEnd:], 5_000_000_700)
 	le.PutUint64(b[evTraceHi:], 0x0102030405060708)
 	le.PutUint64(b[evTraceLo:], 0x090a0b0c0d0e0f10)
 	le.PutUint64(b[evSpanID:], 0x1112131415161718)
 	le.PutUint64(b[evParentSpanID:], 0x2122232425262728)
+	return &record{b: b}
+}
+
+// entry appends packed entry values; call it before ret and err.
+func (r *record) entry(vs ...[]byte) *record {
+	for _, v := range vs {
+		r.b = append(r.b, v...)
+		r.entryLen += len(v)
+		r.nEntry++
+	}
+	return r
+}
+
+func (r *record) ret(vs ...[]byte) *record {
+	for _, v := range vs {
+		r.b = append(r.b, v...)
+		r.nRet++
+	}
+	return r
+}
+
+func (r *record) err(v []byte) *record {
+	r.b = append(r.b, v...)
+	r.b[evHasErr] = 1
+	return r
+}
+
+func (r *record) bytes() []byte {
+	b := r.b
+	b[evNEntry], b[evNReturn] = byte(r.nEntry), byte(r.nRet)
+	binary.LittleEndian.PutUint16(b[evEntryLen:], uint16(r.entryLen))
+	binary.LittleEndian.PutUint16(b[evSize:], uint16(len(b)))
 	return b
 }
 
-func (b rawEvent) value(i int) []byte { return b[evValues+i*valSize:][:valSize] }
-
-func setWord(v []byte, w uint64) { binary.LittleEndian.PutUint64(v[valWord:], w) }
-
-func setString(v []byte, s string, full int, truncated bool) {
-	binary.LittleEndian.PutUint64(v[valWord:], uint64(full))
-	binary.LittleEndian.PutUint16(v[valLen:], uint16(copy(v[valData:], s)))
-	if truncated {
-		v[valFlags] |= valTruncated
+// packed is one packed struct value: its header and data padded to 8.
+func packed(kind ValueKind, word uint64, flags byte, data string, elemLens ...byte) []byte {
+	v := make([]byte, valData+(len(data)+7)&^7)
+	binary.LittleEndian.PutUint64(v[valWord:], word)
+	v[valFlags] = flags
+	v[valKind] = byte(kind)
+	n := len(data)
+	if kind == KindStringSlice {
+		n = len(elemLens)
+		copy(v[valElemLen:], elemLens)
 	}
+	binary.LittleEndian.PutUint16(v[valLen:], uint16(n))
+	copy(v[valData:], data)
+	return v
 }
 
-func TestDecodeEntry(t *testing.T) {
+func pscalar(kind ValueKind, w uint64) []byte { return packed(kind, w, 0, "") }
+
+func TestDecodeSpan(t *testing.T) {
 	p := &Resolved{ID: 1, Spec: Probe{Symbol: "main.f"}, ParentID: -1, Entry: []Fetch{
 		{Attr: 0, Kind: KindString},
 		{Attr: 1, Kind: KindInt, Size: 4},
@@ -51,45 +95,43 @@ func TestDecodeEntry(t *testing.T) {
 		{Attr: 5, Kind: KindStringSlice},
 		{Attr: 6, Kind: KindUint, Size: 2},
 		{Attr: 7, Kind: KindString},
-	}}
-	raw := newRaw(EventEntry, 1, len(p.Entry))
-	setString(raw.value(0), "gpt-4o", 6, false)
-	setWord(raw.value(1), 0xdeadbeef_fffffffe) // register garbage above the low 4 bytes
-	setWord(raw.value(2), 0x0101)
-	setWord(raw.value(3), math.Float64bits(0.75))
-	setWord(raw.value(4), uint64(math.Float32bits(-1.5)))
-	lv := raw.value(5)
-	setWord(lv, 9)
-	binary.LittleEndian.PutUint16(lv[valLen:], 2)
-	lv[valElemLen], lv[valElemLen+1] = 1, 3
-	lv[valFlags] = valTruncated
-	copy(lv[valData:], "a")
-	copy(lv[valData+MaxElemBytes:], "bcd")
-	setWord(raw.value(6), 0x12345)
-	raw.value(7)[valFlags] = valMissing
+	}, Return: []Fetch{{Attr: 8, Kind: KindString}, {Attr: 9, Kind: KindInt, Size: 8}}}
+	raw := newRecord(EventSpan, 1).entry(
+		packed(KindString, 6, 0, "gpt-4o"),
+		pscalar(KindInt, 0xdeadbeef_fffffffe), // register garbage above the low 4 bytes
+		pscalar(KindBool, 0x0101),
+		pscalar(KindFloat, math.Float64bits(0.75)),
+		pscalar(KindFloat, uint64(math.Float32bits(-1.5))),
+		packed(KindStringSlice, 9, valTruncated, "abcd", 1, 3),
+		pscalar(KindUint, 0x12345),
+		packed(KindString, 0, valMissing, ""),
+	).ret(packed(KindString, 300, valTruncated, "the answer, cut"), pscalar(KindInt, 7)).bytes()
 
 	d := decoder{probes: []*Resolved{nil, p}, monoToWall: 1_000_000_000_000_000_000}
-	ev, err := d.decode(raw[:evErr])
+	ev, err := d.decode(raw)
 	if err != nil {
 		t.Fatalf("decode: %v", err)
 	}
-	if ev.Kind != EventEntry || ev.Probe != p || ev.PID != 42 || ev.TID != 43 || ev.Goroutine != 0xc000001000 {
+	if ev.Kind != EventSpan || ev.Probe != p || ev.PID != 42 || ev.TID != 43 || ev.Goroutine != 0xc000001000 {
 		t.Errorf("header = %v %p %d %d %#x", ev.Kind, ev.Probe, ev.PID, ev.TID, ev.Goroutine)
 	}
-	if want := time.Unix(0, 1_000_000_005_000_000_000); !ev.Time.Equal(want) {
-		t.Errorf("time = %v, want %v", ev.Time, want)
+	if want := time.Unix(0, 1_000_000_005_000_000_000); !ev.Start.Equal(want) {
+		t.Errorf("start = %v, want %v", ev.Start, want)
+	}
+	if want := time.Unix(0, 1_000_000_005_000_000_700); !ev.Time.Equal(want) {
+		t.Errorf("end = %v, want %v", ev.Time, want)
 	}
 	wantTrace := [16]byte{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16}
 	if ev.TraceID != wantTrace || ev.SpanID != [8]byte{0x11, 0x12, 0x13, 0x14, 0x15, 0x16, 0x17, 0x18} ||
 		ev.ParentSpanID != [8]byte{0x21, 0x22, 0x23, 0x24, 0x25, 0x26, 0x27, 0x28} {
 		t.Errorf("ids = %x %x %x", ev.TraceID, ev.SpanID, ev.ParentSpanID)
 	}
-	if !ev.Sampled || ev.RemoteParent {
-		t.Errorf("flags: sampled %v remote %v", ev.Sampled, ev.RemoteParent)
+	if !ev.Sampled || ev.RemoteParent || ev.EntryLost {
+		t.Errorf("flags: sampled %v remote %v entry lost %v", ev.Sampled, ev.RemoteParent, ev.EntryLost)
 	}
-	v := ev.Values
+	v := ev.EntryValues
 	if len(v) != 8 {
-		t.Fatalf("%d values, want 8", len(v))
+		t.Fatalf("%d entry values, want 8", len(v))
 	}
 	if v[0].Str != "gpt-4o" || v[0].Truncated {
 		t.Errorf("string = %+v", v[0])
@@ -112,6 +154,34 @@ func TestDecodeEntry(t *testing.T) {
 	if !v[7].Missing || v[7].Str != "" {
 		t.Errorf("missing = %+v", v[7])
 	}
+	r := ev.Values
+	if len(r) != 2 || r[0].Str != "the answer, cut" || !r[0].Truncated || r[1].Int != 7 {
+		t.Errorf("return values = %+v", r)
+	}
+	// The record is as long as what it carries.
+	if len(raw) >= evLen+10*valSize/2 {
+		t.Errorf("record of %d bytes for ten small values", len(raw))
+	}
+}
+
+func TestDecodeEntryLost(t *testing.T) {
+	p := &Resolved{ID: 0, Spec: Probe{Symbol: "main.f"}, ParentID: -1, Entry: []Fetch{{Kind: KindInt, Size: 8}, {Kind: KindString}}}
+	rec := newRecord(EventAbandoned, 0)
+	rec.b[evFlags] |= flagEntryLost
+	d := decoder{probes: []*Resolved{p}}
+	ev, err := d.decode(rec.bytes())
+	if err != nil {
+		t.Fatalf("decode: %v", err)
+	}
+	if ev.Kind != EventAbandoned || !ev.EntryLost || len(ev.EntryValues) != 2 || !ev.EntryValues[0].Missing || !ev.EntryValues[1].Missing || len(ev.Values) != 0 {
+		t.Errorf("abandoned with lost entry values: %+v", ev)
+	}
+}
+
+func errValue(itab uint64, msg string) []byte {
+	v := packed(KindError, itab, 0, msg)
+	binary.LittleEndian.PutUint64(v[valWord2:], 0xc000100000)
+	return v
 }
 
 func TestDecodeReturnError(t *testing.T) {
@@ -132,11 +202,7 @@ func TestDecodeReturnError(t *testing.T) {
 		{"custom", 0x2000, ErrorValue{Failed: true, Type: "*main.customErr"}},
 		{"unknown", 0x3000, ErrorValue{Failed: true}},
 	} {
-		raw := newRaw(EventReturn, 0, 0)
-		ev := raw[evErr:][:valSize]
-		setWord(ev, c.itab)
-		binary.LittleEndian.PutUint64(ev[valWord2:], 0xc000100000)
-		binary.LittleEndian.PutUint16(ev[valLen:], uint16(copy(ev[valData:], "boom")))
+		raw := newRecord(EventSpan, 0).err(errValue(c.itab, "boom")).bytes()
 		got, err := d.decode(raw)
 		if err != nil {
 			t.Fatalf("%s: decode: %v", c.name, err)
@@ -168,8 +234,7 @@ func TestDecodeErrorRules(t *testing.T) {
 		f := Fetch{Attr: -1, Kind: c.kind, Size: 8}
 		rule := c.rule
 		p := &Resolved{Spec: Probe{Symbol: "main.h", Error: &rule}, ParentID: -1, Error: &f}
-		raw := newRaw(EventReturn, 0, 0)
-		setWord(raw[evErr:], c.word)
+		raw := newRecord(EventSpan, 0).err(pscalar(c.kind, c.word)).bytes()
 		d := decoder{probes: []*Resolved{p}}
 		got, err := d.decode(raw)
 		if err != nil {
@@ -182,21 +247,41 @@ func TestDecodeErrorRules(t *testing.T) {
 }
 
 func TestDecodeRejects(t *testing.T) {
-	p := &Resolved{ID: 0, Spec: Probe{Symbol: "main.f"}, ParentID: -1, Entry: []Fetch{{Kind: KindInt, Size: 8}}}
+	errFetch := Fetch{Attr: -1, Kind: KindBool, Size: 1}
+	p := &Resolved{ID: 0, Spec: Probe{Symbol: "main.f"}, ParentID: -1, Entry: []Fetch{{Kind: KindInt, Size: 8}}, Error: &errFetch}
 	d := decoder{probes: []*Resolved{p}}
+	good := func() *record { return newRecord(EventSpan, 0).entry(pscalar(KindInt, 1)).err(pscalar(KindBool, 0)) }
+	if _, err := d.decode(good().bytes()); err != nil {
+		t.Fatalf("good record: %v", err)
+	}
+	hugeList := packed(KindStringSlice, 0, 0, "")
+	hugeList[valLen] = MaxListElems + 1
+	longStr := packed(KindString, 0, 0, "ab")
+	binary.LittleEndian.PutUint16(longStr[valLen:], 200)
 	for name, raw := range map[string][]byte{
-		"short":         make([]byte, evValues-1),
-		"unknown probe": newRaw(EventEntry, 7, 1),
-		"bad kind":      newRaw(EventKind(9), 0, 1),
-		"value count":   newRaw(EventEntry, 0, 3),
-		"truncated":     newRaw(EventEntry, 0, 1)[:evValues+10],
+		"short":          make([]byte, evLen-1),
+		"unknown probe":  newRecord(EventSpan, 7).entry(pscalar(KindInt, 1)).err(pscalar(KindBool, 0)).bytes(),
+		"bad kind":       newRecord(EventEntry, 0).entry(pscalar(KindInt, 1)).bytes(),
+		"value count":    newRecord(EventSpan, 0).entry(pscalar(KindInt, 1), pscalar(KindInt, 2)).err(pscalar(KindBool, 0)).bytes(),
+		"return count":   newRecord(EventSpan, 0).entry(pscalar(KindInt, 1)).ret(pscalar(KindInt, 2)).err(pscalar(KindBool, 0)).bytes(),
+		"no error value": newRecord(EventSpan, 0).entry(pscalar(KindInt, 1)).bytes(),
+		"size past end":  func() []byte { b := good().bytes(); return b[:len(b)-8] }(),
+		"size too small": func() []byte { b := good().bytes(); binary.LittleEndian.PutUint16(b[evSize:], evLen-1); return b }(),
+		"entry len":      func() []byte { b := good().bytes(); binary.LittleEndian.PutUint16(b[evEntryLen:], 200); return b }(),
+		"entry len gap": func() []byte {
+			b := good().bytes()
+			binary.LittleEndian.PutUint16(b[evEntryLen:], valData+16)
+			return b
+		}(),
+		"list too long": newRecord(EventSpan, 0).entry(hugeList).err(pscalar(KindBool, 0)).bytes(),
+		"string past":   newRecord(EventSpan, 0).entry(pscalar(KindInt, 1)).err(longStr).bytes(),
 	} {
 		if _, err := d.decode(raw); !errors.Is(err, ErrBadEvent) {
 			t.Errorf("%s: err = %v, want ErrBadEvent", name, err)
 		}
 	}
-	ab := newRaw(EventAbandoned, 0, 0)[:evValues]
-	if ev, err := d.decode(ab); err != nil || ev.Kind != EventAbandoned || ev.Values != nil {
+	ab := newRecord(EventAbandoned, 0).entry(pscalar(KindInt, 5)).bytes()
+	if ev, err := d.decode(ab); err != nil || ev.Kind != EventAbandoned || len(ev.Values) != 0 || ev.EntryValues[0].Int != 5 {
 		t.Errorf("abandoned: %+v, %v", ev, err)
 	}
 }

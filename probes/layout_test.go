@@ -37,16 +37,18 @@ func TestLayout(t *testing.T) {
 			{"kind", valKind}, {"elem_len", valElemLen}, {"data", valData},
 		}},
 		{"event", evLen, []field{
-			{"kind", evKind}, {"flags", evFlags}, {"nvalues", evNValues}, {"probe_id", evProbeID},
-			{"pid", evPID}, {"tid", evTID}, {"goroutine", evGoroutine}, {"ktime_ns", evKtime},
-			{"trace_hi", evTraceHi}, {"trace_lo", evTraceLo}, {"span_id", evSpanID},
-			{"parent_span_id", evParentSpanID}, {"values", evValues}, {"err", evErr},
+			{"kind", evKind}, {"flags", evFlags}, {"n_entry", evNEntry}, {"n_return", evNReturn},
+			{"probe_id", evProbeID}, {"pid", evPID}, {"tid", evTID}, {"goroutine", evGoroutine},
+			{"start_ns", evStart}, {"end_ns", evEnd}, {"trace_hi", evTraceHi}, {"trace_lo", evTraceLo},
+			{"span_id", evSpanID}, {"parent_span_id", evParentSpanID}, {"size", evSize},
+			{"entry_len", evEntryLen}, {"has_err", evHasErr},
 		}},
+		{"entry_vals", entryValsLen, []field{{"len", 0}, {"n", 4}, {"data", entryValsData}}},
 		{"probe_counters", pcLen, []field{
 			{"entries", pcEntries}, {"returns", pcReturns}, {"abandoned", pcAbandoned},
 			{"emitted", pcEmitted}, {"overflow", pcOverflow}, {"unmatched", pcUnmatched},
 		}},
-		{"config", cfgLen, []field{{"wakeup_bytes", cfgWakeupBytes}, {"sample_bound", cfgSampleBound}}},
+		{"config", cfgLen, []field{{"wakeup_bytes", cfgWakeupBytes}, {"sample_bound", cfgSampleBound}, {"reader_idle", cfgReaderIdle}}},
 	}
 	for _, c := range cases {
 		var s *btf.Struct

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -156,8 +157,10 @@ func attachSession(t testing.TB, s *probeSet, proc *traced, opts Options) *sessi
 	return &session{t: t, proc: proc, tr: tr, mark: m}
 }
 
-// run runs a command and returns its events, up to the return of main.mark
-// that ends every command (excluded).
+// run runs a command and returns its spans, up to main.mark's that ends
+// every command (excluded), each cut in its entry and its end (return or
+// abandon) and put in the order of their kernel times, so the assertions
+// read as the sequence of calls and returns.
 func (s *session) run(command string) []Event {
 	s.t.Helper()
 	s.proc.do(s.t, command)
@@ -169,14 +172,28 @@ func (s *session) run(command string) []Event {
 		if err != nil {
 			s.t.Fatalf("command %q: read events: %v (got %d so far)", command, err, len(evs))
 		}
-		if ev.Probe == s.mark {
-			if ev.Kind == EventReturn {
-				return evs
-			}
-			continue
+		if ev.Kind != EventSpan && ev.Kind != EventAbandoned || ev.Start.After(ev.Time) {
+			s.t.Fatalf("command %q: not a whole span: %s", command, summary([]Event{ev}))
 		}
-		evs = append(evs, ev)
+		if ev.Probe == s.mark {
+			slices.SortStableFunc(evs, func(a, b Event) int { return a.Time.Compare(b.Time) })
+			return evs
+		}
+		evs = append(evs, halves(ev)...)
 	}
+}
+
+// halves cuts a whole span in an entry event and its end event.
+func halves(ev Event) []Event {
+	entry, end := ev, ev
+	entry.Kind, entry.Time, entry.Values, entry.Err = EventEntry, ev.Start, ev.EntryValues, ErrorValue{}
+	if ev.Kind == EventSpan {
+		end.Kind = EventReturn
+	} else {
+		end.Values = nil
+	}
+	entry.Start, entry.EntryValues, end.Start, end.EntryValues = time.Time{}, nil, time.Time{}, nil
+	return []Event{entry, end}
 }
 
 // summary renders events one per line for failure messages.

@@ -59,25 +59,24 @@ func TestTruncate(t *testing.T) {
 func TestDecodeCutsAtCharacterBoundary(t *testing.T) {
 	// 127 ASCII bytes then a 2-byte character: the copy ends inside it.
 	long := strings.Repeat("a", MaxStringBytes-1) + "\u00e9tc"
-	raw := make([]byte, valSize)
-	raw[valFlags] = valTruncated
-	binary.LittleEndian.PutUint16(raw[valLen:], MaxStringBytes)
-	copy(raw[valData:], long[:MaxStringBytes])
-	v := decodeValue(Fetch{Kind: KindString}, raw)
+	hdr := make([]byte, valData)
+	hdr[valFlags] = valTruncated
+	hdr[valKind] = byte(KindString)
+	binary.LittleEndian.PutUint16(hdr[valLen:], MaxStringBytes)
+	v := decodeValue(Fetch{Kind: KindString}, hdr, []byte(long[:MaxStringBytes]))
 	if v.Str != long[:MaxStringBytes-1] || !v.Truncated || !utf8.ValidString(v.Str) {
 		t.Errorf("decoded %q (truncated %v), want the 127 ASCII bytes, truncated", v.Str, v.Truncated)
 	}
 
 	// List: element 0 cut inside a 3-byte character, element 1 whole.
-	raw = make([]byte, valSize)
-	raw[valFlags] = valTruncated
-	binary.LittleEndian.PutUint16(raw[valLen:], 2)
+	hdr = make([]byte, valData)
+	hdr[valFlags] = valTruncated
+	hdr[valKind] = byte(KindStringSlice)
+	binary.LittleEndian.PutUint16(hdr[valLen:], 2)
 	e0 := strings.Repeat("b", MaxElemBytes-2) + "\u20ac"
-	copy(raw[valData:], e0[:MaxElemBytes])
-	raw[valElemLen] = MaxElemBytes
-	copy(raw[valData+MaxElemBytes:], "ok")
-	raw[valElemLen+1] = 2
-	v = decodeValue(Fetch{Kind: KindStringSlice}, raw)
+	hdr[valElemLen] = MaxElemBytes
+	hdr[valElemLen+1] = 2
+	v = decodeValue(Fetch{Kind: KindStringSlice}, hdr, []byte(e0[:MaxElemBytes]+"ok"))
 	if len(v.Strs) != 2 || v.Strs[0] != e0[:MaxElemBytes-2] || v.Strs[1] != "ok" || !v.Truncated {
 		t.Errorf("decoded list %q (truncated %v)", v.Strs, v.Truncated)
 	}

@@ -84,3 +84,11 @@ func checkProbeFile(path string) error {
 	_, err := probes.LoadSpec(path)
 	return err
 }
+
+// checkResolves is the reload's second check: the new probes resolve
+// against a process attached now, or the reload is refused before that
+// process is detached.
+func checkResolves(req agent.AttachRequest) error {
+	_, err := resolve(req)
+	return err
+}

@@ -128,6 +128,10 @@ type cli struct {
 	stdout, stderr io.Writer
 	getenv         func(string) string
 	newAttacher    func() (agent.Attacher, error)
+	// resolveCheck resolves a reloaded config's probes against an
+	// attached process before it is applied; nil skips the check (tests
+	// with a synthetic attacher).
+	resolveCheck func(agent.AttachRequest) error
 	// listen opens the metrics listener.
 	listen func(addr string) (net.Listener, error)
 	// hup delivers SIGHUP: reload the config.
@@ -146,7 +150,7 @@ func (c cli) procRoot() string {
 func main() {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
-	c := cli{stdout: os.Stdout, stderr: os.Stderr, getenv: os.Getenv, newAttacher: newAttacher, hup: hup,
+	c := cli{stdout: os.Stdout, stderr: os.Stderr, getenv: os.Getenv, newAttacher: newAttacher, resolveCheck: checkResolves, hup: hup,
 		listen: func(addr string) (net.Listener, error) { return net.Listen("tcp", addr) }}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	code := c.main(ctx, os.Args[1:])
@@ -298,6 +302,9 @@ func (c cli) run(ctx context.Context, args []string) int {
 		return exitRuntime
 	}
 	opts := []agent.Option{agent.WithStdout(c.stdout), agent.WithReloadSignal(c.hup), agent.WithProbeCheck(checkProbeFile)}
+	if c.resolveCheck != nil {
+		opts = append(opts, agent.WithResolveCheck(c.resolveCheck))
+	}
 	if path != "" {
 		opts = append(opts, agent.WithReload(func() (agent.Config, error) { return loadConfig(path, f, c.getenv) }))
 	}
