@@ -61,6 +61,9 @@ type AssemblerStats struct {
 	// their live process (its attachment changed on reload, or its capture
 	// ended): the return would be seen by no one.
 	Detached uint64
+	// Unmerged counts into_parent calls whose attributes were dropped:
+	// their parent span was not open, or had no room left.
+	Unmerged uint64
 }
 
 type spanKey struct {
@@ -79,15 +82,23 @@ type Assembler struct {
 
 	mu   sync.Mutex
 	open map[spanKey]probes.Event
+	// merged holds attributes that into_parent probes added to open
+	// spans (merge.go).
+	merged map[spanKey]*pendingMerge
+	// pendingMerges is len(merged), read without the lock.
+	pendingMerges atomic.Int64
 
 	finished, lostEntry, expired, exited, abandoned, stopped, detached atomic.Uint64
+	// unmerged counts into_parent calls (or their attributes) dropped
+	// because the parent was not open or had no room left.
+	unmerged atomic.Uint64
 }
 
 // NewAssembler returns an assembler that hands every finished span to emit
 // (called without the assembler's lock held) and ends spans open longer
 // than maxAge when Expire is called.
 func NewAssembler(emit func(SpanRecord), maxAge time.Duration) *Assembler {
-	return &Assembler{emit: emit, maxAge: maxAge, open: map[spanKey]probes.Event{}}
+	return &Assembler{emit: emit, maxAge: maxAge, open: map[spanKey]probes.Event{}, merged: map[spanKey]*pendingMerge{}}
 }
 
 // Handle consumes one event.
@@ -122,6 +133,14 @@ func (a *Assembler) Handle(ev probes.Event) {
 			a.lostEntry.Add(1)
 			return
 		}
+		if entry.Probe.Spec.IntoParent {
+			var ret *probes.Event
+			if ev.Kind == probes.EventReturn {
+				ret = &ev
+			}
+			a.mergeIntoParent(entry, ret, ev.Time, true)
+			return
+		}
 		if ev.Kind == probes.EventAbandoned {
 			a.abandoned.Add(1)
 			a.finish(buildRecord(entry, nil, ev.Time, true, ReasonAbandoned))
@@ -139,6 +158,14 @@ func (a *Assembler) handleWhole(ev *probes.Event) {
 		ParentSpanID: ev.ParentSpanID, Sampled: ev.Sampled, RemoteParent: ev.RemoteParent,
 		Values: ev.EntryValues,
 	}
+	if ev.Probe.Spec.IntoParent {
+		var ret *probes.Event
+		if ev.Kind == probes.EventSpan {
+			ret = ev
+		}
+		a.mergeIntoParent(entry, ret, ev.Time, false)
+		return
+	}
 	if ev.Kind == probes.EventAbandoned {
 		a.abandoned.Add(1)
 		a.finish(buildRecord(entry, nil, ev.Time, true, ReasonAbandoned))
@@ -150,6 +177,7 @@ func (a *Assembler) handleWhole(ev *probes.Event) {
 // Expire ends, as failed, every span opened more than maxAge before now,
 // and returns how many.
 func (a *Assembler) Expire(now time.Time) int {
+	a.expireMerges(now)
 	reason := ReasonExpired + " after " + a.maxAge.String()
 	return a.endWhere(func(ev probes.Event) bool { return now.Sub(ev.Time) > a.maxAge }, now, reason, &a.expired)
 }
@@ -203,6 +231,7 @@ func (a *Assembler) Stats() AssemblerStats {
 		Abandoned:     a.abandoned.Load(),
 		Stopped:       a.stopped.Load(),
 		Detached:      a.detached.Load(),
+		Unmerged:      a.unmerged.Load(),
 	}
 }
 
@@ -224,6 +253,7 @@ func (a *Assembler) endWhere(match func(probes.Event) bool, now time.Time, reaso
 }
 
 func (a *Assembler) finish(r SpanRecord) {
+	a.addMerged(&r)
 	repairRecord(&r) // hostile strings end here (utf8.go)
 	a.finished.Add(1)
 	a.emit(r)

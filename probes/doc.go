@@ -60,6 +60,13 @@
 //     and either from (a value of the program) or value (a constant string,
 //     number, bool or list of strings); optional type and map.
 //   - error: when the span has failed, below.
+//   - into_parent: true makes the probe add its attributes to its parent
+//     span (as chosen by parent) instead of producing a span, for values
+//     that exist only inside the parent's function: the status code an
+//     HTTP handler passes to WriteHeader becomes an attribute of the
+//     server span. Calls made while no parent span is open are dropped;
+//     the latest call's value wins. Such a probe has no kind, no error
+//     rule, and cannot be another probe's parent.
 //
 // Sources (from):
 //

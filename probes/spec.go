@@ -38,6 +38,11 @@ type Probe struct {
 	Attributes []Attribute `yaml:"attributes"`
 	// Error marks the span failed; nil means no error detection.
 	Error *ErrorRule `yaml:"error"`
+	// IntoParent makes the probe add its attributes to its parent span
+	// (the innermost open span of Parent, or of any probe) instead of
+	// producing a span: for values that exist only inside the parent's
+	// function, such as the status code an HTTP handler writes.
+	IntoParent bool `yaml:"into_parent"`
 }
 
 // Attribute declares one span attribute and where its value comes from.

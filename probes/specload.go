@@ -28,7 +28,7 @@ var attrTypes = []string{TypeString, TypeInt, TypeFloat, TypeBool, TypeStringLis
 // reported with its probe and a suggestion rather than silently ignored.
 var (
 	specKeys  = []string{"include", "probes"}
-	probeKeys = []string{"symbol", "span", "kind", "parent", "attributes", "error"}
+	probeKeys = []string{"symbol", "span", "kind", "parent", "attributes", "error", "into_parent"}
 	attrKeys  = []string{"name", "from", "value", "type", "map", "omit_empty", "max_bytes"}
 	errorKeys = []string{"from", "equals", "at_least"}
 )
@@ -261,6 +261,7 @@ func ValidateSpec(spec *Spec) error {
 		if p.Error != nil {
 			checkErrorRule(c, where+".error", p.Error)
 		}
+		checkIntoParent(c, where, p)
 	}
 	for i, p := range spec.Probes {
 		if p.Parent == "" {
@@ -275,6 +276,7 @@ func ValidateSpec(spec *Spec) error {
 			c.add(where, "no probe in this file has span %q; parent must name another probe's `span` (known: %s)", p.Parent, strings.Join(sortedKeys(spans), ", "))
 		}
 	}
+	checkIntoParentRefs(c, spec)
 	return c.err()
 }
 
