@@ -73,6 +73,9 @@ type Exporter struct {
 	Endpoint string
 	// Protocol is grpc (empty means grpc) or http/protobuf.
 	Protocol string
+	// Format is the stdout exporter's: sdk (empty means sdk), the SDK's
+	// own JSON, or guide, the guide's console example.
+	Format string
 	// Insecure sends OTLP without TLS; false uses TLS with the system roots,
 	// or with CAFile when set.
 	Insecure bool
@@ -294,6 +297,9 @@ func (c *Config) Validate() error {
 	}
 	if t.Exporter.Protocol != "" && !contains(protocols, t.Exporter.Protocol) {
 		return fmt.Errorf("%w: %sexporter.protocol: unknown protocol %q, allowed: %s", ErrConfig, p, t.Exporter.Protocol, list(protocols))
+	}
+	if t.Exporter.Format != "" && !contains(stdoutFormats, t.Exporter.Format) {
+		return fmt.Errorf("%w: %sexporter.format: unknown stdout format %q, allowed: %s", ErrConfig, p, t.Exporter.Format, list(stdoutFormats))
 	}
 	if t.Exporter.Type == ExporterOTLP && t.Exporter.Endpoint == "" {
 		return fmt.Errorf("%w: %sexporter.endpoint: required when exporter.type is otlp, e.g. \"localhost:4317\"", ErrConfig, p)

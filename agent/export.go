@@ -74,6 +74,9 @@ func NewTraceClient(e Exporter) (otlptrace.Client, error) {
 func NewExporter(ctx context.Context, e Exporter, w io.Writer) (sdktrace.SpanExporter, error) {
 	switch e.Type {
 	case ExporterStdout:
+		if e.Format == StdoutFormatGuide {
+			return newGuideExporter(w), nil
+		}
 		exp, err := stdouttrace.New(stdouttrace.WithWriter(w), stdouttrace.WithPrettyPrint())
 		if err != nil {
 			return nil, fmt.Errorf("create stdout exporter: %w", err)

@@ -132,6 +132,13 @@
 //   - integer: failed when it equals equals, or when >= at_least (one of
 //     them is required).
 //
+// A failed error result's status message is its text (for the standard
+// error types, whose message the kernel reads) and error.type names what a
+// user can act on (see package agent). Bool and integer rules carry no
+// text: message names a string result or field (return:INDEX[.Field])
+// whose non-empty value becomes the status message, e.g.
+// {from: return:0.Failed, message: return:0.Error}.
+//
 // Validation is strict and reports every problem at once, one per line,
 // each naming the file, the probe (probes[INDEX] (symbol)), the key and the
 // fix: unknown keys (with the closest known key), bad sources, types, kinds

@@ -84,4 +84,8 @@ type ErrorRule struct {
 	Equals any `yaml:"equals"`
 	// AtLeast makes integer sources fail when the value is >= AtLeast.
 	AtLeast *int64 `yaml:"at_least"`
+	// Message is a string result or field (return:INDEX[.Field]) whose
+	// non-empty value becomes the failed span's status message, for bool
+	// and integer rules whose failure carries no text of its own.
+	Message string `yaml:"message"`
 }

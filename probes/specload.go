@@ -30,7 +30,7 @@ var (
 	specKeys  = []string{"include", "probes"}
 	probeKeys = []string{"symbol", "span", "kind", "parent", "attributes", "error", "into_parent"}
 	attrKeys  = []string{"name", "from", "value", "type", "map", "omit_empty", "max_bytes"}
-	errorKeys = []string{"from", "equals", "at_least"}
+	errorKeys = []string{"from", "equals", "at_least", "message"}
 )
 
 // LoadSpec reads and validates a probe file and the files it includes
@@ -339,6 +339,15 @@ func checkErrorRule(c *specCheck, where string, e *ErrorRule) {
 	if e.AtLeast != nil {
 		if _, isBool := e.Equals.(bool); isBool {
 			c.add(where+".at_least", "at_least applies to integer results; a bool result fails when it equals `equals`")
+		}
+	}
+	if e.Message != "" {
+		m, err := parseSource(e.Message)
+		switch {
+		case err != nil:
+			c.add(where+".message", "%v", err)
+		case m.kind != srcReturn:
+			c.add(where+".message", "%q is not a result; the message is read when the function returns, so use return:INDEX[.Field] of a string", e.Message)
 		}
 	}
 }

@@ -133,6 +133,8 @@ func TestParseSpecErrors(t *testing.T) {
 		{"error from argument", "probes:\n  - {symbol: main.f, span: f, error: {from: arg:0}}", []string{"error.from", "not a result", "return:INDEX"}},
 		{"error equals string", "probes:\n  - {symbol: main.f, span: f, error: {from: return:0, equals: bad}}", []string{"error.equals", "not a bool or an integer"}},
 		{"at_least with bool", "probes:\n  - {symbol: main.f, span: f, error: {from: return:0, equals: true, at_least: 3}}", []string{"error.at_least", "integer results"}},
+		{"error message from argument", "probes:\n  - {symbol: main.f, span: f, error: {from: return:0, message: arg:0}}", []string{"error.message", "not a result"}},
+		{"error message bad source", "probes:\n  - {symbol: main.f, span: f, error: {from: return:0, message: bogus}}", []string{"error.message"}},
 		{"unknown parent", "probes:\n  - {symbol: main.f, span: f, parent: nope}", []string{"probes[0] (main.f).parent", `no probe in this file has span "nope"`, "known: f"}},
 		{"own parent", "probes:\n  - {symbol: main.f, span: f, parent: f}", []string{"cannot be its own parent"}},
 	} {
