@@ -103,6 +103,7 @@ func (p propPrograms) close() error {
 func (c *Capture) propMaps() map[string]*ebpf.Map {
 	return map[string]*ebpf.Map{
 		bpf.CaptureMapStacks:            c.maps.Stacks,
+		bpf.CaptureMapUnsampled:         c.maps.Unsampled,
 		bpf.CaptureMapRemoteParents:     c.maps.RemoteParents,
 		bpf.CaptureMapHeaderScratch:     c.maps.HeaderScratch,
 		bpf.CaptureMapKeyScratch:        c.maps.KeyScratch,
