@@ -338,6 +338,9 @@ func decodeValue(f Fetch, hdr, data []byte) Value {
 			pos += l
 		}
 	}
+	if v.Truncated {
+		cutCopies(&v)
+	}
 	return v
 }
 
@@ -355,6 +358,9 @@ func (d *decoder) decodeError(p *Resolved, hdr, data []byte) ErrorValue {
 		}
 		if hasMessageFirst(ev.Type) && hdr[valFlags]&valMissing == 0 && ValueKind(hdr[valKind]) == KindError {
 			ev.Message = string(data[:min(len(data), MaxStringBytes)])
+			if hdr[valFlags]&valTruncated != 0 {
+				ev.Message = cutRunes(ev.Message)
+			}
 			ev.Sentinel = MatchSentinel(d.sentinels, ev.Message)
 		}
 		return ev

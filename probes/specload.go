@@ -30,7 +30,7 @@ var attrTypes = []string{TypeString, TypeInt, TypeFloat, TypeBool, TypeStringLis
 var (
 	specKeys  = []string{"include", "probes"}
 	probeKeys = []string{"symbol", "span", "kind", "parent", "attributes", "error", "into_parent"}
-	attrKeys  = []string{"name", "from", "value", "type", "map", "omit_empty"}
+	attrKeys  = []string{"name", "from", "value", "type", "map", "omit_empty", "max_bytes"}
 	errorKeys = []string{"from", "equals", "at_least", "message"}
 )
 
@@ -301,6 +301,9 @@ func checkAttribute(c *specCheck, where string, a Attribute) {
 	}
 	if a.Map != nil && a.Type != "" && a.Type != TypeString {
 		c.add(where+".type", "with `map` the value is the mapped string, so type must be string or omitted, not %s", a.Type)
+	}
+	if a.MaxBytes < 0 || a.MaxBytes > MaxStringBytes {
+		c.add(where+".max_bytes", "%d is out of range; use 1 to %d (the kernel copies at most %d bytes of a string), or omit it", a.MaxBytes, MaxStringBytes, MaxStringBytes)
 	}
 	switch {
 	case a.From == "" && a.Value == nil:
