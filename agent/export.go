@@ -6,7 +6,6 @@ import (
 	"crypto/x509"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 	"sync"
 	"time"
@@ -17,6 +16,8 @@ import (
 	"go.opentelemetry.io/otel/exporters/stdout/stdouttrace"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"google.golang.org/grpc/credentials"
+
+	"github.com/routerscope/routerscope/internal/readlimit"
 )
 
 // NewSpanPipeline builds the pipeline of the exporter the config names:
@@ -133,7 +134,7 @@ func exporterTLS(e Exporter) (*tls.Config, error) {
 	if e.CAFile == "" {
 		return cfg, nil
 	}
-	pem, err := os.ReadFile(e.CAFile)
+	pem, err := readlimit.File(e.CAFile, MaxConfigBytes)
 	if err != nil {
 		return nil, fmt.Errorf("read observability.tracing.exporter.ca_file: %w", err)
 	}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime/debug"
 	"sort"
 	"strings"
 	"sync"
@@ -15,6 +16,7 @@ import (
 	"github.com/cilium/ebpf"
 	"go.uber.org/zap"
 
+	"github.com/routerscope/routerscope/internal/readlimit"
 	"github.com/routerscope/routerscope/probes"
 )
 
@@ -102,7 +104,7 @@ func probeDigests(cfg Config, check func(string) error) (map[string]string, erro
 		if _, ok := out[p]; ok {
 			continue
 		}
-		data, err := os.ReadFile(p)
+		data, err := readlimit.File(p, probes.MaxSpecBytes)
 		if err != nil {
 			return nil, fmt.Errorf("read probe file: %w", err)
 		}
@@ -176,6 +178,16 @@ func (m *manager) reconcile(ctx context.Context, want map[procKey]match, strict 
 		keys = append(keys, k)
 	}
 	sort.Slice(keys, func(i, j int) bool { return keys[i].pid < keys[j].pid })
+	tried := 0
+	// Attaching reads the target's DWARF and symbols and loads the
+	// kernel programs: tens of MiB that are garbage once it is done. Give
+	// them back to the OS now rather than within minutes, so the agent's
+	// resident memory is its steady state, not its attach peak.
+	defer func() {
+		if tried > 0 {
+			debug.FreeOSMemory()
+		}
+	}()
 	for _, key := range keys {
 		if _, ok := m.atts[key]; ok {
 			continue
@@ -183,6 +195,7 @@ func (m *manager) reconcile(ctx context.Context, want map[procKey]match, strict 
 		if t, ok := m.retryAt[key]; ok && now.Before(t) {
 			continue
 		}
+		tried++
 		if err := m.attachOne(ctx, want[key]); err != nil {
 			if strict {
 				m.detachAll(reasonStopped)

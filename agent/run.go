@@ -386,7 +386,7 @@ func processAlive(pid uint32) bool {
 	if err != nil && !errors.Is(err, syscall.EPERM) {
 		return false
 	}
-	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	stat, err := readProc(fmt.Sprintf("/proc/%d/stat", pid), maxProcStat)
 	if err != nil {
 		return true // no procfs to ask: trust the signal
 	}

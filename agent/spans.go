@@ -298,8 +298,15 @@ func buildRecord(entry probes.Event, ret *probes.Event, end time.Time, failed bo
 			if i >= len(vals) || f.Attr < 0 || f.Attr >= len(attrs) {
 				continue
 			}
-			if kv, ok := valueAttr(attrs[f.Attr], vals[i]); ok {
+			v := probes.Truncate(vals[i], attrs[f.Attr].MaxBytes)
+			if kv, ok := valueAttr(attrs[f.Attr], v); ok {
 				r.Attributes = append(r.Attributes, kv)
+				if v.Truncated {
+					// The value was cut (the kernel's copy bound or
+					// max_bytes): say so beside it rather than pass a
+					// prefix off as the whole value.
+					r.Attributes = append(r.Attributes, attribute.Bool(attrs[f.Attr].Name+TruncatedSuffix, true))
+				}
 			}
 		}
 	}

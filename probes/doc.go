@@ -103,6 +103,21 @@
 // or list, zero, false), for values such as user.id that exist only
 // sometimes.
 //
+// Named types read like their underlying types: type WeakString string is
+// a string, type Level int an int, type Flag bool a bool, type Tags
+// []string (or []WeakString) a string_list, as arguments, results and
+// fields alike (Go's DWARF gives a named string or slice the runtime's
+// header under its own name; the header's shape decides).
+//
+// Strings are copied up to 128 bytes (MaxStringBytes; error messages too),
+// string lists up to 8 elements of 32 bytes each (MaxListElems,
+// MaxElemBytes). max_bytes (1 to 128) keeps fewer bytes of an attribute's
+// string or of each list element. A cut never splits a UTF-8 character:
+// the bytes of a character the limit falls inside are dropped whole. A cut
+// value is marked: Value.Truncated, and on the span a companion attribute
+// "<name>.truncated" = true beside the value, so a prefix is never passed
+// off as the whole value.
+//
 // Not readable, rejected with ErrNotSupported: a float passed in a
 // register (the kernel saves only the integer registers; read it as a field
 // behind a pointer instead), slices other than []string, maps, channels,

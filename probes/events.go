@@ -90,14 +90,15 @@ const (
 	entryValsData = 8
 	entryValsLen  = entryValsData + MaxFetches*valSize
 
-	// struct probe_counters: six u64 in this order.
+	// struct probe_counters: seven u64 in this order.
 	pcEntries   = 0
 	pcReturns   = 8
 	pcAbandoned = 16
 	pcEmitted   = 24
 	pcOverflow  = 32
 	pcUnmatched = 40
-	pcLen       = 48
+	pcSkipped   = 48
+	pcLen       = 56
 
 	// struct config
 	cfgWakeupBytes = 0
@@ -338,6 +339,9 @@ func decodeValue(f Fetch, hdr, data []byte) Value {
 			pos += l
 		}
 	}
+	if v.Truncated {
+		cutCopies(&v)
+	}
 	return v
 }
 
@@ -355,6 +359,9 @@ func (d *decoder) decodeError(p *Resolved, hdr, data []byte) ErrorValue {
 		}
 		if hasMessageFirst(ev.Type) && hdr[valFlags]&valMissing == 0 && ValueKind(hdr[valKind]) == KindError {
 			ev.Message = string(data[:min(len(data), MaxStringBytes)])
+			if hdr[valFlags]&valTruncated != 0 {
+				ev.Message = cutRunes(ev.Message)
+			}
 			ev.Sentinel = MatchSentinel(d.sentinels, ev.Message)
 		}
 		return ev

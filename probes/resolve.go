@@ -35,6 +35,12 @@ func Resolve(b *Binary, spec *Spec) (*Program, error) {
 	}
 	var errs []error
 	for i, p := range spec.Probes {
+		if len(errs) >= maxReportedErrors {
+			// Enough to act on; resolving the rest (suggestions for a
+			// missing symbol scan every function name) is wasted work.
+			errs = append(errs, fmt.Errorf("%s: probes[%d] to probes[%d] not resolved after %d problems", path, i, len(spec.Probes)-1, len(errs)))
+			break
+		}
 		r, perrs := resolveProbe(b, p)
 		if len(perrs) > 0 {
 			for _, err := range perrs {

@@ -67,6 +67,11 @@ type Attribute struct {
 	// OmitEmpty leaves the attribute off when the value read is empty: an
 	// empty string or list, zero, or false (e.g. user.id "if available").
 	OmitEmpty bool `yaml:"omit_empty"`
+	// MaxBytes keeps at most this many bytes of a string value (and of
+	// each element of a string list), 1 to MaxStringBytes; 0 keeps what the
+	// kernel copied (MaxStringBytes, MaxElemBytes per element). Cuts fall
+	// on UTF-8 character boundaries and mark the value truncated.
+	MaxBytes int `yaml:"max_bytes"`
 }
 
 // ErrorRule decides when a span has failed.
