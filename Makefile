@@ -7,7 +7,7 @@ BIN       := bin
 EXPORTER  ?= stdout
 GOTESTFLAGS ?= -count=1 -timeout 40m
 
-.PHONY: all build generate check-generated deps prereqs demo test unit bench lint clean
+.PHONY: all build generate check-generated deps prereqs demo test unit bench bench-short lint clean
 
 all: build
 
@@ -44,7 +44,11 @@ unit:
 # Overhead report (root): router alone vs agent setups vs in-process OTel,
 # interleaved rounds; writes build/bench/report.md and prints it.
 bench:
-	$(GO) run ./bench --out build/bench
+	$(GO) run ./bench --out build/bench $(BENCHFLAGS)
+
+# The same report in a few minutes: fewer rounds, requests and setups.
+bench-short:
+	$(GO) run ./bench --out build/bench --short $(BENCHFLAGS)
 
 lint:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' | grep -v '_bpfe[lb]\.go$$')); \

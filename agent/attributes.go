@@ -47,6 +47,11 @@ func durationAttr(a probes.Attribute, d time.Duration) attribute.KeyValue {
 	return attribute.Int64(a.Name, int64(d/unit))
 }
 
+// TruncatedSuffix names the companion attribute set to true beside an
+// attribute whose string value (or a list element) was cut: "user.id"
+// gets "user.id.truncated".
+const TruncatedSuffix = ".truncated"
+
 // valueAttr types a kernel-read value by the spec's declared type (or the
 // value's own kind when none is declared) and applies the spec's map. ok is
 // false when the kernel could not read the value: the attribute is left off

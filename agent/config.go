@@ -3,11 +3,12 @@ package agent
 import (
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/routerscope/routerscope/internal/readlimit"
 )
 
 // Allowed values of the guide's enumerated keys, in the order error messages
@@ -73,6 +74,9 @@ type Exporter struct {
 	Endpoint string
 	// Protocol is grpc (empty means grpc) or http/protobuf.
 	Protocol string
+	// Format is the stdout exporter's: sdk (empty means sdk), the SDK's
+	// own JSON, or guide, the guide's console example.
+	Format string
 	// Insecure sends OTLP without TLS; false uses TLS with the system roots,
 	// or with CAFile when set.
 	Insecure bool
@@ -220,7 +224,10 @@ func ConfigPath(flag string, getenv func(string) string) string {
 // LoadFile reads a config file: the agent's own, or the router's
 // config.yaml (whose other top-level keys are ignored).
 func LoadFile(path string) (Config, error) {
-	data, err := os.ReadFile(path)
+	data, err := readlimit.File(path, MaxConfigBytes)
+	if errors.Is(err, readlimit.ErrTooLarge) {
+		return Config{}, fmt.Errorf("%w: config %s: more than %d bytes; is it the right file?", ErrConfig, path, MaxConfigBytes)
+	}
 	if err != nil {
 		return Config{}, fmt.Errorf("read config %s: %w", path, err)
 	}
@@ -295,6 +302,9 @@ func (c *Config) Validate() error {
 	if t.Exporter.Protocol != "" && !contains(protocols, t.Exporter.Protocol) {
 		return fmt.Errorf("%w: %sexporter.protocol: unknown protocol %q, allowed: %s", ErrConfig, p, t.Exporter.Protocol, list(protocols))
 	}
+	if t.Exporter.Format != "" && !contains(stdoutFormats, t.Exporter.Format) {
+		return fmt.Errorf("%w: %sexporter.format: unknown stdout format %q, allowed: %s", ErrConfig, p, t.Exporter.Format, list(stdoutFormats))
+	}
 	if t.Exporter.Type == ExporterOTLP && t.Exporter.Endpoint == "" {
 		return fmt.Errorf("%w: %sexporter.endpoint: required when exporter.type is otlp, e.g. \"localhost:4317\"", ErrConfig, p)
 	}
@@ -342,6 +352,9 @@ func (c *Config) Validate() error {
 		if tg.PID < 0 {
 			return fmt.Errorf("%w: %stargets[%d].pid: %d is not a process id", ErrConfig, q, i, tg.PID)
 		}
+	}
+	if err := c.checkLimits(); err != nil {
+		return err
 	}
 	if a.WatchInterval < 0 {
 		return fmt.Errorf("%w: %swatch_interval: must not be negative (\"0s\" turns the watch off)", ErrConfig, q)

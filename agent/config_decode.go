@@ -61,6 +61,7 @@ func decodeTracing(n *yaml.Node, t *Tracing) error {
 				"type":              stringField(&t.Exporter.Type),
 				"endpoint":          stringField(&t.Exporter.Endpoint),
 				"protocol":          stringField(&t.Exporter.Protocol),
+				"format":            stringField(&t.Exporter.Format),
 				"insecure":          boolField(&t.Exporter.Insecure),
 				"headers":           stringMapField(&t.Exporter.Headers),
 				"timeout":           durationField(&t.Exporter.Timeout),

@@ -294,7 +294,7 @@ func TestConfigErrors(t *testing.T) {
 		{"unknown tracing key", tr("    exporters: {}\n"),
 			[]string{"observability.tracing.exporters", "unknown key", "enabled, exporter, provider, resource, sampling"}},
 		{"unknown exporter key", tr("    exporter:\n      endpont: x:1\n"),
-			[]string{"observability.tracing.exporter.endpont", "ca_file, endpoint, headers, insecure, protocol, reconnect_backoff, timeout, type"}},
+			[]string{"observability.tracing.exporter.endpont", "ca_file, endpoint, format, headers, insecure, protocol, reconnect_backoff, timeout, type"}},
 		{"unknown resource key", tr("    resource:\n      service: x\n"),
 			[]string{"observability.tracing.resource.service", "service_name"}},
 		{"unknown routerscope key", "routerscope:\n  target: []\n",

@@ -6,7 +6,6 @@ import (
 	"crypto/x509"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 	"sync"
 	"time"
@@ -17,6 +16,8 @@ import (
 	"go.opentelemetry.io/otel/exporters/stdout/stdouttrace"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"google.golang.org/grpc/credentials"
+
+	"github.com/routerscope/routerscope/internal/readlimit"
 )
 
 // NewSpanPipeline builds the pipeline of the exporter the config names:
@@ -74,6 +75,9 @@ func NewTraceClient(e Exporter) (otlptrace.Client, error) {
 func NewExporter(ctx context.Context, e Exporter, w io.Writer) (sdktrace.SpanExporter, error) {
 	switch e.Type {
 	case ExporterStdout:
+		if e.Format == StdoutFormatGuide {
+			return newGuideExporter(w), nil
+		}
 		exp, err := stdouttrace.New(stdouttrace.WithWriter(w), stdouttrace.WithPrettyPrint())
 		if err != nil {
 			return nil, fmt.Errorf("create stdout exporter: %w", err)
@@ -130,7 +134,7 @@ func exporterTLS(e Exporter) (*tls.Config, error) {
 	if e.CAFile == "" {
 		return cfg, nil
 	}
-	pem, err := os.ReadFile(e.CAFile)
+	pem, err := readlimit.File(e.CAFile, MaxConfigBytes)
 	if err != nil {
 		return nil, fmt.Errorf("read observability.tracing.exporter.ca_file: %w", err)
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/cilium/ebpf"
 	"go.uber.org/zap"
 
+	"github.com/routerscope/routerscope/internal/readlimit"
 	"github.com/routerscope/routerscope/probes"
 )
 
@@ -102,7 +103,7 @@ func probeDigests(cfg Config, check func(string) error) (map[string]string, erro
 		if _, ok := out[p]; ok {
 			continue
 		}
-		data, err := os.ReadFile(p)
+		data, err := readlimit.File(p, probes.MaxSpecBytes)
 		if err != nil {
 			return nil, fmt.Errorf("read probe file: %w", err)
 		}

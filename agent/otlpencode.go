@@ -179,6 +179,10 @@ func (e *otlpEncoder) span(r *SpanRecord) *tracepb.Span {
 		}
 	}
 	s.TraceState = ""
+	if r.TraceState.Len() > 0 {
+		// Only a root with a remote parent has one (validated on entry).
+		s.TraceState = r.TraceState.String()
+	}
 	s.Flags = flags
 	s.Name = r.Name
 	s.Kind = otlpKind(r.Kind)

@@ -89,7 +89,7 @@ func readProcess(procRoot string, pid int) (Process, error) {
 // readStartTime reads a process's start time: the one read a scan makes
 // of a process it has seen before.
 func readStartTime(procRoot string, pid int) (uint64, error) {
-	stat, err := os.ReadFile(filepath.Join(procRoot, strconv.Itoa(pid), "stat"))
+	stat, err := readProc(filepath.Join(procRoot, strconv.Itoa(pid), "stat"), maxProcStat)
 	if err != nil {
 		return 0, fmt.Errorf("read process %d: %w", pid, err)
 	}
@@ -108,12 +108,12 @@ func readProcessRest(procRoot string, pid int, start uint64) (Process, error) {
 	if p.Exe, err = os.Readlink(filepath.Join(dir, "exe")); err != nil {
 		return p, fmt.Errorf("read process %d executable: %w", pid, err)
 	}
-	comm, err := os.ReadFile(filepath.Join(dir, "comm"))
+	comm, err := readProc(filepath.Join(dir, "comm"), maxProcComm)
 	if err != nil {
 		return p, fmt.Errorf("read process %d name: %w", pid, err)
 	}
 	p.Comm = strings.TrimSuffix(string(comm), "\n")
-	cmd, err := os.ReadFile(filepath.Join(dir, "cmdline"))
+	cmd, err := readProc(filepath.Join(dir, "cmdline"), maxProcCmdline)
 	if err != nil {
 		return p, fmt.Errorf("read process %d command line: %w", pid, err)
 	}

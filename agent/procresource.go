@@ -88,7 +88,7 @@ func cgroupIDs(data []byte) (containerID, podUID string) {
 // by root or the process's owner). The environment is the one the process
 // started with.
 func environ(procRoot string, pid int, names ...string) map[string]string {
-	data, err := os.ReadFile(filepath.Join(procRoot, strconv.Itoa(pid), "environ"))
+	data, err := readProc(filepath.Join(procRoot, strconv.Itoa(pid), "environ"), maxProcEnviron)
 	out := map[string]string{}
 	if err != nil {
 		return out
@@ -133,7 +133,7 @@ func ProcessResource(procRoot string, p Process, host hostInfo) []attribute.KeyV
 	if host.HostName != "" {
 		attrs = append(attrs, attribute.String(attrHostName, host.HostName))
 	}
-	cg, err := os.ReadFile(filepath.Join(procRoot, strconv.Itoa(p.PID), "cgroup"))
+	cg, err := readProc(filepath.Join(procRoot, strconv.Itoa(p.PID), "cgroup"), maxProcCgroup)
 	if err != nil {
 		return attrs
 	}
@@ -151,7 +151,7 @@ func ProcessResource(procRoot string, p Process, host hostInfo) []attribute.KeyV
 	env := environ(procRoot, p.PID, "POD_NAME", "POD_NAMESPACE", "HOSTNAME")
 	ns := env["POD_NAMESPACE"]
 	if ns == "" {
-		b, _ := os.ReadFile(filepath.Join(procRoot, strconv.Itoa(p.PID), "root", serviceAccountNamespace))
+		b, _ := readProc(filepath.Join(procRoot, strconv.Itoa(p.PID), "root", serviceAccountNamespace), maxSmallFile)
 		ns = strings.TrimSpace(string(b))
 	}
 	if ns != "" {

@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
-	"os"
 	"reflect"
 	"sort"
 	"strings"
@@ -13,6 +12,9 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/routerscope/routerscope/internal/readlimit"
+	"github.com/routerscope/routerscope/probes"
 )
 
 // LogKeyTrigger names what started a reload.
@@ -94,15 +96,23 @@ func watchedFiles(cfg Config) []string {
 	return files
 }
 
+// maxWatchedBytes bounds each watched file's read: the config's and the
+// probe files' own bounds.
+const maxWatchedBytes = max(MaxConfigBytes, probes.MaxSpecBytes)
+
 // hashFiles digests the files' names and contents; a missing file hashes
 // as absent, so its return is a change too.
 func hashFiles(files []string) [32]byte {
 	h := sha256.New()
 	for _, f := range files {
 		h.Write([]byte(f))
-		data, err := os.ReadFile(f)
+		data, err := readlimit.File(f, maxWatchedBytes)
 		if err != nil {
+			// Missing, unreadable or too large: each hashes as itself, so
+			// a change between them is a change (the reload then says
+			// what is wrong).
 			h.Write([]byte{0})
+			h.Write([]byte(err.Error()))
 			continue
 		}
 		h.Write([]byte{1})

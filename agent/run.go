@@ -296,8 +296,18 @@ func Run(ctx context.Context, cfg Config, attach Attacher, log *zap.Logger, opts
 func (m *manager) loop(ctx context.Context, reloads <-chan struct{}) {
 	sweepTick := time.NewTicker(m.o.sweepInterval)
 	defer sweepTick.Stop()
+	// Without discovery rules nothing is scanned: the ticker stays stopped
+	// so an idle agent is not woken for nothing.
 	scanTick := time.NewTicker(m.cfg.Agent.Discovery.Interval)
 	defer scanTick.Stop()
+	rearmScan := func() {
+		if discovering(m.cfg) {
+			scanTick.Reset(m.cfg.Agent.Discovery.Interval)
+		} else {
+			scanTick.Stop()
+		}
+	}
+	rearmScan()
 	for {
 		if !discovering(m.cfg) && len(m.atts) == 0 {
 			if m.attachErr != nil {
@@ -323,10 +333,10 @@ func (m *manager) loop(ctx context.Context, reloads <-chan struct{}) {
 			}
 		case <-m.o.hup:
 			m.reloadConfig(ctx, "signal")
-			scanTick.Reset(m.cfg.Agent.Discovery.Interval)
+			rearmScan()
 		case <-reloads:
 			m.reloadConfig(ctx, "file changed")
-			scanTick.Reset(m.cfg.Agent.Discovery.Interval)
+			rearmScan()
 		}
 		m.updateReadiness()
 	}
@@ -376,7 +386,7 @@ func processAlive(pid uint32) bool {
 	if err != nil && !errors.Is(err, syscall.EPERM) {
 		return false
 	}
-	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	stat, err := readProc(fmt.Sprintf("/proc/%d/stat", pid), maxProcStat)
 	if err != nil {
 		return true // no procfs to ask: trust the signal
 	}

@@ -52,7 +52,7 @@ func snapshot(q *queuedSpan) sdktrace.ReadOnlySpan {
 	stub := tracetest.SpanStub{
 		Name: r.Name,
 		SpanContext: trace.NewSpanContext(trace.SpanContextConfig{
-			TraceID: r.TraceID, SpanID: r.SpanID, TraceFlags: flags}),
+			TraceID: r.TraceID, SpanID: r.SpanID, TraceFlags: flags, TraceState: r.TraceState}),
 		SpanKind:             r.Kind,
 		StartTime:            r.Start,
 		EndTime:              r.End,

@@ -31,9 +31,12 @@ type SpanRecord struct {
 	ParentSpanID trace.SpanID
 	// RemoteParent is set when the parent came from an incoming traceparent.
 	RemoteParent bool
-	Sampled      bool
-	Start, End   time.Time
-	Attributes   []attribute.KeyValue
+	// TraceState is the caller's tracestate on a root span with a remote
+	// parent, validated (an invalid one is dropped whole).
+	TraceState trace.TraceState
+	Sampled    bool
+	Start, End time.Time
+	Attributes []attribute.KeyValue
 	// Failed spans get error=true and an Error status with StatusMessage.
 	Failed        bool
 	StatusMessage string
@@ -155,7 +158,7 @@ func (a *Assembler) Handle(ev probes.Event) {
 func (a *Assembler) handleWhole(ev *probes.Event) {
 	entry := probes.Event{
 		Probe: ev.Probe, PID: ev.PID, Time: ev.Start, TraceID: ev.TraceID, SpanID: ev.SpanID,
-		ParentSpanID: ev.ParentSpanID, Sampled: ev.Sampled, RemoteParent: ev.RemoteParent,
+		ParentSpanID: ev.ParentSpanID, Sampled: ev.Sampled, RemoteParent: ev.RemoteParent, TraceState: ev.TraceState,
 		Values: ev.EntryValues,
 	}
 	if ev.Probe.Spec.IntoParent {
@@ -282,14 +285,28 @@ func buildRecord(entry probes.Event, ret *probes.Event, end time.Time, failed bo
 		StatusMessage: msg,
 		PID:           entry.PID,
 	}
+	if entry.TraceState != "" {
+		// The caller's bytes: only a value that parses as W3C tracestate
+		// reaches the exporter; an invalid one is dropped whole.
+		if ts, err := trace.ParseTraceState(entry.TraceState); err == nil {
+			r.TraceState = ts
+		}
+	}
 	attrs := p.Spec.Attributes
 	addFetched := func(fetches []probes.Fetch, vals []probes.Value) {
 		for i, f := range fetches {
 			if i >= len(vals) || f.Attr < 0 || f.Attr >= len(attrs) {
 				continue
 			}
-			if kv, ok := valueAttr(attrs[f.Attr], vals[i]); ok {
+			v := probes.Truncate(vals[i], attrs[f.Attr].MaxBytes)
+			if kv, ok := valueAttr(attrs[f.Attr], v); ok {
 				r.Attributes = append(r.Attributes, kv)
+				if v.Truncated {
+					// The value was cut (the kernel's copy bound or
+					// max_bytes): say so beside it rather than pass a
+					// prefix off as the whole value.
+					r.Attributes = append(r.Attributes, attribute.Bool(attrs[f.Attr].Name+TruncatedSuffix, true))
+				}
 			}
 		}
 	}
@@ -305,13 +322,43 @@ func buildRecord(entry probes.Event, ret *probes.Event, end time.Time, failed bo
 			r.Attributes = append(r.Attributes, constAttr(a))
 		}
 	}
+	if failed && ret != nil {
+		if m := errorRuleMessage(p.Return, ret.Values); m != "" {
+			r.StatusMessage = m
+		}
+	}
 	if failed {
 		r.Attributes = append(r.Attributes, attribute.Bool("error", true))
-		if ret != nil && ret.Err.Type != "" {
-			r.Attributes = append(r.Attributes, attribute.String("error.type", ret.Err.Type))
+		if typ := errorType(ret); typ != "" {
+			r.Attributes = append(r.Attributes, attribute.String("error.type", typ))
 		}
 	}
 	return r
+}
+
+// errorType is the error.type of a failed return: the program's sentinel
+// error the failure was built around, which names the cause a user acts on
+// (router.ErrUpstreamTimeout vs router.ErrClientGone), else the error's
+// concrete type.
+func errorType(ret *probes.Event) string {
+	if ret == nil {
+		return ""
+	}
+	if ret.Err.Sentinel != "" {
+		return ret.Err.Sentinel
+	}
+	return ret.Err.Type
+}
+
+// errorRuleMessage is the value of the error rule's message source (see
+// probes.ErrorRule.Message), "" when there is none or it is empty.
+func errorRuleMessage(fetches []probes.Fetch, vals []probes.Value) string {
+	for i, f := range fetches {
+		if f.Attr == probes.AttrErrorMessage && i < len(vals) && !vals[i].Missing {
+			return vals[i].Str
+		}
+	}
+	return ""
 }
 
 // errorMessage is the status description of a failed return: the error's

@@ -20,13 +20,13 @@ import (
 func TargetConfigPath(procRoot string, pid int) (path, source string, ok bool) {
 	dir := filepath.Join(procRoot, strconv.Itoa(pid))
 	name := ""
-	if cmdline, err := os.ReadFile(filepath.Join(dir, "cmdline")); err == nil {
+	if cmdline, err := readProc(filepath.Join(dir, "cmdline"), maxProcCmdline); err == nil {
 		if v, found := configFlag(strings.Split(strings.TrimRight(string(cmdline), "\x00"), "\x00")); found {
 			name, source = v, "--config of pid "+strconv.Itoa(pid)
 		}
 	}
 	if name == "" {
-		if env, err := os.ReadFile(filepath.Join(dir, "environ")); err == nil {
+		if env, err := readProc(filepath.Join(dir, "environ"), maxProcEnviron); err == nil {
 			for _, kv := range bytes.Split(env, []byte{0}) {
 				if v, found := bytes.CutPrefix(kv, []byte("CONFIG_PATH=")); found && len(v) > 0 {
 					name, source = string(v), "CONFIG_PATH of pid "+strconv.Itoa(pid)

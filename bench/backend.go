@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/routerscope/routerscope/internal/loadgen"
@@ -74,6 +75,7 @@ func startServers(p params, bins binaries, lat time.Duration) (*servers, error) 
 type acc struct {
 	lat      *loadgen.Histogram
 	roundP50 []time.Duration
+	roundP99 []time.Duration
 	// roundCPU is the server's CPU time per measured request, per round.
 	roundCPU  []time.Duration
 	serverCPU time.Duration
@@ -87,16 +89,21 @@ type acc struct {
 
 // benchBackend runs every setup, interleaved over the rounds, at one
 // backend latency.
-func benchBackend(ctx context.Context, p params, bins binaries, i int, lat time.Duration) (Block, error) {
+func benchBackend(ctx context.Context, p params, bins binaries, i int, lat time.Duration, rep *Report) (Block, error) {
 	blk := Block{Backend: lat, Requests: p.requests[i], Concurrency: p.concurrency[i]}
 	srv, err := startServers(p, bins, lat)
 	defer srv.stop()
 	if err != nil {
 		return blk, err
 	}
-	funcs, err := openFunctions(bins.router, p.probes)
-	if err != nil {
-		return blk, err
+	funcs := map[string]*probes.Function{}
+	for _, s := range p.setups {
+		if s.probes == "" {
+			continue
+		}
+		if err := openFunctions(bins.router, s.probes, funcs); err != nil {
+			return blk, err
+		}
 	}
 	seed := uint64(1000 * (i + 1))
 	logf("backend %v: prefilling the semantic caches with %d requests", lat, p.prefil)
@@ -106,7 +113,7 @@ func benchBackend(ctx context.Context, p params, bins binaries, i int, lat time.
 			return blk, fmt.Errorf("prefill %s: %w", url, err)
 		}
 	}
-	accs := make([]acc, len(setups))
+	accs := make([]acc, len(p.setups))
 	for k := range accs {
 		accs[k].lat = loadgen.NewHistogram(p.rounds * p.requests[i])
 	}
@@ -117,8 +124,8 @@ func benchBackend(ctx context.Context, p params, bins binaries, i int, lat time.
 		// A new order each round (reproducible): no setup always runs
 		// first, last or after the same other setup, so what a run leaves
 		// behind is spread over all of them.
-		for _, k := range order.Perm(len(setups)) {
-			s := setups[k]
+		for _, k := range order.Perm(len(p.setups)) {
+			s := p.setups[k]
 			// Let the previous run's processes finish exiting.
 			time.Sleep(300 * time.Millisecond)
 			seed++
@@ -142,9 +149,17 @@ func benchBackend(ctx context.Context, p params, bins binaries, i int, lat time.
 			a.serverCPU += l.serverCPU
 			a.lat.Merge(res.Latency)
 			a.roundP50 = append(a.roundP50, res.Latency.Quantile(0.5))
+			a.roundP99 = append(a.roundP99, res.Latency.Quantile(0.99))
 			a.elapsed += res.Elapsed
 			a.errors += res.Errors
 			a.cacheHit += res.CacheHits
+		}
+	}
+	if i == 0 && p.idle > 0 {
+		s := idleSetup(p.setups)
+		logf("idle agent (%s): %v", s.name, p.idle)
+		if rep.Idle, err = measureIdle(ctx, p, bins, srv, s, p.idle); err != nil {
+			return blk, fmt.Errorf("idle agent: %w", err)
 		}
 	}
 	// Stopping the comparator flushes its batch processor into its sink.
@@ -152,9 +167,9 @@ func benchBackend(ctx context.Context, p params, bins binaries, i int, lat time.
 		return blk, err
 	}
 	otelSpans := srv.otelSink.spans.Load() - otelSpans0
-	for k, s := range setups {
+	for k, s := range p.setups {
 		a := &accs[k]
-		row := Row{Name: s.name, P50: a.lat.Quantile(0.5), RoundP50: a.roundP50, RoundCPU: a.roundCPU, P99: a.lat.Quantile(0.99), Mean: a.lat.Mean(),
+		row := Row{Name: s.name, P50: a.lat.Quantile(0.5), RoundP50: a.roundP50, RoundP99: a.roundP99, RoundCPU: a.roundCPU, P99: a.lat.Quantile(0.99), Mean: a.lat.Mean(),
 			Requests: a.lat.Count(), Errors: a.errors, CacheHits: a.cacheHit, Agent: a.agent}
 		if n := a.lat.Count(); n > 0 {
 			row.ServerCPU = a.serverCPU / time.Duration(n)
@@ -177,7 +192,7 @@ func benchBackend(ctx context.Context, p params, bins binaries, i int, lat time.
 // agent and adds its figures to a.
 func agentRun(ctx context.Context, p params, bins binaries, srv *servers, funcs map[string]*probes.Function, s setup, i int, seed uint64, a *acc) (loaded, error) {
 	logs := filepath.Join(p.out, "logs")
-	cfg, err := writeAgentConfig(logs, srv.agentSink.endpoint(), p.probes, s)
+	cfg, err := writeAgentConfig(logs, srv.agentSink.endpoint(), s.probes, s)
 	if err != nil {
 		return loaded{}, err
 	}
@@ -250,6 +265,7 @@ func agentRun(ctx context.Context, p params, bins binaries, srv *servers, funcs 
 	if err != nil {
 		return res, err
 	}
+	row.RecordBytes += recordBytes(statsPath)
 	row.Requests += p.warmup + p.requests[i]
 	row.CPU += cpu1 - cpu0
 	d := runs1.sub(runs0)
@@ -284,24 +300,39 @@ func agentRun(ctx context.Context, p params, bins binaries, srv *servers, funcs 
 	return res, nil
 }
 
-// openFunctions reads the router binary's probed functions.
-func openFunctions(path, probeFile string) (map[string]*probes.Function, error) {
+// openFunctions adds the router binary's functions probed by probeFile
+// to out.
+func openFunctions(path, probeFile string, out map[string]*probes.Function) error {
 	bin, err := probes.OpenBinary(path)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer bin.Close()
 	spec, err := probes.LoadSpec(probeFile)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	out := map[string]*probes.Function{}
 	for _, pr := range spec.Probes {
 		fn, err := bin.Function(pr.Symbol)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		out[pr.Symbol] = fn
 	}
-	return out, nil
+	return nil
+}
+
+// idleSetup is the setup the idle agent runs: the first always_on one
+// (entry-only when there is one, as shipped), else RET mode.
+func idleSetup(all []setup) setup {
+	var pick setup
+	for _, s := range all {
+		if s.sampling != "always_on" || s.placement != "prologue" || s.noPropagation {
+			continue
+		}
+		if pick.name == "" || strings.Contains(s.name, "entry-only") {
+			pick = s
+		}
+	}
+	return pick
 }

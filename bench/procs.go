@@ -249,26 +249,38 @@ func parseDetach(log []byte) time.Duration {
 // few seconds of load per request; Go rarely ends its threads, so little
 // time leaves with exited ones.
 func threadsCPU(pid int) (time.Duration, error) {
-	dir := fmt.Sprintf("/proc/%d/task", pid)
-	tasks, err := os.ReadDir(dir)
-	if err != nil {
-		return 0, fmt.Errorf("list threads of %d: %w", pid, err)
-	}
 	var sum time.Duration
-	for _, t := range tasks {
-		data, err := os.ReadFile(filepath.Join(dir, t.Name(), "schedstat"))
-		if err != nil {
-			continue // the thread ended
-		}
+	err := eachTaskFile(pid, "schedstat", func(data []byte) error {
 		f := strings.Fields(string(data))
 		if len(f) == 0 {
-			continue
+			return nil
 		}
 		ns, err := strconv.ParseInt(f[0], 10, 64)
 		if err != nil {
-			return 0, fmt.Errorf("parse %s/%s/schedstat %q: %w", dir, t.Name(), data, err)
+			return fmt.Errorf("parse schedstat %q: %w", data, err)
 		}
 		sum += time.Duration(ns)
+		return nil
+	})
+	return sum, err
+}
+
+// eachTaskFile calls fn with the file name of every live thread of pid
+// (/proc/PID/task/*/name); threads that end meanwhile are skipped.
+func eachTaskFile(pid int, name string, fn func([]byte) error) error {
+	dir := fmt.Sprintf("/proc/%d/task", pid)
+	tasks, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("list threads of %d: %w", pid, err)
 	}
-	return sum, nil
+	for _, t := range tasks {
+		data, err := os.ReadFile(filepath.Join(dir, t.Name(), name))
+		if err != nil {
+			continue // the thread ended
+		}
+		if err := fn(data); err != nil {
+			return fmt.Errorf("%s/%s: %w", dir, t.Name(), err)
+		}
+	}
+	return nil
 }

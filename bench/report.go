@@ -24,6 +24,14 @@ type Report struct {
 	Floor     Floor
 	Blocks    []Block
 	Stress    *StressResult
+	// Short is set for a quick run (--short).
+	Short bool
+	// Skipped names the setups left out and why.
+	Skipped []string
+	// Idle is the attached agent's CPU with no requests.
+	Idle *IdleResult
+	// GoBench are the agent's Go benchmarks of its hot path.
+	GoBench []GoBenchLine
 }
 
 // Block is every setup at one backend latency; Rows[0] is the baseline.
@@ -41,6 +49,8 @@ type Row struct {
 	// RoundP50 is the p50 of each round, in the order run, to show the
 	// noise between rounds.
 	RoundP50 []time.Duration
+	// RoundP99 is the p99 of each round.
+	RoundP99 []time.Duration
 	// ServerCPU is the serving process's CPU time (all threads) per
 	// measured request, RoundCPU the same per round. The kernel's uprobe
 	// handling and the eBPF programs run in the traced process's context,
@@ -74,8 +84,11 @@ type AgentRow struct {
 	// bpf_stats) during the load.
 	BPF progRun
 	// Spans opened in the kernel (sampled or not).
-	Spans    uint64
-	Counters agentCounters
+	Spans uint64
+	// RecordBytes is what the ring buffer carried (read by the agent),
+	// when the capture engine counts it (probes.Stats.RecordBytes).
+	RecordBytes uint64
+	Counters    agentCounters
 	// Detach sums the time Tracer.Close took over Runs runs.
 	Detach time.Duration
 	Runs   int
@@ -92,7 +105,8 @@ func (c *agentCounters) add(o agentCounters) {
 
 // newReport fills the machine description.
 func newReport(p params) *Report {
-	r := &Report{Date: time.Now().UTC(), Cores: runtime.NumCPU(), GoVersion: runtime.Version(), Rounds: p.rounds, Warmup: p.warmup}
+	r := &Report{Date: time.Now().UTC(), Cores: runtime.NumCPU(), GoVersion: runtime.Version(), Rounds: p.rounds, Warmup: p.warmup,
+		Short: p.short, Skipped: p.skipped}
 	r.CPU = cpuModel()
 	var u unix.Utsname
 	if unix.Uname(&u) == nil {
@@ -114,6 +128,14 @@ func cpuModel() string {
 		}
 	}
 	return "unknown"
+}
+
+// perSpan divides an amount by spans, "-" when there are none.
+func perSpan(v float64, spans uint64, format string) string {
+	if spans == 0 {
+		return "-"
+	}
+	return fmt.Sprintf(format, v/float64(spans))
 }
 
 func us(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1e3 }
@@ -161,6 +183,13 @@ func render(r *Report) string {
 	w("| date | machine | kernel | Go | rounds | run time |\n|---|---|---|---|---|---|\n")
 	w("| %s | %s, %d cores | %s | %s | %d (interleaved) | %s |\n\n",
 		r.Date.Format("2006-01-02 15:04 UTC"), r.CPU, r.Cores, r.Kernel, r.GoVersion, r.Rounds, r.Duration.Round(time.Second))
+	if r.Short {
+		w("Short run (--short): fewer rounds and requests, no placement or propagation variants; noisier than the full run.\n\n")
+	}
+	for _, s := range r.Skipped {
+		w("Setup not run: %s.\n\n", s)
+	}
+	renderTargets(&b, r)
 
 	for _, blk := range r.Blocks {
 		if len(blk.Rows) == 0 {
@@ -169,13 +198,18 @@ func render(r *Report) string {
 		base := blk.Rows[0]
 		w("## Fake model latency %v: %d measured requests per run x %d rounds, concurrency %d, %d warm-up requests per run\n\n",
 			blk.Backend, blk.Requests, r.Rounds, blk.Concurrency, r.Warmup)
-		w("| setup | p50 ms | p99 ms | mean ms | req/s | added p50 us | p50 overhead | added mean us | server CPU us/req | added server CPU us/req | p50 per round ms | errors | cache hits |\n")
-		w("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+		w("| setup | p50 ms | p99 ms | mean ms | req/s | added p50 us | p50 overhead | added p99 us | added mean us | server CPU us/req | added server CPU us/req | p50 per round ms | errors | cache hits |\n")
+		w("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 		for i, row := range blk.Rows {
-			addP50, addMean, pct, addCPU := "-", "-", "-", "-"
+			addP50, addP99, addMean, pct, addCPU := "-", "-", "-", "-", "-"
 			if i > 0 {
 				d := pairedMedian(row.RoundP50, base.RoundP50)
 				addP50, addMean = signed(us(d)), signed(us(row.Mean-base.Mean))
+				if len(row.RoundP99) > 0 {
+					addP99 = signed(us(pairedMedian(row.RoundP99, base.RoundP99)))
+				} else {
+					addP99 = signed(us(row.P99 - base.P99))
+				}
 				addCPU = signed(us(pairedMedian(row.RoundCPU, base.RoundCPU)))
 				if base.P50 > 0 {
 					pct = fmt.Sprintf("%+.2f%%", 100*float64(d)/float64(base.P50))
@@ -185,12 +219,12 @@ func render(r *Report) string {
 			for k, d := range row.RoundP50 {
 				rounds[k] = ms(d)
 			}
-			w("| %s | %s | %s | %s | %.0f | %s | %s | %s | %.0f | %s | %s | %d | %d |\n", row.Name, ms(row.P50), ms(row.P99), ms(row.Mean),
-				row.Throughput, addP50, pct, addMean, us(row.ServerCPU), addCPU, strings.Join(rounds, " "), row.Errors, row.CacheHits)
+			w("| %s | %s | %s | %s | %.0f | %s | %s | %s | %s | %.0f | %s | %s | %d | %d |\n", row.Name, ms(row.P50), ms(row.P99), ms(row.Mean),
+				row.Throughput, addP50, pct, addP99, addMean, us(row.ServerCPU), addCPU, strings.Join(rounds, " "), row.Errors, row.CacheHits)
 		}
 		w("\n")
-		w("| setup | spans/req | uprobe hits/req emulated | single-stepped | floor us/req | eBPF programs us/req | added p50 us | added server CPU us/req | ratio added p50/floor | ratio added CPU/floor | server CPU us per span | agent CPU us/req | agent peak RSS MiB | spans/s exported | dropped | lost events | detach s |\n")
-		w("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+		w("| setup | spans/req | entry hits/req emulated | entry single-stepped | RET hits/req | floor us/req | eBPF programs us/req | eBPF us/hit | added p50 us | added server CPU us/req | ratio added p50/floor | ratio added CPU/floor | server CPU us per span | agent CPU us/req | agent CPU us/span | record B/span | agent peak RSS MiB | spans/s exported | dropped | lost events | detach s |\n")
+		w("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 		for _, row := range blk.Rows[1:] {
 			added := us(pairedMedian(row.RoundP50, base.RoundP50))
 			addedCPU := us(pairedMedian(row.RoundCPU, base.RoundCPU))
@@ -201,22 +235,31 @@ func render(r *Report) string {
 			a := row.Agent
 			switch {
 			case a == nil:
-				w("| %s | - | 0 | 0 | 0 | 0 | %s | %s | - | - | - | - | - | %s | - | - | - |\n", row.Name, signed(added), signed(addedCPU), spansPerSec)
+				w("| %s | - | 0 | 0 | 0 | 0 | 0 | - | %s | %s | - | - | - | - | - | - | - | %s | - | - | - |\n", row.Name, signed(added), signed(addedCPU), spansPerSec)
 			case !a.Attached:
-				w("| %s | 0 | 0 | 0 | 0 | 0 | %s | %s | - | - | - | 0 (attaches nothing) | - | 0 | 0 | 0 | - |\n", row.Name, signed(added), signed(addedCPU))
+				w("| %s | 0 | 0 | 0 | 0 | 0 | 0 | - | %s | %s | - | - | - | 0 (attaches nothing) | - | - | - | 0 | 0 | 0 | - |\n", row.Name, signed(added), signed(addedCPU))
 			default:
 				floor := floorPerRequestUs(a, r.Floor)
-				ratio, ratioCPU, perSpan := "-", "-", "-"
+				ratio, ratioCPU, serverPerSpan := "-", "-", "-"
 				if floor > 0 {
 					ratio = fmt.Sprintf("%.2f", added/floor)
 					ratioCPU = fmt.Sprintf("%.2f", addedCPU/floor)
 				}
 				if sp := perReq(a.Spans, a.Requests); sp > 0 {
-					perSpan = fmt.Sprintf("%.1f", addedCPU/sp)
+					serverPerSpan = fmt.Sprintf("%.1f", addedCPU/sp)
 				}
-				w("| %s | %.2f | %.2f | %.2f | %.0f | %.0f | %s | %s | %s | %s | %s | %.0f | %.1f | %s | %d | %d | %.1f |\n", row.Name,
-					perReq(a.Spans, a.Requests), perReq(a.EntryEmulated, a.Requests), perReq(a.EntryStepped+a.Returns, a.Requests),
-					floor, us(a.BPF.Runtime)/float64(max(a.Requests, 1)), signed(added), signed(addedCPU), ratio, ratioCPU, perSpan, us(a.CPU)/float64(max(a.Requests, 1)), float64(a.PeakRSS)/(1<<20),
+				perHit := "-"
+				if a.BPF.Runs > 0 {
+					perHit = fmt.Sprintf("%.2f", us(a.BPF.Runtime)/float64(a.BPF.Runs))
+				}
+				recordB := "n/a"
+				if a.RecordBytes > 0 {
+					recordB = perSpan(float64(a.RecordBytes), a.Counters.Finished, "%.0f")
+				}
+				w("| %s | %.2f | %.2f | %.2f | %.2f | %.0f | %.0f | %s | %s | %s | %s | %s | %s | %.0f | %s | %s | %.1f | %s | %d | %d | %.1f |\n", row.Name,
+					perReq(a.Spans, a.Requests), perReq(a.EntryEmulated, a.Requests), perReq(a.EntryStepped, a.Requests), perReq(a.Returns, a.Requests),
+					floor, us(a.BPF.Runtime)/float64(max(a.Requests, 1)), perHit, signed(added), signed(addedCPU), ratio, ratioCPU, serverPerSpan,
+					us(a.CPU)/float64(max(a.Requests, 1)), perSpan(us(a.CPU), a.Counters.Finished, "%.1f"), recordB, float64(a.PeakRSS)/(1<<20),
 					spansPerSec, a.Counters.Dropped, a.Counters.Lost, a.Detach.Seconds()/float64(max(a.Runs, 1)))
 			}
 		}
@@ -234,17 +277,25 @@ func render(r *Report) string {
 	if s := r.Stress; s != nil {
 		renderStress(&b, s)
 	}
+	if r.Idle != nil {
+		renderIdle(&b, r.Idle)
+	}
+	if len(r.GoBench) > 0 {
+		renderGoBench(&b, r.GoBench)
+	}
 	w("## How to read this\n\n")
 	w("- *added p50* is the median over rounds of (the setup's p50 - the router alone's p50 in the same round); *added mean* compares the pooled means. The per-round p50s show the machine's noise: latency differences smaller than their spread are not measured effects.\n")
 	w("- *server CPU* is the serving process's CPU time (all threads, /proc/PID/task/*/schedstat) per measured request; *added* is the median over rounds of the per-round difference with the router alone. The traps and the eBPF programs run in the router's context, so this is the agent's cost inside the router, less disturbed by the other processes than latency; on a VM it still moves when the host preempts a vCPU, and always_off (which attaches nothing) shows by how much. The agent's own CPU is separate.\n")
 	w("- the machine's cores are shared by the load generator, the router, the fake model server and the agent: the agent's CPU per request competes with the router's, which is part of the added time beyond the floor and the eBPF programs.\n")
 	w("- *floor us/req* is hits per request x the bare cost of their kind above; the *ratios* divide the added p50 and the added server CPU by it (1.0: the agent adds nothing beyond the kernel traps).\n")
-	w("- *eBPF programs us/req* is the capture programs' own run time (kernel bpf_stats, enabled for the agent runs), inside the added time but not in the floor.\n")
+	w("- *eBPF programs us/req* is the capture programs' own run time (kernel bpf_stats, enabled for the agent runs), inside the added time but not in the floor; *eBPF us/hit* divides it by the programs' runs.\n")
+	w("- *RET mode* ends every span at its function's RETs (each RET hit is single-stepped); *entry-only* uses the probe file's `end: next` probes, which end where their next sibling starts or their parent ends, so only the root keeps a RET uprobe; the stage durations then run to the next stage's start instead of the stage's own return.\n")
+	w("- *agent CPU us/span* divides the agent's CPU during the load by the spans it finished; *record B/span* is the ring buffer bytes the agent read per finished span (n/a while the capture engine does not count them).\n")
 	w("- uprobe hits come from the kernel counters (every entry and RET, sampled or not); the uprobes on runtime.newproc1 (goroutine hand-off) and those of trace-context propagation (extract and inject, on in probes.DefaultOptions) are not counted, but their cost is in the added figures.\n")
 	w("- *naive placement* puts the entry uprobe on the symbol's first instruction (the stack check's CMP, single-stepped) instead of the PUSH after it (emulated).\n")
 	w("- *detach s* is the mean time the capture engine took to detach its uprobes when the agent stopped.\n")
 	w("- the agent runs as `bench agent`: package agent's Run with the capture engine, as `routerscope run` does, plus a switch for the entry placement and a dump of the kernel counters at detach.\n")
-	w("- agent CPU is utime+stime from /proc/PID/stat during the load; peak RSS is VmHWM.\n")
+	w("- agent CPU is utime+stime from /proc/PID/stat during the load; peak RSS is VmHWM. The idle agent's CPU is from schedstat, finer than those 10 ms ticks.\n")
 	w("- the OTel comparator wraps the router's http.Handler: a root span around each request and the stage spans that ran, with the probe file's names and attribute keys, started and ended inside the request after the handler returns (their timing is not the stages', their cost is); batch span processor with the agent's settings, OTLP gRPC to the same kind of sink.\n")
 	return b.String()
 }

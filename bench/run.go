@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -29,18 +30,8 @@ type setup struct {
 	otel bool
 	// noPropagation turns trace-context extraction and injection off.
 	noPropagation bool
-}
-
-// setups are the configurations of every round; the first is the
-// baseline the others are compared with.
-var setups = []setup{
-	{name: "router alone"},
-	{name: "agent always_on", sampling: "always_on", placement: "prologue"},
-	{name: "agent probabilistic 0.1", sampling: "probabilistic", rate: 0.1, placement: "prologue"},
-	{name: "agent always_off", sampling: "always_off", placement: "prologue"},
-	{name: "agent always_on, naive placement", sampling: "always_on", placement: "symbol"},
-	{name: "agent always_on, no trace-context propagation", sampling: "always_on", placement: "prologue", noPropagation: true},
-	{name: "in-process OTel SDK", otel: true},
+	// probes is the probe file the agent attaches (see buildSetups).
+	probes string
 }
 
 // params size the run.
@@ -52,7 +43,19 @@ type params struct {
 	warmup, prefil int
 	floorCalls     int
 	stress         bool
-	probes         string
+	// probesRet and probesEntry are the probe files of the RET-mode and
+	// entry-only setups (see buildSetups).
+	probesRet, probesEntry string
+	// short is the quick mode: fewer rounds, requests and setups.
+	short bool
+	// idle is how long the idle agent's CPU is measured.
+	idle time.Duration
+	// goBench runs the agent's Go benchmarks for allocations per span.
+	goBench bool
+	// setups are the configurations of every round, the baseline first;
+	// skipped names the ones left out and why.
+	setups  []setup
+	skipped []string
 }
 
 // backends are the fake model latencies.
@@ -71,9 +74,28 @@ func runBench(args []string) error {
 	fs.IntVar(&p.prefil, "prefill", 1100, "requests sent to each fresh router first, to fill its semantic cache (1000 entries)")
 	fs.IntVar(&p.floorCalls, "floor-calls", 50000, "calls per uprobe floor measurement")
 	fs.BoolVar(&p.stress, "stress", true, "measure the span rate the agent sustains")
-	fs.StringVar(&p.probes, "probes", filepath.Join("config", "probes", "semantic-router.yaml"), "probe file the agent attaches to the router")
+	fs.StringVar(&p.probesRet, "probes", "", "RET-mode probe file (default config/probes/semantic-router-ret.yaml when present, else semantic-router.yaml; an entry-only file gets a RET-mode twin)")
+	fs.StringVar(&p.probesEntry, "probes-entry-only", "", "entry-only probe file, with `end: next` probes (default config/probes/semantic-router.yaml)")
+	fs.BoolVar(&p.short, "short", false, "quick run: 2 rounds, fewer requests, no placement or propagation variants, a shorter stress")
+	fs.DurationVar(&p.idle, "idle", 10*time.Second, "how long to measure the CPU of an attached agent with no requests")
+	fs.BoolVar(&p.goBench, "go-bench", true, "run the agent's Go benchmarks (allocations per span)")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if p.short {
+		// Only what was not set on the command line.
+		set := map[string]bool{}
+		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+		short := map[string]func(){
+			"rounds": func() { p.rounds = 2 }, "requests": func() { p.requests[0] = 300 },
+			"requests-15ms": func() { p.requests[1] = 120 }, "warmup": func() { p.warmup = 50 },
+			"floor-calls": func() { p.floorCalls = 20000 }, "idle": func() { p.idle = 4 * time.Second },
+		}
+		for name, apply := range short {
+			if !set[name] {
+				apply()
+			}
+		}
 	}
 	if os.Geteuid() != 0 {
 		return errors.New("the benchmark attaches uprobes: run it as root (sudo make bench)")
@@ -85,7 +107,23 @@ func runBench(args []string) error {
 	if p.out, err = filepath.Abs(p.out); err != nil {
 		return err
 	}
-	if p.probes, err = filepath.Abs(p.probes); err != nil {
+	defRet, defEntry := defaultProbeFiles(p.repo)
+	if p.probesRet == "" {
+		p.probesRet = defRet
+	}
+	if p.probesEntry == "" {
+		p.probesEntry = defEntry
+	}
+	if p.probesRet, err = filepath.Abs(p.probesRet); err != nil {
+		return err
+	}
+	if p.probesEntry, err = filepath.Abs(p.probesEntry); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(p.out, 0o755); err != nil {
+		return err
+	}
+	if p.setups, p.skipped, err = buildSetups(p); err != nil {
 		return err
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
@@ -152,7 +190,7 @@ func bench(ctx context.Context, p params) (*Report, error) {
 	}
 	defer stats.Close()
 	for i, lat := range backends {
-		blk, err := benchBackend(ctx, p, bins, i, lat)
+		blk, err := benchBackend(ctx, p, bins, i, lat, rep)
 		if err != nil {
 			return nil, err
 		}
@@ -161,6 +199,12 @@ func bench(ctx context.Context, p params) (*Report, error) {
 	if p.stress {
 		logf("agent stress")
 		if rep.Stress, err = stress(ctx, p, bins); err != nil {
+			return nil, err
+		}
+	}
+	if p.goBench {
+		logf("agent Go benchmarks")
+		if rep.GoBench, err = runGoBench(ctx, p.repo, p.short); err != nil {
 			return nil, err
 		}
 	}
@@ -190,8 +234,20 @@ routerscope:
   export: {queue_size: 2048, max_batch_size: 512, batch_timeout: 5s, shutdown_timeout: 10s}
   log_format: json
 `, endpoint, sampling, probeFile)
-	path := filepath.Join(dir, fmt.Sprintf("agent-%s-%s.yaml", s.sampling, s.placement))
+	path := filepath.Join(dir, fmt.Sprintf("agent-%s-%s-%s.yaml", s.sampling, s.placement, strings.TrimSuffix(filepath.Base(probeFile), ".yaml")))
 	return path, os.WriteFile(path, []byte(cfg), 0o644)
+}
+
+// recordBytes reads the ring buffer bytes the agent read from the tracer
+// counters at path, when the capture engine counts them (a RecordBytes
+// field in probes.Stats); 0 otherwise.
+func recordBytes(path string) uint64 {
+	var st struct{ RecordBytes uint64 }
+	data, err := os.ReadFile(path)
+	if err != nil || json.Unmarshal(data, &st) != nil {
+		return 0
+	}
+	return st.RecordBytes
 }
 
 // readStats reads the tracer counters the agent wrote at detach.

@@ -22,6 +22,9 @@ type StressStep struct {
 	Dropped        uint64 // export queue full
 	Lost           uint64 // ring buffer full
 	CPU            time.Duration
+	// PeakRSS is the agent's VmHWM at the end of the step (a fresh agent
+	// per step).
+	PeakRSS uint64
 }
 
 // StressResult is the agent's sustained span rate.
@@ -30,6 +33,9 @@ type StressResult struct {
 	// Sustained is the highest achieved rate with every span exported and
 	// nothing dropped or lost.
 	Sustained float64
+	// Collector is set when the agent exported to the real collector (else
+	// straight to the sink).
+	Collector bool
 }
 
 // complete tells whether every span of the step was exported.
@@ -50,13 +56,17 @@ func (s *StressResult) limitedByFixture() bool {
 
 func renderStress(b *strings.Builder, s *StressResult) {
 	fmt.Fprintf(b, "## Agent stress: spans into the OTLP exporter\n\n")
-	fmt.Fprintf(b, "One process calls one probed function (5 attributes) at each target rate for %v; a fresh agent (always_on) exports to a discarding OTLP receiver.\n\n", stressStep)
+	to := "a discarding OTLP receiver"
+	if s.Collector {
+		to = "routerscope's OpenTelemetry Collector (OTLP/gRPC in, batch, OTLP/gRPC out to a discarding receiver)"
+	}
+	fmt.Fprintf(b, "One process calls one probed function (5 attributes) at each target rate for %v; a fresh agent (always_on) exports to %s.\n\n", stressStep, to)
 	fmt.Fprintf(b, "Highest rate with every span exported, nothing dropped or lost: **%.0f spans/s**", s.Sustained)
 	if s.limitedByFixture() {
 		b.WriteString(" (no step lost anything: the traced process, slowed by its own uprobe traps, could not go faster, so the agent's limit is above this)")
 	}
 	b.WriteString(".\n\nA span lost in the ring buffer costs one or two events; spans - exported = dropped + the spans of the lost events.\n\n")
-	fmt.Fprintf(b, "| target spans/s | achieved spans/s | spans | exported | dropped (queue full) | lost events (ring buffer) | agent CPU %% | agent CPU us/span |\n|---|---|---|---|---|---|---|---|\n")
+	fmt.Fprintf(b, "| target spans/s | achieved spans/s | spans | exported | dropped (queue full) | lost events (ring buffer) | agent CPU %% | agent CPU us/span | agent peak RSS MiB |\n|---|---|---|---|---|---|---|---|---|\n")
 	for _, st := range s.Steps {
 		cpu := 0.0
 		if st.Duration > 0 {
@@ -66,14 +76,17 @@ func renderStress(b *strings.Builder, s *StressResult) {
 		if st.Spans > 0 {
 			perSpan = us(st.CPU) / float64(st.Spans)
 		}
-		fmt.Fprintf(b, "| %.0f | %.0f | %d | %d | %d | %d | %.0f | %.1f |\n", st.Rate, st.Achieved, st.Spans, st.Exported, st.Dropped, st.Lost, cpu, perSpan)
+		fmt.Fprintf(b, "| %.0f | %.0f | %d | %d | %d | %d | %.0f | %.1f | %.1f |\n", st.Rate, st.Achieved, st.Spans, st.Exported, st.Dropped, st.Lost, cpu, perSpan, float64(st.PeakRSS)/(1<<20))
 	}
 	b.WriteString("\n")
 }
 
 // stressRates are the span rates asked of the fixture, each for
-// stressStep.
-var stressRates = []float64{5000, 10000, 20000, 40000, 80000}
+// stressStep; shortStressRates in a short run.
+var (
+	stressRates      = []float64{5000, 10000, 20000, 40000, 80000}
+	shortStressRates = []float64{5000, 20000}
+)
 
 const stressStep = 2 * time.Second
 
@@ -85,6 +98,15 @@ func stress(ctx context.Context, p params, bins binaries) (*StressResult, error)
 		return nil, err
 	}
 	defer sk.close()
+	res := &StressResult{}
+	endpoint := sk.endpoint()
+	col, err := startCollector(ctx, p, endpoint)
+	if err != nil {
+		logf("stress without a collector, straight to the sink: %v", err)
+	} else {
+		defer col.stop()
+		endpoint, res.Collector = col.endpoint, true
+	}
 	cmd := exec.Command(bins.traced)
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
@@ -106,13 +128,16 @@ func stress(ctx context.Context, p params, bins binaries) (*StressResult, error)
 		return nil, fmt.Errorf("stress fixture did not start: %q", out.Text())
 	}
 	logs := filepath.Join(p.out, "logs")
-	cfg, err := writeAgentConfig(logs, sk.endpoint(), filepath.Join(p.repo, "bench", "testdata", "spanloop", "probes.yaml"),
+	cfg, err := writeAgentConfig(logs, endpoint, filepath.Join(p.repo, "bench", "testdata", "spanloop", "probes.yaml"),
 		setup{sampling: "always_on", placement: "stress"})
 	if err != nil {
 		return nil, err
 	}
-	res := &StressResult{}
-	for _, rate := range stressRates {
+	rates := stressRates
+	if p.short {
+		rates = shortStressRates
+	}
+	for _, rate := range rates {
 		st, err := stressOne(ctx, bins, logs, cfg, cmd.Process.Pid, rate, stdin, out, sk)
 		if err != nil {
 			return nil, err
@@ -163,6 +188,9 @@ func stressOne(ctx context.Context, bins binaries, logs, cfg string, pid int, ra
 		return st, err
 	}
 	st.CPU = cpu1 - cpu0
+	if st.PeakRSS, err = peakRSS(ag.pid()); err != nil {
+		return st, err
+	}
 	if err := ag.stop(30 * time.Second); err != nil {
 		return st, fmt.Errorf("stop agent: %w", err)
 	}
@@ -178,7 +206,9 @@ func stressOne(ctx context.Context, bins binaries, logs, cfg string, pid int, ra
 	for _, ps := range ts.Probes {
 		st.Spans += ps.Entries
 	}
-	st.Exported = sk.spans.Load() - spans0
+	// Through the collector, the last spans arrive within its batch
+	// timeout after the agent's shutdown flush.
+	st.Exported = waitSpans(sk, spans0+st.Spans, time.Second, 10*time.Second) - spans0
 	// The agent's "stopped" line reads the lost counter after detaching;
 	// the tracer stats were read before.
 	st.Dropped, st.Lost = c.Dropped, max(c.Lost, ts.Lost)

@@ -127,6 +127,12 @@ func TestGuideTraces(t *testing.T) {
 		checkFull(t, s, tr, resps["req-fail"], true)
 		wantStatus(t, tr.root, true)
 		wantInt(t, tr.root, "http.status_code", 502)
+		// The reason, not a bare "error": the router's Outcome.Error.
+		if msg := tr.root.GetStatus().GetMessage(); !strings.HasPrefix(msg, "upstream returned a server error") {
+			t.Errorf("failed root's status message %q, want the router's reason", msg)
+		}
+		// error.type names the router's sentinel, not *fmt.wrapError.
+		wantStr(t, tr.child(t, spanUpstream), "error.type", "router.ErrUpstreamStatus")
 	}
 	if tr := trees["req-pii"]; tr != nil {
 		tr.checkStages(t, stagesPII)

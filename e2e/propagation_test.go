@@ -279,6 +279,10 @@ func TestTraceContextPropagation(t *testing.T) {
 		if got := up["tp-joined/tracestate"]; len(got) != 1 || got[0] != "vendor=x,other=y" {
 			t.Errorf("tp-joined: model server got tracestate %q, want the caller's %q", got, "vendor=x,other=y")
 		}
+		// The exported root span carries the caller's tracestate too.
+		if got := rt.root.TraceState; got != "vendor=x,other=y" {
+			t.Errorf("tp-joined: root span's tracestate %q, want the caller's %q", got, "vendor=x,other=y")
+		}
 	}
 	if rt := traces["tp-future"]; rt == nil {
 		t.Error("no trace for tp-future")

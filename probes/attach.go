@@ -209,6 +209,10 @@ func Attach(prog *Program, pid int, opts Options) (*Tracer, error) {
 	}
 	t := &Tracer{prog: prog, bin: bin, uprobes: make([]int, len(byID))}
 	t.dec = decoder{probes: byID, monoToWall: monoToWall(), itabType: t.itabType}
+	if pid > 0 {
+		// Without ptrace access errors keep only their type.
+		t.dec.sentinels, _ = bin.ReadProcessSentinels(pid)
+	}
 	t.mode = chooseLinkMode()
 	if opts.PerfEventLinks {
 		t.mode = LinkPerfEvent
@@ -386,7 +390,14 @@ func (t *Tracer) ReadInto(ctx context.Context, ev *Event) error {
 		case err == nil:
 			t.idle = false
 			t.read.Add(1)
-			return t.dec.decodeInto(t.rec.RawSample, ev)
+			if err := t.dec.decodeInto(t.rec.RawSample, ev); err != nil {
+				return err
+			}
+			if (ev.Kind == EventEntry || ev.Kind == EventSpan) && ev.RemoteParent {
+				// One map lookup per request that came with a traceparent.
+				ev.TraceState = t.traceState(ev.TraceID)
+			}
+			return nil
 		case errors.Is(err, ringbuf.ErrClosed):
 			return ErrClosed
 		case errors.Is(err, os.ErrDeadlineExceeded):

@@ -38,6 +38,8 @@ type Binary struct {
 	funcs map[string]funcSym
 	// itabs maps the address of a go:itab.<type>,<iface> symbol to <type>.
 	itabs map[uint64]string
+	// errVars are the package-level error variables (see ReadSentinels).
+	errVars []errVar
 
 	dwarfOnce sync.Once
 	dwarf     *dwarfInfo
@@ -135,6 +137,8 @@ func (b *Binary) readSymbols() error {
 			if typ, ok := itabConcrete(strings.TrimPrefix(s.Name, "go:itab.")); ok {
 				b.itabs[s.Value] = unescapeSymbol(typ)
 			}
+		case elf.ST_TYPE(s.Info) == elf.STT_OBJECT && len(b.errVars) < maxSentinels && isErrVar(s.Name, s.Size):
+			b.errVars = append(b.errVars, errVar{name: s.Name, addr: s.Value})
 		}
 	}
 	if len(b.funcs) > 0 {

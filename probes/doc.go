@@ -103,6 +103,21 @@
 // or list, zero, false), for values such as user.id that exist only
 // sometimes.
 //
+// Named types read like their underlying types: type WeakString string is
+// a string, type Level int an int, type Flag bool a bool, type Tags
+// []string (or []WeakString) a string_list, as arguments, results and
+// fields alike (Go's DWARF gives a named string or slice the runtime's
+// header under its own name; the header's shape decides).
+//
+// Strings are copied up to 128 bytes (MaxStringBytes; error messages too),
+// string lists up to 8 elements of 32 bytes each (MaxListElems,
+// MaxElemBytes). max_bytes (1 to 128) keeps fewer bytes of an attribute's
+// string or of each list element. A cut never splits a UTF-8 character:
+// the bytes of a character the limit falls inside are dropped whole. A cut
+// value is marked: Value.Truncated, and on the span a companion attribute
+// "<name>.truncated" = true beside the value, so a prefix is never passed
+// off as the whole value.
+//
 // Not readable, rejected with ErrNotSupported: a float passed in a
 // register (the kernel saves only the integer registers; read it as a field
 // behind a pointer instead), slices other than []string, maps, channels,
@@ -116,6 +131,13 @@
 //   - bool: failed when it equals equals (default true);
 //   - integer: failed when it equals equals, or when >= at_least (one of
 //     them is required).
+//
+// A failed error result's status message is its text (for the standard
+// error types, whose message the kernel reads) and error.type names what a
+// user can act on (see package agent). Bool and integer rules carry no
+// text: message names a string result or field (return:INDEX[.Field])
+// whose non-empty value becomes the status message, e.g.
+// {from: return:0.Failed, message: return:0.Error}.
 //
 // Validation is strict and reports every problem at once, one per line,
 // each naming the file, the probe (probes[INDEX] (symbol)), the key and the

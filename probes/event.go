@@ -46,6 +46,10 @@ type ErrorValue struct {
 	Type string
 	// Message is the error text when the type's layout lets the kernel read it.
 	Message string
+	// Sentinel names the traced program's sentinel error the message was
+	// built around ("router.ErrUpstreamTimeout"), "" when none (see
+	// MatchSentinel).
+	Sentinel string
 }
 
 // Event is one kernel event, decoded.
@@ -72,6 +76,10 @@ type Event struct {
 	// RemoteParent is set when the parent came from outside the process
 	// (an incoming traceparent).
 	RemoteParent bool
+	// TraceState is the incoming tracestate of a root span whose parent is
+	// remote (entry and whole-span events), as received: unvalidated, at most 256
+	// bytes.
+	TraceState string
 	// Values are parallel to Probe.Entry (EventEntry) or Probe.Return
 	// (EventReturn, EventSpan).
 	Values []Value

@@ -153,6 +153,8 @@ type decoder struct {
 	monoToWall int64
 	// itabType names the concrete type behind an itab address, "" if unknown.
 	itabType func(itab uint64) string
+	// sentinels are the traced process's error variables, to name errors.
+	sentinels []Sentinel
 }
 
 // decode decodes one record: a struct event header and its packed values.
@@ -336,6 +338,9 @@ func decodeValue(f Fetch, hdr, data []byte) Value {
 			pos += l
 		}
 	}
+	if v.Truncated {
+		cutCopies(&v)
+	}
 	return v
 }
 
@@ -353,6 +358,10 @@ func (d *decoder) decodeError(p *Resolved, hdr, data []byte) ErrorValue {
 		}
 		if hasMessageFirst(ev.Type) && hdr[valFlags]&valMissing == 0 && ValueKind(hdr[valKind]) == KindError {
 			ev.Message = string(data[:min(len(data), MaxStringBytes)])
+			if hdr[valFlags]&valTruncated != 0 {
+				ev.Message = cutRunes(ev.Message)
+			}
+			ev.Sentinel = MatchSentinel(d.sentinels, ev.Message)
 		}
 		return ev
 	}

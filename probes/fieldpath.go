@@ -207,7 +207,49 @@ func goStructKind(st *dwarf.StructType) structKind {
 	case name == "runtime.eface":
 		return structEface
 	}
+	// A named string or slice type (type WeakString string, type Tags
+	// []string) carries its own name but the runtime's header: the same
+	// fields, so it is read like its underlying type.
+	switch {
+	case hasFields(st, "str", "len") && isBytePtr(st.Field[0].Type) && isGoInt(st.Field[1].Type):
+		return structString
+	case hasFields(st, "array", "len", "cap") && isPtr(st.Field[0].Type) && isGoInt(st.Field[1].Type) && isGoInt(st.Field[2].Type):
+		return structSlice
+	}
 	return structPlain
+}
+
+// hasFields reports whether st has exactly these fields, in this order, at
+// consecutive word offsets (the runtime's string and slice headers).
+func hasFields(st *dwarf.StructType, names ...string) bool {
+	if len(st.Field) != len(names) || st.ByteSize != int64(8*len(names)) {
+		return false
+	}
+	for i, f := range st.Field {
+		if f.Name != names[i] || f.ByteOffset != int64(8*i) {
+			return false
+		}
+	}
+	return true
+}
+
+func isPtr(t dwarf.Type) bool {
+	_, ok := unwrapTypedef(t).(*dwarf.PtrType)
+	return ok
+}
+
+func isBytePtr(t dwarf.Type) bool {
+	p, ok := unwrapTypedef(t).(*dwarf.PtrType)
+	if !ok {
+		return false
+	}
+	u, ok := unwrapTypedef(p.Type).(*dwarf.UintType)
+	return ok && u.Size() == 1
+}
+
+func isGoInt(t dwarf.Type) bool {
+	i, ok := unwrapTypedef(t).(*dwarf.IntType)
+	return ok && i.Size() == 8
 }
 
 // findField finds a field by name, then promoted through embedded fields

@@ -59,7 +59,8 @@ type Location struct {
 // Fetch reads one value for one attribute.
 type Fetch struct {
 	// Attr is the index of the attribute in Probe.Attributes this value is
-	// for, or -1 for the error rule's value.
+	// for, AttrErrorRule (-1) for the error rule's value, or
+	// AttrErrorMessage for the error rule's message.
 	Attr int
 	Kind ValueKind
 	// Size is the width in bytes of integer, bool and float values.

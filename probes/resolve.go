@@ -35,6 +35,12 @@ func Resolve(b *Binary, spec *Spec) (*Program, error) {
 	}
 	var errs []error
 	for i, p := range spec.Probes {
+		if len(errs) >= maxReportedErrors {
+			// Enough to act on; resolving the rest (suggestions for a
+			// missing symbol scan every function name) is wasted work.
+			errs = append(errs, fmt.Errorf("%s: probes[%d] to probes[%d] not resolved after %d problems", path, i, len(spec.Probes)-1, len(errs)))
+			break
+		}
 		r, perrs := resolveProbe(b, p)
 		if len(perrs) > 0 {
 			for _, err := range perrs {
@@ -134,6 +140,13 @@ func resolveProbe(b *Binary, p Probe) (*Resolved, []error) {
 			errs = append(errs, fmt.Errorf("error.from %s: %w", p.Error.From, err))
 		} else {
 			r.Error = f
+		}
+		if p.Error.Message != "" {
+			if f, err := resolveErrorMessage(p.Error.Message, needSig); err != nil {
+				errs = append(errs, fmt.Errorf("error.message %s: %w", p.Error.Message, err))
+			} else {
+				r.Return = append(r.Return, f)
+			}
 		}
 	}
 	if len(errs) > 0 {
@@ -248,6 +261,40 @@ func kindName(k ValueKind) string {
 
 // resolveErrorRule locates the error rule's value and checks the rule
 // fits its kind.
+// Fetch.Attr values that are not attribute indexes.
+const (
+	// AttrErrorRule marks the error rule's value (Resolved.Error).
+	AttrErrorRule = -1
+	// AttrErrorMessage marks the error rule's message, read with the
+	// return values (Resolved.Return).
+	AttrErrorMessage = -2
+)
+
+// resolveErrorMessage resolves the error rule's message source: a string
+// result or field.
+func resolveErrorMessage(from string, needSig func() (*signature, error)) (Fetch, error) {
+	src, err := parseSource(from)
+	if err != nil {
+		return Fetch{}, err
+	}
+	if src.kind != srcReturn {
+		return Fetch{}, fmt.Errorf("the message is read at return; use return:INDEX[.Field]: %w", ErrInvalidSpec)
+	}
+	sig, err := needSig()
+	if err != nil {
+		return Fetch{}, err
+	}
+	f, err := sig.fetch(src)
+	if err != nil {
+		return Fetch{}, err
+	}
+	if f.Kind != KindString {
+		return Fetch{}, fmt.Errorf("the value is a Go %s; the message must be a string: %w", kindName(f.Kind), ErrInvalidSpec)
+	}
+	f.Attr = AttrErrorMessage
+	return f, nil
+}
+
 func resolveErrorRule(e *ErrorRule, needSig func() (*signature, error)) (*Fetch, error) {
 	src, err := parseSource(e.From)
 	if err != nil {
@@ -264,7 +311,7 @@ func resolveErrorRule(e *ErrorRule, needSig func() (*signature, error)) (*Fetch,
 	if err != nil {
 		return nil, err
 	}
-	f.Attr = -1
+	f.Attr = AttrErrorRule
 	switch f.Kind {
 	case KindError:
 		if e.Equals != nil || e.AtLeast != nil {

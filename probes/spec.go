@@ -72,6 +72,11 @@ type Attribute struct {
 	// OmitEmpty leaves the attribute off when the value read is empty: an
 	// empty string or list, zero, or false (e.g. user.id "if available").
 	OmitEmpty bool `yaml:"omit_empty"`
+	// MaxBytes keeps at most this many bytes of a string value (and of
+	// each element of a string list), 1 to MaxStringBytes; 0 keeps what the
+	// kernel copied (MaxStringBytes, MaxElemBytes per element). Cuts fall
+	// on UTF-8 character boundaries and mark the value truncated.
+	MaxBytes int `yaml:"max_bytes"`
 }
 
 // ErrorRule decides when a span has failed.
@@ -84,4 +89,8 @@ type ErrorRule struct {
 	Equals any `yaml:"equals"`
 	// AtLeast makes integer sources fail when the value is >= AtLeast.
 	AtLeast *int64 `yaml:"at_least"`
+	// Message is a string result or field (return:INDEX[.Field]) whose
+	// non-empty value becomes the failed span's status message, for bool
+	// and integer rules whose failure carries no text of its own.
+	Message string `yaml:"message"`
 }

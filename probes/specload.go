@@ -3,11 +3,12 @@ package probes
 import (
 	"errors"
 	"fmt"
-	"os"
 	"slices"
 	"strings"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/routerscope/routerscope/internal/readlimit"
 )
 
 // Attribute types a spec may declare.
@@ -29,8 +30,8 @@ var attrTypes = []string{TypeString, TypeInt, TypeFloat, TypeBool, TypeStringLis
 var (
 	specKeys  = []string{"include", "offsets", "probes"}
 	probeKeys = []string{"symbol", "span", "kind", "parent", "attributes", "error", "into_parent"}
-	attrKeys  = []string{"name", "from", "value", "type", "map", "omit_empty"}
-	errorKeys = []string{"from", "equals", "at_least"}
+	attrKeys  = []string{"name", "from", "value", "type", "map", "omit_empty", "max_bytes"}
+	errorKeys = []string{"from", "equals", "at_least", "message"}
 )
 
 // LoadSpec reads and validates a probe file and the files it includes
@@ -39,9 +40,17 @@ func LoadSpec(path string) (*Spec, error) {
 	return loadSpecTree(path)
 }
 
+// MaxSpecBytes bounds one probe file's read (the router's spec is 9 KB):
+// an endless file such as /dev/zero is refused, not read until the memory
+// runs out.
+const MaxSpecBytes = 1 << 20
+
 // readSpecFile reads and validates one probe file, without its includes.
 func readSpecFile(path string) (*Spec, error) {
-	data, err := os.ReadFile(path)
+	data, err := readlimit.File(path, MaxSpecBytes)
+	if errors.Is(err, readlimit.ErrTooLarge) {
+		return nil, fmt.Errorf("%w: %s: more than %d bytes; is it the right file?", ErrInvalidSpec, path, MaxSpecBytes)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("load probe spec: %w", err)
 	}
@@ -94,7 +103,7 @@ func (c *specCheck) add(where, format string, args ...any) {
 	c.errs = append(c.errs, fmt.Errorf("%w: %s: %s: %s", ErrInvalidSpec, c.path, where, fmt.Sprintf(format, args...)))
 }
 
-func (c *specCheck) err() error { return errors.Join(c.errs...) }
+func (c *specCheck) err() error { return joinCapped(c.errs) }
 
 // keys walks the YAML tree and reports unknown keys with their location.
 func (c *specCheck) keys(doc *yaml.Node) {
@@ -223,6 +232,12 @@ func ValidateSpec(spec *Spec) error {
 	if len(spec.Probes) == 0 && len(spec.Include) == 0 {
 		c.add("probes", "the list is empty; add at least one probe with a symbol and a span")
 	}
+	if len(spec.Probes) > MaxProbes {
+		// The kernel side holds MaxProbes descriptors: more could never
+		// attach, and resolving them all only costs time.
+		c.add("probes", "%d probes; one attach holds at most %d: split the spec by process", len(spec.Probes), MaxProbes)
+		return c.err()
+	}
 	spans := map[string]int{}
 	symbols := map[string]int{}
 	for i, p := range spec.Probes {
@@ -287,6 +302,9 @@ func checkAttribute(c *specCheck, where string, a Attribute) {
 	if a.Map != nil && a.Type != "" && a.Type != TypeString {
 		c.add(where+".type", "with `map` the value is the mapped string, so type must be string or omitted, not %s", a.Type)
 	}
+	if a.MaxBytes < 0 || a.MaxBytes > MaxStringBytes {
+		c.add(where+".max_bytes", "%d is out of range; use 1 to %d (the kernel copies at most %d bytes of a string), or omit it", a.MaxBytes, MaxStringBytes, MaxStringBytes)
+	}
 	switch {
 	case a.From == "" && a.Value == nil:
 		c.add(where, "needs `from` (%s) or a constant `value`", fromSyntax)
@@ -336,6 +354,15 @@ func checkErrorRule(c *specCheck, where string, e *ErrorRule) {
 	if e.AtLeast != nil {
 		if _, isBool := e.Equals.(bool); isBool {
 			c.add(where+".at_least", "at_least applies to integer results; a bool result fails when it equals `equals`")
+		}
+	}
+	if e.Message != "" {
+		m, err := parseSource(e.Message)
+		switch {
+		case err != nil:
+			c.add(where+".message", "%v", err)
+		case m.kind != srcReturn:
+			c.add(where+".message", "%q is not a result; the message is read when the function returns, so use return:INDEX[.Field] of a string", e.Message)
 		}
 	}
 }

@@ -195,6 +195,33 @@ func fail(kind string) error {
 	return nil
 }
 
+// Named basic types, read like their underlying types.
+type (
+	WeakString string
+	Level      int
+	Flag       bool
+	Tags       []string
+	Labels     []WeakString
+	// NamedReq holds them as fields.
+	NamedReq struct {
+		Name   WeakString
+		Level  Level
+		On     Flag
+		Tags   Tags
+		Labels Labels
+	}
+)
+
+// named takes named basic types in registers and behind a pointer.
+//
+//go:noinline
+func named(s WeakString, l Level, f Flag, t Tags, r *NamedReq) WeakString {
+	if f && len(t) > 0 {
+		return s + WeakString(t[0]) + r.Name
+	}
+	return WeakString(strconv.Itoa(int(l)))
+}
+
 // mark ends every command: a test reads events until mark's return, which
 // the kernel wrote after every event of the command.
 //
@@ -245,6 +272,9 @@ func main() {
 			<-done
 		case "fail":
 			fail(arg)
+		case "named":
+			named(WeakString(arg), -7, true, Tags{"t1", "t2"},
+				&NamedReq{Name: "n-" + WeakString(arg), Level: 42, On: true, Tags: Tags{"x"}, Labels: Labels{"l1", "l2"}})
 		case "loop":
 			// For benchmarks: n calls of a probed leaf function.
 			for i := range n {

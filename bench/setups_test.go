@@ -1,0 +1,59 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestBuildSetupsByProbeMode(t *testing.T) {
+	dir := t.TempDir()
+	ret := filepath.Join(dir, "ret.yaml")
+	entry := filepath.Join(dir, "entry.yaml")
+	retDoc := "probes:\n  - symbol: main.a\n    span: a\n"
+	entryDoc := "probes:\n  - symbol: main.a\n    span: a\n    end: next\n  - symbol: main.b\n    span: b\n    end: \"next\"\n"
+	for path, doc := range map[string]string{ret: retDoc, entry: entryDoc} {
+		if err := os.WriteFile(path, []byte(doc), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	names := func(ss []setup) string {
+		var n []string
+		for _, s := range ss {
+			n = append(n, s.name+"="+filepath.Base(s.probes))
+		}
+		return strings.Join(n, ", ")
+	}
+
+	// Today's files: a RET-mode file only; entry-only is skipped.
+	all, skipped, err := buildSetups(params{out: dir, short: true, probesRet: ret, probesEntry: ret})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := names(all); got != "router alone=., agent always_on, RET mode=ret.yaml, agent probabilistic 0.1=ret.yaml, agent always_off=ret.yaml, in-process OTel SDK=." {
+		t.Errorf("RET file only: %s", got)
+	}
+	if len(skipped) != 1 || !strings.Contains(skipped[0], "entry-only") {
+		t.Errorf("skipped %q", skipped)
+	}
+
+	// An entry-only default: RET mode runs on its twin, the rest on it.
+	all, skipped, err = buildSetups(params{out: dir, short: true, probesRet: entry, probesEntry: entry})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := names(all); got != "router alone=., agent always_on, RET mode=probes-ret-mode.yaml, agent always_on, entry-only=entry.yaml, agent probabilistic 0.1=entry.yaml, agent always_off=entry.yaml, in-process OTel SDK=." || len(skipped) != 0 {
+		t.Errorf("entry-only file: %s; skipped %q", got, skipped)
+	}
+	twin, err := os.ReadFile(filepath.Join(dir, "probes-ret-mode.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(twin), "next") || strings.Count(string(twin), "end: return") != 2 {
+		t.Errorf("RET twin:\n%s", twin)
+	}
+	if m, _ := probeMode(filepath.Join(dir, "probes-ret-mode.yaml")); m != modeReturn {
+		t.Errorf("twin mode %s", m)
+	}
+}

@@ -1,0 +1,81 @@
+package probes
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestSpecFileReadIsBounded: an endless or huge probe file is refused
+// after MaxSpecBytes, not read until memory runs out.
+func TestSpecFileReadIsBounded(t *testing.T) {
+	if _, err := os.Stat("/dev/zero"); err == nil {
+		if _, err := LoadSpec("/dev/zero"); !errors.Is(err, ErrInvalidSpec) || !strings.Contains(err.Error(), "bytes") {
+			t.Errorf("/dev/zero: %v", err)
+		}
+	}
+	big := filepath.Join(t.TempDir(), "big.yaml")
+	if err := os.WriteFile(big, []byte("probes:\n"+strings.Repeat("# padding\n", MaxSpecBytes/10+1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LoadSpec(big); !errors.Is(err, ErrInvalidSpec) {
+		t.Errorf("file past %d bytes: %v", MaxSpecBytes, err)
+	}
+}
+
+func manyProbes(n int, symbol func(i int) string) string {
+	var b strings.Builder
+	b.WriteString("probes:\n")
+	for i := range n {
+		fmt.Fprintf(&b, "  - {symbol: %s, span: s%d}\n", symbol(i), i)
+	}
+	return b.String()
+}
+
+// TestTooManyProbesRefused: a spec past MaxProbes could never attach; it
+// is refused by validation with one short message.
+func TestTooManyProbesRefused(t *testing.T) {
+	_, err := ParseSpec([]byte(manyProbes(5000, func(i int) string { return fmt.Sprintf("main.Missing%d", i) })), "many.yaml")
+	if !errors.Is(err, ErrInvalidSpec) || !strings.Contains(err.Error(), "at most 256") {
+		t.Fatalf("5000 probes: %v", err)
+	}
+	if len(err.Error()) > 4096 {
+		t.Errorf("error is %d bytes", len(err.Error()))
+	}
+}
+
+// TestResolveErrorsAreBounded: a spec of missing symbols stops resolving
+// after maxReportedErrors problems, so the suggestions' cost and the
+// message's size do not grow with the spec.
+func TestResolveErrorsAreBounded(t *testing.T) {
+	b := openFixture(t, variantFull)
+	spec := mustParse(t, manyProbes(MaxProbes, func(i int) string { return fmt.Sprintf("main.Missing%d", i) }))
+	start := time.Now()
+	_, err := Resolve(b, spec)
+	took := time.Since(start)
+	if !errors.Is(err, ErrSymbolNotFound) {
+		t.Fatalf("error %v", err)
+	}
+	lines := strings.Split(err.Error(), "\n")
+	if len(lines) > maxReportedErrors+1 || !strings.Contains(lines[len(lines)-1], "not resolved after") {
+		t.Errorf("%d lines, last %q", len(lines), lines[len(lines)-1])
+	}
+	t.Logf("%d missing symbols: %d-line error (%d bytes) in %v", MaxProbes, len(lines), len(err.Error()), took)
+}
+
+// TestValidationErrorsAreBounded: hundreds of invalid probes give a
+// message of bounded size that still names the first ones.
+func TestValidationErrorsAreBounded(t *testing.T) {
+	_, err := ParseSpec([]byte(manyProbes(200, func(int) string { return `""` })), "bad.yaml")
+	if !errors.Is(err, ErrInvalidSpec) {
+		t.Fatalf("error %v", err)
+	}
+	lines := strings.Split(err.Error(), "\n")
+	if len(lines) != maxReportedErrors+1 || !strings.Contains(lines[len(lines)-1], "more problems not shown") {
+		t.Errorf("%d lines, last %q", len(lines), lines[len(lines)-1])
+	}
+}
