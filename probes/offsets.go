@@ -259,7 +259,9 @@ func (b *Binary) offsetsProbe(id int, p Probe, op OffsetsProbe) (*Resolved, erro
 		r.Spec.Attributes[i].Type = op.Types[i]
 	}
 	for _, f := range append(slices.Clone(op.Entry), op.Return...) {
-		if f.Attr < 0 || f.Attr >= len(p.Attributes) || p.Attributes[f.Attr].From == "" {
+		switch {
+		case f.Attr == AttrErrorMessage && p.Error != nil:
+		case f.Attr < 0 || f.Attr >= len(p.Attributes) || p.Attributes[f.Attr].From == "":
 			return nil, fmt.Errorf("%w: a value for attribute %d, which reads nothing", ErrOffsets, f.Attr)
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -164,6 +165,23 @@ func TestOffsetsRefused(t *testing.T) {
 		}
 		if _, err := ResolveAny(sw, spec); !errors.Is(err, ErrOffsets) {
 			t.Errorf("edited %s: %v\n%s", name, err, edit(string(data))[:600])
+		}
+	}
+}
+
+// TestOffsetsCoverResolved fails when Resolved gains a field: the offsets
+// file must then carry it (OffsetsProbe, offsetsProbe) or this list must
+// say why it need not.
+func TestOffsetsCoverResolved(t *testing.T) {
+	known := map[string]string{
+		"ID": "the spec index", "Spec": "the spec, with Types", "Address": "pclntab", "SymbolOffset": "pclntab",
+		"EntryOffset": "pclntab, checked", "ReturnOffsets": "pclntab, checked", "Entry": "file", "Return": "file",
+		"Error": "file", "ParentID": "the spec",
+	}
+	rt := reflect.TypeOf(Resolved{})
+	for i := range rt.NumField() {
+		if _, ok := known[rt.Field(i).Name]; !ok {
+			t.Errorf("Resolved.%s is not carried by offsets files", rt.Field(i).Name)
 		}
 	}
 }
