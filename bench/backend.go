@@ -221,7 +221,7 @@ func agentRun(ctx context.Context, p params, bins binaries, srv *servers, funcs 
 	var cpu0 time.Duration
 	var runs0 progRun
 	if attached {
-		if cpu0, err = cpuTime(ag.pid()); err != nil {
+		if cpu0, err = threadsCPU(ag.pid()); err != nil {
 			return loaded{}, err
 		}
 		if runs0, err = captureRuns(since); err != nil {
@@ -236,7 +236,7 @@ func agentRun(ctx context.Context, p params, bins binaries, srv *servers, funcs 
 	if !attached {
 		return res, nil
 	}
-	cpu1, err := cpuTime(ag.pid())
+	cpu1, err := threadsCPU(ag.pid())
 	if err != nil {
 		return res, err
 	}

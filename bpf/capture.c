@@ -140,6 +140,19 @@ struct inherit_ctx {
 	__u64 flags;
 };
 
+// unsampled_req is the root span of a trace the sampler dropped, kept per
+// goroutine instead of a span stack: every probe hit below it (deeper on
+// the goroutine's stack) exits after one lookup of this, reads nothing and
+// sends nothing.
+struct unsampled_req {
+	__u64 trace_hi;
+	__u64 trace_lo;
+	__u64 span_id;     // never reported; open in open_spans while the root runs, so goroutines it starts inherit the decision
+	__u64 stack_depth; // the root's frame, as span_entry.stack_depth
+	__u32 probe_id;    // the root's probe
+	__u32 _pad;
+};
+
 // value is one attribute value as read in the kernel; user space decodes it
 // by kind. In a record only its header (up to data) and the first
 // value_data_len bytes of data travel, padded to 8 bytes: see struct event.
@@ -223,6 +236,7 @@ struct probe_counters {
 	__u64 emitted;    // records (one per finished sampled span) written to the ring buffer
 	__u64 overflow;   // entries not tracked: goroutine span stack full
 	__u64 unmatched;  // RETs with no matching open span (entered before attach)
+	__u64 skipped;    // entries inside an unsampled trace, not opened
 };
 
 // Ring buffer size is set by user space before load (Options.RingBufferBytes).
@@ -289,6 +303,15 @@ struct {
 	__type(key, __u32);
 	__type(value, __u64);
 } newproc_callers SEC(".maps");
+
+// Goroutines running an unsampled trace, keyed by the g pointer. LRU like
+// stacks: a goroutine that dies inside one cannot keep its slot.
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 8192);
+	__type(key, __u64);
+	__type(value, struct unsampled_req);
+} unsampled SEC(".maps");
 
 // Entry values of open sampled spans, keyed by span id (random, so unique
 // across processes), until the span's one record takes them along. LRU: a
@@ -780,17 +803,32 @@ static __always_inline int open_span(struct pt_regs *ctx, __u32 id)
 			c->overflow++;
 		return 0;
 	}
-	// Unsampled spans are tracked (their children must nest and stay
-	// unsampled) but never reported, so their values are not read.
-	if ((ne.flags & FLAG_SAMPLED) && desc->n_entry > 0 && keep_entry_values(ctx, desc, ne.span_id))
+	if (c)
+		c->entries++;
+	// Only sampled spans go on the stack: a span without a sampled parent
+	// on it is the root of its goroutine's part of the trace, and when the
+	// sampler dropped that trace the goroutine switches to the cheap path
+	// (unsampled_req) until this frame returns.
+	if (!(ne.flags & FLAG_SAMPLED)) {
+		struct unsampled_req u = {
+			.trace_hi = ne.trace_hi,
+			.trace_lo = ne.trace_lo,
+			.span_id = ne.span_id,
+			.stack_depth = depth,
+			.probe_id = id,
+		};
+		bpf_map_update_elem(&unsampled, &g, &u, BPF_ANY);
+		__u8 one = 1;
+		bpf_map_update_elem(&open_spans, &ne.span_id, &one, BPF_ANY);
+		return 0;
+	}
+	if (desc->n_entry > 0 && keep_entry_values(ctx, desc, ne.span_id))
 		ne.flags |= FLAG_ENTRY_VALS;
 	ne.start_ns = bpf_ktime_get_ns();
 	st->e[d & (MAX_DEPTH - 1)] = ne;
 	st->depth = d + 1;
 	__u8 one = 1;
 	bpf_map_update_elem(&open_spans, &ne.span_id, &one, BPF_ANY);
-	if (c)
-		c->entries++;
 	return 0;
 }
 
@@ -830,8 +868,6 @@ static __always_inline int close_span(struct pt_regs *ctx, __u32 id)
 	bpf_map_delete_elem(&open_spans, &s.span_id);
 	if (c)
 		c->returns++;
-	if (!(s.flags & FLAG_SAMPLED))
-		return 0;
 
 	struct scratch *sc = scratch_buf();
 	if (!sc)
@@ -857,17 +893,69 @@ static __always_inline int close_span(struct pt_regs *ctx, __u32 id)
 	return 0;
 }
 
+// end_unsampled ends a goroutine's unsampled trace: its root returned, or
+// its frame is gone.
+static __always_inline void end_unsampled(__u64 g, struct unsampled_req *u)
+{
+	bpf_map_delete_elem(&open_spans, &u->span_id);
+	bpf_map_delete_elem(&unsampled, &g);
+}
+
+// in_unsampled_entry reports whether an entry at the current frame belongs
+// to the goroutine's unsampled trace and is to be skipped: it does when it
+// is deeper than the root's frame. An entry at or above the root's frame
+// means that frame is gone (a panic unwound it, or the g was reused), so
+// the unsampled trace ends and the entry is handled as usual.
+static __always_inline int in_unsampled_entry(struct pt_regs *ctx, __u64 g, __u32 id)
+{
+	struct unsampled_req *u = bpf_map_lookup_elem(&unsampled, &g);
+	if (!u)
+		return 0;
+	__u64 depth;
+	if (frame_depth(g, ctx->sp, &depth))
+		return 1;
+	if (depth > u->stack_depth) {
+		struct probe_counters *c = probe_counters(id);
+		if (c)
+			c->skipped++;
+		return 1;
+	}
+	end_unsampled(g, u);
+	return 0;
+}
+
+// in_unsampled_return reports whether a RET belongs to the goroutine's
+// unsampled trace; the root's own RET ends that trace.
+static __always_inline int in_unsampled_return(struct pt_regs *ctx, __u64 g, __u32 id)
+{
+	struct unsampled_req *u = bpf_map_lookup_elem(&unsampled, &g);
+	if (!u)
+		return 0;
+	if (u->probe_id != id)
+		return 1;
+	__u64 depth;
+	if (frame_depth(g, ctx->sp, &depth) || depth != u->stack_depth)
+		return 1;
+	struct probe_counters *c = probe_counters(id);
+	if (c)
+		c->returns++;
+	end_unsampled(g, u);
+	return 1;
+}
+
 // Generic entry program, attached at Resolved.EntryOffset (after the
 // stack-growth check) so a function whose stack grows does not fire twice.
 static __always_inline int do_uprobe_entry(struct pt_regs *ctx)
 {
 	__u64 cookie = bpf_get_attach_cookie(ctx);
+	if (in_unsampled_entry(ctx, ctx->r14, (__u32)cookie))
+		return 0;
 	open_span(ctx, (__u32)cookie);
 	// A function whose first instruction is a RET (an empty body) has its
 	// entry and return at one address; the kernel gives no order between
 	// two uprobes there, so user space attaches only the entry program and
 	// sets this bit, and the span closes right away.
-	if (cookie & COOKIE_ENTRY_IS_RETURN)
+	if (cookie & COOKIE_ENTRY_IS_RETURN && !in_unsampled_return(ctx, ctx->r14, (__u32)cookie))
 		close_span(ctx, (__u32)cookie);
 	return 0;
 }
@@ -877,7 +965,10 @@ static __always_inline int do_uprobe_entry(struct pt_regs *ctx)
 // runtime copies when it grows the stack).
 static __always_inline int do_uprobe_return(struct pt_regs *ctx)
 {
-	return close_span(ctx, (__u32)bpf_get_attach_cookie(ctx));
+	__u32 id = (__u32)bpf_get_attach_cookie(ctx);
+	if (in_unsampled_return(ctx, ctx->r14, id))
+		return 0;
+	return close_span(ctx, id);
 }
 
 // Goroutine hand-off. Go 1.26 (runtime/proc.go):
@@ -913,6 +1004,20 @@ static __always_inline int do_uprobe_newproc1_return(struct pt_regs *ctx)
 	if (old)
 		pop_stale(old, newg, 0, 1);
 
+	// The new goroutine carries on the caller's unsampled trace, if any,
+	// as long as its root runs.
+	bpf_map_delete_elem(&unsampled, &newg);
+	struct unsampled_req *u = bpf_map_lookup_elem(&unsampled, &caller);
+	if (u) {
+		struct inherit_ctx uin = {
+			.trace_hi = u->trace_hi,
+			.trace_lo = u->trace_lo,
+			.span_id = u->span_id,
+			.flags = 0,
+		};
+		bpf_map_update_elem(&inherit, &newg, &uin, BPF_ANY);
+		return 0;
+	}
 	struct span_stack *st = bpf_map_lookup_elem(&stacks, &caller);
 	__u32 d = st ? st->depth : 0;
 	if (d == 0 || d > MAX_DEPTH) {

@@ -62,6 +62,7 @@ type CaptureProbeCounters struct {
 	Emitted   uint64
 	Overflow  uint64
 	Unmatched uint64
+	Skipped   uint64
 }
 
 type CaptureProbeDesc struct {
@@ -169,6 +170,16 @@ type CaptureTraceState struct {
 	V   [256]int8
 }
 
+type CaptureUnsampledReq struct {
+	_          structs.HostLayout
+	TraceHi    uint64
+	TraceLo    uint64
+	SpanId     uint64
+	StackDepth uint64
+	ProbeId    uint32
+	Pad        uint32
+}
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
@@ -195,6 +206,7 @@ const (
 	CaptureMapStacks                      = "stacks"
 	CaptureMapStateScratch                = "state_scratch"
 	CaptureMapTraceStates                 = "trace_states"
+	CaptureMapUnsampled                   = "unsampled"
 	CaptureProgUprobeClientRoundtrip      = "uprobe_client_roundtrip"
 	CaptureProgUprobeConnWrite            = "uprobe_conn_write"
 	CaptureProgUprobeEntry                = "uprobe_entry"
@@ -303,6 +315,7 @@ type CaptureMapSpecs struct {
 	Stacks         *ebpf.MapSpec `ebpf:"stacks"`
 	StateScratch   *ebpf.MapSpec `ebpf:"state_scratch"`
 	TraceStates    *ebpf.MapSpec `ebpf:"trace_states"`
+	Unsampled      *ebpf.MapSpec `ebpf:"unsampled"`
 }
 
 // CaptureVariableSpecs contains global variables before they are loaded into the kernel.
@@ -353,6 +366,7 @@ type CaptureMaps struct {
 	Stacks         *ebpf.Map `ebpf:"stacks"`
 	StateScratch   *ebpf.Map `ebpf:"state_scratch"`
 	TraceStates    *ebpf.Map `ebpf:"trace_states"`
+	Unsampled      *ebpf.Map `ebpf:"unsampled"`
 }
 
 func (m *CaptureMaps) Close() error {
@@ -379,6 +393,7 @@ func (m *CaptureMaps) Close() error {
 		m.Stacks,
 		m.StateScratch,
 		m.TraceStates,
+		m.Unsampled,
 	)
 }
 

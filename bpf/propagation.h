@@ -469,19 +469,27 @@ static __always_inline int do_uprobe_client_roundtrip(struct pt_regs *ctx)
 	__u64 g = ctx->r14, treq = ctx->bx, req = 0;
 	if (!treq || bpf_probe_read_user(&req, sizeof(req), (void *)treq) || !req)
 		return 0;
-	struct span_stack *st = bpf_map_lookup_elem(&stacks, &g);
-	__u32 d = st ? st->depth : 0;
-	if (d == 0 || d > MAX_DEPTH) {
-		bpf_map_delete_elem(&inject_reqs, &req);
-		return 0;
+	struct inject_ctx ic = {};
+	// An unsampled trace is passed on too, with its sampled flag clear, so
+	// the callee drops it as well.
+	struct unsampled_req *u = bpf_map_lookup_elem(&unsampled, &g);
+	if (u) {
+		ic.trace_hi = u->trace_hi;
+		ic.trace_lo = u->trace_lo;
+		ic.span_id = u->span_id;
+	} else {
+		struct span_stack *st = bpf_map_lookup_elem(&stacks, &g);
+		__u32 d = st ? st->depth : 0;
+		if (d == 0 || d > MAX_DEPTH) {
+			bpf_map_delete_elem(&inject_reqs, &req);
+			return 0;
+		}
+		struct span_entry *top = &st->e[(d - 1) & (MAX_DEPTH - 1)];
+		ic.trace_hi = top->trace_hi;
+		ic.trace_lo = top->trace_lo;
+		ic.span_id = top->span_id;
+		ic.flags = top->flags & FLAG_SAMPLED;
 	}
-	struct span_entry *top = &st->e[(d - 1) & (MAX_DEPTH - 1)];
-	struct inject_ctx ic = {
-		.trace_hi = top->trace_hi,
-		.trace_lo = top->trace_lo,
-		.span_id = top->span_id,
-		.flags = top->flags & FLAG_SAMPLED,
-	};
 	bpf_map_update_elem(&inject_reqs, &req, &ic, BPF_ANY);
 	struct propagation_counters *pc = prop_counts();
 	if (pc)

@@ -108,9 +108,14 @@ type ProbeStats struct {
 	// Uprobes is the number of uprobes attached: one entry plus one per RET.
 	Uprobes int
 	// Entries and Returns count spans opened and closed at a RET, sampled or
-	// not; Abandoned counts spans closed because their frame was gone.
+	// not; Abandoned counts spans closed because their frame was gone. Of an
+	// unsampled trace only the roots (one per goroutine) are opened.
 	Entries, Returns, Abandoned uint64
-	// Emitted counts events written to the ring buffer.
+	// Skipped counts calls inside an unsampled trace, which the kernel
+	// passes over after one lookup without opening a span.
+	Skipped uint64
+	// Emitted counts records (one per finished sampled span) written to the
+	// ring buffer.
 	Emitted uint64
 	// Overflow counts entries not tracked because the goroutine already had
 	// MaxDepth open spans.
@@ -443,6 +448,7 @@ func (t *Tracer) Stats() Stats {
 				ps.Emitted += c.Emitted
 				ps.Overflow += c.Overflow
 				ps.Unmatched += c.Unmatched
+				ps.Skipped += c.Skipped
 			}
 		}
 		s.Probes = append(s.Probes, ps)

@@ -288,8 +288,9 @@ func TestCaptureSamplingRatioZero(t *testing.T) {
 	defer tr.Close()
 	proc.do(t, "fib 4")
 	st := tr.Stats()
-	// Spans were tracked (9 fib calls, all closed) but none reported.
-	if p := st.Probes[fib.ID]; p.Entries != 9 || p.Returns != 9 || p.Emitted != 0 {
+	// The root was tracked; the 8 calls under it took the unsampled exit;
+	// nothing was reported.
+	if p := st.Probes[fib.ID]; p.Entries != 1 || p.Returns != 1 || p.Skipped != 8 || p.Emitted != 0 {
 		t.Errorf("fib stats with ratio 0: %+v", p)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
@@ -448,7 +449,8 @@ func TestCaptureSamplingRatio(t *testing.T) {
 	if len(traces) == 0 || len(traces) == runs {
 		t.Errorf("%d of %d traces sampled at ratio 0.5", len(traces), runs)
 	}
-	if st := tr.Stats().Probes[fib.ID]; st.Entries != 5*runs || st.Emitted != uint64(5*len(traces)) {
+	if st := tr.Stats().Probes[fib.ID]; st.Entries+st.Skipped != 5*runs || st.Emitted != uint64(5*len(traces)) ||
+		st.Entries != uint64(5*len(traces)+runs-len(traces)) {
 		t.Errorf("fib stats %+v, %d traces sampled", st, len(traces))
 	}
 }

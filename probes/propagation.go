@@ -103,6 +103,7 @@ func (p propPrograms) close() error {
 func (t *Tracer) propMaps() map[string]*ebpf.Map {
 	return map[string]*ebpf.Map{
 		bpf.CaptureMapStacks:        t.maps.Stacks,
+		bpf.CaptureMapUnsampled:     t.maps.Unsampled,
 		bpf.CaptureMapRemoteParents: t.maps.RemoteParents,
 		bpf.CaptureMapHeaderScratch: t.maps.HeaderScratch,
 		bpf.CaptureMapKeyScratch:    t.maps.KeyScratch,
