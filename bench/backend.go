@@ -228,7 +228,7 @@ func agentRun(ctx context.Context, p params, bins binaries, srv *servers, funcs 
 			return loaded{}, err
 		}
 	}
-	spans0 := srv.agentSink.spans.Load()
+	spans0, durs0 := srv.agentSink.spans.Load(), srv.agentSink.durationsByName()
 	res, err := load(ctx, srv.routerURL, p.warmup, p.requests[i], p.concurrency[i], seed, srv.router.pid())
 	if err != nil {
 		return res, err
@@ -296,6 +296,15 @@ func agentRun(ctx context.Context, p params, bins binaries, srv *servers, funcs 
 		row.Spans += ps.Entries
 	}
 	a.spans += srv.agentSink.spans.Load() - spans0
+	if row.Durations == nil {
+		row.Durations = map[string]durations{}
+	}
+	for name, d := range spanDurations(durs0, srv.agentSink.durationsByName()) {
+		t := row.Durations[name]
+		t.Count += d.Count
+		t.Total += d.Total
+		row.Durations[name] = t
+	}
 	a.loadTime += res.warm + res.res.Elapsed
 	return res, nil
 }

@@ -85,6 +85,9 @@ type AgentRow struct {
 	BPF progRun
 	// Spans opened in the kernel (sampled or not).
 	Spans uint64
+	// Durations are the exported spans' durations by span name (what
+	// the sink received during the runs).
+	Durations map[string]durations
 	// RecordBytes is what the ring buffer carried (read by the agent),
 	// when the capture engine counts it (probes.Stats.RecordBytes).
 	RecordBytes uint64
@@ -265,6 +268,8 @@ func render(r *Report) string {
 		}
 		w("\n")
 	}
+
+	renderStages(&b, r)
 
 	fl := r.Floor
 	w("## Bare uprobe cost (no-op program, %d calls x %d rounds, median)\n\n", fl.Calls, fl.Rounds)

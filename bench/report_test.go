@@ -23,7 +23,7 @@ func sampleReport() *Report {
 					Agent: &AgentRow{Attached: true, Requests: 2000, CPU: 400 * time.Millisecond, PeakRSS: 48 << 20,
 						EntryEmulated: 16000, EntryStepped: 0, Returns: 16000, Spans: 16000,
 						BPF: progRun{Runtime: 40 * time.Millisecond, Runs: 32000}, Detach: 9 * time.Second, Runs: 2, Counters: agentCounters{Finished: 16000, Dropped: 3, Lost: 2},
-						RecordBytes: 16000 * 300},
+						RecordBytes: 16000 * 300, Durations: map[string]durations{"root": {Count: 2000, Total: 2000 * 17 * time.Millisecond}}},
 					SpansExported: 16000, LoadTime: 8 * time.Second},
 				{Name: "agent always_off", RoundP50: []time.Duration{17 * time.Millisecond, 17100 * time.Microsecond},
 					RoundCPU: []time.Duration{2 * time.Millisecond, 2 * time.Millisecond}, P50: 17 * time.Millisecond, P99: 22 * time.Millisecond, Mean: 15 * time.Millisecond, Throughput: 250,
@@ -133,5 +133,29 @@ func TestPairedMedian(t *testing.T) {
 	}
 	if got := pairedMedian(nil, ms(1)); got != 0 {
 		t.Fatalf("pairedMedian of nothing = %v", got)
+	}
+}
+
+func TestRenderStageDurations(t *testing.T) {
+	r := sampleReport()
+	rows := r.Blocks[0].Rows
+	ret := rows[1]
+	ret.Name = "agent always_on, RET mode"
+	ret.Agent.Durations = map[string]durations{"root": {Count: 2000, Total: 2000 * 17 * time.Millisecond}, "stage": {Count: 4, Total: 4 * 100 * time.Microsecond}}
+	entry := ret
+	entry.Name = "agent always_on, entry-only"
+	a := *ret.Agent
+	a.Durations = map[string]durations{"root": {Count: 1000, Total: 1000 * 17 * time.Millisecond}, "stage": {Count: 2, Total: 2 * 150 * time.Microsecond}}
+	entry.Agent = &a
+	r.Blocks[0].Rows = []Row{rows[0], ret, entry}
+	md := render(r)
+	for _, want := range []string{
+		"## Stage durations at 15ms",
+		"| root | 2000 | 17000 | 1000 | 17000 | +0 | +0% |",
+		"| stage | 4 | 100 | 2 | 150 | +50 | +50% |",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("report lacks %q\n%s", want, md)
+		}
 	}
 }
