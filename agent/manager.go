@@ -66,6 +66,8 @@ type manager struct {
 
 	readCtx context.Context
 	ended   chan *attachment
+	// exits delivers the exits of attached processes (exitwatch.go).
+	exits   chan exitNotice
 	readers sync.WaitGroup
 	// closing tracks the captures of detached processes still closing in
 	// the background (see detach).
@@ -257,6 +259,7 @@ func (m *manager) attachOne(ctx context.Context, w match) error {
 		zap.Float64(LogKeyRatio, m.ratio), zap.String(LogKeyLinks, linkMode(src)))
 	logPropagation(m.log, req.Target, src)
 	m.readers.Go(func() { m.read(rctx, a) })
+	m.readers.Go(func() { m.watchExit(rctx, a) })
 	return nil
 }
 
