@@ -50,6 +50,11 @@ bench:
 bench-short:
 	$(GO) run ./bench --out build/bench --short $(BENCHFLAGS)
 
+# The agent's OCI image, built without a container engine: build/image/oci (OCI layout)
+# and build/image/routerscope.tar (docker-archive).
+image:
+	$(GO) run ./deploy/image --out build/image
+
 lint:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' | grep -v '_bpfe[lb]\.go$$')); \
 	if [ -n "$$unformatted" ]; then echo "gofmt would change:"; echo "$$unformatted"; exit 1; fi
