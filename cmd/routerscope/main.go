@@ -269,7 +269,9 @@ func (c cli) run(ctx context.Context, args []string) int {
 	if path == "" && f.pid > 0 {
 		// The guide puts observability.tracing in the router's config.yaml:
 		// read the file the router was started with.
-		if p, from, ok := agent.TargetConfigPath(c.procRoot(), f.pid); ok {
+		// Only a YAML file with an observability: (or routerscope:)
+		// section: any other is the router's own business.
+		if p, from, ok := agent.TargetConfigPath(c.procRoot(), f.pid); ok && agent.HasAgentSection(p) {
 			path, source = p, from
 		}
 	}
