@@ -121,6 +121,11 @@ func NewCapture(opts CaptureOptions) (*Capture, error) {
 		if errors.As(err, &verr) {
 			return nil, fmt.Errorf("load the capture programs: %+v", verr)
 		}
+		if errors.Is(err, os.ErrPermission) {
+			// cilium/ebpf suggests RLIMIT_MEMLOCK, which kernels since 5.11 no
+			// longer use: the usual cause is a missing capability.
+			return nil, fmt.Errorf("load the capture programs: %w: %s", err, permissionHint)
+		}
 		return nil, fmt.Errorf("load the capture programs: %w", err)
 	}
 	c.cfg = bpf.CaptureConfig{SampleBound: 1 << 63, WakeupBytes: wakeupBytes(ring)}
