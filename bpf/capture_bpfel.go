@@ -24,6 +24,7 @@ type CaptureEntryVals struct {
 	_    structs.HostLayout
 	Len  uint32
 	N    uint32
+	Regs [11]uint64
 	Data [4608]int8
 }
 
@@ -107,6 +108,8 @@ type CaptureProbeDesc struct {
 		Pad      [7]uint8
 		Offsets  [4]int64
 	}
+	Flags uint32
+	Pad   uint32
 }
 
 type CapturePropagationCounters struct {
