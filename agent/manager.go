@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime/debug"
 	"sort"
 	"strings"
 	"sync"
@@ -65,6 +66,8 @@ type manager struct {
 
 	readCtx context.Context
 	ended   chan *attachment
+	// exits delivers the exits of attached processes (exitwatch.go).
+	exits   chan exitNotice
 	readers sync.WaitGroup
 	// closing tracks the captures of detached processes still closing in
 	// the background (see detach).
@@ -177,6 +180,16 @@ func (m *manager) reconcile(ctx context.Context, want map[procKey]match, strict 
 		keys = append(keys, k)
 	}
 	sort.Slice(keys, func(i, j int) bool { return keys[i].pid < keys[j].pid })
+	tried := 0
+	// Attaching reads the target's DWARF and symbols and loads the
+	// kernel programs: tens of MiB that are garbage once it is done. Give
+	// them back to the OS now rather than within minutes, so the agent's
+	// resident memory is its steady state, not its attach peak.
+	defer func() {
+		if tried > 0 {
+			debug.FreeOSMemory()
+		}
+	}()
 	for _, key := range keys {
 		if _, ok := m.atts[key]; ok {
 			continue
@@ -184,6 +197,7 @@ func (m *manager) reconcile(ctx context.Context, want map[procKey]match, strict 
 		if t, ok := m.retryAt[key]; ok && now.Before(t) {
 			continue
 		}
+		tried++
 		if err := m.attachOne(ctx, want[key]); err != nil {
 			if strict {
 				m.detachAll(reasonStopped)
@@ -245,6 +259,7 @@ func (m *manager) attachOne(ctx context.Context, w match) error {
 		zap.Float64(LogKeyRatio, m.ratio), zap.String(LogKeyLinks, linkMode(src)))
 	logPropagation(m.log, req.Target, src)
 	m.readers.Go(func() { m.read(rctx, a) })
+	m.readers.Go(func() { m.watchExit(rctx, a) })
 	return nil
 }
 

@@ -247,7 +247,7 @@ func Run(ctx context.Context, cfg Config, attach Attacher, log *zap.Logger, opts
 	defer stopReading()
 	m := &manager{attach: attach, log: log, asm: asm, pipe: pipe, met: met, o: o, host: hostFromEnv(o.getenv),
 		cfg: cfg, ratio: ratio, paused: !attachAny, digests: digests, atts: map[procKey]*attachment{}, procs: procCache{}, retryAt: map[procKey]time.Time{},
-		readCtx: readCtx, ended: make(chan *attachment)}
+		readCtx: readCtx, ended: make(chan *attachment), exits: make(chan exitNotice)}
 	// Watch from before the first attach, so an edit made while attaching
 	// is not taken for the baseline.
 	reloads := make(chan struct{}, 1)
@@ -322,11 +322,14 @@ func (m *manager) loop(ctx context.Context, reloads <-chan struct{}) {
 			return
 		case a := <-m.ended:
 			m.captureEnded(a)
+		case x := <-m.exits:
+			m.processExited(x.a, x.at)
 		case <-scanTick.C:
 			if discovering(m.cfg) {
 				m.scan(ctx)
 			}
 		case <-sweepTick.C:
+			m.reapExited()
 			sweep(m.asm, m.o, m.log)
 			for _, a := range m.atts {
 				m.countLost(a)

@@ -255,6 +255,34 @@ struct probe_counters {
 	__u64 skipped;    // entries inside an unsampled trace, not opened
 };
 
+// One capture object serves every traced process of the agent, and Go
+// addresses repeat across processes (every heap starts at 0xc000000000), so
+// a goroutine is named by its g pointer and its process. Thread ids are
+// unique only while the thread lives; keys of per-thread maps are the full
+// pid_tgid for the same reason.
+struct gkey {
+	__u64 g;
+	__u32 tgid;
+	__u32 _pad;
+};
+
+static __always_inline struct gkey gkey_of(__u64 g)
+{
+	struct gkey k = {.g = g, .tgid = bpf_get_current_pid_tgid() >> 32};
+	return k;
+}
+
+// probe_counters are keyed by process and probe, so /metrics can say which
+// process overflowed or lost its RETs.
+struct counter_key {
+	__u32 tgid;
+	__u32 probe_id;
+};
+
+// Every map size below is a default: user space sets max_entries at load
+// from its configuration (probes.MapSizes), which documents what each
+// entry costs.
+
 // Ring buffer size is set by user space before load (Options.RingBufferBytes).
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -280,7 +308,7 @@ struct {
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 8192);
-	__type(key, __u64);
+	__type(key, struct gkey);
 	__type(value, struct span_stack);
 } stacks SEC(".maps");
 
@@ -306,26 +334,27 @@ struct {
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 16384);
-	__type(key, __u64);
+	__type(key, struct gkey);
 	__type(value, struct inherit_ctx);
 } inherit SEC(".maps");
 
-// callergp of a runtime.newproc1 call in progress, keyed by thread id:
+// callergp of a runtime.newproc1 call in progress, keyed by pid_tgid:
 // newproc1 runs on the system stack of the caller's thread and does not
-// block, so the thread id joins its entry to its RETs.
+// block, so the thread joins its entry to its RETs.
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 4096);
-	__type(key, __u32);
+	__type(key, __u64);
 	__type(value, __u64);
 } newproc_callers SEC(".maps");
 
-// Goroutines running an unsampled trace, keyed by the g pointer. LRU like
-// stacks: a goroutine that dies inside one cannot keep its slot.
+// Goroutines running an unsampled trace, keyed by the g pointer and the
+// process. LRU like stacks: a goroutine that dies inside one cannot keep
+// its slot.
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 8192);
-	__type(key, __u64);
+	__type(key, struct gkey);
 	__type(value, struct unsampled_req);
 } unsampled SEC(".maps");
 
@@ -349,32 +378,61 @@ struct {
 	__type(value, struct scratch);
 } scratch SEC(".maps");
 
-// Records dropped because the ring buffer was full: whole spans.
+// Records dropped because the ring buffer was full (whole spans), per
+// process (tgid).
 struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, 256);
 	__type(key, __u32);
 	__type(value, __u64);
 } lost SEC(".maps");
 
+// Counters per process and probe. User space deletes a process's entries
+// when it detaches, and sizes the map for its process limit times the
+// probes per process.
 struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, MAX_PROBES);
-	__type(key, __u32);
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, 1024);
+	__type(key, struct counter_key);
 	__type(value, struct probe_counters);
 } counters SEC(".maps");
 
+// Zeroed counters, the value a new counters entry starts from.
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct probe_counters);
+} empty_counters SEC(".maps");
+
 static __always_inline void count_lost(void)
 {
-	__u32 zero = 0;
-	__u64 *n = bpf_map_lookup_elem(&lost, &zero);
-	if (n)
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	__u64 *n = bpf_map_lookup_elem(&lost, &tgid);
+	if (n) {
 		(*n)++;
+		return;
+	}
+	// First loss of this process (or the map is full: then it goes
+	// uncounted, which user space's sizing avoids).
+	__u64 one = 1;
+	bpf_map_update_elem(&lost, &tgid, &one, BPF_NOEXIST);
 }
 
 static __always_inline struct probe_counters *probe_counters(__u32 id)
 {
-	return bpf_map_lookup_elem(&counters, &id);
+	struct counter_key k = {.tgid = bpf_get_current_pid_tgid() >> 32, .probe_id = id};
+	struct probe_counters *c = bpf_map_lookup_elem(&counters, &k);
+	if (c)
+		return c;
+	__u32 zero = 0;
+	struct probe_counters *empty = bpf_map_lookup_elem(&empty_counters, &zero);
+	if (!empty)
+		return 0;
+	// Fails when another CPU added it first (then the lookup finds it) or
+	// when the map is full (then this process goes uncounted).
+	bpf_map_update_elem(&counters, &k, empty, BPF_NOEXIST);
+	return bpf_map_lookup_elem(&counters, &k);
 }
 
 // regs holds the registers a fetch can name, indexed by probes.Reg. They are
@@ -779,15 +837,16 @@ static __always_inline int sampled_root(__u64 trace_lo)
 
 static __always_inline struct span_stack *stack_of(__u64 g)
 {
-	struct span_stack *st = bpf_map_lookup_elem(&stacks, &g);
+	struct gkey k = gkey_of(g);
+	struct span_stack *st = bpf_map_lookup_elem(&stacks, &k);
 	if (st)
 		return st;
 	__u32 zero = 0;
 	struct span_stack *empty = bpf_map_lookup_elem(&empty_stack, &zero);
 	if (!empty)
 		return 0;
-	bpf_map_update_elem(&stacks, &g, empty, BPF_NOEXIST);
-	return bpf_map_lookup_elem(&stacks, &g);
+	bpf_map_update_elem(&stacks, &k, empty, BPF_NOEXIST);
+	return bpf_map_lookup_elem(&stacks, &k);
 }
 
 // W3C trace context: extraction (take_remote_parent) and the capture side
@@ -838,7 +897,8 @@ static __always_inline int open_span(struct pt_regs *ctx, __u32 id)
 		ne.parent_span_id = parent->span_id;
 		ne.flags = parent->flags & FLAG_SAMPLED;
 	} else {
-		struct inherit_ctx *in = bpf_map_lookup_elem(&inherit, &g);
+		struct gkey gk = gkey_of(g);
+		struct inherit_ctx *in = bpf_map_lookup_elem(&inherit, &gk);
 		if (in && bpf_map_lookup_elem(&open_spans, &in->span_id)) {
 			ne.trace_hi = in->trace_hi;
 			ne.trace_lo = in->trace_lo;
@@ -848,7 +908,7 @@ static __always_inline int open_span(struct pt_regs *ctx, __u32 id)
 			// The creator's span has closed: this goroutine (a pooled worker,
 			// say) is on its own from now on.
 			if (in)
-				bpf_map_delete_elem(&inherit, &g);
+				bpf_map_delete_elem(&inherit, &gk);
 			// A root: it joins the caller's trace when the request
 			// carried a valid traceparent (propagation.h).
 			if (!take_remote_parent(g, &ne)) {
@@ -882,7 +942,8 @@ static __always_inline int open_span(struct pt_regs *ctx, __u32 id)
 			.stack_depth = depth,
 			.probe_id = id,
 		};
-		bpf_map_update_elem(&unsampled, &g, &u, BPF_ANY);
+		struct gkey gk = gkey_of(g);
+		bpf_map_update_elem(&unsampled, &gk, &u, BPF_ANY);
 		__u8 one = 1;
 		bpf_map_update_elem(&open_spans, &ne.span_id, &one, BPF_ANY);
 		return 0;
@@ -913,7 +974,8 @@ static __always_inline int close_span(struct pt_regs *ctx, __u32 id)
 	__u64 depth;
 	if (frame_depth(g, ctx->sp, &depth))
 		return 0;
-	struct span_stack *st = bpf_map_lookup_elem(&stacks, &g);
+	struct gkey gk = gkey_of(g);
+	struct span_stack *st = bpf_map_lookup_elem(&stacks, &gk);
 	if (!st)
 		return 0;
 	pop_stale(st, g, depth, 0);
@@ -956,8 +1018,9 @@ static __always_inline int close_span(struct pt_regs *ctx, __u32 id)
 // its frame is gone.
 static __always_inline void end_unsampled(__u64 g, struct unsampled_req *u)
 {
+	struct gkey gk = gkey_of(g);
 	bpf_map_delete_elem(&open_spans, &u->span_id);
-	bpf_map_delete_elem(&unsampled, &g);
+	bpf_map_delete_elem(&unsampled, &gk);
 }
 
 // in_unsampled_entry reports whether an entry at the current frame belongs
@@ -967,7 +1030,8 @@ static __always_inline void end_unsampled(__u64 g, struct unsampled_req *u)
 // the unsampled trace ends and the entry is handled as usual.
 static __always_inline int in_unsampled_entry(struct pt_regs *ctx, __u64 g, __u32 id)
 {
-	struct unsampled_req *u = bpf_map_lookup_elem(&unsampled, &g);
+	struct gkey gk = gkey_of(g);
+	struct unsampled_req *u = bpf_map_lookup_elem(&unsampled, &gk);
 	if (!u)
 		return 0;
 	__u64 depth;
@@ -987,7 +1051,8 @@ static __always_inline int in_unsampled_entry(struct pt_regs *ctx, __u64 g, __u3
 // unsampled trace; the root's own RET ends that trace.
 static __always_inline int in_unsampled_return(struct pt_regs *ctx, __u64 g, __u32 id)
 {
-	struct unsampled_req *u = bpf_map_lookup_elem(&unsampled, &g);
+	struct gkey gk = gkey_of(g);
+	struct unsampled_req *u = bpf_map_lookup_elem(&unsampled, &gk);
 	if (!u)
 		return 0;
 	if (u->probe_id != id)
@@ -1039,7 +1104,7 @@ static __always_inline int do_uprobe_return(struct pt_regs *ctx)
 // the new goroutine is the result, in RAX at each RET.
 static __always_inline int do_uprobe_newproc1(struct pt_regs *ctx)
 {
-	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	__u64 tid = bpf_get_current_pid_tgid();
 	__u64 caller = ctx->bx;
 	bpf_map_update_elem(&newproc_callers, &tid, &caller, BPF_ANY);
 	return 0;
@@ -1047,7 +1112,7 @@ static __always_inline int do_uprobe_newproc1(struct pt_regs *ctx)
 
 static __always_inline int do_uprobe_newproc1_return(struct pt_regs *ctx)
 {
-	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	__u64 tid = bpf_get_current_pid_tgid();
 	__u64 *callerp = bpf_map_lookup_elem(&newproc_callers, &tid);
 	if (!callerp)
 		return 0;
@@ -1059,14 +1124,15 @@ static __always_inline int do_uprobe_newproc1_return(struct pt_regs *ctx)
 
 	// newproc1 may hand out a g of a goroutine that has exited: whatever is
 	// still on its span stack belongs to frames that are gone.
-	struct span_stack *old = bpf_map_lookup_elem(&stacks, &newg);
+	struct gkey newk = gkey_of(newg), callerk = gkey_of(caller);
+	struct span_stack *old = bpf_map_lookup_elem(&stacks, &newk);
 	if (old)
 		pop_stale(old, newg, 0, 1);
 
 	// The new goroutine carries on the caller's unsampled trace, if any,
 	// as long as its root runs.
-	bpf_map_delete_elem(&unsampled, &newg);
-	struct unsampled_req *u = bpf_map_lookup_elem(&unsampled, &caller);
+	bpf_map_delete_elem(&unsampled, &newk);
+	struct unsampled_req *u = bpf_map_lookup_elem(&unsampled, &callerk);
 	if (u) {
 		struct inherit_ctx uin = {
 			.trace_hi = u->trace_hi,
@@ -1074,13 +1140,13 @@ static __always_inline int do_uprobe_newproc1_return(struct pt_regs *ctx)
 			.span_id = u->span_id,
 			.flags = 0,
 		};
-		bpf_map_update_elem(&inherit, &newg, &uin, BPF_ANY);
+		bpf_map_update_elem(&inherit, &newk, &uin, BPF_ANY);
 		return 0;
 	}
-	struct span_stack *st = bpf_map_lookup_elem(&stacks, &caller);
+	struct span_stack *st = bpf_map_lookup_elem(&stacks, &callerk);
 	__u32 d = st ? st->depth : 0;
 	if (d == 0 || d > MAX_DEPTH) {
-		bpf_map_delete_elem(&inherit, &newg);
+		bpf_map_delete_elem(&inherit, &newk);
 		return 0;
 	}
 	struct span_entry *top = &st->e[(d - 1) & (MAX_DEPTH - 1)];
@@ -1090,7 +1156,7 @@ static __always_inline int do_uprobe_newproc1_return(struct pt_regs *ctx)
 		.span_id = top->span_id,
 		.flags = top->flags & FLAG_SAMPLED,
 	};
-	bpf_map_update_elem(&inherit, &newg, &in, BPF_ANY);
+	bpf_map_update_elem(&inherit, &newk, &in, BPF_ANY);
 	return 0;
 }
 

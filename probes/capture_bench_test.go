@@ -68,8 +68,8 @@ func BenchmarkUprobeCall(b *testing.B) {
 			if tr != nil {
 				st := tr.Stats()
 				b.ReportMetric(float64(st.Lost), "lost")
-				reportRunTime(b, tr.progs.entry, "entry-ns/hit")
-				reportRunTime(b, tr.progs.ret, "return-ns/hit")
+				reportRunTime(b, tr.c.progs.entry, "entry-ns/hit")
+				reportRunTime(b, tr.c.progs.ret, "return-ns/hit")
 				tr.Close()
 				wg.Wait()
 			}
@@ -133,8 +133,8 @@ func BenchmarkNestedTrace(b *testing.B) {
 			b.StopTimer()
 			st := tr.Stats()
 			b.ReportMetric(float64(st.Lost), "lost")
-			reportRunTime(b, tr.progs.entry, "entry-ns/hit")
-			reportRunTime(b, tr.progs.ret, "return-ns/hit")
+			reportRunTime(b, tr.c.progs.entry, "entry-ns/hit")
+			reportRunTime(b, tr.c.progs.ret, "return-ns/hit")
 			tr.Close()
 			wg.Wait()
 		})
