@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cilium/ebpf"
@@ -66,6 +67,8 @@ type manager struct {
 
 	readCtx context.Context
 	ended   chan *attachment
+	// handled counts the events read, for the drain at stop.
+	handled atomic.Uint64
 	// exits delivers the exits of attached processes (exitwatch.go).
 	exits   chan exitNotice
 	readers sync.WaitGroup
@@ -358,6 +361,7 @@ func (m *manager) read(ctx context.Context, a *attachment) {
 			m.met.events.WithLabelValues(ev.Probe.Spec.Span, eventKindName(ev.Kind)).Inc()
 		}
 		m.asm.Handle(ev)
+		m.handled.Add(1)
 	}
 }
 

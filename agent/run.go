@@ -243,7 +243,9 @@ func Run(ctx context.Context, cfg Config, attach Attacher, log *zap.Logger, opts
 	asm := NewAssembler(pipe.Emit, cfg.Agent.MaxSpanAge)
 	met = newMetrics(asm, pipe)
 
-	readCtx, stopReading := context.WithCancel(ctx)
+	// Reading outlives the stop signal by the drain (drain.go): it ends
+	// with stopReading, not with ctx.
+	readCtx, stopReading := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopReading()
 	m := &manager{attach: attach, log: log, asm: asm, pipe: pipe, met: met, o: o, host: hostFromEnv(o.getenv),
 		cfg: cfg, ratio: ratio, paused: !attachAny, digests: digests, atts: map[procKey]*attachment{}, procs: procCache{}, retryAt: map[procKey]time.Time{},
@@ -271,6 +273,9 @@ func Run(ctx context.Context, cfg Config, attach Attacher, log *zap.Logger, opts
 	}
 	m.loop(ctx, reloads)
 
+	if ctx.Err() != nil {
+		m.drain()
+	}
 	stopReading()
 	m.readers.Wait()
 	// Spans whose process is gone end as such; the rest end as stopped,

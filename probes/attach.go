@@ -143,7 +143,7 @@ type Tracer struct {
 	own     bool
 	prog    *Program
 	pid     int
-	bin     *Binary // for runtime.newproc1 and the names of error types
+	bin     *Binary // for runtime.newproc1 and the names of error types; the Capture's, shared by prog's Tracers
 	byID    []*Resolved
 	base    int // the first descriptor id of prog in the Capture
 	linker  linker
@@ -172,8 +172,10 @@ type readResult struct {
 	err error
 }
 
-// tracerQueue bounds the decoded events waiting for a Tracer's Read.
-const tracerQueue = 1024
+// tracerQueue bounds the decoded events waiting for a Tracer's Read: the
+// ring buffer is the real buffer; this only lets the reader run ahead of
+// one slow consumer for a while.
+const tracerQueue = 256
 
 // Attach loads the kernel programs for this Tracer alone and attaches the
 // uprobes of prog to the process pid (pid 0: every process running
@@ -241,13 +243,8 @@ func (c *Capture) Attach(prog *Program, pid int, opts Options) (*Tracer, error) 
 			return nil, err
 		}
 	}
-	bin, err := OpenBinary(prog.Binary)
+	base, bin, err := c.acquireIDs(prog, descs)
 	if err != nil {
-		return nil, fmt.Errorf("attach: %w", err)
-	}
-	base, err := c.acquireIDs(prog, descs)
-	if err != nil {
-		bin.Close()
 		return nil, fmt.Errorf("attach: %w", err)
 	}
 	t := &Tracer{c: c, prog: prog, pid: pid, bin: bin, byID: byID, base: base, uprobes: make([]int, len(byID)),
@@ -261,7 +258,6 @@ func (c *Capture) Attach(prog *Program, pid int, opts Options) (*Tracer, error) 
 	}
 	if err := t.register(); err != nil {
 		c.releaseIDs(prog)
-		bin.Close()
 		return nil, err
 	}
 	if err := c.setSampleBound(bound); err != nil {
@@ -523,8 +519,7 @@ func (t *Tracer) Close() error {
 			errs = append(errs, c.removeInjected(t.pid, t.prop.Cgroup))
 		}
 		c.forget(t.pid, t.base, len(t.byID))
-		c.releaseIDs(t.prog)
-		errs = append(errs, t.bin.Close())
+		errs = append(errs, c.releaseIDs(t.prog))
 		if t.own {
 			errs = append(errs, c.Close())
 		}

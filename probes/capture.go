@@ -64,11 +64,13 @@ type Capture struct {
 	closeErr  error
 }
 
-// idRange is the descriptor ids a Program uses in a Capture: the probes of
-// one resolution (one build of a binary) are written once, whatever the
-// number of its processes.
+// idRange is the descriptor ids a Program uses in a Capture, and its
+// opened binary: the probes of one resolution (one build of a binary) are
+// written once and its symbols read once, whatever the number of its
+// processes.
 type idRange struct {
 	base, n, refs int
+	bin           *Binary
 }
 
 // routes maps events to Tracers: by process, else to a Tracer of every
@@ -231,17 +233,18 @@ func (c *Capture) setRoutes() {
 	c.routes.Store(r)
 }
 
-// acquireIDs writes the descriptors of prog once and returns the first id
-// of its range; each call must be paired with releaseIDs.
-func (c *Capture) acquireIDs(prog *Program, descs [][]byte) (int, error) {
+// acquireIDs writes the descriptors of prog and opens its binary once, and
+// returns the first id of its range and the binary (which Binary's methods
+// allow to share); each call must be paired with releaseIDs.
+func (c *Capture) acquireIDs(prog *Program, descs [][]byte) (int, *Binary, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed {
-		return 0, ErrClosed
+		return 0, nil, ErrClosed
 	}
 	if r := c.programs[prog]; r != nil {
 		r.refs++
-		return r.base, nil
+		return r.base, r.bin, nil
 	}
 	n := max(len(descs), 1)
 	base := -1
@@ -259,38 +262,44 @@ func (c *Capture) acquireIDs(prog *Program, descs [][]byte) (int, error) {
 		}
 	}
 	if base < 0 {
-		return 0, fmt.Errorf("%d probes: the descriptor map (%d entries, map size descs) has no room left: %w", n, len(c.owner), ErrKernelLimit)
+		return 0, nil, fmt.Errorf("%d probes: the descriptor map (%d entries, map size descs) has no room left: %w", n, len(c.owner), ErrKernelLimit)
 	}
 	for id, d := range descs {
 		if d == nil {
 			continue
 		}
 		if err := c.maps.Descs.Put(uint32(base+id), d); err != nil {
-			return 0, fmt.Errorf("write the descriptor of probe %d: %w", id, err)
+			return 0, nil, fmt.Errorf("write the descriptor of probe %d: %w", id, err)
 		}
+	}
+	bin, err := OpenBinary(prog.Binary)
+	if err != nil {
+		return 0, nil, err
 	}
 	for i := base; i < base+n; i++ {
 		c.owner[i] = prog
 	}
-	c.programs[prog] = &idRange{base: base, n: n, refs: 1}
-	return base, nil
+	c.programs[prog] = &idRange{base: base, n: n, refs: 1, bin: bin}
+	return base, bin, nil
 }
 
-// releaseIDs frees prog's descriptor ids when its last Tracer is gone.
-func (c *Capture) releaseIDs(prog *Program) {
+// releaseIDs frees prog's descriptor ids and closes its binary when its
+// last Tracer is gone.
+func (c *Capture) releaseIDs(prog *Program) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	r := c.programs[prog]
 	if r == nil {
-		return
+		return nil
 	}
 	if r.refs--; r.refs > 0 {
-		return
+		return nil
 	}
 	delete(c.programs, prog)
 	for i := r.base; i < r.base+r.n; i++ {
 		c.owner[i] = nil
 	}
+	return r.bin.Close()
 }
 
 // setSampleBound writes the kernel's sampling bound. It applies to every

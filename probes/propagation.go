@@ -278,17 +278,7 @@ func (t *Tracer) addFuncs(fps []funcProg) error {
 func (t *Tracer) Propagation() PropagationStatus {
 	s := t.prop
 	s.Uprobes = t.propUprobes
-	add := func(perCPU []bpf.CapturePropagationCounters) {
-		for _, c := range perCPU {
-			s.Stats.Extracted += c.Extracted
-			s.Stats.Invalid += c.Invalid
-			s.Stats.Consumed += c.Consumed
-			s.Stats.Recorded += c.Recorded
-			s.Stats.Armed += c.Handed
-			s.Stats.Duplicates += c.Duplicate
-			s.Stats.StatesDropped += c.TsDropped
-		}
-	}
+	add := func(perCPU []bpf.CapturePropagationCounters) { addPropCounters(&s.Stats, perCPU) }
 	var perCPU []bpf.CapturePropagationCounters
 	if t.pid != 0 {
 		if err := t.c.maps.PropCounters.Lookup(uint32(t.pid), &perCPU); err == nil {

@@ -31,12 +31,13 @@ type mapSize struct {
 // buffer (make memory prints the measured total).
 var mapSizes = []mapSize{
 	{"stacks", 8192, "a goroutine's open-span stack (776 bytes)"},
-	{"open_spans", 32768, "an open span's id"},
-	{"inherit", 16384, "the span a goroutine was started under"},
+	{"open_spans", 16384, "an open span's id"},
+	{"inherit", 8192, "the span a goroutine was started under"},
+	{"unsampled", 4096, "a goroutine inside a trace the sampler dropped"},
 	{"newproc_callers", 1024, "a go statement in progress, per thread"},
 	{"entry_vals", 2048, "an open sampled span's entry values (4.6 KiB)"},
 	{"descs", 256, "one probe's descriptor (1.6 KiB), shared by the processes of one build"},
-	{"counters", 2048, "one process and probe's counters, per CPU"},
+	{"counters", 1024, "one process and probe's counters, per CPU"},
 	{"lost", 256, "one process's lost-event count, per CPU"},
 	{"prop_counters", 256, "one process's propagation counters, per CPU"},
 	{"remote_parents", 4096, "an incoming traceparent waiting for its root span"},
