@@ -99,7 +99,9 @@ func resolve(req agent.AttachRequest) (*probes.Program, error) {
 		return nil, err
 	}
 	defer bin.Close()
-	prog, err := probes.Resolve(bin, spec)
+	// Without DWARF (a stripped build) the locations come from the offsets
+	// file extracted from the unstripped build, when there is one.
+	prog, err := probes.ResolveAny(bin, spec)
 	if err != nil {
 		return nil, fmt.Errorf("resolve probes against %s: %w", path, err)
 	}
@@ -118,6 +120,9 @@ func loadSpecs(files []string) (*probes.Spec, error) {
 		spec.Probes = append(spec.Probes, s.Probes...)
 		if spec.Path == "" {
 			spec.Path = s.Path
+		}
+		if spec.Offsets == "" {
+			spec.Offsets = s.Offsets
 		}
 	}
 	return spec, nil
