@@ -25,6 +25,24 @@ type endSources struct {
 	ret, entry bool
 }
 
+// probeEnds is how p's end values are read, from its sources.
+func probeEnds(p Probe) endSources {
+	var e endSources
+	for _, a := range p.Attributes {
+		if s, err := parseSource(a.From); err == nil {
+			e.add(s)
+		}
+	}
+	if p.Error != nil {
+		for _, from := range []string{p.Error.From, p.Error.Message} {
+			if s, err := parseSource(from); err == nil {
+				e.add(s)
+			}
+		}
+	}
+	return e
+}
+
 func (e *endSources) add(s source) {
 	switch {
 	case s.end:
