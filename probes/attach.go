@@ -130,6 +130,9 @@ type Stats struct {
 	// HandOffUprobes is the number of uprobes on runtime.newproc1 (0 when
 	// hand-off is off).
 	HandOffUprobes int
+	// HandOffOff says why hand-off is off although Options.HandOff asked
+	// for it (the target's Go release or layout is not the verified one).
+	HandOffOff string
 }
 
 // Tracer is a Program attached to a process. Read is meant for one reader
@@ -144,6 +147,8 @@ type Tracer struct {
 	links   []link.Link
 	uprobes []int // per probe id
 	handOff int
+	// handOffOff says why hand-off was asked for and is off.
+	handOffOff string
 	// W3C trace context (propagation.go, inject.go).
 	prop        PropagationStatus
 	propProgs   propPrograms
@@ -205,6 +210,12 @@ func Attach(prog *Program, pid int, opts Options) (*Tracer, error) {
 
 	bin, err := OpenBinary(prog.Binary)
 	if err != nil {
+		return nil, fmt.Errorf("attach: %w", err)
+	}
+	// Every span reads the goroutine's g: a release the engine is not
+	// verified on is refused rather than traced with garbage depths.
+	if err := PartCapture.Check(bin); err != nil {
+		bin.Close()
 		return nil, fmt.Errorf("attach: %w", err)
 	}
 	t := &Tracer{prog: prog, bin: bin, uprobes: make([]int, len(byID))}
@@ -273,7 +284,9 @@ func (t *Tracer) setup(prog *Program, pid int, opts Options, descs [][]byte, rin
 		}
 	}
 	if opts.HandOff {
-		if err := t.attachHandOff(); err != nil {
+		if err := PartHandOff.Check(t.bin); err != nil {
+			t.handOffOff = err.Error()
+		} else if err := t.attachHandOff(); err != nil {
 			return err
 		}
 	}
@@ -427,7 +440,7 @@ func (t *Tracer) Lost() uint64 {
 
 // Stats reads the per-probe counters from the kernel.
 func (t *Tracer) Stats() Stats {
-	s := Stats{Lost: t.Lost(), HandOffUprobes: t.handOff}
+	s := Stats{Lost: t.Lost(), HandOffUprobes: t.handOff, HandOffOff: t.handOffOff}
 	s.Read = t.read.Load()
 	for id, p := range t.dec.probes {
 		if p == nil {
