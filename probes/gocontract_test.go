@@ -144,3 +144,31 @@ func TestAttachOffOutsideRange(t *testing.T) {
 		t.Errorf("Attach with the capture engine unverified = %v, want ErrUnverifiedGo", err)
 	}
 }
+
+// TestItabTypeFromDescriptor: the DWARF path ItabType takes for binaries
+// whose itabs have no symbols (Go 1.27) names every itab of a Go 1.26
+// binary as its go:itab symbol does.
+func TestItabTypeFromDescriptor(t *testing.T) {
+	b, err := OpenBinary(buildNetHTTP(t, ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if len(b.itabs) < 10 {
+		t.Fatalf("%d go:itab symbols in a net/http binary", len(b.itabs))
+	}
+	found := 0
+	for addr, want := range b.itabs {
+		got, ok := b.itabTypeFromDescriptor(addr)
+		if !ok {
+			continue // a type DWARF does not describe
+		}
+		found++
+		if got != want {
+			t.Errorf("itab at %#x: descriptor names %q, the symbol %q", addr, got, want)
+		}
+	}
+	if found < len(b.itabs)*9/10 {
+		t.Errorf("the descriptors named %d of %d itabs", found, len(b.itabs))
+	}
+}
