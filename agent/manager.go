@@ -7,9 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime/debug"
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cilium/ebpf"
@@ -65,6 +67,10 @@ type manager struct {
 
 	readCtx context.Context
 	ended   chan *attachment
+	// handled counts the events read, for the drain at stop.
+	handled atomic.Uint64
+	// exits delivers the exits of attached processes (exitwatch.go).
+	exits   chan exitNotice
 	readers sync.WaitGroup
 	// closing tracks the captures of detached processes still closing in
 	// the background (see detach).
@@ -177,6 +183,16 @@ func (m *manager) reconcile(ctx context.Context, want map[procKey]match, strict 
 		keys = append(keys, k)
 	}
 	sort.Slice(keys, func(i, j int) bool { return keys[i].pid < keys[j].pid })
+	tried := 0
+	// Attaching reads the target's DWARF and symbols and loads the
+	// kernel programs: tens of MiB that are garbage once it is done. Give
+	// them back to the OS now rather than within minutes, so the agent's
+	// resident memory is its steady state, not its attach peak.
+	defer func() {
+		if tried > 0 {
+			debug.FreeOSMemory()
+		}
+	}()
 	for _, key := range keys {
 		if _, ok := m.atts[key]; ok {
 			continue
@@ -184,6 +200,7 @@ func (m *manager) reconcile(ctx context.Context, want map[procKey]match, strict 
 		if t, ok := m.retryAt[key]; ok && now.Before(t) {
 			continue
 		}
+		tried++
 		if err := m.attachOne(ctx, want[key]); err != nil {
 			if strict {
 				m.detachAll(reasonStopped)
@@ -246,6 +263,7 @@ func (m *manager) attachOne(ctx context.Context, w match) error {
 	logPropagation(m.log, req.Target, src)
 	logHandOff(m.log, req.Target, src)
 	m.readers.Go(func() { m.read(rctx, a) })
+	m.readers.Go(func() { m.watchExit(rctx, a) })
 	return nil
 }
 
@@ -344,6 +362,7 @@ func (m *manager) read(ctx context.Context, a *attachment) {
 			m.met.events.WithLabelValues(ev.Probe.Spec.Span, eventKindName(ev.Kind)).Inc()
 		}
 		m.asm.Handle(ev)
+		m.handled.Add(1)
 	}
 }
 

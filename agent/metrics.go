@@ -57,7 +57,7 @@ func newMetrics(asm *Assembler, pipe *Pipeline) *metrics {
 		return prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: metricsNamespace, Name: name, Help: help}, labels)
 	}
 	m.exportErrors = counter("export_errors_total", "Failed export calls, by reason (the gRPC status code, or timeout, canceled, other).", "reason")
-	m.events = counter("events_total", "Kernel events read, by probe (its span name) and kind (entry, return, abandoned).", "probe", "kind")
+	m.events = counter("events_total", "Kernel records read, by probe (its span name) and kind (span: a finished span; abandoned: a frame gone without a return; entry, return: the halves some sources report).", "probe", "kind")
 	m.attaches = counter("attaches_total", "Processes attached, by discovery rule.", "rule")
 	m.detaches = counter("detaches_total", "Processes detached, by reason (exited, capture_ended, no_longer_matched, config_changed, agent_stopped).", "reason")
 	m.attachErrors = counter("attach_errors_total", "Failed attaches, by reason.", "reason")

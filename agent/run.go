@@ -243,11 +243,13 @@ func Run(ctx context.Context, cfg Config, attach Attacher, log *zap.Logger, opts
 	asm := NewAssembler(pipe.Emit, cfg.Agent.MaxSpanAge)
 	met = newMetrics(asm, pipe)
 
-	readCtx, stopReading := context.WithCancel(ctx)
+	// Reading outlives the stop signal by the drain (drain.go): it ends
+	// with stopReading, not with ctx.
+	readCtx, stopReading := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopReading()
 	m := &manager{attach: attach, log: log, asm: asm, pipe: pipe, met: met, o: o, host: hostFromEnv(o.getenv),
 		cfg: cfg, ratio: ratio, paused: !attachAny, digests: digests, atts: map[procKey]*attachment{}, procs: procCache{}, retryAt: map[procKey]time.Time{},
-		readCtx: readCtx, ended: make(chan *attachment)}
+		readCtx: readCtx, ended: make(chan *attachment), exits: make(chan exitNotice)}
 	// Watch from before the first attach, so an edit made while attaching
 	// is not taken for the baseline.
 	reloads := make(chan struct{}, 1)
@@ -271,6 +273,9 @@ func Run(ctx context.Context, cfg Config, attach Attacher, log *zap.Logger, opts
 	}
 	m.loop(ctx, reloads)
 
+	if ctx.Err() != nil {
+		m.drain()
+	}
 	stopReading()
 	m.readers.Wait()
 	// Spans whose process is gone end as such; the rest end as stopped,
@@ -322,11 +327,14 @@ func (m *manager) loop(ctx context.Context, reloads <-chan struct{}) {
 			return
 		case a := <-m.ended:
 			m.captureEnded(a)
+		case x := <-m.exits:
+			m.processExited(x.a, x.at)
 		case <-scanTick.C:
 			if discovering(m.cfg) {
 				m.scan(ctx)
 			}
 		case <-sweepTick.C:
+			m.reapExited()
 			sweep(m.asm, m.o, m.log)
 			for _, a := range m.atts {
 				m.countLost(a)

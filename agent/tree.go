@@ -30,12 +30,24 @@ type printedSpan struct {
 
 const zeroSpanID = "0000000000000000"
 
+// maxTreeDepth bounds how deep a tree is drawn: each level widens the
+// prefix of every line below it, so a hostile chain of a million spans
+// would print gigabytes; deeper spans are counted instead.
+const maxTreeDepth = 64
+
 // RenderTrees reads spans as the stdout exporter prints them (a stream of
 // JSON objects) and writes one indented tree per trace, roots by start
 // time, children by start time, each with its duration and attributes. A
 // span whose parent is not in the input is shown as a root marked so.
+// The input is hostile: a span listed as its own parent, or spans that
+// are each other's parents, are drawn once each, a cycle's earliest span
+// as a root marked so; trees are drawn to maxTreeDepth levels; numbers
+// are printed as written (1234567, not 1.234567e+06).
 func RenderTrees(r io.Reader, w io.Writer) error {
 	dec := json.NewDecoder(r)
+	// Keep numbers as written: as float64, integers of 1e6 and more print
+	// in exponent form and lose precision past 2^53.
+	dec.UseNumber()
 	var spans []*printedSpan
 	for {
 		s := new(printedSpan)
@@ -56,7 +68,7 @@ func RenderTrees(r io.Reader, w io.Writer) error {
 	var roots []*printedSpan
 	for _, s := range spans {
 		parent := s.Parent.SpanID
-		if parent == "" || parent == zeroSpanID || byID[s.SpanContext.TraceID+parent] == nil {
+		if parent == "" || parent == zeroSpanID || parent == s.SpanContext.SpanID || byID[s.SpanContext.TraceID+parent] == nil {
 			roots = append(roots, s)
 			continue
 		}
@@ -67,14 +79,29 @@ func RenderTrees(r io.Reader, w io.Writer) error {
 		sort.SliceStable(ss, func(i, j int) bool { return ss[i].StartTime.Before(ss[j].StartTime) })
 	}
 	byStart(roots)
-	for _, root := range roots {
-		note := ""
-		if p := root.Parent.SpanID; p != "" && p != zeroSpanID {
-			note = " (parent " + p + " not in this output)"
+	drawn := map[*printedSpan]bool{}
+	// hide marks the spans below a cut as drawn, without recursion, and
+	// counts them.
+	hide := func(top []*printedSpan) int {
+		n := 0
+		stack := append([]*printedSpan(nil), top...)
+		for len(stack) > 0 {
+			s := stack[len(stack)-1]
+			stack = stack[:len(stack)-1]
+			if drawn[s] {
+				continue
+			}
+			drawn[s] = true
+			n++
+			stack = append(stack, children[s.SpanContext.TraceID+s.SpanContext.SpanID]...)
 		}
+		return n
+	}
+	draw := func(root *printedSpan, note string) {
 		fmt.Fprintf(w, "trace %s%s\n", root.SpanContext.TraceID, note)
-		var walk func(s *printedSpan, prefix, branch string)
-		walk = func(s *printedSpan, prefix, branch string) {
+		var walk func(s *printedSpan, prefix, branch string, depth int)
+		walk = func(s *printedSpan, prefix, branch string, depth int) {
+			drawn[s] = true
 			fmt.Fprintf(w, "%s%s%s\n", prefix, branch, describeSpan(s))
 			kids := children[s.SpanContext.TraceID+s.SpanContext.SpanID]
 			byStart(kids)
@@ -85,16 +112,50 @@ func RenderTrees(r io.Reader, w io.Writer) error {
 			case "└─ ":
 				next += "   "
 			}
+			if depth >= maxTreeDepth && len(kids) > 0 {
+				fmt.Fprintf(w, "%s└─ ... %d deeper spans not shown (more than %d levels)\n", next, hide(kids), maxTreeDepth)
+				return
+			}
 			for i, k := range kids {
 				b := "├─ "
 				if i == len(kids)-1 {
 					b = "└─ "
 				}
-				walk(k, next, b)
+				if drawn[k] {
+					// Only a parent cycle or a repeated span id leads back to
+					// a drawn span.
+					fmt.Fprintf(w, "%s%s(%s %s already drawn: a parent cycle or a repeated span id)\n", next, b, k.Name, k.SpanContext.SpanID)
+					continue
+				}
+				walk(k, next, b, depth+1)
 			}
 		}
-		walk(root, "", "")
+		walk(root, "", "", 0)
 		fmt.Fprintln(w)
+	}
+	for _, root := range roots {
+		note := ""
+		switch p := root.Parent.SpanID; {
+		case p == root.SpanContext.SpanID:
+			note = " (span " + p + " names itself as its parent)"
+		case p != "" && p != zeroSpanID:
+			note = " (parent " + p + " not in this output)"
+		}
+		draw(root, note)
+	}
+	// What is left hangs off a parent cycle: no root leads to it. Draw
+	// each cycle from its earliest span.
+	var rest []*printedSpan
+	for _, s := range spans {
+		if !drawn[s] {
+			rest = append(rest, s)
+		}
+	}
+	byStart(rest)
+	for _, s := range rest {
+		if !drawn[s] {
+			draw(s, " (parents form a cycle; drawn from its earliest span)")
+		}
 	}
 	return nil
 }

@@ -221,14 +221,14 @@ func agentRun(ctx context.Context, p params, bins binaries, srv *servers, funcs 
 	var cpu0 time.Duration
 	var runs0 progRun
 	if attached {
-		if cpu0, err = cpuTime(ag.pid()); err != nil {
+		if cpu0, err = threadsCPU(ag.pid()); err != nil {
 			return loaded{}, err
 		}
 		if runs0, err = captureRuns(since); err != nil {
 			return loaded{}, err
 		}
 	}
-	spans0 := srv.agentSink.spans.Load()
+	spans0, durs0 := srv.agentSink.spans.Load(), srv.agentSink.durationsByName()
 	res, err := load(ctx, srv.routerURL, p.warmup, p.requests[i], p.concurrency[i], seed, srv.router.pid())
 	if err != nil {
 		return res, err
@@ -236,7 +236,7 @@ func agentRun(ctx context.Context, p params, bins binaries, srv *servers, funcs 
 	if !attached {
 		return res, nil
 	}
-	cpu1, err := cpuTime(ag.pid())
+	cpu1, err := threadsCPU(ag.pid())
 	if err != nil {
 		return res, err
 	}
@@ -296,6 +296,15 @@ func agentRun(ctx context.Context, p params, bins binaries, srv *servers, funcs 
 		row.Spans += ps.Entries
 	}
 	a.spans += srv.agentSink.spans.Load() - spans0
+	if row.Durations == nil {
+		row.Durations = map[string]durations{}
+	}
+	for name, d := range spanDurations(durs0, srv.agentSink.durationsByName()) {
+		t := row.Durations[name]
+		t.Count += d.Count
+		t.Total += d.Total
+		row.Durations[name] = t
+	}
 	a.loadTime += res.warm + res.res.Elapsed
 	return res, nil
 }

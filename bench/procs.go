@@ -156,24 +156,31 @@ func cpuTime(pid int) (time.Duration, error) {
 	return time.Duration(ut+st) * time.Second / clockTicks, nil
 }
 
-// peakRSS is VmHWM from /proc/PID/status, in bytes.
-func peakRSS(pid int) (uint64, error) {
+// peakRSS is VmHWM from /proc/PID/status, in bytes: the most the
+// process ever had resident, attaching included.
+func peakRSS(pid int) (uint64, error) { return statusBytes(pid, "VmHWM") }
+
+// rss is VmRSS from /proc/PID/status, in bytes: resident now.
+func rss(pid int) (uint64, error) { return statusBytes(pid, "VmRSS") }
+
+// statusBytes reads a kB field of /proc/PID/status, in bytes.
+func statusBytes(pid int, field string) (uint64, error) {
 	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
-		return 0, fmt.Errorf("read peak RSS of %d: %w", pid, err)
+		return 0, fmt.Errorf("read %s of %d: %w", field, pid, err)
 	}
 	defer f.Close()
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
-		if rest, ok := strings.CutPrefix(sc.Text(), "VmHWM:"); ok {
+		if rest, ok := strings.CutPrefix(sc.Text(), field+":"); ok {
 			kb, err := strconv.ParseUint(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
 			if err != nil {
-				return 0, fmt.Errorf("parse VmHWM %q: %w", rest, err)
+				return 0, fmt.Errorf("parse %s %q: %w", field, rest, err)
 			}
 			return kb << 10, nil
 		}
 	}
-	return 0, fmt.Errorf("no VmHWM in /proc/%d/status", pid)
+	return 0, fmt.Errorf("no %s in /proc/%d/status", field, pid)
 }
 
 // agentCounters are the counters the agent logs when it stops.

@@ -85,6 +85,9 @@ type AgentRow struct {
 	BPF progRun
 	// Spans opened in the kernel (sampled or not).
 	Spans uint64
+	// Durations are the exported spans' durations by span name (what
+	// the sink received during the runs).
+	Durations map[string]durations
 	// RecordBytes is what the ring buffer carried (read by the agent),
 	// when the capture engine counts it (probes.Stats.RecordBytes).
 	RecordBytes uint64
@@ -266,6 +269,8 @@ func render(r *Report) string {
 		w("\n")
 	}
 
+	renderStages(&b, r)
+
 	fl := r.Floor
 	w("## Bare uprobe cost (no-op program, %d calls x %d rounds, median)\n\n", fl.Calls, fl.Rounds)
 	w("| probed instruction | kernel handling | added ns per hit |\n|---|---|---|\n")
@@ -295,7 +300,7 @@ func render(r *Report) string {
 	w("- *naive placement* puts the entry uprobe on the symbol's first instruction (the stack check's CMP, single-stepped) instead of the PUSH after it (emulated).\n")
 	w("- *detach s* is the mean time the capture engine took to detach its uprobes when the agent stopped.\n")
 	w("- the agent runs as `bench agent`: package agent's Run with the capture engine, as `routerscope run` does, plus a switch for the entry placement and a dump of the kernel counters at detach.\n")
-	w("- agent CPU is utime+stime from /proc/PID/stat during the load; peak RSS is VmHWM. The idle agent's CPU is from schedstat, finer than those 10 ms ticks.\n")
+	w("- agent CPU is the time of all its threads on a CPU (schedstat) during the load; peak RSS is VmHWM (attaching included).\n")
 	w("- the OTel comparator wraps the router's http.Handler: a root span around each request and the stage spans that ran, with the probe file's names and attribute keys, started and ended inside the request after the handler returns (their timing is not the stages', their cost is); batch span processor with the agent's settings, OTLP gRPC to the same kind of sink.\n")
 	return b.String()
 }

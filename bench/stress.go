@@ -22,9 +22,9 @@ type StressStep struct {
 	Dropped        uint64 // export queue full
 	Lost           uint64 // ring buffer full
 	CPU            time.Duration
-	// PeakRSS is the agent's VmHWM at the end of the step (a fresh agent
-	// per step).
-	PeakRSS uint64
+	// RSS is the agent's resident memory at the end of the load, PeakRSS
+	// its VmHWM (a fresh agent per step: attaching included).
+	RSS, PeakRSS uint64
 }
 
 // StressResult is the agent's sustained span rate.
@@ -65,8 +65,8 @@ func renderStress(b *strings.Builder, s *StressResult) {
 	if s.limitedByFixture() {
 		b.WriteString(" (no step lost anything: the traced process, slowed by its own uprobe traps, could not go faster, so the agent's limit is above this)")
 	}
-	b.WriteString(".\n\nA span lost in the ring buffer costs one or two events; spans - exported = dropped + the spans of the lost events.\n\n")
-	fmt.Fprintf(b, "| target spans/s | achieved spans/s | spans | exported | dropped (queue full) | lost events (ring buffer) | agent CPU %% | agent CPU us/span | agent peak RSS MiB |\n|---|---|---|---|---|---|---|---|---|\n")
+	b.WriteString(".\n\nA span lost in the ring buffer costs one or two events; spans - exported = dropped + the spans of the lost events. Agent CPU is all its threads' time on a CPU (schedstat) from the start of the step until it has drained; *RSS* is resident memory at the end of the load, *peak RSS* the most ever resident, attaching (DWARF, symbols, kernel objects) included.\n\n")
+	fmt.Fprintf(b, "| target spans/s | achieved spans/s | spans | exported | dropped (queue full) | lost events (ring buffer) | agent CPU %% | agent CPU us/span | agent RSS MiB | agent peak RSS MiB |\n|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, st := range s.Steps {
 		cpu := 0.0
 		if st.Duration > 0 {
@@ -76,7 +76,8 @@ func renderStress(b *strings.Builder, s *StressResult) {
 		if st.Spans > 0 {
 			perSpan = us(st.CPU) / float64(st.Spans)
 		}
-		fmt.Fprintf(b, "| %.0f | %.0f | %d | %d | %d | %d | %.0f | %.1f | %.1f |\n", st.Rate, st.Achieved, st.Spans, st.Exported, st.Dropped, st.Lost, cpu, perSpan, float64(st.PeakRSS)/(1<<20))
+		fmt.Fprintf(b, "| %.0f | %.0f | %d | %d | %d | %d | %.0f | %.1f | %.1f | %.1f |\n", st.Rate, st.Achieved, st.Spans, st.Exported, st.Dropped, st.Lost, cpu, perSpan,
+			float64(st.RSS)/(1<<20), float64(st.PeakRSS)/(1<<20))
 	}
 	b.WriteString("\n")
 }
@@ -162,7 +163,7 @@ func stressOne(ctx context.Context, bins binaries, logs, cfg string, pid int, ra
 	if err := ag.waitLog(ctx, `"msg":"attached"`, 60*time.Second); err != nil {
 		return st, err
 	}
-	cpu0, err := cpuTime(ag.pid())
+	cpu0, err := threadsCPU(ag.pid())
 	if err != nil {
 		return st, err
 	}
@@ -180,10 +181,14 @@ func stressOne(ctx context.Context, bins binaries, logs, cfg string, pid int, ra
 	}
 	st.Duration = time.Since(t0)
 	st.Achieved = float64(calls) / st.Duration.Seconds()
+	// Resident memory at the end of the load, before draining.
+	if st.RSS, err = rss(ag.pid()); err != nil {
+		return st, err
+	}
 	// Let the agent drain the ring buffer: stopping it discards what is
 	// still unread.
 	waitIdle(ag.pid(), 2*time.Second)
-	cpu1, err := cpuTime(ag.pid())
+	cpu1, err := threadsCPU(ag.pid())
 	if err != nil {
 		return st, err
 	}

@@ -101,10 +101,10 @@ func renderTargets(b *strings.Builder, r *Report) {
 			if st.Spans > 0 {
 				perSpan = us(st.CPU) / float64(st.Spans)
 			}
-			rss := float64(st.PeakRSS) / (1 << 20)
+			rss := float64(st.RSS) / (1 << 20)
 			add(fmt.Sprintf("agent <= %.0f us CPU per span at %.0f spans/s", targetAgentUsSpan, targetStressRate),
 				fmt.Sprintf("%.1f us at %.0f spans/s achieved", perSpan, st.Achieved), verdict(perSpan, targetAgentUsSpan, "us"))
-			add(fmt.Sprintf("agent <= %.0f MiB RSS at %.0f spans/s", targetAgentRSSMiB, targetStressRate), fmt.Sprintf("%.1f MiB", rss), verdict(rss, targetAgentRSSMiB, "MiB"))
+			add(fmt.Sprintf("agent <= %.0f MiB RSS at %.0f spans/s", targetAgentRSSMiB, targetStressRate), fmt.Sprintf("%.1f MiB resident under load (peak %.1f MiB while attaching)", rss, float64(st.PeakRSS)/(1<<20)), verdict(rss, targetAgentRSSMiB, "MiB"))
 			lost := "nothing dropped or lost"
 			result := "met"
 			if !st.complete() {

@@ -140,6 +140,19 @@ struct inherit_ctx {
 	__u64 flags;
 };
 
+// unsampled_req is the root span of a trace the sampler dropped, kept per
+// goroutine instead of a span stack: every probe hit below it (deeper on
+// the goroutine's stack) exits after one lookup of this, reads nothing and
+// sends nothing.
+struct unsampled_req {
+	__u64 trace_hi;
+	__u64 trace_lo;
+	__u64 span_id;     // never reported; open in open_spans while the root runs, so goroutines it starts inherit the decision
+	__u64 stack_depth; // the root's frame, as span_entry.stack_depth
+	__u32 probe_id;    // the root's probe
+	__u32 _pad;
+};
+
 // value is one attribute value as read in the kernel; user space decodes it
 // by kind. In a record only its header (up to data) and the first
 // value_data_len bytes of data travel, padded to 8 bytes: see struct event.
@@ -223,7 +236,36 @@ struct probe_counters {
 	__u64 emitted;    // records (one per finished sampled span) written to the ring buffer
 	__u64 overflow;   // entries not tracked: goroutine span stack full
 	__u64 unmatched;  // RETs with no matching open span (entered before attach)
+	__u64 skipped;    // entries inside an unsampled trace, not opened
 };
+
+// One capture object serves every traced process of the agent, and Go
+// addresses repeat across processes (every heap starts at 0xc000000000), so
+// a goroutine is named by its g pointer and its process. Thread ids are
+// unique only while the thread lives; keys of per-thread maps are the full
+// pid_tgid for the same reason.
+struct gkey {
+	__u64 g;
+	__u32 tgid;
+	__u32 _pad;
+};
+
+static __always_inline struct gkey gkey_of(__u64 g)
+{
+	struct gkey k = {.g = g, .tgid = bpf_get_current_pid_tgid() >> 32};
+	return k;
+}
+
+// probe_counters are keyed by process and probe, so /metrics can say which
+// process overflowed or lost its RETs.
+struct counter_key {
+	__u32 tgid;
+	__u32 probe_id;
+};
+
+// Every map size below is a default: user space sets max_entries at load
+// from its configuration (probes.MapSizes), which documents what each
+// entry costs.
 
 // Ring buffer size is set by user space before load (Options.RingBufferBytes).
 struct {
@@ -250,7 +292,7 @@ struct {
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 8192);
-	__type(key, __u64);
+	__type(key, struct gkey);
 	__type(value, struct span_stack);
 } stacks SEC(".maps");
 
@@ -276,19 +318,29 @@ struct {
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 16384);
-	__type(key, __u64);
+	__type(key, struct gkey);
 	__type(value, struct inherit_ctx);
 } inherit SEC(".maps");
 
-// callergp of a runtime.newproc1 call in progress, keyed by thread id:
+// callergp of a runtime.newproc1 call in progress, keyed by pid_tgid:
 // newproc1 runs on the system stack of the caller's thread and does not
-// block, so the thread id joins its entry to its RETs.
+// block, so the thread joins its entry to its RETs.
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 4096);
-	__type(key, __u32);
+	__type(key, __u64);
 	__type(value, __u64);
 } newproc_callers SEC(".maps");
+
+// Goroutines running an unsampled trace, keyed by the g pointer and the
+// process. LRU like stacks: a goroutine that dies inside one cannot keep
+// its slot.
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 8192);
+	__type(key, struct gkey);
+	__type(value, struct unsampled_req);
+} unsampled SEC(".maps");
 
 // Entry values of open sampled spans, keyed by span id (random, so unique
 // across processes), until the span's one record takes them along. LRU: a
@@ -310,32 +362,61 @@ struct {
 	__type(value, struct scratch);
 } scratch SEC(".maps");
 
-// Records dropped because the ring buffer was full: whole spans.
+// Records dropped because the ring buffer was full (whole spans), per
+// process (tgid).
 struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, 256);
 	__type(key, __u32);
 	__type(value, __u64);
 } lost SEC(".maps");
 
+// Counters per process and probe. User space deletes a process's entries
+// when it detaches, and sizes the map for its process limit times the
+// probes per process.
 struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, MAX_PROBES);
-	__type(key, __u32);
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, 1024);
+	__type(key, struct counter_key);
 	__type(value, struct probe_counters);
 } counters SEC(".maps");
 
+// Zeroed counters, the value a new counters entry starts from.
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct probe_counters);
+} empty_counters SEC(".maps");
+
 static __always_inline void count_lost(void)
 {
-	__u32 zero = 0;
-	__u64 *n = bpf_map_lookup_elem(&lost, &zero);
-	if (n)
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	__u64 *n = bpf_map_lookup_elem(&lost, &tgid);
+	if (n) {
 		(*n)++;
+		return;
+	}
+	// First loss of this process (or the map is full: then it goes
+	// uncounted, which user space's sizing avoids).
+	__u64 one = 1;
+	bpf_map_update_elem(&lost, &tgid, &one, BPF_NOEXIST);
 }
 
 static __always_inline struct probe_counters *probe_counters(__u32 id)
 {
-	return bpf_map_lookup_elem(&counters, &id);
+	struct counter_key k = {.tgid = bpf_get_current_pid_tgid() >> 32, .probe_id = id};
+	struct probe_counters *c = bpf_map_lookup_elem(&counters, &k);
+	if (c)
+		return c;
+	__u32 zero = 0;
+	struct probe_counters *empty = bpf_map_lookup_elem(&empty_counters, &zero);
+	if (!empty)
+		return 0;
+	// Fails when another CPU added it first (then the lookup finds it) or
+	// when the map is full (then this process goes uncounted).
+	bpf_map_update_elem(&counters, &k, empty, BPF_NOEXIST);
+	return bpf_map_lookup_elem(&counters, &k);
 }
 
 // regs holds the registers a fetch can name, indexed by probes.Reg. They are
@@ -692,15 +773,16 @@ static __always_inline int sampled_root(__u64 trace_lo)
 
 static __always_inline struct span_stack *stack_of(__u64 g)
 {
-	struct span_stack *st = bpf_map_lookup_elem(&stacks, &g);
+	struct gkey k = gkey_of(g);
+	struct span_stack *st = bpf_map_lookup_elem(&stacks, &k);
 	if (st)
 		return st;
 	__u32 zero = 0;
 	struct span_stack *empty = bpf_map_lookup_elem(&empty_stack, &zero);
 	if (!empty)
 		return 0;
-	bpf_map_update_elem(&stacks, &g, empty, BPF_NOEXIST);
-	return bpf_map_lookup_elem(&stacks, &g);
+	bpf_map_update_elem(&stacks, &k, empty, BPF_NOEXIST);
+	return bpf_map_lookup_elem(&stacks, &k);
 }
 
 // W3C trace context: extraction (take_remote_parent) and the capture side
@@ -750,7 +832,8 @@ static __always_inline int open_span(struct pt_regs *ctx, __u32 id)
 		ne.parent_span_id = parent->span_id;
 		ne.flags = parent->flags & FLAG_SAMPLED;
 	} else {
-		struct inherit_ctx *in = bpf_map_lookup_elem(&inherit, &g);
+		struct gkey gk = gkey_of(g);
+		struct inherit_ctx *in = bpf_map_lookup_elem(&inherit, &gk);
 		if (in && bpf_map_lookup_elem(&open_spans, &in->span_id)) {
 			ne.trace_hi = in->trace_hi;
 			ne.trace_lo = in->trace_lo;
@@ -760,7 +843,7 @@ static __always_inline int open_span(struct pt_regs *ctx, __u32 id)
 			// The creator's span has closed: this goroutine (a pooled worker,
 			// say) is on its own from now on.
 			if (in)
-				bpf_map_delete_elem(&inherit, &g);
+				bpf_map_delete_elem(&inherit, &gk);
 			// A root: it joins the caller's trace when the request
 			// carried a valid traceparent (propagation.h).
 			if (!take_remote_parent(g, &ne)) {
@@ -780,17 +863,33 @@ static __always_inline int open_span(struct pt_regs *ctx, __u32 id)
 			c->overflow++;
 		return 0;
 	}
-	// Unsampled spans are tracked (their children must nest and stay
-	// unsampled) but never reported, so their values are not read.
-	if ((ne.flags & FLAG_SAMPLED) && desc->n_entry > 0 && keep_entry_values(ctx, desc, ne.span_id))
+	if (c)
+		c->entries++;
+	// Only sampled spans go on the stack: a span without a sampled parent
+	// on it is the root of its goroutine's part of the trace, and when the
+	// sampler dropped that trace the goroutine switches to the cheap path
+	// (unsampled_req) until this frame returns.
+	if (!(ne.flags & FLAG_SAMPLED)) {
+		struct unsampled_req u = {
+			.trace_hi = ne.trace_hi,
+			.trace_lo = ne.trace_lo,
+			.span_id = ne.span_id,
+			.stack_depth = depth,
+			.probe_id = id,
+		};
+		struct gkey gk = gkey_of(g);
+		bpf_map_update_elem(&unsampled, &gk, &u, BPF_ANY);
+		__u8 one = 1;
+		bpf_map_update_elem(&open_spans, &ne.span_id, &one, BPF_ANY);
+		return 0;
+	}
+	if (desc->n_entry > 0 && keep_entry_values(ctx, desc, ne.span_id))
 		ne.flags |= FLAG_ENTRY_VALS;
 	ne.start_ns = bpf_ktime_get_ns();
 	st->e[d & (MAX_DEPTH - 1)] = ne;
 	st->depth = d + 1;
 	__u8 one = 1;
 	bpf_map_update_elem(&open_spans, &ne.span_id, &one, BPF_ANY);
-	if (c)
-		c->entries++;
 	return 0;
 }
 
@@ -808,7 +907,8 @@ static __always_inline int close_span(struct pt_regs *ctx, __u32 id)
 	__u64 depth;
 	if (frame_depth(g, ctx->sp, &depth))
 		return 0;
-	struct span_stack *st = bpf_map_lookup_elem(&stacks, &g);
+	struct gkey gk = gkey_of(g);
+	struct span_stack *st = bpf_map_lookup_elem(&stacks, &gk);
 	if (!st)
 		return 0;
 	pop_stale(st, g, depth, 0);
@@ -830,8 +930,6 @@ static __always_inline int close_span(struct pt_regs *ctx, __u32 id)
 	bpf_map_delete_elem(&open_spans, &s.span_id);
 	if (c)
 		c->returns++;
-	if (!(s.flags & FLAG_SAMPLED))
-		return 0;
 
 	struct scratch *sc = scratch_buf();
 	if (!sc)
@@ -857,17 +955,72 @@ static __always_inline int close_span(struct pt_regs *ctx, __u32 id)
 	return 0;
 }
 
+// end_unsampled ends a goroutine's unsampled trace: its root returned, or
+// its frame is gone.
+static __always_inline void end_unsampled(__u64 g, struct unsampled_req *u)
+{
+	struct gkey gk = gkey_of(g);
+	bpf_map_delete_elem(&open_spans, &u->span_id);
+	bpf_map_delete_elem(&unsampled, &gk);
+}
+
+// in_unsampled_entry reports whether an entry at the current frame belongs
+// to the goroutine's unsampled trace and is to be skipped: it does when it
+// is deeper than the root's frame. An entry at or above the root's frame
+// means that frame is gone (a panic unwound it, or the g was reused), so
+// the unsampled trace ends and the entry is handled as usual.
+static __always_inline int in_unsampled_entry(struct pt_regs *ctx, __u64 g, __u32 id)
+{
+	struct gkey gk = gkey_of(g);
+	struct unsampled_req *u = bpf_map_lookup_elem(&unsampled, &gk);
+	if (!u)
+		return 0;
+	__u64 depth;
+	if (frame_depth(g, ctx->sp, &depth))
+		return 1;
+	if (depth > u->stack_depth) {
+		struct probe_counters *c = probe_counters(id);
+		if (c)
+			c->skipped++;
+		return 1;
+	}
+	end_unsampled(g, u);
+	return 0;
+}
+
+// in_unsampled_return reports whether a RET belongs to the goroutine's
+// unsampled trace; the root's own RET ends that trace.
+static __always_inline int in_unsampled_return(struct pt_regs *ctx, __u64 g, __u32 id)
+{
+	struct gkey gk = gkey_of(g);
+	struct unsampled_req *u = bpf_map_lookup_elem(&unsampled, &gk);
+	if (!u)
+		return 0;
+	if (u->probe_id != id)
+		return 1;
+	__u64 depth;
+	if (frame_depth(g, ctx->sp, &depth) || depth != u->stack_depth)
+		return 1;
+	struct probe_counters *c = probe_counters(id);
+	if (c)
+		c->returns++;
+	end_unsampled(g, u);
+	return 1;
+}
+
 // Generic entry program, attached at Resolved.EntryOffset (after the
 // stack-growth check) so a function whose stack grows does not fire twice.
 static __always_inline int do_uprobe_entry(struct pt_regs *ctx)
 {
 	__u64 cookie = bpf_get_attach_cookie(ctx);
+	if (in_unsampled_entry(ctx, ctx->r14, (__u32)cookie))
+		return 0;
 	open_span(ctx, (__u32)cookie);
 	// A function whose first instruction is a RET (an empty body) has its
 	// entry and return at one address; the kernel gives no order between
 	// two uprobes there, so user space attaches only the entry program and
 	// sets this bit, and the span closes right away.
-	if (cookie & COOKIE_ENTRY_IS_RETURN)
+	if (cookie & COOKIE_ENTRY_IS_RETURN && !in_unsampled_return(ctx, ctx->r14, (__u32)cookie))
 		close_span(ctx, (__u32)cookie);
 	return 0;
 }
@@ -877,7 +1030,10 @@ static __always_inline int do_uprobe_entry(struct pt_regs *ctx)
 // runtime copies when it grows the stack).
 static __always_inline int do_uprobe_return(struct pt_regs *ctx)
 {
-	return close_span(ctx, (__u32)bpf_get_attach_cookie(ctx));
+	__u32 id = (__u32)bpf_get_attach_cookie(ctx);
+	if (in_unsampled_return(ctx, ctx->r14, id))
+		return 0;
+	return close_span(ctx, id);
 }
 
 // Goroutine hand-off. Go 1.26 (runtime/proc.go):
@@ -889,7 +1045,7 @@ static __always_inline int do_uprobe_return(struct pt_regs *ctx)
 // the new goroutine is the result, in RAX at each RET.
 static __always_inline int do_uprobe_newproc1(struct pt_regs *ctx)
 {
-	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	__u64 tid = bpf_get_current_pid_tgid();
 	__u64 caller = ctx->bx;
 	bpf_map_update_elem(&newproc_callers, &tid, &caller, BPF_ANY);
 	return 0;
@@ -897,7 +1053,7 @@ static __always_inline int do_uprobe_newproc1(struct pt_regs *ctx)
 
 static __always_inline int do_uprobe_newproc1_return(struct pt_regs *ctx)
 {
-	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	__u64 tid = bpf_get_current_pid_tgid();
 	__u64 *callerp = bpf_map_lookup_elem(&newproc_callers, &tid);
 	if (!callerp)
 		return 0;
@@ -909,14 +1065,29 @@ static __always_inline int do_uprobe_newproc1_return(struct pt_regs *ctx)
 
 	// newproc1 may hand out a g of a goroutine that has exited: whatever is
 	// still on its span stack belongs to frames that are gone.
-	struct span_stack *old = bpf_map_lookup_elem(&stacks, &newg);
+	struct gkey newk = gkey_of(newg), callerk = gkey_of(caller);
+	struct span_stack *old = bpf_map_lookup_elem(&stacks, &newk);
 	if (old)
 		pop_stale(old, newg, 0, 1);
 
-	struct span_stack *st = bpf_map_lookup_elem(&stacks, &caller);
+	// The new goroutine carries on the caller's unsampled trace, if any,
+	// as long as its root runs.
+	bpf_map_delete_elem(&unsampled, &newk);
+	struct unsampled_req *u = bpf_map_lookup_elem(&unsampled, &callerk);
+	if (u) {
+		struct inherit_ctx uin = {
+			.trace_hi = u->trace_hi,
+			.trace_lo = u->trace_lo,
+			.span_id = u->span_id,
+			.flags = 0,
+		};
+		bpf_map_update_elem(&inherit, &newk, &uin, BPF_ANY);
+		return 0;
+	}
+	struct span_stack *st = bpf_map_lookup_elem(&stacks, &callerk);
 	__u32 d = st ? st->depth : 0;
 	if (d == 0 || d > MAX_DEPTH) {
-		bpf_map_delete_elem(&inherit, &newg);
+		bpf_map_delete_elem(&inherit, &newk);
 		return 0;
 	}
 	struct span_entry *top = &st->e[(d - 1) & (MAX_DEPTH - 1)];
@@ -926,7 +1097,7 @@ static __always_inline int do_uprobe_newproc1_return(struct pt_regs *ctx)
 		.span_id = top->span_id,
 		.flags = top->flags & FLAG_SAMPLED,
 	};
-	bpf_map_update_elem(&inherit, &newg, &in, BPF_ANY);
+	bpf_map_update_elem(&inherit, &newk, &in, BPF_ANY);
 	return 0;
 }
 

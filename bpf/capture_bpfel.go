@@ -20,11 +20,24 @@ type CaptureConfig struct {
 	ReaderIdle  uint64
 }
 
+type CaptureCounterKey struct {
+	_       structs.HostLayout
+	Tgid    uint32
+	ProbeId uint32
+}
+
 type CaptureEntryVals struct {
 	_    structs.HostLayout
 	Len  uint32
 	N    uint32
 	Data [4608]int8
+}
+
+type CaptureGkey struct {
+	_    structs.HostLayout
+	G    uint64
+	Tgid uint32
+	Pad  uint32
 }
 
 type CaptureHeaderLine struct {
@@ -62,6 +75,7 @@ type CaptureProbeCounters struct {
 	Emitted   uint64
 	Overflow  uint64
 	Unmatched uint64
+	Skipped   uint64
 }
 
 type CaptureProbeDesc struct {
@@ -169,6 +183,16 @@ type CaptureTraceState struct {
 	V   [256]int8
 }
 
+type CaptureUnsampledReq struct {
+	_          structs.HostLayout
+	TraceHi    uint64
+	TraceLo    uint64
+	SpanId     uint64
+	StackDepth uint64
+	ProbeId    uint32
+	Pad        uint32
+}
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
@@ -176,6 +200,8 @@ const (
 	CaptureMapConfig                      = "config"
 	CaptureMapCounters                    = "counters"
 	CaptureMapDescs                       = "descs"
+	CaptureMapEmptyCounters               = "empty_counters"
+	CaptureMapEmptyPropCounters           = "empty_prop_counters"
 	CaptureMapEmptyStack                  = "empty_stack"
 	CaptureMapEntryVals                   = "entry_vals"
 	CaptureMapEvents                      = "events"
@@ -195,6 +221,7 @@ const (
 	CaptureMapStacks                      = "stacks"
 	CaptureMapStateScratch                = "state_scratch"
 	CaptureMapTraceStates                 = "trace_states"
+	CaptureMapUnsampled                   = "unsampled"
 	CaptureProgUprobeClientRoundtrip      = "uprobe_client_roundtrip"
 	CaptureProgUprobeConnWrite            = "uprobe_conn_write"
 	CaptureProgUprobeEntry                = "uprobe_entry"
@@ -281,28 +308,31 @@ type CaptureProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type CaptureMapSpecs struct {
-	Config         *ebpf.MapSpec `ebpf:"config"`
-	Counters       *ebpf.MapSpec `ebpf:"counters"`
-	Descs          *ebpf.MapSpec `ebpf:"descs"`
-	EmptyStack     *ebpf.MapSpec `ebpf:"empty_stack"`
-	EntryVals      *ebpf.MapSpec `ebpf:"entry_vals"`
-	Events         *ebpf.MapSpec `ebpf:"events"`
-	HeaderScratch  *ebpf.MapSpec `ebpf:"header_scratch"`
-	Inherit        *ebpf.MapSpec `ebpf:"inherit"`
-	InjectGs       *ebpf.MapSpec `ebpf:"inject_gs"`
-	InjectReqs     *ebpf.MapSpec `ebpf:"inject_reqs"`
-	InjectTids     *ebpf.MapSpec `ebpf:"inject_tids"`
-	KeyScratch     *ebpf.MapSpec `ebpf:"key_scratch"`
-	Lost           *ebpf.MapSpec `ebpf:"lost"`
-	NewprocCallers *ebpf.MapSpec `ebpf:"newproc_callers"`
-	OpenSpans      *ebpf.MapSpec `ebpf:"open_spans"`
-	PendingStates  *ebpf.MapSpec `ebpf:"pending_states"`
-	PropCounters   *ebpf.MapSpec `ebpf:"prop_counters"`
-	RemoteParents  *ebpf.MapSpec `ebpf:"remote_parents"`
-	Scratch        *ebpf.MapSpec `ebpf:"scratch"`
-	Stacks         *ebpf.MapSpec `ebpf:"stacks"`
-	StateScratch   *ebpf.MapSpec `ebpf:"state_scratch"`
-	TraceStates    *ebpf.MapSpec `ebpf:"trace_states"`
+	Config            *ebpf.MapSpec `ebpf:"config"`
+	Counters          *ebpf.MapSpec `ebpf:"counters"`
+	Descs             *ebpf.MapSpec `ebpf:"descs"`
+	EmptyCounters     *ebpf.MapSpec `ebpf:"empty_counters"`
+	EmptyPropCounters *ebpf.MapSpec `ebpf:"empty_prop_counters"`
+	EmptyStack        *ebpf.MapSpec `ebpf:"empty_stack"`
+	EntryVals         *ebpf.MapSpec `ebpf:"entry_vals"`
+	Events            *ebpf.MapSpec `ebpf:"events"`
+	HeaderScratch     *ebpf.MapSpec `ebpf:"header_scratch"`
+	Inherit           *ebpf.MapSpec `ebpf:"inherit"`
+	InjectGs          *ebpf.MapSpec `ebpf:"inject_gs"`
+	InjectReqs        *ebpf.MapSpec `ebpf:"inject_reqs"`
+	InjectTids        *ebpf.MapSpec `ebpf:"inject_tids"`
+	KeyScratch        *ebpf.MapSpec `ebpf:"key_scratch"`
+	Lost              *ebpf.MapSpec `ebpf:"lost"`
+	NewprocCallers    *ebpf.MapSpec `ebpf:"newproc_callers"`
+	OpenSpans         *ebpf.MapSpec `ebpf:"open_spans"`
+	PendingStates     *ebpf.MapSpec `ebpf:"pending_states"`
+	PropCounters      *ebpf.MapSpec `ebpf:"prop_counters"`
+	RemoteParents     *ebpf.MapSpec `ebpf:"remote_parents"`
+	Scratch           *ebpf.MapSpec `ebpf:"scratch"`
+	Stacks            *ebpf.MapSpec `ebpf:"stacks"`
+	StateScratch      *ebpf.MapSpec `ebpf:"state_scratch"`
+	TraceStates       *ebpf.MapSpec `ebpf:"trace_states"`
+	Unsampled         *ebpf.MapSpec `ebpf:"unsampled"`
 }
 
 // CaptureVariableSpecs contains global variables before they are loaded into the kernel.
@@ -331,28 +361,31 @@ func (o *CaptureObjects) Close() error {
 //
 // It can be passed to LoadCaptureObjects or ebpf.CollectionSpec.LoadAndAssign.
 type CaptureMaps struct {
-	Config         *ebpf.Map `ebpf:"config"`
-	Counters       *ebpf.Map `ebpf:"counters"`
-	Descs          *ebpf.Map `ebpf:"descs"`
-	EmptyStack     *ebpf.Map `ebpf:"empty_stack"`
-	EntryVals      *ebpf.Map `ebpf:"entry_vals"`
-	Events         *ebpf.Map `ebpf:"events"`
-	HeaderScratch  *ebpf.Map `ebpf:"header_scratch"`
-	Inherit        *ebpf.Map `ebpf:"inherit"`
-	InjectGs       *ebpf.Map `ebpf:"inject_gs"`
-	InjectReqs     *ebpf.Map `ebpf:"inject_reqs"`
-	InjectTids     *ebpf.Map `ebpf:"inject_tids"`
-	KeyScratch     *ebpf.Map `ebpf:"key_scratch"`
-	Lost           *ebpf.Map `ebpf:"lost"`
-	NewprocCallers *ebpf.Map `ebpf:"newproc_callers"`
-	OpenSpans      *ebpf.Map `ebpf:"open_spans"`
-	PendingStates  *ebpf.Map `ebpf:"pending_states"`
-	PropCounters   *ebpf.Map `ebpf:"prop_counters"`
-	RemoteParents  *ebpf.Map `ebpf:"remote_parents"`
-	Scratch        *ebpf.Map `ebpf:"scratch"`
-	Stacks         *ebpf.Map `ebpf:"stacks"`
-	StateScratch   *ebpf.Map `ebpf:"state_scratch"`
-	TraceStates    *ebpf.Map `ebpf:"trace_states"`
+	Config            *ebpf.Map `ebpf:"config"`
+	Counters          *ebpf.Map `ebpf:"counters"`
+	Descs             *ebpf.Map `ebpf:"descs"`
+	EmptyCounters     *ebpf.Map `ebpf:"empty_counters"`
+	EmptyPropCounters *ebpf.Map `ebpf:"empty_prop_counters"`
+	EmptyStack        *ebpf.Map `ebpf:"empty_stack"`
+	EntryVals         *ebpf.Map `ebpf:"entry_vals"`
+	Events            *ebpf.Map `ebpf:"events"`
+	HeaderScratch     *ebpf.Map `ebpf:"header_scratch"`
+	Inherit           *ebpf.Map `ebpf:"inherit"`
+	InjectGs          *ebpf.Map `ebpf:"inject_gs"`
+	InjectReqs        *ebpf.Map `ebpf:"inject_reqs"`
+	InjectTids        *ebpf.Map `ebpf:"inject_tids"`
+	KeyScratch        *ebpf.Map `ebpf:"key_scratch"`
+	Lost              *ebpf.Map `ebpf:"lost"`
+	NewprocCallers    *ebpf.Map `ebpf:"newproc_callers"`
+	OpenSpans         *ebpf.Map `ebpf:"open_spans"`
+	PendingStates     *ebpf.Map `ebpf:"pending_states"`
+	PropCounters      *ebpf.Map `ebpf:"prop_counters"`
+	RemoteParents     *ebpf.Map `ebpf:"remote_parents"`
+	Scratch           *ebpf.Map `ebpf:"scratch"`
+	Stacks            *ebpf.Map `ebpf:"stacks"`
+	StateScratch      *ebpf.Map `ebpf:"state_scratch"`
+	TraceStates       *ebpf.Map `ebpf:"trace_states"`
+	Unsampled         *ebpf.Map `ebpf:"unsampled"`
 }
 
 func (m *CaptureMaps) Close() error {
@@ -360,6 +393,8 @@ func (m *CaptureMaps) Close() error {
 		m.Config,
 		m.Counters,
 		m.Descs,
+		m.EmptyCounters,
+		m.EmptyPropCounters,
 		m.EmptyStack,
 		m.EntryVals,
 		m.Events,
@@ -379,6 +414,7 @@ func (m *CaptureMaps) Close() error {
 		m.Stacks,
 		m.StateScratch,
 		m.TraceStates,
+		m.Unsampled,
 	)
 }
 

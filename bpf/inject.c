@@ -104,8 +104,22 @@ static __always_inline __u32 faults(void)
 	return f ? *f : 0;
 }
 
-// Process whose writes are considered; 0 means any (set before load).
-volatile const __u32 target_tgid = 0;
+// Processes whose connections are watched: one injector serves every
+// traced process of the agent, and user space adds a process here when it
+// attaches with injection and removes it when it detaches. Key 0 means
+// every process (a tracer attached to every process of a binary).
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 256);
+	__type(key, __u32);
+	__type(value, __u8);
+} traced_tgids SEC(".maps");
+
+static __always_inline int traced(__u32 tgid)
+{
+	__u32 any = 0;
+	return bpf_map_lookup_elem(&traced_tgids, &tgid) || bpf_map_lookup_elem(&traced_tgids, &any);
+}
 
 static __always_inline struct inject_counters *counts(void)
 {
@@ -148,9 +162,9 @@ int sockops_track(struct bpf_sock_ops *skops)
 	switch (skops->op) {
 	case BPF_SOCK_OPS_TCP_CONNECT_CB:
 		// Runs in the connect() call, in the connecting task: the only
-		// place that knows the process. Another tracer's target is left
-		// to its own injector (a socket takes one sk_msg program).
-		if (target_tgid && (bpf_get_current_pid_tgid() >> 32) != target_tgid)
+		// place that knows the process. Untraced processes' sockets stay
+		// out of the map (a socket takes one sk_msg program).
+		if (!traced(bpf_get_current_pid_tgid() >> 32))
 			return 1;
 		key = bpf_get_socket_cookie(skops);
 		__u8 one = 1;
@@ -387,10 +401,7 @@ static __always_inline void put_traceparent_value(char *d, struct inject_ctx *ic
 SEC("sk_msg")
 int skmsg_inject(struct sk_msg_md *msg)
 {
-	__u64 pid_tgid = bpf_get_current_pid_tgid();
-	if (target_tgid && (pid_tgid >> 32) != target_tgid)
-		return SK_PASS;
-	__u32 tid = (__u32)pid_tgid;
+	__u64 tid = bpf_get_current_pid_tgid();
 	struct inject_ctx *armed = bpf_map_lookup_elem(&inject_tids, &tid);
 	if (!armed)
 		return SK_PASS;

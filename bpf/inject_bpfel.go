@@ -66,9 +66,9 @@ const (
 	InjectMapInjectTids     = "inject_tids"
 	InjectMapScanScratch    = "scan_scratch"
 	InjectMapTraceStates    = "trace_states"
+	InjectMapTracedTgids    = "traced_tgids"
 	InjectProgSkmsgInject   = "skmsg_inject"
 	InjectProgSockopsTrack  = "sockops_track"
-	InjectVarTargetTgid     = "target_tgid"
 )
 
 // LoadInject returns the embedded CollectionSpec for Inject.
@@ -128,13 +128,13 @@ type InjectMapSpecs struct {
 	InjectTids     *ebpf.MapSpec `ebpf:"inject_tids"`
 	ScanScratch    *ebpf.MapSpec `ebpf:"scan_scratch"`
 	TraceStates    *ebpf.MapSpec `ebpf:"trace_states"`
+	TracedTgids    *ebpf.MapSpec `ebpf:"traced_tgids"`
 }
 
 // InjectVariableSpecs contains global variables before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type InjectVariableSpecs struct {
-	TargetTgid *ebpf.VariableSpec `ebpf:"target_tgid"`
 }
 
 // InjectObjects contains all objects after they have been loaded into the kernel.
@@ -164,6 +164,7 @@ type InjectMaps struct {
 	InjectTids     *ebpf.Map `ebpf:"inject_tids"`
 	ScanScratch    *ebpf.Map `ebpf:"scan_scratch"`
 	TraceStates    *ebpf.Map `ebpf:"trace_states"`
+	TracedTgids    *ebpf.Map `ebpf:"traced_tgids"`
 }
 
 func (m *InjectMaps) Close() error {
@@ -175,6 +176,7 @@ func (m *InjectMaps) Close() error {
 		m.InjectTids,
 		m.ScanScratch,
 		m.TraceStates,
+		m.TracedTgids,
 	)
 }
 
@@ -182,7 +184,6 @@ func (m *InjectMaps) Close() error {
 //
 // It can be passed to LoadInjectObjects or ebpf.CollectionSpec.LoadAndAssign.
 type InjectVariables struct {
-	TargetTgid *ebpf.Variable `ebpf:"target_tgid"`
 }
 
 // InjectPrograms contains all programs after they have been loaded into the kernel.

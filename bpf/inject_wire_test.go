@@ -132,7 +132,8 @@ func (w *wireInjector) send(t *testing.T, req string, fault uint32) (error, []by
 	}
 	ic := wireCtx
 	ic.ArmedNs = uint64(now.Nano())
-	if err := w.objs.InjectTids.Put(uint32(unix.Gettid()), ic); err != nil {
+	// Keyed by pid_tgid: process in the high half, thread in the low.
+	if err := w.objs.InjectTids.Put(uint64(unix.Getpid())<<32|uint64(unix.Gettid()), ic); err != nil {
 		runtime.UnlockOSThread()
 		t.Fatal(err)
 	}

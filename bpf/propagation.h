@@ -51,7 +51,7 @@ struct remote_ctx {
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 8192);
-	__type(key, __u64);
+	__type(key, struct gkey);
 	__type(value, struct trace_state);
 } pending_states SEC(".maps");
 
@@ -76,16 +76,17 @@ struct {
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 8192);
-	__type(key, __u64);
+	__type(key, struct gkey);
 	__type(value, struct remote_ctx);
 } remote_parents SEC(".maps");
 
-// Span context of an outgoing request, keyed by its *http.Request, from
+// Span context of an outgoing request, keyed by its *http.Request (and the
+// process, struct gkey: addresses repeat across processes), from
 // roundTrip (caller goroutine) to Request.write (writeLoop goroutine).
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 4096);
-	__type(key, __u64);
+	__type(key, struct gkey);
 	__type(value, struct inject_ctx);
 } inject_reqs SEC(".maps");
 
@@ -94,7 +95,7 @@ struct {
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 4096);
-	__type(key, __u64);
+	__type(key, struct gkey);
 	__type(value, struct inject_ctx);
 } inject_gs SEC(".maps");
 
@@ -109,17 +110,34 @@ struct propagation_counters {
 	__u64 ts_dropped; // tracestate headers dropped whole (combined past TS_MAX)
 };
 
+// Per process (tgid); user space deletes a process's entry when it detaches.
 struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, 256);
 	__type(key, __u32);
 	__type(value, struct propagation_counters);
 } prop_counters SEC(".maps");
 
+// Zeroed counters, the value a new prop_counters entry starts from.
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct propagation_counters);
+} empty_prop_counters SEC(".maps");
+
 static __always_inline struct propagation_counters *prop_counts(void)
 {
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	struct propagation_counters *pc = bpf_map_lookup_elem(&prop_counters, &tgid);
+	if (pc)
+		return pc;
 	__u32 zero = 0;
-	return bpf_map_lookup_elem(&prop_counters, &zero);
+	struct propagation_counters *empty = bpf_map_lookup_elem(&empty_prop_counters, &zero);
+	if (!empty)
+		return 0;
+	bpf_map_update_elem(&prop_counters, &tgid, empty, BPF_NOEXIST);
+	return bpf_map_lookup_elem(&prop_counters, &tgid);
 }
 
 static __always_inline int lower_hex(char c)
@@ -235,7 +253,8 @@ static __noinline void read_tracestate(__u64 g, __u64 ptr, __u64 len)
 	if (!sj)
 		return;
 	__u32 have = 0;
-	struct trace_state *prev = bpf_map_lookup_elem(&pending_states, &g);
+	struct gkey gk = gkey_of(g);
+	struct trace_state *prev = bpf_map_lookup_elem(&pending_states, &gk);
 	if (prev) {
 		have = prev->len;
 		if (have == 0 || have > TS_MAX)
@@ -246,7 +265,7 @@ static __noinline void read_tracestate(__u64 g, __u64 ptr, __u64 len)
 	struct propagation_counters *pc = prop_counts();
 	if (vlen > TS_MAX || total > TS_MAX) {
 		sj->len = 0;
-		bpf_map_update_elem(&pending_states, &g, sj, BPF_ANY);
+		bpf_map_update_elem(&pending_states, &gk, sj, BPF_ANY);
 		if (pc)
 			pc->ts_dropped++;
 		return;
@@ -265,7 +284,7 @@ static __noinline void read_tracestate(__u64 g, __u64 ptr, __u64 len)
 	if (bpf_probe_read_user(sj->v + at, vl, (void *)(ptr + start)))
 		return;
 	sj->len = (__u32)total;
-	bpf_map_update_elem(&pending_states, &g, sj, BPF_ANY);
+	bpf_map_update_elem(&pending_states, &gk, sj, BPF_ANY);
 }
 
 // handle_header_line looks at one request header line of len bytes at ptr
@@ -307,7 +326,8 @@ __noinline int handle_header_line(__u64 g, __u64 ptr, __u64 len)
 		if (lower_ascii(l->b[i]) != name[i])
 			return 0;
 	struct propagation_counters *pc = prop_counts();
-	struct remote_ctx *prev = bpf_map_lookup_elem(&remote_parents, &g);
+	struct gkey gk = gkey_of(g);
+	struct remote_ctx *prev = bpf_map_lookup_elem(&remote_parents, &gk);
 	if (prev) {
 		// A second traceparent line in this header block: no traceparent.
 		if (pc && !(prev->flags & REMOTE_UNUSABLE))
@@ -334,10 +354,10 @@ __noinline int handle_header_line(__u64 g, __u64 ptr, __u64 len)
 		// level 1, section 3.2.2): the request starts a fresh trace. It
 		// is remembered, so a valid line after it counts as a second.
 		struct remote_ctx bad = {.flags = REMOTE_UNUSABLE};
-		bpf_map_update_elem(&remote_parents, &g, &bad, BPF_ANY);
+		bpf_map_update_elem(&remote_parents, &gk, &bad, BPF_ANY);
 		return 0;
 	}
-	bpf_map_update_elem(&remote_parents, &g, &rc, BPF_ANY);
+	bpf_map_update_elem(&remote_parents, &gk, &rc, BPF_ANY);
 	if (pc)
 		pc->extracted++;
 	return 0;
@@ -412,9 +432,9 @@ static __always_inline int do_uprobe_header_line(struct pt_regs *ctx)
 // goroutine, so a remote parent left by an earlier one is stale.
 static __always_inline int do_uprobe_header_block(struct pt_regs *ctx)
 {
-	__u64 g = ctx->r14;
-	bpf_map_delete_elem(&remote_parents, &g);
-	bpf_map_delete_elem(&pending_states, &g);
+	struct gkey gk = gkey_of(ctx->r14);
+	bpf_map_delete_elem(&remote_parents, &gk);
+	bpf_map_delete_elem(&pending_states, &gk);
 	return 0;
 }
 
@@ -422,14 +442,15 @@ static __always_inline int do_uprobe_header_block(struct pt_regs *ctx)
 // parent, if any, and consumes it: one incoming header, one root span.
 static __always_inline int take_remote_parent(__u64 g, struct span_entry *ne)
 {
-	struct remote_ctx *rc = bpf_map_lookup_elem(&remote_parents, &g);
+	struct gkey gk = gkey_of(g);
+	struct remote_ctx *rc = bpf_map_lookup_elem(&remote_parents, &gk);
 	if (!rc)
 		return 0;
 	if (rc->flags & REMOTE_UNUSABLE) {
 		// No valid traceparent: a new trace, and the tracestate goes too
 		// (W3C: only with a valid traceparent).
-		bpf_map_delete_elem(&remote_parents, &g);
-		bpf_map_delete_elem(&pending_states, &g);
+		bpf_map_delete_elem(&remote_parents, &gk);
+		bpf_map_delete_elem(&pending_states, &gk);
 		return 0;
 	}
 	ne->trace_hi = rc->trace_hi;
@@ -437,20 +458,20 @@ static __always_inline int take_remote_parent(__u64 g, struct span_entry *ne)
 	ne->parent_span_id = rc->span_id;
 	// Parent-based sampling: the caller's decision wins over the ratio.
 	ne->flags = (rc->flags & FLAG_SAMPLED) | FLAG_REMOTE_PARENT;
-	bpf_map_delete_elem(&remote_parents, &g);
+	bpf_map_delete_elem(&remote_parents, &gk);
 	// The caller's tracestate goes with its trace (W3C: only with a valid
 	// traceparent), for the injector.
 	// A request of the same trace without one (or with one dropped as too
 	// long) clears what an earlier request left, so it is not passed on
 	// with a tracestate its caller did not send.
 	struct trace_key k = {.trace_hi = ne->trace_hi, .trace_lo = ne->trace_lo};
-	struct trace_state *ts = bpf_map_lookup_elem(&pending_states, &g);
+	struct trace_state *ts = bpf_map_lookup_elem(&pending_states, &gk);
 	if (ts && ts->len) // 0: dropped whole, too long
 		bpf_map_update_elem(&trace_states, &k, ts, BPF_ANY);
 	else
 		bpf_map_delete_elem(&trace_states, &k);
 	if (ts)
-		bpf_map_delete_elem(&pending_states, &g);
+		bpf_map_delete_elem(&pending_states, &gk);
 	struct propagation_counters *pc = prop_counts();
 	if (pc)
 		pc->consumed++;
@@ -469,20 +490,29 @@ static __always_inline int do_uprobe_client_roundtrip(struct pt_regs *ctx)
 	__u64 g = ctx->r14, treq = ctx->bx, req = 0;
 	if (!treq || bpf_probe_read_user(&req, sizeof(req), (void *)treq) || !req)
 		return 0;
-	struct span_stack *st = bpf_map_lookup_elem(&stacks, &g);
-	__u32 d = st ? st->depth : 0;
-	if (d == 0 || d > MAX_DEPTH) {
-		bpf_map_delete_elem(&inject_reqs, &req);
-		return 0;
+	struct inject_ctx ic = {};
+	struct gkey gk = gkey_of(g), rk = gkey_of(req);
+	// An unsampled trace is passed on too, with its sampled flag clear, so
+	// the callee drops it as well.
+	struct unsampled_req *u = bpf_map_lookup_elem(&unsampled, &gk);
+	if (u) {
+		ic.trace_hi = u->trace_hi;
+		ic.trace_lo = u->trace_lo;
+		ic.span_id = u->span_id;
+	} else {
+		struct span_stack *st = bpf_map_lookup_elem(&stacks, &gk);
+		__u32 d = st ? st->depth : 0;
+		if (d == 0 || d > MAX_DEPTH) {
+			bpf_map_delete_elem(&inject_reqs, &rk);
+			return 0;
+		}
+		struct span_entry *top = &st->e[(d - 1) & (MAX_DEPTH - 1)];
+		ic.trace_hi = top->trace_hi;
+		ic.trace_lo = top->trace_lo;
+		ic.span_id = top->span_id;
+		ic.flags = top->flags & FLAG_SAMPLED;
 	}
-	struct span_entry *top = &st->e[(d - 1) & (MAX_DEPTH - 1)];
-	struct inject_ctx ic = {
-		.trace_hi = top->trace_hi,
-		.trace_lo = top->trace_lo,
-		.span_id = top->span_id,
-		.flags = top->flags & FLAG_SAMPLED,
-	};
-	bpf_map_update_elem(&inject_reqs, &req, &ic, BPF_ANY);
+	bpf_map_update_elem(&inject_reqs, &rk, &ic, BPF_ANY);
 	struct propagation_counters *pc = prop_counts();
 	if (pc)
 		pc->recorded++;
@@ -495,15 +525,15 @@ static __always_inline int do_uprobe_client_roundtrip(struct pt_regs *ctx)
 // write left (one that failed before reaching the socket).
 static __always_inline int do_uprobe_request_write(struct pt_regs *ctx)
 {
-	__u64 req = ctx->ax, g = ctx->r14;
-	struct inject_ctx *ic = bpf_map_lookup_elem(&inject_reqs, &req);
+	struct gkey rk = gkey_of(ctx->ax), gk = gkey_of(ctx->r14);
+	struct inject_ctx *ic = bpf_map_lookup_elem(&inject_reqs, &rk);
 	if (!ic) {
-		bpf_map_delete_elem(&inject_gs, &g);
+		bpf_map_delete_elem(&inject_gs, &gk);
 		return 0;
 	}
 	struct inject_ctx copy = *ic;
-	bpf_map_update_elem(&inject_gs, &g, &copy, BPF_ANY);
-	bpf_map_delete_elem(&inject_reqs, &req);
+	bpf_map_update_elem(&inject_gs, &gk, &copy, BPF_ANY);
+	bpf_map_delete_elem(&inject_reqs, &rk);
 	return 0;
 }
 
@@ -515,15 +545,15 @@ static __always_inline int do_uprobe_request_write(struct pt_regs *ctx)
 // request line; later ones (a long body) find nothing.
 static __always_inline int do_uprobe_conn_write(struct pt_regs *ctx)
 {
-	__u64 g = ctx->r14;
-	struct inject_ctx *ic = bpf_map_lookup_elem(&inject_gs, &g);
+	struct gkey gk = gkey_of(ctx->r14);
+	struct inject_ctx *ic = bpf_map_lookup_elem(&inject_gs, &gk);
 	if (!ic)
 		return 0;
-	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	__u64 tid = bpf_get_current_pid_tgid();
 	struct inject_ctx copy = *ic;
 	copy.armed_ns = bpf_ktime_get_ns();
 	bpf_map_update_elem(&inject_tids, &tid, &copy, BPF_ANY);
-	bpf_map_delete_elem(&inject_gs, &g);
+	bpf_map_delete_elem(&inject_gs, &gk);
 	struct propagation_counters *pc = prop_counts();
 	if (pc)
 		pc->handed++;

@@ -42,12 +42,14 @@ struct {
 	__type(value, struct trace_state);
 } trace_states SEC(".maps");
 
-// Span context to inject, keyed by the thread writing the request; read and
-// deleted by inject.c's sk_msg program, which sees the thread but no g.
+// Span context to inject, keyed by the thread writing the request (its
+// pid_tgid: one map serves every traced process, and a thread id is reused
+// once its thread exits); read and deleted by inject.c's sk_msg program,
+// which sees the thread but no g.
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 4096);
-	__type(key, __u32);
+	__type(key, __u64);
 	__type(value, struct inject_ctx);
 } inject_tids SEC(".maps");
 

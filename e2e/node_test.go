@@ -213,9 +213,9 @@ func TestNodeAgent(t *testing.T) {
 		metricCheck{"routerscope_attaches_total", []string{"rule=router"}, 3},
 		metricCheck{"routerscope_detaches_total", []string{"reason=exited"}, 1},
 		metricCheck{"routerscope_spans_exported_total", nil, 6 * spansPerRequest},
-		metricCheck{"routerscope_events_total", []string{"probe=" + spanRoot, "kind=entry"}, 6},
-		metricCheck{"routerscope_events_total", []string{"probe=" + spanRoot, "kind=return"}, 6},
-		metricCheck{"routerscope_events_total", []string{"probe=" + spanUpstream, "kind=return"}, 6},
+		// One ring record per finished span: kind=span, not entry and return halves.
+		metricCheck{"routerscope_events_total", []string{"probe=" + spanRoot, "kind=span"}, 6},
+		metricCheck{"routerscope_events_total", []string{"probe=" + spanUpstream, "kind=span"}, 6},
 		metricCheck{"routerscope_export_queue_length", nil, 0},
 		metricCheck{"routerscope_export_queue_dropped_total", nil, 0},
 		metricCheck{"routerscope_ringbuf_lost_events_total", nil, 0},

@@ -5,16 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"os"
 	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
-	"github.com/cilium/ebpf/ringbuf"
-	"github.com/cilium/ebpf/rlimit"
 	"golang.org/x/sys/unix"
 
 	"github.com/routerscope/routerscope/bpf"
@@ -108,9 +104,14 @@ type ProbeStats struct {
 	// Uprobes is the number of uprobes attached: one entry plus one per RET.
 	Uprobes int
 	// Entries and Returns count spans opened and closed at a RET, sampled or
-	// not; Abandoned counts spans closed because their frame was gone.
+	// not; Abandoned counts spans closed because their frame was gone. Of an
+	// unsampled trace only the roots (one per goroutine) are opened.
 	Entries, Returns, Abandoned uint64
-	// Emitted counts events written to the ring buffer.
+	// Skipped counts calls inside an unsampled trace, which the kernel
+	// passes over after one lookup without opening a span.
+	Skipped uint64
+	// Emitted counts records (one per finished sampled span) written to the
+	// ring buffer.
 	Emitted uint64
 	// Overflow counts entries not tracked because the goroutine already had
 	// MaxDepth open spans.
@@ -135,14 +136,19 @@ type Stats struct {
 	HandOffOff string
 }
 
-// Tracer is a Program attached to a process. Read is meant for one reader
-// goroutine; Stats, Lost and Close may be called from any goroutine.
+// Tracer is a Program attached to a process, through a Capture shared with
+// the agent's other Tracers (or one of its own: Attach). Read is meant for
+// one reader goroutine; Stats, Lost and Close may be called from any
+// goroutine.
 type Tracer struct {
+	c *Capture
+	// own is set when the Tracer made its Capture (Attach) and closes it.
+	own     bool
 	prog    *Program
-	bin     *Binary // for runtime.newproc1 and the names of error types
-	maps    bpf.CaptureMaps
-	progs   programs
-	mode    LinkMode
+	pid     int
+	bin     *Binary // for runtime.newproc1 and the names of error types; the Capture's, shared by prog's Tracers
+	byID    []*Resolved
+	base    int // the first descriptor id of prog in the Capture
 	linker  linker
 	links   []link.Link
 	uprobes []int // per probe id
@@ -151,35 +157,83 @@ type Tracer struct {
 	handOffOff string
 	// W3C trace context (propagation.go, inject.go).
 	prop        PropagationStatus
-	propProgs   propPrograms
 	propUprobes int
-	injector    *injector
-	rd          *ringbuf.Reader
+	injecting   bool
 	dec         decoder
 
-	readMu sync.Mutex // one Read at a time: rec is reused
-	rec    ringbuf.Record
-	cfg    bpf.CaptureConfig // as written at setup; Read sets ReaderIdle
-	idle   bool              // under readMu: the last poll found nothing
-	read   atomic.Uint64     // not under readMu: Stats must not wait for a blocked Read
+	// queue carries the events the Capture's reader decoded for this
+	// process; closing is closed when Close starts.
+	queue   chan readResult
+	closing chan struct{}
+	read    atomic.Uint64
 
 	closeOnce sync.Once
 	closeErr  error
 }
 
-// Attach loads the kernel programs, writes a descriptor per probe and
-// attaches the uprobes of prog to the process pid (pid 0: every process
-// running prog.Binary). A failed Attach detaches and frees what it had set up.
+// readResult is one decoded record, or why it could not be decoded.
+type readResult struct {
+	ev  Event
+	err error
+}
+
+// tracerQueue bounds the decoded events waiting for a Tracer's Read: the
+// ring buffer is the real buffer; this only lets the reader run ahead of
+// one slow consumer for a while.
+const tracerQueue = 256
+
+// Attach loads the kernel programs for this Tracer alone and attaches the
+// uprobes of prog to the process pid (pid 0: every process running
+// prog.Binary). An agent tracing many processes shares one Capture
+// instead (Capture.Attach). A failed Attach detaches and frees what it had
+// set up.
 func Attach(prog *Program, pid int, opts Options) (*Tracer, error) {
+	if err := checkTarget(prog, pid); err != nil {
+		return nil, err
+	}
+	if _, _, err := checkOptions(opts); err != nil {
+		return nil, err
+	}
+	c, err := NewCapture(CaptureOptions{RingBufferBytes: opts.RingBufferBytes, PerfEventLinks: opts.PerfEventLinks})
+	if err != nil {
+		return nil, fmt.Errorf("attach: %w", err)
+	}
+	t, err := c.Attach(prog, pid, opts)
+	if err != nil {
+		c.Close()
+		return nil, err
+	}
+	t.own = true
+	return t, nil
+}
+
+func checkTarget(prog *Program, pid int) error {
 	if prog == nil {
-		return nil, fmt.Errorf("attach: nil program: %w", ErrInvalidOptions)
+		return fmt.Errorf("attach: nil program: %w", ErrInvalidOptions)
 	}
 	if pid < 0 {
-		return nil, fmt.Errorf("attach to pid %d: want a process id, or 0 for every process: %w", pid, ErrInvalidOptions)
+		return fmt.Errorf("attach to pid %d: want a process id, or 0 for every process: %w", pid, ErrInvalidOptions)
 	}
-	ringBytes, bound, err := checkOptions(opts)
+	return nil
+}
+
+// Attach writes prog's descriptors into the Capture (once per Program,
+// shared by its processes) and attaches its uprobes, filtered to pid
+// (0: every process running prog.Binary). The ring buffer size and link
+// mode are the Capture's (opts.RingBufferBytes is not used; asking for
+// perf-event links on a Capture of uprobe_multi links is an error); the
+// sampling ratio applies to the whole Capture. Attaching the same pid
+// twice is an error. A failed Attach detaches and frees what it had set up.
+func (c *Capture) Attach(prog *Program, pid int, opts Options) (*Tracer, error) {
+	if err := checkTarget(prog, pid); err != nil {
+		return nil, err
+	}
+	_, bound, err := checkOptions(opts)
 	if err != nil {
 		return nil, err
+	}
+	if opts.PerfEventLinks && c.mode != LinkPerfEvent {
+		return nil, fmt.Errorf("attach: perf-event links asked on a capture of %s links: %w", c.mode, ErrInvalidOptions)
 	}
 	byID, err := indexProbes(prog)
 	if err != nil {
@@ -194,74 +248,70 @@ func Attach(prog *Program, pid int, opts Options) (*Tracer, error) {
 			return nil, err
 		}
 	}
-
-	if err := rlimit.RemoveMemlock(); err != nil {
-		return nil, fmt.Errorf("attach: remove the memlock limit: %w", err)
-	}
-	spec, err := bpf.LoadCapture()
-	if err != nil {
-		return nil, fmt.Errorf("attach: load the capture object: %w", err)
-	}
-	events := spec.Maps["events"]
-	if events == nil {
-		return nil, fmt.Errorf("attach: the capture object has no events map: regenerate package bpf (make generate)")
-	}
-	events.MaxEntries = uint32(ringBytes)
-
-	bin, err := OpenBinary(prog.Binary)
+	base, bin, err := c.acquireIDs(prog, descs)
 	if err != nil {
 		return nil, fmt.Errorf("attach: %w", err)
 	}
 	// Every span reads the goroutine's g: a release the engine is not
 	// verified on is refused rather than traced with garbage depths.
 	if err := PartCapture.Check(bin); err != nil {
-		bin.Close()
+		c.releaseIDs(prog)
 		return nil, fmt.Errorf("attach: %w", err)
 	}
-	t := &Tracer{prog: prog, bin: bin, uprobes: make([]int, len(byID))}
-	t.dec = decoder{probes: byID, monoToWall: monoToWall(), itabType: t.itabType}
+	t := &Tracer{c: c, prog: prog, pid: pid, bin: bin, byID: byID, base: base, uprobes: make([]int, len(byID)),
+		queue: make(chan readResult, tracerQueue), closing: make(chan struct{})}
+	global := make([]*Resolved, base+len(byID))
+	copy(global[base:], byID)
+	t.dec = decoder{probes: global, monoToWall: monoToWall(), itabType: t.itabType}
 	if pid > 0 {
 		// Without ptrace access errors keep only their type.
 		t.dec.sentinels, _ = bin.ReadProcessSentinels(pid)
 	}
-	t.mode = chooseLinkMode()
-	if opts.PerfEventLinks {
-		t.mode = LinkPerfEvent
+	if err := t.register(); err != nil {
+		c.releaseIDs(prog)
+		return nil, err
 	}
-	if t.maps, t.progs, err = loadCapture(spec, t.mode); err != nil {
-		bin.Close()
-		var verr *ebpf.VerifierError
-		if errors.As(err, &verr) {
-			return nil, fmt.Errorf("attach: load the capture programs: %+v", verr)
-		}
-		return nil, fmt.Errorf("attach: load the capture programs: %w", err)
+	if err := c.setSampleBound(bound); err != nil {
+		t.Close()
+		return nil, fmt.Errorf("attach: %w", err)
 	}
-	if err := t.setup(prog, pid, opts, descs, ringBytes, bound); err != nil {
+	if err := t.setup(prog, pid, opts); err != nil {
 		t.Close()
 		return nil, err
 	}
 	return t, nil
 }
 
-// setup fills the maps, attaches the uprobes and opens the ring buffer.
-func (t *Tracer) setup(prog *Program, pid int, opts Options, descs [][]byte, ring int, bound uint64) error {
-	t.cfg = bpf.CaptureConfig{SampleBound: bound, WakeupBytes: wakeupBytes(ring)}
-	if err := t.maps.Config.Put(uint32(0), t.cfg); err != nil {
-		return fmt.Errorf("attach: write the sampling config: %w", err)
+// register makes the Tracer the receiver of its process's events.
+func (t *Tracer) register() error {
+	c := t.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return fmt.Errorf("attach: %w", ErrClosed)
 	}
-	for id, d := range descs {
-		if d == nil {
-			continue
-		}
-		if err := t.maps.Descs.Put(uint32(id), d); err != nil {
-			return fmt.Errorf("attach: write the descriptor of probe %d: %w", id, err)
+	for o := range c.tracers {
+		if o.pid == t.pid {
+			return fmt.Errorf("attach to pid %d: already attached in this capture: %w", t.pid, ErrInvalidOptions)
 		}
 	}
+	c.tracers[t] = struct{}{}
+	c.setRoutes()
+	return nil
+}
+
+// ownsID tells whether a kernel probe id is one of this Tracer's.
+func (t *Tracer) ownsID(id uint32) bool {
+	return int(id) >= t.base && int(id) < t.base+len(t.byID)
+}
+
+// setup attaches the uprobes.
+func (t *Tracer) setup(prog *Program, pid int, opts Options) error {
 	ex, err := link.OpenExecutable(prog.Binary)
 	if err != nil {
 		return fmt.Errorf("attach: open executable %s: %w", prog.Binary, err)
 	}
-	for _, p := range t.dec.probes {
+	for _, p := range t.byID {
 		if p == nil {
 			continue
 		}
@@ -269,17 +319,18 @@ func (t *Tracer) setup(prog *Program, pid int, opts Options, descs [][]byte, rin
 		if opts.Placement == PlacementSymbol {
 			entry = p.SymbolOffset
 		}
-		cookie := uint64(p.ID)
+		id := uint64(t.base + p.ID)
+		cookie := id
 		if slices.Contains(p.ReturnOffsets, entry) {
 			cookie |= cookieEntryIsReturn
 		}
-		t.linker.add(t.progs.entry, p.Spec.Symbol, entry, cookie)
+		t.linker.add(t.c.progs.entry, p.Spec.Symbol, entry, cookie)
 		t.uprobes[p.ID]++
 		for _, off := range p.ReturnOffsets {
 			if off == entry {
 				continue
 			}
-			t.linker.add(t.progs.ret, p.Spec.Symbol, off, uint64(p.ID))
+			t.linker.add(t.c.progs.ret, p.Spec.Symbol, off, id)
 			t.uprobes[p.ID]++
 		}
 	}
@@ -293,27 +344,17 @@ func (t *Tracer) setup(prog *Program, pid int, opts Options, descs [][]byte, rin
 	if err := t.attachPropagation(pid, opts.Propagation); err != nil {
 		return err
 	}
-	links, err := t.linker.attach(ex, t.mode, pid)
+	links, err := t.linker.attach(ex, t.c.mode, pid)
 	t.links = links
-	if err != nil {
-		return err
-	}
-	if t.rd, err = ringbuf.NewReader(t.maps.Events); err != nil {
-		return fmt.Errorf("attach: open the event ring buffer: %w", err)
-	}
-	return nil
+	return err
 }
 
 // checkOptions validates opts and returns the ring buffer size and the
 // kernel's sampling bound (ratio * 2^63).
 func checkOptions(opts Options) (int, uint64, error) {
-	ring := opts.RingBufferBytes
-	if ring == 0 {
-		ring = DefaultRingBufferBytes
-	}
-	page := os.Getpagesize()
-	if ring < page || ring&(ring-1) != 0 || ring > 1<<30 {
-		return 0, 0, fmt.Errorf("ring buffer of %d bytes: use a power of two between %d and 1 GiB: %w", ring, page, ErrInvalidOptions)
+	ring, err := checkRing(opts.RingBufferBytes)
+	if err != nil {
+		return 0, 0, err
 	}
 	if opts.Placement != PlacementPrologue && opts.Placement != PlacementSymbol {
 		return 0, 0, fmt.Errorf("placement %d: use PlacementPrologue or PlacementSymbol: %w", opts.Placement, ErrInvalidOptions)
@@ -353,109 +394,72 @@ func monoToWall() int64 {
 	return wall - ts.Nano()
 }
 
-// Read blocks until the kernel reports a finished span and decodes it. It
-// returns ctx's error when ctx is done, and ErrClosed once the Tracer is
-// closed, also when Close is called during Read. A record that cannot be
-// decoded gives an error wrapping ErrBadEvent; the next Read goes on with
-// the next record.
+// Read blocks until the kernel reports a finished span of this Tracer's
+// process and returns it decoded. It returns ctx's error when ctx is done, and
+// ErrClosed once the Tracer or its Capture is closed, also when Close is
+// called during Read. A record that cannot be decoded gives an error
+// wrapping ErrBadEvent; the next Read goes on with the next record.
 func (t *Tracer) Read(ctx context.Context) (Event, error) {
 	var ev Event
 	err := t.ReadInto(ctx, &ev)
 	return ev, err
 }
 
-// ReadInto is Read into ev, overwriting all of it. Records are read
-// straight from the ring buffer's shared memory while there are any; only
-// an empty ring costs a system call (a wait).
+// ReadInto is Read into ev, overwriting all of it.
 func (t *Tracer) ReadInto(ctx context.Context, ev *Event) error {
-	t.readMu.Lock()
-	defer t.readMu.Unlock()
-	if t.rd == nil {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	select {
+	case <-t.closing:
+		return ErrClosed
+	default:
+	}
+	select {
+	case r := <-t.queue:
+		t.read.Add(1)
+		*ev = r.ev
+		return r.err
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.closing:
+		return ErrClosed
+	case <-t.c.done:
 		return ErrClosed
 	}
-	for {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		// The kernel wakes the reader only for batches (wakeupBytes), so
-		// wait at most pollInterval for the stragglers of a busy period;
-		// after a poll that found nothing, sleep until the kernel's next
-		// record (or ctx) wakes the reader.
-		deadline := time.Now().Add(pollInterval)
-		var stop func() bool
-		cfg := t.cfg
-		cfg.ReaderIdle = 1
-		// When the kernel cannot be told (Close is under way), keep polling.
-		if t.idle && t.maps.Config.Put(uint32(0), cfg) == nil {
-			deadline = time.Time{}
-			// Flush wakes the wait, which then sees ctx done.
-			stop = context.AfterFunc(ctx, func() { _ = t.rd.Flush() })
-		}
-		if d, ok := ctx.Deadline(); ok && (deadline.IsZero() || d.Before(deadline)) {
-			deadline = d
-		}
-		t.rd.SetDeadline(deadline)
-		err := t.rd.ReadInto(&t.rec)
-		if stop != nil {
-			stop()
-		}
-		switch {
-		case err == nil:
-			t.idle = false
-			t.read.Add(1)
-			if err := t.dec.decodeInto(t.rec.RawSample, ev); err != nil {
-				return err
-			}
-			if (ev.Kind == EventEntry || ev.Kind == EventSpan) && ev.RemoteParent {
-				// One map lookup per request that came with a traceparent.
-				ev.TraceState = t.traceState(ev.TraceID)
-			}
-			return nil
-		case errors.Is(err, ringbuf.ErrClosed):
-			return ErrClosed
-		case errors.Is(err, os.ErrDeadlineExceeded):
-			t.idle = true
-			continue
-		case errors.Is(err, ringbuf.ErrFlushed):
-			continue
-		default:
-			return fmt.Errorf("read the event ring buffer: %w", err)
-		}
-	}
 }
 
-// Lost returns the number of events the kernel dropped because the ring
-// buffer was full.
-func (t *Tracer) Lost() uint64 {
-	var perCPU []uint64
-	if err := t.maps.Lost.Lookup(uint32(0), &perCPU); err != nil {
-		return 0
-	}
-	var n uint64
-	for _, v := range perCPU {
-		n += v
-	}
-	return n
-}
+// Lost returns the number of events of this Tracer's process the kernel
+// dropped because the ring buffer was full (pid 0: of every process).
+func (t *Tracer) Lost() uint64 { return t.c.lostOf(t.pid) }
 
-// Stats reads the per-probe counters from the kernel.
+// PID is the process the Tracer is attached to (0: every process running
+// its binary).
+func (t *Tracer) PID() int { return t.pid }
+
+// Stats reads the per-probe counters of the Tracer's process from the
+// kernel (pid 0: summed over every process).
 func (t *Tracer) Stats() Stats {
 	s := Stats{Lost: t.Lost(), HandOffUprobes: t.handOff, HandOffOff: t.handOffOff}
 	s.Read = t.read.Load()
-	for id, p := range t.dec.probes {
+	var sums map[uint32]bpf.CaptureProbeCounters
+	if t.pid == 0 {
+		sums = t.sumCounters()
+	}
+	for id, p := range t.byID {
 		if p == nil {
 			continue
 		}
 		ps := ProbeStats{Symbol: p.Spec.Symbol, Span: p.Spec.Span, Uprobes: t.uprobes[id]}
-		var perCPU []bpf.CaptureProbeCounters
-		if err := t.maps.Counters.Lookup(uint32(id), &perCPU); err == nil {
-			for _, c := range perCPU {
-				ps.Entries += c.Entries
-				ps.Returns += c.Returns
-				ps.Abandoned += c.Abandoned
-				ps.Emitted += c.Emitted
-				ps.Overflow += c.Overflow
-				ps.Unmatched += c.Unmatched
+		gid := uint32(t.base + id)
+		if sums != nil {
+			addCounters(&ps, sums[gid])
+		} else {
+			var perCPU []bpf.CaptureProbeCounters
+			if err := t.c.maps.Counters.Lookup(bpf.CaptureCounterKey{Tgid: uint32(t.pid), ProbeId: gid}, &perCPU); err == nil {
+				for _, c := range perCPU {
+					addCounters(&ps, c)
+				}
 			}
 		}
 		s.Probes = append(s.Probes, ps)
@@ -463,26 +467,68 @@ func (t *Tracer) Stats() Stats {
 	return s
 }
 
-// LinkMode reports how the uprobes were attached.
-func (t *Tracer) LinkMode() LinkMode { return t.mode }
+// sumCounters sums every process's counters by probe id.
+func (t *Tracer) sumCounters() map[uint32]bpf.CaptureProbeCounters {
+	out := map[uint32]bpf.CaptureProbeCounters{}
+	var k bpf.CaptureCounterKey
+	var perCPU []bpf.CaptureProbeCounters
+	it := t.c.maps.Counters.Iterate()
+	for it.Next(&k, &perCPU) {
+		if !t.ownsID(k.ProbeId) {
+			continue
+		}
+		sum := out[k.ProbeId]
+		for _, c := range perCPU {
+			sum.Entries += c.Entries
+			sum.Returns += c.Returns
+			sum.Abandoned += c.Abandoned
+			sum.Emitted += c.Emitted
+			sum.Overflow += c.Overflow
+			sum.Unmatched += c.Unmatched
+			sum.Skipped += c.Skipped
+		}
+		out[k.ProbeId] = sum
+	}
+	return out
+}
 
-// Close detaches every uprobe and frees the kernel objects. It is
-// idempotent; a Read blocked in another goroutine returns ErrClosed.
+func addCounters(ps *ProbeStats, c bpf.CaptureProbeCounters) {
+	ps.Entries += c.Entries
+	ps.Returns += c.Returns
+	ps.Abandoned += c.Abandoned
+	ps.Emitted += c.Emitted
+	ps.Overflow += c.Overflow
+	ps.Unmatched += c.Unmatched
+	ps.Skipped += c.Skipped
+}
+
+// LinkMode reports how the uprobes were attached.
+func (t *Tracer) LinkMode() LinkMode { return t.c.mode }
+
+// Close detaches every uprobe of the Tracer and frees what it alone used
+// (its Capture too when Attach made it). It is idempotent; a Read blocked
+// in another goroutine returns ErrClosed.
 func (t *Tracer) Close() error {
 	t.closeOnce.Do(func() {
+		c := t.c
+		// Stop routing first: the reader must not wait on this queue.
+		c.mu.Lock()
+		delete(c.tracers, t)
+		c.setRoutes()
+		c.mu.Unlock()
+		close(t.closing)
 		var errs []error
-		if t.rd != nil {
-			// Closing the reader first wakes a blocked Read.
-			errs = append(errs, t.rd.Close())
-		}
-		if t.injector != nil {
-			errs = append(errs, t.injector.close())
-		}
 		for i := len(t.links) - 1; i >= 0; i-- {
 			errs = append(errs, t.links[i].Close())
 		}
-		errs = append(errs, t.propProgs.close())
-		errs = append(errs, t.progs.close(), t.maps.Close(), t.bin.Close())
+		if t.injecting {
+			errs = append(errs, c.removeInjected(t.pid, t.prop.Cgroup))
+		}
+		c.forget(t.pid, t.base, len(t.byID))
+		errs = append(errs, c.releaseIDs(t.prog))
+		if t.own {
+			errs = append(errs, c.Close())
+		}
 		if err := errors.Join(errs...); err != nil {
 			t.closeErr = fmt.Errorf("close tracer: %w", err)
 		}

@@ -6,15 +6,25 @@ import (
 	"fmt"
 	"sync"
 	"testing"
+
+	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
 )
 
 // BenchmarkUprobeCall measures what a probed call costs the traced process:
 // the fixture calls main.work b.N times, untraced, then with the entry uprobe
 // at the prologue (after the stack check, an instruction the kernel
 // emulates) and at the first instruction (single-stepped), while a reader
-// drains the events. Compare the ns/op of the variants.
+// drains the events. Compare the ns/op of the variants. The kernel's BPF
+// run-time statistics give each capture program's own cost per hit
+// (entry-ns/hit, return-ns/hit), apart from the trap around it.
 func BenchmarkUprobeCall(b *testing.B) {
 	requireRoot(b)
+	stats, err := ebpf.EnableStats(uint32(unix.BPF_STATS_RUN_TIME))
+	if err != nil {
+		b.Fatalf("enable BPF run-time statistics: %v", err)
+	}
+	defer stats.Close()
 	bin := tracedBinary(b)
 	for _, c := range []struct {
 		name      string
@@ -58,9 +68,75 @@ func BenchmarkUprobeCall(b *testing.B) {
 			if tr != nil {
 				st := tr.Stats()
 				b.ReportMetric(float64(st.Lost), "lost")
+				reportRunTime(b, tr.c.progs.entry, "entry-ns/hit")
+				reportRunTime(b, tr.c.progs.ret, "return-ns/hit")
 				tr.Close()
 				wg.Wait()
 			}
+		})
+	}
+}
+
+// reportRunTime reports a program's average run time per hit from the
+// kernel's BPF statistics.
+func reportRunTime(b *testing.B, p *ebpf.Program, unit string) {
+	st, err := p.Stats()
+	if err != nil {
+		b.Fatalf("program statistics: %v", err)
+	}
+	if st.RunCount > 0 {
+		b.ReportMetric(float64(st.Runtime.Nanoseconds())/float64(st.RunCount), unit)
+	}
+}
+
+// BenchmarkNestedTrace runs fib(12), 465 nested calls of one probed
+// function under a root, per op: in a sampled trace every call is a span;
+// in an unsampled one the root is opened and every call under it takes the
+// early exit. entry-ns/hit and return-ns/hit are the programs' own cost
+// per hit, averaged over the root and the calls under it.
+func BenchmarkNestedTrace(b *testing.B) {
+	requireRoot(b)
+	stats, err := ebpf.EnableStats(uint32(unix.BPF_STATS_RUN_TIME))
+	if err != nil {
+		b.Fatalf("enable BPF run-time statistics: %v", err)
+	}
+	defer stats.Close()
+	bin := tracedBinary(b)
+	for _, c := range []struct {
+		name  string
+		ratio *float64
+	}{{"sampled", nil}, {"unsampled", Ratio(0)}} {
+		b.Run(c.name, func(b *testing.B) {
+			proc := startTraced(b, bin)
+			s := newProbeSet(b, bin)
+			f := s.add("main.fib")
+			f.Entry = []Fetch{{Attr: 0, Kind: KindInt, Size: 8, Loc: inRegs(RegRAX)}}
+			f.Return = []Fetch{{Attr: 1, Kind: KindInt, Size: 8, Loc: inRegs(RegRAX)}}
+			tr, err := Attach(s.program(), proc.cmd.Process.Pid, Options{SampleRatio: c.ratio})
+			if err != nil {
+				b.Fatal(err)
+			}
+			var wg sync.WaitGroup
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for {
+					if _, err := tr.Read(context.Background()); errors.Is(err, ErrClosed) {
+						return
+					}
+				}
+			}()
+			b.ResetTimer()
+			for b.Loop() {
+				proc.do(b, "fib 12")
+			}
+			b.StopTimer()
+			st := tr.Stats()
+			b.ReportMetric(float64(st.Lost), "lost")
+			reportRunTime(b, tr.c.progs.entry, "entry-ns/hit")
+			reportRunTime(b, tr.c.progs.ret, "return-ns/hit")
+			tr.Close()
+			wg.Wait()
 		})
 	}
 }

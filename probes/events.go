@@ -90,14 +90,15 @@ const (
 	entryValsData = 8
 	entryValsLen  = entryValsData + MaxFetches*valSize
 
-	// struct probe_counters: six u64 in this order.
+	// struct probe_counters: seven u64 in this order.
 	pcEntries   = 0
 	pcReturns   = 8
 	pcAbandoned = 16
 	pcEmitted   = 24
 	pcOverflow  = 32
 	pcUnmatched = 40
-	pcLen       = 48
+	pcSkipped   = 48
+	pcLen       = 56
 
 	// struct config
 	cfgWakeupBytes = 0

@@ -30,10 +30,10 @@ func (t *Tracer) attachHandOff() error {
 	// The first instruction, not EntryOffset: the arguments are in their
 	// registers there by definition, and newproc1 runs on the system stack,
 	// where morestack never restarts it.
-	t.linker.add(t.progs.newproc1, newproc1, fn.SymbolOffset, 0)
+	t.linker.add(t.c.progs.newproc1, newproc1, fn.SymbolOffset, 0)
 	t.handOff++
 	for _, off := range fn.ReturnOffsets {
-		t.linker.add(t.progs.newproc1Ret, newproc1, off, 0)
+		t.linker.add(t.c.progs.newproc1Ret, newproc1, off, 0)
 		t.handOff++
 	}
 	return nil

@@ -1,7 +1,10 @@
 package probes
 
 import (
+	"context"
+	"fmt"
 	"testing"
+	"time"
 )
 
 func TestHandOffParallel(t *testing.T) {
@@ -93,5 +96,69 @@ func TestHandOffBounded(t *testing.T) {
 	st := ss.tr.Stats()
 	if st.Probes[open.ID].Returns != 1 || st.Probes[submit.ID].Returns != 2 || st.Probes[task.ID].Returns != 3 {
 		t.Errorf("stats: %+v", st.Probes)
+	}
+}
+
+// TestHandOffUnsampled: goroutines started inside a trace the sampler
+// dropped carry the decision on, so at ratio 0.5 a parallel trace is
+// reported whole (the root and every work span) or not at all, never as
+// work spans of their own.
+func TestHandOffUnsampled(t *testing.T) {
+	requireRoot(t)
+	bin := tracedBinary(t)
+	s := newProbeSet(t, bin)
+	par := s.add("main.parallel")
+	work := s.add("main.work")
+	proc := startTraced(t, bin)
+	tr, err := Attach(s.program(), proc.cmd.Process.Pid, Options{HandOff: true, SampleRatio: Ratio(0.5)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	const runs, n = 20, 5
+	for range runs {
+		proc.do(t, fmt.Sprintf("parallel %d", n))
+	}
+	st := tr.Stats()
+	var emitted uint64
+	for _, p := range st.Probes {
+		emitted += p.Emitted
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	type counts struct{ par, work int }
+	traces := map[[16]byte]*counts{}
+	for range emitted {
+		e, err := tr.Read(ctx)
+		if err != nil {
+			t.Fatalf("read: %v", err)
+		}
+		c := traces[e.TraceID]
+		if c == nil {
+			c = &counts{}
+			traces[e.TraceID] = c
+		}
+		switch e.Probe {
+		case par:
+			c.par++
+		case work:
+			c.work++
+		}
+	}
+	for id, c := range traces {
+		if c.par != 1 || c.work != n {
+			t.Errorf("trace %x: %d parallel and %d work spans, want 1 and %d", id, c.par, c.work, n)
+		}
+	}
+	if len(traces) == 0 || len(traces) == runs {
+		t.Errorf("%d of %d traces sampled at ratio 0.5", len(traces), runs)
+	}
+	// Every call was either a span or passed over: unsampled roots and the
+	// work goroutines that inherited their decision are opened, not read.
+	if p := st.Probes[par.ID]; p.Entries != runs || p.Returns != runs {
+		t.Errorf("parallel stats %+v", p)
+	}
+	if p := st.Probes[work.ID]; p.Entries != runs*n || p.Emitted != uint64(len(traces)*n) {
+		t.Errorf("work stats %+v, %d traces sampled", p, len(traces))
 	}
 }

@@ -20,42 +20,39 @@ import (
 // machine without a cgroup v2 hierarchy to attach its socket programs to.
 var ErrNoCgroup2 = errors.New("no cgroup v2 hierarchy mounted")
 
-// injector is the loaded inject.c object: the sock_ops program on a cgroup
-// and the sk_msg program on its socket map.
+// injector is the loaded inject.c object, one per Capture: the sk_msg
+// program on its socket map, and the sock_ops program on each cgroup a
+// traced process runs in (counted, so processes sharing a cgroup share the
+// attachment).
 type injector struct {
-	objs   bpf.InjectObjects
-	links  []link.Link
-	cgroup string
+	objs    bpf.InjectObjects
+	msgLink link.Link // nil on kernels before 6.10 (attached without a link)
+	cgroups map[string]*cgroupLink
 }
 
-// attachInjector loads inject.c sharing the capture object's inject_tids
-// and trace_states maps, attaches sock_ops to the cgroup and sk_msg to the socket map, and
-// adds the target's already established TCP sockets (its warm keep-alive
-// pool) to the map, so they carry headers too.
-func attachInjector(tids, states *ebpf.Map, pid int, cgroup string) (*injector, error) {
-	if cgroup == "" {
-		var err error
-		if cgroup, err = targetCgroup(pid); err != nil {
-			return nil, fmt.Errorf("attach traceparent injection: %w", err)
-		}
-	}
+// cgroupLink is the sock_ops attachment of one cgroup and how many traced
+// processes use it.
+type cgroupLink struct {
+	link link.Link
+	refs int
+}
+
+// newInjector loads inject.c sharing the capture object's inject_tids and
+// trace_states maps, sized by sizes, and attaches sk_msg to its socket map.
+func newInjector(tids, states *ebpf.Map, sizes MapSizes) (*injector, error) {
 	spec, err := bpf.LoadInject()
 	if err != nil {
-		return nil, fmt.Errorf("attach traceparent injection: load the inject object: %w", err)
+		return nil, fmt.Errorf("load the inject object: %w", err)
 	}
-	if v := spec.Variables["target_tgid"]; v != nil {
-		if err := v.Set(uint32(pid)); err != nil {
-			return nil, fmt.Errorf("attach traceparent injection: set the target pid: %w", err)
-		}
-	}
-	inj := &injector{cgroup: cgroup}
+	sizes.apply(spec)
+	inj := &injector{cgroups: map[string]*cgroupLink{}}
 	opts := &ebpf.CollectionOptions{MapReplacements: map[string]*ebpf.Map{"inject_tids": tids, "trace_states": states}}
 	if err := spec.LoadAndAssign(&inj.objs, opts); err != nil {
 		var verr *ebpf.VerifierError
 		if errors.As(err, &verr) {
-			return nil, fmt.Errorf("attach traceparent injection: load the socket programs: %+v", verr)
+			return nil, fmt.Errorf("load the socket programs: %+v", verr)
 		}
-		return nil, fmt.Errorf("attach traceparent injection: load the socket programs: %w", err)
+		return nil, fmt.Errorf("load the socket programs: %w", err)
 	}
 	// The sk_msg program goes on the map first, so no socket is in the map
 	// without it.
@@ -73,24 +70,93 @@ func attachInjector(tids, states *ebpf.Map, pid int, cgroup string) (*injector, 
 		})
 		if err != nil {
 			inj.close()
-			return nil, fmt.Errorf("attach traceparent injection: attach sk_msg to the socket map: %w", err)
+			return nil, fmt.Errorf("attach sk_msg to the socket map: %w", err)
 		}
 	} else {
-		inj.links = append(inj.links, msg)
-	}
-	ops, err := link.AttachCgroup(link.CgroupOptions{Path: cgroup, Attach: ebpf.AttachCGroupSockOps, Program: inj.objs.SockopsTrack})
-	if err != nil {
-		inj.close()
-		return nil, fmt.Errorf("attach traceparent injection: attach sock_ops to cgroup %s (needs CAP_NET_ADMIN): %w", cgroup, err)
-	}
-	inj.links = append(inj.links, ops)
-	if pid != 0 {
-		if err := inj.adoptSockets(pid); err != nil {
-			inj.close()
-			return nil, fmt.Errorf("attach traceparent injection: %w", err)
-		}
+		inj.msgLink = msg
 	}
 	return inj, nil
+}
+
+// addInjected has the Capture's injector (loaded on first use) watch the
+// client sockets of pid (0: every process) in cgroup (empty: the process's
+// own; for pid 0 the cgroup v2 root), and returns the cgroup.
+func (c *Capture) addInjected(pid int, cgroup string) (string, error) {
+	if cgroup == "" {
+		var err error
+		if cgroup, err = targetCgroup(pid); err != nil {
+			return "", fmt.Errorf("attach traceparent injection: %w", err)
+		}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.injector == nil {
+		inj, err := newInjector(c.maps.InjectTids, c.maps.TraceStates, c.sizes)
+		if err != nil {
+			return "", fmt.Errorf("attach traceparent injection: %w", err)
+		}
+		c.injector = inj
+	}
+	inj := c.injector
+	cl := inj.cgroups[cgroup]
+	if cl == nil {
+		ops, err := link.AttachCgroup(link.CgroupOptions{Path: cgroup, Attach: ebpf.AttachCGroupSockOps, Program: inj.objs.SockopsTrack})
+		if err != nil {
+			return "", fmt.Errorf("attach traceparent injection: attach sock_ops to cgroup %s (needs CAP_NET_ADMIN): %w", cgroup, err)
+		}
+		cl = &cgroupLink{link: ops}
+		inj.cgroups[cgroup] = cl
+	}
+	cl.refs++
+	if err := inj.objs.TracedTgids.Put(uint32(pid), uint8(1)); err != nil {
+		inj.release(cgroup)
+		return "", fmt.Errorf("attach traceparent injection: watch pid %d (map size traced_tgids): %w", pid, err)
+	}
+	if pid != 0 {
+		if err := inj.adoptSockets(pid); err != nil {
+			_ = inj.objs.TracedTgids.Delete(uint32(pid))
+			inj.release(cgroup)
+			return "", fmt.Errorf("attach traceparent injection: %w", err)
+		}
+	}
+	return cgroup, nil
+}
+
+// removeInjected stops watching pid's new sockets and detaches from its
+// cgroup when no other traced process uses it. Sockets already in the map
+// leave it when they close; no thread of pid is armed any more, so they
+// carry nothing.
+func (c *Capture) removeInjected(pid int, cgroup string) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.injector == nil {
+		return nil
+	}
+	_ = c.injector.objs.TracedTgids.Delete(uint32(pid))
+	return c.injector.release(cgroup)
+}
+
+// release drops one use of cgroup's sock_ops attachment.
+func (inj *injector) release(cgroup string) error {
+	cl := inj.cgroups[cgroup]
+	if cl == nil {
+		return nil
+	}
+	if cl.refs--; cl.refs > 0 {
+		return nil
+	}
+	delete(inj.cgroups, cgroup)
+	return cl.link.Close()
+}
+
+// injectorStats adds the socket programs' counters to s.
+func (c *Capture) injectorStats(s *PropagationStats) {
+	c.mu.Lock()
+	inj := c.injector
+	c.mu.Unlock()
+	if inj != nil {
+		inj.addStats(s)
+	}
 }
 
 // adoptSockets puts the established TCP sockets pid already has into the
@@ -128,12 +194,16 @@ func (inj *injector) adoptSockets(pid int) error {
 	return nil
 }
 
-// close detaches the cgroup program first, so no socket joins the map
+// close detaches the cgroup programs first, so no socket joins the map
 // while it goes away; sockets leave the map when it is freed.
 func (inj *injector) close() error {
 	var errs []error
-	for i := len(inj.links) - 1; i >= 0; i-- {
-		errs = append(errs, inj.links[i].Close())
+	for name, cl := range inj.cgroups {
+		errs = append(errs, cl.link.Close())
+		delete(inj.cgroups, name)
+	}
+	if inj.msgLink != nil {
+		errs = append(errs, inj.msgLink.Close())
 	}
 	errs = append(errs, inj.objs.Close())
 	return errors.Join(errs...)

@@ -46,7 +46,7 @@ func TestLayout(t *testing.T) {
 		{"entry_vals", entryValsLen, []field{{"len", 0}, {"n", 4}, {"data", entryValsData}}},
 		{"probe_counters", pcLen, []field{
 			{"entries", pcEntries}, {"returns", pcReturns}, {"abandoned", pcAbandoned},
-			{"emitted", pcEmitted}, {"overflow", pcOverflow}, {"unmatched", pcUnmatched},
+			{"emitted", pcEmitted}, {"overflow", pcOverflow}, {"unmatched", pcUnmatched}, {"skipped", pcSkipped},
 		}},
 		{"config", cfgLen, []field{{"wakeup_bytes", cfgWakeupBytes}, {"sample_bound", cfgSampleBound}, {"reader_idle", cfgReaderIdle}}},
 	}

@@ -100,32 +100,37 @@ func (p propPrograms) close() error {
 // propMaps are the capture maps the propagation programs use, by name:
 // they are loaded as a second collection that shares these maps with the
 // capture programs (the stacks to read spans from, the pending contexts).
-func (t *Tracer) propMaps() map[string]*ebpf.Map {
+func (c *Capture) propMaps() map[string]*ebpf.Map {
 	return map[string]*ebpf.Map{
-		bpf.CaptureMapStacks:        t.maps.Stacks,
-		bpf.CaptureMapRemoteParents: t.maps.RemoteParents,
-		bpf.CaptureMapHeaderScratch: t.maps.HeaderScratch,
-		bpf.CaptureMapKeyScratch:    t.maps.KeyScratch,
-		bpf.CaptureMapInjectReqs:    t.maps.InjectReqs,
-		bpf.CaptureMapInjectGs:      t.maps.InjectGs,
-		bpf.CaptureMapInjectTids:    t.maps.InjectTids,
-		bpf.CaptureMapPropCounters:  t.maps.PropCounters,
-		bpf.CaptureMapPendingStates: t.maps.PendingStates,
-		bpf.CaptureMapTraceStates:   t.maps.TraceStates,
-		bpf.CaptureMapStateScratch:  t.maps.StateScratch,
+		bpf.CaptureMapStacks:            c.maps.Stacks,
+		bpf.CaptureMapUnsampled:         c.maps.Unsampled,
+		bpf.CaptureMapRemoteParents:     c.maps.RemoteParents,
+		bpf.CaptureMapHeaderScratch:     c.maps.HeaderScratch,
+		bpf.CaptureMapKeyScratch:        c.maps.KeyScratch,
+		bpf.CaptureMapInjectReqs:        c.maps.InjectReqs,
+		bpf.CaptureMapInjectGs:          c.maps.InjectGs,
+		bpf.CaptureMapInjectTids:        c.maps.InjectTids,
+		bpf.CaptureMapPropCounters:      c.maps.PropCounters,
+		bpf.CaptureMapEmptyPropCounters: c.maps.EmptyPropCounters,
+		bpf.CaptureMapPendingStates:     c.maps.PendingStates,
+		bpf.CaptureMapTraceStates:       c.maps.TraceStates,
+		bpf.CaptureMapStateScratch:      c.maps.StateScratch,
 	}
 }
 
-// loadPropPrograms loads the propagation programs of the Tracer's link
-// mode, on the capture maps already loaded.
-func (t *Tracer) loadPropPrograms() error {
+// loadPropPrograms loads the propagation programs of the Capture's link
+// mode on the capture maps, once; c.mu is held.
+func (c *Capture) loadPropPrograms() error {
+	if c.propLoaded {
+		return nil
+	}
 	spec, err := bpf.LoadCapture()
 	if err != nil {
 		return fmt.Errorf("load the capture object: %w", err)
 	}
 	names := [5]string{bpf.CaptureProgUprobeHeaderLine, bpf.CaptureProgUprobeHeaderBlock,
 		bpf.CaptureProgUprobeClientRoundtrip, bpf.CaptureProgUprobeRequestWrite, bpf.CaptureProgUprobeConnWrite}
-	if t.mode == LinkMulti {
+	if c.mode == LinkMulti {
 		names = [5]string{bpf.CaptureProgUprobeMultiHeaderLine, bpf.CaptureProgUprobeMultiHeaderBlock,
 			bpf.CaptureProgUprobeMultiClientRoundtrip, bpf.CaptureProgUprobeMultiRequestWrite, bpf.CaptureProgUprobeMultiConnWrite}
 	}
@@ -134,12 +139,13 @@ func (t *Tracer) loadPropPrograms() error {
 			delete(spec.Programs, name)
 		}
 	}
-	shared := t.propMaps()
+	shared := c.propMaps()
 	for name := range spec.Maps {
 		if shared[name] == nil {
 			delete(spec.Maps, name)
 		}
 	}
+	c.sizes.apply(spec) // replacements must match the loaded maps' sizes
 	coll, err := ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{MapReplacements: shared})
 	if err != nil {
 		var verr *ebpf.VerifierError
@@ -149,20 +155,33 @@ func (t *Tracer) loadPropPrograms() error {
 		return fmt.Errorf("load the propagation programs: %w", err)
 	}
 	defer coll.Close() // closes nothing that was detached below
-	t.propProgs = propPrograms{
+	c.propProgs = propPrograms{
 		headerLine:   coll.DetachProgram(names[0]),
 		headerBlock:  coll.DetachProgram(names[1]),
 		roundTrip:    coll.DetachProgram(names[2]),
 		requestWrite: coll.DetachProgram(names[3]),
 		connWrite:    coll.DetachProgram(names[4]),
 	}
+	c.propLoaded = true
 	return nil
 }
 
+// propagationPrograms returns the propagation programs, loading them on
+// first use.
+func (c *Capture) propagationPrograms() (propPrograms, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := c.loadPropPrograms(); err != nil {
+		return propPrograms{}, err
+	}
+	return c.propProgs, nil
+}
+
 // attachPropagation adds the uprobes opts.Propagation asks for to the
-// Tracer's linker and attaches the injector's socket programs. A binary
-// without the probed functions (no net/http server or client) leaves that
-// half off and says why in the status; any other failure is an error.
+// Tracer's linker and has the Capture's injector watch the process's
+// sockets. A binary without the probed functions (no net/http server or
+// client) leaves that half off and says why in the status; any other
+// failure is an error.
 func (t *Tracer) attachPropagation(pid int, p Propagation) error {
 	if !p.Extract && !p.Inject {
 		return nil
@@ -184,13 +203,14 @@ func (t *Tracer) attachPropagation(pid int, p Propagation) error {
 	if !p.Extract && !p.Inject {
 		return nil
 	}
-	if err := t.loadPropPrograms(); err != nil {
+	progs, err := t.c.propagationPrograms()
+	if err != nil {
 		return fmt.Errorf("attach trace context propagation: %w", err)
 	}
 	if p.Extract {
 		err := t.addFuncs([]funcProg{
-			{symHeaderLine, t.propProgs.headerLine, atEntry},
-			{symHeaderBlock, t.propProgs.headerBlock, atEntry},
+			{symHeaderLine, progs.headerLine, atEntry},
+			{symHeaderBlock, progs.headerBlock, atEntry},
 		})
 		switch {
 		case errors.Is(err, ErrSymbolNotFound), errors.Is(err, ErrInlined):
@@ -203,9 +223,9 @@ func (t *Tracer) attachPropagation(pid int, p Propagation) error {
 	}
 	if p.Inject {
 		err := t.addFuncs([]funcProg{
-			{symRoundTrip, t.propProgs.roundTrip, atEntry},
-			{symRequestWrit, t.propProgs.requestWrite, atEntry},
-			{symConnWrite, t.propProgs.connWrite, atEntry},
+			{symRoundTrip, progs.roundTrip, atEntry},
+			{symRequestWrit, progs.requestWrite, atEntry},
+			{symConnWrite, progs.connWrite, atEntry},
 		})
 		switch {
 		case errors.Is(err, ErrSymbolNotFound), errors.Is(err, ErrInlined):
@@ -214,13 +234,13 @@ func (t *Tracer) attachPropagation(pid int, p Propagation) error {
 		case err != nil:
 			return fmt.Errorf("attach traceparent injection: %w", err)
 		}
-		inj, err := attachInjector(t.maps.InjectTids, t.maps.TraceStates, pid, p.Cgroup)
+		cgroup, err := t.c.addInjected(pid, p.Cgroup)
 		if err != nil {
 			return err
 		}
-		t.injector = inj
+		t.injecting = true
 		t.prop.Inject = true
-		t.prop.Cgroup = inj.cgroup
+		t.prop.Cgroup = cgroup
 	}
 	return nil
 }
@@ -269,24 +289,27 @@ func (t *Tracer) addFuncs(fps []funcProg) error {
 }
 
 // Propagation reports which halves of W3C trace context propagation are
-// active, with the kernel's counters.
+// active, with the kernel's counters: those of the uprobes for this
+// Tracer's process (pid 0: every process), those of the socket programs
+// for the whole Capture (a socket's program runs outside the process).
 func (t *Tracer) Propagation() PropagationStatus {
 	s := t.prop
 	s.Uprobes = t.propUprobes
+	add := func(perCPU []bpf.CapturePropagationCounters) { addPropCounters(&s.Stats, perCPU) }
 	var perCPU []bpf.CapturePropagationCounters
-	if err := t.maps.PropCounters.Lookup(uint32(0), &perCPU); err == nil {
-		for _, c := range perCPU {
-			s.Stats.Extracted += c.Extracted
-			s.Stats.Invalid += c.Invalid
-			s.Stats.Consumed += c.Consumed
-			s.Stats.Recorded += c.Recorded
-			s.Stats.Armed += c.Handed
-			s.Stats.Duplicates += c.Duplicate
-			s.Stats.StatesDropped += c.TsDropped
+	if t.pid != 0 {
+		if err := t.c.maps.PropCounters.Lookup(uint32(t.pid), &perCPU); err == nil {
+			add(perCPU)
+		}
+	} else {
+		var tgid uint32
+		it := t.c.maps.PropCounters.Iterate()
+		for it.Next(&tgid, &perCPU) {
+			add(perCPU)
 		}
 	}
-	if t.injector != nil {
-		t.injector.addStats(&s.Stats)
+	if t.injecting {
+		t.c.injectorStats(&s.Stats)
 	}
 	return s
 }

@@ -29,7 +29,7 @@ func TestPropagationOffWithoutNetHTTP(t *testing.T) {
 			t.Errorf("%s off reason %q, want it to name the missing net/http and the binary", name, why)
 		}
 	}
-	if sess.tr.injector != nil {
+	if sess.tr.injecting || sess.tr.c.injector != nil {
 		t.Error("socket programs attached although injection is off")
 	}
 	if err := sess.tr.Close(); err != nil {

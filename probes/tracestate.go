@@ -12,7 +12,7 @@ import (
 // value is the caller's bytes, bounded by the kernel to TS_MAX; callers
 // validate it before exporting it.
 func (t *Tracer) traceState(id [16]byte) string {
-	if t.maps.TraceStates == nil {
+	if t.c.maps.TraceStates == nil {
 		return ""
 	}
 	key := bpf.CaptureTraceKey{
@@ -20,7 +20,7 @@ func (t *Tracer) traceState(id [16]byte) string {
 		TraceLo: binary.BigEndian.Uint64(id[8:]),
 	}
 	var v bpf.CaptureTraceState
-	if err := t.maps.TraceStates.Lookup(&key, &v); err != nil {
+	if err := t.c.maps.TraceStates.Lookup(&key, &v); err != nil {
 		return ""
 	}
 	n := min(int(v.Len), len(v.V))

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"sync"
 
 	"github.com/routerscope/routerscope/agent"
 	"github.com/routerscope/routerscope/probes"
@@ -12,23 +13,67 @@ import (
 // probe set, so a node running many replicas of a few routers needs few.
 const resolveCacheSize = 16
 
+// engine is the capture engine behind the agent's Attacher: one
+// probes.Capture for every traced process, loaded at the first attach (so
+// a run that attaches nothing loads nothing) and closed when the agent
+// has stopped.
+type engine struct {
+	opts  probes.CaptureOptions
+	cache *agent.ResolveCache
+
+	mu sync.Mutex
+	c  *probes.Capture
+}
+
 // newAttacher returns the Attacher backed by the capture engine: for each
 // process it resolves the probe files against the process's executable
 // (shared between processes of the same build id) and attaches the kernel
-// programs, filtered to the process's PID.
-func newAttacher() (agent.Attacher, error) {
-	cache := agent.NewResolveCache(resolveCacheSize)
-	return func(ctx context.Context, req agent.AttachRequest) (agent.EventSource, error) {
-		prog, err := cache.Program(req, func() (*probes.Program, error) { return resolve(req) })
+// programs, filtered to the process's PID, to the agent's one Capture.
+// close frees the Capture once the agent has stopped.
+func newAttacher() (attach agent.Attacher, close func() error, err error) {
+	e := &engine{cache: agent.NewResolveCache(resolveCacheSize)}
+	return e.attach, e.close, nil
+}
+
+func (e *engine) attach(ctx context.Context, req agent.AttachRequest) (agent.EventSource, error) {
+	prog, err := e.cache.Program(req, func() (*probes.Program, error) { return resolve(req) })
+	if err != nil {
+		return nil, err
+	}
+	c, err := e.capture()
+	if err != nil {
+		return nil, err
+	}
+	opts := probes.DefaultOptions()
+	opts.SampleRatio = probes.Ratio(req.SampleRatio)
+	opts.Propagation.Extract = req.Propagation.Extract
+	opts.Propagation.Inject = req.Propagation.Inject
+	return c.Attach(prog, req.Target.PID, opts)
+}
+
+// capture returns the Capture, loading it on first use.
+func (e *engine) capture() (*probes.Capture, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.c == nil {
+		c, err := probes.NewCapture(e.opts)
 		if err != nil {
 			return nil, err
 		}
-		opts := probes.DefaultOptions()
-		opts.SampleRatio = probes.Ratio(req.SampleRatio)
-		opts.Propagation.Extract = req.Propagation.Extract
-		opts.Propagation.Inject = req.Propagation.Inject
-		return probes.Attach(prog, req.Target.PID, opts)
-	}, nil
+		e.c = c
+	}
+	return e.c, nil
+}
+
+func (e *engine) close() error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.c == nil {
+		return nil
+	}
+	err := e.c.Close()
+	e.c = nil
+	return err
 }
 
 // resolve loads the request's probe files and resolves them against the

@@ -127,7 +127,7 @@ configuration error.
 type cli struct {
 	stdout, stderr io.Writer
 	getenv         func(string) string
-	newAttacher    func() (agent.Attacher, error)
+	newAttacher    func() (agent.Attacher, func() error, error)
 	// resolveCheck resolves a reloaded config's probes against an
 	// attached process before it is applied; nil skips the check (tests
 	// with a synthetic attacher).
@@ -296,11 +296,17 @@ func (c cli) run(ctx context.Context, args []string) int {
 	if path != "" {
 		log.Info("config loaded", zap.String(agent.LogKeyConfig, source))
 	}
-	attach, err := c.newAttacher()
+	attach, closeCapture, err := c.newAttacher()
 	if err != nil {
 		log.Error("start capture", zap.Error(err))
 		return exitRuntime
 	}
+	defer func() {
+		// After Run: every process is detached by then.
+		if err := closeCapture(); err != nil {
+			log.Warn("close the capture", zap.Error(err))
+		}
+	}()
 	opts := []agent.Option{agent.WithStdout(c.stdout), agent.WithReloadSignal(c.hup), agent.WithProbeCheck(checkProbeFile)}
 	if c.resolveCheck != nil {
 		opts = append(opts, agent.WithResolveCheck(c.resolveCheck))

@@ -65,6 +65,34 @@ func TestServerSideDryRun(t *testing.T) {
 		}
 	})
 
+	// The Helm chart's output, with default and with customised values, passes the same
+	// server-side checks.
+	for _, name := range []string{"helm default values", "helm custom values"} {
+		t.Run(name, func(t *testing.T) {
+			helm := helmBinary(t)
+			var args []string
+			if name == "helm custom values" {
+				args = []string{"-f", writeValues(t, customValues)}
+			}
+			path := filepath.Join(t.TempDir(), "rendered.yaml")
+			if err := os.WriteFile(path, []byte(helmTemplate(t, helm, args...)), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			out, err := cp.kubectl(ctx, "apply", "-f", path, "--dry-run=server")
+			if err != nil {
+				t.Fatalf("the chart's objects are refused: %v\n%s", err, out)
+			}
+			for _, want := range []string{"serviceaccount/" + agentName, "configmap/" + configMapName, "daemonset.apps/" + agentName + " created (server dry run)"} {
+				if !strings.Contains(out, want) {
+					t.Errorf("kubectl output lacks %q:\n%s", want, out)
+				}
+			}
+			if strings.Contains(out, "Warning:") {
+				t.Errorf("the API server warned about the chart's objects:\n%s", out)
+			}
+		})
+	}
+
 	src, err := os.ReadFile(filepath.Join(manifestDir, "daemonset.yaml"))
 	if err != nil {
 		t.Fatal(err)

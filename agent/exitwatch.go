@@ -1,0 +1,81 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"go.uber.org/zap"
+	"golang.org/x/sys/unix"
+)
+
+// exitNotice says an attached process exited, and when.
+type exitNotice struct {
+	a  *attachment
+	at time.Time
+}
+
+// exitPollTimeout is how often a watcher checks its context while it
+// waits; the exit itself wakes it at once.
+const exitPollTimeout = 250 * time.Millisecond
+
+// watchExit waits for the attached process to exit and reports the
+// moment to the run loop. The capture's Read does not end when its
+// target exits, and the liveness sweep runs once a second: without this,
+// `run --pid` kept running after its target was gone, and a killed
+// request's span ended up to a second late (900 ms instead of ~20 ms). A
+// pidfd (Linux 5.3) becomes readable when its process exits, so the
+// time is taken as it happens. Where pidfds are missing, or the process
+// is already gone, the sweep notices instead (see reapExited).
+func (m *manager) watchExit(ctx context.Context, a *attachment) {
+	fd, err := unix.PidfdOpen(a.key.pid, 0)
+	if err != nil {
+		return
+	}
+	defer unix.Close(fd)
+	// The pid may have been reused between the attach and the open: the
+	// pidfd is then another process's.
+	if !m.keyAlive(a.key) {
+		return
+	}
+	fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+	for ctx.Err() == nil {
+		n, err := unix.Poll(fds, int(exitPollTimeout/time.Millisecond))
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			return
+		}
+		if n == 0 {
+			continue
+		}
+		select {
+		case m.exits <- exitNotice{a: a, at: m.o.now()}:
+		case <-ctx.Done():
+		}
+		return
+	}
+}
+
+// processExited ends an exited process's open spans at its exit time and
+// detaches it; with only targets, the last one's exit ends Run.
+func (m *manager) processExited(a *attachment, at time.Time) {
+	if m.atts[a.key] != a {
+		return // detached meanwhile
+	}
+	n := m.asm.EndProcess(uint32(a.key.pid), at)
+	m.log.Info("process exited: ended its open spans as failed", zap.Int(LogKeyPID, a.key.pid), zap.Int(LogKeyCount, n))
+	m.detach(a, reasonExited)
+	m.met.attached.Set(float64(len(m.atts)))
+}
+
+// reapExited detaches attached processes that are gone, for kernels
+// without pidfds and processes that exited before their watcher started.
+func (m *manager) reapExited() {
+	for _, a := range m.atts {
+		if !m.keyAlive(a.key) {
+			m.processExited(a, m.o.now())
+		}
+	}
+}

@@ -1,0 +1,160 @@
+package probes
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+)
+
+// fibCalls is the number of calls fib(n) makes: 2*F(n+1) - 1.
+func fibCalls(n int) uint64 {
+	a, b := 0, 1
+	for range n + 1 {
+		a, b = b, a+b
+	}
+	return uint64(2*a - 1)
+}
+
+// sendCommand runs one fixture command from any goroutine (do needs the
+// test's goroutine to fail).
+func (p *traced) sendCommand(command string) error {
+	if _, err := fmt.Fprintln(p.stdin, command); err != nil {
+		return fmt.Errorf("send %q: %w", command, err)
+	}
+	if !p.out.Scan() || p.out.Text() != "done" {
+		return fmt.Errorf("command %q: fixture answered %q %v", command, p.out.Text(), p.out.Err())
+	}
+	return nil
+}
+
+// tracedFixedHeap builds testdata/traced with the heap at the same address
+// in every process, as before Go 1.26 randomized its base
+// (GOEXPERIMENT=norandomizedheapbase64): goroutines of different processes
+// then have the same g addresses, as they do in routers built with older Go.
+func tracedFixedHeap(t testing.TB) string {
+	t.Helper()
+	out := filepath.Join(fixtureDir, "traced-fixedheap")
+	if _, err := os.Stat(out); err == nil {
+		return out
+	}
+	cmd := exec.Command("go", "build", "-o", out, "./testdata/traced")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOEXPERIMENT=norandomizedheapbase64")
+	if msg, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build testdata/traced with a fixed heap base: %v\n%s", err, msg)
+	}
+	return out
+}
+
+// TestCaptureSharedByProcesses: one Capture serves several processes of one
+// binary. Their goroutines have the same g addresses in every process (a
+// fixed heap base), so recursion running in all of them at once nests
+// correctly only when the kernel keys goroutines by process too; each
+// Tracer gets its own process's events and counters only.
+func TestCaptureSharedByProcesses(t *testing.T) {
+	requireRoot(t)
+	bin := tracedFixedHeap(t)
+	s := newProbeSet(t, bin)
+	fib := s.add("main.fib")
+	prog := s.program()
+	c, err := NewCapture(CaptureOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+
+	const n, runs, depth = 4, 3, 10
+	want := runs * fibCalls(depth)
+	procs := make([]*traced, n)
+	tracers := make([]*Tracer, n)
+	for i := range n {
+		procs[i] = startTraced(t, bin)
+		tr, err := c.Attach(prog, procs[i].cmd.Process.Pid, DefaultOptions())
+		if err != nil {
+			t.Fatalf("attach process %d: %v", i, err)
+		}
+		defer tr.Close()
+		tracers[i] = tr
+		if tr.base != tracers[0].base {
+			t.Errorf("process %d has probe ids from %d, process 0 from %d: one Program's descriptors are written once", i, tr.base, tracers[0].base)
+		}
+	}
+	if _, err := c.Attach(prog, procs[0].cmd.Process.Pid, DefaultOptions()); err == nil {
+		t.Error("a second attach to the same process succeeded")
+	}
+
+	type result struct {
+		spans, foreign uint64
+		goroutines     map[uint64]bool
+		err            error
+	}
+	results := make([]result, n)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var wg sync.WaitGroup
+	for i, tr := range tracers {
+		r := &results[i]
+		r.goroutines = map[uint64]bool{}
+		pid := uint32(procs[i].cmd.Process.Pid)
+		wg.Go(func() {
+			for r.spans < want {
+				ev, err := tr.Read(ctx)
+				if err != nil {
+					r.err = err
+					return
+				}
+				if ev.PID != pid || ev.Probe != fib {
+					r.foreign++
+					continue
+				}
+				r.goroutines[ev.Goroutine] = true
+				if ev.Kind == EventSpan {
+					r.spans++
+				}
+			}
+		})
+	}
+	var run sync.WaitGroup
+	errs := make([]error, n)
+	for i, p := range procs {
+		run.Go(func() {
+			for range runs {
+				if err := p.sendCommand(fmt.Sprintf("fib %d", depth)); err != nil {
+					errs[i] = err
+					return
+				}
+			}
+		})
+	}
+	run.Wait()
+	wg.Wait()
+	for i := range n {
+		if errs[i] != nil {
+			t.Fatal(errs[i])
+		}
+		r := results[i]
+		if r.err != nil || r.spans != want || r.foreign != 0 {
+			t.Errorf("process %d: %d spans, %d events of others, err %v; want %d spans", i, r.spans, r.foreign, r.err, want)
+		}
+		st := tracers[i].Stats().Probes[fib.ID]
+		if st.Entries != want || st.Returns != want || st.Unmatched != 0 || st.Overflow != 0 || st.Abandoned != 0 {
+			t.Errorf("process %d counters %+v, want %d entries and returns, nothing unmatched, overflowed or abandoned", i, st, want)
+		}
+	}
+	shared := false
+	for g := range results[0].goroutines {
+		for _, r := range results[1:] {
+			shared = shared || r.goroutines[g]
+		}
+	}
+	if !shared {
+		t.Error("no goroutine address repeated across processes: the test no longer exercises the per-process keys")
+	}
+	if got := c.Lost(); got != 0 {
+		t.Errorf("%d events lost", got)
+	}
+}
