@@ -7,6 +7,10 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/routerscope/routerscope/internal/readlimit"
 )
 
 // TargetConfigPath finds the config file a traced process was started
@@ -64,4 +68,23 @@ func configFlag(args []string) (string, bool) {
 		}
 	}
 	return "", false
+}
+
+// HasAgentSection tells whether the file at path is YAML with a top-level
+// observability: (or routerscope:) section. The target's config file is
+// read only then: with no --config, the agent must not fail on, or watch,
+// a file of another format or one that belongs to another program (the
+// target's --config may be JSON, TOML, or a YAML of its own). The read is
+// bounded by MaxConfigBytes.
+func HasAgentSection(path string) bool {
+	data, err := readlimit.File(path, MaxConfigBytes)
+	if err != nil {
+		return false
+	}
+	var doc yaml.Node
+	if yaml.Unmarshal(data, &doc) != nil || len(doc.Content) == 0 {
+		return false
+	}
+	root := doc.Content[0]
+	return lookup(root, "observability") != nil || lookup(root, "routerscope") != nil
 }

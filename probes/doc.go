@@ -164,7 +164,12 @@
 // address; results are assigned the same way from RAX again. Parameter
 // order, types and which are results come from DWARF, which therefore is
 // required for any source but durations and constants (ErrNoDWARF: do not
-// build with -ldflags=-w).
+// build with -ldflags=-w). For a build without DWARF, ExtractOffsets
+// resolves the spec against the unstripped build of the same code and
+// WriteOffsets keeps the result in an offsets file keyed by build id;
+// ResolveAny uses it (ResolveWithOffsets) when the binary has no DWARF,
+// finding function offsets again in the binary's own pclntab and refusing
+// a file made for another build or other probes (ErrOffsets).
 //
 // Built-in parts read the target's runtime and net/http internals rather
 // than user code: the span stack (R14 as g, runtime.g.stack.hi), goroutine

@@ -29,10 +29,14 @@ func loadSpecTree(path string) (*Spec, error) {
 	if err != nil {
 		return nil, err
 	}
-	if len(l.files) == 1 {
-		return &Spec{Path: path, Probes: probes, Files: l.files}, nil
+	offsets := l.offsets
+	if offsets != "" && !filepath.IsAbs(offsets) {
+		offsets = filepath.Join(filepath.Dir(path), offsets)
 	}
-	merged := &Spec{Path: fmt.Sprintf("%s (with %s)", path, strings.Join(l.files[1:], ", ")), Probes: probes, Files: l.files}
+	if len(l.files) == 1 {
+		return &Spec{Path: path, Probes: probes, Files: l.files, Offsets: offsets}, nil
+	}
+	merged := &Spec{Path: fmt.Sprintf("%s (with %s)", path, strings.Join(l.files[1:], ", ")), Probes: probes, Files: l.files, Offsets: offsets}
 	if err := ValidateSpec(merged); err != nil {
 		return nil, err
 	}
@@ -44,6 +48,9 @@ func loadSpecTree(path string) (*Spec, error) {
 type includeLoader struct {
 	seen  map[string]bool
 	files []string
+	// offsets is the top file's offsets key (included files' are not
+	// used: the offsets are of the whole spec).
+	offsets string
 }
 
 // load reads one file and its includes; stack is the chain of absolute
@@ -74,6 +81,9 @@ func (l *includeLoader) load(path string, stack []string) ([]Probe, error) {
 			return nil, fmt.Errorf("included from %s: %w", stack[len(stack)-1], err)
 		}
 		return nil, err
+	}
+	if len(stack) == 0 {
+		l.offsets = spec.Offsets
 	}
 	var out []Probe
 	for i, inc := range spec.Include {

@@ -14,7 +14,12 @@ type Spec struct {
 	// Include lists other probe files whose probes this file adds to its
 	// own, relative to this file's directory; LoadSpec reads them.
 	Include []string `yaml:"include"`
-	Probes  []Probe  `yaml:"probes"`
+	// Offsets names the offsets file (routerscope probes extract) to
+	// resolve the probes with on binaries without DWARF, relative to this
+	// file; empty means the file beside it (see OffsetsPath). LoadSpec
+	// makes it relative to the working directory.
+	Offsets string  `yaml:"offsets"`
+	Probes  []Probe `yaml:"probes"`
 	// Path is the file the spec was read from, for error messages; not YAML.
 	Path string `yaml:"-"`
 	// Files are every file LoadSpec read for the spec: Path, then the

@@ -28,7 +28,7 @@ var attrTypes = []string{TypeString, TypeInt, TypeFloat, TypeBool, TypeStringLis
 // Allowed keys per YAML level, checked before decoding so that a typo is
 // reported with its probe and a suggestion rather than silently ignored.
 var (
-	specKeys  = []string{"include", "probes"}
+	specKeys  = []string{"include", "offsets", "probes"}
 	probeKeys = []string{"symbol", "span", "kind", "parent", "attributes", "error", "into_parent"}
 	attrKeys  = []string{"name", "from", "value", "type", "map", "omit_empty", "max_bytes"}
 	errorKeys = []string{"from", "equals", "at_least", "message"}

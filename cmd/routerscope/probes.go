@@ -17,6 +17,7 @@ Usage:
   routerscope probes list --binary PATH [--match REGEXP] [--json]
   routerscope probes list --binary PATH --type TYPE [--json]
   routerscope probes verify --binary PATH --probes FILE... [--json]
+  routerscope probes extract --binary UNSTRIPPED --probes FILE... [--for STRIPPED]... [-o FILE]
 
 list prints the binary's functions with their parameters and results (from
 DWARF), marking those a probe cannot attach to (inlined at every call, no
@@ -30,6 +31,18 @@ attaching or root: per probe the entry offset and the instruction under it
 every RET, where each value is read and its Go type, and every problem with
 its fix. Exit status 1 when any probe has a problem, so a CI pipeline can
 check a new build before it is deployed.
+
+extract resolves the probes against an unstripped build (with DWARF) and
+writes the locations to an offsets file keyed by the Go build id, for the
+stripped build of the same code, which has no DWARF to resolve arguments and
+fields with. A strip(1)ped copy keeps the build id and needs nothing more;
+a build made with -ldflags='-s -w' has another build id: name it with
+--for, and extract checks it is the same code (same function table) and
+adds an entry for it. The file goes to -o, else the probe file's offsets:
+key, else beside the first probe file as NAME.offsets.yaml, where the agent
+looks for it when the binary it attaches to has no DWARF; an existing file
+keeps its entries for other builds. The agent refuses a file without an
+entry for the binary's build id, or extracted from other probes, and says so.
 
 Exit status: 0 ok, 1 problems found or the binary unreadable, 2 usage or
 invalid probe file.
@@ -49,8 +62,10 @@ func (c cli) probesCmd(args []string) int {
 		return c.probesList(args[1:])
 	case "verify":
 		return c.probesVerify(args[1:])
+	case "extract":
+		return c.probesExtract(args[1:])
 	}
-	fmt.Fprintf(c.stderr, "routerscope probes: unknown command %q: want list or verify\n", args[0])
+	fmt.Fprintf(c.stderr, "routerscope probes: unknown command %q: want list, verify or extract\n", args[0])
 	return exitUsage
 }
 
@@ -181,6 +196,69 @@ func (c cli) writeJSON(v any) int {
 	if err := enc.Encode(v); err != nil {
 		fmt.Fprintf(c.stderr, "routerscope probes: write JSON: %v\n", err)
 		return exitRuntime
+	}
+	return exitOK
+}
+
+func (c cli) probesExtract(args []string) int {
+	fs := flag.NewFlagSet("extract", flag.ContinueOnError)
+	binary := fs.String("binary", "", "")
+	var files, targets listFlag
+	fs.Var(&files, "probes", "")
+	fs.Var(&targets, "for", "")
+	out := fs.String("o", "", "")
+	if code, ok := c.probesFlags("extract", fs, args); !ok {
+		return code
+	}
+	if *binary == "" || len(files) == 0 {
+		fmt.Fprintln(c.stderr, "routerscope probes extract: --binary (the unstripped build) and --probes are required")
+		return exitUsage
+	}
+	spec, err := loadSpecs(files)
+	if err != nil {
+		fmt.Fprintf(c.stderr, "routerscope probes extract: %v\n", err)
+		return exitUsage
+	}
+	path := *out
+	switch {
+	case path != "":
+	case spec.Offsets != "":
+		path = spec.Offsets
+	default:
+		path = probes.OffsetsPath(spec.Path)
+	}
+	b, err := probes.OpenBinary(*binary)
+	if err != nil {
+		fmt.Fprintf(c.stderr, "routerscope probes extract: %v\n", err)
+		return exitRuntime
+	}
+	defer b.Close()
+	ob, err := probes.ExtractOffsets(b, spec)
+	if err != nil {
+		fmt.Fprintf(c.stderr, "routerscope probes extract: %v\n", err)
+		return exitRuntime
+	}
+	builds := []*probes.OffsetsBuild{ob}
+	for _, t := range targets {
+		tb, err := probes.OpenBinary(t)
+		if err != nil {
+			fmt.Fprintf(c.stderr, "routerscope probes extract: --for: %v\n", err)
+			return exitRuntime
+		}
+		fb, err := ob.For(tb)
+		tb.Close()
+		if err != nil {
+			fmt.Fprintf(c.stderr, "routerscope probes extract: --for: %v\n", err)
+			return exitRuntime
+		}
+		builds = append(builds, fb)
+	}
+	if err := probes.WriteOffsets(path, builds...); err != nil {
+		fmt.Fprintf(c.stderr, "routerscope probes extract: %v\n", err)
+		return exitRuntime
+	}
+	for _, b := range builds {
+		fmt.Fprintf(c.stdout, "%s: %d probes for build id %s\n", path, len(b.Probes), b.BuildID)
 	}
 	return exitOK
 }

@@ -2,11 +2,13 @@ package main
 
 import (
 	"encoding/json"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/routerscope/routerscope/agent"
 	"github.com/routerscope/routerscope/probes"
 )
 
@@ -89,5 +91,49 @@ func TestProbesVerify(t *testing.T) {
 	invalid := writeFile(t, "invalid.yaml", "probes:\n  - symbol: x\n    spam: y\n")
 	if code := c.main(t.Context(), []string{"probes", "verify", "--binary", bin, "--probes", invalid}); code != exitUsage || !strings.Contains(errOut.String(), `did you mean "span"`) {
 		t.Errorf("invalid spec: exit %d, %s", code, errOut)
+	}
+}
+
+func TestProbesExtract(t *testing.T) {
+	bin := routerBinary(t)
+	dir := t.TempDir()
+	sw := filepath.Join(dir, "router-sw")
+	if out, err := exec.Command("go", "build", "-ldflags=-s -w", "-o", sw, "../router").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	spec := writeFile(t, "router.yaml", `probes:
+  - symbol: github.com/routerscope/routerscope/router.(*Router).classify
+    span: c
+    attributes: [{name: x, from: return:0.Category}]
+`)
+	c, out, errOut := newCLI(nil, nil)
+	if code := c.main(t.Context(), []string{"probes", "extract", "--binary", bin, "--probes", spec, "--for", sw}); code != exitOK {
+		t.Fatalf("extract: exit %d: %s", code, errOut)
+	}
+	offsets := strings.TrimSuffix(spec, ".yaml") + ".offsets.yaml"
+	if !strings.Contains(out.String(), offsets+": 1 probes for build id go:") || strings.Count(out.String(), "\n") != 2 {
+		t.Errorf("extract output:\n%s", out)
+	}
+	off, err := probes.ReadOffsets(offsets)
+	if err != nil || len(off.Builds) != 2 {
+		t.Fatalf("offsets: %v %+v", err, off)
+	}
+	// The agent's resolution of the -s -w build finds it beside the spec.
+	prog, err := resolve(agent.AttachRequest{Executable: sw, Probes: []string{spec}})
+	if err != nil || len(prog.Probes) != 1 || len(prog.Probes[0].Return) != 1 {
+		t.Errorf("resolve the -s -w build: %v %+v", err, prog)
+	}
+
+	// --for a binary of other code is refused.
+	c, _, errOut = newCLI(nil, nil)
+	if code := c.main(t.Context(), []string{"probes", "extract", "--binary", bin, "--probes", spec, "--for", os.Args[0], "-o", filepath.Join(dir, "x.yaml")}); code != exitRuntime ||
+		!strings.Contains(errOut.String(), "not a build of the same code") {
+		t.Errorf("--for other code: exit %d, %s", code, errOut)
+	}
+	// Extracting from a binary without DWARF says what it needs.
+	c, _, errOut = newCLI(nil, nil)
+	if code := c.main(t.Context(), []string{"probes", "extract", "--binary", sw, "--probes", spec, "-o", filepath.Join(dir, "y.yaml")}); code != exitRuntime ||
+		!strings.Contains(errOut.String(), "DWARF") {
+		t.Errorf("extract from -s -w: exit %d, %s", code, errOut)
 	}
 }
