@@ -324,9 +324,16 @@ func (t *Tracer) setup(prog *Program, pid int, opts Options) error {
 		if slices.Contains(p.ReturnOffsets, entry) {
 			cookie |= cookieEntryIsReturn
 		}
+		if p.EndNext {
+			// Ends at the next span's entry: no RET uprobe at all.
+			cookie = uint64(p.ID)
+		}
 		t.linker.add(t.c.progs.entry, p.Spec.Symbol, entry, cookie)
 		t.uprobes[p.ID]++
 		for _, off := range p.ReturnOffsets {
+			if p.EndNext {
+				break
+			}
 			if off == entry {
 				continue
 			}
