@@ -34,8 +34,27 @@ prereqs:
 demo: build
 	./scripts/demo.sh $(EXPORTER)
 
-test: check-generated lint
+test: check-generated lint fuzz
 	$(GO) test $(GOTESTFLAGS) ./...
+
+# Fuzz every parser of hostile input for FUZZTIME each, from the seed corpora
+# in */testdata/fuzz (plain `go test` runs the seeds too). A failing input is
+# written to testdata/fuzz/<target>/ to reproduce and commit.
+FUZZTIME ?= 3s
+FUZZ_TARGETS := \
+	agent:FuzzParseConfig agent:FuzzRenderTrees agent:FuzzParseStartTime \
+	agent:FuzzCgroupIDs agent:FuzzConfigFlag agent:FuzzRepairUTF8 \
+	probes:FuzzDecodeEvent probes:FuzzParseSource probes:FuzzParseSpec \
+	probes:FuzzSpecErrorsBounded
+
+fuzz:
+	@for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; name=$${t##*:}; \
+		echo "fuzz ./$$pkg $$name for $(FUZZTIME)"; \
+		$(GO) test ./$$pkg -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) >/tmp/fuzz.$$$$.log 2>&1 \
+			|| { cat /tmp/fuzz.$$$$.log; rm -f /tmp/fuzz.$$$$.log; exit 1; }; \
+		grep '^fuzz: elapsed' /tmp/fuzz.$$$$.log | tail -1; rm -f /tmp/fuzz.$$$$.log; \
+	done
 
 # Pure-Go tests only: no root, no clang.
 unit:
