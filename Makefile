@@ -7,7 +7,7 @@ BIN       := bin
 EXPORTER  ?= stdout
 GOTESTFLAGS ?= -count=1 -timeout 40m
 
-.PHONY: all build generate check-generated deps prereqs demo test unit bench bench-short memory lint clean
+.PHONY: all build generate check-generated deps prereqs demo test unit bench bench-short memory lint image clean
 
 all: build
 
@@ -68,6 +68,11 @@ bench:
 # The same report in a few minutes: fewer rounds, requests and setups.
 bench-short:
 	$(GO) run ./bench --out build/bench --short $(BENCHFLAGS)
+
+# The agent's OCI image, built without a container engine: build/image/oci (OCI layout)
+# and build/image/routerscope.tar (docker-archive).
+image:
+	$(GO) run ./deploy/image --out build/image
 
 # Kernel memory of one capture (maps and ring buffer, default sizes) with 1,
 # 8 and 64 traced processes, per map (root): the figures in the README.

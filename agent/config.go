@@ -3,12 +3,14 @@ package agent
 import (
 	"errors"
 	"fmt"
+	"math"
 	"path/filepath"
 	"time"
 
 	"gopkg.in/yaml.v3"
 
 	"github.com/routerscope/routerscope/internal/readlimit"
+	"github.com/routerscope/routerscope/probes"
 )
 
 // Allowed values of the guide's enumerated keys, in the order error messages
@@ -134,6 +136,36 @@ type Agent struct {
 	// and out (inject), both on by default. Turning them off saves their
 	// uprobes (a RET hit per HTTP header line) and the socket programs.
 	Propagation Propagation
+	// Kernel is routerscope.kernel: the sizes of the one capture object
+	// every traced process shares (kernel memory is set by these, not by
+	// the number of processes). Read at start; a reload keeps the loaded
+	// sizes.
+	Kernel Kernel
+}
+
+// Kernel is routerscope.kernel.
+type Kernel struct {
+	// RingBufferBytes is the event ring buffer's size, a power of two; 0
+	// means the default (4 MiB).
+	RingBufferBytes int
+	// MapEntries overrides the entry counts of kernel maps by name (see
+	// probes.DefaultMapSizes and the README's table of what each costs).
+	MapEntries map[string]int
+}
+
+// CaptureOptions returns the capture engine's options for k.
+func (k Kernel) CaptureOptions() probes.CaptureOptions {
+	o := probes.CaptureOptions{RingBufferBytes: k.RingBufferBytes}
+	if len(k.MapEntries) > 0 {
+		o.Maps = probes.MapSizes{}
+		for name, n := range k.MapEntries {
+			if n < 0 || n > math.MaxUint32 {
+				n = 0 // refused by Check as out of range
+			}
+			o.Maps[name] = uint32(n)
+		}
+	}
+	return o
 }
 
 // Propagation is routerscope.propagation.
@@ -291,6 +323,9 @@ func Parse(data []byte) (Config, error) {
 // Validate checks the values' meanings (types and key names are checked
 // while decoding).
 func (c *Config) Validate() error {
+	if err := c.Agent.Kernel.CaptureOptions().Check(); err != nil {
+		return fmt.Errorf("%w: routerscope.kernel: %v", ErrConfig, err)
+	}
 	t := &c.Tracing
 	const p = "observability.tracing."
 	if t.Provider != ProviderOpenTelemetry {

@@ -156,6 +156,29 @@ func decodeAgent(n *yaml.Node, a *Agent) error {
 		},
 		"log_level":  stringField(&a.LogLevel),
 		"log_format": stringField(&a.LogFormat),
+		"kernel": func(n *yaml.Node, path string) error {
+			return decodeMapping(n, path, map[string]field{
+				"ring_buffer_bytes": intField(&a.Kernel.RingBufferBytes),
+				"map_entries": func(n *yaml.Node, path string) error {
+					if isNull(n) {
+						return nil
+					}
+					if n.Kind != yaml.MappingNode {
+						return typeError(path, "a mapping of map name to entries", n)
+					}
+					a.Kernel.MapEntries = map[string]int{}
+					for i := 0; i+1 < len(n.Content); i += 2 {
+						name := n.Content[i].Value
+						var v int
+						if err := intField(&v)(n.Content[i+1], path+"."+name); err != nil {
+							return err
+						}
+						a.Kernel.MapEntries[name] = v
+					}
+					return nil
+				},
+			})
+		},
 	})
 }
 

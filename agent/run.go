@@ -109,6 +109,7 @@ type runOptions struct {
 	hup           <-chan os.Signal
 	probeCheck    func(path string) error
 	resolveCheck  func(req AttachRequest) error
+	kernelStats   KernelStats
 }
 
 // WithStdout sets where the stdout exporter writes (default os.Stdout).
@@ -242,6 +243,9 @@ func Run(ctx context.Context, cfg Config, attach Attacher, log *zap.Logger, opts
 	}
 	asm := NewAssembler(pipe.Emit, cfg.Agent.MaxSpanAge)
 	met = newMetrics(asm, pipe)
+	if o.kernelStats != nil {
+		met.reg.MustRegister(newKernelCollector(o.kernelStats))
+	}
 
 	// Reading outlives the stop signal by the drain (drain.go): it ends
 	// with stopReading, not with ctx.

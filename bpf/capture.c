@@ -74,8 +74,11 @@ enum {
 // Hook for issue 7: set when the parent came from an incoming traceparent;
 // the sampled bit then comes from that header instead of the ratio.
 #define FLAG_REMOTE_PARENT 2
-// span_entry only: the span's entry values wait in entry_vals.
+// span_entry only: the span's entry values (and registers) wait in
+// entry_vals.
 #define FLAG_ENTRY_VALS 4
+// span_entry only: the probe is DESC_END_NEXT.
+#define FLAG_END_NEXT 16
 // event only: the span had entry values, but their slot in entry_vals was
 // taken before it ended (more open spans than the map holds).
 #define FLAG_ENTRY_LOST 8
@@ -108,7 +111,19 @@ struct probe_desc {
 	struct fetch_desc entry[MAX_FETCHES];
 	struct fetch_desc ret[MAX_FETCHES];
 	struct fetch_desc err;
+	__u32 flags; // DESC_*
+	__u32 _pad;
 };
+
+// probe_desc.flags.
+// END_NEXT: no RET uprobes; the span ends where the next span opens at its
+// frame's depth or above (its next sibling, its parent's next call) or where
+// an enclosing span ends, and is sent as finished, not abandoned.
+#define DESC_END_NEXT 1
+// END_FROM_ENTRY: the end values (ret[], err) are read with the registers
+// as they were at entry, through the pointers they held: a result struct or
+// per-request state the function fills.
+#define DESC_END_FROM_ENTRY 2
 
 // span_entry is one open span on a goroutine's stack.
 struct span_entry {
@@ -201,6 +216,7 @@ struct event {
 struct entry_vals {
 	__u32 len; // bytes used in data
 	__u32 n;   // values in data
+	__u64 regs[NUM_REGS]; // as at entry, for DESC_END_FROM_ENTRY
 	char data[ENTRY_VALS_MAX];
 };
 
@@ -632,7 +648,7 @@ static __always_inline __u32 pack_values(struct regs *regs, struct fetch_desc *f
 // begin_record writes a record's header and the span's entry values (taken
 // out of entry_vals) into the scratch buffer and returns the offset after
 // them.
-static __noinline __u32 begin_record(struct scratch *sc, __u8 kind, struct span_entry *s, __u64 g)
+static __noinline __u32 begin_record(struct scratch *sc, __u8 kind, struct span_entry *s, __u64 g, struct regs *saved)
 {
 	struct event *ev = (struct event *)sc->buf;
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
@@ -660,6 +676,8 @@ static __noinline __u32 begin_record(struct scratch *sc, __u8 kind, struct span_
 		ev->flags |= FLAG_ENTRY_LOST;
 		return sizeof(struct event);
 	}
+	if (saved)
+		__builtin_memcpy(saved->r, ent->regs, sizeof(saved->r));
 	__u32 len = ent->len;
 	if (len > ENTRY_VALS_MAX)
 		len = ENTRY_VALS_MAX;
@@ -707,19 +725,65 @@ static __noinline void send(struct event *ev, __u32 size, struct probe_counters 
 		c->emitted++;
 }
 
-// emit_abandoned reports a span whose frame is gone, with its entry values.
-static __noinline void emit_abandoned(struct span_entry *s, __u64 g)
+// end_values appends a span's end values (ret[], err) to the record built
+// in the scratch buffer at off, read with regs, and sends it.
+//
+// Global functions (emit_abandoned too) are verified once, not once per
+// call site and loop iteration: pop_stale calls them in a loop.
+__noinline int end_values(struct scratch *sc, __u32 off, struct regs *regs, struct probe_desc *desc, struct probe_counters *c)
 {
+	if (!sc || !regs || !desc)
+		return 0;
+	if (off > sizeof(struct event) + ENTRY_VALS_MAX)
+		off = sizeof(struct event) + ENTRY_VALS_MAX;
+	__u32 n = desc->n_return;
+	if (n > MAX_FETCHES)
+		n = MAX_FETCHES;
+	((struct event *)sc->buf)->n_return = n;
+	off = pack_values(regs, desc->ret, n, sc->buf, off);
+	if (desc->has_error && off <= SCRATCH_SIZE - sizeof(struct value)) {
+		__u32 used = read_value(regs, &desc->err, (struct value *)(sc->buf + off));
+		if (used > DATA_SIZE)
+			used = DATA_SIZE;
+		off += VALUE_HDR_SIZE + ((used + 7) & ~7U);
+		((struct event *)sc->buf)->has_err = 1;
+	}
+	send((struct event *)sc->buf, off, c);
+	return 0;
+}
+
+// emit_abandoned reports a span whose frame is gone, with its entry values.
+// For an end: next probe that is its end: the span is sent finished, with
+// its end values read through the registers saved at entry.
+__noinline int emit_abandoned(struct span_entry *s, __u64 g)
+{
+	if (!s)
+		return 0;
 	struct probe_counters *c = probe_counters(s->probe_id);
-	if (c)
+	if (s->flags & FLAG_END_NEXT) {
+		if (c)
+			c->returns++;
+	} else if (c) {
 		c->abandoned++;
+	}
 	if (!(s->flags & FLAG_SAMPLED))
-		return;
+		return 0;
 	struct scratch *sc = scratch_buf();
 	if (!sc)
-		return;
-	__u32 off = begin_record(sc, EVENT_ABANDONED, s, g);
-	send((struct event *)sc->buf, off, c);
+		return 0;
+	if (!(s->flags & FLAG_END_NEXT)) {
+		__u32 off = begin_record(sc, EVENT_ABANDONED, s, g, 0);
+		send((struct event *)sc->buf, off, c);
+		return 0;
+	}
+	__u32 id = s->probe_id;
+	struct probe_desc *desc = bpf_map_lookup_elem(&descs, &id);
+	if (!desc)
+		return 0;
+	struct regs saved = {};
+	__u32 off = begin_record(sc, EVENT_SPAN, s, g, &saved);
+	end_values(sc, off, &saved, desc, c);
+	return 0;
 }
 
 // pop_stale pops, as abandoned, the open spans whose frames cannot be live
@@ -802,6 +866,7 @@ static __noinline int keep_entry_values(struct pt_regs *ctx, struct probe_desc *
 	if (n > MAX_FETCHES)
 		n = MAX_FETCHES;
 	struct entry_vals *ent = (struct entry_vals *)sc->buf;
+	__builtin_memcpy(ent->regs, regs.r, sizeof(ent->regs));
 	__u32 off = pack_values(&regs, desc->entry, n, sc->buf, __builtin_offsetof(struct entry_vals, data));
 	ent->len = off - __builtin_offsetof(struct entry_vals, data);
 	ent->n = n;
@@ -883,7 +948,9 @@ static __always_inline int open_span(struct pt_regs *ctx, __u32 id)
 		bpf_map_update_elem(&open_spans, &ne.span_id, &one, BPF_ANY);
 		return 0;
 	}
-	if (desc->n_entry > 0 && keep_entry_values(ctx, desc, ne.span_id))
+	if (desc->flags & DESC_END_NEXT)
+		ne.flags |= FLAG_END_NEXT;
+	if ((desc->n_entry > 0 || (desc->flags & DESC_END_FROM_ENTRY)) && keep_entry_values(ctx, desc, ne.span_id))
 		ne.flags |= FLAG_ENTRY_VALS;
 	ne.start_ns = bpf_ktime_get_ns();
 	st->e[d & (MAX_DEPTH - 1)] = ne;
@@ -934,24 +1001,16 @@ static __always_inline int close_span(struct pt_regs *ctx, __u32 id)
 	struct scratch *sc = scratch_buf();
 	if (!sc)
 		return 0;
-	__u32 off = begin_record(sc, EVENT_SPAN, &s, g);
-	if (off > sizeof(struct event) + ENTRY_VALS_MAX)
-		off = sizeof(struct event) + ENTRY_VALS_MAX;
 	struct regs regs;
-	load_regs(ctx, &regs);
-	__u32 n = desc->n_return;
-	if (n > MAX_FETCHES)
-		n = MAX_FETCHES;
-	((struct event *)sc->buf)->n_return = n;
-	off = pack_values(&regs, desc->ret, n, sc->buf, off);
-	if (desc->has_error && off <= SCRATCH_SIZE - sizeof(struct value)) {
-		__u32 used = read_value(&regs, &desc->err, (struct value *)(sc->buf + off));
-		if (used > DATA_SIZE)
-			used = DATA_SIZE;
-		off += VALUE_HDR_SIZE + ((used + 7) & ~7U);
-		((struct event *)sc->buf)->has_err = 1;
+	__u32 off;
+	if (desc->flags & DESC_END_FROM_ENTRY) {
+		__builtin_memset(&regs, 0, sizeof(regs));
+		off = begin_record(sc, EVENT_SPAN, &s, g, &regs);
+	} else {
+		off = begin_record(sc, EVENT_SPAN, &s, g, 0);
+		load_regs(ctx, &regs);
 	}
-	send((struct event *)sc->buf, off, c);
+	end_values(sc, off, &regs, desc, c);
 	return 0;
 }
 

@@ -30,6 +30,7 @@ type CaptureEntryVals struct {
 	_    structs.HostLayout
 	Len  uint32
 	N    uint32
+	Regs [11]uint64
 	Data [4608]int8
 }
 
@@ -120,6 +121,8 @@ type CaptureProbeDesc struct {
 		Pad      [7]uint8
 		Offsets  [4]int64
 	}
+	Flags uint32
+	Pad   uint32
 }
 
 type CapturePropagationCounters struct {

@@ -80,16 +80,22 @@ type routes struct {
 	any   []*Tracer
 }
 
+// Check rejects a ring buffer size that is no power of two between a page
+// and 1 GiB, and bad map sizes (see MapSizes.Check).
+func (o CaptureOptions) Check() error {
+	if _, err := checkRing(o.RingBufferBytes); err != nil {
+		return err
+	}
+	return o.Maps.Check()
+}
+
 // NewCapture loads the capture programs and maps sized by opts and starts
 // reading the ring buffer.
 func NewCapture(opts CaptureOptions) (*Capture, error) {
-	ring, err := checkRing(opts.RingBufferBytes)
-	if err != nil {
+	if err := opts.Check(); err != nil {
 		return nil, err
 	}
-	if err := opts.Maps.Check(); err != nil {
-		return nil, err
-	}
+	ring, _ := checkRing(opts.RingBufferBytes)
 	if err := rlimit.RemoveMemlock(); err != nil {
 		return nil, fmt.Errorf("load the capture object: remove the memlock limit: %w", err)
 	}
@@ -114,6 +120,11 @@ func NewCapture(opts CaptureOptions) (*Capture, error) {
 		var verr *ebpf.VerifierError
 		if errors.As(err, &verr) {
 			return nil, fmt.Errorf("load the capture programs: %+v", verr)
+		}
+		if errors.Is(err, os.ErrPermission) {
+			// cilium/ebpf suggests RLIMIT_MEMLOCK, which kernels since 5.11 no
+			// longer use: the usual cause is a missing capability.
+			return nil, fmt.Errorf("load the capture programs: %w: %s", err, permissionHint)
 		}
 		return nil, fmt.Errorf("load the capture programs: %w", err)
 	}

@@ -157,4 +157,40 @@ func TestCaptureSharedByProcesses(t *testing.T) {
 	if got := c.Lost(); got != 0 {
 		t.Errorf("%d events lost", got)
 	}
+
+	// The Capture's stats (for /metrics) name each process.
+	cs := c.Stats()
+	byPID := map[int]ProcessProbeStats{}
+	for _, p := range cs.Probes {
+		if p.Span == fib.Spec.Span {
+			byPID[p.PID] = p
+		}
+	}
+	for i, p := range procs {
+		if got := byPID[p.cmd.Process.Pid]; got.Entries != want || got.Returns != want || got.Uprobes == 0 {
+			t.Errorf("Capture.Stats of process %d: %+v, want %d entries and returns", i, got, want)
+		}
+	}
+	found := false
+	for _, m := range cs.Maps {
+		if m.Name == "stacks" {
+			found = true
+			if m.Entries < n || m.Entries > int(m.MaxEntries) || m.Bytes == 0 {
+				t.Errorf("stacks map stats %+v: want at least one goroutine per process", m)
+			}
+		}
+	}
+	if !found {
+		t.Error("no stacks map in Capture.Stats")
+	}
+	// Detaching a process forgets its counters.
+	pid := procs[0].cmd.Process.Pid
+	if err := tracers[0].Close(); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range c.Stats().Probes {
+		if p.PID == pid {
+			t.Errorf("counters of detached process %d still listed: %+v", pid, p)
+		}
+	}
 }

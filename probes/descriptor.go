@@ -67,6 +67,14 @@ func encodeDescriptor(p *Resolved) ([]byte, error) {
 			return nil, err
 		}
 	}
+	var flags uint32
+	if p.EndNext {
+		flags |= descEndNext
+	}
+	if p.EndFromEntry {
+		flags |= descEndFromEntry
+	}
+	le.PutUint32(b[pdFlags:], flags)
 	return b, nil
 }
 

@@ -48,3 +48,8 @@ func (e *SymbolNotFoundError) Error() string {
 
 // Unwrap makes errors.Is(err, ErrSymbolNotFound) true.
 func (e *SymbolNotFoundError) Unwrap() error { return ErrSymbolNotFound }
+
+// permissionHint ends a permission error of loading or attaching: what the
+// agent needs, as the README and the DaemonSet manifest document it.
+const permissionHint = "loading and attaching eBPF programs needs CAP_BPF and CAP_PERFMON (or root); " +
+	"reading other users' processes needs CAP_SYS_PTRACE, trace-context injection CAP_NET_ADMIN"

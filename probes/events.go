@@ -48,7 +48,8 @@ const (
 	pdEntry    = 16
 	pdReturn   = pdEntry + MaxFetches*fdLen
 	pdErr      = pdReturn + MaxFetches*fdLen
-	pdLen      = pdErr + fdLen
+	pdFlags    = pdErr + fdLen
+	pdLen      = pdFlags + 8
 
 	// struct value
 	valWord    = 0
@@ -87,7 +88,8 @@ const (
 	recordMax = evLen + (2*MaxFetches+1)*valSize
 
 	// struct entry_vals
-	entryValsData = 8
+	entryValsRegs = 8
+	entryValsData = entryValsRegs + int(NumRegs)*8
 	entryValsLen  = entryValsData + MaxFetches*valSize
 
 	// struct probe_counters: seven u64 in this order.
@@ -112,6 +114,10 @@ const (
 	flagSampled      = 1
 	flagRemoteParent = 2
 	flagEntryLost    = 8
+
+	// struct probe_desc flags (DESC_*).
+	descEndNext      = 1
+	descEndFromEntry = 2
 	valMissing       = 1
 	valTruncated     = 2
 )

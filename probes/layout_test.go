@@ -30,7 +30,7 @@ func TestLayout(t *testing.T) {
 		}},
 		{"probe_desc", pdLen, []field{
 			{"n_entry", pdNEntry}, {"n_return", pdNReturn}, {"parent_id", pdParentID},
-			{"has_error", pdHasError}, {"entry", pdEntry}, {"ret", pdReturn}, {"err", pdErr},
+			{"has_error", pdHasError}, {"entry", pdEntry}, {"ret", pdReturn}, {"err", pdErr}, {"flags", pdFlags},
 		}},
 		{"value", valSize, []field{
 			{"word", valWord}, {"word2", valWord2}, {"len", valLen}, {"flags", valFlags},
@@ -43,7 +43,7 @@ func TestLayout(t *testing.T) {
 			{"span_id", evSpanID}, {"parent_span_id", evParentSpanID}, {"size", evSize},
 			{"entry_len", evEntryLen}, {"has_err", evHasErr},
 		}},
-		{"entry_vals", entryValsLen, []field{{"len", 0}, {"n", 4}, {"data", entryValsData}}},
+		{"entry_vals", entryValsLen, []field{{"len", 0}, {"n", 4}, {"regs", entryValsRegs}, {"data", entryValsData}}},
 		{"probe_counters", pcLen, []field{
 			{"entries", pcEntries}, {"returns", pcReturns}, {"abandoned", pcAbandoned},
 			{"emitted", pcEmitted}, {"overflow", pcOverflow}, {"unmatched", pcUnmatched}, {"skipped", pcSkipped},

@@ -255,6 +255,7 @@ func (b *Binary) offsetsProbe(id int, p Probe, op OffsetsProbe) (*Resolved, erro
 	if r.Spec.Kind == "" {
 		r.Spec.Kind = "internal"
 	}
+	r.EndNext, r.EndFromEntry = p.End == EndNext, probeEnds(p).entry
 	for i := range r.Spec.Attributes {
 		r.Spec.Attributes[i].Type = op.Types[i]
 	}

@@ -176,7 +176,7 @@ func TestOffsetsCoverResolved(t *testing.T) {
 	known := map[string]string{
 		"ID": "the spec index", "Spec": "the spec, with Types", "Address": "pclntab", "SymbolOffset": "pclntab",
 		"EntryOffset": "pclntab, checked", "ReturnOffsets": "pclntab, checked", "Entry": "file", "Return": "file",
-		"Error": "file", "ParentID": "the spec",
+		"Error": "file", "ParentID": "the spec", "EndNext": "the spec", "EndFromEntry": "the spec's sources",
 	}
 	rt := reflect.TypeOf(Resolved{})
 	for i := range rt.NumField() {

@@ -96,6 +96,12 @@ type Resolved struct {
 	Error *Fetch
 	// ParentID is the ID of the probe named by Spec.Parent, or -1.
 	ParentID int
+	// EndNext is Spec.End == "next": no RET uprobes, the span ends where
+	// the next span opens at its depth or above, or an enclosing one ends.
+	EndNext bool
+	// EndFromEntry is set when the end values (Return, Error) are end:
+	// sources, read through the registers saved at entry.
+	EndFromEntry bool
 }
 
 // Program is a probe file resolved against one binary.

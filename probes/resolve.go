@@ -94,6 +94,7 @@ func resolveProbe(b *Binary, p Probe) (*Resolved, []error) {
 		return sig, sigErr
 	}
 	var errs []error
+	var ends endSources
 	for i := range r.Spec.Attributes {
 		a := &r.Spec.Attributes[i]
 		where := fmt.Sprintf("attributes[%d] (%s)", i, a.Name)
@@ -130,12 +131,18 @@ func resolveProbe(b *Binary, p Probe) (*Resolved, []error) {
 		}
 		f.Attr = i
 		if src.atReturn() {
+			ends.add(src)
 			r.Return = append(r.Return, f)
 		} else {
 			r.Entry = append(r.Entry, f)
 		}
 	}
 	if p.Error != nil {
+		for _, from := range []string{p.Error.From, p.Error.Message} {
+			if src, err := parseSource(from); err == nil {
+				ends.add(src)
+			}
+		}
 		if f, err := resolveErrorRule(p.Error, needSig); err != nil {
 			errs = append(errs, fmt.Errorf("error.from %s: %w", p.Error.From, err))
 		} else {
@@ -149,6 +156,11 @@ func resolveProbe(b *Binary, p Probe) (*Resolved, []error) {
 			}
 		}
 	}
+	if err := ends.check(p); err != nil {
+		errs = append(errs, err)
+	}
+	r.EndNext = p.End == EndNext
+	r.EndFromEntry = ends.entry
 	if len(errs) > 0 {
 		return nil, errs
 	}
@@ -277,8 +289,8 @@ func resolveErrorMessage(from string, needSig func() (*signature, error)) (Fetch
 	if err != nil {
 		return Fetch{}, err
 	}
-	if src.kind != srcReturn {
-		return Fetch{}, fmt.Errorf("the message is read at return; use return:INDEX[.Field]: %w", ErrInvalidSpec)
+	if !src.atReturn() {
+		return Fetch{}, fmt.Errorf("the message is read when the span ends; use return:INDEX[.Field] or end:arg:NAME.Field: %w", ErrInvalidSpec)
 	}
 	sig, err := needSig()
 	if err != nil {
@@ -300,8 +312,8 @@ func resolveErrorRule(e *ErrorRule, needSig func() (*signature, error)) (*Fetch,
 	if err != nil {
 		return nil, err
 	}
-	if src.kind != srcReturn {
-		return nil, fmt.Errorf("failure is decided at return; use return:INDEX[.Field]: %w", ErrInvalidSpec)
+	if !src.atReturn() {
+		return nil, fmt.Errorf("failure is decided when the span ends; use return:INDEX[.Field] or end:arg:NAME.Field: %w", ErrInvalidSpec)
 	}
 	sig, err := needSig()
 	if err != nil {

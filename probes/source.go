@@ -26,18 +26,23 @@ type source struct {
 	index int
 	// path is the field selectors after the value, e.g. [Meta User].
 	path []string
+	// end is set for end:arg:... and end:receiver...: the value is read
+	// when the span ends, through the registers as they were at entry (a
+	// pointer to a result struct or request state the function fills).
+	end bool
 }
 
-// atReturn reports whether the value exists only when the function
-// returns (results); arguments and the receiver exist only at entry,
-// because their registers are reused by the body.
-func (s source) atReturn() bool { return s.kind == srcReturn }
+// atReturn reports whether the value is read when the span ends: results
+// at the function's return, end: sources through the entry registers.
+// Arguments and the receiver are otherwise read at entry, because their
+// registers are reused by the body.
+func (s source) atReturn() bool { return s.kind == srcReturn || s.end }
 
 // needsDWARF reports whether resolving the source needs parameter types.
 func (s source) needsDWARF() bool { return s.kind != srcDuration }
 
 // fromSyntax is the grammar of `from`, quoted in error messages.
-const fromSyntax = "arg:NAME, arg:INDEX, receiver or return:INDEX, optionally followed by .Field.Field, or duration_ms|duration_us|duration_ns"
+const fromSyntax = "arg:NAME, arg:INDEX, receiver or return:INDEX, optionally followed by .Field.Field, end: before an argument or receiver path, or duration_ms|duration_us|duration_ns"
 
 // parseSource parses a `from` expression.
 func parseSource(from string) (source, error) {
@@ -46,6 +51,17 @@ func parseSource(from string) (source, error) {
 		return source{kind: srcDuration, name: strings.TrimPrefix(from, "duration_"), index: -1}, nil
 	case "":
 		return source{}, fmt.Errorf("empty source; use %s", fromSyntax)
+	}
+	if rest, ok := strings.CutPrefix(from, "end:"); ok {
+		s, err := parseSource(rest)
+		if err != nil {
+			return source{}, err
+		}
+		if s.end || (s.kind != srcArg && s.kind != srcReceiver) || len(s.path) == 0 {
+			return source{}, fmt.Errorf("%q: end: reads a field through an argument or the receiver when the span ends, e.g. end:arg:state.Result.Category", from)
+		}
+		s.end = true
+		return s, nil
 	}
 	head, rest, _ := strings.Cut(from, ".")
 	var path []string
@@ -120,6 +136,9 @@ func (s source) String() string {
 	}
 	if len(s.path) > 0 {
 		head += "." + strings.Join(s.path, ".")
+	}
+	if s.end {
+		head = "end:" + head
 	}
 	return head
 }

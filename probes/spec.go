@@ -48,6 +48,12 @@ type Probe struct {
 	// producing a span: for values that exist only inside the parent's
 	// function, such as the status code an HTTP handler writes.
 	IntoParent bool `yaml:"into_parent"`
+	// End says where the span ends: "return" (the default) at the
+	// function's RETs, each a single-stepped uprobe hit; "next" where the
+	// next span opens at the same call depth or above (its next sibling)
+	// or an enclosing span ends, with no RET uprobe at all. End values of
+	// an end: next probe come from end:arg:... sources.
+	End string `yaml:"end"`
 }
 
 // Attribute declares one span attribute and where its value comes from.

@@ -29,7 +29,7 @@ var attrTypes = []string{TypeString, TypeInt, TypeFloat, TypeBool, TypeStringLis
 // reported with its probe and a suggestion rather than silently ignored.
 var (
 	specKeys  = []string{"include", "offsets", "probes"}
-	probeKeys = []string{"symbol", "span", "kind", "parent", "attributes", "error", "into_parent"}
+	probeKeys = []string{"symbol", "span", "kind", "parent", "attributes", "error", "into_parent", "end"}
 	attrKeys  = []string{"name", "from", "value", "type", "map", "omit_empty", "max_bytes"}
 	errorKeys = []string{"from", "equals", "at_least", "message"}
 )
@@ -277,6 +277,7 @@ func ValidateSpec(spec *Spec) error {
 			checkErrorRule(c, where+".error", p.Error)
 		}
 		checkIntoParent(c, where, p)
+		checkEnd(c, where, p)
 	}
 	for i, p := range spec.Probes {
 		if p.Parent == "" {
@@ -341,8 +342,8 @@ func checkErrorRule(c *specCheck, where string, e *ErrorRule) {
 		c.add(where+".from", "%v", err)
 		return
 	}
-	if s.kind != srcReturn {
-		c.add(where+".from", "%q is not a result; failure is decided when the function returns, so use return:INDEX[.Field]", e.From)
+	if !s.atReturn() {
+		c.add(where+".from", "%q is not a result; failure is decided when the span ends, so use return:INDEX[.Field] or end:arg:NAME.Field", e.From)
 	}
 	if e.Equals != nil {
 		switch e.Equals.(type) {
@@ -361,8 +362,8 @@ func checkErrorRule(c *specCheck, where string, e *ErrorRule) {
 		switch {
 		case err != nil:
 			c.add(where+".message", "%v", err)
-		case m.kind != srcReturn:
-			c.add(where+".message", "%q is not a result; the message is read when the function returns, so use return:INDEX[.Field] of a string", e.Message)
+		case !m.atReturn():
+			c.add(where+".message", "%q is not a result; the message is read when the span ends, so use return:INDEX[.Field] or end:arg:NAME.Field of a string", e.Message)
 		}
 	}
 }

@@ -44,7 +44,7 @@ type ValueReport struct {
 	// Attribute is the attribute's name, or "error" for the error rule.
 	Attribute string `json:"attribute"`
 	From      string `json:"from"`
-	// At is "entry" or "return".
+	// At is "entry", "return", or for end: sources "end, through the registers at entry".
 	At string `json:"at"`
 	// GoType is the value's Go type; Type the attribute type it becomes.
 	GoType string `json:"go_type"`
@@ -165,6 +165,9 @@ func (b *Binary) valueReport(name, from, typ string, f Fetch, sig *signature, si
 	src, err := parseSource(from)
 	if err == nil && src.atReturn() {
 		v.At = "return"
+		if src.end {
+			v.At = "end, through the registers at entry"
+		}
 	}
 	if err == nil && sigErr == nil {
 		v.GoType = sig.goType(src)

@@ -25,14 +25,37 @@ type engine struct {
 	c  *probes.Capture
 }
 
-// newAttacher returns the Attacher backed by the capture engine: for each
-// process it resolves the probe files against the process's executable
-// (shared between processes of the same build id) and attaches the kernel
-// programs, filtered to the process's PID, to the agent's one Capture.
-// close frees the Capture once the agent has stopped.
-func newAttacher() (attach agent.Attacher, close func() error, err error) {
-	e := &engine{cache: agent.NewResolveCache(resolveCacheSize)}
-	return e.attach, e.close, nil
+// captureEngine is what the agent's run needs from the capture engine.
+type captureEngine struct {
+	attach agent.Attacher
+	// stats reads the kernel's counters for /metrics; nil means none.
+	stats agent.KernelStats
+	// close frees the kernel objects once the agent has stopped.
+	close func() error
+}
+
+// newAttacher returns the capture engine: for each process it resolves the
+// probe files against the process's executable (shared between processes
+// of the same build id) and attaches the kernel programs, filtered to the
+// process's PID, to the agent's one Capture, sized by k.
+func newAttacher(k agent.Kernel) (captureEngine, error) {
+	opts := k.CaptureOptions()
+	if err := opts.Check(); err != nil {
+		return captureEngine{}, err
+	}
+	e := &engine{opts: opts, cache: agent.NewResolveCache(resolveCacheSize)}
+	return captureEngine{attach: e.attach, stats: e.stats, close: e.close}, nil
+}
+
+// stats reads the Capture's counters, once it is loaded.
+func (e *engine) stats() (probes.CaptureStats, bool) {
+	e.mu.Lock()
+	c := e.c
+	e.mu.Unlock()
+	if c == nil {
+		return probes.CaptureStats{}, false
+	}
+	return c.Stats(), true
 }
 
 func (e *engine) attach(ctx context.Context, req agent.AttachRequest) (agent.EventSource, error) {

@@ -92,13 +92,13 @@ routerscope:
 
 	var mu sync.Mutex
 	var reqs []agent.AttachRequest
-	attach := func() (agent.Attacher, func() error, error) {
-		return func(_ context.Context, req agent.AttachRequest) (agent.EventSource, error) {
+	attach := func(agent.Kernel) (captureEngine, error) {
+		return captureEngine{close: func() error { return nil }, attach: func(_ context.Context, req agent.AttachRequest) (agent.EventSource, error) {
 			mu.Lock()
 			defer mu.Unlock()
 			reqs = append(reqs, req)
 			return &holdSource{closed: make(chan struct{})}, nil
-		}, func() error { return nil }, nil
+		}}, nil
 	}
 	requests := func() []agent.AttachRequest {
 		mu.Lock()

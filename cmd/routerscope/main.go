@@ -127,7 +127,7 @@ configuration error.
 type cli struct {
 	stdout, stderr io.Writer
 	getenv         func(string) string
-	newAttacher    func() (agent.Attacher, func() error, error)
+	newAttacher    func(agent.Kernel) (captureEngine, error)
 	// resolveCheck resolves a reloaded config's probes against an
 	// attached process before it is applied; nil skips the check (tests
 	// with a synthetic attacher).
@@ -298,18 +298,21 @@ func (c cli) run(ctx context.Context, args []string) int {
 	if path != "" {
 		log.Info("config loaded", zap.String(agent.LogKeyConfig, source))
 	}
-	attach, closeCapture, err := c.newAttacher()
+	engine, err := c.newAttacher(cfg.Agent.Kernel)
 	if err != nil {
 		log.Error("start capture", zap.Error(err))
 		return exitRuntime
 	}
 	defer func() {
 		// After Run: every process is detached by then.
-		if err := closeCapture(); err != nil {
+		if err := engine.close(); err != nil {
 			log.Warn("close the capture", zap.Error(err))
 		}
 	}()
 	opts := []agent.Option{agent.WithStdout(c.stdout), agent.WithReloadSignal(c.hup), agent.WithProbeCheck(checkProbeFile)}
+	if engine.stats != nil {
+		opts = append(opts, agent.WithKernelStats(engine.stats))
+	}
 	if c.resolveCheck != nil {
 		opts = append(opts, agent.WithResolveCheck(c.resolveCheck))
 	}
@@ -326,7 +329,7 @@ func (c cli) run(ctx context.Context, args []string) int {
 		log.Info("serving /metrics, /healthz and /readyz", zap.Stringer("address", ln.Addr()))
 		opts = append(opts, agent.WithMetricsListener(ln))
 	}
-	if err := agent.Run(ctx, cfg, attach, log, opts...); err != nil {
+	if err := agent.Run(ctx, cfg, engine.attach, log, opts...); err != nil {
 		log.Error("run", zap.Error(err))
 		if errors.Is(err, agent.ErrConfig) {
 			return exitUsage

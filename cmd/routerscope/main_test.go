@@ -50,9 +50,9 @@ func (s *oneRequest) Close() error {
 	return nil
 }
 
-func fakeAttacher(got *agent.AttachRequest) func() (agent.Attacher, func() error, error) {
-	return func() (agent.Attacher, func() error, error) {
-		return func(_ context.Context, req agent.AttachRequest) (agent.EventSource, error) {
+func fakeAttacher(got *agent.AttachRequest) func(agent.Kernel) (captureEngine, error) {
+	return func(agent.Kernel) (captureEngine, error) {
+		return captureEngine{close: func() error { return nil }, attach: func(_ context.Context, req agent.AttachRequest) (agent.EventSource, error) {
 			*got = req
 			p := &probes.Resolved{Spec: probes.Probe{Span: "semantic_router.request.received", Kind: "server",
 				Attributes: []probes.Attribute{{Name: "processing.time_ms", From: "duration_ms"}}}, ParentID: -1}
@@ -62,11 +62,11 @@ func fakeAttacher(got *agent.AttachRequest) func() (agent.Attacher, func() error
 				{Kind: probes.EventEntry, Probe: p, PID: uint32(req.Target.PID), Time: t0, TraceID: tr, SpanID: sp, Sampled: true},
 				{Kind: probes.EventReturn, Probe: p, PID: uint32(req.Target.PID), Time: t0.Add(45 * time.Millisecond), TraceID: tr, SpanID: sp, Sampled: true},
 			}}, nil
-		}, func() error { return nil }, nil
+		}}, nil
 	}
 }
 
-func newCLI(env map[string]string, attach func() (agent.Attacher, func() error, error)) (cli, *bytes.Buffer, *bytes.Buffer) {
+func newCLI(env map[string]string, attach func(agent.Kernel) (captureEngine, error)) (cli, *bytes.Buffer, *bytes.Buffer) {
 	var out, errOut bytes.Buffer
 	return cli{stdout: &out, stderr: &errOut, getenv: func(k string) string { return env[k] }, newAttacher: attach,
 		// Tests run in parallel with other packages: never the fixed port.

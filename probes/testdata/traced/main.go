@@ -222,6 +222,37 @@ func named(s WeakString, l Level, f Flag, t Tags, r *NamedReq) WeakString {
 	return WeakString(strconv.Itoa(int(l)))
 }
 
+// Stages is the per-request state stage1 and stage2 fill, for end: next
+// probes that read a stage's results through it when the stage's span ends.
+type Stages struct {
+	First  int
+	Second string
+	Err    error
+}
+
+// pipeline calls its stages in order, passing the state along; their spans
+// are its children and each other's siblings.
+//
+//go:noinline
+func pipeline(st *Stages, n int) int {
+	stage1(st, n)
+	stage2(st, n)
+	return st.First
+}
+
+//go:noinline
+func stage1(st *Stages, n int) {
+	st.First = n * 10
+}
+
+//go:noinline
+func stage2(st *Stages, n int) {
+	st.Second = "s" + strconv.Itoa(n)
+	if n < 0 {
+		st.Err = errors.New("negative")
+	}
+}
+
 // mark ends every command: a test reads events until mark's return, which
 // the kernel wrote after every event of the command.
 //
@@ -275,6 +306,8 @@ func main() {
 		case "named":
 			named(WeakString(arg), -7, true, Tags{"t1", "t2"},
 				&NamedReq{Name: "n-" + WeakString(arg), Level: 42, On: true, Tags: Tags{"x"}, Labels: Labels{"l1", "l2"}})
+		case "pipeline":
+			pipeline(&Stages{}, n)
 		case "loop":
 			// For benchmarks: n calls of a probed leaf function.
 			for i := range n {

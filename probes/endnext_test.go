@@ -1,0 +1,154 @@
+package probes
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestCheckEnd(t *testing.T) {
+	for end, ok := range map[string]bool{"": true, "return": true, "next": true, "later": false} {
+		c := &specCheck{}
+		checkEnd(c, "probes[0]", Probe{End: end})
+		if got := c.err() == nil; got != ok {
+			t.Errorf("end %q: valid %v, want %v (%v)", end, got, ok, c.err())
+		}
+	}
+	for from, ok := range map[string]bool{
+		"end:arg:st.First":     true,
+		"end:receiver.Res.X":   true,
+		"end:arg:st":           false, // no field to read through the pointer
+		"end:return:0.X":       false,
+		"end:end:arg:st.First": false,
+		"end:duration_ms":      false,
+	} {
+		s, err := parseSource(from)
+		if (err == nil) != ok {
+			t.Errorf("%s: err %v, want valid %v", from, err, ok)
+			continue
+		}
+		if ok && (!s.end || !s.atReturn() || s.String() != from) {
+			t.Errorf("%s: parsed %+v (%s)", from, s, s.String())
+		}
+	}
+	var e endSources
+	ret, _ := parseSource("return:0.X")
+	end, _ := parseSource("end:arg:st.X")
+	e.add(end)
+	if err := e.check(Probe{End: EndNext}); err != nil {
+		t.Errorf("end: next with end: sources: %v", err)
+	}
+	e.add(ret)
+	if err := e.check(Probe{}); err == nil || !strings.Contains(err.Error(), "one way") {
+		t.Errorf("mixed end sources: %v", err)
+	}
+	e = endSources{}
+	e.add(ret)
+	if err := e.check(Probe{End: EndNext}); err == nil {
+		t.Errorf("end: next reading return:0: no error")
+	}
+}
+
+// TestCaptureEndNext: stages of an end: next probe end where the next
+// sibling starts or the parent returns, with their results read then
+// through the state pointer captured at entry, and no RET uprobe; in RET
+// mode the same end: values are read at each stage's own RETs.
+func TestCaptureEndNext(t *testing.T) {
+	requireRoot(t)
+	bin := tracedBinary(t)
+	for _, next := range []bool{true, false} {
+		s := newProbeSet(t, bin)
+		s.add("main.pipeline")
+		s1 := s.add("main.stage1")
+		s2 := s.add("main.stage2")
+		// stage(st *Stages, n int): st in RAX; Stages is {First int;
+		// Second string; Err error}.
+		for _, p := range []*Resolved{s1, s2} {
+			p.EndNext, p.EndFromEntry = next, true
+		}
+		s1.Return = []Fetch{{Attr: 0, Kind: KindInt, Size: 8, Loc: inMem(RegRAX, 0)}}
+		s2.Return = []Fetch{{Attr: 0, Kind: KindString, Loc: inMem(RegRAX, 8)}}
+		s2.Error = &Fetch{Attr: AttrErrorRule, Kind: KindError, Loc: inMem(RegRAX, 24)}
+		ss := attachSession(t, s, startTraced(t, bin), DefaultOptions())
+		st := ss.tr.Stats()
+		if u := st.Probes[s1.ID].Uprobes; next && u != 1 || !next && u != 1+len(s1.ReturnOffsets) {
+			t.Errorf("end next %v: stage1 has %d uprobes", next, u)
+		}
+
+		evs := ss.run("pipeline 3")
+		expect(t, evs, "entry main.pipeline", "entry main.stage1", "return main.stage1",
+			"entry main.stage2", "return main.stage2", "return main.pipeline")
+		root, e1, r1, e2, r2 := evs[0], evs[1], evs[2], evs[3], evs[4]
+		if e1.ParentSpanID != root.SpanID || e2.ParentSpanID != root.SpanID || r1.SpanID != e1.SpanID || r2.SpanID != e2.SpanID {
+			t.Errorf("end next %v: nesting:\n%s", next, summary(evs))
+		}
+		if r1.Values[0].Int != 30 || r2.Values[0].Str != "s3" || r2.Err.Failed {
+			t.Errorf("end next %v: end values %+v %+v err %+v", next, r1.Values, r2.Values, r2.Err)
+		}
+		if next && (r1.Time.After(e2.Time) || r2.Time.After(evs[5].Time)) {
+			t.Errorf("stage ends past the next start or the parent's end:\n%s", summary(evs))
+		}
+
+		evs = ss.run("pipeline -2")
+		if len(evs) != 6 || !evs[4].Err.Failed || evs[4].Err.Message != "negative" || evs[2].Values[0].Int != -20 {
+			t.Errorf("end next %v: failing stage:\n%s", next, summary(evs))
+		}
+		if p := ss.tr.Stats().Probes[s1.ID]; p.Returns != 2 || p.Abandoned != 0 || p.Emitted != 2 {
+			t.Errorf("end next %v: stage1 stats %+v", next, p)
+		}
+		ss.tr.Close()
+	}
+}
+
+func TestResolveEndNext(t *testing.T) {
+	b, err := OpenBinary(tracedBinary(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	spec, err := ParseSpec([]byte(`probes:
+  - symbol: main.stage2
+    span: stage2
+    end: next
+    attributes:
+      - {name: second, from: "end:arg:st.Second"}
+      - {name: n, from: arg:n}
+    error: {from: "end:arg:st.Err"}
+  - symbol: main.stage1
+    span: stage1
+    attributes:
+      - {name: first, from: "end:arg:st.First"}
+`), "end.yaml")
+	if err != nil {
+		t.Fatalf("parse: %v", err)
+	}
+	prog, err := Resolve(b, spec)
+	if err != nil {
+		t.Fatalf("resolve: %v", err)
+	}
+	s2, s1 := prog.Probes[0], prog.Probes[1]
+	if !s2.EndNext || !s2.EndFromEntry || len(s2.Entry) != 1 || len(s2.Return) != 1 || s2.Error == nil {
+		t.Errorf("stage2: %+v", s2)
+	}
+	if s2.Return[0].Kind != KindString || s2.Return[0].Loc.InRegs || s2.Return[0].Loc.Base != RegRAX || s2.Return[0].Loc.Offsets[0] != 8 {
+		t.Errorf("stage2 end value: %+v", s2.Return[0])
+	}
+	if s1.EndNext || !s1.EndFromEntry || len(s1.Return) != 1 {
+		t.Errorf("stage1 (RET mode, end: values): %+v", s1)
+	}
+
+	for name, yml := range map[string]string{
+		"next reads return": "probes:\n  - {symbol: main.handle, span: h, end: next, attributes: [{name: t, from: return:0.Tokens}]}\n",
+		"mixed":             "probes:\n  - {symbol: main.handle, span: h, attributes: [{name: t, from: return:0.Tokens}, {name: m, from: \"end:arg:req.Model\"}]}\n",
+	} {
+		spec, err := ParseSpec([]byte(yml), "bad.yaml")
+		if err != nil {
+			t.Fatalf("%s: parse: %v", name, err)
+		}
+		if _, err := Resolve(b, spec); err == nil {
+			t.Errorf("%s: resolved", name)
+		}
+	}
+	if _, err := ParseSpec([]byte("probes:\n  - {symbol: main.handle, span: h, end: later}\n"), "bad.yaml"); err == nil {
+		t.Errorf("end: later parsed")
+	}
+}
