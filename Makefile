@@ -7,7 +7,7 @@ BIN       := bin
 EXPORTER  ?= stdout
 GOTESTFLAGS ?= -count=1 -timeout 40m
 
-.PHONY: all build generate check-generated deps prereqs demo test unit bench bench-short memory lint image clean
+.PHONY: all build generate check-generated deps prereqs demo test unit bench bench-short memory lint fuzz image clean
 
 all: build
 
