@@ -261,6 +261,7 @@ func (m *manager) attachOne(ctx context.Context, w match) error {
 		zap.String(LogKeyExporter, m.cfg.Tracing.Exporter.Type), zap.String(LogKeySampling, m.cfg.Tracing.Sampling.Type),
 		zap.Float64(LogKeyRatio, m.ratio), zap.String(LogKeyLinks, linkMode(src)))
 	logPropagation(m.log, req.Target, src)
+	logHandOff(m.log, req.Target, src)
 	m.readers.Go(func() { m.read(rctx, a) })
 	m.readers.Go(func() { m.watchExit(rctx, a) })
 	return nil

@@ -77,3 +77,26 @@ func logPropagation(log *zap.Logger, target Target, src EventSource) {
 	}
 	log.Info("trace context propagation", fields...)
 }
+
+// LogKeyHandOffNo is the reason field of the hand-off-off log line.
+const LogKeyHandOffNo = "handoff_off_reason"
+
+// statsReporter is an EventSource with the capture engine's counters
+// (*probes.Tracer).
+type statsReporter interface {
+	Stats() probes.Stats
+}
+
+// logHandOff says, in one line, that goroutine hand-off was asked for and
+// is off on an attachment, and why (the target's Go release or layout is
+// not one runtime.newproc1's probe is verified on): spans of goroutines
+// started inside a span then start their own traces.
+func logHandOff(log *zap.Logger, target Target, src EventSource) {
+	r, ok := src.(statsReporter)
+	if !ok {
+		return
+	}
+	if why := r.Stats().HandOffOff; why != "" {
+		log.Warn("goroutine hand-off off", zap.Stringer(LogKeyTarget, target), zap.String(LogKeyHandOffNo, why))
+	}
+}

@@ -131,6 +131,9 @@ type Stats struct {
 	// HandOffUprobes is the number of uprobes on runtime.newproc1 (0 when
 	// hand-off is off).
 	HandOffUprobes int
+	// HandOffOff says why hand-off is off although Options.HandOff asked
+	// for it (the target's Go release or layout is not the verified one).
+	HandOffOff string
 }
 
 // Tracer is a Program attached to a process, through a Capture shared with
@@ -150,6 +153,8 @@ type Tracer struct {
 	links   []link.Link
 	uprobes []int // per probe id
 	handOff int
+	// handOffOff says why hand-off was asked for and is off.
+	handOffOff string
 	// W3C trace context (propagation.go, inject.go).
 	prop        PropagationStatus
 	propUprobes int
@@ -247,6 +252,12 @@ func (c *Capture) Attach(prog *Program, pid int, opts Options) (*Tracer, error) 
 	if err != nil {
 		return nil, fmt.Errorf("attach: %w", err)
 	}
+	// Every span reads the goroutine's g: a release the engine is not
+	// verified on is refused rather than traced with garbage depths.
+	if err := PartCapture.Check(bin); err != nil {
+		c.releaseIDs(prog)
+		return nil, fmt.Errorf("attach: %w", err)
+	}
 	t := &Tracer{c: c, prog: prog, pid: pid, bin: bin, byID: byID, base: base, uprobes: make([]int, len(byID)),
 		queue: make(chan readResult, tracerQueue), closing: make(chan struct{})}
 	global := make([]*Resolved, base+len(byID))
@@ -331,7 +342,9 @@ func (t *Tracer) setup(prog *Program, pid int, opts Options) error {
 		}
 	}
 	if opts.HandOff {
-		if err := t.attachHandOff(); err != nil {
+		if err := PartHandOff.Check(t.bin); err != nil {
+			t.handOffOff = err.Error()
+		} else if err := t.attachHandOff(); err != nil {
 			return err
 		}
 	}
@@ -434,7 +447,7 @@ func (t *Tracer) PID() int { return t.pid }
 // Stats reads the per-probe counters of the Tracer's process from the
 // kernel (pid 0: summed over every process).
 func (t *Tracer) Stats() Stats {
-	s := Stats{Lost: t.Lost(), HandOffUprobes: t.handOff}
+	s := Stats{Lost: t.Lost(), HandOffUprobes: t.handOff, HandOffOff: t.handOffOff}
 	s.Read = t.read.Load()
 	var sums map[uint32]bpf.CaptureProbeCounters
 	if t.pid == 0 {

@@ -44,6 +44,11 @@ type Binary struct {
 	dwarfOnce sync.Once
 	dwarf     *dwarfInfo
 	dwarfErr  error
+	// rtypes names runtime type descriptors, for itabs without symbols
+	// (itab.go); typesBase is where the descriptors start (runtime.types),
+	// which DWARF's runtime type offsets count from.
+	rtypes    runtimeTypeNames
+	typesBase uint64
 
 	closeOnce sync.Once
 	closeErr  error
@@ -133,6 +138,8 @@ func (b *Binary) readSymbols() error {
 			if key := unescapeSymbol(s.Name); b.funcs[key].name == "" {
 				b.funcs[key] = funcSym{name: s.Name, addr: s.Value, size: s.Size}
 			}
+		case s.Name == "runtime.types":
+			b.typesBase = s.Value
 		case strings.HasPrefix(s.Name, "go:itab."):
 			if typ, ok := itabConcrete(strings.TrimPrefix(s.Name, "go:itab.")); ok {
 				b.itabs[s.Value] = unescapeSymbol(typ)
@@ -168,15 +175,16 @@ func (b *Binary) readPclntab() error {
 	return nil
 }
 
-// itabConcrete splits "<type>,<iface>" at the last comma outside brackets
-// (generic type names contain commas).
+// itabConcrete splits "<type>,<iface>" at the last comma outside brackets,
+// parentheses and braces (generic type names and interface literals such
+// as "interface { f() (string, bool) }" contain commas).
 func itabConcrete(s string) (string, bool) {
 	depth := 0
 	for i := len(s) - 1; i >= 0; i-- {
 		switch s[i] {
-		case ']':
+		case ']', ')', '}':
 			depth++
-		case '[':
+		case '[', '(', '{':
 			depth--
 		case ',':
 			if depth == 0 {
@@ -189,10 +197,16 @@ func itabConcrete(s string) (string, bool) {
 
 // ItabType maps the address of an itab (the first word of a non-empty
 // interface value, such as an error) to its concrete type's name, e.g.
-// "*errors.errorString". It needs the symbol table.
+// "*errors.errorString". It needs the symbol table's go:itab symbols, or,
+// for Go 1.27 and later, which link itabs without them, DWARF (itab.go).
 func (b *Binary) ItabType(addr uint64) (string, bool) {
-	t, ok := b.itabs[addr]
-	return t, ok
+	if t, ok := b.itabs[addr]; ok {
+		return t, true
+	}
+	if len(b.itabs) > 0 {
+		return "", false // the linker named itabs: this address is none
+	}
+	return b.itabTypeFromDescriptor(addr)
 }
 
 // Function resolves a function by its full name, as Go source spells it

@@ -191,4 +191,15 @@
 // ResolveAny uses it (ResolveWithOffsets) when the binary has no DWARF,
 // finding function offsets again in the binary's own pclntab and refusing
 // a file made for another build or other probes (ErrOffsets).
+//
+// Built-in parts read the target's runtime and net/http internals rather
+// than user code: the span stack (R14 as g, runtime.g.stack.hi), goroutine
+// hand-off (runtime.newproc1) and W3C propagation (net/textproto,
+// net/http). Each declares the Go releases it is verified on (PartCapture,
+// PartHandOff, PartExtract, PartInject: go1.26 to go1.27); Part.Check
+// reads the target's version with debug/buildinfo and compares the
+// registers and offsets the part uses with the binary's DWARF when it has
+// it. Outside its range a part is off with the reason (Stats.HandOffOff,
+// PropagationStatus.ExtractOff/InjectOff), and Attach refuses a binary the
+// capture engine itself is not verified on (ErrUnverifiedGo).
 package probes

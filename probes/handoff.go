@@ -12,7 +12,9 @@ import (
 // newproc calls it on the system stack, so R14 holds g0 there; the creating
 // goroutine is callergp, the second integer argument (RBX), and the new
 // goroutine is the result (RAX at each RET). The signature has been the same
-// since Go 1.18 except for the trailing parameters, which are not read.
+// since Go 1.18 except for the trailing parameters, which are not read; the
+// probe is verified on the releases of PartHandOff and attached only to a
+// binary Part.Check accepts (gocontract.go).
 const newproc1 = "runtime.newproc1"
 
 // attachHandOff probes runtime.newproc1 so goroutines started inside a span

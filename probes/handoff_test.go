@@ -3,13 +3,22 @@ package probes
 import (
 	"context"
 	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
 
 func TestHandOffParallel(t *testing.T) {
 	requireRoot(t)
-	bin := tracedBinary(t)
+	handOffParallel(t, tracedBinary(t))
+}
+
+// handOffParallel: 50 goroutines started inside a span are its children
+// with hand-off, roots without.
+func handOffParallel(t *testing.T, bin string) {
 	const n = 50
 	for _, handOff := range []bool{true, false} {
 		s := newProbeSet(t, bin)
@@ -67,7 +76,10 @@ func TestHandOffParallel(t *testing.T) {
 // while it is open; afterwards its tasks start traces of their own.
 func TestHandOffBounded(t *testing.T) {
 	requireRoot(t)
-	bin := tracedBinary(t)
+	handOffBounded(t, tracedBinary(t))
+}
+
+func handOffBounded(t *testing.T, bin string) {
 	s := newProbeSet(t, bin)
 	open := s.add("main.openPool")
 	task := s.add("main.poolTask")
@@ -161,4 +173,27 @@ func TestHandOffUnsampled(t *testing.T) {
 	if p := st.Probes[work.ID]; p.Entries != runs*n || p.Emitted != uint64(len(traces)*n) {
 		t.Errorf("work stats %+v, %d traces sampled", p, len(traces))
 	}
+}
+
+// TestHandOffGo127 runs the hand-off tests on the traced fixture built
+// with Go 1.27, the second release runtime.newproc1's probe is verified on.
+func TestHandOffGo127(t *testing.T) {
+	requireRoot(t)
+	bin := filepath.Join(fixtureDir, "traced-go1.27")
+	cmd := exec.Command("go", "build", "-o", bin, "./testdata/traced")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOTOOLCHAIN=go1.27.3")
+	if msg, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build testdata/traced with Go 1.27 (needs the Go module proxy once): %v\n%s", err, msg)
+	}
+	b, err := OpenBinary(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, _ := b.GoVersion()
+	b.Close()
+	if !strings.HasPrefix(v, "go1.27") {
+		t.Fatalf("fixture built with %q, want go1.27", v)
+	}
+	t.Run("parallel", func(t *testing.T) { handOffParallel(t, bin) })
+	t.Run("bounded", func(t *testing.T) { handOffBounded(t, bin) })
 }

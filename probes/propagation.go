@@ -186,6 +186,23 @@ func (t *Tracer) attachPropagation(pid int, p Propagation) error {
 	if !p.Extract && !p.Inject {
 		return nil
 	}
+	// A half whose Go internals are not verified for this binary stays
+	// off, with the reason in the status.
+	if p.Extract {
+		if err := PartExtract.Check(t.bin); err != nil {
+			t.prop.ExtractOff = err.Error()
+			p.Extract = false
+		}
+	}
+	if p.Inject {
+		if err := PartInject.Check(t.bin); err != nil {
+			t.prop.InjectOff = err.Error()
+			p.Inject = false
+		}
+	}
+	if !p.Extract && !p.Inject {
+		return nil
+	}
 	progs, err := t.c.propagationPrograms()
 	if err != nil {
 		return fmt.Errorf("attach trace context propagation: %w", err)

@@ -87,6 +87,12 @@ export:
 logLevel: debug
 metrics:
   port: 9555
+env:
+  - name: OTEL_RESOURCE_ATTRIBUTES
+    value: "k8s.cluster.name=prod-eu"
+  - name: OTEL_EXPORTER_OTLP_HEADERS
+    valueFrom:
+      secretKeyRef: {name: otlp-auth, key: headers}
 resources:
   requests: {cpu: 100m, memory: 128Mi}
   limits: {cpu: "1", memory: 512Mi}
@@ -291,6 +297,15 @@ func TestHelmChartCustomValues(t *testing.T) {
 	}
 	if len(c.Ports) != 1 || c.Ports[0].ContainerPort != 9555 || !slices.Contains(c.Args, "--metrics-listen=0.0.0.0:9555") {
 		t.Errorf("metrics port: ports %v args %v", c.Ports, c.Args)
+	}
+
+	env := map[string]corev1.EnvVar{}
+	for _, e := range c.Env {
+		env[e.Name] = e
+	}
+	if env["OTEL_RESOURCE_ATTRIBUTES"].Value != "k8s.cluster.name=prod-eu" || env["OTEL_EXPORTER_OTLP_HEADERS"].ValueFrom == nil ||
+		env["CONFIG_PATH"].Value == "" || env["NODE_NAME"].ValueFrom == nil {
+		t.Errorf("env %v: want the chart's and the extra variables", c.Env)
 	}
 
 	root := t.TempDir()

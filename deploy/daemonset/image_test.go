@@ -576,4 +576,23 @@ func TestImageConfig(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(out, "routerscope.tar")); err != nil {
 		t.Errorf("no docker-archive tarball: %v", err)
 	}
+	// Reproducible: the same commit gives the same image digest (fixed times and owners,
+	// -trimpath, no build-time stamps).
+	again := t.TempDir()
+	cmd := exec.Command("go", "run", "./deploy/image", "--out", again)
+	cmd.Dir = "../.."
+	if msg, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("second build: %v\n%s", err, msg)
+	}
+	idx2, err := layout.ImageIndexFromPath(filepath.Join(again, "oci"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	im2, err := idx2.IndexManifest()
+	if err != nil || len(im2.Manifests) != 1 {
+		t.Fatalf("second index: %v", err)
+	}
+	if im2.Manifests[0].Digest != im.Manifests[0].Digest {
+		t.Errorf("two builds of one commit differ: %s and %s", im.Manifests[0].Digest, im2.Manifests[0].Digest)
+	}
 }

@@ -1,0 +1,174 @@
+package probes
+
+import (
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestParseGoVersion(t *testing.T) {
+	for in, want := range map[string]GoRelease{
+		"go1.26.0": {1, 26}, "go1.27.3": {1, 27}, "go1.27": {1, 27}, "go1.27rc1": {1, 27},
+		"go1.26.0 X:nodwarf5": {1, 26}, "go2.0.1": {2, 0},
+	} {
+		if got, ok := ParseGoVersion(in); !ok || got != want {
+			t.Errorf("ParseGoVersion(%q) = %v, %v; want %v", in, got, ok, want)
+		}
+	}
+	for _, in := range []string{"", "devel go1.27-abc Tue", "go", "go1", "go1.x", "1.26.0"} {
+		if got, ok := ParseGoVersion(in); ok {
+			t.Errorf("ParseGoVersion(%q) = %v, want no release", in, got)
+		}
+	}
+}
+
+// buildNetHTTP builds testdata/nethttp with the given GOTOOLCHAIN ("" for
+// this machine's Go).
+func buildNetHTTP(t *testing.T, toolchain string) string {
+	t.Helper()
+	name := "nethttp"
+	if toolchain != "" {
+		name += "-" + toolchain
+	}
+	out := filepath.Join(fixtureDir, name)
+	if _, err := os.Stat(out); err == nil {
+		return out
+	}
+	cmd := exec.Command("go", "build", "-o", out, "./testdata/nethttp")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if toolchain != "" {
+		cmd.Env = append(cmd.Env, "GOTOOLCHAIN="+toolchain)
+	}
+	if msg, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build testdata/nethttp with %q: %v\n%s", toolchain, err, msg)
+	}
+	return out
+}
+
+// TestPartsVerifiedReleases: on binaries built with each verified release
+// (this machine's Go 1.26 and Go 1.27 through GOTOOLCHAIN), every built-in
+// part passes its release check and its DWARF layout check, and the
+// version read from the binary is the toolchain's.
+func TestPartsVerifiedReleases(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds a fixture with Go 1.27 (GOTOOLCHAIN=go1.27.3): skipped in -short mode")
+	}
+	for _, tc := range []struct{ toolchain, want string }{{"", "go1.26"}, {"go1.27.3", "go1.27.3"}} {
+		b, err := OpenBinary(buildNetHTTP(t, tc.toolchain))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer b.Close()
+		v, err := b.GoVersion()
+		if err != nil || !strings.HasPrefix(v, tc.want) {
+			t.Errorf("GoVersion = %q, %v; want %s", v, err, tc.want)
+		}
+		for _, p := range []Part{PartCapture, PartHandOff, PartExtract, PartInject} {
+			if err := p.Check(b); err != nil {
+				t.Errorf("%s: %s: %v", v, p.Name, err)
+			}
+			// The layout checks found what they compare: this binary has
+			// DWARF and every probed function.
+			if err := p.check(b); err != nil {
+				t.Errorf("%s: %s layout: %v", v, p.Name, err)
+			}
+		}
+	}
+}
+
+// TestPartOutsideRange: a release outside a part's range, and a layout the
+// binary's DWARF contradicts, turn the part off with a reason naming the
+// part, the binary's Go version and the verified range.
+func TestPartOutsideRange(t *testing.T) {
+	b, err := OpenBinary(buildNetHTTP(t, ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	v, _ := b.GoVersion()
+	future := Part{Name: "some part", Reads: "some internals", Min: GoRelease{1, 99}, Max: GoRelease{1, 99}}
+	err = future.Check(b)
+	if !errors.Is(err, ErrUnverifiedGo) {
+		t.Fatalf("Check outside the range = %v, want ErrUnverifiedGo", err)
+	}
+	for _, want := range []string{"some part off", v, "verified on go1.99 to go1.99", "some internals"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("reason %q does not say %q", err, want)
+		}
+	}
+	wrong := PartHandOff
+	wrong.check = func(b *Binary) error { _, err := argIn(b, newproc1, "callergp", abiRAX); return err }
+	if err := wrong.Check(b); !errors.Is(err, ErrUnverifiedGo) || !strings.Contains(err.Error(), "callergp is not in integer register 0") {
+		t.Errorf("Check with a layout DWARF contradicts = %v", err)
+	}
+}
+
+// TestAttachOffOutsideRange: attached to a binary whose release is outside
+// the ranges, hand-off and both propagation halves are off with their
+// reasons (nothing attached for them), and the capture engine itself
+// refuses to attach.
+func TestAttachOffOutsideRange(t *testing.T) {
+	requireRoot(t)
+	bin := tracedBinary(t)
+	proc := startTraced(t, bin)
+	future := GoRelease{1, 99}
+	saved := []Part{PartHandOff, PartExtract, PartInject, PartCapture}
+	t.Cleanup(func() { PartHandOff, PartExtract, PartInject, PartCapture = saved[0], saved[1], saved[2], saved[3] })
+	PartHandOff.Min, PartHandOff.Max = future, future
+	PartExtract.Min, PartExtract.Max = future, future
+	PartInject.Min, PartInject.Max = future, future
+
+	s := newProbeSet(t, bin)
+	s.add("main.fib")
+	sess := attachSession(t, s, proc, DefaultOptions())
+	st := sess.tr.Stats()
+	if st.HandOffUprobes != 0 || !strings.Contains(st.HandOffOff, "goroutine hand-off off") || !strings.Contains(st.HandOffOff, "go1.99") {
+		t.Errorf("hand-off: %d uprobes, off reason %q; want none and the reason", st.HandOffUprobes, st.HandOffOff)
+	}
+	prop := sess.tr.Propagation()
+	if prop.Extract || prop.Inject || !strings.Contains(prop.ExtractOff, "go1.99") || !strings.Contains(prop.InjectOff, "go1.99") {
+		t.Errorf("propagation %+v, want both halves off for the Go release", prop)
+	}
+	if evs := sess.run("fib 2"); len(evs) != 6 {
+		t.Errorf("capture with the parts off: %d events, want fib(2)'s 6:\n%s", len(evs), summary(evs))
+	}
+
+	PartCapture.Min, PartCapture.Max = future, future
+	if tr, err := Attach(s.program(), proc.cmd.Process.Pid, DefaultOptions()); !errors.Is(err, ErrUnverifiedGo) {
+		if tr != nil {
+			tr.Close()
+		}
+		t.Errorf("Attach with the capture engine unverified = %v, want ErrUnverifiedGo", err)
+	}
+}
+
+// TestItabTypeFromDescriptor: the DWARF path ItabType takes for binaries
+// whose itabs have no symbols (Go 1.27) names every itab of a Go 1.26
+// binary as its go:itab symbol does.
+func TestItabTypeFromDescriptor(t *testing.T) {
+	b, err := OpenBinary(buildNetHTTP(t, ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if len(b.itabs) < 10 {
+		t.Fatalf("%d go:itab symbols in a net/http binary", len(b.itabs))
+	}
+	found := 0
+	for addr, want := range b.itabs {
+		got, ok := b.itabTypeFromDescriptor(addr)
+		if !ok {
+			continue // a type DWARF does not describe
+		}
+		found++
+		if got != want {
+			t.Errorf("itab at %#x: descriptor names %q, the symbol %q", addr, got, want)
+		}
+	}
+	if found < len(b.itabs)*9/10 {
+		t.Errorf("the descriptors named %d of %d itabs", found, len(b.itabs))
+	}
+}
