@@ -11,21 +11,46 @@ import (
 )
 
 // printedSpan is the subset of the stdout exporter's JSON that RenderTrees
-// reads.
+// reads, in either format: the SDK's (Parent, EndTime, typed attribute
+// values) or the guide's (ParentSpanID, Duration, plain values).
 type printedSpan struct {
-	Name        string
-	SpanContext struct{ TraceID, SpanID string }
-	Parent      struct{ SpanID string }
-	StartTime   time.Time
-	EndTime     time.Time
-	Attributes  []struct {
+	Name         string
+	SpanContext  struct{ TraceID, SpanID string }
+	Parent       struct{ SpanID string }
+	ParentSpanID string
+	StartTime    time.Time
+	EndTime      time.Time
+	Duration     time.Duration
+	Attributes   []struct {
 		Key   string
-		Value struct {
-			Type  string
-			Value any
-		}
+		Value printedValue
 	}
 	Status struct{ Code, Description string }
+}
+
+// printedValue is an attribute value: {"Type": ..., "Value": ...} in the
+// SDK's format, the bare value in the guide's.
+type printedValue struct {
+	Type  string
+	Value any
+}
+
+// UnmarshalJSON reads either form, keeping numbers as written.
+func (v *printedValue) UnmarshalJSON(b []byte) error {
+	dec := json.NewDecoder(strings.NewReader(string(b)))
+	dec.UseNumber()
+	var raw any
+	if err := dec.Decode(&raw); err != nil {
+		return err
+	}
+	if obj, ok := raw.(map[string]any); ok {
+		if typ, ok := obj["Type"].(string); ok {
+			v.Type, v.Value = typ, obj["Value"]
+			return nil
+		}
+	}
+	v.Type, v.Value = "", raw
+	return nil
 }
 
 const zeroSpanID = "0000000000000000"
@@ -57,6 +82,12 @@ func RenderTrees(r io.Reader, w io.Writer) error {
 		}
 		if err != nil {
 			return fmt.Errorf("read span %d: %w", len(spans)+1, err)
+		}
+		if s.Parent.SpanID == "" {
+			s.Parent.SpanID = s.ParentSpanID
+		}
+		if s.EndTime.IsZero() && s.Duration > 0 {
+			s.EndTime = s.StartTime.Add(s.Duration)
 		}
 		spans = append(spans, s)
 	}
