@@ -110,7 +110,15 @@ func (c *kernelCollector) Collect(ch chan<- prometheus.Metric) {
 			counter(c.probe[pc.name], sums[k][i], k.pid, k.probe)
 		}
 	}
+	// Every traced process has a lost count, 0 until its first loss.
+	lost := map[int]uint64{}
+	for _, p := range s.Probes {
+		lost[p.PID] = 0
+	}
 	for pid, n := range s.Lost {
+		lost[pid] = n
+	}
+	for pid, n := range lost {
 		counter(c.lost, n, strconv.Itoa(pid))
 	}
 	for pid, p := range s.Propagation {

@@ -56,6 +56,7 @@ func TestKernelCollector(t *testing.T) {
 		"routerscope_kernel_returns_unmatched_total{pid=10,probe=semantic_router.request}": 3,
 		"routerscope_kernel_spans_skipped_total{pid=10,probe=semantic_router.request}":     6,
 		"routerscope_kernel_records_lost_total{pid=10}":                                    9,
+		"routerscope_kernel_records_lost_total{pid=11}":                                    0,
 		"routerscope_kernel_propagation_total{event=extracted,pid=10}":                     2,
 		"routerscope_kernel_propagation_total{event=invalid,pid=10}":                       1,
 		"routerscope_kernel_propagation_total{event=duplicate,pid=10}":                     1,

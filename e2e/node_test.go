@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -220,6 +221,7 @@ func TestNodeAgent(t *testing.T) {
 		metricCheck{"routerscope_export_queue_dropped_total", nil, 0},
 		metricCheck{"routerscope_ringbuf_lost_events_total", nil, 0},
 		metricCheck{"routerscope_spans_unfinished_total", []string{"reason=expired"}, 0})
+	checkKernelMetrics(t, fams, b.router.cmd.Process.Pid, a2.router.cmd.Process.Pid, oldPID)
 	if d := series(fams, "routerscope_detaches_total"); len(d) != 1 {
 		t.Errorf("detaches %v, want only reason=exited 1", d)
 	}
@@ -352,5 +354,56 @@ func checkIssueMetrics(t *testing.T, fams map[string]*dto.MetricFamily) {
 		if !found {
 			t.Errorf("%s: %s has no series labelled %s", m.issue, m.name, m.label)
 		}
+	}
+}
+
+// checkKernelMetrics: after the load, /metrics has the kernel's counters of
+// each attached router (two requests each, none lost, nothing overflowed
+// or unmatched), its propagation counters and every map's size, and
+// nothing of the router that exited.
+func checkKernelMetrics(t *testing.T, fams map[string]*dto.MetricFamily, live1, live2, exited int) {
+	t.Helper()
+	for _, pid := range []int{live1, live2} {
+		p := "pid=" + strconv.Itoa(pid)
+		for name, want := range map[string]float64{
+			"routerscope_kernel_spans_opened_total":      2,
+			"routerscope_kernel_spans_closed_total":      2,
+			"routerscope_kernel_records_emitted_total":   2,
+			"routerscope_kernel_spans_abandoned_total":   0,
+			"routerscope_kernel_spans_overflow_total":    0,
+			"routerscope_kernel_returns_unmatched_total": 0,
+			"routerscope_kernel_spans_skipped_total":     0,
+		} {
+			if got, ok := metric(fams, name, p, "probe="+spanRoot); !ok || got != want {
+				t.Errorf("%s{%s,probe=%s} = %v (present %v), want %v", name, p, spanRoot, got, ok, want)
+			}
+		}
+		if got, ok := metric(fams, "routerscope_kernel_records_lost_total", p); !ok || got != 0 {
+			t.Errorf("routerscope_kernel_records_lost_total{%s} = %v (present %v), want 0", p, got, ok)
+		}
+		if got, ok := metric(fams, "routerscope_kernel_propagation_total", p, "event=recorded"); !ok || got < 2 {
+			t.Errorf("routerscope_kernel_propagation_total{%s,event=recorded} = %v (present %v), want the upstream requests", p, got, ok)
+		}
+	}
+	for name, f := range fams {
+		if !strings.HasPrefix(name, "routerscope_kernel_") {
+			continue
+		}
+		for _, m := range f.Metric {
+			for _, l := range m.Label {
+				if l.GetName() == "pid" && l.GetValue() == strconv.Itoa(exited) {
+					t.Errorf("%s still has a series of the exited router %d", name, exited)
+				}
+			}
+		}
+	}
+	for _, name := range []string{"routerscope_kernel_injector_total", "routerscope_kernel_map_capacity",
+		"routerscope_kernel_map_entries", "routerscope_kernel_map_memory_bytes"} {
+		if f := fams[name]; f == nil || len(f.Metric) == 0 {
+			t.Errorf("/metrics has no %s", name)
+		}
+	}
+	if got, ok := metric(fams, "routerscope_kernel_map_capacity", "map=stacks"); !ok || got != 8192 {
+		t.Errorf("stacks capacity %v (present %v), want the default 8192", got, ok)
 	}
 }
