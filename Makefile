@@ -7,7 +7,7 @@ BIN       := bin
 EXPORTER  ?= stdout
 GOTESTFLAGS ?= -count=1 -timeout 40m
 
-.PHONY: all build generate check-generated deps prereqs demo test unit bench bench-short memory lint image clean
+.PHONY: all build cross generate check-generated deps prereqs demo test unit bench bench-short memory lint image clean
 
 all: build
 
@@ -34,7 +34,12 @@ prereqs:
 demo: build
 	./scripts/demo.sh $(EXPORTER)
 
-test: check-generated lint
+# The agent and the router for linux/arm64 (a compile check; nothing is kept).
+cross:
+	GOOS=linux GOARCH=arm64 CGO_ENABLED=0 $(GO) build -o /dev/null ./cmd/routerscope
+	GOOS=linux GOARCH=arm64 CGO_ENABLED=0 $(GO) vet ./probes ./bpf ./agent ./cmd/routerscope
+
+test: check-generated lint cross
 	$(GO) test $(GOTESTFLAGS) ./...
 
 # Pure-Go tests only: no root, no clang.
