@@ -14,6 +14,25 @@ const (
 	ptrSize      = 8
 )
 
+// abiRegs is how many integer and float registers an architecture's Go
+// internal ABI assigns arguments and results to.
+type abiRegs struct{ ints, floats int }
+
+// Register counts of the internal ABI per architecture: amd64 above; arm64
+// R0-R15 and F0-F15.
+var (
+	amd64ABI = abiRegs{ints: numIntRegs, floats: numFloatRegs}
+	arm64ABI = abiRegs{ints: 16, floats: 16}
+)
+
+// abiFor is the register ABI of a GOARCH.
+func abiFor(goarch string) abiRegs {
+	if goarch == "arm64" {
+		return arm64ABI
+	}
+	return amd64ABI
+}
+
 // abiPart is one register-assigned scalar piece of a value: the bytes
 // [off, off+size) of the value are in integer register reg (or float
 // register reg when float).
@@ -35,6 +54,7 @@ type abiSlot struct {
 // abiState is the assignment cursor: next integer and float register and
 // the stack offset.
 type abiState struct {
+	regs         abiRegs
 	ints, floats int
 	stack        int64
 }
@@ -44,7 +64,12 @@ type abiState struct {
 // first registers again, each value whole in registers or whole on the
 // stack; the result stack area starts pointer-aligned after the arguments'.
 func assignABI(ins, outs []dwarf.Type) (inSlots, outSlots []abiSlot, err error) {
-	var st abiState
+	return assignABIFor(amd64ABI, ins, outs)
+}
+
+// assignABIFor is assignABI with an architecture's register counts.
+func assignABIFor(regs abiRegs, ins, outs []dwarf.Type) (inSlots, outSlots []abiSlot, err error) {
+	st := abiState{regs: regs}
 	for _, t := range ins {
 		s, err := st.assign(t)
 		if err != nil {
@@ -52,7 +77,7 @@ func assignABI(ins, outs []dwarf.Type) (inSlots, outSlots []abiSlot, err error) 
 		}
 		inSlots = append(inSlots, s)
 	}
-	st = abiState{stack: alignUp(st.stack, ptrSize)}
+	st = abiState{regs: regs, stack: alignUp(st.stack, ptrSize)}
 	for _, t := range outs {
 		s, err := st.assign(t)
 		if err != nil {
@@ -72,7 +97,7 @@ func (st *abiState) assign(t dwarf.Type) (abiSlot, error) {
 	if err != nil {
 		return abiSlot{}, err
 	}
-	if ok && st.ints <= numIntRegs && st.floats <= numFloatRegs {
+	if ok && st.ints <= st.regs.ints && st.floats <= st.regs.floats {
 		return abiSlot{inRegs: true, parts: parts}, nil
 	}
 	st.ints, st.floats = ints, floats
@@ -130,7 +155,7 @@ func (st *abiState) regAssign(t dwarf.Type, off int64, parts *[]abiPart) (bool, 
 	default:
 		return false, fmt.Errorf("type %s (%T): %w", t, t, ErrNotSupported)
 	}
-	return st.ints <= numIntRegs && st.floats <= numFloatRegs, nil
+	return st.ints <= st.regs.ints && st.floats <= st.regs.floats, nil
 }
 
 // alignOf is the Go alignment of a type on amd64.

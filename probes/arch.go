@@ -6,8 +6,8 @@ import (
 )
 
 // Arch decodes the machine code of one architecture: where a Go function's
-// stack-growth check ends and where it returns. Other architectures (arm64
-// with golang.org/x/arch/arm64/arm64asm) implement the same two methods.
+// stack-growth check ends and where it returns, for reports how an
+// instruction reads and what its registers are called.
 type Arch interface {
 	// Name is the GOARCH name, e.g. "amd64".
 	Name() string
@@ -31,7 +31,9 @@ func archFor(m elf.Machine) (Arch, error) {
 	switch m {
 	case elf.EM_X86_64:
 		return amd64{}, nil
+	case elf.EM_AARCH64:
+		return arm64{}, nil
 	default:
-		return nil, fmt.Errorf("machine %v: %w (only amd64 is implemented)", m, ErrNotSupported)
+		return nil, fmt.Errorf("machine %v: %w (amd64 and arm64 are implemented)", m, ErrNotSupported)
 	}
 }

@@ -368,7 +368,7 @@ func (t *Tracer) setup(prog *Program, pid int, opts Options) error {
 		}
 		if p.EndNext {
 			// Ends at the next span's entry: no RET uprobe at all.
-			cookie = uint64(p.ID)
+			cookie = id
 		}
 		t.linker.add(t.c.progs.entry, p.Spec.Symbol, entry, cookie)
 		t.uprobes[p.ID]++

@@ -219,7 +219,7 @@ func (b *Binary) signature(fn string) (*signature, error) {
 	if dict >= 0 {
 		ins = slices.Insert(ins, dict, dwarf.Type(&dwarf.PtrType{CommonType: dwarf.CommonType{ByteSize: ptrSize, Name: ".dict"}}))
 	}
-	inSlots, outSlots, err := assignABI(ins, outs)
+	inSlots, outSlots, err := assignABIFor(abiFor(b.arch.Name()), ins, outs)
 	if err != nil {
 		return nil, fmt.Errorf("lay out the parameters of %s: %w", fn, err)
 	}

@@ -99,6 +99,11 @@ func (c *fieldCursor) regParts(size int64, sofar string) ([]abiPart, error) {
 			return nil, fmt.Errorf("the value%s is a %s in float register X%d at entry, which uprobes cannot read (the kernel saves only integer registers); read it through a pointer instead, e.g. a field of a struct passed by pointer: %w",
 				pathSuffix(sofar), typeName(c.typ), p.reg, ErrNotSupported)
 		}
+		if p.reg >= int(RegSP) {
+			// arm64 passes up to sixteen integers in registers; the
+			// kernel program reads the first nine (the Reg values).
+			return nil, fmt.Errorf("the value%s is in integer register %d at entry, beyond the %d the kernel program reads: %w", pathSuffix(sofar), p.reg, RegSP, ErrNotSupported)
+		}
 		out = append(out, p)
 	}
 	if len(out) == 0 {
