@@ -198,7 +198,7 @@ func agentRun(ctx context.Context, p params, bins binaries, srv *servers, funcs 
 	}
 	statsPath := filepath.Join(logs, "tracer-stats.json")
 	_ = os.Remove(statsPath)
-	since := lastProgID()
+	since, sinceMap := lastProgID(), lastMapID()
 	name := fmt.Sprintf("agent-%s-%s-%dms-seed%d", s.sampling, s.placement, backends[i].Milliseconds(), seed)
 	ag, err := start(logs, name, bins.self, "agent", "--pid", fmt.Sprint(srv.router.pid()), "--config", cfg,
 		"--placement", s.placement, "--stats", statsPath, fmt.Sprintf("--propagation=%v", !s.noPropagation))
@@ -244,9 +244,12 @@ func agentRun(ctx context.Context, p params, bins binaries, srv *servers, funcs 
 	if err != nil {
 		return res, err
 	}
-	// Let the agent drain the ring buffer before stopping it (stopping
-	// discards unread events); its CPU after the load is not counted.
+	// The ring buffer goes when the agent stops: read it after draining.
 	waitIdle(ag.pid(), 2*time.Second)
+	ring, err := ringBytes(sinceMap)
+	if err != nil {
+		return res, err
+	}
 	rss, err := peakRSS(ag.pid())
 	if err != nil {
 		return res, err
@@ -265,7 +268,7 @@ func agentRun(ctx context.Context, p params, bins binaries, srv *servers, funcs 
 	if err != nil {
 		return res, err
 	}
-	row.RecordBytes += recordBytes(statsPath)
+	row.RecordBytes += ring
 	row.Requests += p.warmup + p.requests[i]
 	row.CPU += cpu1 - cpu0
 	d := runs1.sub(runs0)

@@ -88,8 +88,8 @@ type AgentRow struct {
 	// Durations are the exported spans' durations by span name (what
 	// the sink received during the runs).
 	Durations map[string]durations
-	// RecordBytes is what the ring buffer carried (read by the agent),
-	// when the capture engine counts it (probes.Stats.RecordBytes).
+	// RecordBytes is what the records took in the ring buffer (its
+	// producer position: headers and padding included).
 	RecordBytes uint64
 	Counters    agentCounters
 	// Detach sums the time Tracer.Close took over Runs runs.
@@ -295,7 +295,7 @@ func render(r *Report) string {
 	w("- *floor us/req* is hits per request x the bare cost of their kind above; the *ratios* divide the added p50 and the added server CPU by it (1.0: the agent adds nothing beyond the kernel traps).\n")
 	w("- *eBPF programs us/req* is the capture programs' own run time (kernel bpf_stats, enabled for the agent runs), inside the added time but not in the floor; *eBPF us/hit* divides it by the programs' runs.\n")
 	w("- *RET mode* ends every span at its function's RETs (each RET hit is single-stepped); *entry-only* uses the probe file's `end: next` probes, which end where their next sibling starts or their parent ends, so only the root keeps a RET uprobe; the stage durations then run to the next stage's start instead of the stage's own return.\n")
-	w("- *agent CPU us/span* divides the agent's CPU during the load by the spans it finished; *record B/span* is the ring buffer bytes the agent read per finished span (n/a while the capture engine does not count them).\n")
+	w("- *agent CPU us/span* divides the agent's CPU during the load by the spans it finished; *record B/span* is the ring buffer's producer position at the end of the run (every byte the kernel reserved, 8-byte record headers and padding included) per finished span.\n")
 	w("- uprobe hits come from the kernel counters (every entry and RET, sampled or not); the uprobes on runtime.newproc1 (goroutine hand-off) and those of trace-context propagation (extract and inject, on in probes.DefaultOptions) are not counted, but their cost is in the added figures.\n")
 	w("- *naive placement* puts the entry uprobe on the symbol's first instruction (the stack check's CMP, single-stepped) instead of the PUSH after it (emulated).\n")
 	w("- *detach s* is the mean time the capture engine took to detach its uprobes when the agent stopped.\n")

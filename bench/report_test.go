@@ -34,7 +34,7 @@ func sampleReport() *Report {
 			},
 		}},
 		Stress: &StressResult{Sustained: 20000, Steps: []StressStep{
-			{Rate: 20000, Achieved: 20000, Duration: 2 * time.Second, Spans: 40000, Exported: 40000, CPU: time.Second, RSS: 30 << 20, PeakRSS: 50 << 20},
+			{Rate: 20000, Achieved: 20000, Duration: 2 * time.Second, Spans: 40000, Exported: 40000, CPU: time.Second, RSS: 30 << 20, PeakRSS: 50 << 20, RecordBytes: 40000 * 120},
 			{Rate: 40000, Achieved: 38000, Duration: 2 * time.Second, Spans: 76000, Exported: 70000, Dropped: 6000, CPU: 2 * time.Second},
 		}},
 		Idle:    &IdleResult{Setup: "agent always_on", Window: 10 * time.Second, CPU: 500 * time.Microsecond, Wakeups: 20},
@@ -75,8 +75,8 @@ func TestRenderFigures(t *testing.T) {
 		"| CMP SP, 16(R14) at the symbol | single-stepped | 15000 |",
 		"| RET | single-stepped | 11000 |",
 		"**20000 spans/s**",
-		"| 40000 | 38000 | 76000 | 70000 | 6000 | 0 | 100 | 26.3 | 0.0 | 0.0 |",
-		"| 20000 | 20000 | 40000 | 40000 | 0 | 0 | 50 | 25.0 | 30.0 | 50.0 |",
+		"| 40000 | 38000 | 76000 | 70000 | 6000 | 0 | 100 | 26.3 | 0.0 | 0.0 | 0 |",
+		"| 20000 | 20000 | 40000 | 40000 | 0 | 0 | 50 | 25.0 | 30.0 | 50.0 | 120 |",
 	} {
 		if !strings.Contains(md, want) {
 			t.Errorf("report lacks %q\n%s", want, md)

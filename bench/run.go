@@ -238,18 +238,6 @@ routerscope:
 	return path, os.WriteFile(path, []byte(cfg), 0o644)
 }
 
-// recordBytes reads the ring buffer bytes the agent read from the tracer
-// counters at path, when the capture engine counts them (a RecordBytes
-// field in probes.Stats); 0 otherwise.
-func recordBytes(path string) uint64 {
-	var st struct{ RecordBytes uint64 }
-	data, err := os.ReadFile(path)
-	if err != nil || json.Unmarshal(data, &st) != nil {
-		return 0
-	}
-	return st.RecordBytes
-}
-
 // readStats reads the tracer counters the agent wrote at detach.
 func readStats(path string) (probes.Stats, error) {
 	var st probes.Stats

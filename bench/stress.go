@@ -25,6 +25,9 @@ type StressStep struct {
 	// RSS is the agent's resident memory at the end of the load, PeakRSS
 	// its VmHWM (a fresh agent per step: attaching included).
 	RSS, PeakRSS uint64
+	// RecordBytes is the ring buffer's producer position at the end: the
+	// bytes the step's records took.
+	RecordBytes uint64
 }
 
 // StressResult is the agent's sustained span rate.
@@ -66,18 +69,18 @@ func renderStress(b *strings.Builder, s *StressResult) {
 		b.WriteString(" (no step lost anything: the traced process, slowed by its own uprobe traps, could not go faster, so the agent's limit is above this)")
 	}
 	b.WriteString(".\n\nA span lost in the ring buffer costs one or two events; spans - exported = dropped + the spans of the lost events. Agent CPU is all its threads' time on a CPU (schedstat) from the start of the step until it has drained; *RSS* is resident memory at the end of the load, *peak RSS* the most ever resident, attaching (DWARF, symbols, kernel objects) included.\n\n")
-	fmt.Fprintf(b, "| target spans/s | achieved spans/s | spans | exported | dropped (queue full) | lost events (ring buffer) | agent CPU %% | agent CPU us/span | agent RSS MiB | agent peak RSS MiB |\n|---|---|---|---|---|---|---|---|---|---|\n")
+	fmt.Fprintf(b, "| target spans/s | achieved spans/s | spans | exported | dropped (queue full) | lost events (ring buffer) | agent CPU %% | agent CPU us/span | agent RSS MiB | agent peak RSS MiB | record B/span |\n|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, st := range s.Steps {
 		cpu := 0.0
 		if st.Duration > 0 {
 			cpu = 100 * st.CPU.Seconds() / st.Duration.Seconds()
 		}
-		perSpan := 0.0
+		cpuPerSpan := 0.0
 		if st.Spans > 0 {
-			perSpan = us(st.CPU) / float64(st.Spans)
+			cpuPerSpan = us(st.CPU) / float64(st.Spans)
 		}
-		fmt.Fprintf(b, "| %.0f | %.0f | %d | %d | %d | %d | %.0f | %.1f | %.1f | %.1f |\n", st.Rate, st.Achieved, st.Spans, st.Exported, st.Dropped, st.Lost, cpu, perSpan,
-			float64(st.RSS)/(1<<20), float64(st.PeakRSS)/(1<<20))
+		fmt.Fprintf(b, "| %.0f | %.0f | %d | %d | %d | %d | %.0f | %.1f | %.1f | %.1f | %s |\n", st.Rate, st.Achieved, st.Spans, st.Exported, st.Dropped, st.Lost, cpu, cpuPerSpan,
+			float64(st.RSS)/(1<<20), float64(st.PeakRSS)/(1<<20), perSpan(float64(st.RecordBytes), st.Spans, "%.0f"))
 	}
 	b.WriteString("\n")
 }
@@ -155,6 +158,7 @@ func stressOne(ctx context.Context, bins binaries, logs, cfg string, pid int, ra
 	st := StressStep{Rate: rate}
 	statsPath := filepath.Join(logs, "stress-stats.json")
 	_ = os.Remove(statsPath)
+	sinceMap := lastMapID()
 	ag, err := start(logs, fmt.Sprintf("agent-stress-%.0f", rate), bins.self, "agent", "--pid", fmt.Sprint(pid), "--config", cfg, "--stats", statsPath)
 	if err != nil {
 		return st, err
@@ -188,6 +192,9 @@ func stressOne(ctx context.Context, bins binaries, logs, cfg string, pid int, ra
 	// Let the agent drain the ring buffer: stopping it discards what is
 	// still unread.
 	waitIdle(ag.pid(), 2*time.Second)
+	if st.RecordBytes, err = ringBytes(sinceMap); err != nil {
+		return st, err
+	}
 	cpu1, err := threadsCPU(ag.pid())
 	if err != nil {
 		return st, err

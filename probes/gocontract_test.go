@@ -172,3 +172,44 @@ func TestItabTypeFromDescriptor(t *testing.T) {
 		t.Errorf("the descriptors named %d of %d itabs", found, len(b.itabs))
 	}
 }
+
+// TestVerifyReportsBuiltInParts: the verify report names the binary's Go
+// version and each built-in part's state; a part off for the release is
+// reported with its reason, and the span capture off is a problem.
+func TestVerifyReportsBuiltInParts(t *testing.T) {
+	b, err := OpenBinary(buildNetHTTP(t, ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	spec, err := ParseSpec([]byte("probes:\n  - {symbol: main.main, span: main}\n"), "main.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := Verify(b, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rep.OK || !strings.HasPrefix(rep.GoVersion, "go1.26") || len(rep.BuiltIn) != 4 {
+		t.Fatalf("report ok %v, go %q, built-in %+v", rep.OK, rep.GoVersion, rep.BuiltIn)
+	}
+	for _, p := range rep.BuiltIn {
+		if !p.On {
+			t.Errorf("%s off on a verified release: %s", p.Part, p.Reason)
+		}
+	}
+
+	saved := []Part{PartHandOff, PartCapture}
+	t.Cleanup(func() { PartHandOff, PartCapture = saved[0], saved[1] })
+	PartHandOff.Min, PartHandOff.Max = GoRelease{1, 99}, GoRelease{1, 99}
+	rep, _ = Verify(b, spec)
+	if !rep.OK || rep.BuiltIn[1].On || !strings.Contains(rep.BuiltIn[1].Reason, "go1.99") ||
+		!strings.Contains(rep.String(), "built-in goroutine hand-off: goroutine hand-off off") {
+		t.Errorf("hand-off outside its range: ok %v, %+v\n%s", rep.OK, rep.BuiltIn[1], rep)
+	}
+	PartCapture.Min, PartCapture.Max = GoRelease{1, 99}, GoRelease{1, 99}
+	rep, _ = Verify(b, spec)
+	if rep.OK || rep.Problems() == nil || !strings.Contains(rep.Problems().Error(), "span capture off") {
+		t.Errorf("capture outside its range: ok %v, problems %v", rep.OK, rep.Problems())
+	}
+}

@@ -14,9 +14,25 @@ type Report struct {
 	BuildID string `json:"build_id"`
 	Arch    string `json:"arch"`
 	Spec    string `json:"spec"`
-	// OK is true when no probe has a problem.
+	// GoVersion is the Go version the binary was built with ("" when its
+	// build information is unreadable).
+	GoVersion string `json:"go_version"`
+	// BuiltIn says, for each built-in part (the span capture, hand-off,
+	// traceparent extraction and injection), whether it would attach to
+	// this binary or is off for its Go release or layout, and why.
+	BuiltIn []PartReport `json:"built_in"`
+	// OK is true when no probe has a problem and the span capture itself
+	// is verified for the binary.
 	OK     bool          `json:"ok"`
 	Probes []ProbeReport `json:"probes"`
+}
+
+// PartReport is one built-in part's check (Part.Check).
+type PartReport struct {
+	Part string `json:"part"`
+	On   bool   `json:"on"`
+	// Reason says why the part is off.
+	Reason string `json:"reason,omitempty"`
 }
 
 // ProbeReport is one probe's resolution.
@@ -70,6 +86,17 @@ func Verify(b *Binary, spec *Spec) (*Report, error) {
 		return nil, err
 	}
 	rep := &Report{Binary: b.Path, BuildID: b.BuildID, Arch: b.arch.Name(), Spec: spec.Path, OK: true}
+	rep.GoVersion, _ = b.GoVersion()
+	for _, part := range []Part{PartCapture, PartHandOff, PartExtract, PartInject} {
+		pr := PartReport{Part: part.Name, On: true}
+		if err := part.Check(b); err != nil {
+			pr.On, pr.Reason = false, err.Error()
+			if part.Name == PartCapture.Name {
+				rep.OK = false // Attach would refuse the binary
+			}
+		}
+		rep.BuiltIn = append(rep.BuiltIn, pr)
+	}
 	for _, p := range spec.Probes {
 		pr := b.verifyProbe(p)
 		if len(pr.Problems) > 0 {
@@ -244,8 +271,19 @@ func errorStrings(errs []error) []string {
 // String prints the report for a terminal: one block per probe.
 func (r *Report) String() string {
 	var sb strings.Builder
-	fmt.Fprintf(&sb, "binary %s (%s, build id %s)\nprobes %s\n", r.Binary, r.Arch, r.BuildID, r.Spec)
+	fmt.Fprintf(&sb, "binary %s (%s, %s, build id %s)\nprobes %s\n", r.Binary, r.Arch, r.GoVersion, r.BuildID, r.Spec)
 	problems := 0
+	for _, p := range r.BuiltIn {
+		switch {
+		case p.On:
+			fmt.Fprintf(&sb, "built-in %s: on\n", p.Part)
+		case p.Part == PartCapture.Name:
+			fmt.Fprintf(&sb, "PROBLEM built-in %s: %s\n", p.Part, p.Reason)
+			problems++
+		default:
+			fmt.Fprintf(&sb, "built-in %s: %s\n", p.Part, p.Reason)
+		}
+	}
 	for _, p := range r.Probes {
 		fmt.Fprintf(&sb, "\n%s -> span %s\n", p.Symbol, p.Span)
 		if p.Resolved {
@@ -280,6 +318,11 @@ func (r *Report) String() string {
 // probe's symbol, joined as one error; nil when the report is OK.
 func (r *Report) Problems() error {
 	var errs []error
+	for _, p := range r.BuiltIn {
+		if !p.On && p.Part == PartCapture.Name {
+			errs = append(errs, errors.New(p.Reason))
+		}
+	}
 	for _, p := range r.Probes {
 		for _, pr := range p.Problems {
 			errs = append(errs, fmt.Errorf("%s: %s", p.Symbol, pr))
