@@ -67,6 +67,19 @@
 //     server span. Calls made while no parent span is open are dropped;
 //     the latest call's value wins. Such a probe has no kind, no error
 //     rule, and cannot be another probe's parent.
+//   - end: where the span ends. return (the default): at each of the
+//     function's RETs, each a uprobe the kernel single-steps (a second
+//     trap, about ten times an emulated entry hit). next: no RET uprobe at
+//     all; the span ends where the next span opens at its frame's depth or
+//     above (in practice the next sibling: the next stage its caller
+//     calls) or where an enclosing span ends, whichever comes first. Its
+//     duration then includes the caller's code between the function's
+//     return and that moment (for the last stage, up to the parent's
+//     return), and its result values are read at that moment with end:
+//     sources (below) through a pointer the function received. A call
+//     made from a helper (one frame deeper than its sibling) while such a
+//     span waits would nest under it: end: next suits stages a parent
+//     calls one after another directly.
 //
 // Sources (from):
 //
@@ -83,6 +96,14 @@
 //     as a pointer to a string, number or bool is dereferenced too.
 //   - duration_ms, duration_us, duration_ns: the span's duration, an
 //     integer computed in user space (nothing is read from the program).
+//   - end:arg:NAME.Field..., end:receiver.Field...: read when the span
+//     ends, through the argument's (or receiver's) registers as they were
+//     at entry, which the kernel keeps with the span: the function's
+//     results as it left them in a result struct or per-request state it
+//     was given. Required for end values of an end: next probe (which has
+//     no return: values), and allowed in RET mode too, so one probe file
+//     serves both. A probe reads all its end values one way: return:
+//     sources and end: sources do not mix (error rule included).
 //
 // Arguments and the receiver exist only at entry (the function reuses
 // their registers), results only at return; a probe can mix both. The
@@ -125,7 +146,7 @@
 // values: select a field.
 //
 // Error rule (error): from must be a result or a field of one
-// (return:INDEX[.Field]) of type
+// (return:INDEX[.Field]), or an end: source, of type
 //
 //   - error (any non-empty interface): failed when non-nil;
 //   - bool: failed when it equals equals (default true);

@@ -60,7 +60,8 @@ type ValueReport struct {
 	// Attribute is the attribute's name, or "error" for the error rule.
 	Attribute string `json:"attribute"`
 	From      string `json:"from"`
-	// At is "entry", "return", or for end: sources "end, through the registers at entry".
+	// At is "entry", "return", or "end" for end: sources (read through the
+	// registers saved at entry).
 	At string `json:"at"`
 	// GoType is the value's Go type; Type the attribute type it becomes.
 	GoType string `json:"go_type"`
@@ -193,7 +194,7 @@ func (b *Binary) valueReport(name, from, typ string, f Fetch, sig *signature, si
 	if err == nil && src.atReturn() {
 		v.At = "return"
 		if src.end {
-			v.At = "end, through the registers at entry"
+			v.At = "end"
 		}
 	}
 	if err == nil && sigErr == nil {

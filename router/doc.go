@@ -20,6 +20,12 @@
 //   - stages take and return pointers to result structs, and no float is
 //     ever passed or returned directly (uprobes cannot read XMM registers):
 //     floats live in the structs;
+//   - every stage takes the request's *RequestState as st, fills its own
+//     result there (st.Classification, st.PII, ... st.BackendErr,
+//     st.UpstreamErr) before it returns, and returns a pointer to it: a
+//     probe with `end: next` ends the stage's span at the next stage's
+//     start, without a uprobe on its RETs, and reads the results then
+//     through st (end:arg:st.Field); a RET-mode probe reads them at return;
 //   - names and shapes below are stable; structs may gain fields.
 //
 // Root span, the whole request from parsing to the last byte streamed:
@@ -32,16 +38,18 @@
 // model, or on a cache hit the model that produced the cached answer; ""
 // when the request was rejected or blocked.
 //
-// Stages, called from serveChat in this order, each at most once per request:
+// Stages, called from serveChat in this order, each at most once per
+// request and directly (no stage is called from a helper, so each stage's
+// frame is where the previous one's was):
 //
-//	func (rt *Router) classify(req *ChatRequest) *Classification
-//	func (rt *Router) detectPII(req *ChatRequest, model string) *PIIResult
-//	func (rt *Router) detectJailbreak(req *ChatRequest) *JailbreakResult
-//	func (rt *Router) lookupCache(req *ChatRequest) *CacheResult
-//	func (rt *Router) decideRoute(req *ChatRequest, cls *Classification) *RoutingDecision
-//	func (rt *Router) selectBackend(model string) (*Endpoint, error)
-//	func (rt *Router) injectSystemPrompt(req *ChatRequest, category string) *Injection
-//	func (rt *Router) forwardUpstream(w http.ResponseWriter, req *ChatRequest, dec *RoutingDecision, ep *Endpoint) (*UpstreamResult, error)
+//	func (rt *Router) classify(st *RequestState, req *ChatRequest) *Classification
+//	func (rt *Router) detectPII(st *RequestState, req *ChatRequest, model string) *PIIResult
+//	func (rt *Router) detectJailbreak(st *RequestState, req *ChatRequest) *JailbreakResult
+//	func (rt *Router) lookupCache(st *RequestState, req *ChatRequest) *CacheResult
+//	func (rt *Router) decideRoute(st *RequestState, req *ChatRequest, cls *Classification) *RoutingDecision
+//	func (rt *Router) selectBackend(st *RequestState, model string) (*Endpoint, error)
+//	func (rt *Router) injectSystemPrompt(st *RequestState, req *ChatRequest, category string) *Injection
+//	func (rt *Router) forwardUpstream(st *RequestState, w http.ResponseWriter, req *ChatRequest, dec *RoutingDecision, ep *Endpoint) (*UpstreamResult, error)
 //
 // Flow: serveChat parses and validates (wrong method 405, oversized body 413,
 // malformed JSON or missing model/messages 400, unknown model 404: OpenAI

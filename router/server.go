@@ -194,7 +194,8 @@ func (rt *Router) serveChat(w http.ResponseWriter, r *http.Request) *Outcome {
 		return reject(http.StatusNotFound, "model_not_found", fmt.Sprintf("model %q is not served here: see /v1/models, or use \"auto\"", req.Model))
 	}
 
-	cls := rt.classify(req)
+	st := &RequestState{}
+	cls := rt.classify(st, req)
 	out.Category = cls.Category
 	w.Header().Set(HeaderCategory, cls.Category)
 
@@ -202,17 +203,17 @@ func (rt *Router) serveChat(w http.ResponseWriter, r *http.Request) *Outcome {
 	if isAuto(policyModel) {
 		policyModel, _, _ = rt.bestModel(cls.Category)
 	}
-	if pii := rt.detectPII(req, policyModel); pii.Action == "blocked" {
+	if pii := rt.detectPII(st, req, policyModel); pii.Action == "blocked" {
 		w.Header().Set(HeaderPIIViolation, "true")
 		msg := fmt.Sprintf("This request was blocked: it contains personal information (%v) that model %s may not receive.", pii.Denied, policyModel)
 		return rt.finishBlocked(w, req, out, policyModel, msg)
 	}
-	if jb := rt.detectJailbreak(req); jb.Action == "blocked" {
+	if jb := rt.detectJailbreak(st, req); jb.Action == "blocked" {
 		w.Header().Set(HeaderJailbreakBlock, "true")
 		msg := fmt.Sprintf("This request was blocked by the prompt guard (%s, score %.2f).", jb.Type, jb.Score)
 		return rt.finishBlocked(w, req, out, req.Model, msg)
 	}
-	if hit := rt.lookupCache(req); hit.Hit {
+	if hit := rt.lookupCache(st, req); hit.Hit {
 		w.Header().Set(HeaderCacheHit, "true")
 		w.Header().Set(HeaderModel, hit.Model)
 		out.CacheHit, out.SelectedModel, out.Status = true, hit.Model, http.StatusOK
@@ -222,19 +223,19 @@ func (rt *Router) serveChat(w http.ResponseWriter, r *http.Request) *Outcome {
 	w.Header().Set(HeaderCacheHit, "false")
 	userText := req.lastUserText() // before injection changes the messages
 
-	dec := rt.decideRoute(req, cls)
+	dec := rt.decideRoute(st, req, cls)
 	w.Header().Set(HeaderModel, dec.SelectedModel)
 	w.Header().Set(HeaderReasoning, onOff(dec.ReasoningEnabled))
-	ep, err := rt.selectBackend(dec.SelectedModel)
+	ep, err := rt.selectBackend(st, dec.SelectedModel)
 	if err != nil {
 		out.Failed, out.Error = true, err.Error()
 		out.Status = writeError(w, http.StatusServiceUnavailable, "no_backend", err.Error(), "")
 		return out
 	}
-	inj := rt.injectSystemPrompt(req, cls.Category)
+	inj := rt.injectSystemPrompt(st, req, cls.Category)
 	w.Header().Set(HeaderInjectedPrompt, strconv.FormatBool(inj.Injected))
 
-	res, err := rt.forwardUpstream(w, req, dec, ep)
+	res, err := rt.forwardUpstream(st, w, req, dec, ep)
 	out.SelectedModel = dec.SelectedModel
 	if err != nil {
 		out.Failed, out.Error = true, err.Error()

@@ -8,9 +8,11 @@ import (
 )
 
 // This file holds the pipeline stages serveChat calls in order. Each is
-// //go:noinline and takes and returns pointers, because the tracing agent
-// attaches uprobes to these exact symbols and reads their results from
-// registers and struct fields (see doc.go, "the probe contract").
+// //go:noinline, fills its result in the request's *RequestState and
+// returns a pointer to it, because the tracing agent attaches uprobes to
+// these exact symbols and reads their results from registers and struct
+// fields, at the stage's return or through the state pointer when the
+// next stage starts (see doc.go, "the probe contract").
 
 // ErrNoBackend means no endpoint serves the selected model.
 var ErrNoBackend = errors.New("no endpoint serves the model")
@@ -27,9 +29,9 @@ func isAuto(model string) bool {
 // classify runs the category classifier on the newest user turn.
 //
 //go:noinline
-func (rt *Router) classify(req *ChatRequest) *Classification {
-	c := rt.classifier.Classify(req.lastUserText())
-	return &c
+func (rt *Router) classify(st *RequestState, req *ChatRequest) *Classification {
+	st.Classification = rt.classifier.Classify(req.lastUserText())
+	return &st.Classification
 }
 
 // detectPII finds PII in every user turn and applies the pii_policy of
@@ -37,8 +39,9 @@ func (rt *Router) classify(req *ChatRequest) *Classification {
 // that is the model that would receive the text.
 //
 //go:noinline
-func (rt *Router) detectPII(req *ChatRequest, model string) *PIIResult {
-	res := &PIIResult{Types: rt.pii.Detect(req.userText()), Action: "allowed", Model: model}
+func (rt *Router) detectPII(st *RequestState, req *ChatRequest, model string) *PIIResult {
+	res := &st.PII
+	*res = PIIResult{Types: rt.pii.Detect(req.userText()), Action: "allowed", Model: model}
 	res.Detected = len(res.Types) > 0
 	res.Denied, res.Policy = piiDecision(rt.cfg.ModelConfig[model].PIIPolicy, res.Types)
 	if len(res.Denied) > 0 {
@@ -51,10 +54,11 @@ func (rt *Router) detectPII(req *ChatRequest, model string) *PIIResult {
 // it still scores (the span shows what would have happened) but allows.
 //
 //go:noinline
-func (rt *Router) detectJailbreak(req *ChatRequest) *JailbreakResult {
+func (rt *Router) detectJailbreak(st *RequestState, req *ChatRequest) *JailbreakResult {
 	pg := rt.cfg.PromptGuard
 	score, kind := rt.guard.Score(req.lastUserText())
-	res := &JailbreakResult{Score: score, Type: kind, Threshold: pg.Threshold, Action: "allowed"}
+	res := &st.Jailbreak
+	*res = JailbreakResult{Score: score, Type: kind, Threshold: pg.Threshold, Action: "allowed"}
 	res.Detected = pg.Enabled && score >= pg.Threshold
 	if res.Detected {
 		res.Action = "blocked"
@@ -66,12 +70,13 @@ func (rt *Router) detectJailbreak(req *ChatRequest) *JailbreakResult {
 // by the requested model.
 //
 //go:noinline
-func (rt *Router) lookupCache(req *ChatRequest) *CacheResult {
+func (rt *Router) lookupCache(st *RequestState, req *ChatRequest) *CacheResult {
 	if rt.cache == nil {
-		return &CacheResult{}
+		st.Cache = CacheResult{}
+	} else {
+		st.Cache = rt.cache.lookup(req.Model, req.lastUserText())
 	}
-	res := rt.cache.lookup(req.Model, req.lastUserText())
-	return &res
+	return &st.Cache
 }
 
 // bestModel is the model_scores winner for a category, or the default model.
@@ -96,8 +101,9 @@ func (rt *Router) bestModel(category string) (model string, ms *ModelScore, cat 
 // through with reasoning off.
 //
 //go:noinline
-func (rt *Router) decideRoute(req *ChatRequest, cls *Classification) *RoutingDecision {
-	dec := &RoutingDecision{OriginalModel: req.Model, Category: cls.Category}
+func (rt *Router) decideRoute(st *RequestState, req *ChatRequest, cls *Classification) *RoutingDecision {
+	dec := &st.Route
+	*dec = RoutingDecision{OriginalModel: req.Model, Category: cls.Category}
 	if !isAuto(req.Model) {
 		dec.Strategy, dec.SelectedModel = "specified", req.Model
 		dec.Reason = "model specified by client"
@@ -140,10 +146,20 @@ func (rt *Router) decideRoute(req *ChatRequest, cls *Classification) *RoutingDec
 // marked unhealthy unless all are.
 //
 //go:noinline
-func (rt *Router) selectBackend(model string) (*Endpoint, error) {
+func (rt *Router) selectBackend(st *RequestState, model string) (*Endpoint, error) {
+	ep, err := rt.pickEndpoint(model)
+	st.Endpoint, st.BackendErr = ep, err
+	if err != nil {
+		return nil, err
+	}
+	return &st.Endpoint, nil
+}
+
+// pickEndpoint is selectBackend's choice.
+func (rt *Router) pickEndpoint(model string) (Endpoint, error) {
 	cands := rt.cfg.endpointsFor(model)
 	if len(cands) == 0 {
-		return nil, fmt.Errorf("select backend for model %q: %w", model, ErrNoBackend)
+		return Endpoint{}, fmt.Errorf("select backend for model %q: %w", model, ErrNoBackend)
 	}
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
@@ -173,7 +189,7 @@ func (rt *Router) selectBackend(model string) (*Endpoint, error) {
 	}
 	ep := healthy[best]
 	state[ep.Name] -= total
-	return &Endpoint{Name: ep.Name, Address: fmt.Sprintf("%s:%d", ep.Address, ep.Port), Weight: ep.Weight}, nil
+	return Endpoint{Name: ep.Name, Address: fmt.Sprintf("%s:%d", ep.Address, ep.Port), Weight: ep.Weight}, nil
 }
 
 // SetEndpointHealthy marks an endpoint healthy or unhealthy (for
@@ -192,8 +208,9 @@ func (rt *Router) SetEndpointHealthy(name string, healthy bool) {
 // before the client's system prompt, replace drops the client's.
 //
 //go:noinline
-func (rt *Router) injectSystemPrompt(req *ChatRequest, category string) *Injection {
-	res := &Injection{Category: category}
+func (rt *Router) injectSystemPrompt(st *RequestState, req *ChatRequest, category string) *Injection {
+	res := &st.Injection
+	*res = Injection{Category: category}
 	cat := rt.cfg.category(category)
 	if cat == nil || cat.SystemPrompt == "" {
 		return res

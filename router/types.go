@@ -166,6 +166,26 @@ type Outcome struct {
 	Error string
 }
 
+// RequestState is the per-request state serveChat passes to every stage:
+// each stage fills its own result here (and returns a pointer to it). A
+// tracer that ends a stage's span without seeing the stage return (at the
+// next stage's start) reads the stage's results through the state pointer
+// it saw at the stage's entry; nothing else depends on it.
+type RequestState struct {
+	Classification Classification
+	PII            PIIResult
+	Jailbreak      JailbreakResult
+	Cache          CacheResult
+	Route          RoutingDecision
+	Endpoint       Endpoint
+	// BackendErr is selectBackend's error, nil when an endpoint was chosen.
+	BackendErr error
+	Injection  Injection
+	Upstream   UpstreamResult
+	// UpstreamErr is forwardUpstream's error.
+	UpstreamErr error
+}
+
 // Classification is the classify stage's result.
 type Classification struct {
 	Category string

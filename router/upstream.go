@@ -36,11 +36,18 @@ const statusClientClosed = 499
 // caller still owns the response.
 //
 //go:noinline
-func (rt *Router) forwardUpstream(w http.ResponseWriter, req *ChatRequest, dec *RoutingDecision, ep *Endpoint) (*UpstreamResult, error) {
-	res := &UpstreamResult{Endpoint: ep.Name, Model: dec.SelectedModel}
+func (rt *Router) forwardUpstream(st *RequestState, w http.ResponseWriter, req *ChatRequest, dec *RoutingDecision, ep *Endpoint) (*UpstreamResult, error) {
+	res := &st.Upstream
+	*res = UpstreamResult{Endpoint: ep.Name, Model: dec.SelectedModel}
+	st.UpstreamErr = rt.forward(res, w, req, dec, ep)
+	return res, st.UpstreamErr
+}
+
+// forward is forwardUpstream's work, filling res.
+func (rt *Router) forward(res *UpstreamResult, w http.ResponseWriter, req *ChatRequest, dec *RoutingDecision, ep *Endpoint) error {
 	body, err := rt.upstreamBody(req, dec)
 	if err != nil {
-		return res, fmt.Errorf("encode upstream request: %w", err)
+		return fmt.Errorf("encode upstream request: %w", err)
 	}
 	parent := req.ctx
 	if parent == nil {
@@ -51,7 +58,7 @@ func (rt *Router) forwardUpstream(w http.ResponseWriter, req *ChatRequest, dec *
 	url := "http://" + ep.Address + ChatCompletionsPath
 	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
 	if err != nil {
-		return res, fmt.Errorf("build upstream request to %s: %w", url, err)
+		return fmt.Errorf("build upstream request to %s: %w", url, err)
 	}
 	for k, v := range req.headers {
 		hreq.Header[k] = v
@@ -63,13 +70,13 @@ func (rt *Router) forwardUpstream(w http.ResponseWriter, req *ChatRequest, dec *
 
 	resp, err := rt.client.Do(hreq)
 	if err != nil {
-		return res, rt.upstreamErr(ctx, ep, err)
+		return rt.upstreamErr(ctx, ep, err)
 	}
 	defer resp.Body.Close()
 	res.Status = resp.StatusCode
 	if resp.StatusCode >= 500 {
 		snippet, _ := io.ReadAll(io.LimitReader(resp.Body, 200))
-		return res, fmt.Errorf("%w: %s answered %d: %s", ErrUpstreamStatus, ep.Name, resp.StatusCode, strings.TrimSpace(string(snippet)))
+		return fmt.Errorf("%w: %s answered %d: %s", ErrUpstreamStatus, ep.Name, resp.StatusCode, strings.TrimSpace(string(snippet)))
 	}
 	ct := resp.Header.Get("Content-Type")
 	if ct != "" {
@@ -83,9 +90,9 @@ func (rt *Router) forwardUpstream(w http.ResponseWriter, req *ChatRequest, dec *
 		err = relayBody(w, resp, res)
 	}
 	if err != nil {
-		return res, rt.upstreamErr(ctx, ep, err)
+		return rt.upstreamErr(ctx, ep, err)
 	}
-	return res, nil
+	return nil
 }
 
 // upstreamErr names what went wrong talking to ep.
