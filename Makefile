@@ -7,7 +7,7 @@ BIN       := bin
 EXPORTER  ?= stdout
 GOTESTFLAGS ?= -count=1 -timeout 40m
 
-.PHONY: all build cross generate check-generated deps prereqs demo test unit bench bench-short memory lint image clean
+.PHONY: all build cross generate check-generated deps prereqs demo test unit bench bench-short memory lint fuzz image clean
 
 all: build
 
@@ -39,8 +39,27 @@ cross:
 	GOOS=linux GOARCH=arm64 CGO_ENABLED=0 $(GO) build -o /dev/null ./cmd/routerscope
 	GOOS=linux GOARCH=arm64 CGO_ENABLED=0 $(GO) vet ./probes ./bpf ./agent ./cmd/routerscope
 
-test: check-generated lint cross
+test: check-generated lint cross fuzz
 	$(GO) test $(GOTESTFLAGS) ./...
+
+# Fuzz every parser of hostile input for FUZZTIME each, from the seed corpora
+# in */testdata/fuzz (plain `go test` runs the seeds too). A failing input is
+# written to testdata/fuzz/<target>/ to reproduce and commit.
+FUZZTIME ?= 3s
+FUZZ_TARGETS := \
+	agent:FuzzParseConfig agent:FuzzRenderTrees agent:FuzzParseStartTime \
+	agent:FuzzCgroupIDs agent:FuzzConfigFlag agent:FuzzRepairUTF8 \
+	probes:FuzzDecodeEvent probes:FuzzParseSource probes:FuzzParseSpec \
+	probes:FuzzSpecErrorsBounded
+
+fuzz:
+	@for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; name=$${t##*:}; \
+		echo "fuzz ./$$pkg $$name for $(FUZZTIME)"; \
+		$(GO) test ./$$pkg -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) >/tmp/fuzz.$$$$.log 2>&1 \
+			|| { cat /tmp/fuzz.$$$$.log; rm -f /tmp/fuzz.$$$$.log; exit 1; }; \
+		grep '^fuzz: elapsed' /tmp/fuzz.$$$$.log | tail -1; rm -f /tmp/fuzz.$$$$.log; \
+	done
 
 # Pure-Go tests only: no root, no clang.
 unit:

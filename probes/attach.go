@@ -142,6 +142,9 @@ type Stats struct {
 // goroutine.
 type Tracer struct {
 	c *Capture
+	// seq orders the Capture's Tracers by attach: a process re-attached
+	// before its old Tracer closed gets its records on the newer one.
+	seq uint64
 	// own is set when the Tracer made its Capture (Attach) and closes it.
 	own     bool
 	prog    *Program
@@ -167,6 +170,8 @@ type Tracer struct {
 	closing chan struct{}
 	read    atomic.Uint64
 
+	linksOnce sync.Once
+	linksErr  error
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -222,8 +227,11 @@ func checkTarget(prog *Program, pid int) error {
 // (0: every process running prog.Binary). The ring buffer size and link
 // mode are the Capture's (opts.RingBufferBytes is not used; asking for
 // perf-event links on a Capture of uprobe_multi links is an error); the
-// sampling ratio applies to the whole Capture. Attaching the same pid
-// twice is an error. A failed Attach detaches and frees what it had set up.
+// sampling ratio applies to the whole Capture. A pid may be attached again
+// before its old Tracer is closed (the agent re-attaches a process whose
+// config changed while the old uprobes are still being removed): records
+// go to the newest Tracer that knows their probe. A failed Attach detaches
+// and frees what it had set up.
 func (c *Capture) Attach(prog *Program, pid int, opts Options) (*Tracer, error) {
 	if err := checkTarget(prog, pid); err != nil {
 		return nil, err
@@ -275,6 +283,15 @@ func (c *Capture) Attach(prog *Program, pid int, opts Options) (*Tracer, error) 
 		t.Close()
 		return nil, fmt.Errorf("attach: %w", err)
 	}
+	// A Tracer of this process not closed yet (the agent closes a
+	// detached one in the background) loses its uprobes now: two sets on
+	// one function would open every span twice.
+	for _, o := range c.olderOf(t) {
+		if err := o.closeLinks(); err != nil {
+			t.Close()
+			return nil, fmt.Errorf("attach: detach the earlier uprobes of pid %d: %w", pid, err)
+		}
+	}
 	if err := t.setup(prog, pid, opts); err != nil {
 		t.Close()
 		return nil, err
@@ -290,14 +307,39 @@ func (t *Tracer) register() error {
 	if c.closed {
 		return fmt.Errorf("attach: %w", ErrClosed)
 	}
-	for o := range c.tracers {
-		if o.pid == t.pid {
-			return fmt.Errorf("attach to pid %d: already attached in this capture: %w", t.pid, ErrInvalidOptions)
-		}
-	}
+	c.attaches++
+	t.seq = c.attaches
 	c.tracers[t] = struct{}{}
 	c.setRoutes()
 	return nil
+}
+
+// closeLinks detaches the Tracer's uprobes, once.
+func (t *Tracer) closeLinks() error {
+	t.linksOnce.Do(func() {
+		var errs []error
+		for i := len(t.links) - 1; i >= 0; i-- {
+			errs = append(errs, t.links[i].Close())
+		}
+		t.linksErr = errors.Join(errs...)
+	})
+	return t.linksErr
+}
+
+// olderOf returns the other Tracers of t's process (none for pid 0).
+func (c *Capture) olderOf(t *Tracer) []*Tracer {
+	if t.pid == 0 {
+		return nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []*Tracer
+	for o := range c.tracers {
+		if o != t && o.pid == t.pid {
+			out = append(out, o)
+		}
+	}
+	return out
 }
 
 // ownsID tells whether a kernel probe id is one of this Tracer's.
@@ -524,10 +566,7 @@ func (t *Tracer) Close() error {
 		c.setRoutes()
 		c.mu.Unlock()
 		close(t.closing)
-		var errs []error
-		for i := len(t.links) - 1; i >= 0; i-- {
-			errs = append(errs, t.links[i].Close())
-		}
+		errs := []error{t.closeLinks()}
 		if t.injecting {
 			errs = append(errs, c.removeInjected(t.pid, t.prop.Cgroup))
 		}

@@ -1,10 +1,12 @@
 package probes
 
 import (
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -58,6 +60,8 @@ type Capture struct {
 	owner    []*Program
 	programs map[*Program]*idRange
 	tracers  map[*Tracer]struct{}
+	// attaches numbers Tracers in attach order (Tracer.seq).
+	attaches uint64
 	closed   bool
 
 	closeOnce sync.Once
@@ -73,10 +77,12 @@ type idRange struct {
 	bin           *Binary
 }
 
-// routes maps events to Tracers: by process, else to a Tracer of every
-// process of a binary whose ids the event's probe id is in.
+// routes maps events to Tracers: to the newest Tracer of the event's
+// process whose probe ids hold the event's (a process re-attached before
+// its old Tracer closed has two), else to a Tracer of every process of a
+// binary whose ids hold it.
 type routes struct {
-	byPID map[uint32]*Tracer
+	byPID map[uint32][]*Tracer // newest first
 	any   []*Tracer
 }
 
@@ -99,7 +105,7 @@ func NewCapture(opts CaptureOptions) (*Capture, error) {
 	if err := rlimit.RemoveMemlock(); err != nil {
 		return nil, fmt.Errorf("load the capture object: remove the memlock limit: %w", err)
 	}
-	spec, err := bpf.LoadCapture()
+	spec, err := bpf.LoadCaptureForArch()
 	if err != nil {
 		return nil, fmt.Errorf("load the capture object: %w", err)
 	}
@@ -207,7 +213,13 @@ func (c *Capture) route(raw []byte) {
 	pid := binary.LittleEndian.Uint32(raw[evPID:])
 	id := binary.LittleEndian.Uint32(raw[evProbeID:])
 	r := c.routes.Load()
-	t := r.byPID[pid]
+	var t *Tracer
+	for _, a := range r.byPID[pid] {
+		if a.ownsID(id) {
+			t = a
+			break
+		}
+	}
 	if t == nil {
 		for _, a := range r.any {
 			if a.ownsID(id) {
@@ -233,13 +245,16 @@ func (c *Capture) route(raw []byte) {
 
 // setRoutes rebuilds the routing table from c.tracers; c.mu is held.
 func (c *Capture) setRoutes() {
-	r := &routes{byPID: map[uint32]*Tracer{}}
+	r := &routes{byPID: map[uint32][]*Tracer{}}
 	for t := range c.tracers {
 		if t.pid == 0 {
 			r.any = append(r.any, t)
 		} else {
-			r.byPID[uint32(t.pid)] = t
+			r.byPID[uint32(t.pid)] = append(r.byPID[uint32(t.pid)], t)
 		}
+	}
+	for _, ts := range r.byPID {
+		slices.SortFunc(ts, func(a, b *Tracer) int { return cmp.Compare(b.seq, a.seq) })
 	}
 	c.routes.Store(r)
 }
@@ -359,11 +374,20 @@ func (c *Capture) lostOf(pid int) uint64 {
 func (c *Capture) Unrouted() uint64 { return c.unrouted.Load() }
 
 // forget deletes the kernel's counters of pid (0: none, they are shared)
-// for the probe ids [base, base+n).
+// for the probe ids [base, base+n), unless another Tracer of pid (a
+// re-attach) still counts there.
 func (c *Capture) forget(pid, base, n int) {
 	if pid == 0 {
 		return
 	}
+	c.mu.Lock()
+	for t := range c.tracers {
+		if t.pid == pid {
+			c.mu.Unlock()
+			return
+		}
+	}
+	c.mu.Unlock()
 	for id := base; id < base+n; id++ {
 		_ = c.maps.Counters.Delete(bpf.CaptureCounterKey{Tgid: uint32(pid), ProbeId: uint32(id)})
 	}

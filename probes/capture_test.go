@@ -83,9 +83,6 @@ func TestCaptureSharedByProcesses(t *testing.T) {
 			t.Errorf("process %d has probe ids from %d, process 0 from %d: one Program's descriptors are written once", i, tr.base, tracers[0].base)
 		}
 	}
-	if _, err := c.Attach(prog, procs[0].cmd.Process.Pid, DefaultOptions()); err == nil {
-		t.Error("a second attach to the same process succeeded")
-	}
 
 	type result struct {
 		spans, foreign uint64
@@ -183,6 +180,23 @@ func TestCaptureSharedByProcesses(t *testing.T) {
 	if !found {
 		t.Error("no stacks map in Capture.Stats")
 	}
+	// A process re-attached before its old Tracer closes (the agent's
+	// config change): the new Tracer gets the records, and the old one's
+	// Close leaves the process's counters and routing to it.
+	re, err := c.Attach(prog, procs[1].cmd.Process.Pid, DefaultOptions())
+	if err != nil {
+		t.Fatalf("re-attach: %v", err)
+	}
+	defer re.Close()
+	checkFib(t, procs[1], re, fib)
+	if err := tracers[1].Close(); err != nil {
+		t.Fatal(err)
+	}
+	checkFib(t, procs[1], re, fib)
+	if st := re.Stats().Probes[fib.ID]; st.Returns != want+2*fibCalls(3) {
+		t.Errorf("re-attached process counters %+v, want %d returns (the old Tracer's Close kept them)", st, want+2*fibCalls(3))
+	}
+
 	// Detaching a process forgets its counters.
 	pid := procs[0].cmd.Process.Pid
 	if err := tracers[0].Close(); err != nil {

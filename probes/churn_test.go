@@ -76,17 +76,19 @@ func TestCaptureChurn(t *testing.T) {
 	}
 	var closing sync.WaitGroup
 	closeErrs := make(chan error, restarts+slots)
-	var slowest time.Duration
+	var slowest, slowestAttach time.Duration
+	var closeMu sync.Mutex
+	var slowestClose time.Duration
 	start := func(i int) slot {
 		started := time.Now()
 		p := startTraced(t, bin)
+		attaching := time.Now()
 		tr, err := c.Attach(prog, p.cmd.Process.Pid, DefaultOptions())
 		if err != nil {
 			t.Fatalf("slot %d: attach: %v", i, err)
 		}
-		if d := time.Since(started); d > slowest {
-			slowest = d
-		}
+		slowest = max(slowest, time.Since(started))
+		slowestAttach = max(slowestAttach, time.Since(attaching))
 		return slot{p, tr}
 	}
 	live := make([]slot, slots)
@@ -100,17 +102,27 @@ func TestCaptureChurn(t *testing.T) {
 			t.Fatal(err)
 		}
 		_ = old.p.cmd.Wait()
-		closing.Go(func() { closeErrs <- old.tr.Close() })
+		closing.Go(func() {
+			began := time.Now()
+			closeErrs <- old.tr.Close()
+			closeMu.Lock()
+			slowestClose = max(slowestClose, time.Since(began))
+			closeMu.Unlock()
+		})
 		live[i] = start(i)
 		if r%25 == 0 {
 			// Every so often, the new process is traced: its spans arrive.
 			checkFib(t, live[i].p, live[i].tr, fib)
 		}
 	}
-	if slowest > 2*time.Second {
-		t.Errorf("slowest start-to-attached %v, want within 2 s", slowest)
+	// The agent finds a new process within its discovery interval (0.5 s
+	// by default) and then attaches: 1.5 s are left of the 2 s promised.
+	if slowestAttach > 1500*time.Millisecond {
+		t.Errorf("slowest attach %v (start to attached %v), want within 1.5 s", slowestAttach, slowest)
 	}
-	t.Logf("%d restarts across %d processes; slowest start-to-attached %v", restarts, slots, slowest.Round(time.Millisecond))
+	closing.Wait()
+	t.Logf("%d restarts across %d processes; slowest attach %v, start to attached %v, slowest Tracer.Close %v", restarts, slots,
+		slowestAttach.Round(time.Millisecond), slowest.Round(time.Millisecond), slowestClose.Round(time.Millisecond))
 	for _, l := range live {
 		checkFib(t, l.p, l.tr, fib)
 		closing.Go(func() { closeErrs <- l.tr.Close() })

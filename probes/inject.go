@@ -28,6 +28,9 @@ type injector struct {
 	objs    bpf.InjectObjects
 	msgLink link.Link // nil on kernels before 6.10 (attached without a link)
 	cgroups map[string]*cgroupLink
+	// pids counts the Tracers of each watched process (a re-attach adds
+	// one before the old one goes): traced_tgids keeps pid until the last.
+	pids map[int]int
 }
 
 // cgroupLink is the sock_ops attachment of one cgroup and how many traced
@@ -45,7 +48,7 @@ func newInjector(tids, states *ebpf.Map, sizes MapSizes) (*injector, error) {
 		return nil, fmt.Errorf("load the inject object: %w", err)
 	}
 	sizes.apply(spec)
-	inj := &injector{cgroups: map[string]*cgroupLink{}}
+	inj := &injector{cgroups: map[string]*cgroupLink{}, pids: map[int]int{}}
 	opts := &ebpf.CollectionOptions{MapReplacements: map[string]*ebpf.Map{"inject_tids": tids, "trace_states": states}}
 	if err := spec.LoadAndAssign(&inj.objs, opts); err != nil {
 		var verr *ebpf.VerifierError
@@ -112,9 +115,10 @@ func (c *Capture) addInjected(pid int, cgroup string) (string, error) {
 		inj.release(cgroup)
 		return "", fmt.Errorf("attach traceparent injection: watch pid %d (map size traced_tgids): %w", pid, err)
 	}
+	inj.pids[pid]++
 	if pid != 0 {
 		if err := inj.adoptSockets(pid); err != nil {
-			_ = inj.objs.TracedTgids.Delete(uint32(pid))
+			inj.unwatch(pid)
 			inj.release(cgroup)
 			return "", fmt.Errorf("attach traceparent injection: %w", err)
 		}
@@ -132,8 +136,17 @@ func (c *Capture) removeInjected(pid int, cgroup string) error {
 	if c.injector == nil {
 		return nil
 	}
-	_ = c.injector.objs.TracedTgids.Delete(uint32(pid))
+	c.injector.unwatch(pid)
 	return c.injector.release(cgroup)
+}
+
+// unwatch drops one Tracer's watch of pid.
+func (inj *injector) unwatch(pid int) {
+	if inj.pids[pid]--; inj.pids[pid] > 0 {
+		return
+	}
+	delete(inj.pids, pid)
+	_ = inj.objs.TracedTgids.Delete(uint32(pid))
 }
 
 // release drops one use of cgroup's sock_ops attachment.
