@@ -7,7 +7,7 @@ BIN       := bin
 EXPORTER  ?= stdout
 GOTESTFLAGS ?= -count=1 -timeout 40m
 
-.PHONY: all build cross generate check-generated deps prereqs demo test unit bench bench-short memory lint fuzz image clean
+.PHONY: all build cross generate check-generated deps prereqs demo test unit bench bench-short memory lint fuzz faults image clean
 
 all: build
 
@@ -40,7 +40,17 @@ cross:
 	GOOS=linux GOARCH=arm64 CGO_ENABLED=0 $(GO) vet ./probes ./bpf ./agent ./cmd/routerscope
 
 test: check-generated lint cross fuzz
-	$(GO) test $(GOTESTFLAGS) ./...
+	$(GO) test $(GOTESTFLAGS) -skip '^TestFault' ./...
+	@$(MAKE) --no-print-directory faults
+
+# The fault suite (root; e2e/faults_test.go): collector down under load then
+# back, agent and router killed with -9, broken configs on SIGHUP while
+# serving. Prints each fault's figures (the FAULT lines); the full log is kept
+# in $(BIN)/faults.log.
+faults:
+	@mkdir -p $(BIN); \
+	$(GO) test -count=1 -timeout 20m -v -run '^TestFault' ./e2e >$(BIN)/faults.log 2>&1; rc=$$?; \
+	grep -E '^(--- |ok|FAIL|panic)|FAULT' $(BIN)/faults.log | sed -E 's/^ +faults_test.go:[0-9]+: //'; exit $$rc
 
 # Fuzz every parser of hostile input for FUZZTIME each, from the seed corpora
 # in */testdata/fuzz (plain `go test` runs the seeds too). A failing input is

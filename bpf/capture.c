@@ -11,6 +11,7 @@
 
 #include "vmlinux.h"
 #include "bpf_helpers.h"
+#include "goregs.h"
 
 char __license[] SEC("license") = "Dual BSD/GPL";
 
@@ -445,17 +446,18 @@ struct regs {
 
 static __always_inline void load_regs(struct pt_regs *ctx, struct regs *r)
 {
-	r->r[REG_RAX] = ctx->ax;
-	r->r[REG_RBX] = ctx->bx;
-	r->r[REG_RCX] = ctx->cx;
-	r->r[REG_RDI] = ctx->di;
-	r->r[REG_RSI] = ctx->si;
-	r->r[REG_R8] = ctx->r8;
-	r->r[REG_R9] = ctx->r9;
-	r->r[REG_R10] = ctx->r10;
-	r->r[REG_R11] = ctx->r11;
-	r->r[REG_SP] = ctx->sp;
-	r->r[REG_R14] = ctx->r14;
+	// goregs.h: on arm64 the same slots hold R0-R8, RSP and g (R28).
+	r->r[REG_RAX] = GO_ARG(ctx, 0);
+	r->r[REG_RBX] = GO_ARG(ctx, 1);
+	r->r[REG_RCX] = GO_ARG(ctx, 2);
+	r->r[REG_RDI] = GO_ARG(ctx, 3);
+	r->r[REG_RSI] = GO_ARG(ctx, 4);
+	r->r[REG_R8] = GO_ARG(ctx, 5);
+	r->r[REG_R9] = GO_ARG(ctx, 6);
+	r->r[REG_R10] = GO_ARG(ctx, 7);
+	r->r[REG_R11] = GO_ARG(ctx, 8);
+	r->r[REG_SP] = GO_SP(ctx);
+	r->r[REG_R14] = GO_G(ctx);
 }
 
 static __always_inline __u64 reg_value(struct regs *r, __u32 idx)
@@ -880,9 +882,9 @@ static __always_inline int open_span(struct pt_regs *ctx, __u32 id)
 	if (!desc)
 		return 0;
 	struct probe_counters *c = probe_counters(id);
-	__u64 g = ctx->r14;
+	__u64 g = GO_G(ctx);
 	__u64 depth;
-	if (frame_depth(g, ctx->sp, &depth))
+	if (frame_depth(g, GO_SP(ctx), &depth))
 		return 0;
 	struct span_stack *st = stack_of(g);
 	if (!st)
@@ -970,9 +972,9 @@ static __always_inline int close_span(struct pt_regs *ctx, __u32 id)
 	if (!desc)
 		return 0;
 	struct probe_counters *c = probe_counters(id);
-	__u64 g = ctx->r14;
+	__u64 g = GO_G(ctx);
 	__u64 depth;
-	if (frame_depth(g, ctx->sp, &depth))
+	if (frame_depth(g, GO_SP(ctx), &depth))
 		return 0;
 	struct gkey gk = gkey_of(g);
 	struct span_stack *st = bpf_map_lookup_elem(&stacks, &gk);
@@ -1035,7 +1037,7 @@ static __always_inline int in_unsampled_entry(struct pt_regs *ctx, __u64 g, __u3
 	if (!u)
 		return 0;
 	__u64 depth;
-	if (frame_depth(g, ctx->sp, &depth))
+	if (frame_depth(g, GO_SP(ctx), &depth))
 		return 1;
 	if (depth > u->stack_depth) {
 		struct probe_counters *c = probe_counters(id);
@@ -1058,7 +1060,7 @@ static __always_inline int in_unsampled_return(struct pt_regs *ctx, __u64 g, __u
 	if (u->probe_id != id)
 		return 1;
 	__u64 depth;
-	if (frame_depth(g, ctx->sp, &depth) || depth != u->stack_depth)
+	if (frame_depth(g, GO_SP(ctx), &depth) || depth != u->stack_depth)
 		return 1;
 	struct probe_counters *c = probe_counters(id);
 	if (c)
@@ -1072,14 +1074,14 @@ static __always_inline int in_unsampled_return(struct pt_regs *ctx, __u64 g, __u
 static __always_inline int do_uprobe_entry(struct pt_regs *ctx)
 {
 	__u64 cookie = bpf_get_attach_cookie(ctx);
-	if (in_unsampled_entry(ctx, ctx->r14, (__u32)cookie))
+	if (in_unsampled_entry(ctx, GO_G(ctx), (__u32)cookie))
 		return 0;
 	open_span(ctx, (__u32)cookie);
 	// A function whose first instruction is a RET (an empty body) has its
 	// entry and return at one address; the kernel gives no order between
 	// two uprobes there, so user space attaches only the entry program and
 	// sets this bit, and the span closes right away.
-	if (cookie & COOKIE_ENTRY_IS_RETURN && !in_unsampled_return(ctx, ctx->r14, (__u32)cookie))
+	if (cookie & COOKIE_ENTRY_IS_RETURN && !in_unsampled_return(ctx, GO_G(ctx), (__u32)cookie))
 		close_span(ctx, (__u32)cookie);
 	return 0;
 }
@@ -1090,7 +1092,7 @@ static __always_inline int do_uprobe_entry(struct pt_regs *ctx)
 static __always_inline int do_uprobe_return(struct pt_regs *ctx)
 {
 	__u32 id = (__u32)bpf_get_attach_cookie(ctx);
-	if (in_unsampled_return(ctx, ctx->r14, id))
+	if (in_unsampled_return(ctx, GO_G(ctx), id))
 		return 0;
 	return close_span(ctx, id);
 }
@@ -1105,7 +1107,7 @@ static __always_inline int do_uprobe_return(struct pt_regs *ctx)
 static __always_inline int do_uprobe_newproc1(struct pt_regs *ctx)
 {
 	__u64 tid = bpf_get_current_pid_tgid();
-	__u64 caller = ctx->bx;
+	__u64 caller = GO_ARG(ctx, 1);
 	bpf_map_update_elem(&newproc_callers, &tid, &caller, BPF_ANY);
 	return 0;
 }
@@ -1118,7 +1120,7 @@ static __always_inline int do_uprobe_newproc1_return(struct pt_regs *ctx)
 		return 0;
 	__u64 caller = *callerp;
 	bpf_map_delete_elem(&newproc_callers, &tid);
-	__u64 newg = ctx->ax;
+	__u64 newg = GO_ARG(ctx, 0);
 	if (!newg)
 		return 0;
 

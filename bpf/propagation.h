@@ -404,7 +404,7 @@ __noinline int line_end(struct key_scan *sc, __u32 got)
 // (single-stepped), and it fires once per header line either way.
 static __always_inline int do_uprobe_header_line(struct pt_regs *ctx)
 {
-	__u64 ptr = ctx->ax, klen = ctx->bx;
+	__u64 ptr = GO_ARG(ctx, 0), klen = GO_ARG(ctx, 1);
 	if (!ptr || (klen != TP_NAME_LEN - 1 && klen != TS_NAME_LEN - 1))
 		return 0;
 	__u32 zero = 0;
@@ -425,14 +425,14 @@ static __always_inline int do_uprobe_header_line(struct pt_regs *ctx)
 	__u32 end = line_end(sc, got);
 	if (end == 0)
 		return 0; // no line end in reach: longer than any value we keep
-	return handle_header_line(ctx->r14, ptr, end);
+	return handle_header_line(GO_G(ctx), ptr, end);
 }
 
 // Entry of net/textproto.readMIMEHeader: a new header block starts on this
 // goroutine, so a remote parent left by an earlier one is stale.
 static __always_inline int do_uprobe_header_block(struct pt_regs *ctx)
 {
-	struct gkey gk = gkey_of(ctx->r14);
+	struct gkey gk = gkey_of(GO_G(ctx));
 	bpf_map_delete_elem(&remote_parents, &gk);
 	bpf_map_delete_elem(&pending_states, &gk);
 	return 0;
@@ -487,7 +487,7 @@ static __always_inline int take_remote_parent(__u64 g, struct span_entry *ne)
 // whose innermost open span becomes the outgoing request's parent.
 static __always_inline int do_uprobe_client_roundtrip(struct pt_regs *ctx)
 {
-	__u64 g = ctx->r14, treq = ctx->bx, req = 0;
+	__u64 g = GO_G(ctx), treq = GO_ARG(ctx, 1), req = 0;
 	if (!treq || bpf_probe_read_user(&req, sizeof(req), (void *)treq) || !req)
 		return 0;
 	struct inject_ctx ic = {};
@@ -525,7 +525,7 @@ static __always_inline int do_uprobe_client_roundtrip(struct pt_regs *ctx)
 // write left (one that failed before reaching the socket).
 static __always_inline int do_uprobe_request_write(struct pt_regs *ctx)
 {
-	struct gkey rk = gkey_of(ctx->ax), gk = gkey_of(ctx->r14);
+	struct gkey rk = gkey_of(GO_ARG(ctx, 0)), gk = gkey_of(GO_G(ctx));
 	struct inject_ctx *ic = bpf_map_lookup_elem(&inject_reqs, &rk);
 	if (!ic) {
 		bpf_map_delete_elem(&inject_gs, &gk);
@@ -545,7 +545,7 @@ static __always_inline int do_uprobe_request_write(struct pt_regs *ctx)
 // request line; later ones (a long body) find nothing.
 static __always_inline int do_uprobe_conn_write(struct pt_regs *ctx)
 {
-	struct gkey gk = gkey_of(ctx->r14);
+	struct gkey gk = gkey_of(GO_G(ctx));
 	struct inject_ctx *ic = bpf_map_lookup_elem(&inject_gs, &gk);
 	if (!ic)
 		return 0;

@@ -58,6 +58,12 @@ func TestStrippedRouter(t *testing.T) {
 		t.Fatalf("extract wrote no offsets file beside the probe file: %v\n%s", err, out)
 	}
 
+	// With it, verify checks the -s -w router as the agent will resolve it.
+	out, err = exec.Command(bins.agentBin, "probes", "verify", "--binary", sw, "--probes", probeFile).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "locations from "+filepath.Join(dir, "semantic-router.offsets.yaml")) {
+		t.Errorf("verify on the -s -w router with its offsets: %v\n%s", err, out)
+	}
+
 	for _, bin := range []string{sw, stripped} {
 		t.Run(filepath.Base(bin), func(t *testing.T) {
 			recv, collector := pipeline(t)

@@ -105,7 +105,7 @@ func NewCapture(opts CaptureOptions) (*Capture, error) {
 	if err := rlimit.RemoveMemlock(); err != nil {
 		return nil, fmt.Errorf("load the capture object: remove the memlock limit: %w", err)
 	}
-	spec, err := bpf.LoadCapture()
+	spec, err := bpf.LoadCaptureForArch()
 	if err != nil {
 		return nil, fmt.Errorf("load the capture object: %w", err)
 	}

@@ -202,4 +202,20 @@
 // it. Outside its range a part is off with the reason (Stats.HandOffOff,
 // PropagationStatus.ExtractOff/InjectOff), and Attach refuses a binary the
 // capture engine itself is not verified on (ErrUnverifiedGo).
+//
+// # One capture per agent
+//
+// A Capture (NewCapture) is the kernel side loaded once: the capture
+// object's maps and programs, the one ring buffer, and on first use the
+// propagation programs and the injector. Capture.Attach attaches one
+// process and returns its Tracer: the uprobe links, filtered by PID, are
+// the process's own; the descriptors of a Program are written once for all
+// its processes (ids allocated in the descs map) and its binary opened
+// once. Every per-goroutine and per-thread key in the shared maps carries
+// the process, since g addresses and thread ids repeat across processes;
+// counters are kept per process and probe. One goroutine reads the ring
+// buffer and hands each record to its process's Tracer. Map sizes come
+// from CaptureOptions (MapSizes, defaults in DefaultMapSizes), so the
+// kernel memory (Capture.Memory) does not grow with the number of
+// processes. Attach is Capture.Attach on a Capture of the Tracer's own.
 package probes

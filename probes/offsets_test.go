@@ -185,3 +185,51 @@ func TestOffsetsCoverResolved(t *testing.T) {
 		}
 	}
 }
+
+// TestVerifyWithOffsets: verify on a stripped build reports what the agent
+// will use, from the offsets file beside the spec.
+func TestVerifyWithOffsets(t *testing.T) {
+	full := openFixture(t, variantFull)
+	sw := openFixture(t, variantStripped)
+	spec, specPath := writeFixtureSpec(t)
+	want, err := Verify(full, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ob, err := ExtractOffsets(full, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A file for the other build only: every probe has the problem.
+	if err := WriteOffsets(OffsetsPath(specPath), ob); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := Verify(sw, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.OK || rep.Offsets != OffsetsPath(specPath) || len(rep.Probes) != len(spec.Probes) || !strings.Contains(rep.Probes[0].Problems[0], "no entry for") {
+		t.Fatalf("offsets for another build:\n%s", rep)
+	}
+	forSW, err := ob.For(sw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteOffsets(OffsetsPath(specPath), forSW); err != nil {
+		t.Fatal(err)
+	}
+	rep, err = Verify(sw, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, w := range want.Probes {
+		g := rep.Probes[i]
+		if len(g.Problems) != 0 || g.EntryOffset != w.EntryOffset || g.EntryCost != w.EntryCost || g.EntryInstruction != w.EntryInstruction ||
+			fmt.Sprint(g.ReturnOffsets) != fmt.Sprint(w.ReturnOffsets) || len(g.Values) > len(w.Values) {
+			t.Errorf("%s from offsets: %+v\nwith DWARF: %+v", w.Symbol, g, w)
+		}
+	}
+	if !strings.Contains(rep.String(), "locations from "+OffsetsPath(specPath)) {
+		t.Errorf("report:\n%s", rep)
+	}
+}

@@ -124,7 +124,7 @@ func (c *Capture) loadPropPrograms() error {
 	if c.propLoaded {
 		return nil
 	}
-	spec, err := bpf.LoadCapture()
+	spec, err := bpf.LoadCaptureForArch()
 	if err != nil {
 		return fmt.Errorf("load the capture object: %w", err)
 	}

@@ -21,6 +21,9 @@ type Report struct {
 	// traceparent extraction and injection), whether it would attach to
 	// this binary or is off for its Go release or layout, and why.
 	BuiltIn []PartReport `json:"built_in"`
+	// Offsets is the offsets file the probes were resolved with, for a
+	// binary without DWARF; empty when resolved from DWARF.
+	Offsets string `json:"offsets,omitempty"`
 	// OK is true when no probe has a problem and the span capture itself
 	// is verified for the binary.
 	OK     bool          `json:"ok"`
@@ -97,6 +100,11 @@ func Verify(b *Binary, spec *Spec) (*Report, error) {
 			}
 		}
 		rep.BuiltIn = append(rep.BuiltIn, pr)
+	}
+	if path := b.offsetsFileFor(spec); path != "" {
+		// No DWARF, but an offsets file: report what the agent will use.
+		b.verifyWithOffsets(rep, spec, path)
+		return rep, nil
 	}
 	for _, p := range spec.Probes {
 		pr := b.verifyProbe(p)
@@ -273,6 +281,9 @@ func errorStrings(errs []error) []string {
 func (r *Report) String() string {
 	var sb strings.Builder
 	fmt.Fprintf(&sb, "binary %s (%s, %s, build id %s)\nprobes %s\n", r.Binary, r.Arch, r.GoVersion, r.BuildID, r.Spec)
+	if r.Offsets != "" {
+		fmt.Fprintf(&sb, "locations from %s (the binary has no DWARF)\n", r.Offsets)
+	}
 	problems := 0
 	for _, p := range r.BuiltIn {
 		switch {
