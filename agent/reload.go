@@ -261,7 +261,9 @@ func keepPipelineSettings(cur Config, next *Config) []string {
 	keep("routerscope.log_format", a.LogFormat != na.LogFormat)
 	keep("routerscope.watch_interval", a.WatchInterval != na.WatchInterval)
 	keep("routerscope.propagation", a.Propagation != na.Propagation)
-	na.Export, na.MaxSpanAge, na.Metrics, na.LogLevel, na.LogFormat, na.WatchInterval, na.Propagation =
-		a.Export, a.MaxSpanAge, a.Metrics, a.LogLevel, a.LogFormat, a.WatchInterval, a.Propagation
+	// The capture object is loaded once with these sizes.
+	keep("routerscope.kernel", !reflect.DeepEqual(a.Kernel, na.Kernel))
+	na.Export, na.MaxSpanAge, na.Metrics, na.LogLevel, na.LogFormat, na.WatchInterval, na.Propagation, na.Kernel =
+		a.Export, a.MaxSpanAge, a.Metrics, a.LogLevel, a.LogFormat, a.WatchInterval, a.Propagation, a.Kernel
 	return kept
 }
