@@ -67,6 +67,8 @@ type manager struct {
 
 	readCtx context.Context
 	ended   chan *attachment
+	// trouble is what reportTrouble last logged.
+	trouble troubleCounts
 	// handled counts the events read, for the drain at stop.
 	handled atomic.Uint64
 	// exits delivers the exits of attached processes (exitwatch.go).
@@ -481,5 +483,10 @@ func (m *manager) countLost(a *attachment) {
 // updateReadiness: ready when export works and either something is
 // attached or nothing matches yet.
 func (m *manager) updateReadiness() {
-	m.met.ready.Store(m.pipe.ExportHealthy() && (len(m.atts) > 0 || m.matched == 0))
+	ready := m.pipe.ExportHealthy() && (len(m.atts) > 0 || m.matched == 0)
+	m.met.ready.Store(ready)
+	if !ready {
+		why := m.notReadyReason()
+		m.met.notReady.Store(&why)
+	}
 }

@@ -80,6 +80,8 @@ enum {
 #define FLAG_ENTRY_VALS 4
 // span_entry only: the probe is DESC_END_NEXT.
 #define FLAG_END_NEXT 16
+// span_entry only: they wait in entry_small, not entry_vals.
+#define FLAG_ENTRY_SMALL 32
 // event only: the span had entry values, but their slot in entry_vals was
 // taken before it ended (more open spans than the map holds).
 #define FLAG_ENTRY_LOST 8
@@ -229,6 +231,19 @@ struct entry_vals {
 #define RECORD_MAX (sizeof(struct event) + (2 * MAX_FETCHES + 1) * sizeof(struct value))
 _Static_assert(RECORD_MAX + sizeof(struct value) <= SCRATCH_SIZE, "scratch too small");
 _Static_assert(sizeof(struct entry_vals) + sizeof(struct value) <= SCRATCH_SIZE, "scratch too small");
+
+// entry_small is entry_vals cut after ENTRY_SMALL_MAX bytes of values: most
+// spans keep a few values (or only the registers), and a map update copies
+// its whole value size, so they go to this map, and only the few with more
+// to entry_vals.
+#define ENTRY_SMALL_MAX 416
+struct entry_small {
+	__u32 len;
+	__u32 n;
+	__u64 regs[NUM_REGS];
+	char data[ENTRY_SMALL_MAX];
+};
+_Static_assert(__builtin_offsetof(struct entry_small, data) == __builtin_offsetof(struct entry_vals, data), "entry_small is a prefix of entry_vals");
 struct scratch {
 	char buf[SCRATCH_SIZE];
 };
@@ -369,6 +384,13 @@ struct {
 	__type(key, __u64);
 	__type(value, struct entry_vals);
 } entry_vals SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u64);
+	__type(value, struct entry_small);
+} entry_small SEC(".maps");
 
 // Where a record is built. A uprobe program runs to its end on one CPU
 // (migration disabled), so one buffer per CPU serves every program.
@@ -673,7 +695,14 @@ static __noinline __u32 begin_record(struct scratch *sc, __u8 kind, struct span_
 	ev->has_err = 0;
 	if (!(s->flags & FLAG_ENTRY_VALS))
 		return sizeof(struct event);
-	struct entry_vals *ent = bpf_map_lookup_elem(&entry_vals, &s->span_id);
+	void *map = &entry_vals;
+	__u32 max = ENTRY_VALS_MAX;
+	if (s->flags & FLAG_ENTRY_SMALL) {
+		map = &entry_small;
+		max = ENTRY_SMALL_MAX;
+	}
+	// Both layouts share their header; data is only read up to max.
+	struct entry_vals *ent = bpf_map_lookup_elem(map, &s->span_id);
 	if (!ent) {
 		ev->flags |= FLAG_ENTRY_LOST;
 		return sizeof(struct event);
@@ -681,6 +710,8 @@ static __noinline __u32 begin_record(struct scratch *sc, __u8 kind, struct span_
 	if (saved)
 		__builtin_memcpy(saved->r, ent->regs, sizeof(saved->r));
 	__u32 len = ent->len;
+	if (len > max)
+		len = max;
 	if (len > ENTRY_VALS_MAX)
 		len = ENTRY_VALS_MAX;
 	if (bpf_probe_read_kernel(sc->buf + sizeof(struct event), len, ent->data)) {
@@ -690,7 +721,7 @@ static __noinline __u32 begin_record(struct scratch *sc, __u8 kind, struct span_
 		ev->n_entry = ent->n;
 		ev->entry_len = len;
 	}
-	bpf_map_delete_elem(&entry_vals, &s->span_id);
+	bpf_map_delete_elem(map, &s->span_id);
 	return sizeof(struct event) + len;
 }
 
@@ -856,7 +887,8 @@ static __always_inline struct span_stack *stack_of(__u64 g)
 #include "propagation.h"
 
 // keep_entry_values reads a sampled span's entry values and parks them in
-// entry_vals until the span ends: the span's one record carries them.
+// entry_small or entry_vals until the span ends: the span's one record
+// carries them. It returns the span flags to add.
 static __noinline int keep_entry_values(struct pt_regs *ctx, struct probe_desc *desc, __u64 span_id)
 {
 	struct scratch *sc = scratch_buf();
@@ -872,7 +904,9 @@ static __noinline int keep_entry_values(struct pt_regs *ctx, struct probe_desc *
 	__u32 off = pack_values(&regs, desc->entry, n, sc->buf, __builtin_offsetof(struct entry_vals, data));
 	ent->len = off - __builtin_offsetof(struct entry_vals, data);
 	ent->n = n;
-	return bpf_map_update_elem(&entry_vals, &span_id, ent, BPF_ANY) == 0;
+	if (ent->len <= ENTRY_SMALL_MAX)
+		return bpf_map_update_elem(&entry_small, &span_id, ent, BPF_ANY) ? 0 : FLAG_ENTRY_VALS | FLAG_ENTRY_SMALL;
+	return bpf_map_update_elem(&entry_vals, &span_id, ent, BPF_ANY) ? 0 : FLAG_ENTRY_VALS;
 }
 
 // open_span opens a span for probe id and keeps its entry values.
@@ -952,8 +986,8 @@ static __always_inline int open_span(struct pt_regs *ctx, __u32 id)
 	}
 	if (desc->flags & DESC_END_NEXT)
 		ne.flags |= FLAG_END_NEXT;
-	if ((desc->n_entry > 0 || (desc->flags & DESC_END_FROM_ENTRY)) && keep_entry_values(ctx, desc, ne.span_id))
-		ne.flags |= FLAG_ENTRY_VALS;
+	if (desc->n_entry > 0 || (desc->flags & DESC_END_FROM_ENTRY))
+		ne.flags |= keep_entry_values(ctx, desc, ne.span_id);
 	ne.start_ns = bpf_ktime_get_ns();
 	st->e[d & (MAX_DEPTH - 1)] = ne;
 	st->depth = d + 1;

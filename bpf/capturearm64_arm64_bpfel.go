@@ -26,6 +26,14 @@ type CaptureArm64CounterKey struct {
 	ProbeId uint32
 }
 
+type CaptureArm64EntrySmall struct {
+	_    structs.HostLayout
+	Len  uint32
+	N    uint32
+	Regs [11]uint64
+	Data [416]int8
+}
+
 type CaptureArm64EntryVals struct {
 	_    structs.HostLayout
 	Len  uint32
@@ -206,6 +214,7 @@ const (
 	CaptureArm64MapEmptyCounters               = "empty_counters"
 	CaptureArm64MapEmptyPropCounters           = "empty_prop_counters"
 	CaptureArm64MapEmptyStack                  = "empty_stack"
+	CaptureArm64MapEntrySmall                  = "entry_small"
 	CaptureArm64MapEntryVals                   = "entry_vals"
 	CaptureArm64MapEvents                      = "events"
 	CaptureArm64MapHeaderScratch               = "header_scratch"
@@ -317,6 +326,7 @@ type CaptureArm64MapSpecs struct {
 	EmptyCounters     *ebpf.MapSpec `ebpf:"empty_counters"`
 	EmptyPropCounters *ebpf.MapSpec `ebpf:"empty_prop_counters"`
 	EmptyStack        *ebpf.MapSpec `ebpf:"empty_stack"`
+	EntrySmall        *ebpf.MapSpec `ebpf:"entry_small"`
 	EntryVals         *ebpf.MapSpec `ebpf:"entry_vals"`
 	Events            *ebpf.MapSpec `ebpf:"events"`
 	HeaderScratch     *ebpf.MapSpec `ebpf:"header_scratch"`
@@ -370,6 +380,7 @@ type CaptureArm64Maps struct {
 	EmptyCounters     *ebpf.Map `ebpf:"empty_counters"`
 	EmptyPropCounters *ebpf.Map `ebpf:"empty_prop_counters"`
 	EmptyStack        *ebpf.Map `ebpf:"empty_stack"`
+	EntrySmall        *ebpf.Map `ebpf:"entry_small"`
 	EntryVals         *ebpf.Map `ebpf:"entry_vals"`
 	Events            *ebpf.Map `ebpf:"events"`
 	HeaderScratch     *ebpf.Map `ebpf:"header_scratch"`
@@ -399,6 +410,7 @@ func (m *CaptureArm64Maps) Close() error {
 		m.EmptyCounters,
 		m.EmptyPropCounters,
 		m.EmptyStack,
+		m.EntrySmall,
 		m.EntryVals,
 		m.Events,
 		m.HeaderScratch,

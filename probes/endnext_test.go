@@ -152,3 +152,26 @@ func TestResolveEndNext(t *testing.T) {
 		t.Errorf("end: later parsed")
 	}
 }
+
+// TestCaptureLargeEntryValues: a span whose entry values take more than
+// the small store's 416 bytes keeps them in the large one, whole.
+func TestCaptureLargeEntryValues(t *testing.T) {
+	requireRoot(t)
+	bin := tracedBinary(t)
+	s := newProbeSet(t, bin)
+	handle := s.add("main.handle")
+	// Request.Tags ([]string at offset 40): three elements, 35 bytes.
+	for i := range MaxFetches {
+		handle.Entry = append(handle.Entry, Fetch{Attr: i, Kind: KindStringSlice, Loc: inMem(RegRAX, 40)})
+	}
+	ss := attachSession(t, s, startTraced(t, bin), DefaultOptions())
+	evs := ss.run("handle gpt")
+	if len(evs) != 2 || len(evs[0].Values) != MaxFetches {
+		t.Fatalf("spans:\n%s", summary(evs))
+	}
+	for i, v := range evs[0].Values {
+		if len(v.Strs) != 3 || v.Strs[0] != "a" || v.Strs[1] != "bb" || len(v.Strs[2]) != MaxElemBytes {
+			t.Errorf("value %d: %+v", i, v)
+		}
+	}
+}
