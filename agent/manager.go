@@ -111,8 +111,7 @@ func probeDigests(cfg Config, check func(string) error) (map[string]string, erro
 		if _, ok := out[p]; ok {
 			continue
 		}
-		data, err := readlimit.File(p, probes.MaxSpecBytes)
-		if err != nil {
+		if _, err := readlimit.File(p, probes.MaxSpecBytes); err != nil {
 			return nil, fmt.Errorf("read probe file: %w", err)
 		}
 		if check != nil {
@@ -120,8 +119,17 @@ func probeDigests(cfg Config, check func(string) error) (map[string]string, erro
 				return nil, fmt.Errorf("probe file %s: %w", p, err)
 			}
 		}
-		sum := sha256.Sum256(data)
-		out[p] = hex.EncodeToString(sum[:8])
+		// The digest covers the files it includes and its offsets file.
+		h := sha256.New()
+		for _, f := range probes.SpecFiles(p) {
+			data, err := readlimit.File(f, probes.MaxSpecBytes)
+			if err != nil && f == p {
+				return nil, fmt.Errorf("read probe file: %w", err)
+			}
+			h.Write([]byte(f))
+			h.Write(data)
+		}
+		out[p] = hex.EncodeToString(h.Sum(nil)[:8])
 	}
 	return out, nil
 }
