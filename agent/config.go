@@ -343,6 +343,11 @@ func (c *Config) Validate() error {
 	if t.Exporter.Type == ExporterOTLP && t.Exporter.Endpoint == "" {
 		return fmt.Errorf("%w: %sexporter.endpoint: required when exporter.type is otlp, e.g. \"localhost:4317\"", ErrConfig, p)
 	}
+	if t.Exporter.Type == ExporterOTLP {
+		if err := checkEndpoint(t.Exporter); err != nil {
+			return err
+		}
+	}
 	if t.Exporter.CAFile != "" && t.Exporter.Insecure {
 		return fmt.Errorf("%w: %sexporter.ca_file is set but exporter.insecure is true: set insecure: false to use TLS, or drop ca_file", ErrConfig, p)
 	}

@@ -67,6 +67,8 @@ type manager struct {
 
 	readCtx context.Context
 	ended   chan *attachment
+	// trouble is what reportTrouble last logged.
+	trouble troubleCounts
 	// handled counts the events read, for the drain at stop.
 	handled atomic.Uint64
 	// exits delivers the exits of attached processes (exitwatch.go).
@@ -109,8 +111,7 @@ func probeDigests(cfg Config, check func(string) error) (map[string]string, erro
 		if _, ok := out[p]; ok {
 			continue
 		}
-		data, err := readlimit.File(p, probes.MaxSpecBytes)
-		if err != nil {
+		if _, err := readlimit.File(p, probes.MaxSpecBytes); err != nil {
 			return nil, fmt.Errorf("read probe file: %w", err)
 		}
 		if check != nil {
@@ -118,8 +119,17 @@ func probeDigests(cfg Config, check func(string) error) (map[string]string, erro
 				return nil, fmt.Errorf("probe file %s: %w", p, err)
 			}
 		}
-		sum := sha256.Sum256(data)
-		out[p] = hex.EncodeToString(sum[:8])
+		// The digest covers the files it includes and its offsets file.
+		h := sha256.New()
+		for _, f := range probes.SpecFiles(p) {
+			data, err := readlimit.File(f, probes.MaxSpecBytes)
+			if err != nil && f == p {
+				return nil, fmt.Errorf("read probe file: %w", err)
+			}
+			h.Write([]byte(f))
+			h.Write(data)
+		}
+		out[p] = hex.EncodeToString(h.Sum(nil)[:8])
 	}
 	return out, nil
 }
@@ -481,5 +491,10 @@ func (m *manager) countLost(a *attachment) {
 // updateReadiness: ready when export works and either something is
 // attached or nothing matches yet.
 func (m *manager) updateReadiness() {
-	m.met.ready.Store(m.pipe.ExportHealthy() && (len(m.atts) > 0 || m.matched == 0))
+	ready := m.pipe.ExportHealthy() && (len(m.atts) > 0 || m.matched == 0)
+	m.met.ready.Store(ready)
+	if !ready {
+		why := m.notReadyReason()
+		m.met.notReady.Store(&why)
+	}
 }

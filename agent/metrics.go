@@ -49,6 +49,8 @@ type metrics struct {
 
 	// ready is set by the run loop (see readiness).
 	ready atomic.Bool
+	// notReady is why the agent is not ready, for /readyz (trouble.go).
+	notReady atomic.Pointer[string]
 }
 
 func newMetrics(asm *Assembler, pipe *Pipeline) *metrics {
@@ -145,7 +147,11 @@ func (m *metrics) serveHTTP(ln net.Listener, pprof bool) func() {
 	})
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
 		if !m.ready.Load() {
-			http.Error(w, "not ready: a matching process is not attached, or the last export failed\n", http.StatusServiceUnavailable)
+			why := "a matching process is not attached, or the last export failed"
+			if p := m.notReady.Load(); p != nil {
+				why = *p
+			}
+			http.Error(w, "not ready: "+why+"\n", http.StatusServiceUnavailable)
 			return
 		}
 		_, _ = w.Write([]byte("ok\n"))

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -88,12 +89,17 @@ func watchedFiles(cfg Config) []string {
 	if cfg.Path != "" {
 		files = append(files, cfg.Path)
 	}
-	files = append(files, cfg.Agent.Probes...)
+	var probeFiles []string
+	probeFiles = append(probeFiles, cfg.Agent.Probes...)
 	for _, r := range cfg.Agent.Discovery.Rules {
-		files = append(files, r.Probes...)
+		probeFiles = append(probeFiles, r.Probes...)
+	}
+	for _, p := range probeFiles {
+		// Included files and offsets files change the probes too.
+		files = append(files, probes.SpecFiles(p)...)
 	}
 	sort.Strings(files)
-	return files
+	return slices.Compact(files)
 }
 
 // maxWatchedBytes bounds each watched file's read: the config's and the

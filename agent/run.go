@@ -340,6 +340,7 @@ func (m *manager) loop(ctx context.Context, reloads <-chan struct{}) {
 		case <-sweepTick.C:
 			m.reapExited()
 			sweep(m.asm, m.o, m.log)
+			m.reportTrouble()
 			for _, a := range m.atts {
 				m.countLost(a)
 			}

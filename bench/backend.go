@@ -290,12 +290,14 @@ func agentRun(ctx context.Context, p params, bins binaries, srv *servers, funcs 
 			// CMP (or LEA/MOV), which is single-stepped.
 			emulated = false
 		}
+		// Every call traps at its entry: the spans opened and the calls an
+		// unsampled trace passed over.
 		if emulated {
-			row.EntryEmulated += ps.Entries
+			row.EntryEmulated += ps.Entries + ps.Skipped
 		} else {
-			row.EntryStepped += ps.Entries
+			row.EntryStepped += ps.Entries + ps.Skipped
 		}
-		row.Returns += ps.Returns + ps.Unmatched
+		row.Returns += retHits(ps)
 		row.Spans += ps.Entries
 	}
 	a.spans += srv.agentSink.spans.Load() - spans0
@@ -347,4 +349,15 @@ func idleSetup(all []setup) setup {
 		}
 	}
 	return pick
+}
+
+// retHits is how many RET uprobe hits a probe took: its closed spans, the
+// RETs without an open span and the calls passed over, when it has RET
+// uprobes at all (more uprobes than its entry's); an `end: next` probe has
+// none, its spans close at the next sibling's start.
+func retHits(ps probes.ProbeStats) uint64 {
+	if ps.Uprobes <= 1 {
+		return 0
+	}
+	return ps.Returns + ps.Unmatched + ps.Skipped
 }

@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/routerscope/routerscope/probes"
 )
 
 func TestBuildSetupsByProbeMode(t *testing.T) {
@@ -55,5 +57,16 @@ func TestBuildSetupsByProbeMode(t *testing.T) {
 	}
 	if m, _ := probeMode(filepath.Join(dir, "probes-ret-mode.yaml")); m != modeReturn {
 		t.Errorf("twin mode %s", m)
+	}
+}
+
+func TestRetHits(t *testing.T) {
+	ret := probes.ProbeStats{Uprobes: 3, Entries: 10, Returns: 9, Unmatched: 1, Skipped: 5}
+	if got := retHits(ret); got != 15 {
+		t.Errorf("RET-mode probe: %d RET hits, want 15", got)
+	}
+	next := probes.ProbeStats{Uprobes: 1, Entries: 10, Returns: 10, Skipped: 5}
+	if got := retHits(next); got != 0 {
+		t.Errorf("end: next probe: %d RET hits, want 0", got)
 	}
 }

@@ -170,6 +170,9 @@ type Tracer struct {
 	closing chan struct{}
 	read    atomic.Uint64
 
+	// attached is set once setup is done: Capture.Stats reads uprobes
+	// from another goroutine only then.
+	attached  atomic.Bool
 	linksOnce sync.Once
 	linksErr  error
 	closeOnce sync.Once
@@ -296,6 +299,7 @@ func (c *Capture) Attach(prog *Program, pid int, opts Options) (*Tracer, error) 
 		t.Close()
 		return nil, err
 	}
+	t.attached.Store(true)
 	return t, nil
 }
 

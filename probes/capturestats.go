@@ -149,7 +149,10 @@ func (c *Capture) Stats() CaptureStats {
 			continue
 		}
 		p := o.t.byID[o.id]
-		ps := ProcessProbeStats{PID: int(k.Tgid), ProbeStats: ProbeStats{Symbol: p.Spec.Symbol, Span: p.Spec.Span, Uprobes: o.t.uprobes[o.id]}}
+		ps := ProcessProbeStats{PID: int(k.Tgid), ProbeStats: ProbeStats{Symbol: p.Spec.Symbol, Span: p.Spec.Span}}
+		if o.t.attached.Load() {
+			ps.Uprobes = o.t.uprobes[o.id]
+		}
 		for _, pc := range perCPU {
 			addCounters(&ps.ProbeStats, pc)
 		}

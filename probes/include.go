@@ -2,6 +2,7 @@ package probes
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -100,4 +101,24 @@ func (l *includeLoader) load(path string, stack []string) ([]Probe, error) {
 		out = append(out, probes...)
 	}
 	return append(out, spec.Probes...), nil
+}
+
+// SpecFiles lists the files a probe file's resolution depends on, for
+// watching them: the file, the files it includes and, when it exists, its
+// offsets file. A file that does not load lists only itself (the reload
+// reports why).
+func SpecFiles(path string) []string {
+	spec, err := LoadSpec(path)
+	if err != nil {
+		return []string{path}
+	}
+	files := slices.Clone(spec.Files)
+	off := spec.Offsets
+	if off == "" {
+		off = OffsetsPath(path)
+	}
+	if _, err := os.Stat(off); err == nil {
+		files = append(files, off)
+	}
+	return files
 }

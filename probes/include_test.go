@@ -110,3 +110,20 @@ func TestIncludeDepthBound(t *testing.T) {
 		t.Errorf("deep includes: %v", err)
 	}
 }
+
+func TestSpecFiles(t *testing.T) {
+	dir := writeSpecs(t, map[string]string{
+		"app.yaml":         "include: [lib/http.yaml]\nprobes: [{symbol: main.a, span: a}]\n",
+		"lib/http.yaml":    "probes: [{symbol: main.b, span: b}]\n",
+		"app.offsets.yaml": "version: 1\n",
+		"bad.yaml":         "probes: nope\n",
+	})
+	got := SpecFiles(filepath.Join(dir, "app.yaml"))
+	want := []string{filepath.Join(dir, "app.yaml"), filepath.Join(dir, "lib/http.yaml"), filepath.Join(dir, "app.offsets.yaml")}
+	if strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Errorf("SpecFiles: %v, want %v", got, want)
+	}
+	if got := SpecFiles(filepath.Join(dir, "bad.yaml")); len(got) != 1 {
+		t.Errorf("a file that does not load: %v", got)
+	}
+}
