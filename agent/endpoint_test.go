@@ -44,3 +44,12 @@ func TestEndpointChecked(t *testing.T) {
 		t.Errorf("config with a path endpoint: %v", err)
 	}
 }
+
+// TestMissingCAFileIsAConfigError: a missing ca_file is a configuration
+// error (exit 2) like a non-PEM one, not a runtime one.
+func TestMissingCAFileIsAConfigError(t *testing.T) {
+	e := Exporter{Type: ExporterOTLP, Endpoint: "localhost:4317", CAFile: "/nonexistent/ca.pem"}
+	if _, err := otlpOptions(e); !errors.Is(err, ErrConfig) {
+		t.Fatalf("got %v", err)
+	}
+}

@@ -136,7 +136,7 @@ func exporterTLS(e Exporter) (*tls.Config, error) {
 	}
 	pem, err := readlimit.File(e.CAFile, MaxConfigBytes)
 	if err != nil {
-		return nil, fmt.Errorf("read observability.tracing.exporter.ca_file: %w", err)
+		return nil, fmt.Errorf("%w: read observability.tracing.exporter.ca_file: %w", ErrConfig, err)
 	}
 	pool := x509.NewCertPool()
 	if !pool.AppendCertsFromPEM(pem) {

@@ -79,3 +79,18 @@ func TestValidationErrorsAreBounded(t *testing.T) {
 		t.Errorf("%d lines, last %q", len(lines), lines[len(lines)-1])
 	}
 }
+
+// TestParentCycleRefused: two probes that name each other as parent were
+// accepted; their spans could never nest.
+func TestParentCycleRefused(t *testing.T) {
+	_, err := ParseSpec([]byte("probes:\n  - {symbol: main.a, span: a, parent: b}\n  - {symbol: main.b, span: b, parent: a}\n  - {symbol: main.c, span: c, parent: a}\n"), "cycle.yaml")
+	if !errors.Is(err, ErrInvalidSpec) || !strings.Contains(err.Error(), "parents form a cycle: a -> b -> a") {
+		t.Fatalf("got %v", err)
+	}
+	if n := strings.Count(err.Error(), "form a cycle"); n != 1 {
+		t.Errorf("cycle reported %d times: %v", n, err)
+	}
+	if _, err := ParseSpec([]byte("probes:\n  - {symbol: main.a, span: a}\n  - {symbol: main.b, span: b, parent: a}\n  - {symbol: main.c, span: c, parent: b}\n"), "chain.yaml"); err != nil {
+		t.Errorf("a chain is not a cycle: %v", err)
+	}
+}

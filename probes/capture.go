@@ -103,7 +103,9 @@ func NewCapture(opts CaptureOptions) (*Capture, error) {
 	}
 	ring, _ := checkRing(opts.RingBufferBytes)
 	if err := rlimit.RemoveMemlock(); err != nil {
-		return nil, fmt.Errorf("load the capture object: remove the memlock limit: %w", err)
+		// Before Linux 5.11 BPF memory is charged to RLIMIT_MEMLOCK, and
+		// raising it needs CAP_SYS_RESOURCE: say what to grant.
+		return nil, fmt.Errorf("load the capture object: remove the memlock limit (needs root, or CAP_SYS_RESOURCE besides CAP_BPF and CAP_PERFMON): %w", err)
 	}
 	spec, err := bpf.LoadCaptureForArch()
 	if err != nil {

@@ -292,8 +292,37 @@ func ValidateSpec(spec *Spec) error {
 			c.add(where, "no probe in this file has span %q; parent must name another probe's `span` (known: %s)", p.Parent, strings.Join(sortedKeys(spans), ", "))
 		}
 	}
+	checkParentCycles(c, spec)
 	checkIntoParentRefs(c, spec)
 	return c.err()
+}
+
+// checkParentCycles reports probes whose parents lead back to them
+// through other probes (a -> b -> a): such spans could never nest. A span
+// that is its own parent is reported above.
+func checkParentCycles(c *specCheck, spec *Spec) {
+	parent := map[string]string{}
+	for _, p := range spec.Probes {
+		if p.Parent != "" && p.Parent != p.Span {
+			parent[p.Span] = p.Parent
+		}
+	}
+	reported := map[string]bool{}
+	for i, p := range spec.Probes {
+		chain := []string{p.Span}
+		for s, n := parent[p.Span], 0; s != "" && n <= len(spec.Probes); s, n = parent[s], n+1 {
+			chain = append(chain, s)
+			if s != p.Span {
+				continue
+			}
+			key := slices.Min(chain[:len(chain)-1])
+			if !reported[key] {
+				reported[key] = true
+				c.add(probeWhere(i, p.Symbol)+".parent", "parents form a cycle: %s; one of these spans must have another parent, or none", strings.Join(chain, " -> "))
+			}
+			break
+		}
+	}
 }
 
 func checkAttribute(c *specCheck, where string, a Attribute) {

@@ -21,6 +21,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/routerscope/routerscope/agent"
+	"github.com/routerscope/routerscope/probes"
 )
 
 // Exit codes.
@@ -335,7 +336,9 @@ func (c cli) run(ctx context.Context, args []string) int {
 	}
 	if err := agent.Run(ctx, cfg, engine.attach, log, opts...); err != nil {
 		log.Error("run", zap.Error(err))
-		if errors.Is(err, agent.ErrConfig) {
+		// A probe file that does not validate is a configuration error
+		// too (help: configuration errors exit 2).
+		if errors.Is(err, agent.ErrConfig) || errors.Is(err, probes.ErrInvalidSpec) {
 			return exitUsage
 		}
 		return exitRuntime

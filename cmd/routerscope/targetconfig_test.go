@@ -2,12 +2,14 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/routerscope/routerscope/agent"
+	"github.com/routerscope/routerscope/probes"
 )
 
 // TestRunIgnoresATargetFileWithoutOurSection: with no --config, a target
@@ -49,5 +51,19 @@ func TestRunIgnoresATargetFileWithoutOurSection(t *testing.T) {
 				t.Errorf("sample ratio %v, want the default 1", req.SampleRatio)
 			}
 		})
+	}
+}
+
+// TestRunSpecErrorExits2: a probe file that does not validate is a
+// configuration error, exit 2 as help says (it exited 1).
+func TestRunSpecErrorExits2(t *testing.T) {
+	failing := func(agent.Kernel) (captureEngine, error) {
+		return captureEngine{close: func() error { return nil }, attach: func(context.Context, agent.AttachRequest) (agent.EventSource, error) {
+			return nil, fmt.Errorf("probe file p.yaml: %w: probes[0]: missing `span`", probes.ErrInvalidSpec)
+		}}, nil
+	}
+	c, _, errOut := newCLI(nil, failing)
+	if code := c.main(context.Background(), []string{"run", "--pid", "4242", "--probes", "p.yaml"}); code != exitUsage {
+		t.Fatalf("exit %d, want %d: %s", code, exitUsage, errOut.String())
 	}
 }
