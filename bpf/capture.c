@@ -156,6 +156,7 @@ struct inherit_ctx {
 	__u64 trace_lo;
 	__u64 span_id;
 	__u64 flags;
+	__u64 creator; // the creating goroutine's g: the span is open while it is on its stack
 };
 
 // unsampled_req is the root span of a trace the sampler dropped, kept per
@@ -165,7 +166,7 @@ struct inherit_ctx {
 struct unsampled_req {
 	__u64 trace_hi;
 	__u64 trace_lo;
-	__u64 span_id;     // never reported; open in open_spans while the root runs, so goroutines it starts inherit the decision
+	__u64 span_id;     // never reported; goroutines started while the root runs inherit the decision (span_open)
 	__u64 stack_depth; // the root's frame, as span_entry.stack_depth
 	__u32 probe_id;    // the root's probe
 	__u32 _pad;
@@ -336,15 +337,6 @@ struct {
 	__type(key, __u32);
 	__type(value, struct span_stack);
 } empty_stack SEC(".maps");
-
-// Span ids of open spans, for bounded inheritance: a goroutine inherits its
-// creator's span only while that span is open.
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 65536);
-	__type(key, __u64);
-	__type(value, __u8);
-} open_spans SEC(".maps");
 
 // Span a goroutine was created under, keyed by the new g pointer.
 struct {
@@ -669,9 +661,34 @@ static __always_inline __u32 pack_values(struct regs *regs, struct fetch_desc *f
 	return off;
 }
 
+// rebase_stack_regs moves the entry registers that pointed into the
+// goroutine's stack to where that memory is now. The runtime copies a
+// growing (or, at a GC, shrinking) stack to a new place and frees the old
+// one, adjusting every pointer into it by the change of stack.hi; a register
+// saved at entry is not adjusted, and a state struct escape analysis kept on
+// the caller's stack (the router's RequestState is one) would be read where
+// it was: stale, or another goroutine's frame once the old stack is reused.
+// At entry the live part of the stack was [SP, hi) with hi = SP +
+// stack_depth; no heap pointer lies in it. g must be the span's goroutine.
+static __always_inline void rebase_stack_regs(struct regs *saved, struct span_entry *s, __u64 g)
+{
+	__u64 sp = saved->r[REG_SP];
+	__u64 hi_then = sp + s->stack_depth;
+	__u64 hi_now = 0;
+	if (!g || bpf_probe_read_user(&hi_now, sizeof(hi_now), (void *)(g + 8)) || hi_now == 0 ||
+	    hi_now == hi_then || hi_then < sp)
+		return;
+	for (__u32 i = 0; i < NUM_REGS; i++) {
+		__u64 r = saved->r[i];
+		if (r >= sp && r < hi_then)
+			saved->r[i] = hi_now - (hi_then - r);
+	}
+}
+
 // begin_record writes a record's header and the span's entry values (taken
 // out of entry_vals) into the scratch buffer and returns the offset after
-// them.
+// them. saved, when given, receives the registers as at entry, those that
+// pointed into g's stack rebased to where it is now (rebase_stack_regs).
 static __noinline __u32 begin_record(struct scratch *sc, __u8 kind, struct span_entry *s, __u64 g, struct regs *saved)
 {
 	struct event *ev = (struct event *)sc->buf;
@@ -707,8 +724,10 @@ static __noinline __u32 begin_record(struct scratch *sc, __u8 kind, struct span_
 		ev->flags |= FLAG_ENTRY_LOST;
 		return sizeof(struct event);
 	}
-	if (saved)
+	if (saved) {
 		__builtin_memcpy(saved->r, ent->regs, sizeof(saved->r));
+		rebase_stack_regs(saved, s, g);
+	}
 	__u32 len = ent->len;
 	if (len > max)
 		len = max;
@@ -834,7 +853,6 @@ static __noinline void pop_stale(struct span_stack *st, __u64 g, __u64 depth, __
 		if (top->stack_depth < depth || (!inclusive && top->stack_depth == depth))
 			break;
 		emit_abandoned(top, g);
-		bpf_map_delete_elem(&open_spans, &top->span_id);
 		st->depth = d - 1;
 	}
 }
@@ -886,6 +904,29 @@ static __always_inline struct span_stack *stack_of(__u64 g)
 // of injection; kept apart so the generic programs stay readable.
 #include "propagation.h"
 
+// span_open reports whether span_id is still open on the goroutine
+// creator (same process): on its span stack, or the root of its unsampled
+// trace. A goroutine inherits its creator's span only while it is open.
+// Span ids are random, so a reused g cannot match by accident.
+static __noinline int span_open(__u64 creator, __u64 span_id)
+{
+	struct gkey k = gkey_of(creator);
+	struct unsampled_req *u = bpf_map_lookup_elem(&unsampled, &k);
+	if (u && u->span_id == span_id)
+		return 1;
+	struct span_stack *st = bpf_map_lookup_elem(&stacks, &k);
+	if (!st)
+		return 0;
+	__u32 d = st->depth;
+	for (__u32 i = 0; i < MAX_DEPTH; i++) {
+		if (i >= d)
+			break;
+		if (st->e[i & (MAX_DEPTH - 1)].span_id == span_id)
+			return 1;
+	}
+	return 0;
+}
+
 // keep_entry_values reads a sampled span's entry values and parks them in
 // entry_small or entry_vals until the span ends: the span's one record
 // carries them. It returns the span flags to add.
@@ -935,7 +976,7 @@ static __always_inline int open_span(struct pt_regs *ctx, __u32 id)
 	} else {
 		struct gkey gk = gkey_of(g);
 		struct inherit_ctx *in = bpf_map_lookup_elem(&inherit, &gk);
-		if (in && bpf_map_lookup_elem(&open_spans, &in->span_id)) {
+		if (in && span_open(in->creator, in->span_id)) {
 			ne.trace_hi = in->trace_hi;
 			ne.trace_lo = in->trace_lo;
 			ne.parent_span_id = in->span_id;
@@ -980,8 +1021,6 @@ static __always_inline int open_span(struct pt_regs *ctx, __u32 id)
 		};
 		struct gkey gk = gkey_of(g);
 		bpf_map_update_elem(&unsampled, &gk, &u, BPF_ANY);
-		__u8 one = 1;
-		bpf_map_update_elem(&open_spans, &ne.span_id, &one, BPF_ANY);
 		return 0;
 	}
 	if (desc->flags & DESC_END_NEXT)
@@ -991,8 +1030,6 @@ static __always_inline int open_span(struct pt_regs *ctx, __u32 id)
 	ne.start_ns = bpf_ktime_get_ns();
 	st->e[d & (MAX_DEPTH - 1)] = ne;
 	st->depth = d + 1;
-	__u8 one = 1;
-	bpf_map_update_elem(&open_spans, &ne.span_id, &one, BPF_ANY);
 	return 0;
 }
 
@@ -1030,7 +1067,6 @@ static __always_inline int close_span(struct pt_regs *ctx, __u32 id)
 	}
 	struct span_entry s = *top;
 	st->depth = d - 1;
-	bpf_map_delete_elem(&open_spans, &s.span_id);
 	if (c)
 		c->returns++;
 
@@ -1055,7 +1091,6 @@ static __always_inline int close_span(struct pt_regs *ctx, __u32 id)
 static __always_inline void end_unsampled(__u64 g, struct unsampled_req *u)
 {
 	struct gkey gk = gkey_of(g);
-	bpf_map_delete_elem(&open_spans, &u->span_id);
 	bpf_map_delete_elem(&unsampled, &gk);
 }
 
@@ -1175,6 +1210,7 @@ static __always_inline int do_uprobe_newproc1_return(struct pt_regs *ctx)
 			.trace_lo = u->trace_lo,
 			.span_id = u->span_id,
 			.flags = 0,
+			.creator = caller,
 		};
 		bpf_map_update_elem(&inherit, &newk, &uin, BPF_ANY);
 		return 0;
@@ -1191,6 +1227,7 @@ static __always_inline int do_uprobe_newproc1_return(struct pt_regs *ctx)
 		.trace_lo = top->trace_lo,
 		.span_id = top->span_id,
 		.flags = top->flags & FLAG_SAMPLED,
+		.creator = caller,
 	};
 	bpf_map_update_elem(&inherit, &newk, &in, BPF_ANY);
 	return 0;

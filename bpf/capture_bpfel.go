@@ -60,6 +60,7 @@ type CaptureInheritCtx struct {
 	TraceLo uint64
 	SpanId  uint64
 	Flags   uint64
+	Creator uint64
 }
 
 type CaptureInjectCtx struct {
@@ -225,7 +226,6 @@ const (
 	CaptureMapKeyScratch                  = "key_scratch"
 	CaptureMapLost                        = "lost"
 	CaptureMapNewprocCallers              = "newproc_callers"
-	CaptureMapOpenSpans                   = "open_spans"
 	CaptureMapPendingStates               = "pending_states"
 	CaptureMapPropCounters                = "prop_counters"
 	CaptureMapRemoteParents               = "remote_parents"
@@ -337,7 +337,6 @@ type CaptureMapSpecs struct {
 	KeyScratch        *ebpf.MapSpec `ebpf:"key_scratch"`
 	Lost              *ebpf.MapSpec `ebpf:"lost"`
 	NewprocCallers    *ebpf.MapSpec `ebpf:"newproc_callers"`
-	OpenSpans         *ebpf.MapSpec `ebpf:"open_spans"`
 	PendingStates     *ebpf.MapSpec `ebpf:"pending_states"`
 	PropCounters      *ebpf.MapSpec `ebpf:"prop_counters"`
 	RemoteParents     *ebpf.MapSpec `ebpf:"remote_parents"`
@@ -391,7 +390,6 @@ type CaptureMaps struct {
 	KeyScratch        *ebpf.Map `ebpf:"key_scratch"`
 	Lost              *ebpf.Map `ebpf:"lost"`
 	NewprocCallers    *ebpf.Map `ebpf:"newproc_callers"`
-	OpenSpans         *ebpf.Map `ebpf:"open_spans"`
 	PendingStates     *ebpf.Map `ebpf:"pending_states"`
 	PropCounters      *ebpf.Map `ebpf:"prop_counters"`
 	RemoteParents     *ebpf.Map `ebpf:"remote_parents"`
@@ -421,7 +419,6 @@ func (m *CaptureMaps) Close() error {
 		m.KeyScratch,
 		m.Lost,
 		m.NewprocCallers,
-		m.OpenSpans,
 		m.PendingStates,
 		m.PropCounters,
 		m.RemoteParents,

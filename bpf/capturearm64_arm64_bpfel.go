@@ -60,6 +60,7 @@ type CaptureArm64InheritCtx struct {
 	TraceLo uint64
 	SpanId  uint64
 	Flags   uint64
+	Creator uint64
 }
 
 type CaptureArm64InjectCtx struct {
@@ -225,7 +226,6 @@ const (
 	CaptureArm64MapKeyScratch                  = "key_scratch"
 	CaptureArm64MapLost                        = "lost"
 	CaptureArm64MapNewprocCallers              = "newproc_callers"
-	CaptureArm64MapOpenSpans                   = "open_spans"
 	CaptureArm64MapPendingStates               = "pending_states"
 	CaptureArm64MapPropCounters                = "prop_counters"
 	CaptureArm64MapRemoteParents               = "remote_parents"
@@ -337,7 +337,6 @@ type CaptureArm64MapSpecs struct {
 	KeyScratch        *ebpf.MapSpec `ebpf:"key_scratch"`
 	Lost              *ebpf.MapSpec `ebpf:"lost"`
 	NewprocCallers    *ebpf.MapSpec `ebpf:"newproc_callers"`
-	OpenSpans         *ebpf.MapSpec `ebpf:"open_spans"`
 	PendingStates     *ebpf.MapSpec `ebpf:"pending_states"`
 	PropCounters      *ebpf.MapSpec `ebpf:"prop_counters"`
 	RemoteParents     *ebpf.MapSpec `ebpf:"remote_parents"`
@@ -391,7 +390,6 @@ type CaptureArm64Maps struct {
 	KeyScratch        *ebpf.Map `ebpf:"key_scratch"`
 	Lost              *ebpf.Map `ebpf:"lost"`
 	NewprocCallers    *ebpf.Map `ebpf:"newproc_callers"`
-	OpenSpans         *ebpf.Map `ebpf:"open_spans"`
 	PendingStates     *ebpf.Map `ebpf:"pending_states"`
 	PropCounters      *ebpf.Map `ebpf:"prop_counters"`
 	RemoteParents     *ebpf.Map `ebpf:"remote_parents"`
@@ -421,7 +419,6 @@ func (m *CaptureArm64Maps) Close() error {
 		m.KeyScratch,
 		m.Lost,
 		m.NewprocCallers,
-		m.OpenSpans,
 		m.PendingStates,
 		m.PropCounters,
 		m.RemoteParents,

@@ -31,7 +31,6 @@ type mapSize struct {
 // buffer (make memory prints the measured total).
 var mapSizes = []mapSize{
 	{"stacks", 8192, "a goroutine's open-span stack (776 bytes)"},
-	{"open_spans", 16384, "an open span's id"},
 	{"inherit", 8192, "the span a goroutine was started under"},
 	{"unsampled", 4096, "a goroutine inside a trace the sampler dropped"},
 	{"newproc_callers", 1024, "a go statement in progress, per thread"},

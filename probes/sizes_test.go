@@ -20,7 +20,7 @@ func TestMapSizesCheck(t *testing.T) {
 		}
 	}
 	got := MapSizes{"stacks": 100}.withDefaults()
-	if got["stacks"] != 100 || got["open_spans"] != DefaultMapSizes()["open_spans"] {
+	if got["stacks"] != 100 || got["inherit"] != DefaultMapSizes()["inherit"] {
 		t.Errorf("withDefaults: %v", got)
 	}
 }
@@ -44,7 +44,7 @@ func TestCaptureMapSizes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := map[string]uint32{"stacks": 128, "entry_vals": 64, "events": 1 << 16, "open_spans": DefaultMapSizes()["open_spans"]}
+	want := map[string]uint32{"stacks": 128, "entry_vals": 64, "events": 1 << 16, "inherit": DefaultMapSizes()["inherit"]}
 	for _, m := range maps {
 		if w, ok := want[m.Name]; ok {
 			if m.MaxEntries != w || m.Bytes == 0 {

@@ -311,6 +311,10 @@ func (c cli) run(ctx context.Context, args []string) int {
 		}
 	}()
 	opts := []agent.Option{agent.WithStdout(c.stdout), agent.WithReloadSignal(c.hup), agent.WithProbeCheck(checkProbeFile)}
+	if c.proc != "" {
+		// The agent reads the same procfs as the target's config lookup.
+		opts = append(opts, agent.WithProcRoot(c.proc))
+	}
 	if engine.stats != nil {
 		opts = append(opts, agent.WithKernelStats(engine.stats))
 	}
