@@ -7,6 +7,8 @@ import (
 
 	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
+
+	"github.com/routerscope/routerscope/probes"
 )
 
 // exitNotice says an attached process exited, and when.
@@ -64,6 +66,7 @@ func (m *manager) processExited(a *attachment, at time.Time) {
 	if m.atts[a.key] != a {
 		return // detached meanwhile
 	}
+	m.takeOpenSpans(a)
 	n := m.asm.EndProcess(uint32(a.key.pid), at)
 	m.log.Info("process exited: ended its open spans as failed", zap.Int(LogKeyPID, a.key.pid), zap.Int(LogKeyCount, n))
 	m.detach(a, reasonExited)
@@ -78,4 +81,35 @@ func (m *manager) reapExited() {
 			m.processExited(a, m.o.now())
 		}
 	}
+}
+
+// openSpanTaker is an EventSource whose kernel side keeps the open spans
+// of its process (probes.Tracer): the kernel reports a span only when it
+// ends, so those of an exited or detached process are taken from it.
+type openSpanTaker interface {
+	TakeOpenSpans() ([]probes.Event, error)
+}
+
+// takeOpenSpans hands the spans a's process still has open in the kernel
+// to the assembler as opened spans, for the caller to end (EndProcess,
+// EndDetached, EndAll), and frees their kernel entries. Into-parent probes
+// are no spans of their own: their parent is ended instead.
+func (m *manager) takeOpenSpans(a *attachment) int {
+	src, ok := a.src.(openSpanTaker)
+	if !ok {
+		return 0
+	}
+	evs, err := src.TakeOpenSpans()
+	if err != nil {
+		m.log.Warn("take the open spans of an exited or detached process", zap.Int(LogKeyPID, a.key.pid), zap.Error(err))
+	}
+	n := 0
+	for _, ev := range evs {
+		if ev.Probe == nil || ev.Probe.Spec.IntoParent {
+			continue
+		}
+		m.asm.Handle(ev)
+		n++
+	}
+	return n
 }

@@ -436,6 +436,8 @@ func (m *manager) detach(a *attachment, reason string) {
 	a.cancel()
 	<-a.done
 	m.countLost(a)
+	// Before the capture closes: its kernel maps hold the open spans.
+	m.takeOpenSpans(a)
 	src, pid0 := a.src, a.key.pid
 	m.closing.Go(func() {
 		if err := src.Close(); err != nil {

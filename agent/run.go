@@ -282,6 +282,10 @@ func Run(ctx context.Context, cfg Config, attach Attacher, log *zap.Logger, opts
 	}
 	stopReading()
 	m.readers.Wait()
+	// The spans still open in the kernel are ended below with the rest.
+	for _, a := range m.atts {
+		m.takeOpenSpans(a)
+	}
 	// Spans whose process is gone end as such; the rest end as stopped,
 	// each through its process's provider, which the flush then drains.
 	sweep(asm, o, log)

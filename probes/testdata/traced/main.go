@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 )
 
 // Meta is reached through a pointer from Request, for field-path tests.
@@ -259,6 +260,21 @@ func stage2(st *Stages, n int) {
 	}
 }
 
+// hold is a request that never returns: it calls stall, which says
+// "held" and blocks, so a test can kill the process with both spans open.
+//
+//go:noinline
+func hold(req *Request) int { return stall(req.MaxTokens) }
+
+// stall prints "held" and blocks for good.
+//
+//go:noinline
+func stall(n int) int {
+	fmt.Println("held")
+	time.Sleep(24 * time.Hour)
+	return n
+}
+
 // mark ends every command: a test reads events until mark's return, which
 // the kernel wrote after every event of the command.
 //
@@ -328,6 +344,8 @@ func main() {
 			for i := range n {
 				work(i)
 			}
+		case "hold":
+			hold(&Request{Model: arg, MaxTokens: 7})
 		case "exit":
 			return
 		}
