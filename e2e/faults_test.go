@@ -293,10 +293,10 @@ func TestFaultTargetKilled(t *testing.T) {
 	}
 	exitedIn := time.Since(killedAt)
 	code := s.agent.cmd.ProcessState.ExitCode()
-	// Spans of stages that returned before the kill arrive; with one
-	// record per span (sent at return), a span still open at the kill
-	// lives only in the kernel's map and is never reported (not done:
-	// reading the open spans of an exited process from that map).
+	// Spans of stages that returned before the kill arrive; those still
+	// open at the kill (the root, the upstream call in flight) live only
+	// in the kernel's maps: the agent takes them from there when it
+	// notices the exit and ends them failed at the exit time.
 	var root *otlptest.Span
 	finished := 0
 	deadline := time.Now().Add(5 * time.Second)
@@ -306,7 +306,9 @@ func TestFaultTargetKilled(t *testing.T) {
 			if attrString(sp, "request.id") == "killed-mid-request" || sp.Name != spanRoot {
 				finished++
 			}
-			if sp.Name == spanRoot && attrString(sp, "request.id") == "killed-mid-request" {
+			// The root's request.id is a result: an open root has none,
+			// so it is the one root started after the request was sent.
+			if sp.Name == spanRoot && sp.StartTimeUnixNano >= uint64(sentAt.UnixNano()) {
 				root = &sp
 			}
 		}
@@ -327,8 +329,7 @@ func TestFaultTargetKilled(t *testing.T) {
 		t.Error("no span of the stages finished before the kill arrived")
 	}
 	if root == nil {
-		figure(t, "the killed request's open root span: not reported (it was open in the kernel when the router died)")
-		return
+		t.Fatal("the killed request's root span did not arrive (it was open in the kernel when the router died)")
 	}
 	dur := time.Duration(root.EndTimeUnixNano - root.StartTimeUnixNano)
 	figure(t, "killed request's root span: %v (request ran %v before the kill), status %q",
@@ -336,9 +337,33 @@ func TestFaultTargetKilled(t *testing.T) {
 	if !strings.Contains(root.Status.GetMessage(), "process exited") {
 		t.Errorf("status %q", root.Status.GetMessage())
 	}
+	wantStatus(t, *root, true)
+	if len(root.ParentSpanId) != 0 {
+		t.Errorf("root span has parent %x", root.ParentSpanId)
+	}
 	if dur > killedAt.Sub(sentAt)+500*time.Millisecond {
 		t.Errorf("span lasted %v; the request was killed after %v", dur, killedAt.Sub(sentAt))
 	}
+	// The upstream call (3 s backend latency) was in flight at the kill:
+	// it arrives too, under the root, ended the same way.
+	var up *otlptest.Span
+	for _, sp := range recv.Spans() {
+		if sp.Name == spanUpstream && string(sp.TraceId) == string(root.TraceId) {
+			up = &sp
+		}
+	}
+	if up == nil {
+		t.Fatal("the killed request's in-flight upstream span did not arrive")
+	}
+	figure(t, "killed request's in-flight upstream span: %v, status %q",
+		time.Duration(up.EndTimeUnixNano-up.StartTimeUnixNano).Round(time.Millisecond), up.Status.GetMessage())
+	if string(up.ParentSpanId) != string(root.SpanId) {
+		t.Errorf("upstream span's parent %x, want the root %x", up.ParentSpanId, root.SpanId)
+	}
+	if !strings.Contains(up.Status.GetMessage(), "process exited") {
+		t.Errorf("upstream status %q", up.Status.GetMessage())
+	}
+	wantStatus(t, *up, true)
 }
 
 // TestFaultBrokenReloads: while the router serves, each kind of broken
