@@ -3,11 +3,17 @@ package agent
 import (
 	"bytes"
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/routerscope/routerscope/probes"
 )
 
 // TestRunPIDEndsWhenTargetExits is `run --pid` whose target is killed
@@ -71,5 +77,93 @@ func TestRunPIDEndsWhenTargetExits(t *testing.T) {
 	}
 	if n != 2 {
 		t.Errorf("%d spans, want 2:\n%s", n, out.String())
+	}
+}
+
+// keptSource is a capture whose open spans stay in the kernel, as the
+// capture engine's do: they never come through Read, only through
+// TakeOpenSpans, which hands them over once.
+type keptSource struct {
+	*chanSource
+	mu    sync.Mutex
+	open  []probes.Event
+	takes int
+}
+
+func (s *keptSource) TakeOpenSpans() ([]probes.Event, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.takes++
+	evs := s.open
+	s.open = nil
+	return evs, nil
+}
+
+// TestExitEndsKernelOpenSpans: the target is killed with -9 while its
+// request's root and a child are open in the kernel (nothing of them was
+// read): when the exit is noticed both are taken from the capture and
+// exported, failed, ended at the exit, with their ids and parent link.
+func TestExitEndsKernelOpenSpans(t *testing.T) {
+	proc := startCopy(t, filepath.Join(t.TempDir(), "bin", "target"))
+	pid := proc.Process.Pid
+	var out bytes.Buffer
+	cfg := DefaultConfig()
+	cfg.Agent.Targets = []Target{{PID: pid}}
+	cfg.Agent.Probes = []string{"p.yaml"}
+	start := time.Now()
+	evs := request(uint32(pid), 3, start)
+	src := &keptSource{chanSource: newChanSource(), open: []probes.Event{evs[0], evs[1]}}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	wait := runAsync(ctx, cfg, func(context.Context, AttachRequest) (EventSource, error) { return src, nil }, zap.NewNop(),
+		WithStdout(&out), withSweepInterval(time.Hour))
+	time.Sleep(50 * time.Millisecond)
+	killed := time.Now()
+	stopProcess(proc)
+	done := make(chan error, 1)
+	go func() { done <- wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("Run still running 20 s after its only target exited")
+	}
+	if src.takes == 0 {
+		t.Fatal("the open spans were never taken from the capture")
+	}
+	raw := out.String()
+	type spanCtx struct{ TraceID, SpanID string }
+	type span struct {
+		Name                string
+		SpanContext, Parent spanCtx
+		StartTime, EndTime  time.Time
+		Status              struct{ Code, Description string }
+	}
+	got := map[string]span{}
+	dec := json.NewDecoder(&out)
+	for dec.More() {
+		var s span
+		if err := dec.Decode(&s); err != nil {
+			t.Fatal(err)
+		}
+		got[s.SpanContext.SpanID] = s
+		if s.Status.Code != "Error" || !strings.Contains(s.Status.Description, ReasonProcessExited) {
+			t.Errorf("%s: status %+v, want failed: %s", s.Name, s.Status, ReasonProcessExited)
+		}
+		if s.EndTime.Before(killed) || s.EndTime.Sub(killed) > 2*time.Second {
+			t.Errorf("%s ended %v after the kill", s.Name, s.EndTime.Sub(killed))
+		}
+	}
+	root, child := hex.EncodeToString(evs[0].SpanID[:]), hex.EncodeToString(evs[1].SpanID[:])
+	if len(got) != 2 || got[root].Name == "" || got[child].Name == "" {
+		t.Fatalf("spans %v, want %s and %s:\n%s", got, root, child, raw)
+	}
+	if got[root].Parent.SpanID != "0000000000000000" || got[child].Parent.SpanID != root {
+		t.Errorf("parents: root %q, child %q (want %q)", got[root].Parent.SpanID, got[child].Parent.SpanID, root)
+	}
+	if got[root].SpanContext.TraceID != hex.EncodeToString(evs[0].TraceID[:]) || got[child].SpanContext.TraceID != got[root].SpanContext.TraceID {
+		t.Errorf("trace ids %s %s", got[root].SpanContext.TraceID, got[child].SpanContext.TraceID)
 	}
 }
