@@ -65,7 +65,7 @@ func TestRunPIDEndsWhenTargetExits(t *testing.T) {
 		}
 		// Ended when the exit was seen: the 20 ms the request ran, plus
 		// the time to notice, far less than a sweep interval.
-		if s.EndTime.Before(killed) || s.EndTime.Sub(killed) > 500*time.Millisecond {
+		if s.EndTime.Before(killed) || s.EndTime.Sub(killed) > 2*time.Second {
 			t.Errorf("%s ended %v after the kill (ran %v)", s.Name, s.EndTime.Sub(killed), s.EndTime.Sub(s.StartTime))
 		}
 	}

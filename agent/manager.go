@@ -219,7 +219,7 @@ func (m *manager) reconcile(ctx context.Context, want map[procKey]match, strict 
 			m.attachErr = err
 			m.retryAt[key] = now.Add(m.cfg.Agent.Discovery.RetryInterval)
 			m.log.Warn("attach failed; retrying later", zap.Int(LogKeyPID, key.pid), zap.String(LogKeyRule, want[key].rule),
-				zap.Error(err), zap.Duration(LogKeyTimeout, m.cfg.Agent.Discovery.RetryInterval))
+				ErrorField(err), zap.Duration(LogKeyTimeout, m.cfg.Agent.Discovery.RetryInterval))
 			continue
 		}
 		delete(m.retryAt, key)

@@ -155,7 +155,7 @@ func (m *manager) reloadConfig(ctx context.Context, trigger string) {
 	if err != nil {
 		m.met.reloads.WithLabelValues(reloadRefused).Inc()
 		m.log.Error("config reload refused: the running config stays in effect; fix the file and save it again (or send SIGHUP)",
-			zap.String(LogKeyTrigger, trigger), zap.String(LogKeyConfig, m.cfg.Path), zap.Error(err))
+			zap.String(LogKeyTrigger, trigger), zap.String(LogKeyConfig, m.cfg.Path), ErrorField(err))
 		return
 	}
 	kept := keepPipelineSettings(m.cfg, &next)

@@ -7,9 +7,34 @@
 
 #pragma once
 
+// rebase_stack_regs moves the entry registers that pointed into the
+// goroutine's stack to where that memory is now. The runtime copies a
+// growing (or, at a GC, shrinking) stack to a new place and frees the old
+// one, adjusting every pointer into it by the change of stack.hi; a register
+// saved at entry is not adjusted, and a state struct escape analysis kept on
+// the caller's stack (the router's RequestState is one) would be read where
+// it was: stale, or another goroutine's frame once the old stack is reused.
+// At entry the live part of the stack was [SP, hi) with hi = SP +
+// stack_depth; no heap pointer lies in it. g must be the span's goroutine.
+static __always_inline void rebase_stack_regs(struct regs *saved, struct span_entry *s, __u64 g)
+{
+	__u64 sp = saved->r[REG_SP];
+	__u64 hi_then = sp + s->stack_depth;
+	__u64 hi_now = 0;
+	if (!g || bpf_probe_read_user(&hi_now, sizeof(hi_now), (void *)(g + 8)) || hi_now == 0 ||
+	    hi_now == hi_then || hi_then < sp)
+		return;
+	for (__u32 i = 0; i < NUM_REGS; i++) {
+		__u64 r = saved->r[i];
+		if (r >= sp && r < hi_then)
+			saved->r[i] = hi_now - (hi_then - r);
+	}
+}
+
 // begin_record writes a record's header and the span's entry values (taken
 // out of entry_vals) into the scratch buffer and returns the offset after
-// them.
+// them. saved, when given, receives the registers as at entry, those that
+// pointed into g's stack rebased to where it is now (rebase_stack_regs).
 static __noinline __u32 begin_record(struct scratch *sc, __u8 kind, struct span_entry *s, __u64 g, struct regs *saved)
 {
 	struct event *ev = (struct event *)sc->buf;
@@ -45,8 +70,10 @@ static __noinline __u32 begin_record(struct scratch *sc, __u8 kind, struct span_
 		ev->flags |= FLAG_ENTRY_LOST;
 		return sizeof(struct event);
 	}
-	if (saved)
+	if (saved) {
 		__builtin_memcpy(saved->r, ent->regs, sizeof(saved->r));
+		rebase_stack_regs(saved, s, g);
+	}
 	__u32 len = ent->len;
 	if (len > max)
 		len = max;

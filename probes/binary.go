@@ -157,7 +157,7 @@ func (b *Binary) readSymbols() error {
 func (b *Binary) readPclntab() error {
 	pcln, text := b.elf.Section(".gopclntab"), b.elf.Section(".text")
 	if pcln == nil || text == nil {
-		return fmt.Errorf("no symbol table and no .gopclntab: %w (is it a Go binary?)", ErrSymbolNotFound)
+		return fmt.Errorf("not a Go binary (no symbol table and no .gopclntab): %w", ErrSymbolNotFound)
 	}
 	data, err := pcln.Data()
 	if err != nil {
@@ -388,6 +388,11 @@ func noteDesc(data []byte, owner string) ([]byte, bool) {
 // handles.
 func dwarfData(ef *elf.File) (*dwarf.Data, error) {
 	if ef.Section(".debug_info") == nil && ef.Section(".zdebug_info") == nil {
+		if ef.Section(".symtab") == nil {
+			// strip(1) and -ldflags=-s both drop the symbol table too;
+			// -w alone keeps it.
+			return nil, fmt.Errorf("%w (it was stripped: by strip(1) or -ldflags=\"-s -w\"; trace the unstripped build to read arguments and fields)", ErrNoDWARF)
+		}
 		return nil, fmt.Errorf("%w (it was built with -ldflags=-w; rebuild without -w to read arguments and fields)", ErrNoDWARF)
 	}
 	d, err := ef.DWARF()

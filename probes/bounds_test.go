@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -92,5 +93,68 @@ func TestParentCycleRefused(t *testing.T) {
 	}
 	if _, err := ParseSpec([]byte("probes:\n  - {symbol: main.a, span: a}\n  - {symbol: main.b, span: b, parent: a}\n  - {symbol: main.c, span: c, parent: b}\n"), "chain.yaml"); err != nil {
 		t.Errorf("a chain is not a cycle: %v", err)
+	}
+}
+
+// TestNoDWARFSaidOnce: a binary without DWARF fails every argument
+// source the same way; the reason is given once, with a count, and a
+// stripped binary is called stripped rather than blamed on -w.
+func TestNoDWARFSaidOnce(t *testing.T) {
+	spec := mustParse(t, `
+probes:
+  - symbol: main.Fib
+    span: fib
+    attributes:
+      - {name: a, from: arg:n}
+      - {name: b, from: arg:n}
+      - {name: c, from: arg:n}
+`)
+	for _, v := range []fixtureVariant{variantNoDWARF, variantStripped} {
+		_, err := Resolve(openFixture(t, v), spec)
+		if !errors.Is(err, ErrNoDWARF) {
+			t.Fatalf("%s: %v", v, err)
+		}
+		if n := strings.Count(err.Error(), ErrNoDWARF.Error()); n != 1 {
+			t.Errorf("%s: the reason is given %d times: %v", v, n, err)
+		}
+		if !strings.Contains(err.Error(), "2 more sources need DWARF") {
+			t.Errorf("%s: no count of the others: %v", v, err)
+		}
+		if v == variantStripped && !strings.Contains(err.Error(), "stripped") {
+			t.Errorf("stripped binary: %v", err)
+		}
+	}
+}
+
+// TestNotAGoBinary: a C binary gets one "not a Go binary", not "symbol
+// not found" for every probe: a stripped one when opened, one with a
+// symbol table when resolved.
+func TestNotAGoBinary(t *testing.T) {
+	bins := []string{"/bin/true"}
+	if cc, err := exec.LookPath("cc"); err == nil {
+		src := filepath.Join(t.TempDir(), "c.c")
+		out := filepath.Join(filepath.Dir(src), "c")
+		if err := os.WriteFile(src, []byte("int main(void) { return 0; }\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if msg, err := exec.Command(cc, "-o", out, src).CombinedOutput(); err == nil {
+			bins = append(bins, out)
+		} else {
+			t.Logf("cc: %v %s", err, msg)
+		}
+	}
+	spec := mustParse(t, "probes:\n  - {symbol: main.a, span: a}\n  - {symbol: main.b, span: b}\n")
+	for _, bin := range bins {
+		if _, err := os.Stat(bin); err != nil {
+			continue
+		}
+		b, err := OpenBinary(bin)
+		if err == nil {
+			_, err = Resolve(b, spec)
+			b.Close()
+		}
+		if err == nil || !strings.Contains(err.Error(), "not a Go binary") || strings.Contains(err.Error(), "main.b") {
+			t.Errorf("%s: got %v", bin, err)
+		}
 	}
 }

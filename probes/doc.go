@@ -100,7 +100,13 @@
 //     ends, through the argument's (or receiver's) registers as they were
 //     at entry, which the kernel keeps with the span: the function's
 //     results as it left them in a result struct or per-request state it
-//     was given. Required for end values of an end: next probe (which has
+//     was given. That state may live on the goroutine's stack (escape
+//     analysis keeps it there when nothing retains it), which the runtime
+//     moves when the stack grows or shrinks: registers that pointed into
+//     the stack at entry are rebased to its current place before the read,
+//     as the runtime adjusts its own pointers, so the read never lands on
+//     the freed old stack (stale, or another goroutine's frame once reused).
+//     Required for end values of an end: next probe (which has
 //     no return: values), and allowed in RET mode too, so one probe file
 //     serves both. A probe reads all its end values one way: return:
 //     sources and end: sources do not mix (error rule included).

@@ -1,6 +1,7 @@
 package probes
 
 import (
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -173,5 +174,41 @@ func TestCaptureLargeEntryValues(t *testing.T) {
 		if len(v.Strs) != 3 || v.Strs[0] != "a" || v.Strs[1] != "bb" || len(v.Strs[2]) != MaxElemBytes {
 			t.Errorf("value %d: %+v", i, v)
 		}
+	}
+}
+
+// TestCaptureEndNextStackMoved: a per-request state kept on the goroutine's
+// stack (escape analysis keeps it there when nothing retains it) moves
+// when the stack grows. A stage's end values must be read where the state
+// is when the span ends, not at the address its pointer had at entry: the
+// old stack is freed and reused by other goroutines, so reading it there
+// gives a stale value or another request's.
+func TestCaptureEndNextStackMoved(t *testing.T) {
+	requireRoot(t)
+	bin := tracedBinary(t)
+	for _, next := range []bool{true, false} {
+		s := newProbeSet(t, bin)
+		s.add("main.pipeline")
+		s1 := s.add("main.stage1")
+		s2 := s.add("main.stage2")
+		for _, p := range []*Resolved{s1, s2} {
+			p.EndNext, p.EndFromEntry = next, true
+		}
+		s1.Return = []Fetch{{Attr: 0, Kind: KindInt, Size: 8, Loc: inMem(RegRAX, 0)}}
+		s2.Return = []Fetch{{Attr: 0, Kind: KindString, Loc: inMem(RegRAX, 8)}}
+		ss := attachSession(t, s, startTraced(t, bin), DefaultOptions())
+		for _, n := range []int{3, 7} {
+			evs := ss.run("pipeline-grow " + strconv.Itoa(n))
+			expect(t, evs, "entry main.pipeline", "entry main.stage1", "return main.stage1",
+				"entry main.stage2", "return main.stage2", "return main.pipeline")
+			r1, r2 := evs[2], evs[4]
+			if len(r1.Values) != 1 || r1.Values[0].Int != int64(n*10) || r1.Values[0].Missing {
+				t.Errorf("end next %v, n %d: stage1 First (read after its stack moved) = %+v, want %d", next, n, r1.Values, n*10)
+			}
+			if len(r2.Values) != 1 || r2.Values[0].Str != "s"+strconv.Itoa(n) {
+				t.Errorf("end next %v, n %d: stage2 Second = %+v, want s%d", next, n, r2.Values, n)
+			}
+		}
+		ss.tr.Close()
 	}
 }

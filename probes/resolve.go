@@ -28,12 +28,17 @@ func Resolve(b *Binary, spec *Spec) (*Program, error) {
 	if path == "" {
 		path = "<spec>"
 	}
+	if b.elf != nil && b.elf.Section(".gopclntab") == nil && b.elf.Section(".go.buildinfo") == nil {
+		// Said once, rather than "symbol not found" for every probe.
+		return nil, fmt.Errorf("resolve %s against %s: it is not a Go binary (no .gopclntab, no Go build info): %w", path, b.Path, ErrNotSupported)
+	}
 	prog := &Program{Binary: b.Path, BuildID: b.BuildID}
 	ids := map[string]int{}
 	for i, p := range spec.Probes {
 		ids[p.Span] = i
 	}
 	var errs []error
+	noDWARF := 0
 	for i, p := range spec.Probes {
 		if len(errs) >= maxReportedErrors {
 			// Enough to act on; resolving the rest (suggestions for a
@@ -44,6 +49,15 @@ func Resolve(b *Binary, spec *Spec) (*Program, error) {
 		r, perrs := resolveProbe(b, p)
 		if len(perrs) > 0 {
 			for _, err := range perrs {
+				// A binary without DWARF fails every source the same way:
+				// say it once, and count the rest (a stripped router's
+				// message was repeated 36 times, 15 KB).
+				if errors.Is(err, ErrNoDWARF) {
+					noDWARF++
+					if noDWARF > 1 {
+						continue
+					}
+				}
 				errs = append(errs, fmt.Errorf("%s: %s: %w", path, probeWhere(i, p.Symbol), err))
 			}
 			continue
@@ -54,6 +68,9 @@ func Resolve(b *Binary, spec *Spec) (*Program, error) {
 			r.ParentID = ids[p.Parent]
 		}
 		prog.Probes = append(prog.Probes, r)
+	}
+	if noDWARF > 1 {
+		errs = append(errs, fmt.Errorf("%s: %d more sources need DWARF for the same reason", path, noDWARF-1))
 	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)

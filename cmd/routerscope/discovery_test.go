@@ -170,6 +170,9 @@ routerscope:
 func TestMetricsListenFlag(t *testing.T) {
 	// "" turns the server off: nothing is listened on.
 	c, _, errOut := newCLI(nil, fakeAttacher(new(agent.AttachRequest)))
+	// The made-up PID 4242 may exist: neither its config nor its procfs
+	// entry is read.
+	c.proc = t.TempDir()
 	c.listen = func(a string) (net.Listener, error) {
 		t.Errorf("listened on %q with --metrics-listen \"\"", a)
 		return nil, fmt.Errorf("unexpected")
@@ -184,6 +187,7 @@ func TestMetricsListenFlag(t *testing.T) {
 	}
 	defer busy.Close()
 	c, _, errOut = newCLI(nil, fakeAttacher(new(agent.AttachRequest)))
+	c.proc = t.TempDir()
 	c.listen = func(a string) (net.Listener, error) { return net.Listen("tcp", a) }
 	code := c.main(context.Background(), []string{"run", "--pid", "4242", "--probes", "p.yaml", "--metrics-listen", busy.Addr().String()})
 	if code != exitRuntime || !strings.Contains(errOut.String(), "--metrics-listen") || !strings.Contains(errOut.String(), "address already in use") {

@@ -301,7 +301,7 @@ func (c cli) run(ctx context.Context, args []string) int {
 	}
 	engine, err := c.newAttacher(cfg.Agent.Kernel)
 	if err != nil {
-		log.Error("start capture", zap.Error(err))
+		log.Error("start capture", agent.ErrorField(err))
 		return exitRuntime
 	}
 	defer func() {
@@ -311,6 +311,10 @@ func (c cli) run(ctx context.Context, args []string) int {
 		}
 	}()
 	opts := []agent.Option{agent.WithStdout(c.stdout), agent.WithReloadSignal(c.hup), agent.WithProbeCheck(checkProbeFile)}
+	if c.proc != "" {
+		// The agent reads the same procfs as the target's config lookup.
+		opts = append(opts, agent.WithProcRoot(c.proc))
+	}
 	if engine.stats != nil {
 		opts = append(opts, agent.WithKernelStats(engine.stats))
 	}
@@ -331,7 +335,7 @@ func (c cli) run(ctx context.Context, args []string) int {
 		opts = append(opts, agent.WithMetricsListener(ln))
 	}
 	if err := agent.Run(ctx, cfg, engine.attach, log, opts...); err != nil {
-		log.Error("run", zap.Error(err))
+		log.Error("run", agent.ErrorField(err))
 		// A probe file that does not validate is a configuration error
 		// too (help: configuration errors exit 2).
 		if errors.Is(err, agent.ErrConfig) || errors.Is(err, probes.ErrInvalidSpec) {

@@ -167,6 +167,9 @@ func TestRunToStdoutWithGuideConfig(t *testing.T) {
 `)
 	var req agent.AttachRequest
 	c, out, errOut := newCLI(map[string]string{"CONFIG_PATH": cfg}, fakeAttacher(&req))
+	// PID 4242 is made up but may exist on a busy machine: the agent must
+	// not read that process (it named the target by its executable).
+	c.proc = t.TempDir()
 	code := c.main(context.Background(), []string{"run", "--pid", "4242", "--probes", "a.yaml,b.yaml", "--log-format", "json"})
 	if code != exitOK {
 		t.Fatalf("exit %d: %s", code, errOut.String())

@@ -228,6 +228,9 @@ type Stages struct {
 	First  int
 	Second string
 	Err    error
+	// Grow makes stage1 grow the goroutine's stack before it writes First,
+	// so the runtime moves the stack, and a Stages on it, under the probes.
+	Grow bool
 }
 
 // pipeline calls its stages in order, passing the state along; their spans
@@ -242,6 +245,9 @@ func pipeline(st *Stages, n int) int {
 
 //go:noinline
 func stage1(st *Stages, n int) {
+	if st.Grow {
+		grow(byte(n))
+	}
 	st.First = n * 10
 }
 
@@ -308,6 +314,15 @@ func main() {
 				&NamedReq{Name: "n-" + WeakString(arg), Level: 42, On: true, Tags: Tags{"x"}, Labels: Labels{"l1", "l2"}})
 		case "pipeline":
 			pipeline(&Stages{}, n)
+		case "pipeline-grow":
+			// On a new goroutine's small stack, which stage1 outgrows:
+			// the Stages (kept on the stack) moves while stage1 runs.
+			done := make(chan struct{})
+			go func() {
+				pipeline(&Stages{Grow: true}, n)
+				close(done)
+			}()
+			<-done
 		case "loop":
 			// For benchmarks: n calls of a probed leaf function.
 			for i := range n {
