@@ -289,7 +289,7 @@ func LoadFile(path string) (Config, error) {
 func Parse(data []byte) (Config, error) {
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
-		return Config{}, fmt.Errorf("%w: parse YAML: %v", ErrConfig, err)
+		return Config{}, fmt.Errorf("%w: parse YAML: %s", ErrConfig, yamlSyntaxError(data, err))
 	}
 	if doc.Kind == 0 || len(doc.Content) == 0 || isNull(doc.Content[0]) {
 		return Config{}, fmt.Errorf("%w: the file is empty: write an observability.tracing block or a routerscope section, or pass no config to use the defaults", ErrConfig)

@@ -21,7 +21,7 @@ func TestStopDrainsReturnsStillInFlight(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	wait := runAsync(ctx, cfg, func(context.Context, AttachRequest) (EventSource, error) { return src, nil }, observedDiscard(),
-		WithStdout(&out), withAlive(func(uint32) bool { return true }))
+		WithStdout(&out), madeUpTarget(t))
 	evs := request(4242, 1, time.Now())
 	src.ch <- evs[0]
 	src.ch <- evs[1]
@@ -55,7 +55,7 @@ func TestStopDrainIsBounded(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var out bytes.Buffer
 	wait := runAsync(ctx, cfg, func(context.Context, AttachRequest) (EventSource, error) { return src, nil }, observedDiscard(),
-		WithStdout(&out), withAlive(func(uint32) bool { return true }))
+		WithStdout(&out), madeUpTarget(t))
 	src.ch <- request(4242, 1, time.Now())[0]
 	feed, stopFeed := context.WithCancel(context.Background())
 	defer stopFeed()

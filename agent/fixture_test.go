@@ -5,6 +5,7 @@ import (
 	"errors"
 	"sync"
 	"sync/atomic"
+	"testing"
 	"time"
 
 	"github.com/routerscope/routerscope/probes"
@@ -147,4 +148,17 @@ func (s *chanSource) Close() error {
 	s.closes.Add(1)
 	s.once.Do(func() { close(s.closed) })
 	return nil
+}
+
+// madeUpTarget lets Run trace a made-up PID (4242) as a live process. On a
+// busy machine that PID may belong to a real process (another test's), which
+// Run must not read: its start time would make the agent detach when that
+// process exits, and its procfs entry would name the target. So procfs is
+// an empty directory and liveness is faked.
+func madeUpTarget(t testing.TB) Option {
+	dir := t.TempDir()
+	return func(o *runOptions) {
+		o.alive = func(uint32) bool { return true }
+		o.procRoot = dir
+	}
 }

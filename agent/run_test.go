@@ -55,7 +55,7 @@ func TestRunExportsAndShutsDown(t *testing.T) {
 	}
 	log, logs := observedLogger()
 	ctx, cancel := context.WithCancel(context.Background())
-	wait := runAsync(ctx, cfg, attach, log, withAlive(func(uint32) bool { return true }))
+	wait := runAsync(ctx, cfg, attach, log, madeUpTarget(t))
 
 	for _, ev := range request(4242, 1, time.Now()) {
 		src.ch <- ev
@@ -214,7 +214,7 @@ func TestRunUnreachableCollectorDoesNotBlockReading(t *testing.T) {
 	log, logs := observedLogger()
 	ctx, cancel := context.WithCancel(context.Background())
 	wait := runAsync(ctx, cfg, func(context.Context, AttachRequest) (EventSource, error) { return src, nil }, log,
-		withAlive(func(uint32) bool { return true }))
+		madeUpTarget(t))
 	// Every send completes only if the reader keeps reading while exports
 	// fail.
 	for i := 0; i < 200; i++ {
@@ -269,7 +269,7 @@ func TestRunShutdownFlushHasADeadline(t *testing.T) {
 	log, logs := observedLogger()
 	ctx, cancel := context.WithCancel(context.Background())
 	wait := runAsync(ctx, cfg, func(context.Context, AttachRequest) (EventSource, error) { return src, nil }, log,
-		withAlive(func(uint32) bool { return true }))
+		madeUpTarget(t))
 	for _, ev := range request(4242, 1, time.Now()) {
 		src.ch <- ev
 	}

@@ -25,7 +25,7 @@ func TestTroubleIsLoggedWhileRunning(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	wait := runAsync(ctx, cfg, func(context.Context, AttachRequest) (EventSource, error) { return src, nil }, log,
-		WithMetricsListener(ln), withSweepInterval(10*time.Millisecond), withAlive(func(uint32) bool { return true }))
+		WithMetricsListener(ln), withSweepInterval(10*time.Millisecond), madeUpTarget(t))
 
 	// Three returns whose entries were lost.
 	for i := range 3 {

@@ -419,3 +419,41 @@ func TestFaultBrokenReloads(t *testing.T) {
 		t.Errorf("%d router requests failed", l.failed.Load())
 	}
 }
+
+// TestFaultCollectorFlapping: the collector goes down and comes back three
+// times, 4 s each way, under load: the router is unaffected and after
+// each return export resumes.
+func TestFaultCollectorFlapping(t *testing.T) {
+	requireRoot(t)
+	recv, err := otlptest.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(recv.Close)
+	listen := collectortest.FreeEndpoint(t)
+	stop := collectortest.Start(t, listen, recv.Endpoint())
+	s := startBackends(t)
+	s.attachAgent(t, agentConfig(t, listen))
+	l := startLoad(s, "flap", 50*time.Millisecond)
+	var resumes []string
+	for round := range 3 {
+		stop()
+		time.Sleep(4 * time.Second)
+		stop = collectortest.Start(t, listen, recv.Endpoint())
+		up, n := time.Now(), len(recv.Spans())
+		for len(recv.Spans()) == n && time.Since(up) < 30*time.Second {
+			time.Sleep(50 * time.Millisecond)
+		}
+		if len(recv.Spans()) == n {
+			t.Fatalf("round %d: export did not resume within 30 s", round)
+		}
+		resumes = append(resumes, time.Since(up).Round(time.Millisecond).String())
+		time.Sleep(4 * time.Second)
+	}
+	l.end()
+	figure(t, "router: %d requests over 3 outages of 4 s, %d failed", l.sent.Load(), l.failed.Load())
+	figure(t, "export resumed after each return in %s", strings.Join(resumes, ", "))
+	if l.failed.Load() != 0 {
+		t.Errorf("%d router requests failed", l.failed.Load())
+	}
+}

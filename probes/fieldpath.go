@@ -175,6 +175,11 @@ func valueKind(t dwarf.Type) (ValueKind, uint8, error) {
 			}
 			return 0, 0, fmt.Errorf("%s is a slice other than []string: %w (select a field or use a []string)", typeName(t), ErrNotSupported)
 		case structIface:
+			if name := typeName(t); name != "error" {
+				// Any other interface (http.ResponseWriter) would be
+				// decoded as an error and print "(error)".
+				return 0, 0, fmt.Errorf("%s is an interface other than error: %w; select a field of a concrete type instead", name, ErrNotSupported)
+			}
 			return KindError, 0, nil
 		case structEface:
 			// The first word of an empty interface is a type, not an
@@ -183,6 +188,11 @@ func valueKind(t dwarf.Type) (ValueKind, uint8, error) {
 		}
 		return 0, 0, fmt.Errorf("%s is a struct; select one of its fields (%s): %w", typeName(t), fieldNames(u), ErrInvalidSpec)
 	case *dwarf.PtrType:
+		// Go's DWARF gives maps and channels as typedefs of pointers to
+		// runtime structures: they have no field to select.
+		if name := typeName(t); strings.HasPrefix(name, "map[") || strings.HasPrefix(name, "chan ") || strings.HasPrefix(name, "<-chan ") || strings.HasPrefix(name, "chan<- ") {
+			return 0, 0, fmt.Errorf("%s is a map or channel, which cannot be read: %w; select another value", name, ErrNotSupported)
+		}
 		return 0, 0, fmt.Errorf("%s is a pointer; select a field of what it points to: %w", typeName(t), ErrInvalidSpec)
 	}
 	return 0, 0, fmt.Errorf("%s (%T): %w", typeName(t), u, ErrNotSupported)
