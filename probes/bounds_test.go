@@ -175,3 +175,13 @@ func TestUnreadableTypesNamed(t *testing.T) {
 		}
 	}
 }
+
+// TestFloatResultSaysAtReturn: a float result is read at return; the
+// message said "at entry".
+func TestFloatResultSaysAtReturn(t *testing.T) {
+	b := openFixture(t, variantFull)
+	_, err := Resolve(b, mustParse(t, "probes:\n  - symbol: main.Scale\n    span: s\n    attributes:\n      - {name: x, from: return:0.X}\n"))
+	if !errors.Is(err, ErrNotSupported) || !strings.Contains(err.Error(), "at return") || strings.Contains(err.Error(), "at entry") {
+		t.Fatalf("got %v", err)
+	}
+}

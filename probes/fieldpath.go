@@ -21,6 +21,16 @@ type fieldCursor struct {
 	parts []abiPart
 	off   int64
 	loc   Location
+	// result is set on a result, read at return, for error messages.
+	result bool
+}
+
+// when says when the value is read, for error messages.
+func (c *fieldCursor) when() string {
+	if c.result {
+		return "at return"
+	}
+	return "at entry"
 }
 
 // startCursor places the cursor on a whole parameter or result.
@@ -96,13 +106,13 @@ func (c *fieldCursor) regParts(size int64, sofar string) ([]abiPart, error) {
 			continue
 		}
 		if p.float {
-			return nil, fmt.Errorf("the value%s is a %s in float register X%d at entry, which uprobes cannot read (the kernel saves only integer registers); read it through a pointer instead, e.g. a field of a struct passed by pointer: %w",
-				pathSuffix(sofar), typeName(c.typ), p.reg, ErrNotSupported)
+			return nil, fmt.Errorf("the value%s is a %s in float register X%d %s, which uprobes cannot read (the kernel saves only integer registers); read it through a pointer instead, e.g. a field of a struct passed or returned by pointer: %w",
+				pathSuffix(sofar), typeName(c.typ), p.reg, c.when(), ErrNotSupported)
 		}
 		if p.reg >= int(RegSP) {
 			// arm64 passes up to sixteen integers in registers; the
 			// kernel program reads the first nine (the Reg values).
-			return nil, fmt.Errorf("the value%s is in integer register %d at entry, beyond the %d the kernel program reads: %w", pathSuffix(sofar), p.reg, RegSP, ErrNotSupported)
+			return nil, fmt.Errorf("the value%s is in integer register %d %s, beyond the %d the kernel program reads: %w", pathSuffix(sofar), p.reg, c.when(), RegSP, ErrNotSupported)
 		}
 		out = append(out, p)
 	}
