@@ -158,3 +158,30 @@ func TestNotAGoBinary(t *testing.T) {
 		}
 	}
 }
+
+// TestUnreadableTypesNamed: a map argument is called a map (it was "a
+// pointer; select a field") and an interface other than error is refused
+// (it was read as an error and printed "(error)").
+func TestUnreadableTypesNamed(t *testing.T) {
+	b := openFixture(t, variantFull)
+	spec := mustParse(t, "probes:\n  - symbol: main.Headers\n    span: h\n    attributes:\n      - {name: h, from: arg:h}\n      - {name: w, from: arg:w}\n")
+	_, err := Resolve(b, spec)
+	if !errors.Is(err, ErrNotSupported) {
+		t.Fatalf("got %v", err)
+	}
+	for _, want := range []string{"map[string][]string is a map or channel", "fmt.Stringer is an interface other than error"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("no %q in: %v", want, err)
+		}
+	}
+}
+
+// TestFloatResultSaysAtReturn: a float result is read at return; the
+// message said "at entry".
+func TestFloatResultSaysAtReturn(t *testing.T) {
+	b := openFixture(t, variantFull)
+	_, err := Resolve(b, mustParse(t, "probes:\n  - symbol: main.Scale\n    span: s\n    attributes:\n      - {name: x, from: return:0.X}\n"))
+	if !errors.Is(err, ErrNotSupported) || !strings.Contains(err.Error(), "at return") || strings.Contains(err.Error(), "at entry") {
+		t.Fatalf("got %v", err)
+	}
+}

@@ -21,6 +21,16 @@ type fieldCursor struct {
 	parts []abiPart
 	off   int64
 	loc   Location
+	// result is set on a result, read at return, for error messages.
+	result bool
+}
+
+// when says when the value is read, for error messages.
+func (c *fieldCursor) when() string {
+	if c.result {
+		return "at return"
+	}
+	return "at entry"
 }
 
 // startCursor places the cursor on a whole parameter or result.
@@ -96,13 +106,13 @@ func (c *fieldCursor) regParts(size int64, sofar string) ([]abiPart, error) {
 			continue
 		}
 		if p.float {
-			return nil, fmt.Errorf("the value%s is a %s in float register X%d at entry, which uprobes cannot read (the kernel saves only integer registers); read it through a pointer instead, e.g. a field of a struct passed by pointer: %w",
-				pathSuffix(sofar), typeName(c.typ), p.reg, ErrNotSupported)
+			return nil, fmt.Errorf("the value%s is a %s in float register X%d %s, which uprobes cannot read (the kernel saves only integer registers); read it through a pointer instead, e.g. a field of a struct passed or returned by pointer: %w",
+				pathSuffix(sofar), typeName(c.typ), p.reg, c.when(), ErrNotSupported)
 		}
 		if p.reg >= int(RegSP) {
 			// arm64 passes up to sixteen integers in registers; the
 			// kernel program reads the first nine (the Reg values).
-			return nil, fmt.Errorf("the value%s is in integer register %d at entry, beyond the %d the kernel program reads: %w", pathSuffix(sofar), p.reg, RegSP, ErrNotSupported)
+			return nil, fmt.Errorf("the value%s is in integer register %d %s, beyond the %d the kernel program reads: %w", pathSuffix(sofar), p.reg, c.when(), RegSP, ErrNotSupported)
 		}
 		out = append(out, p)
 	}
@@ -175,6 +185,11 @@ func valueKind(t dwarf.Type) (ValueKind, uint8, error) {
 			}
 			return 0, 0, fmt.Errorf("%s is a slice other than []string: %w (select a field or use a []string)", typeName(t), ErrNotSupported)
 		case structIface:
+			if name := typeName(t); name != "error" {
+				// Any other interface (http.ResponseWriter) would be
+				// decoded as an error and print "(error)".
+				return 0, 0, fmt.Errorf("%s is an interface other than error: %w; select a field of a concrete type instead", name, ErrNotSupported)
+			}
 			return KindError, 0, nil
 		case structEface:
 			// The first word of an empty interface is a type, not an
@@ -183,6 +198,11 @@ func valueKind(t dwarf.Type) (ValueKind, uint8, error) {
 		}
 		return 0, 0, fmt.Errorf("%s is a struct; select one of its fields (%s): %w", typeName(t), fieldNames(u), ErrInvalidSpec)
 	case *dwarf.PtrType:
+		// Go's DWARF gives maps and channels as typedefs of pointers to
+		// runtime structures: they have no field to select.
+		if name := typeName(t); strings.HasPrefix(name, "map[") || strings.HasPrefix(name, "chan ") || strings.HasPrefix(name, "<-chan ") || strings.HasPrefix(name, "chan<- ") {
+			return 0, 0, fmt.Errorf("%s is a map or channel, which cannot be read: %w; select another value", name, ErrNotSupported)
+		}
 		return 0, 0, fmt.Errorf("%s is a pointer; select a field of what it points to: %w", typeName(t), ErrInvalidSpec)
 	}
 	return 0, 0, fmt.Errorf("%s (%T): %w", typeName(t), u, ErrNotSupported)

@@ -215,6 +215,7 @@ func (s *signature) fetch(src source) (Fetch, error) {
 		pm, slot = s.results[src.index], s.resultSlots[src.index]
 	}
 	c := startCursor(slot, pm.typ)
+	c.result = src.atReturn()
 	if err := c.selectPath(src.path); err != nil {
 		return Fetch{}, err
 	}
