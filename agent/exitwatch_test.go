@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/hex"
 	"encoding/json"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -165,5 +166,26 @@ func TestExitEndsKernelOpenSpans(t *testing.T) {
 	}
 	if got[root].SpanContext.TraceID != hex.EncodeToString(evs[0].TraceID[:]) || got[child].SpanContext.TraceID != got[root].SpanContext.TraceID {
 		t.Errorf("trace ids %s %s", got[root].SpanContext.TraceID, got[child].SpanContext.TraceID)
+	}
+}
+
+// TestWatchExitOfAGoneProcess: a target that exited (and was reaped)
+// before its exit watcher started is reported at once, not left to the
+// next liveness sweep (a second away by default, an hour in the test above).
+func TestWatchExitOfAGoneProcess(t *testing.T) {
+	cmd := exec.Command("true")
+	if err := cmd.Run(); err != nil {
+		t.Fatal(err)
+	}
+	m := &manager{exits: make(chan exitNotice, 1), o: runOptions{alive: processAlive, now: time.Now, procRoot: "/proc"}}
+	a := &attachment{key: procKey{pid: cmd.Process.Pid}}
+	m.watchExit(context.Background(), a)
+	select {
+	case n := <-m.exits:
+		if n.a != a {
+			t.Errorf("exit of %+v, want %+v", n.a.key, a.key)
+		}
+	default:
+		t.Fatal("the exit of a reaped process was not reported")
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/cilium/ebpf/rlimit"
 	"go.uber.org/zap"
 
 	"github.com/routerscope/routerscope/agent"
@@ -51,9 +52,17 @@ func runAgent(args []string) error {
 		return fmt.Errorf("create logger: %w", err)
 	}
 	defer func() { _ = log.Sync() }()
+	// Package probes leaves this process-wide change to main (kernels
+	// before 5.11 charge BPF memory to RLIMIT_MEMLOCK).
+	if err := rlimit.RemoveMemlock(); err != nil {
+		return fmt.Errorf("remove the memlock limit: %w", err)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	attach := func(ctx context.Context, req agent.AttachRequest) (agent.EventSource, error) {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
 		return attachProbes(req, place, *propagation, *statsPath)
 	}
 	return agent.Run(ctx, cfg, attach, log)

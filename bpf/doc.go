@@ -4,6 +4,13 @@
 //
 // # Design (capture.c)
 //
+// capture.c holds the programs and the span open/close logic; the rest is
+// split by concern into headers it includes in order: capture_types.h
+// (bounds, shared enums and flags, layouts), capture_maps.h, capture_fetch.h
+// (registers and value reads), capture_record.h (records to the ring
+// buffer), capture_stack.h (the per-goroutine span stack), propagation.h
+// (W3C trace context) and capture_handoff.h (goroutine hand-off).
+//
 // Two generic programs serve every probe: uprobe_entry, attached at a
 // function's entry, and uprobe_return, attached at each of its RET
 // instructions (never a uretprobe: it rewrites the return address on the

@@ -6,11 +6,11 @@
 // user memory (kernel lockdown refuses bpf_probe_write_user). A sock_ops
 // program on a cgroup adds every client TCP socket that becomes established
 // to a SOCKHASH; an sk_msg program on that map runs in each sendmsg. When
-// the sending thread was armed by the capture object (propagation.h:
-// net/http.(*Request).write entry put a span context in inject_tids), and
-// the message starts with an HTTP/1.x request line, the program inserts
-// "traceparent: 00-<trace>-<span>-<flags>\r\n" right after that line with
-// bpf_msg_push_data, then disarms the thread. Everything else passes
+// the sending thread was armed by the capture object (propagation.h: the
+// entry of net/http.persistConnWriter.Write put a span context in
+// inject_tids), and the message starts with an HTTP/1.x request line, the
+// program inserts "traceparent: 00-<trace>-<span>-<flags>\r\n" right after
+// that line with bpf_msg_push_data, then disarms the thread. Everything else passes
 // untouched. See doc.go for what this covers (HTTP/1.x over plain TCP).
 
 #include "vmlinux.h"

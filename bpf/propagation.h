@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause
 //
-// W3C trace context in the capture object (included by capture.c, which
-// defines the stacks map and span_entry this file uses). Two halves:
+// W3C trace context in the capture object (included by capture.c after
+// capture_types.h and capture_maps.h, which define span_entry and the stacks
+// map this file uses). Two halves:
 //
 // Extract: net/http parses each request header line in
 // net/textproto.readMIMEHeader on the connection's goroutine, the same
@@ -400,8 +401,8 @@ __noinline int line_end(struct key_scan *sc, __u32 got)
 // the colon and the value follow it in memory and the line ends at CR or
 // LF. Only names as long as "traceparent" or "tracestate" read anything.
 // This entry probe sits on the PUSH after the stack check, which the kernel
-// emulates: far cheaper than a probe at the RETs of readContinuedLineSlice
-// (single-stepped), and it fires once per header line either way.
+// emulates: far cheaper than a probe at a function's RETs (single-stepped),
+// and it fires once per header line.
 static __always_inline int do_uprobe_header_line(struct pt_regs *ctx)
 {
 	__u64 ptr = GO_ARG(ctx, 0), klen = GO_ARG(ctx, 1);

@@ -9,7 +9,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -37,7 +39,7 @@ func TestStdoutExporterGuideConfig(t *testing.T) {
 	if err := os.WriteFile(cfg, []byte(guide), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	var stdout bytes.Buffer
+	var stdout lockedBuffer
 	agent := &proc{name: "routerscope", done: make(chan struct{})}
 	agent.cmd = exec.Command(bins.agentBin, "run", "--pid", fmt.Sprint(s.router.cmd.Process.Pid),
 		"--probes", filepath.Join(repoRoot(), "config/probes/semantic-router.yaml"),
@@ -55,7 +57,21 @@ func TestStdoutExporterGuideConfig(t *testing.T) {
 	if resp.Status != 200 {
 		t.Fatalf("router answered %d", resp.Status)
 	}
-	time.Sleep(500 * time.Millisecond) // the root returns just after the answer
+	// The root returns just after the answer, and the exporter prints a
+	// batch at most export.batch_timeout (5s by default) later: wait for the
+	// root span on stdout, the last of the request's spans to end.
+	rootRE := regexp.MustCompile(`"Name":\s*"` + regexp.QuoteMeta(spanRoot) + `"`)
+	deadline := time.Now().Add(30 * time.Second)
+	for !rootRE.MatchString(stdout.String()) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no root span on stdout within 30s:\n%.600s", stdout.String())
+		}
+		select {
+		case <-agent.done:
+			t.Fatalf("agent exited before printing the root span:\n%s", tail(agent.Output(), 30))
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 	agent.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-agent.done:
@@ -141,4 +157,29 @@ func TestStdoutExporterGuideConfig(t *testing.T) {
 	if strings.Contains(stdout.String(), `"level"`) {
 		t.Errorf("log lines leaked into stdout")
 	}
+}
+
+// lockedBuffer is a bytes.Buffer a child process writes while the test
+// reads it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+func (l *lockedBuffer) Bytes() []byte {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return bytes.Clone(l.b.Bytes())
 }

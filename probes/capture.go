@@ -11,9 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/ringbuf"
-	"github.com/cilium/ebpf/rlimit"
 
 	"github.com/routerscope/routerscope/bpf"
 )
@@ -96,17 +94,15 @@ func (o CaptureOptions) Check() error {
 }
 
 // NewCapture loads the capture programs and maps sized by opts and starts
-// reading the ring buffer.
+// reading the ring buffer. Before Linux 5.11 BPF memory is charged to
+// RLIMIT_MEMLOCK: the program must lift that limit first
+// (rlimit.RemoveMemlock of cilium/ebpf), a process-wide change this package
+// leaves to main.
 func NewCapture(opts CaptureOptions) (*Capture, error) {
 	if err := opts.Check(); err != nil {
 		return nil, err
 	}
 	ring, _ := checkRing(opts.RingBufferBytes)
-	if err := rlimit.RemoveMemlock(); err != nil {
-		// Before Linux 5.11 BPF memory is charged to RLIMIT_MEMLOCK, and
-		// raising it needs CAP_SYS_RESOURCE: say what to grant.
-		return nil, fmt.Errorf("load the capture object: remove the memlock limit (needs root, or CAP_SYS_RESOURCE besides CAP_BPF and CAP_PERFMON): %w", err)
-	}
 	spec, err := bpf.LoadCaptureForArch()
 	if err != nil {
 		return nil, fmt.Errorf("load the capture object: %w", err)
@@ -125,9 +121,8 @@ func NewCapture(opts CaptureOptions) (*Capture, error) {
 	c.owner = make([]*Program, c.sizes["descs"])
 	c.routes.Store(&routes{})
 	if c.maps, c.progs, err = loadCapture(spec, c.mode); err != nil {
-		var verr *ebpf.VerifierError
-		if errors.As(err, &verr) {
-			return nil, fmt.Errorf("load the capture programs: %+v", verr)
+		if verr := withVerifierLog("load the capture programs", err); verr != nil {
+			return nil, verr
 		}
 		if errors.Is(err, os.ErrPermission) {
 			// cilium/ebpf suggests RLIMIT_MEMLOCK, which kernels since 5.11 no

@@ -148,9 +148,8 @@ func (c *Capture) loadPropPrograms() error {
 	c.sizes.apply(spec) // replacements must match the loaded maps' sizes
 	coll, err := ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{MapReplacements: shared})
 	if err != nil {
-		var verr *ebpf.VerifierError
-		if errors.As(err, &verr) {
-			return fmt.Errorf("load the propagation programs: %+v", verr)
+		if verr := withVerifierLog("load the propagation programs", err); verr != nil {
+			return verr
 		}
 		return fmt.Errorf("load the propagation programs: %w", err)
 	}

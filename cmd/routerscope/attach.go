@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sync"
 
+	"github.com/cilium/ebpf/rlimit"
 	"github.com/routerscope/routerscope/agent"
 	"github.com/routerscope/routerscope/probes"
 )
@@ -58,10 +59,18 @@ func (e *engine) stats() (probes.CaptureStats, bool) {
 	return c.Stats(), true
 }
 
+// attach resolves and attaches one process. A done ctx (the agent stopping)
+// ends it between steps, before it loads or attaches anything more.
 func (e *engine) attach(ctx context.Context, req agent.AttachRequest) (agent.EventSource, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("attach pid %d: %w", req.Target.PID, err)
+	}
 	prog, err := e.cache.Program(req, func() (*probes.Program, error) { return resolve(req) })
 	if err != nil {
 		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("attach pid %d: %w", req.Target.PID, err)
 	}
 	c, err := e.capture()
 	if err != nil {
@@ -79,6 +88,12 @@ func (e *engine) capture() (*probes.Capture, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.c == nil {
+		// Before Linux 5.11 BPF memory is charged to RLIMIT_MEMLOCK, and
+		// raising it needs CAP_SYS_RESOURCE: say what to grant. A
+		// process-wide change, so main makes it, not package probes.
+		if err := rlimit.RemoveMemlock(); err != nil {
+			return nil, fmt.Errorf("load the capture object: remove the memlock limit (needs root, or CAP_SYS_RESOURCE besides CAP_BPF and CAP_PERFMON): %w", err)
+		}
 		c, err := probes.NewCapture(e.opts)
 		if err != nil {
 			return nil, err
