@@ -30,6 +30,12 @@ const exitPollTimeout = 250 * time.Millisecond
 func (m *manager) watchExit(ctx context.Context, a *attachment) {
 	fd, err := unix.PidfdOpen(a.key.pid, 0)
 	if err != nil {
+		// Gone before its watcher started (killed at once, or the
+		// watcher goroutine ran late on a loaded machine): report the
+		// exit now, not at the next sweep.
+		if errors.Is(err, unix.ESRCH) && !m.keyAlive(a.key) {
+			m.notifyExit(ctx, a)
+		}
 		return
 	}
 	defer unix.Close(fd)
@@ -50,11 +56,16 @@ func (m *manager) watchExit(ctx context.Context, a *attachment) {
 		if n == 0 {
 			continue
 		}
-		select {
-		case m.exits <- exitNotice{a: a, at: m.o.now()}:
-		case <-ctx.Done():
-		}
+		m.notifyExit(ctx, a)
 		return
+	}
+}
+
+// notifyExit tells the run loop that a's process exited now.
+func (m *manager) notifyExit(ctx context.Context, a *attachment) {
+	select {
+	case m.exits <- exitNotice{a: a, at: m.o.now()}:
+	case <-ctx.Done():
 	}
 }
 

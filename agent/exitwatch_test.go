@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -71,5 +72,26 @@ func TestRunPIDEndsWhenTargetExits(t *testing.T) {
 	}
 	if n != 2 {
 		t.Errorf("%d spans, want 2:\n%s", n, out.String())
+	}
+}
+
+// TestWatchExitOfAGoneProcess: a target that exited (and was reaped)
+// before its exit watcher started is reported at once, not left to the
+// next liveness sweep (a second away by default, an hour in the test above).
+func TestWatchExitOfAGoneProcess(t *testing.T) {
+	cmd := exec.Command("true")
+	if err := cmd.Run(); err != nil {
+		t.Fatal(err)
+	}
+	m := &manager{exits: make(chan exitNotice, 1), o: runOptions{alive: processAlive, now: time.Now, procRoot: "/proc"}}
+	a := &attachment{key: procKey{pid: cmd.Process.Pid}}
+	m.watchExit(context.Background(), a)
+	select {
+	case n := <-m.exits:
+		if n.a != a {
+			t.Errorf("exit of %+v, want %+v", n.a.key, a.key)
+		}
+	default:
+		t.Fatal("the exit of a reaped process was not reported")
 	}
 }
