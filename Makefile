@@ -44,7 +44,7 @@ test: check-generated lint cross fuzz
 	@$(MAKE) --no-print-directory faults
 
 # The fault suite (root; e2e/faults_test.go): collector down under load then
-# back, collector flapping, agent and router killed with -9, broken configs on SIGHUP while
+# back, collector flapping, a burst beyond the ring buffer, agent and router killed with -9, broken configs on SIGHUP while
 # serving. Prints each fault's figures (the FAULT lines); the full log is kept
 # in $(BIN)/faults.log.
 faults:

@@ -14,6 +14,9 @@ import (
 	"testing"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
+	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
+
 	"github.com/routerscope/routerscope/internal/collectortest"
 	"github.com/routerscope/routerscope/internal/otlptest"
 )
@@ -455,5 +458,234 @@ func TestFaultCollectorFlapping(t *testing.T) {
 	figure(t, "export resumed after each return in %s", strings.Join(resumes, ", "))
 	if l.failed.Load() != 0 {
 		t.Errorf("%d router requests failed", l.failed.Load())
+	}
+}
+
+// sumPID sums the series of name whose pid label is pid (over probes).
+func sumPID(fams map[string]*dto.MetricFamily, name string, pid int) float64 {
+	var sum float64
+	for labels, v := range series(fams, name) {
+		for _, l := range strings.Split(labels, ",") {
+			if l == "pid="+strconv.Itoa(pid) {
+				sum += v
+			}
+		}
+	}
+	return sum
+}
+
+var ringLostLogRE = regexp.MustCompile(`"msg":"kernel ring buffer dropped events".*?"lost_events":(\d+)`)
+
+// TestFaultRingBufferBurst: with the smallest ring buffer the agent
+// accepts (one page), bursts of concurrent requests overflow it. The
+// router serves every request; the kernel counts the dropped records
+// and the agent logs them; every record lost is a whole span gone (one
+// record per span, sent at return), so the spans received plus the
+// records lost are exactly the spans the requests produced, a child
+// whose parent's record was lost arrives pointing at that missing parent
+// (never more missing parents than records lost), nothing is left open
+// or ended by the agent; and a later request traces fully.
+func TestFaultRingBufferBurst(t *testing.T) {
+	requireRoot(t)
+	recv, collector := pipeline(t)
+	s := startBackends(t)
+	ring := os.Getpagesize()
+	cfgPath := agentConfig(t, collector)
+	f, err := os.OpenFile(cfgPath, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(f, "  kernel:\n    ring_buffer_bytes: %d\n", ring)
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s.attachAgent(t, cfgPath, "--metrics-listen", "127.0.0.1:0")
+	metricsAddr := s.agent.waitFor(t, metricsAddrRE, 10*time.Second)
+	pid := s.router.cmd.Process.Pid
+	began := time.Now()
+
+	// Bursts of concurrent requests until the kernel reports a loss (the
+	// first nearly always does; a loaded machine's scheduler decides).
+	const perBurst, maxBursts = 200, 5
+	var sent, failed, wantSpans int
+	var lost float64
+	bursts := 0
+	for bursts < maxBursts && lost == 0 {
+		var mu sync.Mutex
+		var wg sync.WaitGroup
+		gate := make(chan struct{})
+		for i := range perBurst {
+			wg.Go(func() {
+				<-gate
+				r := chatReq{Model: "auto", Prompt: fmt.Sprintf("%s (burst %d request %d)", codePrompt, bursts, i), ID: fmt.Sprintf("burst-%d-%d", bursts, i)}
+				resp, err := s.trySend(r)
+				mu.Lock()
+				defer mu.Unlock()
+				sent++
+				switch {
+				case err != nil || resp.Status != 200:
+					failed++
+				case resp.Headers.Get("x-vsr-cache-hit") == "true":
+					wantSpans += 5 // request, classification, PII, jailbreak, cache
+				default:
+					wantSpans += 9 // every stage
+				}
+			})
+		}
+		close(gate)
+		wg.Wait()
+		bursts++
+		lost = sumPID(scrape(t, metricsAddr), "routerscope_kernel_records_lost_total", pid)
+	}
+	burstTook := time.Since(began)
+	if failed != 0 {
+		t.Fatalf("the router failed %d of %d requests of the burst", failed, sent)
+	}
+	if lost == 0 {
+		t.Fatalf("%d bursts of %d requests did not overflow a %d-byte ring buffer", bursts, perBurst, ring)
+	}
+
+	// Settle: the kernel closed every span the requests produced, the
+	// agent read what the ring kept, counted the loss and exported the
+	// rest, and the receiver has it.
+	var fams map[string]*dto.MetricFamily
+	var closed, opened, emitted, counted, exported float64
+	settled := false
+	deadline := time.Now().Add(30 * time.Second)
+	for !settled && time.Now().Before(deadline) {
+		fams = scrape(t, metricsAddr)
+		opened = sumPID(fams, "routerscope_kernel_spans_opened_total", pid)
+		closed = sumPID(fams, "routerscope_kernel_spans_closed_total", pid)
+		emitted = sumPID(fams, "routerscope_kernel_records_emitted_total", pid)
+		lost = sumPID(fams, "routerscope_kernel_records_lost_total", pid)
+		counted, _ = metric(fams, "routerscope_ringbuf_lost_events_total")
+		exported, _ = metric(fams, "routerscope_spans_exported_total")
+		settled = closed == float64(wantSpans) && emitted+lost == closed && counted == lost &&
+			exported == emitted && len(recv.Spans()) == int(emitted)
+		if !settled {
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	spans := recv.Spans()
+	figure(t, "ring buffer %d bytes: %d bursts of %d concurrent requests in %v, %d failed",
+		ring, bursts, perBurst, burstTook.Round(time.Millisecond), failed)
+	figure(t, "spans: %d produced by the requests, kernel opened %.0f closed %.0f emitted %.0f lost %.0f; agent counted %.0f lost, exported %.0f; %d received",
+		wantSpans, opened, closed, emitted, lost, counted, exported, len(spans))
+	if !settled {
+		t.Errorf("the numbers did not add up within 30 s: want received (%d) + lost (%.0f) = produced (%d) = kernel closed (%.0f) = opened (%.0f), emitted (%.0f) = exported (%.0f), agent's lost count (%.0f) = kernel's",
+			len(spans), lost, wantSpans, closed, opened, emitted, exported, counted)
+	}
+	if opened != closed {
+		t.Errorf("kernel opened %.0f spans and closed %.0f: spans left open", opened, closed)
+	}
+
+	// Logged: the warnings' counts add up to the loss.
+	var logged int
+	for _, m := range ringLostLogRE.FindAllStringSubmatch(s.agent.Output(), -1) {
+		n, _ := strconv.Atoi(m[1])
+		logged += n
+	}
+	figure(t, "agent log: %d lost records in %d warnings", logged, len(ringLostLogRE.FindAllString(s.agent.Output(), -1)))
+	if float64(logged) != lost {
+		t.Errorf("the agent logged %d lost records, the kernel counted %.0f", logged, lost)
+	}
+
+	// Consistent: no span twice, none ended by the agent or failed, and
+	// every missing parent is a lost record.
+	ids := map[string]bool{}
+	roots := map[string]bool{}
+	dups, failedSpans, badTimes := 0, 0, 0
+	for _, sp := range spans {
+		if ids[sp.SpanIDHex()] {
+			dups++
+		}
+		ids[sp.SpanIDHex()] = true
+		if len(sp.ParentSpanId) == 0 {
+			roots[sp.TraceIDHex()] = true
+		}
+		if sp.Status.GetCode() == tracepb.Status_STATUS_CODE_ERROR {
+			failedSpans++
+		}
+		if sp.EndTimeUnixNano < sp.StartTimeUnixNano || sp.StartTimeUnixNano == 0 {
+			badTimes++
+		}
+	}
+	missingParents, orphans := map[string]bool{}, 0
+	rootless := map[string]bool{}
+	for _, sp := range spans {
+		if len(sp.ParentSpanId) != 0 && !ids[sp.ParentIDHex()] {
+			orphans++
+			missingParents[sp.ParentIDHex()] = true
+		}
+		if !roots[sp.TraceIDHex()] {
+			rootless[sp.TraceIDHex()] = true
+		}
+	}
+	unfinished := series(fams, "routerscope_spans_unfinished_total")
+	var agentEnded float64
+	for _, v := range unfinished {
+		agentEnded += v
+	}
+	figure(t, "received: %d traces with their root, %d without (root record lost); %d spans whose parent was lost, %d distinct missing parents (<= %.0f lost)",
+		len(roots), len(rootless), orphans, len(missingParents), lost)
+	figure(t, "received: %d duplicate span ids, %d failed, %d with bad times; %.0f ended by the agent %v",
+		dups, failedSpans, badTimes, agentEnded, unfinished)
+	if float64(len(missingParents)) > lost || float64(len(rootless)) > lost {
+		t.Errorf("%d missing parents and %d traces without a root, but only %.0f records lost", len(missingParents), len(rootless), lost)
+	}
+	if dups != 0 || failedSpans != 0 || badTimes != 0 || agentEnded != 0 {
+		t.Errorf("inconsistent spans: %d duplicates, %d failed, %d with bad times, %.0f ended by the agent", dups, failedSpans, badTimes, agentEnded)
+	}
+
+	// Still working: a later request traces fully (9 spans, one tree).
+	// A request's records fit the ring many times over; should a loaded
+	// machine still overflow it, another request is tried.
+	var traced bool
+	var tries int
+	for tries = 1; tries <= 3 && !traced; tries++ {
+		id := fmt.Sprintf("after-burst-%d", tries)
+		before := len(recv.Spans())
+		resp := s.send(t, chatReq{Model: "auto", Prompt: fmt.Sprintf("%s (after the burst %d)", histPrompt, tries), ID: id})
+		want := 9
+		if resp.Headers.Get("x-vsr-cache-hit") == "true" {
+			want = 5
+		}
+		deadline := time.Now().Add(15 * time.Second)
+		for !traced && time.Now().Before(deadline) {
+			all := recv.Spans()
+			var tid string
+			for _, sp := range all[before:] {
+				if sp.Name == spanRoot && attrString(sp, "request.id") == id {
+					tid = sp.TraceIDHex()
+				}
+			}
+			if tid != "" {
+				in := map[string]bool{}
+				var trace []otlptest.Span
+				for _, sp := range all[before:] {
+					if sp.TraceIDHex() == tid {
+						in[sp.SpanIDHex()] = true
+						trace = append(trace, sp)
+					}
+				}
+				whole := len(trace) == want
+				for _, sp := range trace {
+					if len(sp.ParentSpanId) != 0 && !in[sp.ParentIDHex()] {
+						whole = false
+					}
+				}
+				traced = whole
+			}
+			if !traced {
+				time.Sleep(50 * time.Millisecond)
+			}
+		}
+	}
+	figure(t, "after the burst: a request traced fully: %v (request %d)", traced, tries-1)
+	if !traced {
+		t.Error("no later request traced fully after the burst")
+	}
+	if took := time.Since(began); took > 60*time.Second {
+		t.Errorf("the fault took %v, want under 60 s", took)
 	}
 }
