@@ -23,8 +23,8 @@
 // Register indexes, as in probes.Reg: Go's amd64 internal ABI assigns integer
 // arguments and results to RAX, RBX, RCX, RDI, RSI, R8, R9, R10, R11 in this
 // order; RSP is the base of stack-passed values; R14 always holds the current
-// goroutine's g.
-enum {
+// goroutine's g. Packed: one byte, as the fields it types.
+enum __attribute__((packed)) reg {
 	REG_RAX = 0,
 	REG_RBX,
 	REG_RCX,
@@ -40,7 +40,7 @@ enum {
 };
 
 // Value kinds, as in probes.ValueKind.
-enum {
+enum __attribute__((packed)) value_kind {
 	KIND_INT = 1,
 	KIND_UINT,
 	KIND_BOOL,
@@ -54,7 +54,7 @@ enum {
 // finished span: EVENT_SPAN when it returned, EVENT_ABANDONED when its frame
 // was gone first. (1 and 2 are the entry and return halves user space may
 // still be handed by other sources; the kernel never writes them.)
-enum {
+enum __attribute__((packed)) event_kind {
 	EVENT_SPAN = 4,
 	EVENT_ABANDONED = 3,
 };
@@ -64,38 +64,59 @@ enum {
 #define COOKIE_ENTRY_IS_RETURN (1ULL << 32)
 
 // Span flags (span_entry.flags, event.flags, inherit_ctx.flags).
-#define FLAG_SAMPLED 1
-// Set when the parent came from an incoming traceparent (take_remote_parent
-// in propagation.h); the sampled bit then comes from that header instead of
-// the ratio.
-#define FLAG_REMOTE_PARENT 2
-// span_entry only: the span's entry values (and registers) wait in
-// entry_vals.
-#define FLAG_ENTRY_VALS 4
-// span_entry only: the probe is DESC_END_NEXT.
-#define FLAG_END_NEXT 16
-// span_entry only: they wait in entry_small, not entry_vals.
-#define FLAG_ENTRY_SMALL 32
-// event only: the span had entry values, but their slot in entry_vals was
-// taken before it ended (more open spans than the map holds).
-#define FLAG_ENTRY_LOST 8
+enum __attribute__((packed)) span_flag {
+	FLAG_SAMPLED = 1,
+	// Set when the parent came from an incoming traceparent
+	// (take_remote_parent in propagation.h); the sampled bit then comes
+	// from that header instead of the ratio.
+	FLAG_REMOTE_PARENT = 2,
+	// span_entry only: the span's entry values (and registers) wait in
+	// entry_vals.
+	FLAG_ENTRY_VALS = 4,
+	// event only: the span had entry values, but their slot in entry_vals
+	// was taken before it ended (more open spans than the map holds).
+	FLAG_ENTRY_LOST = 8,
+	// span_entry only: the probe is DESC_END_NEXT.
+	FLAG_END_NEXT = 16,
+	// span_entry only: they wait in entry_small, not entry_vals.
+	FLAG_ENTRY_SMALL = 32,
+};
 
 // Value flags.
-#define VAL_MISSING 1   // a pointer on the path was nil or memory was unreadable
-#define VAL_TRUNCATED 2 // a string or list was longer than its copy bound
+enum __attribute__((packed)) value_flag {
+	VAL_MISSING = 1,   // a pointer on the path was nil or memory was unreadable
+	VAL_TRUNCATED = 2, // a string or list was longer than its copy bound
+};
+
+// The enums above type fields of the structs below, which keeps them in the
+// object's BTF: probes' TestSharedEnumsMatchBTF checks user space's copies
+// against them.
 
 // fetch_desc says how to read one value; see probes.Location for the
 // addressing rules, which this mirrors field for field.
 struct fetch_desc {
-	__u8 kind;
+	enum value_kind kind;
 	__u8 size;     // width of integer, bool and float values in memory
 	__u8 in_regs;  // 1: the value's words are in regs[:nregs]
 	__u8 nregs;
-	__u8 regs[3];
-	__u8 base;     // in memory: the register holding the base address
+	enum reg regs[3];
+	enum reg base; // in memory: the register holding the base address
 	__u8 noffsets; // number of valid offsets
 	__u8 _pad[7];   // fetch i fills event value i: no slot field needed
 	__s64 offsets[MAX_OFFSETS];
+};
+
+// probe_desc.flags.
+enum desc_flag {
+	// END_NEXT: no RET uprobes; the span ends where the next span opens at
+	// its frame's depth or above (its next sibling, its parent's next call)
+	// or where an enclosing span ends, and is sent as finished, not
+	// abandoned.
+	DESC_END_NEXT = 1,
+	// END_FROM_ENTRY: the end values (ret[], err) are read with the
+	// registers as they were at entry, through the pointers they held: a
+	// result struct or per-request state the function fills.
+	DESC_END_FROM_ENTRY = 2,
 };
 
 // probe_desc is everything the generic programs need to know about one
@@ -108,19 +129,9 @@ struct probe_desc {
 	struct fetch_desc entry[MAX_FETCHES];
 	struct fetch_desc ret[MAX_FETCHES];
 	struct fetch_desc err;
-	__u32 flags; // DESC_*
+	enum desc_flag flags; // DESC_*, four bytes
 	__u32 _pad;
 };
-
-// probe_desc.flags.
-// END_NEXT: no RET uprobes; the span ends where the next span opens at its
-// frame's depth or above (its next sibling, its parent's next call) or where
-// an enclosing span ends, and is sent as finished, not abandoned.
-#define DESC_END_NEXT 1
-// END_FROM_ENTRY: the end values (ret[], err) are read with the registers
-// as they were at entry, through the pointers they held: a result struct or
-// per-request state the function fills.
-#define DESC_END_FROM_ENTRY 2
 
 // span_entry is one open span on a goroutine's stack.
 struct span_entry {
@@ -173,8 +184,8 @@ struct value {
 	__u64 word;  // scalars: the raw bits; string and list: the length in the program; error: itab word
 	__u64 word2; // error: data word
 	__u16 len;   // string and error message: bytes in data; list: elements in data
-	__u8 flags;  // VAL_*
-	__u8 kind;
+	enum value_flag flags;
+	enum value_kind kind;
 	__u8 elem_len[LIST_MAX]; // list: bytes of element i; the elements lie end to end in data
 	__u8 _pad[4];
 	char data[DATA_SIZE];
@@ -189,8 +200,8 @@ struct value {
 // data bytes and padded to a multiple of 8. size is the record's length:
 // records are as long as what they carry, not as their bounds.
 struct event {
-	__u8 kind;
-	__u8 flags;
+	enum event_kind kind;
+	enum span_flag flags;
 	__u8 n_entry;
 	__u8 n_return;
 	__u32 probe_id;

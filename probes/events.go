@@ -109,7 +109,8 @@ const (
 	cfgLen         = 24
 )
 
-// Flags of struct event and struct value (see bpf/capture.c).
+// Flags of struct event and struct value (bpf/capture_types.h;
+// TestSharedEnumsMatchBTF checks them against the object).
 const (
 	flagSampled      = 1
 	flagRemoteParent = 2
