@@ -39,7 +39,7 @@ func TestSharedEnumsMatchBTF(t *testing.T) {
 		"span_flag": {
 			"FLAG_SAMPLED": flagSampled, "FLAG_REMOTE_PARENT": flagRemoteParent,
 			"FLAG_ENTRY_LOST": flagEntryLost,
-			"FLAG_ENTRY_VALS": kernelOnly, "FLAG_END_NEXT": kernelOnly, "FLAG_ENTRY_SMALL": kernelOnly,
+			"FLAG_ENTRY_VALS": spanEntryVals, "FLAG_END_NEXT": kernelOnly, "FLAG_ENTRY_SMALL": spanEntrySmall,
 		},
 		"value_flag": {"VAL_MISSING": valMissing, "VAL_TRUNCATED": valTruncated},
 		"desc_flag":  {"DESC_END_NEXT": descEndNext, "DESC_END_FROM_ENTRY": descEndFromEntry},

@@ -11,11 +11,13 @@ import (
 )
 
 // Span flags of struct span_entry that say where its entry values wait
-// (FLAG_ENTRY_VALS, FLAG_ENTRY_SMALL in bpf/capture.c).
+// (FLAG_ENTRY_VALS, FLAG_ENTRY_SMALL in bpf/capture_types.h;
+// TestSharedEnumsMatchBTF checks them).
 const (
 	spanEntryVals  = 4
 	spanEntrySmall = 32
-	// entrySmallMax is ENTRY_SMALL_MAX: the data bytes of struct entry_small.
+	// entrySmallMax is ENTRY_SMALL_MAX (capture_types.h): the data bytes of
+	// struct entry_small, only a capacity hint here.
 	entrySmallMax = 416
 )
 
