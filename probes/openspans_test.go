@@ -104,3 +104,73 @@ func spanKey64(id [8]byte) uint64 {
 	}
 	return v
 }
+
+// TestTakeOpenSpansHostileMaps writes stacks and entry values no kernel
+// program writes (a depth past the bound, lengths and counts past the
+// layout, a probe id of nobody) for the fixture's process, and checks
+// that TakeOpenSpans stays in bounds: every span of a known probe comes
+// out once, values it cannot trust are reported missing, and all of it is
+// deleted.
+func TestTakeOpenSpansHostileMaps(t *testing.T) {
+	requireRoot(t)
+	bin := tracedBinary(t)
+	s := newProbeSet(t, bin)
+	hold := s.add("main.hold")
+	hold.Entry = []Fetch{{Attr: 0, Kind: KindString, Loc: inMem(RegRAX, 0)}}
+	proc := startTraced(t, bin)
+	ss := attachSession(t, s, proc, DefaultOptions())
+	tr := ss.tr
+	pid := uint32(proc.cmd.Process.Pid)
+	id := uint32(tr.base + hold.ID)
+
+	var st bpf.CaptureSpanStack
+	st.Depth = 1 << 31 // past MaxDepth
+	for i := range st.E {
+		e := &st.E[i]
+		e.TraceHi, e.TraceLo, e.SpanId, e.ProbeId = 1, 2, uint64(1000+i), id
+		e.Flags = flagSampled | spanEntryVals | spanEntrySmall
+		if i%2 == 1 {
+			e.ParentSpanId = uint64(1000 + i - 1)
+		}
+	}
+	st.E[3].ProbeId = 1 << 30 // nobody's probe
+	st.E[4].Flags = 0         // unsampled
+	k := bpf.CaptureGkey{G: 0xc000001000, Tgid: pid}
+	if err := tr.c.maps.Stacks.Put(&k, &st); err != nil {
+		t.Fatal(err)
+	}
+	// Entry values: a length past the data, a count past MaxFetches,
+	// bytes that do not decode, and one sane pair of bounds with no value.
+	bad := []bpf.CaptureEntrySmall{{Len: 1 << 30, N: 1}, {Len: 8, N: 200}, {Len: 40, N: 1}, {Len: 0, N: 0}}
+	for i := range bad {
+		for j := range bad[i].Data {
+			bad[i].Data[j] = -1
+		}
+		span := uint64(1000 + i)
+		if err := tr.c.maps.EntrySmall.Put(&span, &bad[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	evs, err := tr.TakeOpenSpans()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 16 entries, less the one of an unknown probe and the unsampled one.
+	if len(evs) != MaxDepth-2 {
+		t.Fatalf("got %d spans, want %d:\n%s", len(evs), MaxDepth-2, summary(evs))
+	}
+	for _, ev := range evs {
+		if len(ev.Values) != 1 || !ev.Values[0].Missing || !ev.EntryLost {
+			t.Errorf("span %x: values %+v entry lost %v, want one missing value", ev.SpanID, ev.Values, ev.EntryLost)
+		}
+	}
+	if err := tr.c.maps.Stacks.Lookup(&k, &st); err == nil {
+		t.Error("the hostile stack is still in the kernel")
+	}
+	for i := range bad {
+		span := uint64(1000 + i)
+		if v, _ := tr.c.maps.EntrySmall.LookupBytes(&span); v != nil {
+			t.Errorf("entry values of span %d still in the kernel", span)
+		}
+	}
+}
