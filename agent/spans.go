@@ -136,21 +136,7 @@ func (a *Assembler) Handle(ev probes.Event) {
 			a.lostEntry.Add(1)
 			return
 		}
-		if entry.Probe.Spec.IntoParent {
-			var ret *probes.Event
-			if ev.Kind == probes.EventReturn {
-				ret = &ev
-			}
-			a.mergeIntoParent(entry, ret, ev.Time, true)
-			return
-		}
-		if ev.Kind == probes.EventAbandoned {
-			a.abandoned.Add(1)
-			a.finish(buildRecord(entry, nil, ev.Time, true, ReasonAbandoned))
-			return
-		}
-		failed, msg := ev.Err.Failed, errorMessage(ev.Err)
-		a.finish(buildRecord(entry, &ev, ev.Time, failed, msg))
+		a.closeSpan(entry, &ev, true)
 	}
 }
 
@@ -161,20 +147,29 @@ func (a *Assembler) handleWhole(ev *probes.Event) {
 		ParentSpanID: ev.ParentSpanID, Sampled: ev.Sampled, RemoteParent: ev.RemoteParent, TraceState: ev.TraceState,
 		Values: ev.EntryValues,
 	}
-	if ev.Probe.Spec.IntoParent {
-		var ret *probes.Event
-		if ev.Kind == probes.EventSpan {
-			ret = ev
+	a.closeSpan(entry, ev, false)
+}
+
+// closeSpan ends the span that entry opened as the closing event ev says,
+// for both forms a span arrives in: an into_parent probe's attributes go to
+// its parent, an abandoned frame ends failed, a return ends with the error
+// rule's outcome. paired is set when entry came as an event of its own (the
+// parent must then still be open here to take merged attributes).
+func (a *Assembler) closeSpan(entry probes.Event, ev *probes.Event, paired bool) {
+	abandoned := ev.Kind == probes.EventAbandoned
+	switch {
+	case entry.Probe.Spec.IntoParent:
+		ret := ev
+		if abandoned {
+			ret = nil
 		}
-		a.mergeIntoParent(entry, ret, ev.Time, false)
-		return
-	}
-	if ev.Kind == probes.EventAbandoned {
+		a.mergeIntoParent(entry, ret, ev.Time, paired)
+	case abandoned:
 		a.abandoned.Add(1)
 		a.finish(buildRecord(entry, nil, ev.Time, true, ReasonAbandoned))
-		return
+	default:
+		a.finish(buildRecord(entry, ev, ev.Time, ev.Err.Failed, errorMessage(ev.Err)))
 	}
-	a.finish(buildRecord(entry, ev, ev.Time, ev.Err.Failed, errorMessage(ev.Err)))
 }
 
 // Expire ends, as failed, every span opened more than maxAge before now,
