@@ -111,6 +111,7 @@ type runOptions struct {
 	resolveCheck  func(req AttachRequest) error
 	kernelStats   KernelStats
 	sweepHook     func(running bool)
+	scanned       func() // after each discovery tick (tests count scans)
 }
 
 // WithStdout sets where the stdout exporter writes (default os.Stdout).
@@ -344,6 +345,9 @@ func (m *manager) loop(ctx context.Context, reloads <-chan struct{}) {
 			if discovering(m.cfg) {
 				m.scan(ctx)
 			}
+			if m.o.scanned != nil {
+				m.o.scanned()
+			}
 		case <-sweepTick.C:
 			m.reapExited()
 			sweep(m.asm, m.o, m.log)
@@ -442,6 +446,10 @@ func withSweepInterval(d time.Duration) Option { return func(o *runOptions) { o.
 
 // withSweepHook is told when the sweep stops (idle) and starts again.
 func withSweepHook(f func(running bool)) Option { return func(o *runOptions) { o.sweepHook = f } }
+
+// withScanned calls f after each discovery tick, so a test can wait for
+// scans instead of sleeping through them.
+func withScanned(f func()) Option { return func(o *runOptions) { o.scanned = f } }
 
 // withAlive replaces the process liveness check (tests fake exits).
 func withAlive(f func(pid uint32) bool) Option { return func(o *runOptions) { o.alive = f } }

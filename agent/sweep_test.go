@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/routerscope/routerscope/internal/testenv"
 )
 
 // countingSource counts the sweep's Lost reads.
@@ -68,7 +70,7 @@ func TestSweepStopsWhenIdleAndWakesOnEvents(t *testing.T) {
 	src.lost.Store(3)
 	src.ch <- request(uint32(pid), 1, time.Now())[0]
 	waitState(true)
-	eventually(t, "expired span ended and lost events reported", func() bool {
+	testenv.Eventually(t, "expired span ended and lost events reported", func() bool {
 		return logs.FilterMessage("return events lost: ended expired spans as failed").Len() == 1 &&
 			logs.FilterMessage("kernel ring buffer dropped events").Len() == 1
 	})
@@ -115,7 +117,7 @@ func TestSweepKeepsPollingUnwatchedProcess(t *testing.T) {
 		}))
 	// Let passes run before the exit: an idle sweep would stop after
 	// the second.
-	eventually(t, "sweep passes", func() bool {
+	testenv.Eventually(t, "sweep passes", func() bool {
 		src.mu.Lock()
 		defer src.mu.Unlock()
 		return src.reads >= 4

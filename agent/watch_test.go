@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"sync/atomic"
 	"testing"
+
+	"github.com/routerscope/routerscope/internal/testenv"
 )
 
 // configMapDir lays out dir as a Kubernetes ConfigMap volume: the file is
@@ -100,9 +102,9 @@ func TestReloadOnConfigMapSwap(t *testing.T) {
 	defer cancel()
 	wait := runAsync(ctx, cfg, func(context.Context, AttachRequest) (EventSource, error) { return newChanSource(), nil }, log,
 		WithReload(load), WithStdout(new(nopWriter)))
-	eventually(t, "attached", func() bool { return logs.FilterMessage("attached").Len() == 1 })
+	testenv.Eventually(t, "attached", func() bool { return logs.FilterMessage("attached").Len() == 1 })
 	configMapDir(t, cm, "..v2", body(0.25))
-	eventually(t, "config reloaded", func() bool { return logs.FilterMessage("config reloaded").Len() == 1 })
+	testenv.Eventually(t, "config reloaded", func() bool { return logs.FilterMessage("config reloaded").Len() == 1 })
 	if n := reloads.Load(); n != 1 {
 		t.Errorf("%d reloads, want 1", n)
 	}
