@@ -5,7 +5,6 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/btf"
-
 )
 
 // kernelOnly marks an enumerator user space has no copy of.
