@@ -99,34 +99,6 @@ func NewExporter(ctx context.Context, e Exporter, w io.Writer) (sdktrace.SpanExp
 	return nil, fmt.Errorf("%w: observability.tracing.exporter.type: unknown exporter type %q, allowed: %s", ErrConfig, e.Type, list(exporterTypes))
 }
 
-// otlpHTTPOptions are the OTLP/HTTP (protobuf) client's options. Its
-// client connects per request, so an unreachable collector shows up as
-// export errors, as with gRPC.
-func otlpHTTPOptions(e Exporter) ([]otlptracehttp.Option, error) {
-	var opts []otlptracehttp.Option
-	if strings.Contains(e.Endpoint, "://") {
-		opts = append(opts, otlptracehttp.WithEndpointURL(e.Endpoint))
-	} else {
-		opts = append(opts, otlptracehttp.WithEndpoint(e.Endpoint))
-	}
-	tlsCfg, err := exporterTLS(e)
-	if err != nil {
-		return nil, err
-	}
-	if e.Insecure {
-		opts = append(opts, otlptracehttp.WithInsecure())
-	} else {
-		opts = append(opts, otlptracehttp.WithTLSClientConfig(tlsCfg))
-	}
-	if len(e.Headers) > 0 {
-		opts = append(opts, otlptracehttp.WithHeaders(e.Headers))
-	}
-	if e.Timeout > 0 {
-		opts = append(opts, otlptracehttp.WithTimeout(e.Timeout))
-	}
-	return opts, nil
-}
-
 // exporterTLS is the TLS configuration of a secure exporter: the CA file's
 // roots when given, else the system's.
 func exporterTLS(e Exporter) (*tls.Config, error) {
@@ -153,33 +125,78 @@ type noneExporter struct{}
 func (noneExporter) ExportSpans(context.Context, []sdktrace.ReadOnlySpan) error { return nil }
 func (noneExporter) Shutdown(context.Context) error                             { return nil }
 
-func otlpOptions(e Exporter) ([]otlptracegrpc.Option, error) {
-	var opts []otlptracegrpc.Option
+// otlpOptionSet names one OTLP client package's option constructors, so
+// that buildOTLPOptions configures gRPC and HTTP from the same steps.
+type otlpOptionSet[O any] struct {
+	endpointURL func(string) O
+	endpoint    func(string) O
+	insecure    func() O
+	tls         func(*tls.Config) O
+	headers     func(map[string]string) O
+	timeout     func(time.Duration) O
+}
+
+// buildOTLPOptions turns the exporter config into one client's options:
+// the endpoint (a URL when it has a scheme, else host:port), plaintext
+// when insecure, else TLS with the CA file's roots or the system's (the
+// guide's "insecure: false # Use TLS"), headers and the per-export
+// timeout.
+func buildOTLPOptions[O any](e Exporter, set otlpOptionSet[O]) ([]O, error) {
+	var opts []O
 	if strings.Contains(e.Endpoint, "://") {
-		opts = append(opts, otlptracegrpc.WithEndpointURL(e.Endpoint))
+		opts = append(opts, set.endpointURL(e.Endpoint))
 	} else {
-		opts = append(opts, otlptracegrpc.WithEndpoint(e.Endpoint))
+		opts = append(opts, set.endpoint(e.Endpoint))
 	}
-	switch {
-	case e.Insecure:
-		opts = append(opts, otlptracegrpc.WithInsecure())
-	default:
-		// TLS with the CA file's roots, else the system's: the guide's
-		// "insecure: false # Use TLS".
+	if e.Insecure {
+		opts = append(opts, set.insecure())
+	} else {
 		tlsCfg, err := exporterTLS(e)
 		if err != nil {
 			return nil, err
 		}
-		opts = append(opts, otlptracegrpc.WithTLSCredentials(credentials.NewTLS(tlsCfg)))
+		opts = append(opts, set.tls(tlsCfg))
 	}
 	if len(e.Headers) > 0 {
-		opts = append(opts, otlptracegrpc.WithHeaders(e.Headers))
+		opts = append(opts, set.headers(e.Headers))
 	}
 	if e.Timeout > 0 {
-		opts = append(opts, otlptracegrpc.WithTimeout(e.Timeout))
+		opts = append(opts, set.timeout(e.Timeout))
 	}
-	opts = append(opts, reconnectOptions(e.ReconnectBackoff)...)
 	return opts, nil
+}
+
+// otlpHTTPOptions are the OTLP/HTTP (protobuf) client's options. Its
+// client connects per request, so an unreachable collector shows up as
+// export errors, as with gRPC.
+func otlpHTTPOptions(e Exporter) ([]otlptracehttp.Option, error) {
+	return buildOTLPOptions(e, otlpOptionSet[otlptracehttp.Option]{
+		endpointURL: otlptracehttp.WithEndpointURL,
+		endpoint:    otlptracehttp.WithEndpoint,
+		insecure:    otlptracehttp.WithInsecure,
+		tls:         otlptracehttp.WithTLSClientConfig,
+		headers:     otlptracehttp.WithHeaders,
+		timeout:     otlptracehttp.WithTimeout,
+	})
+}
+
+// otlpOptions are the OTLP/gRPC client's options, with the bounded
+// reconnect backoff of reconnectOptions.
+func otlpOptions(e Exporter) ([]otlptracegrpc.Option, error) {
+	opts, err := buildOTLPOptions(e, otlpOptionSet[otlptracegrpc.Option]{
+		endpointURL: otlptracegrpc.WithEndpointURL,
+		endpoint:    otlptracegrpc.WithEndpoint,
+		insecure:    otlptracegrpc.WithInsecure,
+		tls: func(c *tls.Config) otlptracegrpc.Option {
+			return otlptracegrpc.WithTLSCredentials(credentials.NewTLS(c))
+		},
+		headers: otlptracegrpc.WithHeaders,
+		timeout: otlptracegrpc.WithTimeout,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return append(opts, reconnectOptions(e.ReconnectBackoff)...), nil
 }
 
 // errorThrottle reports export errors at most once per interval, counting
