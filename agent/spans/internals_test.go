@@ -15,12 +15,10 @@ var (
 const MaxMergedAttributes = maxMergedAttributes
 
 // Waiting returns how many parent spans have into_parent attributes
-// waiting for their record.
+// waiting for their record, counted under the lock (PendingMerges is the
+// lock-free count).
 func (a *Assembler) Waiting() int {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return len(a.merged)
 }
-
-// PendingMerges returns the lock-free count of Waiting.
-func (a *Assembler) PendingMerges() int64 { return a.pendingMerges.Load() }
