@@ -41,9 +41,12 @@ func (m *manager) watchExit(ctx context.Context, a *attachment) {
 		return
 	}
 	defer unix.Close(fd)
-	// The pid may have been reused between the attach and the open: the
-	// pidfd is then another process's.
+	// The process may have exited between the attach and the open (a
+	// zombie still has its pid), or its pid may even have been reused:
+	// either way the attached process is gone, so its exit is reported
+	// now rather than at the next sweep.
 	if !m.keyAlive(a.key) {
+		m.notifyExit(ctx, a)
 		return
 	}
 	fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}

@@ -3,11 +3,13 @@ package agent
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/routerscope/routerscope/internal/testenv"
 	"github.com/routerscope/routerscope/probes"
 )
 
@@ -120,6 +122,10 @@ type chanSource struct {
 	once   sync.Once
 	lost   atomic.Uint64
 	closes atomic.Int32
+	// reads counts the Read calls: the agent reads a capture and handles
+	// each event in one goroutine, so once Read is called again the
+	// event it returned before has been handled.
+	reads atomic.Int32
 }
 
 var errSourceClosed = errors.New("source closed")
@@ -129,6 +135,7 @@ func newChanSource() *chanSource {
 }
 
 func (s *chanSource) Read(ctx context.Context) (probes.Event, error) {
+	s.reads.Add(1)
 	select {
 	case <-ctx.Done():
 		return probes.Event{}, ctx.Err()
@@ -140,6 +147,13 @@ func (s *chanSource) Read(ctx context.Context) (probes.Event, error) {
 		}
 		return ev, nil
 	}
+}
+
+// handled waits until the agent has handled the n events fed so far (it
+// is reading again for the next one).
+func (s *chanSource) handled(t *testing.T, n int) {
+	t.Helper()
+	testenv.Eventually(t, fmt.Sprintf("%d events handled", n), func() bool { return s.reads.Load() > int32(n) })
 }
 
 func (s *chanSource) Lost() uint64 { return s.lost.Load() }

@@ -10,16 +10,15 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 	"go.uber.org/zap"
 
+	"github.com/routerscope/routerscope/internal/testenv"
 	"github.com/routerscope/routerscope/probes"
 )
 
@@ -148,18 +147,18 @@ func (c *capture) attachedPIDs() map[int]int {
 	return out
 }
 
-// eventually polls cond until it holds, failing the test after a
-// generous deadline (the machine is shared: this bounds a hang, it does
-// not measure speed).
-func eventually(t *testing.T, what string, cond func() bool) {
+// scanCount counts the agent's discovery ticks (withScanned), so a test
+// that checks nothing happens "over several scans" waits for the scans
+// rather than sleeping.
+type scanCount struct{ n atomic.Int64 }
+
+func (s *scanCount) option() Option { return withScanned(func() { s.n.Add(1) }) }
+
+// wait waits until n more scans than now have run.
+func (s *scanCount) wait(t *testing.T, n int64) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	want := s.n.Load() + n
+	testenv.Eventually(t, fmt.Sprintf("%d more discovery scans", n), func() bool { return s.n.Load() >= want })
 }
 
 // localListener is a metrics listener on a free loopback port.
@@ -183,46 +182,17 @@ func httpGet(t *testing.T, url string) (int, string) {
 	return resp.StatusCode, string(body)
 }
 
-// scrape reads /metrics and parses the exposition text.
+// scrape reads the agent's /metrics page.
 func scrape(t *testing.T, addr string) map[string]*dto.MetricFamily {
 	t.Helper()
-	code, body := httpGet(t, "http://"+addr+"/metrics")
-	if code != http.StatusOK {
-		t.Fatalf("/metrics: %d %s", code, body)
-	}
-	p := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := p.TextToMetricFamilies(strings.NewReader(body))
-	if err != nil {
-		t.Fatalf("parse /metrics: %v\n%s", err, body)
-	}
-	return fams
+	return testenv.Scrape(t, addr)
 }
 
 // metricValue returns the value of the series of name with the given
 // labels ("k=v" pairs), or -1 when there is none.
 func metricValue(fams map[string]*dto.MetricFamily, name string, labels ...string) float64 {
-	f := fams[name]
-	if f == nil {
-		return -1
-	}
-next:
-	for _, m := range f.Metric {
-		have := map[string]string{}
-		for _, l := range m.Label {
-			have[l.GetName()] = l.GetValue()
-		}
-		for _, kv := range labels {
-			k, v, _ := strings.Cut(kv, "=")
-			if have[k] != v {
-				continue next
-			}
-		}
-		switch {
-		case m.Counter != nil:
-			return m.Counter.GetValue()
-		case m.Gauge != nil:
-			return m.Gauge.GetValue()
-		}
+	if v, ok := testenv.Metric(fams, name, labels...); ok {
+		return v
 	}
 	return -1
 }

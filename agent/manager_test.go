@@ -16,6 +16,7 @@ import (
 
 	"github.com/cilium/ebpf"
 
+	"github.com/routerscope/routerscope/internal/testenv"
 	"github.com/routerscope/routerscope/probes"
 )
 
@@ -160,10 +161,10 @@ func TestDetachDoesNotWaitForClose(t *testing.T) {
 	wait := runAsync(ctx, cfg, engine.attach, log, withSweepInterval(10*time.Millisecond))
 
 	a := startCopy(t, routerPath)
-	eventually(t, "the router attached", func() bool { return engine.attachedPIDs()[a.Process.Pid] == 1 })
+	testenv.Eventually(t, "the router attached", func() bool { return engine.attachedPIDs()[a.Process.Pid] == 1 })
 	stopProcess(a)
 	a2 := startCopy(t, routerPath)
-	eventually(t, "the restarted router attached while the old capture closes", func() bool {
+	testenv.Eventually(t, "the restarted router attached while the old capture closes", func() bool {
 		return engine.attachedPIDs()[a2.Process.Pid] == 1
 	})
 	mu.Lock()

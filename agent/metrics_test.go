@@ -13,6 +13,8 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/routerscope/routerscope/internal/testenv"
 )
 
 func TestReadinessAndAttachErrors(t *testing.T) {
@@ -41,14 +43,14 @@ func TestReadinessAndAttachErrors(t *testing.T) {
 	wait := runAsync(ctx, cfg, engine.attach, observedDiscard(), WithMetricsListener(ln))
 
 	// Nothing matches yet: ready (nothing to trace is not a failure).
-	eventually(t, "ready with no target", func() bool { code, _ := httpGet(t, addr+"/readyz"); return code == http.StatusOK })
+	testenv.Eventually(t, "ready with no target", func() bool { code, _ := httpGet(t, addr+"/readyz"); return code == http.StatusOK })
 	if code, body := httpGet(t, addr+"/healthz"); code != http.StatusOK || body != "ok\n" {
 		t.Fatalf("/healthz %d %q", code, body)
 	}
 	// A matching process the agent cannot attach: not ready, errors
 	// counted by reason, retried.
 	p := startCopy(t, routerPath)
-	eventually(t, "attach errors counted and retried", func() bool {
+	testenv.Eventually(t, "attach errors counted and retried", func() bool {
 		return metricValue(scrape(t, addr[len("http://"):]), "routerscope_attach_errors_total", "reason=permission_denied") >= 2
 	})
 	if code, body := httpGet(t, addr+"/readyz"); code != http.StatusServiceUnavailable || !strings.Contains(body, "not ready") {
@@ -57,16 +59,16 @@ func TestReadinessAndAttachErrors(t *testing.T) {
 	// The cause is fixed: the retry attaches, ready again.
 	<-refuse
 	refuse <- false
-	eventually(t, "attached after retry", func() bool { return engine.attachedPIDs()[p.Process.Pid] == 1 })
-	eventually(t, "ready once attached", func() bool { code, _ := httpGet(t, addr+"/readyz"); return code == http.StatusOK })
+	testenv.Eventually(t, "attached after retry", func() bool { return engine.attachedPIDs()[p.Process.Pid] == 1 })
+	testenv.Eventually(t, "ready once attached", func() bool { code, _ := httpGet(t, addr+"/readyz"); return code == http.StatusOK })
 
 	// The collector fails: not ready, export errors by reason.
 	rcv.Reject(status.Error(codes.Unavailable, "collector down"))
 	startCopy(t, routerPath) // its capture emits a request, whose export fails
-	eventually(t, "export failure seen", func() bool {
+	testenv.Eventually(t, "export failure seen", func() bool {
 		return metricValue(scrape(t, addr[len("http://"):]), "routerscope_export_errors_total", "reason=unavailable") >= 1
 	})
-	eventually(t, "not ready while export fails", func() bool {
+	testenv.Eventually(t, "not ready while export fails", func() bool {
 		code, _ := httpGet(t, addr+"/readyz")
 		return code == http.StatusServiceUnavailable
 	})
@@ -110,7 +112,7 @@ func TestTooManyProcesses(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	wait := runAsync(ctx, cfg, engine.attach, observedDiscard(), WithMetricsListener(ln))
-	eventually(t, "limit reached", func() bool {
+	testenv.Eventually(t, "limit reached", func() bool {
 		return metricValue(scrape(t, ln.Addr().String()), "routerscope_attach_errors_total", "reason="+reasonLimit) == 1
 	})
 	got := engine.attachedPIDs()

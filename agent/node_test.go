@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/routerscope/routerscope/internal/otlptest"
+	"github.com/routerscope/routerscope/internal/testenv"
 )
 
 // discoveryConfig is an OTLP config whose one rule selects the executables
@@ -60,7 +61,7 @@ func TestDiscoveryFollowsProcesses(t *testing.T) {
 	defer cancel()
 	wait := runAsync(ctx, cfg, engine.attach, log, WithMetricsListener(ln), withSweepInterval(10*time.Millisecond))
 
-	eventually(t, "both routers attached", func() bool {
+	testenv.Eventually(t, "both routers attached", func() bool {
 		got := engine.attachedPIDs()
 		return got[a.Process.Pid] == 1 && got[b.Process.Pid] == 1
 	})
@@ -77,19 +78,19 @@ func TestDiscoveryFollowsProcesses(t *testing.T) {
 			t.Errorf("attach request %+v", r)
 		}
 	}
-	eventually(t, "ready with two processes attached", func() bool {
+	testenv.Eventually(t, "ready with two processes attached", func() bool {
 		code, _ := httpGet(t, "http://"+addr+"/readyz")
 		return code == http.StatusOK
 	})
 
 	// Kill one router: detached as exited.
 	stopProcess(a)
-	eventually(t, "the killed router detached", func() bool {
+	testenv.Eventually(t, "the killed router detached", func() bool {
 		return metricValue(scrape(t, addr), "routerscope_detaches_total", "reason=exited") == 1
 	})
 	// Restart it: a new process, attached again.
 	a2 := startCopy(t, routerPath)
-	eventually(t, "the restarted router attached", func() bool { return engine.attachedPIDs()[a2.Process.Pid] == 1 })
+	testenv.Eventually(t, "the restarted router attached", func() bool { return engine.attachedPIDs()[a2.Process.Pid] == 1 })
 	spans, err := rcv.WaitForSpans(ctxTimeout(t), 6)
 	if err != nil {
 		t.Fatal(err)
@@ -117,7 +118,7 @@ func TestDiscoveryFollowsProcesses(t *testing.T) {
 
 	// The synthetic sources report their attach number as lost events,
 	// read at each sweep and at detach: 1 + 2 + 3.
-	eventually(t, "lost events counted", func() bool {
+	testenv.Eventually(t, "lost events counted", func() bool {
 		return metricValue(scrape(t, addr), "routerscope_ringbuf_lost_events_total") == 6
 	})
 	m := scrape(t, addr)

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/routerscope/routerscope/internal/testenv"
 )
 
 // failResolving is a resolve check that fails for probe files whose
@@ -47,14 +49,15 @@ func TestReloadRefusesProbesThatDoNotResolve(t *testing.T) {
 	log, logs := observedLogger()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	wait := runAsync(ctx, cfg, engine.attach, log, WithMetricsListener(ln), WithResolveCheck(failResolving))
-	eventually(t, "alpha attached", func() bool { return engine.attachedPIDs()[alpha.Process.Pid] == 1 })
+	var scans scanCount
+	wait := runAsync(ctx, cfg, engine.attach, log, WithMetricsListener(ln), WithResolveCheck(failResolving), scans.option())
+	testenv.Eventually(t, "alpha attached", func() bool { return engine.attachedPIDs()[alpha.Process.Pid] == 1 })
 
 	writeAtomic(t, probe, "probes: [missing]\n")
-	eventually(t, "unresolvable probes refused", func() bool {
+	testenv.Eventually(t, "unresolvable probes refused", func() bool {
 		return metricValue(scrape(t, addr), "routerscope_config_reloads_total", "result=refused") == 1
 	})
-	time.Sleep(100 * time.Millisecond) // several scans
+	scans.wait(t, 5)
 	if got := metricValue(scrape(t, addr), "routerscope_detaches_total", "reason="+reasonChanged); got > 0 {
 		t.Errorf("%v detaches for a refused reload", got)
 	}
@@ -67,7 +70,7 @@ func TestReloadRefusesProbesThatDoNotResolve(t *testing.T) {
 	}
 	// Fixed again: applied, and alpha re-attached with the new probes.
 	writeAtomic(t, probe, "probes: [1, 2]\n")
-	eventually(t, "alpha re-attached", func() bool { return engine.attachedPIDs()[alpha.Process.Pid] == 2 })
+	testenv.Eventually(t, "alpha re-attached", func() bool { return engine.attachedPIDs()[alpha.Process.Pid] == 2 })
 	cancel()
 	if err := wait(); err != nil {
 		t.Fatal(err)
@@ -97,9 +100,9 @@ func TestRunPIDReloadKeepsRunning(t *testing.T) {
 		done <- Run(ctx, cfg, engine.attach, log, WithReload(func() (Config, error) { return next, nil }),
 			WithReloadSignal(hup), WithResolveCheck(failResolving))
 	}()
-	eventually(t, "attached", func() bool { return engine.attachedPIDs()[alpha.Process.Pid] == 1 })
+	testenv.Eventually(t, "attached", func() bool { return engine.attachedPIDs()[alpha.Process.Pid] == 1 })
 	hup <- os.Interrupt
-	eventually(t, "reload refused", func() bool { return logs.FilterMessageSnippet("config reload refused").Len() == 1 })
+	testenv.Eventually(t, "reload refused", func() bool { return logs.FilterMessageSnippet("config reload refused").Len() == 1 })
 	select {
 	case err := <-done:
 		t.Fatalf("Run returned %v after a refused reload; it must keep tracing", err)
@@ -136,7 +139,7 @@ func TestRunPIDReattachFailureIsAnError(t *testing.T) {
 	go func() {
 		done <- Run(ctx, cfg, engine.attach, observedDiscard(), WithReload(func() (Config, error) { return next, nil }), WithReloadSignal(hup))
 	}()
-	eventually(t, "attached", func() bool { return engine.attachedPIDs()[alpha.Process.Pid] == 1 })
+	testenv.Eventually(t, "attached", func() bool { return engine.attachedPIDs()[alpha.Process.Pid] == 1 })
 	hup <- os.Interrupt
 	select {
 	case err := <-done:

@@ -9,6 +9,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/routerscope/routerscope/internal/testenv"
 )
 
 // writeConfig writes an agent config selecting executable with probeFile.
@@ -73,12 +75,12 @@ func TestReloadOnFileChange(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	wait := runAsync(ctx, cfg, engine.attach, log, WithMetricsListener(ln))
-	eventually(t, "alpha attached", func() bool { return engine.attachedPIDs()[alpha.Process.Pid] == 1 })
+	testenv.Eventually(t, "alpha attached", func() bool { return engine.attachedPIDs()[alpha.Process.Pid] == 1 })
 
 	// The rule now selects beta: alpha detached, beta attached.
 	writeConfig(t, cfgPath, rcv.Endpoint(), betaPath, probe1, "")
-	eventually(t, "beta attached after the reload", func() bool { return engine.attachedPIDs()[beta.Process.Pid] == 1 })
-	eventually(t, "alpha detached", func() bool {
+	testenv.Eventually(t, "beta attached after the reload", func() bool { return engine.attachedPIDs()[beta.Process.Pid] == 1 })
+	testenv.Eventually(t, "alpha detached", func() bool {
 		return metricValue(scrape(t, addr), "routerscope_detaches_total", "reason="+reasonUnmatched) == 1
 	})
 	if got := metricValue(scrape(t, addr), "routerscope_config_reloads_total", "result=applied"); got != 1 {
@@ -91,7 +93,7 @@ func TestReloadOnFileChange(t *testing.T) {
 
 	// A bad config is refused; beta stays attached, its span open.
 	writeAtomic(t, cfgPath, "routerscope:\n  discovery:\n    rules:\n      - comm: router\n        bogus: 1\n")
-	eventually(t, "bad config refused", func() bool {
+	testenv.Eventually(t, "bad config refused", func() bool {
 		return metricValue(scrape(t, addr), "routerscope_config_reloads_total", "result=refused") == 1
 	})
 	refused := logs.FilterMessage("config reload refused: the running config stays in effect; fix the file and save it again (or send SIGHUP)").All()
@@ -100,14 +102,14 @@ func TestReloadOnFileChange(t *testing.T) {
 	}
 	// A config naming a probe file that does not exist is refused too.
 	writeConfig(t, cfgPath, rcv.Endpoint(), betaPath, filepath.Join(dir, "missing.yaml"), "")
-	eventually(t, "missing probe file refused", func() bool {
+	testenv.Eventually(t, "missing probe file refused", func() bool {
 		return metricValue(scrape(t, addr), "routerscope_config_reloads_total", "result=refused") == 2
 	})
 	// Back to the good config plus an unrelated rule: beta's attachment is
 	// unchanged, so its in-flight span completes normally.
 	gamma := filepath.Join(dir, "bin", "gamma")
 	writeConfig(t, cfgPath, rcv.Endpoint(), betaPath, probe1, fmt.Sprintf("      - {name: gamma, executable: %q}\n  probes: [%q]\n", gamma, probe1))
-	eventually(t, "good config applied", func() bool {
+	testenv.Eventually(t, "good config applied", func() bool {
 		return metricValue(scrape(t, addr), "routerscope_config_reloads_total", "result=applied") == 2
 	})
 	for _, ev := range open[1:] {
@@ -130,12 +132,12 @@ func TestReloadOnFileChange(t *testing.T) {
 	// span it had open ends as detached rather than hanging.
 	betaSrc.ch <- request(uint32(beta.Process.Pid), 8, time.Now())[0]
 	writeAtomic(t, probe1, "probes: [1, 2]\n")
-	eventually(t, "beta re-attached after its probe file changed", func() bool { return engine.attachedPIDs()[beta.Process.Pid] == 2 })
+	testenv.Eventually(t, "beta re-attached after its probe file changed", func() bool { return engine.attachedPIDs()[beta.Process.Pid] == 2 })
 	reqs := engine.requests()
 	if last := reqs[len(reqs)-1]; last.ProbeDigest == reqs[1].ProbeDigest {
 		t.Errorf("probe digest unchanged after the probe file changed: %q", last.ProbeDigest)
 	}
-	eventually(t, "open span ended as detached", func() bool {
+	testenv.Eventually(t, "open span ended as detached", func() bool {
 		return metricValue(scrape(t, addr), "routerscope_spans_unfinished_total", "reason=detached") == 1
 	})
 	cancel()
@@ -165,7 +167,8 @@ func TestReloadOnSignalKeepsPipelineSettings(t *testing.T) {
 	log, logs := observedLogger()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	wait := runAsync(ctx, cfg, engine.attach, log, WithReload(load), WithReloadSignal(hup))
+	var scans scanCount
+	wait := runAsync(ctx, cfg, engine.attach, log, WithReload(load), WithReloadSignal(hup), scans.option())
 
 	mu.Lock()
 	next.Agent.Discovery = Discovery{Interval: 20 * time.Millisecond, RetryInterval: time.Second, MaxProcesses: 4,
@@ -177,7 +180,7 @@ func TestReloadOnSignalKeepsPipelineSettings(t *testing.T) {
 	}
 	mu.Unlock()
 	hup <- os.Interrupt // any value: the channel is the signal
-	eventually(t, "alpha attached after SIGHUP", func() bool { return engine.attachedPIDs()[alpha.Process.Pid] == 1 })
+	testenv.Eventually(t, "alpha attached after SIGHUP", func() bool { return engine.attachedPIDs()[alpha.Process.Pid] == 1 })
 	if r := engine.requests()[0]; r.SampleRatio != 0.5 || r.Rule != "alpha" {
 		t.Fatalf("request after reload %+v", r)
 	}
@@ -194,11 +197,11 @@ func TestReloadOnSignalKeepsPipelineSettings(t *testing.T) {
 	next.Tracing.Sampling = Sampling{Type: SamplingAlwaysOff}
 	mu.Unlock()
 	hup <- os.Interrupt
-	eventually(t, "detached by always_off", func() bool {
+	testenv.Eventually(t, "detached by always_off", func() bool {
 		return logs.FilterMessage("detached").Len() == 1
 	})
 	// Several scans later it is still detached.
-	time.Sleep(200 * time.Millisecond)
+	scans.wait(t, 5)
 	if got := engine.attachedPIDs()[alpha.Process.Pid]; got != 1 {
 		t.Fatalf("attached %d times after always_off", got)
 	}
@@ -231,14 +234,14 @@ func TestDiscoveryStartsIdleWhenDisabledAndReloadTurnsItOn(t *testing.T) {
 	wait := runAsync(ctx, cfg, engine.attach, log, WithMetricsListener(ln),
 		WithReload(func() (Config, error) { return next, nil }), WithReloadSignal(hup))
 	// Idle but up: the metrics answer, and nothing is attached.
-	eventually(t, "metrics served while idle", func() bool {
+	testenv.Eventually(t, "metrics served while idle", func() bool {
 		return metricValue(scrape(t, ln.Addr().String()), "routerscope_processes_attached") == 0
 	})
 	if logs.FilterMessage("attaching nothing").Len() != 1 || len(engine.requests()) != 0 {
 		t.Fatalf("attached %v while disabled", engine.requests())
 	}
 	hup <- os.Interrupt
-	eventually(t, "attached once enabled", func() bool { return engine.attachedPIDs()[p.Process.Pid] == 1 })
+	testenv.Eventually(t, "attached once enabled", func() bool { return engine.attachedPIDs()[p.Process.Pid] == 1 })
 	cancel()
 	if err := wait(); err != nil {
 		t.Fatal(err)

@@ -110,6 +110,7 @@ type runOptions struct {
 	probeCheck    func(path string) error
 	resolveCheck  func(req AttachRequest) error
 	kernelStats   KernelStats
+	scanned       func() // after each discovery tick (tests count scans)
 }
 
 // WithStdout sets where the stdout exporter writes (default os.Stdout).
@@ -341,6 +342,9 @@ func (m *manager) loop(ctx context.Context, reloads <-chan struct{}) {
 			if discovering(m.cfg) {
 				m.scan(ctx)
 			}
+			if m.o.scanned != nil {
+				m.o.scanned()
+			}
 		case <-sweepTick.C:
 			m.reapExited()
 			sweep(m.asm, m.o, m.log)
@@ -425,6 +429,10 @@ func (t Target) String() string {
 // withSweepInterval sets how often open spans are checked for expiry and
 // exited processes (tests shorten it).
 func withSweepInterval(d time.Duration) Option { return func(o *runOptions) { o.sweepInterval = d } }
+
+// withScanned calls f after each discovery tick, so a test can wait for
+// scans instead of sleeping through them.
+func withScanned(f func()) Option { return func(o *runOptions) { o.scanned = f } }
 
 // withAlive replaces the process liveness check (tests fake exits).
 func withAlive(f func(pid uint32) bool) Option { return func(o *runOptions) { o.alive = f } }

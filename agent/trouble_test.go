@@ -8,6 +8,8 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/routerscope/routerscope/internal/testenv"
 )
 
 // TestTroubleIsLoggedWhileRunning: returns without their entry, spans
@@ -31,7 +33,7 @@ func TestTroubleIsLoggedWhileRunning(t *testing.T) {
 	for i := range 3 {
 		src.ch <- request(4242, byte(i), time.Now())[2]
 	}
-	eventually(t, "lost entries logged", func() bool {
+	testenv.Eventually(t, "lost entries logged", func() bool {
 		return logs.FilterMessageSnippet("returns without their entry").Len() > 0
 	})
 	// Far more spans than the queue holds, while the export is stuck.
@@ -41,7 +43,7 @@ func TestTroubleIsLoggedWhileRunning(t *testing.T) {
 			src.ch <- ev
 		}
 	}
-	eventually(t, "drops logged", func() bool { return logs.FilterMessageSnippet("export queue full").Len() > 0 })
+	testenv.Eventually(t, "drops logged", func() bool { return logs.FilterMessageSnippet("export queue full").Len() > 0 })
 	e := logs.FilterMessageSnippet("export queue full").All()[0]
 	if n, _ := e.ContextMap()[LogKeyDroppedNow].(uint64); n == 0 {
 		t.Errorf("drop log without a count: %v", e.ContextMap())
@@ -51,7 +53,7 @@ func TestTroubleIsLoggedWhileRunning(t *testing.T) {
 	for _, ev := range request(4242, 99, time.Now()) {
 		src.ch <- ev
 	}
-	eventually(t, "readyz names the export", func() bool {
+	testenv.Eventually(t, "readyz names the export", func() bool {
 		code, body := httpGet(t, "http://"+ln.Addr().String()+"/readyz")
 		return code == 503 && strings.Contains(body, "the last export to "+rcv.Endpoint()+" failed")
 	})

@@ -2,22 +2,18 @@ package main
 
 import (
 	"math"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"testing"
+
+	"github.com/routerscope/routerscope/internal/testenv"
 )
 
 // TestMeasureFloor attaches the no-op program at each kind of instruction
 // of the fixture and reads the timings back; it checks the mechanics (the
 // fixture answers, every attach works), not the speed.
 func TestMeasureFloor(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("attaching uprobes needs root: run the tests as root")
-	}
-	if testing.Short() {
-		t.Skip("builds a fixture: skipped with -short")
-	}
+	testenv.RequireRoot(t, "attaching uprobes")
 	bin := filepath.Join(t.TempDir(), "floor")
 	if out, err := exec.Command("go", "build", "-o", bin, "./testdata/floor").CombinedOutput(); err != nil {
 		t.Fatalf("build the floor fixture: %v\n%s", err, out)
@@ -42,9 +38,7 @@ func TestMeasureFloor(t *testing.T) {
 // TestCaptureRuns checks that programs loaded before the given ID are not
 // counted.
 func TestCaptureRuns(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("listing eBPF programs needs root: run the tests as root")
-	}
+	testenv.RequireRoot(t, "listing eBPF programs")
 	r, err := captureRuns(lastProgID())
 	if err != nil {
 		t.Fatal(err)

@@ -1,19 +1,18 @@
 package main
 
 import (
-	"os"
 	"testing"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
+
+	"github.com/routerscope/routerscope/internal/testenv"
 )
 
 // TestRingBytes writes records of known sizes into a ring buffer made
 // after the mark and reads its producer position back.
 func TestRingBytes(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("creating eBPF maps and programs needs root: run the tests as root")
-	}
+	testenv.RequireRoot(t, "creating eBPF maps and programs")
 	since := lastMapID()
 	ring, err := ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.RingBuf, MaxEntries: 1 << 14})
 	if err != nil {

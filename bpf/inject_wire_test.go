@@ -5,7 +5,6 @@ import (
 	"errors"
 	"io"
 	"net"
-	"os"
 	"runtime"
 	"strings"
 	"testing"
@@ -15,6 +14,8 @@ import (
 	"github.com/cilium/ebpf/link"
 	"github.com/cilium/ebpf/rlimit"
 	"golang.org/x/sys/unix"
+
+	"github.com/routerscope/routerscope/internal/testenv"
 )
 
 // The FAULT_* bits of inject.c's inject_fault map: each makes one check
@@ -37,12 +38,7 @@ type wireInjector struct {
 
 func loadWireInjector(t *testing.T) *wireInjector {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("loads eBPF programs into the kernel: skipped in -short mode")
-	}
-	if os.Geteuid() != 0 {
-		t.Skip("loading eBPF programs needs root (CAP_BPF, CAP_NET_ADMIN); run the tests as root")
-	}
+	testenv.RequireBPF(t, "loading the injector programs into the kernel (CAP_BPF, CAP_NET_ADMIN)")
 	if err := rlimit.RemoveMemlock(); err != nil {
 		t.Fatalf("remove memlock limit: %v", err)
 	}

@@ -2,11 +2,12 @@ package bpf
 
 import (
 	"errors"
-	"os"
 	"testing"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/rlimit"
+
+	"github.com/routerscope/routerscope/internal/testenv"
 )
 
 // loadCapture loads every program and map of the capture object into the
@@ -14,12 +15,7 @@ import (
 // verifier's log when a program is rejected.
 func loadCapture(t *testing.T) *CaptureObjects {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("loads eBPF programs into the kernel: skipped in -short mode")
-	}
-	if os.Geteuid() != 0 {
-		t.Skip("loading eBPF programs needs root (CAP_BPF); run the tests as root")
-	}
+	testenv.RequireBPF(t, "loading the capture programs into the kernel")
 	if err := rlimit.RemoveMemlock(); err != nil {
 		t.Fatalf("remove memlock limit: %v", err)
 	}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/routerscope/routerscope/internal/collectortest"
 	"github.com/routerscope/routerscope/internal/otlptest"
+	"github.com/routerscope/routerscope/internal/testenv"
 )
 
 const (
@@ -60,7 +61,7 @@ func waitSpans(t *testing.T, recv *otlptest.Receiver, want int) []otlptest.Span 
 // TestGuideTraces drives one request of every kind through router, agent and
 // collector, and checks each trace's full tree and every attribute value.
 func TestGuideTraces(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireBPF(t, "the end-to-end eBPF test")
 	recv, collector := pipeline(t)
 	s := startBackends(t, "--chunk-delay", "5ms")
 	s.attachAgent(t, agentConfig(t, collector))
@@ -262,7 +263,7 @@ func checkResource(t *testing.T, s otlptest.Span) {
 // TestConcurrentRequests: 200 concurrent requests give 200 complete trees,
 // none mixed with another (each child agrees with its own root).
 func TestConcurrentRequests(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireBPF(t, "the end-to-end eBPF test")
 	recv, collector := pipeline(t)
 	s := startBackends(t)
 	s.attachAgent(t, agentConfig(t, collector))
@@ -353,7 +354,7 @@ var exportErrRE = regexp.MustCompile(`"msg":"export spans[^"]*"[^\n]*"endpoint":
 // starts while the collector is down, logs a clear export error naming the
 // endpoint, the router keeps serving; once the collector is up, spans flow.
 func TestCollectorDownThenUp(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireBPF(t, "the end-to-end eBPF test")
 	recv, err := otlptest.Start()
 	if err != nil {
 		t.Fatal(err)

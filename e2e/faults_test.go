@@ -19,6 +19,7 @@ import (
 
 	"github.com/routerscope/routerscope/internal/collectortest"
 	"github.com/routerscope/routerscope/internal/otlptest"
+	"github.com/routerscope/routerscope/internal/testenv"
 )
 
 // The fault suite (issue 14): each TestFault* injects one fault while the
@@ -95,7 +96,7 @@ func stoppedField(line, key string) int {
 // TestFaultCollectorOutageUnderLoad: the collector is down for 20 s while
 // the router serves 20 requests a second, then comes back.
 func TestFaultCollectorOutageUnderLoad(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireBPF(t, "the end-to-end eBPF test")
 	recv, err := otlptest.Start()
 	if err != nil {
 		t.Fatal(err)
@@ -212,10 +213,8 @@ func bpfObjectExists(kind, id string) bool {
 // link of its behind, the router keeps serving, and a new agent attaches
 // cleanly and traces.
 func TestFaultAgentKilled(t *testing.T) {
-	requireRoot(t)
-	if _, err := runCmd("bpftool", "version"); err != nil {
-		t.Skip("bpftool not installed")
-	}
+	testenv.RequireBPF(t, "the end-to-end eBPF test")
+	testenv.RequireTool(t, "bpftool", "bpftool")
 	recv, collector := pipeline(t)
 	s := startBackends(t)
 	cfg := agentConfig(t, collector)
@@ -278,7 +277,7 @@ func TestFaultAgentKilled(t *testing.T) {
 // request; `run --pid` exports what finished, notices the exit at once
 // and exits 0.
 func TestFaultTargetKilled(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireBPF(t, "the end-to-end eBPF test")
 	recv, collector := pipeline(t)
 	s := startBackends(t, "--latency", "3s")
 	s.attachAgent(t, agentConfig(t, collector))
@@ -373,7 +372,7 @@ func TestFaultTargetKilled(t *testing.T) {
 // config is saved and SIGHUP sent: each is refused, the running config
 // and the attachment stay, and spans keep arriving.
 func TestFaultBrokenReloads(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireBPF(t, "the end-to-end eBPF test")
 	recv, collector := pipeline(t)
 	s := startBackends(t)
 	cfgPath := agentConfig(t, collector)
@@ -452,7 +451,7 @@ func TestFaultBrokenReloads(t *testing.T) {
 // times, 4 s each way, under load: the router is unaffected and after
 // each return export resumes.
 func TestFaultCollectorFlapping(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireBPF(t, "the end-to-end eBPF test")
 	recv, err := otlptest.Start()
 	if err != nil {
 		t.Fatal(err)
@@ -511,7 +510,7 @@ var ringLostLogRE = regexp.MustCompile(`"msg":"kernel ring buffer dropped events
 // (never more missing parents than records lost), nothing is left open
 // or ended by the agent; and a later request traces fully.
 func TestFaultRingBufferBurst(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireBPF(t, "the end-to-end eBPF test")
 	recv, collector := pipeline(t)
 	s := startBackends(t)
 	ring := os.Getpagesize()

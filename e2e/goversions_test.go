@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/routerscope/routerscope/internal/testenv"
 	"github.com/routerscope/routerscope/probes"
 )
 
@@ -42,7 +43,7 @@ var handOffOffRE = regexp.MustCompile(`goroutine hand-off off|propagation.*off_r
 // the agent attaches every built-in part to it (nothing turned off for
 // the release).
 func TestRouterGo127(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireBPF(t, "the end-to-end eBPF test")
 	router := buildRouterWith(t, go127)
 	b, err := probes.OpenBinary(router)
 	if err != nil {

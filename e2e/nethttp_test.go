@@ -15,6 +15,7 @@ import (
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 
 	"github.com/routerscope/routerscope/internal/otlptest"
+	"github.com/routerscope/routerscope/internal/testenv"
 )
 
 var fixtureListenRE = regexp.MustCompile(`listening (\S+)`)
@@ -80,7 +81,7 @@ func traceHTTPFixture(t *testing.T, bin string, wantSpans int, probeFiles ...str
 // config/probes/net-http.yaml: a server span per request with the status
 // code the handler wrote, and a client span with the response's status.
 func TestNetHTTPProbes(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireBPF(t, "the end-to-end eBPF test")
 	spans := traceHTTPFixture(t, buildHTTPFixture(t), 7, filepath.Join(repoRoot(), "config/probes/net-http.yaml"))
 	checkNetHTTPSpans(t, spans)
 }
@@ -89,7 +90,7 @@ func TestNetHTTPProbes(t *testing.T) {
 // application's own through include: its span is a child of the server
 // span declared in the included file.
 func TestNetHTTPProbesIncluded(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireBPF(t, "the end-to-end eBPF test")
 	dir := t.TempDir()
 	app := filepath.Join(dir, "app.yaml")
 	body := fmt.Sprintf(`include: [%q]

@@ -15,6 +15,7 @@ import (
 
 	"github.com/routerscope/routerscope/internal/collectortest"
 	"github.com/routerscope/routerscope/internal/otlptest"
+	"github.com/routerscope/routerscope/internal/testenv"
 )
 
 // restartBound is the generous bound on a restarted router's re-attach:
@@ -84,7 +85,7 @@ func startRouter(t *testing.T, name, listen, llmAddr string) *stack {
 // complete trees carrying that process's resource, the metrics count the
 // attaches and the exit, and readiness follows export health.
 func TestNodeAgent(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireBPF(t, "the end-to-end eBPF test")
 	recv, err := otlptest.Start()
 	if err != nil {
 		t.Fatal(err)

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/routerscope/routerscope/internal/testenv"
 	"github.com/routerscope/routerscope/probes"
 )
 
@@ -27,9 +28,7 @@ import (
 // line of the upstream response), injection three uprobe hits and an sk_msg
 // run per upstream write.
 func BenchmarkPropagation(b *testing.B) {
-	if testing.Short() || os.Geteuid() != 0 {
-		b.Skip("end-to-end eBPF benchmark: needs root and no -short")
-	}
+	testenv.RequireBPF(b, "the end-to-end eBPF benchmark")
 	llmAddr := benchStart(b, bins.fakellm, "--listen", "127.0.0.1:0")
 	routerAddr := benchStart(b, bins.router, "--config", noCacheConfig(b), "--listen", "127.0.0.1:0", "--backend", llmAddr)
 	spec, err := probes.LoadSpec(filepath.Join(repoRoot(), "config/probes/semantic-router.yaml"))

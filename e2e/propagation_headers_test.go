@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/routerscope/routerscope/internal/testenv"
 )
 
 // chatLines posts a chat completion with request id id and the given raw
@@ -46,7 +48,7 @@ func (k *keepAlive) chatLines(t *testing.T, id string, lines ...string) {
 // validity; several tracestate headers are one list joined with commas,
 // dropped whole when it outgrows 256 bytes.
 func TestTraceContextDuplicateHeaders(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireBPF(t, "the end-to-end eBPF test")
 	recv, collector := pipeline(t)
 	s := startPropagationBackends(t)
 	s.attachAgent(t, agentConfig(t, collector))
@@ -110,7 +112,7 @@ func TestTraceContextDuplicateHeaders(t *testing.T) {
 // overwritten in place, not a second header after the first), and the
 // application's tracestate alone.
 func TestTraceContextForwardingApp(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireBPF(t, "the end-to-end eBPF test")
 	recv, collector := pipeline(t)
 	bin := filepath.Join(t.TempDir(), "forwarder")
 	build := exec.Command("go", "build", "-o", bin, "./e2e/testdata/forwarder")

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/routerscope/routerscope/internal/otlptest"
+	"github.com/routerscope/routerscope/internal/testenv"
 	"github.com/routerscope/routerscope/router/fakellm"
 )
 
@@ -220,7 +221,7 @@ func wantInjected(t *testing.T, up map[string][]string, id string, rt *reqTrace)
 // traceparent over one keep-alive connection and checks the traces and the
 // headers the model server received.
 func TestTraceContextPropagation(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireBPF(t, "the end-to-end eBPF test")
 	recv, collector := pipeline(t)
 	s := startPropagationBackends(t)
 	s.attachAgent(t, agentConfig(t, collector))
@@ -321,7 +322,7 @@ func TestTraceContextPropagation(t *testing.T) {
 // router starts no trace of its own, but a caller's sampled traceparent
 // still gets its spans (parent-based sampling).
 func TestTraceContextParentBased(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireBPF(t, "the end-to-end eBPF test")
 	recv, collector := pipeline(t)
 	s := startPropagationBackends(t)
 	s.attachAgent(t, samplingConfig(t, collector, "    sampling:\n      type: \"probabilistic\"\n      rate: 0\n"))
@@ -357,7 +358,7 @@ func mapKeys[V any](m map[string]V) []string {
 // agent adopts it, and requests on it still carry the upstream span's
 // traceparent.
 func TestTraceContextWarmConnection(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireBPF(t, "the end-to-end eBPF test")
 	recv, collector := pipeline(t)
 	s := startPropagationBackends(t)
 	k := dialKeepAlive(t, s.routerAddr)

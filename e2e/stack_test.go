@@ -55,20 +55,6 @@ func runMain(m *testing.M) int {
 	return m.Run()
 }
 
-// requireRoot skips a test that needs eBPF when it cannot run here.
-func requireRoot(t *testing.T) {
-	t.Helper()
-	if testing.Short() {
-		t.Skip("end-to-end eBPF test: skipped in -short mode")
-	}
-	if os.Geteuid() != 0 {
-		t.Skip("end-to-end eBPF test: needs root (uprobes and BPF maps); run `sudo make test`")
-	}
-	if _, err := os.Stat("/sys/kernel/btf/vmlinux"); err != nil {
-		t.Skip("end-to-end eBPF test: kernel has no BTF at /sys/kernel/btf/vmlinux")
-	}
-}
-
 func repoRoot() string {
 	wd, _ := os.Getwd()
 	return filepath.Dir(wd)

@@ -15,13 +15,15 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/routerscope/routerscope/internal/testenv"
 )
 
 // TestStdoutExporterGuideConfig runs the agent with the guide's Development
 // config (stdout exporter) given through CONFIG_PATH, and checks the JSON
 // spans it prints: names, parents, attributes, resource.
 func TestStdoutExporterGuideConfig(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireBPF(t, "the end-to-end eBPF test")
 	s := startBackends(t)
 	cfg := filepath.Join(t.TempDir(), "config.yaml")
 	guide := `observability:

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/routerscope/routerscope/internal/testenv"
 )
 
 // TestStrippedRouter traces routers that have no DWARF: one built with
@@ -15,7 +17,7 @@ import (
 // wrote from the normal build, beside the probe file; the traces are the
 // same full trees as with DWARF.
 func TestStrippedRouter(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireBPF(t, "the end-to-end eBPF test")
 	dir := t.TempDir()
 	sw := filepath.Join(dir, "router-sw")
 	build := exec.Command("go", "build", "-ldflags=-s -w", "-o", sw, "./cmd/router")

@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 	"unicode/utf8"
+
+	"github.com/routerscope/routerscope/internal/testenv"
 )
 
 // TestInvalidUTF8Request: requests whose headers become attributes with
@@ -13,7 +15,7 @@ import (
 // 128-byte copy) go through the real router, agent and collector among
 // good ones, and every span of every request arrives, repaired.
 func TestInvalidUTF8Request(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireBPF(t, "the end-to-end eBPF test")
 	recv, collector := pipeline(t)
 	s := startBackends(t)
 	s.attachAgent(t, agentConfig(t, collector))

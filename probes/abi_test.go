@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/routerscope/routerscope/internal/testenv"
 )
 
 var intRegNames = []string{"RAX", "RBX", "RCX", "RDI", "RSI", "R8", "R9", "R10", "R11"}
@@ -99,10 +101,7 @@ var dwarfRegNames = map[int]string{0: "RAX", 1: "RDX", 2: "RCX", 3: "RBX", 4: "R
 // registers the compiler says (DW_OP_regN, pieced for multi-word values),
 // and stack scalars at DW_OP_fbreg +N with the frame base = CFA = SP+8.
 func TestSignatureAgainstCompilerDWARF(t *testing.T) {
-	dump, err := exec.LookPath("llvm-dwarfdump")
-	if err != nil {
-		t.Skip("llvm-dwarfdump not installed (apt-get install llvm); the hand-checked TestSignatureABI still runs")
-	}
+	dump := testenv.RequireTool(t, "llvm-dwarfdump", "llvm")
 	bin := fixtureBinary(t, variantFull)
 	b := openFixture(t, variantFull)
 	checked := 0

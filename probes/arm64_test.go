@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/routerscope/routerscope/internal/testenv"
 )
 
 // arm64Fixture cross-builds the fixture for linux/arm64 once per test run.
@@ -62,9 +64,7 @@ func objdumpInsts(t *testing.T, bin, sym string) (addrs []uint64, insts []string
 // TestArm64Offsets resolves the arm64 fixture's functions and checks every
 // RET and the entry placement against llvm-objdump's disassembly.
 func TestArm64Offsets(t *testing.T) {
-	if _, err := exec.LookPath("llvm-objdump"); err != nil {
-		t.Skip("llvm-objdump not installed (apt-get install llvm): the cross-check needs it")
-	}
+	testenv.RequireTool(t, "llvm-objdump", "llvm")
 	b := arm64Fixture(t)
 	if b.arch.Name() != "arm64" {
 		t.Fatalf("arch %s", b.arch.Name())

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/routerscope/routerscope/internal/testenv"
 )
 
 // Root-gated tests that attach the kernel programs to the traced fixture
@@ -20,7 +22,7 @@ import (
 var zeroSpan [8]byte
 
 func TestCaptureValuesAndNesting(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireBPF(t, "attaching the capture programs")
 	bin := tracedBinary(t)
 	s := newProbeSet(t, bin)
 	handle := s.add("main.handle")
@@ -116,7 +118,7 @@ func TestCaptureValuesAndNesting(t *testing.T) {
 }
 
 func TestCaptureErrors(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireBPF(t, "attaching the capture programs")
 	bin := tracedBinary(t)
 	s := newProbeSet(t, bin)
 	fail := s.add("main.fail")
@@ -145,7 +147,7 @@ func TestCaptureErrors(t *testing.T) {
 }
 
 func TestCaptureRecursion(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireBPF(t, "attaching the capture programs")
 	bin := tracedBinary(t)
 	s := newProbeSet(t, bin)
 	fib := s.add("main.fib")
@@ -203,7 +205,7 @@ func TestCaptureRecursion(t *testing.T) {
 }
 
 func TestCapturePanicUnwinds(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireBPF(t, "attaching the capture programs")
 	bin := tracedBinary(t)
 	s := newProbeSet(t, bin)
 	s.add("main.guard")
@@ -241,7 +243,7 @@ func TestCapturePanicUnwinds(t *testing.T) {
 }
 
 func TestCaptureStackGrowth(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireBPF(t, "attaching the capture programs")
 	bin := tracedBinary(t)
 
 	// After the stack check, the probe fires once although grow's 64 KiB
@@ -275,7 +277,7 @@ func TestCaptureStackGrowth(t *testing.T) {
 }
 
 func TestCaptureSamplingRatioZero(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireBPF(t, "attaching the capture programs")
 	bin := tracedBinary(t)
 	s := newProbeSet(t, bin)
 	fib := s.add("main.fib")
@@ -311,7 +313,7 @@ func openFDs(t *testing.T) int {
 }
 
 func TestCaptureCloseDetaches(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireBPF(t, "attaching the capture programs")
 	bin := tracedBinary(t)
 	proc := startTraced(t, bin)
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
@@ -354,7 +356,7 @@ func TestCaptureCloseDetaches(t *testing.T) {
 }
 
 func TestCaptureFailedAttachUndoes(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireBPF(t, "attaching the capture programs")
 	bin := tracedBinary(t)
 	proc := startTraced(t, bin)
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
@@ -379,7 +381,7 @@ func TestCaptureFailedAttachUndoes(t *testing.T) {
 }
 
 func TestCaptureLostEvents(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireBPF(t, "attaching the capture programs")
 	bin := tracedBinary(t)
 	s := newProbeSet(t, bin)
 	fib := s.add("main.fib")
@@ -412,7 +414,7 @@ func TestCaptureLostEvents(t *testing.T) {
 // TestCaptureSamplingRatio: with ratio 0.5 a trace is reported whole or not
 // at all, and every reported trace id satisfies TraceIDRatioBased's rule.
 func TestCaptureSamplingRatio(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireBPF(t, "attaching the capture programs")
 	bin := tracedBinary(t)
 	s := newProbeSet(t, bin)
 	fib := s.add("main.fib")
@@ -461,7 +463,7 @@ func TestCaptureSamplingRatio(t *testing.T) {
 // TestCapturePIDFilter: uprobes attached by PID see only that process,
 // though another process runs the same binary.
 func TestCapturePIDFilter(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireBPF(t, "attaching the capture programs")
 	bin := tracedBinary(t)
 	s := newProbeSet(t, bin)
 	s.add("main.fib")
@@ -483,7 +485,7 @@ func TestCapturePIDFilter(t *testing.T) {
 // TestCaptureDeclaredParent: a probe that names its parent probe nests
 // under that probe's innermost open span, skipping spans in between.
 func TestCaptureDeclaredParent(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireBPF(t, "attaching the capture programs")
 	bin := tracedBinary(t)
 	s := newProbeSet(t, bin)
 	guard := s.add("main.guard")

@@ -9,6 +9,8 @@ import (
 
 	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
+
+	"github.com/routerscope/routerscope/internal/testenv"
 )
 
 // BenchmarkUprobeCall measures what a probed call costs the traced process:
@@ -19,7 +21,7 @@ import (
 // run-time statistics give each capture program's own cost per hit
 // (entry-ns/hit, return-ns/hit), apart from the trap around it.
 func BenchmarkUprobeCall(b *testing.B) {
-	requireRoot(b)
+	testenv.RequireBPF(b, "attaching the capture programs")
 	stats, err := ebpf.EnableStats(uint32(unix.BPF_STATS_RUN_TIME))
 	if err != nil {
 		b.Fatalf("enable BPF run-time statistics: %v", err)
@@ -95,7 +97,7 @@ func reportRunTime(b *testing.B, p *ebpf.Program, unit string) {
 // early exit. entry-ns/hit and return-ns/hit are the programs' own cost
 // per hit, averaged over the root and the calls under it.
 func BenchmarkNestedTrace(b *testing.B) {
-	requireRoot(b)
+	testenv.RequireBPF(b, "attaching the capture programs")
 	stats, err := ebpf.EnableStats(uint32(unix.BPF_STATS_RUN_TIME))
 	if err != nil {
 		b.Fatalf("enable BPF run-time statistics: %v", err)

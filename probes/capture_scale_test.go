@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/routerscope/routerscope/internal/testenv"
 )
 
 // defaultMemoryBudget is what the default sizes promise: the maps and the
@@ -19,7 +21,7 @@ const defaultMemoryBudget = 32 << 20
 // (bpf_map_info memlock) stays within the default budget; it logs the
 // memory at 1, 8 and 64 processes (make memory prints that table).
 func TestCaptureSixtyFourProcesses(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireBPF(t, "attaching the capture programs")
 	bin := tracedBinary(t)
 	s := newProbeSet(t, bin)
 	handle := s.add("main.handle")

@@ -9,6 +9,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/routerscope/routerscope/internal/testenv"
 )
 
 // fibCalls is the number of calls fib(n) makes: 2*F(n+1) - 1.
@@ -56,7 +58,7 @@ func tracedFixedHeap(t testing.TB) string {
 // correctly only when the kernel keys goroutines by process too; each
 // Tracer gets its own process's events and counters only.
 func TestCaptureSharedByProcesses(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireBPF(t, "attaching the capture programs")
 	bin := tracedFixedHeap(t)
 	s := newProbeSet(t, bin)
 	fib := s.add("main.fib")

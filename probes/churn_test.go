@@ -7,6 +7,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/routerscope/routerscope/internal/testenv"
 )
 
 // bpfObjects counts this process's kernel objects by kind, from the
@@ -43,7 +45,7 @@ func bpfObjects(t *testing.T) map[string]int {
 // detaches), and at the end no link, program or map is left over and the
 // kernel memory has not grown.
 func TestCaptureChurn(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireBPF(t, "attaching the capture programs")
 	bin := tracedBinary(t)
 	s := newProbeSet(t, bin)
 	fib := s.add("main.fib")

@@ -4,6 +4,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/routerscope/routerscope/internal/testenv"
 )
 
 func TestCheckEnd(t *testing.T) {
@@ -54,7 +56,7 @@ func TestCheckEnd(t *testing.T) {
 // through the state pointer captured at entry, and no RET uprobe; in RET
 // mode the same end: values are read at each stage's own RETs.
 func TestCaptureEndNext(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireBPF(t, "attaching the capture programs")
 	bin := tracedBinary(t)
 	for _, next := range []bool{true, false} {
 		s := newProbeSet(t, bin)
@@ -157,7 +159,7 @@ func TestResolveEndNext(t *testing.T) {
 // TestCaptureLargeEntryValues: a span whose entry values take more than
 // the small store's 416 bytes keeps them in the large one, whole.
 func TestCaptureLargeEntryValues(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireBPF(t, "attaching the capture programs")
 	bin := tracedBinary(t)
 	s := newProbeSet(t, bin)
 	handle := s.add("main.handle")
@@ -184,7 +186,7 @@ func TestCaptureLargeEntryValues(t *testing.T) {
 // old stack is freed and reused by other goroutines, so reading it there
 // gives a stale value or another request's.
 func TestCaptureEndNextStackMoved(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireBPF(t, "attaching the capture programs")
 	bin := tracedBinary(t)
 	for _, next := range []bool{true, false} {
 		s := newProbeSet(t, bin)

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/routerscope/routerscope/internal/testenv"
 )
 
 func TestParseGoVersion(t *testing.T) {
@@ -111,7 +113,7 @@ func TestPartOutsideRange(t *testing.T) {
 // reasons (nothing attached for them), and the capture engine itself
 // refuses to attach.
 func TestAttachOffOutsideRange(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireBPF(t, "attaching the capture programs")
 	bin := tracedBinary(t)
 	proc := startTraced(t, bin)
 	future := GoRelease{1, 99}

@@ -9,10 +9,12 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/routerscope/routerscope/internal/testenv"
 )
 
 func TestHandOffParallel(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireBPF(t, "attaching the capture programs")
 	handOffParallel(t, tracedBinary(t))
 }
 
@@ -75,7 +77,7 @@ func handOffParallel(t *testing.T, bin string) {
 // TestHandOffBounded: a pooled worker started inside a span inherits it only
 // while it is open; afterwards its tasks start traces of their own.
 func TestHandOffBounded(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireBPF(t, "attaching the capture programs")
 	handOffBounded(t, tracedBinary(t))
 }
 
@@ -116,7 +118,7 @@ func handOffBounded(t *testing.T, bin string) {
 // reported whole (the root and every work span) or not at all, never as
 // work spans of their own.
 func TestHandOffUnsampled(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireBPF(t, "attaching the capture programs")
 	bin := tracedBinary(t)
 	s := newProbeSet(t, bin)
 	par := s.add("main.parallel")
@@ -178,7 +180,7 @@ func TestHandOffUnsampled(t *testing.T) {
 // TestHandOffGo127 runs the hand-off tests on the traced fixture built
 // with Go 1.27, the second release runtime.newproc1's probe is verified on.
 func TestHandOffGo127(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireBPF(t, "attaching the capture programs")
 	bin := filepath.Join(fixtureDir, "traced-go1.27")
 	cmd := exec.Command("go", "build", "-o", bin, "./testdata/traced")
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOTOOLCHAIN=go1.27.3")

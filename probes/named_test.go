@@ -3,6 +3,8 @@ package probes
 import (
 	"reflect"
 	"testing"
+
+	"github.com/routerscope/routerscope/internal/testenv"
 )
 
 // namedSpec reads the traced fixture's named basic types (type WeakString
@@ -77,7 +79,7 @@ func TestResolveNamedBasicTypes(t *testing.T) {
 // TestCaptureNamedBasicTypes attaches the named-type spec and checks the
 // values read from the running fixture.
 func TestCaptureNamedBasicTypes(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireBPF(t, "attaching the capture programs")
 	proc := startTraced(t, tracedBinary(t))
 	spec, err := ParseSpec([]byte(namedSpec), "named.yaml")
 	if err != nil {

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/routerscope/routerscope/bpf"
+	"github.com/routerscope/routerscope/internal/testenv"
 )
 
 // TestTakeOpenSpansOfKilledProcess kills the fixture with -9 inside a
@@ -13,7 +14,7 @@ import (
 // come out of the kernel with their ids, parent links and entry values,
 // and that their kernel entries are gone afterwards.
 func TestTakeOpenSpansOfKilledProcess(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireBPF(t, "attaching the capture programs")
 	bin := tracedBinary(t)
 	s := newProbeSet(t, bin)
 	hold := s.add("main.hold")
@@ -112,7 +113,7 @@ func spanKey64(id [8]byte) uint64 {
 // out once, values it cannot trust are reported missing, and all of it is
 // deleted.
 func TestTakeOpenSpansHostileMaps(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireBPF(t, "attaching the capture programs")
 	bin := tracedBinary(t)
 	s := newProbeSet(t, bin)
 	hold := s.add("main.hold")

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/routerscope/routerscope/internal/testenv"
 )
 
 func TestExePathSelf(t *testing.T) {
@@ -33,7 +35,7 @@ func TestExePathSelf(t *testing.T) {
 func TestExePathGone(t *testing.T) {
 	cmd := exec.Command("true")
 	if err := cmd.Run(); err != nil {
-		t.Skipf("no `true` command to create a finished process: %v", err)
+		t.Fatalf("run `true` to create a finished process: %v", err)
 	}
 	// The pid of a reaped child is free (reuse within this test is
 	// unlikely but possible, so only the content is checked when it fails).
@@ -110,13 +112,8 @@ func TestExePathDeleted(t *testing.T) {
 // in a new mount namespace (as in a container): its path does not exist in
 // ours, but ExePath reaches it through /proc/PID/root.
 func TestExePathOtherMountNamespace(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to create a mount namespace (unshare -m)")
-	}
-	unshare, err := exec.LookPath("unshare")
-	if err != nil {
-		t.Skip("unshare(1) not installed (util-linux)")
-	}
+	testenv.RequireRoot(t, "creating a mount namespace (unshare -m)")
+	unshare := testenv.RequireTool(t, "unshare", "util-linux")
 	fixture := fixtureBinary(t, variantFull)
 	dir := t.TempDir() // exists in both namespaces; the tmpfs on it only in the child's
 	script := `mount -t tmpfs routerscope-test "$1" && cp "$2" "$1/inside" && exec "$1/inside"`

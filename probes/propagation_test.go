@@ -5,13 +5,15 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/routerscope/routerscope/internal/testenv"
 )
 
 // TestPropagationOffWithoutNetHTTP: the traced fixture has no net/http, so
 // asking for propagation attaches neither half and says why, instead of
 // failing the whole attach.
 func TestPropagationOffWithoutNetHTTP(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireBPF(t, "attaching the capture programs")
 	bin := tracedBinary(t)
 	proc := startTraced(t, bin)
 	s := newProbeSet(t, bin)

@@ -3,6 +3,8 @@ package probes
 import (
 	"errors"
 	"testing"
+
+	"github.com/routerscope/routerscope/internal/testenv"
 )
 
 func TestMapSizesCheck(t *testing.T) {
@@ -28,7 +30,7 @@ func TestMapSizesCheck(t *testing.T) {
 // TestCaptureMapSizes: sizes given at load are the kernel's, and a wrong
 // name or ring size refuses the Capture.
 func TestCaptureMapSizes(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireBPF(t, "attaching the capture programs")
 	if _, err := NewCapture(CaptureOptions{Maps: MapSizes{"nope": 1}}); !errors.Is(err, ErrInvalidOptions) {
 		t.Errorf("unknown map: %v", err)
 	}

@@ -4,13 +4,15 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/routerscope/routerscope/internal/testenv"
 )
 
 // TestSpecAttachByPID is the capture engine end to end: a YAML spec,
 // resolved against the running fixture found by PID, attached, and the
 // events carry the declared attributes, correctly nested.
 func TestSpecAttachByPID(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireBPF(t, "attaching the capture programs")
 	for _, mode := range []LinkMode{LinkMulti, LinkPerfEvent} {
 		t.Run(mode.String(), func(t *testing.T) { testSpecAttach(t, mode) })
 	}

@@ -17,20 +17,6 @@ import (
 // Helpers of the root-gated capture tests: build and drive the traced
 // fixture, build probes by hand, read a command's events.
 
-// requireRoot skips when the kernel programs cannot be loaded.
-func requireRoot(t testing.TB) {
-	t.Helper()
-	if testing.Short() {
-		t.Skip("attaches eBPF programs: skipped in -short mode")
-	}
-	if os.Geteuid() != 0 {
-		t.Skip("attaching uprobes needs root; run the tests as root (CI does)")
-	}
-	if _, err := os.Stat("/sys/kernel/btf/vmlinux"); err != nil {
-		t.Skip("kernel without BTF (/sys/kernel/btf/vmlinux): cannot run the capture programs")
-	}
-}
-
 // tracedBinary builds testdata/traced once per test run.
 func tracedBinary(t testing.TB) string {
 	t.Helper()

@@ -3,9 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
-	"io"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,9 +11,9 @@ import (
 	"sync"
 	"syscall"
 	"testing"
-	"time"
 
 	"github.com/routerscope/routerscope/agent"
+	"github.com/routerscope/routerscope/internal/testenv"
 	"github.com/routerscope/routerscope/probes"
 )
 
@@ -37,17 +35,6 @@ func (s *holdSource) Lost() uint64 { return 0 }
 func (s *holdSource) Close() error {
 	s.once.Do(func() { close(s.closed) })
 	return nil
-}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 // TestRunDiscoveryServesMetricsAndReloadsOnSIGHUP runs the command with a
@@ -127,7 +114,7 @@ routerscope:
 	go func() {
 		done <- c.main(ctx, []string{"run", "--config", cfgPath, "--probes", flagProbe, "--metrics-listen", "127.0.0.1:19464"})
 	}()
-	waitFor(t, "attached", func() bool { return len(requests()) == 1 })
+	testenv.Eventually(t, "attached", func() bool { return len(requests()) == 1 })
 	if r := requests()[0]; r.Target.PID != proc.Process.Pid || r.SampleRatio != 0.5 || len(r.Probes) != 1 || r.Probes[0] != flagProbe {
 		t.Fatalf("request %+v", r)
 	}
@@ -138,14 +125,9 @@ routerscope:
 		t.Fatalf("listened on %v, want the --metrics-listen address", asked)
 	}
 	// The counter moves just after the attacher returns.
-	waitFor(t, "the attach in /metrics", func() bool {
-		resp, err := http.Get("http://" + metricsAddr + "/metrics")
-		if err != nil {
-			t.Fatal(err)
-		}
-		body, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		return strings.Contains(string(body), `routerscope_attaches_total{rule="router"} 1`)
+	testenv.Eventually(t, "the attach in /metrics", func() bool {
+		v, ok := testenv.Metric(testenv.Scrape(t, metricsAddr), "routerscope_attaches_total", "rule=router")
+		return ok && v == 1
 	})
 
 	// New sampling in the file; SIGHUP: re-attached with it, and still
@@ -154,7 +136,7 @@ routerscope:
 		t.Fatal(err)
 	}
 	hup <- syscall.SIGHUP
-	waitFor(t, "re-attached after SIGHUP", func() bool { return len(requests()) == 2 })
+	testenv.Eventually(t, "re-attached after SIGHUP", func() bool { return len(requests()) == 2 })
 	if r := requests()[1]; r.SampleRatio != 0.25 || r.Probes[0] != flagProbe {
 		t.Fatalf("request after reload %+v", r)
 	}

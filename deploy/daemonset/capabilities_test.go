@@ -15,6 +15,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/routerscope/routerscope/internal/testenv"
 )
 
 // This file checks the DaemonSet's capability set against the running kernel: a child
@@ -46,9 +48,7 @@ var capOps = []struct {
 }
 
 func TestCapabilitiesOnThisKernel(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: the test runs children with a chosen capability set")
-	}
+	testenv.RequireRoot(t, "running children with a chosen capability set")
 	setpriv, err := exec.LookPath("setpriv")
 	if err != nil {
 		t.Fatalf("setpriv (util-linux) is needed to run a child with a chosen capability set: %v", err)

@@ -23,6 +23,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 
 	"github.com/routerscope/routerscope/internal/otlptest"
+	"github.com/routerscope/routerscope/internal/testenv"
 )
 
 // The image test builds the agent's image with `go run ./deploy/image` (what `make image`
@@ -330,19 +331,8 @@ func startHostProcess(t *testing.T, args ...string) string {
 }
 
 func TestImageRunsWithDaemonSetRights(t *testing.T) {
-	if testing.Short() {
-		t.Skip("-short: builds the image and runs it with runc")
-	}
-	if os.Geteuid() != 0 {
-		t.Skip("not root: runc and the agent's eBPF programs need root (CI runs as root)")
-	}
-	runc, err := exec.LookPath("runc")
-	if err != nil {
-		t.Skip("no runc: apt-get install runc (make test installs it)")
-	}
-	if _, err := os.Stat("/sys/kernel/btf/vmlinux"); err != nil {
-		t.Skip("no BTF")
-	}
+	testenv.RequireBPF(t, "running the image with runc")
+	runc := testenv.RequireTool(t, "runc", "runc")
 	out := buildImage(t)
 	m := loadManifests(t, manifestDir)
 
