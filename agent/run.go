@@ -110,6 +110,7 @@ type runOptions struct {
 	probeCheck    func(path string) error
 	resolveCheck  func(req AttachRequest) error
 	kernelStats   KernelStats
+	sweepHook     func(running bool)
 	scanned       func() // after each discovery tick (tests count scans)
 }
 
@@ -254,7 +255,7 @@ func Run(ctx context.Context, cfg Config, attach Attacher, log *zap.Logger, opts
 	defer stopReading()
 	m := &manager{attach: attach, log: log, asm: asm, pipe: pipe, met: met, o: o, host: hostFromEnv(o.getenv),
 		cfg: cfg, ratio: ratio, paused: !attachAny, digests: digests, atts: map[procKey]*attachment{}, procs: procCache{}, retryAt: map[procKey]time.Time{},
-		readCtx: readCtx, ended: make(chan *attachment), exits: make(chan exitNotice)}
+		readCtx: readCtx, ended: make(chan *attachment), exits: make(chan exitNotice), wake: make(chan struct{}, 1)}
 	// Watch from before the first attach, so an edit made while attaching
 	// is not taken for the baseline.
 	reloads := make(chan struct{}, 1)
@@ -306,7 +307,9 @@ func Run(ctx context.Context, cfg Config, attach Attacher, log *zap.Logger, opts
 }
 
 // loop runs discovery, sweeps and reloads until ctx ends or, with only
-// targets, nothing is attached any more.
+// targets, nothing is attached any more. The sweep runs while there is
+// something for it to do and stops when an idle agent has nothing (see
+// sweepMayStop).
 func (m *manager) loop(ctx context.Context, reloads <-chan struct{}) {
 	sweepTick := time.NewTicker(m.o.sweepInterval)
 	defer sweepTick.Stop()
@@ -351,6 +354,17 @@ func (m *manager) loop(ctx context.Context, reloads <-chan struct{}) {
 			m.reportTrouble()
 			for _, a := range m.atts {
 				m.countLost(a)
+			}
+			if m.sweepMayStop() {
+				sweepTick.Stop()
+				if m.o.sweepHook != nil {
+					m.o.sweepHook(false)
+				}
+			}
+		case <-m.wake:
+			sweepTick.Reset(m.o.sweepInterval)
+			if m.o.sweepHook != nil {
+				m.o.sweepHook(true)
 			}
 		case <-m.o.hup:
 			m.reloadConfig(ctx, "signal")
@@ -429,6 +443,9 @@ func (t Target) String() string {
 // withSweepInterval sets how often open spans are checked for expiry and
 // exited processes (tests shorten it).
 func withSweepInterval(d time.Duration) Option { return func(o *runOptions) { o.sweepInterval = d } }
+
+// withSweepHook is told when the sweep stops (idle) and starts again.
+func withSweepHook(f func(running bool)) Option { return func(o *runOptions) { o.sweepHook = f } }
 
 // withScanned calls f after each discovery tick, so a test can wait for
 // scans instead of sleeping through them.

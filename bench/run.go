@@ -52,6 +52,9 @@ type params struct {
 	idle time.Duration
 	// goBench runs the agent's Go benchmarks for allocations per span.
 	goBench bool
+	// only runs one part alone ("idle" or "stress"): the agent's own
+	// figures without the latency rounds.
+	only string
 	// setups are the configurations of every round, the baseline first;
 	// skipped names the ones left out and why.
 	setups  []setup
@@ -79,8 +82,12 @@ func runBench(args []string) error {
 	fs.BoolVar(&p.short, "short", false, "quick run: 2 rounds, fewer requests, no placement or propagation variants, a shorter stress")
 	fs.DurationVar(&p.idle, "idle", 10*time.Second, "how long to measure the CPU of an attached agent with no requests")
 	fs.BoolVar(&p.goBench, "go-bench", true, "run the agent's Go benchmarks (allocations per span)")
+	fs.StringVar(&p.only, "only", "", "run one part alone: idle (an attached agent's CPU with no requests) or stress (the span rate, CPU and RSS into the collector)")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if p.only != "" && p.only != "idle" && p.only != "stress" {
+		return fmt.Errorf("--only %q: want idle or stress", p.only)
 	}
 	if p.short {
 		// Only what was not set on the command line.
@@ -180,6 +187,9 @@ func bench(ctx context.Context, p params) (*Report, error) {
 		return nil, err
 	}
 	rep := newReport(p)
+	if p.only != "" {
+		return rep, benchOnly(ctx, p, bins, rep)
+	}
 	logf("uprobe floor: %d calls x %d rounds", p.floorCalls, 5)
 	if rep.Floor, err = measureFloor(bins.floor, p.floorCalls, 5); err != nil {
 		return nil, err
@@ -209,6 +219,28 @@ func bench(ctx context.Context, p params) (*Report, error) {
 		}
 	}
 	return rep, nil
+}
+
+// benchOnly runs the one part p.only names.
+func benchOnly(ctx context.Context, p params, bins binaries, rep *Report) error {
+	var err error
+	switch p.only {
+	case "stress":
+		logf("agent stress")
+		rep.Stress, err = stress(ctx, p, bins)
+	case "idle":
+		srv, serr := startServers(p, bins, 0)
+		defer srv.stop()
+		if serr != nil {
+			return serr
+		}
+		s := idleSetup(p.setups)
+		logf("idle agent (%s): %v", s.name, p.idle)
+		if rep.Idle, err = measureIdle(ctx, p, bins, srv, s, p.idle); err != nil {
+			err = fmt.Errorf("idle agent: %w", err)
+		}
+	}
+	return err
 }
 
 // logf prints progress on stderr; the report goes to stdout.

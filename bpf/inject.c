@@ -383,6 +383,26 @@ static __always_inline struct scan_result *scan_headers(struct sk_msg_md *msg)
 	return r;
 }
 
+// coalesce joins the message's scatterlist pieces that hold its first
+// HDR_SCAN bytes into one, best effort, once every pushed byte is written.
+// bpf_msg_push_data splits the piece it inserts into (request line, header,
+// rest), and the kernel sends each piece with its own tcp_sendmsg_locked:
+// on a TCP_NODELAY socket (every Go connection) that is one segment each,
+// three or five instead of one, every one a full trip through both TCP
+// stacks and a wake-up of a receiver that finds only part of the request.
+// The pull copies those pieces into one (a page and a memcpy of the header
+// block, cheaper than one segment). Every header line pushed ends within
+// HDR_SCAN of the start (request line <= LINE_SCAN, traceparent,
+// tracestate <= TS_MAX), so the pieces after the last one are joined too.
+// When the kernel cannot (no memory for the copy), the request still
+// leaves whole, only in more segments.
+static __always_inline void coalesce(struct sk_msg_md *msg)
+{
+	__u32 n = msg->size < HDR_SCAN ? msg->size : HDR_SCAN;
+	if (n)
+		bpf_msg_pull_data(msg, 0, n, 0);
+}
+
 // put_traceparent_value writes the TP_VALUE_LEN bytes "00-<trace>-<span>-<flags>".
 static __always_inline void put_traceparent_value(char *d, struct inject_ctx *ic)
 {
@@ -396,6 +416,15 @@ static __always_inline void put_traceparent_value(char *d, struct inject_ctx *ic
 	d[52] = '-';
 	d[53] = '0';
 	d[54] = (ic->flags & FLAG_SAMPLED) ? '1' : '0';
+}
+
+// finish returns verdict, first joining the pieces the pushes split the
+// message into when it is sent.
+static __always_inline int finish(struct sk_msg_md *msg, int verdict)
+{
+	if (verdict == SK_PASS)
+		coalesce(msg);
+	return verdict;
 }
 
 SEC("sk_msg")
@@ -451,8 +480,8 @@ int skmsg_inject(struct sk_msg_md *msg)
 		if (c)
 			c->replaced++;
 		if (has_state)
-			return SK_PASS;
-		return push_tracestate(msg, off, &ic, c, fault);
+			return SK_PASS; // nothing pushed, nothing split
+		return finish(msg, push_tracestate(msg, off, &ic, c, fault));
 	}
 	if (bpf_msg_push_data(msg, off, TP_HDR_LEN, 0)) {
 		if (c)
@@ -477,6 +506,6 @@ int skmsg_inject(struct sk_msg_md *msg)
 	if (c)
 		c->injected++;
 	if (has_state)
-		return SK_PASS;
-	return push_tracestate(msg, off + TP_HDR_LEN, &ic, c, fault);
+		return finish(msg, SK_PASS);
+	return finish(msg, push_tracestate(msg, off + TP_HDR_LEN, &ic, c, fault));
 }

@@ -34,6 +34,9 @@ const (
 // the socket map, for tests that write requests through it by hand.
 type wireInjector struct {
 	objs InjectObjects
+	// segsIn is how many data segments the server side of the last send
+	// received (TCP_INFO tcpi_data_segs_in).
+	segsIn uint32
 }
 
 func loadWireInjector(t *testing.T) *wireInjector {
@@ -160,7 +163,26 @@ func (w *wireInjector) sendOnce(t *testing.T, req string, fault uint32) (error, 
 	if err != nil {
 		t.Fatalf("read what the server received: %v", err)
 	}
+	w.segsIn = segmentsIn(t, server)
 	return werr, got
+}
+
+// segmentsIn is the number of data segments conn has received.
+func segmentsIn(t *testing.T, conn net.Conn) uint32 {
+	t.Helper()
+	raw, err := conn.(*net.TCPConn).SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var info *unix.TCPInfo
+	var ierr error
+	if err := raw.Control(func(fd uintptr) { info, ierr = unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO) }); err != nil {
+		t.Fatal(err)
+	}
+	if ierr != nil {
+		t.Fatalf("read TCP_INFO: %v", ierr)
+	}
+	return info.Data_segs_in
 }
 
 func (w *wireInjector) counters(t *testing.T) InjectInjectCounters {
@@ -316,6 +338,49 @@ func TestInjectExistingTraceContext(t *testing.T) {
 			}
 			if d := after.Kept - before.Kept; d != tc.kept {
 				t.Errorf("kept counter moved by %d, want %d", d, tc.kept)
+			}
+		})
+	}
+}
+
+// TestInjectOneSegment: a request that got header lines inserted leaves in
+// one TCP segment, as the application wrote it. bpf_msg_push_data splits
+// the message's scatterlist around each insertion and the kernel sends
+// every piece as a segment of its own on a TCP_NODELAY socket, so without
+// the program joining the pieces again a request with a traceparent and a
+// tracestate would arrive in four segments (three with only a
+// traceparent, or with a tracestate added to a forwarded traceparent).
+func TestInjectOneSegment(t *testing.T) {
+	w := loadWireInjector(t)
+	const (
+		line = "POST /v1/chat/completions HTTP/1.1\r\n"
+		rest = "Host: llm\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
+		// A forwarded traceparent: overwritten in place, a tracestate pushed.
+		forwarded = "Traceparent: 00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01\r\n"
+	)
+	for _, tc := range []struct {
+		name, req string
+	}{
+		{"traceparent and tracestate pushed", line + rest},
+		{"traceparent pushed, own tracestate", line + "Tracestate: vendor=theirs\r\n" + rest},
+		{"tracestate pushed beside a forwarded traceparent", line + forwarded + rest},
+		{"body on the same page", line + strings.Replace(rest, "Content-Length: 2\r\n\r\n{}", "Content-Length: 1500\r\n\r\n", 1) + strings.Repeat("x", 1500)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := w.counters(t)
+			werr, got := w.send(t, tc.req, 0)
+			after := w.counters(t)
+			if werr != nil {
+				t.Fatalf("write: %v", werr)
+			}
+			if after.Injected+after.Replaced == before.Injected+before.Replaced {
+				t.Fatal("nothing was inserted or replaced: the test did not exercise a push")
+			}
+			if len(got) <= len(tc.req) {
+				t.Fatalf("the server received %d bytes, no more than the %d written: no header was inserted", len(got), len(tc.req))
+			}
+			if w.segsIn != 1 {
+				t.Errorf("the request (%d bytes) arrived in %d segments, want 1", len(got), w.segsIn)
 			}
 		})
 	}
