@@ -81,7 +81,7 @@ func (e *engine) attach(ctx context.Context, req agent.AttachRequest) (agent.Eve
 	opts.SampleRatio = probes.Ratio(req.SampleRatio)
 	opts.Propagation.Extract = req.Propagation.Extract
 	opts.Propagation.Inject = req.Propagation.Inject
-	return c.Attach(prog, req.Target.PID, opts)
+	return c.Attach(ctx, prog, req.Target.PID, opts)
 }
 
 // capture returns the Capture, loading it on first use.
