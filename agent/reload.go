@@ -48,14 +48,23 @@ func (m *manager) startWatch(ctx context.Context, reloads chan<- struct{}) func(
 	var mu sync.Mutex
 	list := watchedFiles(m.cfg)
 	relisted := make(chan struct{}, 1)
-	// Watch the directories before the baseline is taken, so a change
-	// made between the two is not missed.
+	// The directories are watched before the baseline is taken (rearm
+	// below), so a change made between the two is not missed.
 	dw, err := newDirWatch()
 	var events <-chan struct{}
 	if err == nil {
 		events = dw.events
 		wg.Go(dw.read)
 	}
+	// rearm watches the current list's directories and returns how long
+	// until the next check without an event.
+	rearm := func() time.Duration {
+		if dw != nil && dw.sync(list) {
+			return max(interval, m.o.watchSafetyPoll)
+		}
+		return interval
+	}
+	first := rearm()
 	stamps := fileStamps(list)
 	last := hashFiles(list)
 	m.onReload = func(cfg Config) {
@@ -64,22 +73,18 @@ func (m *manager) startWatch(ctx context.Context, reloads chan<- struct{}) func(
 		// The new list is the baseline from now on: a file added to it is
 		// not a change (the reload just read it).
 		list = watchedFiles(cfg)
+		rearm()
 		stamps = fileStamps(list)
 		last = hashFiles(list)
 		select {
-		case relisted <- struct{}{}:
+		case relisted <- struct{}{}: // the watcher sets its poll timer
 		default:
 		}
 	}
-	// rearm watches the current list's directories and returns how long
-	// until the next check without an event.
-	rearm := func() time.Duration {
+	relist := func() time.Duration {
 		mu.Lock()
 		defer mu.Unlock()
-		if dw != nil && dw.sync(list) {
-			return max(interval, m.o.watchSafetyPoll)
-		}
-		return interval
+		return rearm()
 	}
 	check := func() bool {
 		mu.Lock()
@@ -98,7 +103,7 @@ func (m *manager) startWatch(ctx context.Context, reloads chan<- struct{}) func(
 		if dw != nil {
 			defer dw.close()
 		}
-		poll := time.NewTimer(rearm())
+		poll := time.NewTimer(first)
 		defer poll.Stop()
 		settle := time.NewTimer(time.Hour)
 		settle.Stop()
@@ -119,14 +124,14 @@ func (m *manager) startWatch(ctx context.Context, reloads chan<- struct{}) func(
 				}
 				continue
 			case <-relisted:
-				poll.Reset(rearm())
+				poll.Reset(relist())
 				continue
 			case <-settle.C:
 				settling = false
 			case <-poll.C:
 			}
 			changed := check()
-			poll.Reset(rearm())
+			poll.Reset(relist())
 			if !changed {
 				continue
 			}
