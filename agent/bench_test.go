@@ -11,6 +11,8 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/routerscope/routerscope/agent/spans"
+
 	"go.opentelemetry.io/otel/attribute"
 	collectorpb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
@@ -97,7 +99,7 @@ func BenchmarkExportOTLP(b *testing.B) {
 // spans; the span records' attributes are what the spans keep.
 func BenchmarkAssembleAndExport(b *testing.B) {
 	pipe, c := benchPipeline(b)
-	a := NewAssembler(pipe.Emit, time.Hour)
+	a := spans.NewAssembler(pipe.Emit, time.Hour)
 	evs := request(1, 1, baseTime)
 	b.ReportAllocs()
 	b.ResetTimer()

@@ -5,9 +5,12 @@ import (
 	"fmt"
 	"math"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	sy "github.com/routerscope/routerscope/internal/strictyaml"
 
 	"github.com/routerscope/routerscope/internal/readlimit"
 	"github.com/routerscope/routerscope/probes"
@@ -289,29 +292,29 @@ func LoadFile(path string) (Config, error) {
 func Parse(data []byte) (Config, error) {
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
-		return Config{}, fmt.Errorf("%w: parse YAML: %s", ErrConfig, yamlSyntaxError(data, err))
+		return Config{}, fmt.Errorf("%w: parse YAML: %s", ErrConfig, sy.SyntaxError(data, err))
 	}
-	if doc.Kind == 0 || len(doc.Content) == 0 || isNull(doc.Content[0]) {
+	if doc.Kind == 0 || len(doc.Content) == 0 || sy.IsNull(doc.Content[0]) {
 		return Config{}, fmt.Errorf("%w: the file is empty: write an observability.tracing block or a routerscope section, or pass no config to use the defaults", ErrConfig)
 	}
 	root := doc.Content[0]
 	if root.Kind != yaml.MappingNode {
-		return Config{}, fmt.Errorf("%w: the top level must be a mapping (key: value), got %s", ErrConfig, kindName(root))
+		return Config{}, fmt.Errorf("%w: the top level must be a mapping (key: value), got %s", ErrConfig, sy.KindName(root))
 	}
 	cfg := DefaultConfig()
-	if obs := lookup(root, "observability"); obs != nil && !isNull(obs) {
+	if obs := sy.Lookup(root, "observability"); obs != nil && !sy.IsNull(obs) {
 		if obs.Kind != yaml.MappingNode {
-			return Config{}, typeError("observability", "a mapping", obs)
+			return Config{}, configError(sy.TypeError("observability", "a mapping", obs))
 		}
-		if tr := lookup(obs, "tracing"); tr != nil {
+		if tr := sy.Lookup(obs, "tracing"); tr != nil {
 			if err := decodeTracing(tr, &cfg.Tracing); err != nil {
-				return Config{}, err
+				return Config{}, configError(err)
 			}
 		}
 	}
-	if rs := lookup(root, "routerscope"); rs != nil {
+	if rs := sy.Lookup(root, "routerscope"); rs != nil {
 		if err := decodeAgent(rs, &cfg.Agent); err != nil {
-			return Config{}, err
+			return Config{}, configError(err)
 		}
 	}
 	if err := cfg.Validate(); err != nil {
@@ -331,13 +334,13 @@ func (c *Config) Validate() error {
 	if t.Provider != ProviderOpenTelemetry {
 		return fmt.Errorf("%w: %sprovider: unknown provider %q, allowed: %s", ErrConfig, p, t.Provider, ProviderOpenTelemetry)
 	}
-	if !contains(exporterTypes, t.Exporter.Type) {
+	if !slices.Contains(exporterTypes, t.Exporter.Type) {
 		return fmt.Errorf("%w: %sexporter.type: unknown exporter type %q, allowed: %s", ErrConfig, p, t.Exporter.Type, list(exporterTypes))
 	}
-	if t.Exporter.Protocol != "" && !contains(protocols, t.Exporter.Protocol) {
+	if t.Exporter.Protocol != "" && !slices.Contains(protocols, t.Exporter.Protocol) {
 		return fmt.Errorf("%w: %sexporter.protocol: unknown protocol %q, allowed: %s", ErrConfig, p, t.Exporter.Protocol, list(protocols))
 	}
-	if t.Exporter.Format != "" && !contains(stdoutFormats, t.Exporter.Format) {
+	if t.Exporter.Format != "" && !slices.Contains(stdoutFormats, t.Exporter.Format) {
 		return fmt.Errorf("%w: %sexporter.format: unknown stdout format %q, allowed: %s", ErrConfig, p, t.Exporter.Format, list(stdoutFormats))
 	}
 	if t.Exporter.Type == ExporterOTLP && t.Exporter.Endpoint == "" {
@@ -357,7 +360,7 @@ func (c *Config) Validate() error {
 	if b := t.Exporter.ReconnectBackoff; b != 0 && (b < MinReconnectBackoff || b > MaxReconnectBackoff) {
 		return fmt.Errorf("%w: %sexporter.reconnect_backoff: %v is outside %v..%v", ErrConfig, p, b, MinReconnectBackoff, MaxReconnectBackoff)
 	}
-	if !contains(samplingTypes, t.Sampling.Type) {
+	if !slices.Contains(samplingTypes, t.Sampling.Type) {
 		return fmt.Errorf("%w: %ssampling.type: unknown sampling type %q, allowed: %s", ErrConfig, p, t.Sampling.Type, list(samplingTypes))
 	}
 	// Written so NaN, which compares false with everything, fails too.
@@ -379,10 +382,10 @@ func (c *Config) Validate() error {
 	if e.BatchTimeout <= 0 || e.ShutdownTimeout <= 0 || a.MaxSpanAge <= 0 {
 		return fmt.Errorf("%w: %sexport.batch_timeout, export.shutdown_timeout and max_span_age must be positive durations, e.g. \"5s\"", ErrConfig, q)
 	}
-	if !contains(logLevels, a.LogLevel) {
+	if !slices.Contains(logLevels, a.LogLevel) {
 		return fmt.Errorf("%w: %slog_level: unknown level %q, allowed: %s", ErrConfig, q, a.LogLevel, list(logLevels))
 	}
-	if !contains(logFormats, a.LogFormat) {
+	if !slices.Contains(logFormats, a.LogFormat) {
 		return fmt.Errorf("%w: %slog_format: unknown format %q, allowed: %s", ErrConfig, q, a.LogFormat, list(logFormats))
 	}
 	for i, tg := range a.Targets {

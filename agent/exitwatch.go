@@ -3,6 +3,8 @@ package agent
 import (
 	"context"
 	"errors"
+	"fmt"
+	"os"
 	"time"
 
 	"go.uber.org/zap"
@@ -17,20 +19,18 @@ type exitNotice struct {
 	at time.Time
 }
 
-// exitPollTimeout is how often a watcher checks its context while it
-// waits; the exit itself wakes it at once.
-const exitPollTimeout = 250 * time.Millisecond
-
 // watchExit waits for the attached process to exit and reports the
 // moment to the run loop. The capture's Read does not end when its
-// target exits, and the liveness sweep runs once a second: without this,
-// `run --pid` kept running after its target was gone, and a killed
-// request's span ended up to a second late (900 ms instead of ~20 ms). A
-// pidfd (Linux 5.3) becomes readable when its process exits, so the
-// time is taken as it happens. Where pidfds are missing, or the process
-// is already gone, the sweep notices instead (see reapExited).
+// target exits: without this, `run --pid` kept running after its target
+// was gone, and a killed request's span ended late. A pidfd (Linux 5.3)
+// becomes readable when its process exits; it is waited on in the Go
+// runtime's network poller (epoll), so a watched process costs no thread
+// and no wake-up until it exits, and ctx ending interrupts the wait.
+// While a.exitWatched is set the run loop does not poll the process's
+// liveness; where pidfds are missing, or cannot be polled, it stays unset
+// and the sweep polls instead (see reapExited).
 func (m *manager) watchExit(ctx context.Context, a *attachment) {
-	fd, err := unix.PidfdOpen(a.key.pid, 0)
+	f, err := openPidfd(a.key.pid)
 	if err != nil {
 		// Gone before its watcher started (killed at once, or the
 		// watcher goroutine ran late on a loaded machine): report the
@@ -38,9 +38,10 @@ func (m *manager) watchExit(ctx context.Context, a *attachment) {
 		if errors.Is(err, unix.ESRCH) && !m.keyAlive(a.key) {
 			m.notifyExit(ctx, a)
 		}
+		m.wakeSweep()
 		return
 	}
-	defer unix.Close(fd)
+	defer f.Close()
 	// The process may have exited between the attach and the open (a
 	// zombie still has its pid), or its pid may even have been reused:
 	// either way the attached process is gone, so its exit is reported
@@ -49,21 +50,49 @@ func (m *manager) watchExit(ctx context.Context, a *attachment) {
 		m.notifyExit(ctx, a)
 		return
 	}
-	fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
-	for ctx.Err() == nil {
-		n, err := unix.Poll(fds, int(exitPollTimeout/time.Millisecond))
-		if errors.Is(err, unix.EINTR) {
-			continue
-		}
-		if err != nil {
-			return
-		}
-		if n == 0 {
-			continue
-		}
+	rc, err := f.SyscallConn()
+	if err != nil {
+		m.wakeSweep()
+		return
+	}
+	stop := context.AfterFunc(ctx, func() { _ = f.SetReadDeadline(time.Now()) })
+	defer stop()
+	a.exitWatched.Store(true)
+	err = rc.Read(func(fd uintptr) bool {
+		// Called first, then after every readiness report: a poll that
+		// does not wait tells whether the process has exited.
+		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+		n, perr := unix.Poll(fds, 0)
+		return perr == nil && n > 0
+	})
+	if err == nil {
 		m.notifyExit(ctx, a)
 		return
 	}
+	if ctx.Err() == nil {
+		// The runtime cannot poll this pidfd: the sweep polls instead.
+		a.exitWatched.Store(false)
+		m.wakeSweep()
+	}
+}
+
+// openPidfd opens a non-blocking pidfd for pid as an *os.File, which the
+// runtime then registers with its poller (PIDFD_NONBLOCK is Linux 5.10;
+// before it, O_NONBLOCK is set after the open).
+func openPidfd(pid int) (*os.File, error) {
+	fd, err := unix.PidfdOpen(pid, unix.PIDFD_NONBLOCK)
+	if errors.Is(err, unix.EINVAL) {
+		if fd, err = unix.PidfdOpen(pid, 0); err == nil {
+			err = unix.SetNonblock(fd, true)
+			if err != nil {
+				unix.Close(fd)
+			}
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	return os.NewFile(uintptr(fd), fmt.Sprintf("pidfd:%d", pid)), nil
 }
 
 // notifyExit tells the run loop that a's process exited now.
@@ -88,10 +117,11 @@ func (m *manager) processExited(a *attachment, at time.Time) {
 }
 
 // reapExited detaches attached processes that are gone, for kernels
-// without pidfds and processes that exited before their watcher started.
+// without pidfds and processes that exited before their watcher started:
+// those whose exit no pidfd watches.
 func (m *manager) reapExited() {
 	for _, a := range m.atts {
-		if !m.keyAlive(a.key) {
+		if !a.exitWatched.Load() && !m.keyAlive(a.key) {
 			m.processExited(a, m.o.now())
 		}
 	}

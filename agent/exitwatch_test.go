@@ -14,6 +14,8 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/routerscope/routerscope/agent/spans"
+	"github.com/routerscope/routerscope/internal/testenv"
 	"github.com/routerscope/routerscope/probes"
 )
 
@@ -67,7 +69,7 @@ func TestRunPIDEndsWhenTargetExits(t *testing.T) {
 			t.Fatal(err)
 		}
 		n++
-		if !strings.Contains(s.Status.Description, ReasonProcessExited) {
+		if !strings.Contains(s.Status.Description, spans.ReasonProcessExited) {
 			t.Errorf("%s ended %q", s.Name, s.Status.Description)
 		}
 		// Ended when the exit was seen: the time to notice, far less than
@@ -150,8 +152,8 @@ func TestExitEndsKernelOpenSpans(t *testing.T) {
 			t.Fatal(err)
 		}
 		got[s.SpanContext.SpanID] = s
-		if s.Status.Code != "Error" || !strings.Contains(s.Status.Description, ReasonProcessExited) {
-			t.Errorf("%s: status %+v, want failed: %s", s.Name, s.Status, ReasonProcessExited)
+		if s.Status.Code != "Error" || !strings.Contains(s.Status.Description, spans.ReasonProcessExited) {
+			t.Errorf("%s: status %+v, want failed: %s", s.Name, s.Status, spans.ReasonProcessExited)
 		}
 		if s.EndTime.Before(killed) || s.EndTime.Sub(killed) > 2*time.Second {
 			t.Errorf("%s ended %v after the kill", s.Name, s.EndTime.Sub(killed))
@@ -187,5 +189,51 @@ func TestWatchExitOfAGoneProcess(t *testing.T) {
 		}
 	default:
 		t.Fatal("the exit of a reaped process was not reported")
+	}
+}
+
+// TestWatchExitWaitsInPoller: a live process's pidfd is handed to the
+// runtime's poller (exitWatched, so the sweep does not poll it), the
+// wait ends when the context does, and a second watcher reports the
+// process's exit.
+func TestWatchExitWaitsInPoller(t *testing.T) {
+	proc := startCopy(t, filepath.Join(t.TempDir(), "bin", "target"))
+	m := &manager{o: runOptions{alive: processAlive, now: time.Now, procRoot: "/proc"},
+		exits: make(chan exitNotice, 1), wake: make(chan struct{}, 1)}
+	a := &attachment{key: procKey{pid: proc.Process.Pid}}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		m.watchExit(ctx, a)
+	}()
+	testenv.Eventually(t, "pidfd watched", a.exitWatched.Load)
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		t.Fatal("watcher still waiting after its context ended")
+	}
+	select {
+	case x := <-m.exits:
+		t.Fatalf("exit reported for a live process: %v", x)
+	default:
+	}
+
+	ctx, cancel = context.WithCancel(context.Background())
+	defer cancel()
+	a2 := &attachment{key: a.key}
+	go m.watchExit(ctx, a2)
+	testenv.Eventually(t, "pidfd watched again", a2.exitWatched.Load)
+	killed := time.Now()
+	stopProcess(proc)
+	select {
+	case x := <-m.exits:
+		if x.a != a2 || x.at.Before(killed) {
+			t.Fatalf("exit notice %+v", x)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("exit not reported")
 	}
 }

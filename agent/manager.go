@@ -17,6 +17,7 @@ import (
 	"github.com/cilium/ebpf"
 	"go.uber.org/zap"
 
+	"github.com/routerscope/routerscope/agent/spans"
 	"github.com/routerscope/routerscope/internal/readlimit"
 	"github.com/routerscope/routerscope/probes"
 )
@@ -37,7 +38,7 @@ const (
 type manager struct {
 	attach Attacher
 	log    *zap.Logger
-	asm    *Assembler
+	asm    *spans.Assembler
 	pipe   *Pipeline
 	met    *metrics
 	o      runOptions
@@ -72,7 +73,13 @@ type manager struct {
 	// handled counts the events read, for the drain at stop.
 	handled atomic.Uint64
 	// exits delivers the exits of attached processes (exitwatch.go).
-	exits   chan exitNotice
+	exits chan exitNotice
+	// sweepIdle is set while the sweep is stopped (sweep.go); wake
+	// restarts it.
+	sweepIdle atomic.Bool
+	wake      chan struct{}
+	// seen is the activity the last sweep saw.
+	seen    activity
 	readers sync.WaitGroup
 	// closing tracks the captures of detached processes still closing in
 	// the background (see detach).
@@ -88,6 +95,9 @@ type attachment struct {
 	cancel context.CancelFunc
 	done   chan struct{}
 	lost   uint64
+	// exitWatched is set while a pidfd watches the process's exit
+	// (exitwatch.go): the sweep then need not poll its liveness.
+	exitWatched atomic.Bool
 }
 
 func (m *manager) spec(w match) string {
@@ -373,6 +383,9 @@ func (m *manager) read(ctx context.Context, a *attachment) {
 		}
 		m.asm.Handle(ev)
 		m.handled.Add(1)
+		if m.sweepIdle.Load() {
+			m.wakeSweep()
+		}
 	}
 }
 

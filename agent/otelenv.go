@@ -3,6 +3,7 @@ package agent
 import (
 	"fmt"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -122,7 +123,7 @@ func applyExporterEnv(e *Exporter, getenv func(string) string) error {
 		typeSet = true
 	}
 	if name, v := otlp("PROTOCOL"); v != "" {
-		if !contains(protocols, v) {
+		if !slices.Contains(protocols, v) {
 			return fmt.Errorf("%w: %s=%q: want %s (http/json is not supported)", ErrConfig, name, v, list(protocols))
 		}
 		e.Protocol = v

@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"reflect"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+	"golang.org/x/sys/unix"
 
 	"github.com/routerscope/routerscope/internal/readlimit"
 	"github.com/routerscope/routerscope/probes"
@@ -28,11 +30,12 @@ const (
 )
 
 // startWatch polls the config file and the probe files every
-// WatchInterval and signals reloads when their content changed. Polling a
-// hash once a second costs a few small reads and works where inotify does
-// not: a Kubernetes ConfigMap volume swaps a symlink to a new directory,
-// which a watch on the file itself misses. The returned function stops
-// the watcher and waits for it.
+// WatchInterval and signals reloads when their content changed. Polling
+// works where a watch on the file itself does not: a Kubernetes ConfigMap
+// volume swaps a symlink to a new directory. Each poll only stats the
+// files (following symlinks); they are read and hashed only when a stamp
+// moved, so an idle agent does not re-read its config every second (see
+// fileStamps). The returned function stops the watcher and waits for it.
 func (m *manager) startWatch(ctx context.Context, reloads chan<- struct{}) func() {
 	if m.o.reload == nil || m.cfg.Agent.WatchInterval <= 0 {
 		return func() {}
@@ -45,6 +48,7 @@ func (m *manager) startWatch(ctx context.Context, reloads chan<- struct{}) func(
 	// watcher reads it through this mutex-guarded copy.
 	var mu sync.Mutex
 	list := files()
+	stamps := fileStamps(list)
 	last := hashFiles(list)
 	m.onReload = func(cfg Config) {
 		mu.Lock()
@@ -52,6 +56,7 @@ func (m *manager) startWatch(ctx context.Context, reloads chan<- struct{}) func(
 		// The new list is the baseline from now on: a file added to it is
 		// not a change (the reload just read it).
 		list = watchedFiles(cfg)
+		stamps = fileStamps(list)
 		last = hashFiles(list)
 	}
 	wg.Go(func() {
@@ -64,9 +69,13 @@ func (m *manager) startWatch(ctx context.Context, reloads chan<- struct{}) func(
 			case <-t.C:
 			}
 			mu.Lock()
-			cur := hashFiles(list)
-			changed := cur != last
-			last = cur
+			changed := false
+			if st := fileStamps(list); st != stamps {
+				stamps = st
+				cur := hashFiles(list)
+				changed = cur != last
+				last = cur
+			}
 			mu.Unlock()
 			if !changed {
 				continue
@@ -123,6 +132,34 @@ func hashFiles(files []string) [32]byte {
 		}
 		h.Write([]byte{1})
 		h.Write(data)
+	}
+	var sum [32]byte
+	copy(sum[:], h.Sum(nil))
+	return sum
+}
+
+// fileStamps digests what stat says of each file (following symlinks):
+// device, inode, size, modification and change times, or the error. A
+// write changes the times (and the change time cannot be set back by the
+// writer), a replaced file or a swapped ConfigMap symlink the inode: when
+// the stamps are equal the contents are taken as unchanged, without
+// reading them.
+func fileStamps(files []string) [32]byte {
+	h := sha256.New()
+	var buf []byte
+	for _, f := range files {
+		buf = append(buf[:0], f...)
+		buf = append(buf, 0)
+		var st unix.Stat_t
+		if err := unix.Stat(f, &st); err != nil {
+			buf = append(buf, err.Error()...)
+		} else {
+			for _, v := range []uint64{st.Dev, st.Ino, uint64(st.Size), uint64(st.Mode),
+				uint64(st.Mtim.Sec), uint64(st.Mtim.Nsec), uint64(st.Ctim.Sec), uint64(st.Ctim.Nsec)} {
+				buf = binary.LittleEndian.AppendUint64(buf, v)
+			}
+		}
+		h.Write(buf)
 	}
 	var sum [32]byte
 	copy(sum[:], h.Sum(nil))

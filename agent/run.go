@@ -13,6 +13,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/routerscope/routerscope/agent/spans"
 	"github.com/routerscope/routerscope/probes"
 )
 
@@ -78,7 +79,7 @@ type AttachRequest struct {
 	// Empty when the process could not be read.
 	Executable string
 	// BuildID identifies the executable (see BuildID); empty when it could
-	// not be read. Resolutions are cached by it (see ResolveCache).
+	// not be read. cmd/routerscope caches resolutions by it.
 	BuildID string
 	// ProbeDigest is a digest of the probe files' paths and contents, as
 	// read when the config was (re)loaded: with BuildID it keys the
@@ -110,6 +111,7 @@ type runOptions struct {
 	probeCheck    func(path string) error
 	resolveCheck  func(req AttachRequest) error
 	kernelStats   KernelStats
+	sweepHook     func(running bool)
 	scanned       func() // after each discovery tick (tests count scans)
 }
 
@@ -242,7 +244,7 @@ func Run(ctx context.Context, cfg Config, attach Attacher, log *zap.Logger, opts
 	if err != nil {
 		return err
 	}
-	asm := NewAssembler(pipe.Emit, cfg.Agent.MaxSpanAge)
+	asm := spans.NewAssembler(pipe.Emit, cfg.Agent.MaxSpanAge)
 	met = newMetrics(asm, pipe)
 	if o.kernelStats != nil {
 		met.reg.MustRegister(newKernelCollector(o.kernelStats))
@@ -254,7 +256,7 @@ func Run(ctx context.Context, cfg Config, attach Attacher, log *zap.Logger, opts
 	defer stopReading()
 	m := &manager{attach: attach, log: log, asm: asm, pipe: pipe, met: met, o: o, host: hostFromEnv(o.getenv),
 		cfg: cfg, ratio: ratio, paused: !attachAny, digests: digests, atts: map[procKey]*attachment{}, procs: procCache{}, retryAt: map[procKey]time.Time{},
-		readCtx: readCtx, ended: make(chan *attachment), exits: make(chan exitNotice)}
+		readCtx: readCtx, ended: make(chan *attachment), exits: make(chan exitNotice), wake: make(chan struct{}, 1)}
 	// Watch from before the first attach, so an edit made while attaching
 	// is not taken for the baseline.
 	reloads := make(chan struct{}, 1)
@@ -291,7 +293,7 @@ func Run(ctx context.Context, cfg Config, attach Attacher, log *zap.Logger, opts
 	// each through its process's provider, which the flush then drains.
 	sweep(asm, o, log)
 	if n := asm.EndAll(o.now()); n > 0 {
-		log.Info("ended open spans as failed", zap.Int(LogKeyCount, n), zap.String(LogKeyReason, ReasonAgentStopped))
+		log.Info("ended open spans as failed", zap.Int(LogKeyCount, n), zap.String(LogKeyReason, spans.ReasonAgentStopped))
 	}
 	shutdown(ctx, pipe, m.cfg, log)
 	m.detachAll(reasonStopped)
@@ -306,7 +308,9 @@ func Run(ctx context.Context, cfg Config, attach Attacher, log *zap.Logger, opts
 }
 
 // loop runs discovery, sweeps and reloads until ctx ends or, with only
-// targets, nothing is attached any more.
+// targets, nothing is attached any more. The sweep runs while there is
+// something for it to do and stops when an idle agent has nothing (see
+// sweepMayStop).
 func (m *manager) loop(ctx context.Context, reloads <-chan struct{}) {
 	sweepTick := time.NewTicker(m.o.sweepInterval)
 	defer sweepTick.Stop()
@@ -352,6 +356,17 @@ func (m *manager) loop(ctx context.Context, reloads <-chan struct{}) {
 			for _, a := range m.atts {
 				m.countLost(a)
 			}
+			if m.sweepMayStop() {
+				sweepTick.Stop()
+				if m.o.sweepHook != nil {
+					m.o.sweepHook(false)
+				}
+			}
+		case <-m.wake:
+			sweepTick.Reset(m.o.sweepInterval)
+			if m.o.sweepHook != nil {
+				m.o.sweepHook(true)
+			}
 		case <-m.o.hup:
 			m.reloadConfig(ctx, "signal")
 			rearmScan()
@@ -378,7 +393,7 @@ func (m *manager) scan(ctx context.Context) {
 
 // sweep ends the spans of exited processes and the spans whose return was
 // lost.
-func sweep(asm *Assembler, o runOptions, log *zap.Logger) {
+func sweep(asm *spans.Assembler, o runOptions, log *zap.Logger) {
 	now := o.now()
 	for _, pid := range asm.OpenPIDs() {
 		if !o.alive(pid) {
@@ -429,6 +444,9 @@ func (t Target) String() string {
 // withSweepInterval sets how often open spans are checked for expiry and
 // exited processes (tests shorten it).
 func withSweepInterval(d time.Duration) Option { return func(o *runOptions) { o.sweepInterval = d } }
+
+// withSweepHook is told when the sweep stops (idle) and starts again.
+func withSweepHook(f func(running bool)) Option { return func(o *runOptions) { o.sweepHook = f } }
 
 // withScanned calls f after each discovery tick, so a test can wait for
 // scans instead of sleeping through them.

@@ -10,6 +10,8 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	sy "github.com/routerscope/routerscope/internal/strictyaml"
+
 	"github.com/routerscope/routerscope/internal/readlimit"
 )
 
@@ -86,5 +88,5 @@ func HasAgentSection(path string) bool {
 		return false
 	}
 	root := doc.Content[0]
-	return lookup(root, "observability") != nil || lookup(root, "routerscope") != nil
+	return sy.Lookup(root, "observability") != nil || sy.Lookup(root, "routerscope") != nil
 }

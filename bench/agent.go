@@ -60,17 +60,14 @@ func runAgent(args []string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	attach := func(ctx context.Context, req agent.AttachRequest) (agent.EventSource, error) {
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
-		return attachProbes(req, place, *propagation, *statsPath)
+		return attachProbes(ctx, req, place, *propagation, *statsPath)
 	}
 	return agent.Run(ctx, cfg, attach, log)
 }
 
 // attachProbes resolves the request's probe files against its target and
 // attaches them.
-func attachProbes(req agent.AttachRequest, place probes.Placement, propagation bool, statsPath string) (agent.EventSource, error) {
+func attachProbes(ctx context.Context, req agent.AttachRequest, place probes.Placement, propagation bool, statsPath string) (agent.EventSource, error) {
 	path := req.Executable
 	if path == "" {
 		path = req.Target.Binary
@@ -105,7 +102,7 @@ func attachProbes(req agent.AttachRequest, place probes.Placement, propagation b
 	}
 	opts.SampleRatio = probes.Ratio(req.SampleRatio) // as routerscope run does
 
-	tr, err := probes.Attach(prog, req.Target.PID, opts)
+	tr, err := probes.Attach(ctx, prog, req.Target.PID, opts)
 	if err != nil {
 		return nil, err
 	}

@@ -56,9 +56,12 @@ type params struct {
 	idle time.Duration
 	// goBench runs the agent's Go benchmarks for allocations per span.
 	goBench bool
-	// only keeps the setups whose names it matches, and the baseline
+	// only runs one part alone ("idle" or "stress"): the agent's own
+	// figures without the latency rounds.
+	only string
+	// pick keeps the setups whose names it matches, and the baseline
 	// (--setups; nil: all).
-	only *regexp.Regexp
+	pick *regexp.Regexp
 	// agentBefore is another build of the bench (`go build ./bench` of an
 	// earlier commit) whose agent runs as an extra always_on entry-only
 	// setup, for a before/after comparison in one interleaved run.
@@ -90,17 +93,21 @@ func runBench(args []string) error {
 	fs.BoolVar(&p.short, "short", false, "quick run: 2 rounds, fewer requests, no placement or propagation variants, a shorter stress")
 	fs.DurationVar(&p.idle, "idle", 10*time.Second, "how long to measure the CPU of an attached agent with no requests")
 	fs.BoolVar(&p.goBench, "go-bench", true, "run the agent's Go benchmarks (allocations per span)")
-	only := fs.String("setups", "", "run only the setups whose names match this regular expression, and the router alone (e.g. 'entry-only|propagation|SDK')")
+	fs.StringVar(&p.only, "only", "", "run one part alone: idle (an attached agent's CPU with no requests) or stress (the span rate, CPU and RSS into the collector)")
+	pick := fs.String("setups", "", "run only the setups whose names match this regular expression, and the router alone (e.g. 'entry-only|propagation|SDK')")
 	fs.StringVar(&p.agentBefore, "agent-before", "", "a bench binary built from an earlier commit: its agent runs as one more always_on entry-only setup, for before/after in one interleaved run")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if *only != "" {
-		re, err := regexp.Compile(*only)
+	if p.only != "" && p.only != "idle" && p.only != "stress" {
+		return fmt.Errorf("--only %q: want idle or stress", p.only)
+	}
+	if *pick != "" {
+		re, err := regexp.Compile(*pick)
 		if err != nil {
 			return fmt.Errorf("--setups: %w", err)
 		}
-		p.only = re
+		p.pick = re
 	}
 	if p.short {
 		// Only what was not set on the command line.
@@ -208,6 +215,9 @@ func bench(ctx context.Context, p params) (*Report, error) {
 		return nil, err
 	}
 	rep := newReport(p)
+	if p.only != "" {
+		return rep, benchOnly(ctx, p, bins, rep)
+	}
 	logf("uprobe floor: %d calls x %d rounds", p.floorCalls, 5)
 	if rep.Floor, err = measureFloor(bins.floor, p.floorCalls, 5); err != nil {
 		return nil, err
@@ -237,6 +247,28 @@ func bench(ctx context.Context, p params) (*Report, error) {
 		}
 	}
 	return rep, nil
+}
+
+// benchOnly runs the one part p.only names.
+func benchOnly(ctx context.Context, p params, bins binaries, rep *Report) error {
+	var err error
+	switch p.only {
+	case "stress":
+		logf("agent stress")
+		rep.Stress, err = stress(ctx, p, bins)
+	case "idle":
+		srv, serr := startServers(p, bins, 0)
+		defer srv.stop()
+		if serr != nil {
+			return serr
+		}
+		s := idleSetup(p.setups)
+		logf("idle agent (%s): %v", s.name, p.idle)
+		if rep.Idle, err = measureIdle(ctx, p, bins, srv, s, p.idle); err != nil {
+			err = fmt.Errorf("idle agent: %w", err)
+		}
+	}
+	return err
 }
 
 // logf prints progress on stderr; the report goes to stdout.

@@ -106,10 +106,10 @@ func buildSetups(p params) (all []setup, skipped []string, err error) {
 		// by that prefix and must keep finding the current build's.
 		all = append(all, setup{name: beforeSetup, sampling: "always_on", placement: "prologue", probes: p.probesEntry, agentBin: p.agentBefore})
 	}
-	if p.only != nil {
+	if p.pick != nil {
 		kept := all[:1] // the router alone: every added figure is against it
 		for _, s := range all[1:] {
-			if p.only.MatchString(s.name) {
+			if p.pick.MatchString(s.name) {
 				kept = append(kept, s)
 			} else {
 				skipped = append(skipped, fmt.Sprintf("%s: not matched by --setups", s.name))

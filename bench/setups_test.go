@@ -72,7 +72,7 @@ func TestBuildSetupsOnlyAndBefore(t *testing.T) {
 	if err := os.WriteFile(entry, []byte("probes:\n  - symbol: main.a\n    span: a\n    end: next\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	p := params{out: dir, probesRet: entry, probesEntry: entry, only: regexp.MustCompile("entry-only|propagation"), agentBefore: "/old/bench"}
+	p := params{out: dir, probesRet: entry, probesEntry: entry, pick: regexp.MustCompile("entry-only|propagation"), agentBefore: "/old/bench"}
 	all, skipped, err := buildSetups(p)
 	if err != nil {
 		t.Fatal(err)

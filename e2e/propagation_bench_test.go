@@ -61,7 +61,7 @@ func BenchmarkPropagation(b *testing.B) {
 			if c.attach {
 				opts := probes.DefaultOptions()
 				opts.Propagation = c.prop
-				tr, err := probes.Attach(prog, pid, opts)
+				tr, err := probes.Attach(b.Context(), prog, pid, opts)
 				if err != nil {
 					b.Fatal(err)
 				}

@@ -194,19 +194,23 @@ const tracerQueue = 256
 // uprobes of prog to the process pid (pid 0: every process running
 // prog.Binary). An agent tracing many processes shares one Capture
 // instead (Capture.Attach). A failed Attach detaches and frees what it had
-// set up.
-func Attach(prog *Program, pid int, opts Options) (*Tracer, error) {
+// set up; so does a ctx done before or while it attaches, and the error
+// then wraps ctx.Err().
+func Attach(ctx context.Context, prog *Program, pid int, opts Options) (*Tracer, error) {
 	if err := checkTarget(prog, pid); err != nil {
 		return nil, err
 	}
 	if _, _, err := checkOptions(opts); err != nil {
 		return nil, err
 	}
+	if err := attachCanceled(ctx, pid); err != nil {
+		return nil, err
+	}
 	c, err := NewCapture(CaptureOptions{RingBufferBytes: opts.RingBufferBytes, PerfEventLinks: opts.PerfEventLinks})
 	if err != nil {
 		return nil, fmt.Errorf("attach: %w", err)
 	}
-	t, err := c.Attach(prog, pid, opts)
+	t, err := c.Attach(ctx, prog, pid, opts)
 	if err != nil {
 		c.Close()
 		return nil, err
@@ -225,6 +229,16 @@ func checkTarget(prog *Program, pid int) error {
 	return nil
 }
 
+// attachCanceled returns an error wrapping ctx.Err() once ctx is done: an
+// attach checks it between steps and between links, so a caller that
+// gives up (the agent stopping) does not wait for the rest.
+func attachCanceled(ctx context.Context, pid int) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("attach pid %d: %w", pid, err)
+	}
+	return nil
+}
+
 // Attach writes prog's descriptors into the Capture (once per Program,
 // shared by its processes) and attaches its uprobes, filtered to pid
 // (0: every process running prog.Binary). The ring buffer size and link
@@ -234,9 +248,14 @@ func checkTarget(prog *Program, pid int) error {
 // before its old Tracer is closed (the agent re-attaches a process whose
 // config changed while the old uprobes are still being removed): records
 // go to the newest Tracer that knows their probe. A failed Attach detaches
-// and frees what it had set up.
-func (c *Capture) Attach(prog *Program, pid int, opts Options) (*Tracer, error) {
+// and frees what it had set up. A ctx done before or while it attaches
+// stops it: what it attached is detached and freed, and the error wraps
+// ctx.Err().
+func (c *Capture) Attach(ctx context.Context, prog *Program, pid int, opts Options) (*Tracer, error) {
 	if err := checkTarget(prog, pid); err != nil {
+		return nil, err
+	}
+	if err := attachCanceled(ctx, pid); err != nil {
 		return nil, err
 	}
 	_, bound, err := checkOptions(opts)
@@ -286,6 +305,12 @@ func (c *Capture) Attach(prog *Program, pid int, opts Options) (*Tracer, error) 
 		t.Close()
 		return nil, fmt.Errorf("attach: %w", err)
 	}
+	// Given up before anything is attached: the earlier Tracer of the
+	// process keeps its uprobes.
+	if err := attachCanceled(ctx, pid); err != nil {
+		t.Close()
+		return nil, err
+	}
 	// A Tracer of this process not closed yet (the agent closes a
 	// detached one in the background) loses its uprobes now: two sets on
 	// one function would open every span twice.
@@ -295,7 +320,7 @@ func (c *Capture) Attach(prog *Program, pid int, opts Options) (*Tracer, error) 
 			return nil, fmt.Errorf("attach: detach the earlier uprobes of pid %d: %w", pid, err)
 		}
 	}
-	if err := t.setup(prog, pid, opts); err != nil {
+	if err := t.setup(ctx, prog, pid, opts); err != nil {
 		t.Close()
 		return nil, err
 	}
@@ -351,8 +376,11 @@ func (t *Tracer) ownsID(id uint32) bool {
 	return int(id) >= t.base && int(id) < t.base+len(t.byID)
 }
 
-// setup attaches the uprobes.
-func (t *Tracer) setup(prog *Program, pid int, opts Options) error {
+// setup attaches the uprobes, stopping when ctx is done.
+func (t *Tracer) setup(ctx context.Context, prog *Program, pid int, opts Options) error {
+	if err := attachCanceled(ctx, pid); err != nil {
+		return err
+	}
 	ex, err := link.OpenExecutable(prog.Binary)
 	if err != nil {
 		return fmt.Errorf("attach: open executable %s: %w", prog.Binary, err)
@@ -394,10 +422,13 @@ func (t *Tracer) setup(prog *Program, pid int, opts Options) error {
 			return err
 		}
 	}
+	if err := attachCanceled(ctx, pid); err != nil {
+		return err
+	}
 	if err := t.attachPropagation(pid, opts.Propagation); err != nil {
 		return err
 	}
-	links, err := t.linker.attach(ex, t.c.mode, pid)
+	links, err := t.linker.attach(ctx, ex, t.c.mode, pid)
 	t.links = links
 	return err
 }

@@ -283,7 +283,7 @@ func TestCaptureSamplingRatioZero(t *testing.T) {
 	fib := s.add("main.fib")
 	s.add("main.mark")
 	proc := startTraced(t, bin)
-	tr, err := Attach(s.program(), proc.cmd.Process.Pid, Options{SampleRatio: Ratio(0)})
+	tr, err := Attach(t.Context(), s.program(), proc.cmd.Process.Pid, Options{SampleRatio: Ratio(0)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -322,7 +322,7 @@ func TestCaptureCloseDetaches(t *testing.T) {
 	s.add("main.mark")
 	fds := openFDs(t)
 
-	tr, err := Attach(s.program(), proc.cmd.Process.Pid, DefaultOptions())
+	tr, err := Attach(t.Context(), s.program(), proc.cmd.Process.Pid, DefaultOptions())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -366,7 +366,7 @@ func TestCaptureFailedAttachUndoes(t *testing.T) {
 	// Several uprobes attach before this one fails: past the end of the file.
 	bad.ReturnOffsets = append(bad.ReturnOffsets, 1<<40)
 	fds := openFDs(t)
-	tr, err := Attach(s.program(), proc.cmd.Process.Pid, DefaultOptions())
+	tr, err := Attach(t.Context(), s.program(), proc.cmd.Process.Pid, DefaultOptions())
 	if err == nil {
 		tr.Close()
 		t.Fatal("attach at an offset past the end of the binary succeeded")
@@ -392,7 +392,7 @@ func TestCaptureLostEvents(t *testing.T) {
 	// into the Tracer's queue (tracerQueue) and then waits, since nothing
 	// reads the Tracer; the rest is lost, and every span is either sent or
 	// counted lost, whole.
-	tr, err := Attach(s.program(), proc.cmd.Process.Pid, Options{RingBufferBytes: os.Getpagesize()})
+	tr, err := Attach(t.Context(), s.program(), proc.cmd.Process.Pid, Options{RingBufferBytes: os.Getpagesize()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -419,7 +419,7 @@ func TestCaptureSamplingRatio(t *testing.T) {
 	s := newProbeSet(t, bin)
 	fib := s.add("main.fib")
 	proc := startTraced(t, bin)
-	tr, err := Attach(s.program(), proc.cmd.Process.Pid, Options{SampleRatio: Ratio(0.5)})
+	tr, err := Attach(t.Context(), s.program(), proc.cmd.Process.Pid, Options{SampleRatio: Ratio(0.5)})
 	if err != nil {
 		t.Fatal(err)
 	}

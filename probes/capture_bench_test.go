@@ -50,7 +50,7 @@ func BenchmarkUprobeCall(b *testing.B) {
 				w := s.add("main.work")
 				w.Entry = []Fetch{{Attr: 0, Kind: KindInt, Size: 8, Loc: inRegs(RegRAX)}}
 				var err error
-				tr, err = Attach(s.program(), proc.cmd.Process.Pid, Options{Placement: c.placement, SampleRatio: c.ratio})
+				tr, err = Attach(b.Context(), s.program(), proc.cmd.Process.Pid, Options{Placement: c.placement, SampleRatio: c.ratio})
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -114,7 +114,7 @@ func BenchmarkNestedTrace(b *testing.B) {
 			f := s.add("main.fib")
 			f.Entry = []Fetch{{Attr: 0, Kind: KindInt, Size: 8, Loc: inRegs(RegRAX)}}
 			f.Return = []Fetch{{Attr: 1, Kind: KindInt, Size: 8, Loc: inRegs(RegRAX)}}
-			tr, err := Attach(s.program(), proc.cmd.Process.Pid, Options{SampleRatio: c.ratio})
+			tr, err := Attach(b.Context(), s.program(), proc.cmd.Process.Pid, Options{SampleRatio: c.ratio})
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -50,7 +50,7 @@ func TestCaptureSixtyFourProcesses(t *testing.T) {
 	for i := range n {
 		p := startTraced(t, bin)
 		start := time.Now()
-		tr, err := c.Attach(prog, p.cmd.Process.Pid, DefaultOptions())
+		tr, err := c.Attach(t.Context(), prog, p.cmd.Process.Pid, DefaultOptions())
 		took := time.Since(start)
 		slowest = max(slowest, took)
 		if err != nil {

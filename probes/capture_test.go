@@ -75,7 +75,7 @@ func TestCaptureSharedByProcesses(t *testing.T) {
 	tracers := make([]*Tracer, n)
 	for i := range n {
 		procs[i] = startTraced(t, bin)
-		tr, err := c.Attach(prog, procs[i].cmd.Process.Pid, DefaultOptions())
+		tr, err := c.Attach(t.Context(), prog, procs[i].cmd.Process.Pid, DefaultOptions())
 		if err != nil {
 			t.Fatalf("attach process %d: %v", i, err)
 		}
@@ -185,7 +185,7 @@ func TestCaptureSharedByProcesses(t *testing.T) {
 	// A process re-attached before its old Tracer closes (the agent's
 	// config change): the new Tracer gets the records, and the old one's
 	// Close leaves the process's counters and routing to it.
-	re, err := c.Attach(prog, procs[1].cmd.Process.Pid, DefaultOptions())
+	re, err := c.Attach(t.Context(), prog, procs[1].cmd.Process.Pid, DefaultOptions())
 	if err != nil {
 		t.Fatalf("re-attach: %v", err)
 	}

@@ -58,7 +58,7 @@ func TestCaptureChurn(t *testing.T) {
 	// A first attach loads what the Capture loads once (the propagation
 	// programs); the count starts after it.
 	warm := startTraced(t, bin)
-	tr, err := c.Attach(prog, warm.cmd.Process.Pid, DefaultOptions())
+	tr, err := c.Attach(t.Context(), prog, warm.cmd.Process.Pid, DefaultOptions())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,7 +85,7 @@ func TestCaptureChurn(t *testing.T) {
 		started := time.Now()
 		p := startTraced(t, bin)
 		attaching := time.Now()
-		tr, err := c.Attach(prog, p.cmd.Process.Pid, DefaultOptions())
+		tr, err := c.Attach(t.Context(), prog, p.cmd.Process.Pid, DefaultOptions())
 		if err != nil {
 			t.Fatalf("slot %d: attach: %v", i, err)
 		}

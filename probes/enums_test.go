@@ -3,9 +3,8 @@ package probes
 import (
 	"testing"
 
+	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/btf"
-
-	"github.com/routerscope/routerscope/bpf"
 )
 
 // kernelOnly marks an enumerator user space has no copy of.
@@ -17,10 +16,10 @@ const kernelOnly = -1
 // kernelOnly, and the values must agree. A value added or changed on one
 // side only fails.
 func TestSharedEnumsMatchBTF(t *testing.T) {
-	spec, err := bpf.LoadCapture()
-	if err != nil {
-		t.Fatalf("load capture collection spec: %v", err)
-	}
+	forEachCaptureObject(t, checkSharedEnums)
+}
+
+func checkSharedEnums(t *testing.T, spec *ebpf.CollectionSpec) {
 	shared := map[string]map[string]int64{
 		"reg": {
 			"REG_RAX": int64(RegRAX), "REG_RBX": int64(RegRBX), "REG_RCX": int64(RegRCX),

@@ -87,10 +87,12 @@ const (
 	// 2*MaxFetches+1 values at their bounds.
 	recordMax = evLen + (2*MaxFetches+1)*valSize
 
-	// struct entry_vals
-	entryValsRegs = 8
-	entryValsData = entryValsRegs + int(NumRegs)*8
-	entryValsLen  = entryValsData + MaxFetches*valSize
+	// struct entry_vals (struct entry_small is its prefix)
+	entryValsLenOff = 0
+	entryValsNOff   = 4
+	entryValsRegs   = 8
+	entryValsData   = entryValsRegs + int(NumRegs)*8
+	entryValsLen    = entryValsData + MaxFetches*valSize
 
 	// struct probe_counters: seven u64 in this order.
 	pcEntries   = 0

@@ -139,7 +139,7 @@ func TestAttachOffOutsideRange(t *testing.T) {
 	}
 
 	PartCapture.Min, PartCapture.Max = future, future
-	if tr, err := Attach(s.program(), proc.cmd.Process.Pid, DefaultOptions()); !errors.Is(err, ErrUnverifiedGo) {
+	if tr, err := Attach(t.Context(), s.program(), proc.cmd.Process.Pid, DefaultOptions()); !errors.Is(err, ErrUnverifiedGo) {
 		if tr != nil {
 			tr.Close()
 		}

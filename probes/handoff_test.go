@@ -124,7 +124,7 @@ func TestHandOffUnsampled(t *testing.T) {
 	par := s.add("main.parallel")
 	work := s.add("main.work")
 	proc := startTraced(t, bin)
-	tr, err := Attach(s.program(), proc.cmd.Process.Pid, Options{HandOff: true, SampleRatio: Ratio(0.5)})
+	tr, err := Attach(t.Context(), s.program(), proc.cmd.Process.Pid, Options{HandOff: true, SampleRatio: Ratio(0.5)})
 	if err != nil {
 		t.Fatal(err)
 	}

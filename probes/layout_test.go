@@ -1,8 +1,10 @@
 package probes
 
 import (
+	"path/filepath"
 	"testing"
 
+	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/btf"
 
 	"github.com/routerscope/routerscope/bpf"
@@ -11,13 +13,31 @@ import (
 // TestLayout checks the offsets the decoder and the descriptor encoder use
 // against the BTF of the compiled kernel object, so C and Go cannot drift.
 func TestLayout(t *testing.T) {
-	spec, err := bpf.LoadCapture()
+	forEachCaptureObject(t, checkLayout)
+}
+
+// forEachCaptureObject runs check on the BTF of each committed capture
+// object: amd64's and arm64's (the agent loads whichever its host runs;
+// its BTF reads the same on any host).
+func forEachCaptureObject(t *testing.T, check func(*testing.T, *ebpf.CollectionSpec)) {
+	amd, err := bpf.LoadCapture()
 	if err != nil {
-		t.Fatalf("load capture collection spec: %v", err)
+		t.Fatalf("load the amd64 capture object: %v", err)
 	}
+	arm, err := ebpf.LoadCollectionSpec(filepath.Join("..", "bpf", "capturearm64_arm64_bpfel.o"))
+	if err != nil {
+		t.Fatalf("load the arm64 capture object: %v", err)
+	}
+	t.Run("amd64", func(t *testing.T) { check(t, amd) })
+	t.Run("arm64", func(t *testing.T) { check(t, arm) })
+}
+
+func checkLayout(t *testing.T, spec *ebpf.CollectionSpec) {
+	// size is the width the Go side reads or writes the field with.
 	type field struct {
 		name string
 		off  int
+		size int
 	}
 	cases := []struct {
 		strct  string
@@ -25,30 +45,41 @@ func TestLayout(t *testing.T) {
 		fields []field
 	}{
 		{"fetch_desc", fdLen, []field{
-			{"kind", fdKind}, {"size", fdSize}, {"in_regs", fdInRegs}, {"nregs", fdNRegs},
-			{"regs", fdRegs}, {"base", fdBase}, {"noffsets", fdNOffsets}, {"offsets", fdOffsets},
+			{"kind", fdKind, 1}, {"size", fdSize, 1}, {"in_regs", fdInRegs, 1}, {"nregs", fdNRegs, 1},
+			{"regs", fdRegs, len(Location{}.Regs)}, {"base", fdBase, 1}, {"noffsets", fdNOffsets, 1},
+			{"offsets", fdOffsets, 8 * MaxOffsets},
 		}},
 		{"probe_desc", pdLen, []field{
-			{"n_entry", pdNEntry}, {"n_return", pdNReturn}, {"parent_id", pdParentID},
-			{"has_error", pdHasError}, {"entry", pdEntry}, {"ret", pdReturn}, {"err", pdErr}, {"flags", pdFlags},
+			{"n_entry", pdNEntry, 4}, {"n_return", pdNReturn, 4}, {"parent_id", pdParentID, 4},
+			{"has_error", pdHasError, 4}, {"entry", pdEntry, MaxFetches * fdLen}, {"ret", pdReturn, MaxFetches * fdLen},
+			{"err", pdErr, fdLen}, {"flags", pdFlags, 4},
 		}},
 		{"value", valSize, []field{
-			{"word", valWord}, {"word2", valWord2}, {"len", valLen}, {"flags", valFlags},
-			{"kind", valKind}, {"elem_len", valElemLen}, {"data", valData},
+			{"word", valWord, 8}, {"word2", valWord2, 8}, {"len", valLen, 2}, {"flags", valFlags, 1},
+			{"kind", valKind, 1}, {"elem_len", valElemLen, MaxListElems}, {"data", valData, valDataLen},
 		}},
 		{"event", evLen, []field{
-			{"kind", evKind}, {"flags", evFlags}, {"n_entry", evNEntry}, {"n_return", evNReturn},
-			{"probe_id", evProbeID}, {"pid", evPID}, {"tid", evTID}, {"goroutine", evGoroutine},
-			{"start_ns", evStart}, {"end_ns", evEnd}, {"trace_hi", evTraceHi}, {"trace_lo", evTraceLo},
-			{"span_id", evSpanID}, {"parent_span_id", evParentSpanID}, {"size", evSize},
-			{"entry_len", evEntryLen}, {"has_err", evHasErr},
+			{"kind", evKind, 1}, {"flags", evFlags, 1}, {"n_entry", evNEntry, 1}, {"n_return", evNReturn, 1},
+			{"probe_id", evProbeID, 4}, {"pid", evPID, 4}, {"tid", evTID, 4}, {"goroutine", evGoroutine, 8},
+			{"start_ns", evStart, 8}, {"end_ns", evEnd, 8}, {"trace_hi", evTraceHi, 8}, {"trace_lo", evTraceLo, 8},
+			{"span_id", evSpanID, 8}, {"parent_span_id", evParentSpanID, 8}, {"size", evSize, 2},
+			{"entry_len", evEntryLen, 2}, {"has_err", evHasErr, 1},
 		}},
-		{"entry_vals", entryValsLen, []field{{"len", 0}, {"n", 4}, {"regs", entryValsRegs}, {"data", entryValsData}}},
+		{"entry_vals", entryValsLen, []field{
+			{"len", entryValsLenOff, 4}, {"n", entryValsNOff, 4}, {"regs", entryValsRegs, int(NumRegs) * 8},
+			{"data", entryValsData, MaxFetches * valSize},
+		}},
+		// entry_small is entry_vals cut short: takeEntryValues reads
+		// either through entry_vals' offsets.
+		{"entry_small", entryValsData + entrySmallMax, []field{
+			{"len", entryValsLenOff, 4}, {"n", entryValsNOff, 4}, {"regs", entryValsRegs, int(NumRegs) * 8},
+			{"data", entryValsData, entrySmallMax},
+		}},
 		{"probe_counters", pcLen, []field{
-			{"entries", pcEntries}, {"returns", pcReturns}, {"abandoned", pcAbandoned},
-			{"emitted", pcEmitted}, {"overflow", pcOverflow}, {"unmatched", pcUnmatched}, {"skipped", pcSkipped},
+			{"entries", pcEntries, 8}, {"returns", pcReturns, 8}, {"abandoned", pcAbandoned, 8},
+			{"emitted", pcEmitted, 8}, {"overflow", pcOverflow, 8}, {"unmatched", pcUnmatched, 8}, {"skipped", pcSkipped, 8},
 		}},
-		{"config", cfgLen, []field{{"wakeup_bytes", cfgWakeupBytes}, {"sample_bound", cfgSampleBound}, {"reader_idle", cfgReaderIdle}}},
+		{"config", cfgLen, []field{{"wakeup_bytes", cfgWakeupBytes, 8}, {"sample_bound", cfgSampleBound, 8}, {"reader_idle", cfgReaderIdle, 8}}},
 	}
 	for _, c := range cases {
 		var s *btf.Struct
@@ -72,6 +103,9 @@ func TestLayout(t *testing.T) {
 			if got := int(m.Offset.Bytes()); got != f.off {
 				t.Errorf("offsetof(struct %s, %s) = %d in C, %d in Go", c.strct, f.name, got, f.off)
 			}
+			if got, err := btf.Sizeof(m.Type); err != nil || got != f.size {
+				t.Errorf("sizeof(struct %s.%s) = %d (%v) in C, %d in Go", c.strct, f.name, got, err, f.size)
+			}
 		}
 	}
 
@@ -85,6 +119,12 @@ func TestLayout(t *testing.T) {
 				}
 			}
 		}
+	}
+	// recordMax is RECORD_MAX's formula over checked sizes; the kernel
+	// builds a record in struct scratch, which must hold it and one value.
+	var scratch *btf.Struct
+	if err := spec.Types.TypeByName("scratch", &scratch); err != nil || int(scratch.Size) < recordMax+valSize {
+		t.Errorf("struct scratch (%v, %v) cannot hold a record of %d bytes and one value", scratch, err, recordMax)
 	}
 	var ss *btf.Struct
 	if err := spec.Types.TypeByName("span_stack", &ss); err != nil {

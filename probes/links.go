@@ -1,6 +1,7 @@
 package probes
 
 import (
+	"context"
 	"errors"
 	"fmt"
 
@@ -112,14 +113,21 @@ func (l *linker) add(prog *ebpf.Program, sym string, off, cookie uint64) {
 	l.points[prog] = append(l.points[prog], attachPoint{sym, off, cookie})
 }
 
-// attach creates the links; on error the links made so far are returned
-// too, for the caller to close.
-func (l *linker) attach(ex *link.Executable, mode LinkMode, pid int) ([]link.Link, error) {
+// attach creates the links, checking ctx before each one; on error (ctx
+// done included) the links made so far are returned too, for the caller
+// to close.
+func (l *linker) attach(ctx context.Context, ex *link.Executable, mode LinkMode, pid int) ([]link.Link, error) {
 	var links []link.Link
 	for _, prog := range l.order {
+		if err := attachCanceled(ctx, pid); err != nil {
+			return links, err
+		}
 		pts := l.points[prog]
 		if mode == LinkPerfEvent {
 			for _, pt := range pts {
+				if err := attachCanceled(ctx, pid); err != nil {
+					return links, err
+				}
 				lk, err := ex.Uprobe("", prog, &link.UprobeOptions{Address: pt.off, PID: pid, Cookie: pt.cookie})
 				if err != nil {
 					return links, fmt.Errorf("attach uprobe %s at %#x: %w", pt.sym, pt.off, err)

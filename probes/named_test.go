@@ -94,7 +94,7 @@ func TestCaptureNamedBasicTypes(t *testing.T) {
 	if err != nil {
 		t.Fatalf("resolve: %v", err)
 	}
-	tr, err := Attach(prog, proc.cmd.Process.Pid, DefaultOptions())
+	tr, err := Attach(t.Context(), prog, proc.cmd.Process.Pid, DefaultOptions())
 	if err != nil {
 		t.Fatalf("attach: %v", err)
 	}

@@ -1,7 +1,6 @@
 package probes
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -13,6 +12,8 @@ import (
 	"strings"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/routerscope/routerscope/internal/strictyaml"
 )
 
 // An offsets file carries what resolving a probe spec needs from DWARF
@@ -156,9 +157,7 @@ func ReadOffsets(path string) (*Offsets, error) {
 		return nil, fmt.Errorf("%w: %s is larger than %d bytes", ErrOffsets, path, maxOffsetsBytes)
 	}
 	var off Offsets
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(&off); err != nil {
+	if err := strictyaml.Decode(data, &off); err != nil {
 		return nil, fmt.Errorf("%w: %s: %v", ErrOffsets, path, err)
 	}
 	if off.Version != offsetsVersion {

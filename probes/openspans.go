@@ -170,7 +170,7 @@ func (t *Tracer) takeEntryValues(span uint64, small bool) *entryValues {
 	}
 	le := binary.LittleEndian
 	// struct entry_vals (entry_small is its prefix): len, n, regs, data.
-	length, n := le.Uint32(buf[0:]), le.Uint32(buf[4:])
+	length, n := le.Uint32(buf[entryValsLenOff:]), le.Uint32(buf[entryValsNOff:])
 	data := buf[entryValsData:]
 	if uint64(length) > uint64(len(data)) || n > MaxFetches {
 		return nil

@@ -79,7 +79,7 @@ probes:
 	}
 	opts := DefaultOptions()
 	opts.PerfEventLinks = mode == LinkPerfEvent
-	tr, err := Attach(prog, pid, opts)
+	tr, err := Attach(t.Context(), prog, pid, opts)
 	if err != nil {
 		t.Fatalf("attach: %v", err)
 	}

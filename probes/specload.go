@@ -9,6 +9,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/routerscope/routerscope/internal/readlimit"
+	"github.com/routerscope/routerscope/internal/strictyaml"
 )
 
 // Attribute types a spec may declare.
@@ -112,11 +113,11 @@ func (c *specCheck) keys(doc *yaml.Node) {
 		return
 	}
 	c.mapping(doc, "top level", specKeys)
-	include := mapValue(doc, "include")
+	include := strictyaml.Lookup(doc, "include")
 	if include != nil && (include.Kind != yaml.SequenceNode || slices.ContainsFunc(include.Content, func(n *yaml.Node) bool { return n.Kind != yaml.ScalarNode })) {
 		c.add(fmt.Sprintf("include (line %d)", include.Line), "must be a list of probe file paths, e.g. include: [net-http.yaml]")
 	}
-	probes := mapValue(doc, "probes")
+	probes := strictyaml.Lookup(doc, "probes")
 	if probes == nil {
 		if include == nil {
 			c.add("top level", "no `probes:` key; list the functions to trace under it (or include other probe files with `include:`)")
@@ -128,19 +129,19 @@ func (c *specCheck) keys(doc *yaml.Node) {
 		return
 	}
 	for i, p := range probes.Content {
-		where := probeWhere(i, scalar(mapValue(p, "symbol")))
+		where := probeWhere(i, scalar(strictyaml.Lookup(p, "symbol")))
 		if p.Kind != yaml.MappingNode {
 			c.add(where, "line %d: each probe must be a mapping with symbol, span, kind, parent, attributes, error", p.Line)
 			continue
 		}
 		c.mapping(p, where, probeKeys)
-		if attrs := mapValue(p, "attributes"); attrs != nil {
+		if attrs := strictyaml.Lookup(p, "attributes"); attrs != nil {
 			if attrs.Kind != yaml.SequenceNode {
 				c.add(where+".attributes", "line %d: must be a list of {name, from|value, type} items", attrs.Line)
 			} else {
 				for j, a := range attrs.Content {
 					aw := fmt.Sprintf("%s.attributes[%d]", where, j)
-					if n := scalar(mapValue(a, "name")); n != "" {
+					if n := scalar(strictyaml.Lookup(a, "name")); n != "" {
 						aw += " (" + n + ")"
 					}
 					if a.Kind != yaml.MappingNode {
@@ -151,7 +152,7 @@ func (c *specCheck) keys(doc *yaml.Node) {
 				}
 			}
 		}
-		if e := mapValue(p, "error"); e != nil {
+		if e := strictyaml.Lookup(p, "error"); e != nil {
 			if e.Kind != yaml.MappingNode {
 				c.add(where+".error", "line %d: must be a mapping like {from: return:1}", e.Line)
 			} else {
@@ -161,37 +162,22 @@ func (c *specCheck) keys(doc *yaml.Node) {
 	}
 }
 
-// mapping reports keys of m not in allowed, suggesting the closest one.
+// mapping reports keys of m given twice or not in allowed, suggesting the
+// closest allowed one.
 func (c *specCheck) mapping(m *yaml.Node, where string, allowed []string) {
-	seen := map[string]bool{}
-	for k := 0; k+1 < len(m.Content); k += 2 {
-		key := m.Content[k].Value
-		if seen[key] {
-			c.add(where, "line %d: key %q appears twice; keep one", m.Content[k].Line, key)
+	for _, k := range strictyaml.Keys(m) {
+		if k.Repeated {
+			c.add(where, "line %d: key %q appears twice; keep one", k.Line, k.Name)
 		}
-		seen[key] = true
-		if slices.Contains(allowed, key) {
+		if slices.Contains(allowed, k.Name) {
 			continue
 		}
 		fix := "allowed keys: " + strings.Join(allowed, ", ")
-		if s := closestWord(key, allowed); s != "" {
+		if s := closestWord(k.Name, allowed); s != "" {
 			fix = fmt.Sprintf("did you mean %q? (%s)", s, fix)
 		}
-		c.add(where, "line %d: unknown key %q; %s", m.Content[k].Line, key, fix)
+		c.add(where, "line %d: unknown key %q; %s", k.Line, k.Name, fix)
 	}
-}
-
-// mapValue returns the value node of key in mapping m, or nil.
-func mapValue(m *yaml.Node, key string) *yaml.Node {
-	if m == nil || m.Kind != yaml.MappingNode {
-		return nil
-	}
-	for k := 0; k+1 < len(m.Content); k += 2 {
-		if m.Content[k].Value == key {
-			return m.Content[k+1]
-		}
-	}
-	return nil
 }
 
 func scalar(n *yaml.Node) string {

@@ -135,7 +135,7 @@ type session struct {
 func attachSession(t testing.TB, s *probeSet, proc *traced, opts Options) *session {
 	t.Helper()
 	m := s.add("main.mark")
-	tr, err := Attach(s.program(), proc.cmd.Process.Pid, opts)
+	tr, err := Attach(t.Context(), s.program(), proc.cmd.Process.Pid, opts)
 	if err != nil {
 		t.Fatalf("attach: %v", err)
 	}

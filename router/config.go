@@ -1,7 +1,6 @@
 package router
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -12,6 +11,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/routerscope/routerscope/internal/strictyaml"
 )
 
 // ErrInvalidConfig marks every configuration error, for errors.Is.
@@ -139,10 +140,8 @@ func LoadConfig(path string) (*Config, error) {
 
 // ParseConfig decodes strictly, applies defaults and validates.
 func ParseConfig(data []byte) (*Config, error) {
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
 	var cfg Config
-	if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
+	if err := strictyaml.Decode(data, &cfg); err != nil && !errors.Is(err, io.EOF) {
 		return nil, fmt.Errorf("%w: %v", ErrInvalidConfig, err)
 	}
 	cfg.applyDefaults()

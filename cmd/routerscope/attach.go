@@ -6,6 +6,7 @@ import (
 	"sync"
 
 	"github.com/cilium/ebpf/rlimit"
+
 	"github.com/routerscope/routerscope/agent"
 	"github.com/routerscope/routerscope/probes"
 )
@@ -20,7 +21,7 @@ const resolveCacheSize = 16
 // has stopped.
 type engine struct {
 	opts  probes.CaptureOptions
-	cache *agent.ResolveCache
+	cache *resolveCache
 
 	mu sync.Mutex
 	c  *probes.Capture
@@ -44,7 +45,7 @@ func newAttacher(k agent.Kernel) (captureEngine, error) {
 	if err := opts.Check(); err != nil {
 		return captureEngine{}, err
 	}
-	e := &engine{opts: opts, cache: agent.NewResolveCache(resolveCacheSize)}
+	e := &engine{opts: opts, cache: newResolveCache(resolveCacheSize)}
 	return captureEngine{attach: e.attach, stats: e.stats, close: e.close}, nil
 }
 
@@ -80,7 +81,7 @@ func (e *engine) attach(ctx context.Context, req agent.AttachRequest) (agent.Eve
 	opts.SampleRatio = probes.Ratio(req.SampleRatio)
 	opts.Propagation.Extract = req.Propagation.Extract
 	opts.Propagation.Inject = req.Propagation.Inject
-	return c.Attach(prog, req.Target.PID, opts)
+	return c.Attach(ctx, prog, req.Target.PID, opts)
 }
 
 // capture returns the Capture, loading it on first use.

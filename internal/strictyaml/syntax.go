@@ -1,4 +1,4 @@
-package agent
+package strictyaml
 
 import (
 	"bytes"
@@ -14,12 +14,12 @@ const maxLineSearch = 500
 
 var yamlLineRE = regexp.MustCompile(`^yaml: line (\d+): `)
 
-// yamlSyntaxError rewrites yaml.v3's syntax error to name the line of the
-// mistake. yaml.v3 reports the line where the enclosing block began, often
-// lines before the mistake (a mis-indented key under exporter: was
-// reported at tracing:). The first prefix of the document that does not
-// parse ends at the line that broke it.
-func yamlSyntaxError(data []byte, err error) string {
+// SyntaxError rewrites yaml.v3's syntax error err, from parsing data, to
+// name the line of the mistake. yaml.v3 reports the line where the
+// enclosing block began, often lines before the mistake (a mis-indented
+// key under exporter: was reported at tracing:). The first prefix of the
+// document that does not parse ends at the line that broke it.
+func SyntaxError(data []byte, err error) string {
 	msg := err.Error()
 	m := yamlLineRE.FindStringSubmatch(msg)
 	if m == nil {

@@ -1,0 +1,119 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+	"testing"
+
+	"github.com/routerscope/routerscope/internal/testenv"
+)
+
+// configMapDir lays out dir as a Kubernetes ConfigMap volume: the file is
+// a symlink through ..data, itself a symlink to a versioned directory.
+func configMapDir(t *testing.T, dir, version, body string) string {
+	t.Helper()
+	vdir := filepath.Join(dir, version)
+	if err := os.MkdirAll(vdir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(vdir, "agent.yaml"), []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// The kubelet swaps ..data atomically: a new symlink renamed over it.
+	tmp := filepath.Join(dir, "..data_tmp")
+	if err := os.Symlink(version, tmp); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, filepath.Join(dir, "..data")); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "agent.yaml")
+	if _, err := os.Lstat(path); err != nil {
+		if err := os.Symlink(filepath.Join("..data", "agent.yaml"), path); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return path
+}
+
+// TestFileStamps: the stamps move with every kind of change the watcher
+// must see, even one that keeps the size and content (a swapped
+// ConfigMap), and stay put when the files are only read.
+func TestFileStamps(t *testing.T) {
+	dir := t.TempDir()
+	path := configMapDir(t, dir, "..v1", "a: 1\n")
+	other := filepath.Join(dir, "probes.yaml")
+	if err := os.WriteFile(other, []byte("probes: []\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	files := []string{path, other}
+	s0 := fileStamps(files)
+	hashFiles(files)
+	if fileStamps(files) != s0 {
+		t.Fatal("reading the files moved their stamps")
+	}
+	configMapDir(t, dir, "..v2", "a: 1\n")
+	s1 := fileStamps(files)
+	if s1 == s0 {
+		t.Fatal("ConfigMap symlink swap (same content) not seen")
+	}
+	// Rewritten in place, same size: the change time moves.
+	if err := os.WriteFile(other, []byte("probes: [1]"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s2 := fileStamps(files)
+	if s2 == s1 {
+		t.Fatal("in-place rewrite not seen")
+	}
+	if err := os.Remove(other); err != nil {
+		t.Fatal(err)
+	}
+	if fileStamps(files) == s2 {
+		t.Fatal("removed file not seen")
+	}
+}
+
+// TestReloadOnConfigMapSwap: the running agent reloads when the ConfigMap
+// behind its config file is swapped.
+func TestReloadOnConfigMapSwap(t *testing.T) {
+	proc := startCopy(t, filepath.Join(t.TempDir(), "bin", "target"))
+	dir := t.TempDir()
+	probe := writeProbe(t, dir, "p.yaml", "probes: [1]\n")
+	body := func(ratio float64) string {
+		return fmt.Sprintf("observability:\n  tracing:\n    enabled: true\n    sampling: {type: probabilistic, rate: %g}\n"+
+			"routerscope:\n  watch_interval: 10ms\n  targets: [{pid: %d}]\n  probes: [%q]\n", ratio, proc.Process.Pid, probe)
+	}
+	cm := filepath.Join(dir, "cm")
+	path := configMapDir(t, cm, "..v1", body(0.5))
+	cfg, err := LoadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var reloads atomic.Int32
+	load := func() (Config, error) {
+		reloads.Add(1)
+		return LoadFile(path)
+	}
+	log, logs := observedLogger()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	wait := runAsync(ctx, cfg, func(context.Context, AttachRequest) (EventSource, error) { return newChanSource(), nil }, log,
+		WithReload(load), WithStdout(new(nopWriter)))
+	testenv.Eventually(t, "attached", func() bool { return logs.FilterMessage("attached").Len() == 1 })
+	configMapDir(t, cm, "..v2", body(0.25))
+	testenv.Eventually(t, "config reloaded", func() bool { return logs.FilterMessage("config reloaded").Len() == 1 })
+	if n := reloads.Load(); n != 1 {
+		t.Errorf("%d reloads, want 1", n)
+	}
+	cancel()
+	if err := wait(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+type nopWriter struct{}
+
+func (nopWriter) Write(p []byte) (int, error) { return len(p), nil }
