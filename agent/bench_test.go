@@ -3,7 +3,6 @@ package agent
 import (
 	"context"
 	"io"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"testing"
@@ -11,10 +10,14 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/routerscope/routerscope/agent/spans"
+
 	"go.opentelemetry.io/otel/attribute"
 	collectorpb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/routerscope/routerscope/internal/testenv"
 )
 
 // marshalClient is an otlptrace.Client that serializes every upload the
@@ -97,7 +100,7 @@ func BenchmarkExportOTLP(b *testing.B) {
 // spans; the span records' attributes are what the spans keep.
 func BenchmarkAssembleAndExport(b *testing.B) {
 	pipe, c := benchPipeline(b)
-	a := NewAssembler(pipe.Emit, time.Hour)
+	a := spans.NewAssembler(pipe.Emit, time.Hour)
 	evs := request(1, 1, baseTime)
 	b.ReportAllocs()
 	b.ResetTimer()
@@ -152,14 +155,7 @@ func BenchmarkScanProc(b *testing.B) {
 // restarted router goes untraced (the product promises under 2 s).
 func BenchmarkRestartToAttach(b *testing.B) {
 	dir := b.TempDir()
-	path := filepath.Join(dir, "router")
-	data, err := os.ReadFile("/bin/sleep")
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := os.WriteFile(path, data, 0o755); err != nil {
-		b.Fatal(err)
-	}
+	path := testenv.CopyExecutable(b, "/bin/sleep", filepath.Join(dir, "router"))
 	cfg := DefaultConfig()
 	cfg.Agent.Metrics.Listen = ""
 	cfg.Agent.Probes = []string{path} // any readable file

@@ -89,29 +89,3 @@ func TestStdoutFormatInvalid(t *testing.T) {
 		t.Errorf("error %v", err)
 	}
 }
-
-// TestTreeReadsBothStdoutFormats: `routerscope tree` draws the guide format
-// exactly as it draws the SDK's.
-func TestTreeReadsBothStdoutFormats(t *testing.T) {
-	render := func(format string) string {
-		cfg := DefaultConfig()
-		cfg.Tracing.Exporter.Format = format
-		var buf bytes.Buffer
-		exp, err := NewExporter(context.Background(), cfg.Tracing.Exporter, &buf)
-		if err != nil {
-			t.Fatal(err)
-		}
-		evs := request(1, 4, baseTime)
-		evs[2].Err = probes.ErrorValue{Failed: true, Type: "*errors.errorString", Message: "classifier down"}
-		replay(t, cfg, exp, evs)
-		var out bytes.Buffer
-		if err := RenderTrees(&buf, &out); err != nil {
-			t.Fatalf("%s: %v", format, err)
-		}
-		return out.String()
-	}
-	sdk, guide := render(StdoutFormatSDK), render(StdoutFormatGuide)
-	if sdk != guide || !strings.Contains(sdk, "└─ semantic_router.classification  45.9ms  ERROR(classifier down)") {
-		t.Errorf("trees differ or lack the child:\n--- sdk\n%s--- guide\n%s", sdk, guide)
-	}
-}

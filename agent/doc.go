@@ -5,15 +5,28 @@
 //
 // One span's path: an EventSource (the capture engine's Tracer, attached
 // by an injected Attacher) yields entry and return events; the Assembler
-// pairs them by (pid, span id) into a SpanRecord with typed attributes;
-// the Pipeline (pipeline.go) queues the record, bounded, and one goroutine
-// batches it; for OTLP (otlpencode.go) each batch is encoded straight into
-// OTLP messages grouped by resource, with the kernel's ids and exact times,
-// and uploaded by the otlptrace.Client that NewTraceClient builds from the
-// config (gRPC or HTTP); for stdout (sdksink.go) each record becomes an SDK
-// span snapshot for the SDK's stdout exporter. The wire output is what the
-// SDK would send for the same spans (TestOTLPWireMatchesSDK), at a fraction
-// of the cost: no SDK span is started or ended per record.
+// of package spans pairs them by (pid, span id) into a SpanRecord with
+// typed attributes; the Pipeline (pipeline.go) queues the record, bounded,
+// and one goroutine batches it; for OTLP (otlpencode.go) each batch is
+// encoded straight into OTLP messages grouped by resource, with the
+// kernel's ids and exact times, and uploaded by the otlptrace.Client that
+// NewTraceClient builds from the config (gRPC or HTTP); for stdout
+// (sdksink.go) each record becomes an SDK span snapshot for the SDK's
+// stdout exporter. The wire output is what the SDK would send for the same
+// spans (TestOTLPWireMatchesSDK), at a fraction of the cost: no SDK span is
+// started or ended per record.
+//
+// Packages and the direction of their imports (an arrow means "imports";
+// TestImportDirection fails on any other edge):
+//
+//	cmd/routerscope -> agent -> agent/spans -> probes -> bpf
+//	agent/spans/spantest -> agent/spans   (fixtures, imported by tests only)
+//
+// agent/spans is where an event becomes a span; it knows nothing of
+// export, configuration or discovery. Only cmd/, bench, deploy/ and e2e
+// import the agent; probes and bpf never do. The `routerscope tree`
+// renderer and the resolution cache shared by replicas of one binary are
+// cmd/routerscope's, their only user.
 //
 // Nothing stays open forever: a span whose return is lost expires, a span
 // whose process exits or whose frame is abandoned ends failed, and the
@@ -53,8 +66,4 @@
 //
 // Self-observability (metrics.go): Prometheus /metrics, /healthz and
 // /readyz from one registry per Run.
-//
-// The guide's *.time_ms attributes (from: duration_ms) are int64 whole
-// milliseconds, truncated, as the guide's console example shows
-// ("classification.time_ms": 45); type: float gives fractions.
 package agent

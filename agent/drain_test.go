@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/routerscope/routerscope/agent/spans"
 )
 
 // TestStopDrainsReturnsStillInFlight: the stop signal comes after the
@@ -36,7 +38,7 @@ func TestStopDrainsReturnsStillInFlight(t *testing.T) {
 	if err := wait(); err != nil {
 		t.Fatal(err)
 	}
-	if strings.Contains(out.String(), ReasonAgentStopped) {
+	if strings.Contains(out.String(), spans.ReasonAgentStopped) {
 		t.Errorf("spans ended as stopped:\n%s", out.String())
 	}
 	if c := strings.Count(out.String(), `"Name": "semantic_router.`); c != 2 {
@@ -81,7 +83,7 @@ func TestStopDrainIsBounded(t *testing.T) {
 		t.Fatal("the drain did not end under a steady stream of events")
 	}
 	t.Logf("stopped %v after the signal under load", time.Since(start).Round(time.Millisecond))
-	if !strings.Contains(out.String(), ReasonAgentStopped) {
+	if !strings.Contains(out.String(), spans.ReasonAgentStopped) {
 		t.Error("open spans not ended as stopped")
 	}
 }

@@ -14,6 +14,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/routerscope/routerscope/agent/spans"
 	"github.com/routerscope/routerscope/internal/testenv"
 	"github.com/routerscope/routerscope/probes"
 )
@@ -68,7 +69,7 @@ func TestRunPIDEndsWhenTargetExits(t *testing.T) {
 			t.Fatal(err)
 		}
 		n++
-		if !strings.Contains(s.Status.Description, ReasonProcessExited) {
+		if !strings.Contains(s.Status.Description, spans.ReasonProcessExited) {
 			t.Errorf("%s ended %q", s.Name, s.Status.Description)
 		}
 		// Ended when the exit was seen: the time to notice, far less than
@@ -151,8 +152,8 @@ func TestExitEndsKernelOpenSpans(t *testing.T) {
 			t.Fatal(err)
 		}
 		got[s.SpanContext.SpanID] = s
-		if s.Status.Code != "Error" || !strings.Contains(s.Status.Description, ReasonProcessExited) {
-			t.Errorf("%s: status %+v, want failed: %s", s.Name, s.Status, ReasonProcessExited)
+		if s.Status.Code != "Error" || !strings.Contains(s.Status.Description, spans.ReasonProcessExited) {
+			t.Errorf("%s: status %+v, want failed: %s", s.Name, s.Status, spans.ReasonProcessExited)
 		}
 		if s.EndTime.Before(killed) || s.EndTime.Sub(killed) > 2*time.Second {
 			t.Errorf("%s ended %v after the kill", s.Name, s.EndTime.Sub(killed))

@@ -17,6 +17,7 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 
+	"github.com/routerscope/routerscope/agent/spans"
 	"github.com/routerscope/routerscope/internal/otlptest"
 	"github.com/routerscope/routerscope/probes"
 )
@@ -44,7 +45,7 @@ func replay(t *testing.T, cfg Config, exp sdktrace.SpanExporter, evs []probes.Ev
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := NewAssembler(pipe.Emit, time.Hour)
+	a := spans.NewAssembler(pipe.Emit, time.Hour)
 	for _, ev := range evs {
 		a.Handle(ev)
 	}
@@ -314,7 +315,7 @@ func TestFullQueueDropsWithoutBlocking(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := NewAssembler(pipe.Emit, time.Hour)
+	a := spans.NewAssembler(pipe.Emit, time.Hour)
 	// With the exporter stalled, this loop only finishes if Emit never
 	// blocks on the full queue.
 	const requests = 50
@@ -357,7 +358,7 @@ func TestUnreachableCollectorReportsErrors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := NewAssembler(pipe.Emit, time.Hour)
+	a := spans.NewAssembler(pipe.Emit, time.Hour)
 	for _, ev := range request(1, 1, baseTime) {
 		a.Handle(ev)
 	}

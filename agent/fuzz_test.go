@@ -1,11 +1,9 @@
 package agent
 
 import (
-	"bytes"
 	"errors"
 	"strings"
 	"testing"
-	"unicode/utf8"
 )
 
 // Fuzz tests of every parser fed by input the agent does not control:
@@ -37,26 +35,6 @@ func FuzzParseConfig(f *testing.F) {
 		}
 		if q := cfg.Agent.Export.QueueSize; q <= 0 || q > MaxQueueSize {
 			t.Fatalf("queue_size %d accepted", q)
-		}
-	})
-}
-
-// FuzzRenderTrees: any input renders or fails with an error; the output
-// of n spans is bounded (each span drawn once, at most maxTreeDepth
-// levels of indentation), whatever their parents say.
-func FuzzRenderTrees(f *testing.F) {
-	f.Add([]byte(spanJSON("a", treeTrace, "00000000000000aa", "00000000000000aa", "")))
-	f.Add([]byte(spanJSON("a", treeTrace, "00000000000000aa", "00000000000000bb", "") + spanJSON("b", treeTrace, "00000000000000bb", "00000000000000aa", "")))
-	f.Add([]byte(spanJSON("n", treeTrace, "01", "", `{"Key":"k","Value":{"Type":"INT64","Value":123456789012345678}}`)))
-	f.Add([]byte(`{"Name": "a"} {"Name": `))
-	f.Fuzz(func(t *testing.T, data []byte) {
-		var out bytes.Buffer
-		if err := RenderTrees(bytes.NewReader(data), &out); err != nil {
-			return
-		}
-		spans := bytes.Count(data, []byte("{")) + 1 // at least one brace per span
-		if lines := strings.Count(out.String(), "\n"); lines > 4*spans+4 {
-			t.Fatalf("%d lines of output for at most %d spans", lines, spans)
 		}
 	})
 }
@@ -101,23 +79,6 @@ func FuzzConfigFlag(f *testing.F) {
 		v, ok := configFlag(args)
 		if ok && !strings.Contains(cmdline, v) {
 			t.Fatalf("value %q is not in the command line", v)
-		}
-	})
-}
-
-// FuzzRepairUTF8: the repair always yields valid UTF-8 and leaves valid
-// input unchanged.
-func FuzzRepairUTF8(f *testing.F) {
-	f.Add("evil-\xff")
-	f.Add("cut \xe2\x82")
-	f.Add("évité ✓")
-	f.Fuzz(func(t *testing.T, s string) {
-		got := repairUTF8(s)
-		if !utf8.ValidString(got) {
-			t.Fatalf("repair of %q is invalid: %q", s, got)
-		}
-		if utf8.ValidString(s) && got != s {
-			t.Fatalf("valid %q changed to %q", s, got)
 		}
 	})
 }

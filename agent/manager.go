@@ -17,6 +17,7 @@ import (
 	"github.com/cilium/ebpf"
 	"go.uber.org/zap"
 
+	"github.com/routerscope/routerscope/agent/spans"
 	"github.com/routerscope/routerscope/internal/readlimit"
 	"github.com/routerscope/routerscope/probes"
 )
@@ -37,7 +38,7 @@ const (
 type manager struct {
 	attach Attacher
 	log    *zap.Logger
-	asm    *Assembler
+	asm    *spans.Assembler
 	pipe   *Pipeline
 	met    *metrics
 	o      runOptions

@@ -14,6 +14,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/routerscope/routerscope/agent/spans"
 )
 
 // metricsNamespace prefixes every metric of the agent.
@@ -53,7 +55,7 @@ type metrics struct {
 	notReady atomic.Pointer[string]
 }
 
-func newMetrics(asm *Assembler, pipe *Pipeline) *metrics {
+func newMetrics(asm *spans.Assembler, pipe *Pipeline) *metrics {
 	m := &metrics{reg: prometheus.NewRegistry()}
 	counter := func(name, help string, labels ...string) *prometheus.CounterVec {
 		return prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: metricsNamespace, Name: name, Help: help}, labels)
@@ -74,7 +76,7 @@ func newMetrics(asm *Assembler, pipe *Pipeline) *metrics {
 	ex := func(f func(ExportStats) uint64) func() float64 {
 		return func() float64 { return float64(f(pipe.Stats())) }
 	}
-	as := func(f func(AssemblerStats) uint64) func() float64 {
+	as := func(f func(spans.AssemblerStats) uint64) func() float64 {
 		return func() float64 { return float64(f(asm.Stats())) }
 	}
 	m.reg.MustRegister(m.exportErrors, m.events, m.attaches, m.detaches, m.attachErrors, m.reloads, m.lostEvents, m.attached,
@@ -85,7 +87,7 @@ func newMetrics(asm *Assembler, pipe *Pipeline) *metrics {
 			Help: "Spans queued for export or in an export call."}, ex(func(s ExportStats) uint64 { return s.Queued })),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: metricsNamespace, Name: "export_queue_capacity",
 			Help: "The export queue's bound (routerscope.export.queue_size)."}, func() float64 { return float64(pipe.settings.QueueSize) }),
-		stat("spans_finished_total", "Spans assembled, including those ended by the agent.", as(func(s AssemblerStats) uint64 { return s.Finished })),
+		stat("spans_finished_total", "Spans assembled, including those ended by the agent.", as(func(s spans.AssemblerStats) uint64 { return s.Finished })),
 		newUnfinishedCollector(asm),
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
@@ -96,11 +98,11 @@ func newMetrics(asm *Assembler, pipe *Pipeline) *metrics {
 // unfinishedCollector exposes the spans the agent ended because their
 // return never came, by reason.
 type unfinishedCollector struct {
-	asm  *Assembler
+	asm  *spans.Assembler
 	desc *prometheus.Desc
 }
 
-func newUnfinishedCollector(asm *Assembler) *unfinishedCollector {
+func newUnfinishedCollector(asm *spans.Assembler) *unfinishedCollector {
 	return &unfinishedCollector{asm: asm, desc: prometheus.NewDesc(metricsNamespace+"_spans_unfinished_total",
 		"Spans ended by the agent rather than by their return event, by reason (expired: return lost; process_exited; detached; abandoned: frame unwound by a panic; agent_stopped).",
 		[]string{"reason"}, nil)}

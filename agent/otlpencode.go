@@ -10,6 +10,8 @@ import (
 	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
 	resourcepb "go.opentelemetry.io/proto/otlp/resource/v1"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
+
+	"github.com/routerscope/routerscope/agent/spans"
 )
 
 // NewOTLPPipeline builds a pipeline that encodes each batch of records
@@ -163,7 +165,7 @@ func encodeResource(res *procResource) *resourcepb.Resource {
 
 // span fills a pooled Span from r; every field is set, since the message
 // may hold the previous batch's values.
-func (e *otlpEncoder) span(r *SpanRecord) *tracepb.Span {
+func (e *otlpEncoder) span(r *spans.SpanRecord) *tracepb.Span {
 	s := e.spans.get()
 	flags := uint32(tracepb.SpanFlags_SPAN_FLAGS_CONTEXT_HAS_IS_REMOTE_MASK)
 	if r.Sampled {
@@ -212,7 +214,7 @@ func (e *otlpEncoder) span(r *SpanRecord) *tracepb.Span {
 	return s
 }
 
-func unixNano(r *SpanRecord) uint64 { return uint64(max(0, r.Start.UnixNano())) }
+func unixNano(r *spans.SpanRecord) uint64 { return uint64(max(0, r.Start.UnixNano())) }
 
 // id copies an id into the batch's id arena (sized by encode) and returns
 // its bytes there.

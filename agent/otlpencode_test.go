@@ -16,6 +16,8 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/routerscope/routerscope/agent/spans"
 )
 
 // captureClient is an otlptrace.Client that keeps a copy of every upload
@@ -70,12 +72,12 @@ type replayKey struct{}
 type replayIDs struct{}
 
 func (replayIDs) NewIDs(ctx context.Context) (trace.TraceID, trace.SpanID) {
-	r := ctx.Value(replayKey{}).(*SpanRecord)
+	r := ctx.Value(replayKey{}).(*spans.SpanRecord)
 	return r.TraceID, r.SpanID
 }
 
 func (replayIDs) NewSpanID(ctx context.Context, _ trace.TraceID) trace.SpanID {
-	return ctx.Value(replayKey{}).(*SpanRecord).SpanID
+	return ctx.Value(replayKey{}).(*spans.SpanRecord).SpanID
 }
 
 func newSDKReplay(t *testing.T, cfg Config, client otlptrace.Client, attrs []attribute.KeyValue) *sdkReplay {
@@ -98,7 +100,7 @@ func newSDKReplay(t *testing.T, cfg Config, client otlptrace.Client, attrs []att
 	return &sdkReplay{tp: tp, tracer: tp.Tracer(instrumentationName, trace.WithInstrumentationVersion(Version))}
 }
 
-func (s *sdkReplay) emit(r SpanRecord) {
+func (s *sdkReplay) emit(r spans.SpanRecord) {
 	ctx := context.WithValue(context.Background(), replayKey{}, &r)
 	if r.ParentSpanID.IsValid() {
 		ctx = trace.ContextWithSpanContext(ctx, trace.NewSpanContext(trace.SpanContextConfig{
@@ -116,14 +118,14 @@ func (s *sdkReplay) emit(r SpanRecord) {
 // a span under a remote parent, a failed span, every attribute kind the
 // agent makes, a key set twice, an invalid attribute and more attributes
 // than the limit.
-func wireRecords() []SpanRecord {
+func wireRecords() []spans.SpanRecord {
 	t0 := time.Date(2026, 11, 25, 12, 0, 0, 123456789, time.UTC)
 	tr := trace.TraceID(tid(1))
 	many := make([]attribute.KeyValue, 0, spanAttributeLimit+5)
 	for i := range spanAttributeLimit + 5 {
 		many = append(many, attribute.Int(fmt.Sprintf("k%03d", i), i))
 	}
-	return []SpanRecord{
+	return []spans.SpanRecord{
 		{Name: "root", Kind: trace.SpanKindServer, TraceID: tr, SpanID: sid(1), Sampled: true, PID: 7,
 			Start: t0, End: t0.Add(50 * time.Millisecond),
 			Attributes: []attribute.KeyValue{attribute.String("request.id", "r1"), attribute.Int64("n", -3),

@@ -12,6 +12,8 @@ import (
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/sdk/resource"
+
+	"github.com/routerscope/routerscope/agent/spans"
 )
 
 // instrumentationName is the instrumentation scope every exported span
@@ -71,7 +73,7 @@ type procResource struct {
 // queuedSpan is one span waiting for export with the resource it goes out
 // under.
 type queuedSpan struct {
-	rec SpanRecord
+	rec spans.SpanRecord
 	res *procResource
 }
 
@@ -201,7 +203,7 @@ func buildResource(r Resource) (*resource.Resource, error) {
 // root and flags every event of the trace, so an unsampled record is not
 // exported (nor counted as ended), as the SDK's parent-based sampler
 // would have it.
-func (p *Pipeline) Emit(r SpanRecord) {
+func (p *Pipeline) Emit(r spans.SpanRecord) {
 	if !r.Sampled {
 		return
 	}

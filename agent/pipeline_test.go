@@ -9,6 +9,8 @@ import (
 
 	"go.opentelemetry.io/otel/attribute"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+
+	"github.com/routerscope/routerscope/agent/spans"
 )
 
 // keepExporter keeps every exported span.
@@ -49,7 +51,7 @@ func TestPipelineResourcePerProcess(t *testing.T) {
 	if err := pipe.AddProcess(30, nil); !errors.Is(err, ErrTooManyProcesses) {
 		t.Fatalf("third process past max_processes 2: %v", err)
 	}
-	a := NewAssembler(pipe.Emit, time.Hour)
+	a := spans.NewAssembler(pipe.Emit, time.Hour)
 	for _, pid := range []uint32{10, 20, 30} {
 		for _, ev := range request(pid, byte(pid), baseTime) {
 			a.Handle(ev)
@@ -99,7 +101,7 @@ func TestPipelineQueueBoundSpansProviders(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	a := NewAssembler(pipe.Emit, time.Hour)
+	a := spans.NewAssembler(pipe.Emit, time.Hour)
 	// Four providers, each could queue 3 on its own; together at most 3
 	// spans wait, the rest are dropped and counted, and nothing blocks.
 	for i := 0; i < 10; i++ {

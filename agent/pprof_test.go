@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/routerscope/routerscope/agent/spans"
 )
 
 // TestPprofSwitch checks that the profiles are served only when switched
@@ -17,7 +19,7 @@ func TestPprofSwitch(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		met := newMetrics(NewAssembler(pipe.Emit, time.Hour), pipe)
+		met := newMetrics(spans.NewAssembler(pipe.Emit, time.Hour), pipe)
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			t.Fatal(err)

@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/procfs"
 	"go.uber.org/zap"
 
+	"github.com/routerscope/routerscope/agent/spans"
 	"github.com/routerscope/routerscope/probes"
 )
 
@@ -78,7 +79,7 @@ type AttachRequest struct {
 	// Empty when the process could not be read.
 	Executable string
 	// BuildID identifies the executable (see BuildID); empty when it could
-	// not be read. Resolutions are cached by it (see ResolveCache).
+	// not be read. cmd/routerscope caches resolutions by it.
 	BuildID string
 	// ProbeDigest is a digest of the probe files' paths and contents, as
 	// read when the config was (re)loaded: with BuildID it keys the
@@ -243,7 +244,7 @@ func Run(ctx context.Context, cfg Config, attach Attacher, log *zap.Logger, opts
 	if err != nil {
 		return err
 	}
-	asm := NewAssembler(pipe.Emit, cfg.Agent.MaxSpanAge)
+	asm := spans.NewAssembler(pipe.Emit, cfg.Agent.MaxSpanAge)
 	met = newMetrics(asm, pipe)
 	if o.kernelStats != nil {
 		met.reg.MustRegister(newKernelCollector(o.kernelStats))
@@ -292,7 +293,7 @@ func Run(ctx context.Context, cfg Config, attach Attacher, log *zap.Logger, opts
 	// each through its process's provider, which the flush then drains.
 	sweep(asm, o, log)
 	if n := asm.EndAll(o.now()); n > 0 {
-		log.Info("ended open spans as failed", zap.Int(LogKeyCount, n), zap.String(LogKeyReason, ReasonAgentStopped))
+		log.Info("ended open spans as failed", zap.Int(LogKeyCount, n), zap.String(LogKeyReason, spans.ReasonAgentStopped))
 	}
 	shutdown(ctx, pipe, m.cfg, log)
 	m.detachAll(reasonStopped)
@@ -392,7 +393,7 @@ func (m *manager) scan(ctx context.Context) {
 
 // sweep ends the spans of exited processes and the spans whose return was
 // lost.
-func sweep(asm *Assembler, o runOptions, log *zap.Logger) {
+func sweep(asm *spans.Assembler, o runOptions, log *zap.Logger) {
 	now := o.now()
 	for _, pid := range asm.OpenPIDs() {
 		if !o.alive(pid) {

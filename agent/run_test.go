@@ -17,6 +17,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/routerscope/routerscope/agent/spans"
 	"github.com/routerscope/routerscope/internal/otlptest"
 )
 
@@ -79,18 +80,18 @@ func TestRunExportsAndShutsDown(t *testing.T) {
 	if src.closes.Load() == 0 {
 		t.Error("source not closed (detached) at shutdown")
 	}
-	spans := rcv.Spans()
-	if len(spans) != 3 {
-		t.Fatalf("received %d spans, want 3 (2 finished + 1 ended at stop)", len(spans))
+	got := rcv.Spans()
+	if len(got) != 3 {
+		t.Fatalf("received %d spans, want 3 (2 finished + 1 ended at stop)", len(got))
 	}
 	var stopped int
-	for _, s := range spans {
-		if s.Status.GetMessage() == ReasonAgentStopped {
+	for _, s := range got {
+		if s.Status.GetMessage() == spans.ReasonAgentStopped {
 			stopped++
 		}
 	}
 	if stopped != 1 {
-		t.Errorf("%d spans ended as stopped, want 1: %v", stopped, spans)
+		t.Errorf("%d spans ended as stopped, want 1: %v", stopped, got)
 	}
 	if logs.FilterMessage("attached").Len() != 1 || logs.FilterMessage("stopped").Len() != 1 {
 		t.Errorf("logs: %v", logs.All())
@@ -127,7 +128,7 @@ func TestRunEndsSpansOfExitedProcess(t *testing.T) {
 	if err := wait(); err != nil {
 		t.Fatal(err)
 	}
-	if c := strings.Count(out.String(), ReasonProcessExited); c != 2 {
+	if c := strings.Count(out.String(), spans.ReasonProcessExited); c != 2 {
 		t.Fatalf("%d spans ended as process exited, want 2:\n%s", c, out.String())
 	}
 }

@@ -1,5 +1,7 @@
 package agent
 
+import "github.com/routerscope/routerscope/agent/spans"
+
 // The sweep (run.go) ends the spans of exited processes and expired
 // spans, polls the liveness of processes no pidfd watches, and reports
 // lost events and dropped spans. Once a second is cheap under load, but
@@ -12,7 +14,7 @@ package agent
 // two passes and nothing is pending, a further pass would find nothing.
 type activity struct {
 	handled uint64
-	asm     AssemblerStats
+	asm     spans.AssemblerStats
 	export  ExportStats
 }
 
@@ -25,7 +27,7 @@ func (m *manager) activity() activity {
 // their parent, spans queued or in flight to the exporter (an export's
 // failure changes readiness), or a process whose exit only polling sees.
 func (m *manager) sweepPending() bool {
-	if m.asm.Open() > 0 || m.asm.pendingMerges.Load() > 0 || m.pipe.Stats().Queued > 0 {
+	if m.asm.Open() > 0 || m.asm.PendingMerges() > 0 || m.pipe.Stats().Queued > 0 {
 		return true
 	}
 	for _, a := range m.atts {

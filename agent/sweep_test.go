@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/routerscope/routerscope/agent/spans"
 	"github.com/routerscope/routerscope/internal/testenv"
 )
 
@@ -84,7 +85,7 @@ func TestSweepStopsWhenIdleAndWakesOnEvents(t *testing.T) {
 	if err := wait(); err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(out.String(), ReasonExpired) {
+	if !strings.Contains(out.String(), spans.ReasonExpired) {
 		t.Errorf("span not ended as expired:\n%s", out.String())
 	}
 }

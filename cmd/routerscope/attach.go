@@ -6,6 +6,7 @@ import (
 	"sync"
 
 	"github.com/cilium/ebpf/rlimit"
+
 	"github.com/routerscope/routerscope/agent"
 	"github.com/routerscope/routerscope/probes"
 )
@@ -20,7 +21,7 @@ const resolveCacheSize = 16
 // has stopped.
 type engine struct {
 	opts  probes.CaptureOptions
-	cache *agent.ResolveCache
+	cache *resolveCache
 
 	mu sync.Mutex
 	c  *probes.Capture
@@ -44,7 +45,7 @@ func newAttacher(k agent.Kernel) (captureEngine, error) {
 	if err := opts.Check(); err != nil {
 		return captureEngine{}, err
 	}
-	e := &engine{opts: opts, cache: agent.NewResolveCache(resolveCacheSize)}
+	e := &engine{opts: opts, cache: newResolveCache(resolveCacheSize)}
 	return captureEngine{attach: e.attach, stats: e.stats, close: e.close}, nil
 }
 

@@ -10,7 +10,7 @@ import (
 
 // A done context stops the engine before it resolves or loads anything.
 func TestEngineAttachHonoursContext(t *testing.T) {
-	e := &engine{cache: agent.NewResolveCache(1)}
+	e := &engine{cache: newResolveCache(1)}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	req := agent.AttachRequest{Executable: "/nonexistent/router", Probes: []string{"/nonexistent/probes.yaml"}}

@@ -4,8 +4,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-
-	"github.com/routerscope/routerscope/agent"
 )
 
 // tree renders the stdout exporter's JSON (a file, or standard input) as one
@@ -29,7 +27,7 @@ func (c cli) tree(args []string, stdin io.Reader) int {
 		fmt.Fprintln(c.stderr, "routerscope tree: want at most one file (default: standard input)")
 		return exitUsage
 	}
-	if err := agent.RenderTrees(in, c.stdout); err != nil {
+	if err := renderTrees(in, c.stdout); err != nil {
 		fmt.Fprintf(c.stderr, "routerscope tree: %v (is this the stdout exporter's JSON?)\n", err)
 		return exitRuntime
 	}

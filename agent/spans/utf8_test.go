@@ -1,13 +1,14 @@
-package agent
+package spans_test
 
 import (
-	"fmt"
 	"testing"
 	"time"
 	"unicode/utf8"
 
 	"go.opentelemetry.io/otel/attribute"
 
+	"github.com/routerscope/routerscope/agent/spans"
+	"github.com/routerscope/routerscope/agent/spans/spantest"
 	"github.com/routerscope/routerscope/probes"
 )
 
@@ -22,7 +23,7 @@ func TestRepairUTF8(t *testing.T) {
 		{"\xff\xfe\xfd mid \xc0", "\uFFFD mid \uFFFD"},
 	}
 	for _, tc := range cases {
-		if got := repairUTF8(tc.in); got != tc.want {
+		if got := spans.RepairUTF8(tc.in); got != tc.want {
 			t.Errorf("repairUTF8(%q) = %q, want %q", tc.in, got, tc.want)
 		}
 	}
@@ -32,16 +33,16 @@ func TestRepairUTF8(t *testing.T) {
 // values, string lists, the status message, the error type) leaves the
 // assembler as valid UTF-8, and valid values are untouched.
 func TestAssemblerRepairsEveryString(t *testing.T) {
-	var c collector
-	a := NewAssembler(c.emit, time.Hour)
-	evs := request(1, 1, baseTime)
-	evs[0].Values = []probes.Value{str("evil-\xff")}
-	evs[2].Values = []probes.Value{str("ma\xe2\x82"), bl(false), strs("email", "ph\xffone"), flt(0.93)}
+	var c spantest.Collector
+	a := spans.NewAssembler(c.Emit, time.Hour)
+	evs := spantest.Request(1, 1, spantest.BaseTime)
+	evs[0].Values = []probes.Value{spantest.Str("evil-\xff")}
+	evs[2].Values = []probes.Value{spantest.Str("ma\xe2\x82"), spantest.Bool(false), spantest.Strs("email", "ph\xffone"), spantest.Float(0.93)}
 	evs[2].Err = probes.ErrorValue{Failed: true, Type: "*main.\xfeErr", Message: "bad \xc3"}
 	for _, ev := range evs {
 		a.Handle(ev)
 	}
-	recs := c.all()
+	recs := c.All()
 	if len(recs) != 2 {
 		t.Fatalf("%d spans, want 2", len(recs))
 	}
@@ -67,7 +68,7 @@ func TestAssemblerRepairsEveryString(t *testing.T) {
 			}
 		}
 	}
-	child, root := attrMap(recs[0].Attributes), attrMap(recs[1].Attributes)
+	child, root := spantest.AttrMap(recs[0].Attributes), spantest.AttrMap(recs[1].Attributes)
 	if got := child["category.name"].AsString(); got != "ma\uFFFD" {
 		t.Errorf("category.name = %q, want the cut character replaced", got)
 	}
@@ -82,26 +83,19 @@ func TestAssemblerRepairsEveryString(t *testing.T) {
 	}
 }
 
-// TestInvalidUTF8DoesNotLoseTheBatch is the case: a few requests
-// with invalid UTF-8 among good ones, all in one OTLP batch. Unrepaired,
-// the exporter cannot marshal the batch and every span in it is lost.
-func TestInvalidUTF8DoesNotLoseTheBatch(t *testing.T) {
-	rcv := startReceiver(t)
-	cfg := otlpConfig(rcv.Endpoint())
-	var evs []probes.Event
-	const n = 50
-	for i := range n {
-		req := request(uint32(100+i), byte(i), baseTime.Add(time.Duration(i)*time.Millisecond))
-		if i%10 == 3 {
-			req[0].Values = []probes.Value{str(fmt.Sprintf("evil-%d-\xff", i))}
+// FuzzRepairUTF8: the repair always yields valid UTF-8 and leaves valid
+// input unchanged.
+func FuzzRepairUTF8(f *testing.F) {
+	f.Add("evil-\xff")
+	f.Add("cut \xe2\x82")
+	f.Add("évité ✓")
+	f.Fuzz(func(t *testing.T, s string) {
+		got := spans.RepairUTF8(s)
+		if !utf8.ValidString(got) {
+			t.Fatalf("repair of %q is invalid: %q", s, got)
 		}
-		evs = append(evs, req...)
-	}
-	pipe := replay(t, cfg, nil, evs)
-	if got := len(rcv.Spans()); got != 2*n {
-		t.Fatalf("collector received %d spans of %d; pipeline %+v", got, 2*n, pipe.Stats())
-	}
-	if st := pipe.Stats(); st.Failed != 0 || st.Exported != 2*n {
-		t.Errorf("stats %+v", st)
-	}
+		if utf8.ValidString(s) && got != s {
+			t.Fatalf("valid %q changed to %q", s, got)
+		}
+	})
 }

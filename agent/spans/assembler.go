@@ -1,4 +1,4 @@
-package agent
+package spans
 
 import (
 	"sync"

@@ -1,4 +1,4 @@
-package agent
+package main
 
 import (
 	"bytes"
@@ -8,7 +8,7 @@ import (
 )
 
 // spanJSON is one span as the stdout exporter prints it, reduced to what
-// RenderTrees reads.
+// renderTrees reads.
 func spanJSON(name, trace, id, parent, attrs string) string {
 	return fmt.Sprintf(`{"Name":%q,"SpanContext":{"TraceID":%q,"SpanID":%q},"Parent":{"SpanID":%q},`+
 		`"StartTime":"2026-01-01T00:00:00Z","EndTime":"2026-01-01T00:00:00.001Z","Attributes":[%s],"Status":{"Code":"Unset"}}`,
@@ -20,7 +20,7 @@ const treeTrace = "0102030405060708090a0b0c0d0e0f10"
 func render(t *testing.T, in string) string {
 	t.Helper()
 	var out bytes.Buffer
-	if err := RenderTrees(strings.NewReader(in), &out); err != nil {
+	if err := renderTrees(strings.NewReader(in), &out); err != nil {
 		t.Fatal(err)
 	}
 	return out.String()
@@ -86,4 +86,24 @@ func TestRenderTreesIntegers(t *testing.T) {
 			t.Errorf("no %q in:\n%s", want, got)
 		}
 	}
+}
+
+// FuzzRenderTrees: any input renders or fails with an error; the output
+// of n spans is bounded (each span drawn once, at most maxTreeDepth
+// levels of indentation), whatever their parents say.
+func FuzzRenderTrees(f *testing.F) {
+	f.Add([]byte(spanJSON("a", treeTrace, "00000000000000aa", "00000000000000aa", "")))
+	f.Add([]byte(spanJSON("a", treeTrace, "00000000000000aa", "00000000000000bb", "") + spanJSON("b", treeTrace, "00000000000000bb", "00000000000000aa", "")))
+	f.Add([]byte(spanJSON("n", treeTrace, "01", "", `{"Key":"k","Value":{"Type":"INT64","Value":123456789012345678}}`)))
+	f.Add([]byte(`{"Name": "a"} {"Name": `))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var out bytes.Buffer
+		if err := renderTrees(bytes.NewReader(data), &out); err != nil {
+			return
+		}
+		spans := bytes.Count(data, []byte("{")) + 1 // at least one brace per span
+		if lines := strings.Count(out.String(), "\n"); lines > 4*spans+4 {
+			t.Fatalf("%d lines of output for at most %d spans", lines, spans)
+		}
+	})
 }

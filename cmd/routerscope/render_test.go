@@ -1,4 +1,4 @@
-package agent
+package main
 
 import (
 	"bytes"
@@ -12,9 +12,13 @@ import (
 	"go.opentelemetry.io/otel/exporters/stdout/stdouttrace"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
+
+	"github.com/routerscope/routerscope/agent"
+	"github.com/routerscope/routerscope/agent/spans/spantest"
+	"github.com/routerscope/routerscope/probes"
 )
 
-// TestRenderTrees feeds real stdout exporter output into RenderTrees.
+// TestRenderTrees feeds real stdout exporter output into renderTrees.
 func TestRenderTrees(t *testing.T) {
 	var out bytes.Buffer
 	exp, err := stdouttrace.New(stdouttrace.WithWriter(&out), stdouttrace.WithPrettyPrint())
@@ -42,7 +46,7 @@ func TestRenderTrees(t *testing.T) {
 	}
 
 	var got bytes.Buffer
-	if err := RenderTrees(&out, &got); err != nil {
+	if err := renderTrees(&out, &got); err != nil {
 		t.Fatal(err)
 	}
 	lines := strings.Split(strings.TrimSpace(got.String()), "\n")
@@ -62,8 +66,41 @@ func TestRenderTrees(t *testing.T) {
 }
 
 func TestRenderTreesBadInput(t *testing.T) {
-	err := RenderTrees(strings.NewReader(`{"Name": "a"} {"Name": `), &bytes.Buffer{})
+	err := renderTrees(strings.NewReader(`{"Name": "a"} {"Name": `), &bytes.Buffer{})
 	if err == nil || !strings.Contains(err.Error(), "read span 2") {
 		t.Errorf("err = %v, want it to name span 2", err)
+	}
+}
+
+// TestTreeReadsBothStdoutFormats: `routerscope tree` draws the guide format
+// exactly as it draws the SDK's.
+func TestTreeReadsBothStdoutFormats(t *testing.T) {
+	render := func(format string) string {
+		cfg := agent.DefaultConfig()
+		cfg.Tracing.Exporter.Format = format
+		var buf bytes.Buffer
+		exp, err := agent.NewExporter(context.Background(), cfg.Tracing.Exporter, &buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pipe, err := agent.NewPipeline(cfg, exp, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		evs := spantest.Request(1, 4, spantest.BaseTime)
+		evs[2].Err = probes.ErrorValue{Failed: true, Type: "*errors.errorString", Message: "classifier down"}
+		spantest.Feed(pipe.Emit, evs)
+		if err := pipe.Shutdown(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		var out bytes.Buffer
+		if err := renderTrees(&buf, &out); err != nil {
+			t.Fatalf("%s: %v", format, err)
+		}
+		return out.String()
+	}
+	sdk, guide := render(agent.StdoutFormatSDK), render(agent.StdoutFormatGuide)
+	if sdk != guide || !strings.Contains(sdk, "└─ semantic_router.classification  45.9ms  ERROR(classifier down)") {
+		t.Errorf("trees differ or lack the child:\n--- sdk\n%s--- guide\n%s", sdk, guide)
 	}
 }

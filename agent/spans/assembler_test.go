@@ -1,4 +1,4 @@
-package agent
+package spans_test
 
 import (
 	"reflect"
@@ -9,34 +9,18 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/routerscope/routerscope/agent/spans"
+	"github.com/routerscope/routerscope/agent/spans/spantest"
 	"github.com/routerscope/routerscope/probes"
 )
 
-func attrMap(kvs []attribute.KeyValue) map[string]attribute.Value {
-	m := map[string]attribute.Value{}
-	for _, kv := range kvs {
-		m[string(kv.Key)] = kv.Value
-	}
-	return m
-}
-
-func byName(recs []SpanRecord, name string) []SpanRecord {
-	var out []SpanRecord
-	for _, r := range recs {
-		if r.Name == name {
-			out = append(out, r)
-		}
-	}
-	return out
-}
-
 func TestAssembleNested(t *testing.T) {
-	var c collector
-	a := NewAssembler(c.emit, time.Minute)
-	for _, ev := range request(7, 1, baseTime) {
+	var c spantest.Collector
+	a := spans.NewAssembler(c.Emit, time.Minute)
+	for _, ev := range spantest.Request(7, 1, spantest.BaseTime) {
 		a.Handle(ev)
 	}
-	recs := c.all()
+	recs := c.All()
 	if len(recs) != 2 {
 		t.Fatalf("got %d spans, want 2", len(recs))
 	}
@@ -47,16 +31,16 @@ func TestAssembleNested(t *testing.T) {
 	if child.ParentSpanID != root.SpanID || root.ParentSpanID.IsValid() || child.TraceID != root.TraceID {
 		t.Fatalf("nesting: child parent %s root span %s root parent %s", child.ParentSpanID, root.SpanID, root.ParentSpanID)
 	}
-	if child.TraceID != trace.TraceID(tid(1)) || child.SpanID != trace.SpanID(sid(101)) {
+	if child.TraceID != trace.TraceID(spantest.TraceID(1)) || child.SpanID != trace.SpanID(spantest.SpanID(101)) {
 		t.Fatalf("ids not the kernel's: %s %s", child.TraceID, child.SpanID)
 	}
-	if !child.Start.Equal(baseTime.Add(time.Millisecond)) || !child.End.Equal(baseTime.Add(46900*time.Microsecond)) {
+	if !child.Start.Equal(spantest.BaseTime.Add(time.Millisecond)) || !child.End.Equal(spantest.BaseTime.Add(46900*time.Microsecond)) {
 		t.Fatalf("child times %v..%v", child.Start, child.End)
 	}
 	if root.Kind != trace.SpanKindServer || child.Kind != trace.SpanKindInternal {
 		t.Fatalf("kinds %v %v", root.Kind, child.Kind)
 	}
-	ca := attrMap(child.Attributes)
+	ca := spantest.AttrMap(child.Attributes)
 	want := map[string]attribute.Value{
 		"category.name":             attribute.StringValue("math"),
 		"classification.time_ms":    attribute.Int64Value(45), // 45.9 ms truncated
@@ -74,7 +58,7 @@ func TestAssembleNested(t *testing.T) {
 	if _, ok := ca["error"]; ok || child.Failed {
 		t.Errorf("successful span marked failed")
 	}
-	ra := attrMap(root.Attributes)
+	ra := spantest.AttrMap(root.Attributes)
 	if ra["request.id"].AsString() != "req-b" || ra["processing.time_ms"].AsInt64() != 50 {
 		t.Errorf("root attributes %v", root.Attributes)
 	}
@@ -84,26 +68,26 @@ func TestAssembleNested(t *testing.T) {
 }
 
 func TestAssembleConcurrentGoroutines(t *testing.T) {
-	var c collector
-	a := NewAssembler(c.emit, time.Minute)
+	var c spantest.Collector
+	a := spans.NewAssembler(c.Emit, time.Minute)
 	const n = 50
 	var wg sync.WaitGroup
 	for g := 0; g < n; g++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for _, ev := range request(uint32(1000+g%3), byte(g), baseTime.Add(time.Duration(g)*time.Microsecond)) {
+			for _, ev := range spantest.Request(uint32(1000+g%3), byte(g), spantest.BaseTime.Add(time.Duration(g)*time.Microsecond)) {
 				a.Handle(ev)
 			}
 		}()
 	}
 	wg.Wait()
-	recs := c.all()
+	recs := c.All()
 	if len(recs) != 2*n {
 		t.Fatalf("got %d spans, want %d", len(recs), 2*n)
 	}
-	roots := map[trace.SpanID]SpanRecord{}
-	for _, r := range byName(recs, "semantic_router.request.received") {
+	roots := map[trace.SpanID]spans.SpanRecord{}
+	for _, r := range spantest.ByName(recs, "semantic_router.request.received") {
 		roots[r.SpanID] = r
 	}
 	seen := map[trace.SpanID]bool{}
@@ -113,7 +97,7 @@ func TestAssembleConcurrentGoroutines(t *testing.T) {
 		}
 		seen[r.SpanID] = true
 	}
-	for _, ch := range byName(recs, "semantic_router.classification") {
+	for _, ch := range spantest.ByName(recs, "semantic_router.classification") {
 		root, ok := roots[ch.ParentSpanID]
 		if !ok || root.TraceID != ch.TraceID || root.PID != ch.PID {
 			t.Fatalf("child %s has no matching root (parent %s)", ch.SpanID, ch.ParentSpanID)
@@ -128,12 +112,12 @@ func TestAssembleConcurrentGoroutines(t *testing.T) {
 }
 
 func TestReturnWithoutEntryIsDropped(t *testing.T) {
-	var c collector
-	a := NewAssembler(c.emit, time.Minute)
-	evs := request(1, 1, baseTime)
+	var c spantest.Collector
+	a := spans.NewAssembler(c.Emit, time.Minute)
+	evs := spantest.Request(1, 1, spantest.BaseTime)
 	a.Handle(evs[2]) // the classification return; its entry was lost
-	if len(c.all()) != 0 || a.Stats().LostEntry != 1 {
-		t.Fatalf("spans %d stats %+v", len(c.all()), a.Stats())
+	if len(c.All()) != 0 || a.Stats().LostEntry != 1 {
+		t.Fatalf("spans %d stats %+v", len(c.All()), a.Stats())
 	}
 	a.Handle(probes.Event{Kind: probes.EventReturn}) // no probe at all
 	if a.Stats().LostEntry != 2 {
@@ -142,29 +126,29 @@ func TestReturnWithoutEntryIsDropped(t *testing.T) {
 }
 
 func TestLostReturnExpires(t *testing.T) {
-	var c collector
-	a := NewAssembler(c.emit, time.Minute)
-	evs := request(1, 1, baseTime)
+	var c spantest.Collector
+	a := spans.NewAssembler(c.Emit, time.Minute)
+	evs := spantest.Request(1, 1, spantest.BaseTime)
 	a.Handle(evs[0])
 	a.Handle(evs[1])
-	if n := a.Expire(baseTime.Add(30 * time.Second)); n != 0 || a.Open() != 2 {
+	if n := a.Expire(spantest.BaseTime.Add(30 * time.Second)); n != 0 || a.Open() != 2 {
 		t.Fatalf("expired %d before max age", n)
 	}
 	a.Handle(evs[2]) // classification returns; the root's return is lost
-	at := baseTime.Add(2 * time.Minute)
+	at := spantest.BaseTime.Add(2 * time.Minute)
 	if n := a.Expire(at); n != 1 {
 		t.Fatalf("expired %d, want 1", n)
 	}
-	recs := c.all()
-	root := byName(recs, "semantic_router.request.received")
+	recs := c.All()
+	root := spantest.ByName(recs, "semantic_router.request.received")
 	if len(recs) != 2 || len(root) != 1 {
 		t.Fatalf("spans %+v", recs)
 	}
 	r := root[0]
-	if !r.Failed || r.StatusMessage != ReasonExpired+" after 1m0s" || !r.End.Equal(at) {
+	if !r.Failed || r.StatusMessage != spans.ReasonExpired+" after 1m0s" || !r.End.Equal(at) {
 		t.Fatalf("expired span: failed %v msg %q end %v", r.Failed, r.StatusMessage, r.End)
 	}
-	if v, ok := attrMap(r.Attributes)["error"]; !ok || !v.AsBool() {
+	if v, ok := spantest.AttrMap(r.Attributes)["error"]; !ok || !v.AsBool() {
 		t.Fatalf("expired span lacks error=true: %v", r.Attributes)
 	}
 	if a.Stats().Expired != 1 || a.Open() != 0 {
@@ -173,21 +157,21 @@ func TestLostReturnExpires(t *testing.T) {
 }
 
 func TestProcessExitEndsItsSpans(t *testing.T) {
-	var c collector
-	a := NewAssembler(c.emit, time.Hour)
-	p1, p2 := request(1, 1, baseTime), request(2, 2, baseTime)
+	var c spantest.Collector
+	a := spans.NewAssembler(c.Emit, time.Hour)
+	p1, p2 := spantest.Request(1, 1, spantest.BaseTime), spantest.Request(2, 2, spantest.BaseTime)
 	a.Handle(p1[0])
 	a.Handle(p1[1])
 	a.Handle(p2[0])
 	if pids := a.OpenPIDs(); len(pids) != 2 {
 		t.Fatalf("open pids %v", pids)
 	}
-	at := baseTime.Add(time.Second)
+	at := spantest.BaseTime.Add(time.Second)
 	if n := a.EndProcess(1, at); n != 2 {
 		t.Fatalf("ended %d, want 2", n)
 	}
-	for _, r := range c.all() {
-		if r.PID != 1 || !r.Failed || r.StatusMessage != ReasonProcessExited || !r.End.Equal(at) {
+	for _, r := range c.All() {
+		if r.PID != 1 || !r.Failed || r.StatusMessage != spans.ReasonProcessExited || !r.End.Equal(at) {
 			t.Fatalf("span %+v", r)
 		}
 	}
@@ -200,19 +184,19 @@ func TestProcessExitEndsItsSpans(t *testing.T) {
 }
 
 func TestAbandonedSpanFails(t *testing.T) {
-	var c collector
-	a := NewAssembler(c.emit, time.Hour)
-	evs := request(1, 1, baseTime)
+	var c spantest.Collector
+	a := spans.NewAssembler(c.Emit, time.Hour)
+	evs := spantest.Request(1, 1, spantest.BaseTime)
 	a.Handle(evs[1])
 	ab := evs[2]
 	ab.Kind = probes.EventAbandoned
 	ab.Values = nil
 	a.Handle(ab)
-	recs := c.all()
-	if len(recs) != 1 || !recs[0].Failed || recs[0].StatusMessage != ReasonAbandoned || a.Stats().Abandoned != 1 {
+	recs := c.All()
+	if len(recs) != 1 || !recs[0].Failed || recs[0].StatusMessage != spans.ReasonAbandoned || a.Stats().Abandoned != 1 {
 		t.Fatalf("abandoned: %+v stats %+v", recs, a.Stats())
 	}
-	m := attrMap(recs[0].Attributes)
+	m := spantest.AttrMap(recs[0].Attributes)
 	if _, ok := m["category.name"]; ok {
 		t.Fatalf("abandoned span has return attributes: %v", recs[0].Attributes)
 	}
@@ -232,14 +216,14 @@ func TestErrorStatusFromReturn(t *testing.T) {
 		{probes.ErrorValue{Failed: true}, "error", ""},
 	}
 	for _, tc := range cases {
-		var c collector
-		a := NewAssembler(c.emit, time.Hour)
-		evs := request(1, 1, baseTime)
+		var c spantest.Collector
+		a := spans.NewAssembler(c.Emit, time.Hour)
+		evs := spantest.Request(1, 1, spantest.BaseTime)
 		evs[2].Err = tc.err
 		a.Handle(evs[1])
 		a.Handle(evs[2])
-		r := c.all()[0]
-		m := attrMap(r.Attributes)
+		r := c.All()[0]
+		m := spantest.AttrMap(r.Attributes)
 		if !r.Failed || r.StatusMessage != tc.msg || !m["error"].AsBool() || m["error.type"].AsString() != tc.errType {
 			t.Errorf("%+v: failed %v msg %q attrs %v", tc.err, r.Failed, r.StatusMessage, r.Attributes)
 		}
@@ -250,14 +234,14 @@ func TestErrorStatusFromReturn(t *testing.T) {
 }
 
 func TestEndBeforeStartIsClamped(t *testing.T) {
-	var c collector
-	a := NewAssembler(c.emit, time.Hour)
-	evs := request(1, 1, baseTime)
+	var c spantest.Collector
+	a := spans.NewAssembler(c.Emit, time.Hour)
+	evs := spantest.Request(1, 1, spantest.BaseTime)
 	evs[2].Time = evs[1].Time.Add(-time.Microsecond)
 	a.Handle(evs[1])
 	a.Handle(evs[2])
-	r := c.all()[0]
-	if !r.End.Equal(r.Start) || attrMap(r.Attributes)["classification.time_ms"].AsInt64() != 0 {
+	r := c.All()[0]
+	if !r.End.Equal(r.Start) || spantest.AttrMap(r.Attributes)["classification.time_ms"].AsInt64() != 0 {
 		t.Fatalf("negative duration not clamped: %v..%v", r.Start, r.End)
 	}
 }
@@ -271,47 +255,47 @@ func TestAttributeTyping(t *testing.T) {
 		v    probes.Value
 		want attribute.Value
 	}{
-		{at("", nil), i64(-3), attribute.Int64Value(-3)},
+		{at("", nil), spantest.Int(-3), attribute.Int64Value(-3)},
 		{at("", nil), probes.Value{Kind: probes.KindUint, Uint: 7}, attribute.Int64Value(7)},
 		{at("", nil), probes.Value{Kind: probes.KindUint, Uint: 1 << 63}, attribute.StringValue("9223372036854775808")},
-		{at("", nil), bl(true), attribute.BoolValue(true)},
-		{at("", nil), flt(1.5), attribute.Float64Value(1.5)},
-		{at("", nil), str("x"), attribute.StringValue("x")},
-		{at("", nil), strs("a", "b"), attribute.StringSliceValue([]string{"a", "b"})},
-		{at("string", nil), i64(42), attribute.StringValue("42")},
-		{at("string", nil), bl(false), attribute.StringValue("false")},
-		{at("string", nil), strs("a", "b"), attribute.StringValue("a,b")},
-		{at("int", nil), str("17"), attribute.Int64Value(17)},
-		{at("int", nil), bl(true), attribute.Int64Value(1)},
-		{at("int", nil), flt(2.9), attribute.Int64Value(2)},
-		{at("int", nil), str("n/a"), attribute.StringValue("n/a")}, // not convertible: kept as read
-		{at("float", nil), i64(3), attribute.Float64Value(3)},
-		{at("float", nil), str("0.25"), attribute.Float64Value(0.25)},
-		{at("bool", nil), i64(0), attribute.BoolValue(false)},
-		{at("bool", nil), str("true"), attribute.BoolValue(true)},
-		{at("string_list", nil), str("one"), attribute.StringSliceValue([]string{"one"})},
-		{at("", map[string]string{"true": "blocked", "false": "allowed"}), bl(true), attribute.StringValue("blocked")},
-		{at("", map[string]string{"1": "low", "2": "high"}), i64(2), attribute.StringValue("high")},
-		{at("", map[string]string{"1": "low"}), i64(9), attribute.StringValue("9")}, // unmapped: the formatted value
+		{at("", nil), spantest.Bool(true), attribute.BoolValue(true)},
+		{at("", nil), spantest.Float(1.5), attribute.Float64Value(1.5)},
+		{at("", nil), spantest.Str("x"), attribute.StringValue("x")},
+		{at("", nil), spantest.Strs("a", "b"), attribute.StringSliceValue([]string{"a", "b"})},
+		{at("string", nil), spantest.Int(42), attribute.StringValue("42")},
+		{at("string", nil), spantest.Bool(false), attribute.StringValue("false")},
+		{at("string", nil), spantest.Strs("a", "b"), attribute.StringValue("a,b")},
+		{at("int", nil), spantest.Str("17"), attribute.Int64Value(17)},
+		{at("int", nil), spantest.Bool(true), attribute.Int64Value(1)},
+		{at("int", nil), spantest.Float(2.9), attribute.Int64Value(2)},
+		{at("int", nil), spantest.Str("n/a"), attribute.StringValue("n/a")}, // not convertible: kept as read
+		{at("float", nil), spantest.Int(3), attribute.Float64Value(3)},
+		{at("float", nil), spantest.Str("0.25"), attribute.Float64Value(0.25)},
+		{at("bool", nil), spantest.Int(0), attribute.BoolValue(false)},
+		{at("bool", nil), spantest.Str("true"), attribute.BoolValue(true)},
+		{at("string_list", nil), spantest.Str("one"), attribute.StringSliceValue([]string{"one"})},
+		{at("", map[string]string{"true": "blocked", "false": "allowed"}), spantest.Bool(true), attribute.StringValue("blocked")},
+		{at("", map[string]string{"1": "low", "2": "high"}), spantest.Int(2), attribute.StringValue("high")},
+		{at("", map[string]string{"1": "low"}), spantest.Int(9), attribute.StringValue("9")}, // unmapped: the formatted value
 	}
 	for _, tc := range cases {
-		kv, ok := valueAttr(tc.attr, tc.v)
+		kv, ok := spans.ValueAttr(tc.attr, tc.v)
 		if !ok || kv.Value != tc.want {
 			t.Errorf("type %q map %v value %+v: got %v (%v), want %v (%v)", tc.attr.Type, tc.attr.Map, tc.v,
 				kv.Value.Emit(), kv.Value.Type(), tc.want.Emit(), tc.want.Type())
 		}
 	}
-	if _, ok := valueAttr(at("int", nil), probes.Value{Kind: probes.KindInt, Missing: true}); ok {
+	if _, ok := spans.ValueAttr(at("int", nil), probes.Value{Kind: probes.KindInt, Missing: true}); ok {
 		t.Error("a value the kernel could not read must be left off")
 	}
 	omit := func(typ string) probes.Attribute { a := at(typ, nil); a.OmitEmpty = true; return a }
-	for _, v := range []probes.Value{str(""), bl(false), i64(0), {Kind: probes.KindStringSlice}} {
-		if kv, ok := valueAttr(omit(""), v); ok {
+	for _, v := range []probes.Value{spantest.Str(""), spantest.Bool(false), spantest.Int(0), {Kind: probes.KindStringSlice}} {
+		if kv, ok := spans.ValueAttr(omit(""), v); ok {
 			t.Errorf("omit_empty kept %+v as %v", v, kv.Value.Emit())
 		}
 	}
-	for _, v := range []probes.Value{str("u-1"), bl(true), i64(3), {Kind: probes.KindStringSlice, Strs: []string{"x"}}} {
-		if _, ok := valueAttr(omit(""), v); !ok {
+	for _, v := range []probes.Value{spantest.Str("u-1"), spantest.Bool(true), spantest.Int(3), {Kind: probes.KindStringSlice, Strs: []string{"x"}}} {
+		if _, ok := spans.ValueAttr(omit(""), v); !ok {
 			t.Errorf("omit_empty dropped the non-empty %+v", v)
 		}
 	}
@@ -332,7 +316,7 @@ func TestConstantAndDurationAttributes(t *testing.T) {
 		{probes.Attribute{Name: "k", Value: []any{"a", 1}}, attribute.StringSliceValue([]string{"a", "1"})},
 	}
 	for _, tc := range consts {
-		if got := constAttr(tc.attr); got.Value != tc.want {
+		if got := spans.ConstAttr(tc.attr); got.Value != tc.want {
 			t.Errorf("constant %#v: got %v (%v), want %v", tc.attr.Value, got.Value.Emit(), got.Value.Type(), tc.want.Emit())
 		}
 	}
@@ -348,7 +332,7 @@ func TestConstantAndDurationAttributes(t *testing.T) {
 		{"duration_ns", "", attribute.Int64Value(45987654)},
 	}
 	for _, tc := range durs {
-		got := durationAttr(probes.Attribute{Name: "k", From: tc.from, Type: tc.typ}, d)
+		got := spans.DurationAttr(probes.Attribute{Name: "k", From: tc.from, Type: tc.typ}, d)
 		if got.Value != tc.want {
 			t.Errorf("%s %s: got %v, want %v", tc.from, tc.typ, got.Value.Emit(), tc.want.Emit())
 		}
@@ -360,7 +344,7 @@ func TestSpanKinds(t *testing.T) {
 		"": trace.SpanKindInternal, "internal": trace.SpanKindInternal, "server": trace.SpanKindServer,
 		"client": trace.SpanKindClient, "producer": trace.SpanKindProducer, "consumer": trace.SpanKindConsumer,
 	} {
-		if got := spanKind(in); got != want {
+		if got := spans.SpanKindOf(in); got != want {
 			t.Errorf("kind %q: %v", in, got)
 		}
 	}
@@ -389,10 +373,10 @@ func wholeSpans(evs []probes.Event) []probes.Event {
 // TestAssembleWholeSpans: a span the kernel sends whole becomes the same
 // record as its entry and return paired, without opening anything.
 func TestAssembleWholeSpans(t *testing.T) {
-	var paired, whole collector
-	pa := NewAssembler(paired.emit, time.Minute)
-	wa := NewAssembler(whole.emit, time.Minute)
-	evs := request(7, 1, baseTime)
+	var paired, whole spantest.Collector
+	pa := spans.NewAssembler(paired.Emit, time.Minute)
+	wa := spans.NewAssembler(whole.Emit, time.Minute)
+	evs := spantest.Request(7, 1, spantest.BaseTime)
 	for _, ev := range evs {
 		pa.Handle(ev)
 	}
@@ -403,7 +387,7 @@ func TestAssembleWholeSpans(t *testing.T) {
 	for _, ev := range ws {
 		wa.Handle(ev)
 	}
-	if got, want := whole.all(), paired.all(); !reflect.DeepEqual(got, want) {
+	if got, want := whole.All(), paired.All(); !reflect.DeepEqual(got, want) {
 		t.Errorf("whole spans:\n%+v\npaired:\n%+v", got, want)
 	}
 	if wa.Open() != 0 || wa.Stats().Finished != 2 || wa.Stats().LostEntry != 0 {
@@ -413,14 +397,14 @@ func TestAssembleWholeSpans(t *testing.T) {
 	// Abandoned whole: failed, with its entry attributes, counted.
 	ab := ws[0]
 	ab.Kind, ab.Values, ab.Err = probes.EventAbandoned, nil, probes.ErrorValue{}
-	var c collector
-	a := NewAssembler(c.emit, time.Minute)
+	var c spantest.Collector
+	a := spans.NewAssembler(c.Emit, time.Minute)
 	a.Handle(ab)
-	recs := c.all()
-	if len(recs) != 1 || !recs[0].Failed || recs[0].StatusMessage != ReasonAbandoned || a.Stats().Abandoned != 1 || a.Open() != 0 {
+	recs := c.All()
+	if len(recs) != 1 || !recs[0].Failed || recs[0].StatusMessage != spans.ReasonAbandoned || a.Stats().Abandoned != 1 || a.Open() != 0 {
 		t.Fatalf("abandoned whole span: %+v, stats %+v", recs, a.Stats())
 	}
-	if got := attrMap(recs[0].Attributes); got["request.size"].AsInt64() != 512 || !recs[0].Start.Equal(ab.Start) || !recs[0].End.Equal(ab.Time) {
+	if got := spantest.AttrMap(recs[0].Attributes); got["request.size"].AsInt64() != 512 || !recs[0].Start.Equal(ab.Start) || !recs[0].End.Equal(ab.Time) {
 		t.Errorf("abandoned whole span lost its entry: %+v", recs[0])
 	}
 }

@@ -1,4 +1,4 @@
-package agent
+package main
 
 import (
 	"encoding/json"
@@ -10,7 +10,7 @@ import (
 	"time"
 )
 
-// printedSpan is the subset of the stdout exporter's JSON that RenderTrees
+// printedSpan is the subset of the stdout exporter's JSON that renderTrees
 // reads, in either format: the SDK's (Parent, EndTime, typed attribute
 // values) or the guide's (ParentSpanID, Duration, plain values).
 type printedSpan struct {
@@ -60,7 +60,7 @@ const zeroSpanID = "0000000000000000"
 // would print gigabytes; deeper spans are counted instead.
 const maxTreeDepth = 64
 
-// RenderTrees reads spans as the stdout exporter prints them (a stream of
+// renderTrees reads spans as the stdout exporter prints them (a stream of
 // JSON objects) and writes one indented tree per trace, roots by start
 // time, children by start time, each with its duration and attributes. A
 // span whose parent is not in the input is shown as a root marked so.
@@ -68,7 +68,7 @@ const maxTreeDepth = 64
 // are each other's parents, are drawn once each, a cycle's earliest span
 // as a root marked so; trees are drawn to maxTreeDepth levels; numbers
 // are printed as written (1234567, not 1.234567e+06).
-func RenderTrees(r io.Reader, w io.Writer) error {
+func renderTrees(r io.Reader, w io.Writer) error {
 	dec := json.NewDecoder(r)
 	// Keep numbers as written: as float64, integers of 1e6 and more print
 	// in exponent form and lose precision past 2^53.

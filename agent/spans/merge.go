@@ -1,4 +1,4 @@
-package agent
+package spans
 
 import (
 	"time"
@@ -85,6 +85,11 @@ func (a *Assembler) addMerged(r *SpanRecord) {
 		r.Attributes = append(r.Attributes, pm.attrs...)
 	}
 }
+
+// PendingMerges returns how many spans have into_parent attributes
+// waiting for their record, without taking the lock: a caller deciding
+// whether there is work left (an expiry to run) reads it often.
+func (a *Assembler) PendingMerges() int { return int(a.pendingMerges.Load()) }
 
 // expireMerges forgets attributes whose parent's record did not come
 // within the maximum age.

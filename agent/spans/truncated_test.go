@@ -1,4 +1,4 @@
-package agent
+package spans_test
 
 import (
 	"strings"
@@ -6,6 +6,8 @@ import (
 
 	"go.opentelemetry.io/otel/attribute"
 
+	"github.com/routerscope/routerscope/agent/spans"
+	"github.com/routerscope/routerscope/agent/spans/spantest"
 	"github.com/routerscope/routerscope/probes"
 )
 
@@ -27,11 +29,11 @@ func TestTruncatedValuesAreMarked(t *testing.T) {
 		},
 		ParentID: -1,
 	}
-	cut := str(strings.Repeat("p", probes.MaxStringBytes))
+	cut := spantest.Str(strings.Repeat("p", probes.MaxStringBytes))
 	cut.Truncated = true // as decoded from a longer string
-	ev := entry(p, 1, tid(1), sid(1), [8]byte{}, baseTime, cut, str("us\u00e9r-42"), str("gpt-4o"), strs("ab", "\u20acx"))
-	r := buildRecord(ev, nil, baseTime, false, "")
-	got := attrMap(r.Attributes)
+	ev := spantest.Entry(p, 1, spantest.TraceID(1), spantest.SpanID(1), [8]byte{}, spantest.BaseTime, cut, spantest.Str("us\u00e9r-42"), spantest.Str("gpt-4o"), spantest.Strs("ab", "\u20acx"))
+	r := spans.BuildRecord(ev, nil, spantest.BaseTime, false, "")
+	got := spantest.AttrMap(r.Attributes)
 	want := map[string]attribute.Value{
 		"prompt":            attribute.StringValue(strings.Repeat("p", probes.MaxStringBytes)),
 		"prompt.truncated":  attribute.BoolValue(true),
