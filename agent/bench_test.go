@@ -3,7 +3,6 @@ package agent
 import (
 	"context"
 	"io"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"testing"
@@ -19,6 +18,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/routerscope/routerscope/agent/config"
+	"github.com/routerscope/routerscope/internal/testenv"
 )
 
 // marshalClient is an otlptrace.Client that serializes every upload the
@@ -156,14 +156,7 @@ func BenchmarkScanProc(b *testing.B) {
 // restarted router goes untraced (the product promises under 2 s).
 func BenchmarkRestartToAttach(b *testing.B) {
 	dir := b.TempDir()
-	path := filepath.Join(dir, "router")
-	data, err := os.ReadFile("/bin/sleep")
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := os.WriteFile(path, data, 0o755); err != nil {
-		b.Fatal(err)
-	}
+	path := testenv.CopyExecutable(b, "/bin/sleep", filepath.Join(dir, "router"))
 	cfg := config.DefaultConfig()
 	cfg.Agent.Metrics.Listen = ""
 	cfg.Agent.Probes = []string{path} // any readable file

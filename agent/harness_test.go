@@ -32,16 +32,7 @@ import (
 func startCopy(t *testing.T, path string) *exec.Cmd {
 	t.Helper()
 	if _, err := os.Stat(path); err != nil {
-		data, err := os.ReadFile("/bin/sleep")
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, data, 0o755); err != nil {
-			t.Fatal(err)
-		}
+		testenv.CopyExecutable(t, "/bin/sleep", path)
 	}
 	cmd := exec.Command(path, "300")
 	if err := cmd.Start(); err != nil {

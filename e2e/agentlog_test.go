@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"encoding/json"
 	"io"
-	"net/http"
 	"regexp"
 	"strconv"
 	"strings"
@@ -12,8 +11,8 @@ import (
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
+
+	"github.com/routerscope/routerscope/internal/testenv"
 )
 
 // logEntry is one line of the agent's JSON log.
@@ -102,54 +101,6 @@ func httpStatus(url string) int {
 	return resp.StatusCode
 }
 
-// scrape reads the agent's /metrics.
-func scrape(t *testing.T, addr string) map[string]*dto.MetricFamily {
-	t.Helper()
-	resp, err := client.Get("http://" + addr + "/metrics")
-	if err != nil {
-		t.Fatalf("scrape /metrics: %v", err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("/metrics answered %d", resp.StatusCode)
-	}
-	parser := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := parser.TextToMetricFamilies(resp.Body)
-	if err != nil {
-		t.Fatalf("parse /metrics: %v", err)
-	}
-	return fams
-}
-
-// metric returns the value of the series of name whose labels include
-// the given "k=v" pairs, and whether there is one.
-func metric(fams map[string]*dto.MetricFamily, name string, labels ...string) (float64, bool) {
-	f := fams[name]
-	if f == nil {
-		return 0, false
-	}
-next:
-	for _, m := range f.Metric {
-		have := map[string]string{}
-		for _, l := range m.Label {
-			have[l.GetName()] = l.GetValue()
-		}
-		for _, kv := range labels {
-			k, v, _ := strings.Cut(kv, "=")
-			if have[k] != v {
-				continue next
-			}
-		}
-		switch {
-		case m.Counter != nil:
-			return m.Counter.GetValue(), true
-		case m.Gauge != nil:
-			return m.Gauge.GetValue(), true
-		}
-	}
-	return 0, false
-}
-
 // series lists a family's series as "k=v,k=v value" strings, for
 // messages and for asserting that no unexpected label value appeared.
 func series(fams map[string]*dto.MetricFamily, name string) map[string]float64 {
@@ -183,10 +134,10 @@ func waitMetrics(t *testing.T, addr string, timeout time.Duration, checks ...met
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
-		fams := scrape(t, addr)
+		fams := testenv.Scrape(t, addr)
 		var bad []string
 		for _, c := range checks {
-			got, ok := metric(fams, c.name, c.labels...)
+			got, ok := testenv.Metric(fams, c.name, c.labels...)
 			if !ok || got != c.want {
 				bad = append(bad, c.name+"{"+strings.Join(c.labels, ",")+"} = "+
 					strconv.FormatFloat(got, 'g', -1, 64)+" (present "+strconv.FormatBool(ok)+"), want "+

@@ -559,7 +559,7 @@ func TestFaultRingBufferBurst(t *testing.T) {
 		close(gate)
 		wg.Wait()
 		bursts++
-		lost = sumPID(scrape(t, metricsAddr), "routerscope_kernel_records_lost_total", pid)
+		lost = sumPID(testenv.Scrape(t, metricsAddr), "routerscope_kernel_records_lost_total", pid)
 	}
 	burstTook := time.Since(began)
 	if failed != 0 {
@@ -577,13 +577,13 @@ func TestFaultRingBufferBurst(t *testing.T) {
 	settled := false
 	deadline := time.Now().Add(30 * time.Second)
 	for !settled && time.Now().Before(deadline) {
-		fams = scrape(t, metricsAddr)
+		fams = testenv.Scrape(t, metricsAddr)
 		opened = sumPID(fams, "routerscope_kernel_spans_opened_total", pid)
 		closed = sumPID(fams, "routerscope_kernel_spans_closed_total", pid)
 		emitted = sumPID(fams, "routerscope_kernel_records_emitted_total", pid)
 		lost = sumPID(fams, "routerscope_kernel_records_lost_total", pid)
-		counted, _ = metric(fams, "routerscope_ringbuf_lost_events_total")
-		exported, _ = metric(fams, "routerscope_spans_exported_total")
+		counted, _ = testenv.Metric(fams, "routerscope_ringbuf_lost_events_total")
+		exported, _ = testenv.Metric(fams, "routerscope_spans_exported_total")
 		settled = closed == float64(wantSpans) && emitted+lost == closed && counted == lost &&
 			exported == emitted && len(recv.Spans()) == int(emitted)
 		if !settled {

@@ -299,7 +299,7 @@ func checkFailureMetrics(t *testing.T, agentProc *proc, metricsAddr, brokenDir s
 	}
 	deadline := time.Now().Add(60 * time.Second)
 	for {
-		fams := scrape(t, metricsAddr)
+		fams := testenv.Scrape(t, metricsAddr)
 		var failed float64
 		for _, v := range series(fams, "routerscope_export_errors_total") {
 			failed += v
@@ -375,14 +375,14 @@ func checkKernelMetrics(t *testing.T, fams map[string]*dto.MetricFamily, live1, 
 			"routerscope_kernel_returns_unmatched_total": 0,
 			"routerscope_kernel_spans_skipped_total":     0,
 		} {
-			if got, ok := metric(fams, name, p, "probe="+spanRoot); !ok || got != want {
+			if got, ok := testenv.Metric(fams, name, p, "probe="+spanRoot); !ok || got != want {
 				t.Errorf("%s{%s,probe=%s} = %v (present %v), want %v", name, p, spanRoot, got, ok, want)
 			}
 		}
-		if got, ok := metric(fams, "routerscope_kernel_records_lost_total", p); !ok || got != 0 {
+		if got, ok := testenv.Metric(fams, "routerscope_kernel_records_lost_total", p); !ok || got != 0 {
 			t.Errorf("routerscope_kernel_records_lost_total{%s} = %v (present %v), want 0", p, got, ok)
 		}
-		if got, ok := metric(fams, "routerscope_kernel_propagation_total", p, "event=recorded"); !ok || got < 2 {
+		if got, ok := testenv.Metric(fams, "routerscope_kernel_propagation_total", p, "event=recorded"); !ok || got < 2 {
 			t.Errorf("routerscope_kernel_propagation_total{%s,event=recorded} = %v (present %v), want the upstream requests", p, got, ok)
 		}
 	}
@@ -404,7 +404,7 @@ func checkKernelMetrics(t *testing.T, fams map[string]*dto.MetricFamily, live1, 
 			t.Errorf("/metrics has no %s", name)
 		}
 	}
-	if got, ok := metric(fams, "routerscope_kernel_map_capacity", "map=stacks"); !ok || got != 8192 {
+	if got, ok := testenv.Metric(fams, "routerscope_kernel_map_capacity", "map=stacks"); !ok || got != 8192 {
 		t.Errorf("stacks capacity %v (present %v), want the default 8192", got, ok)
 	}
 }

@@ -44,14 +44,7 @@ func (s *holdSource) Close() error {
 // flags' overrides (--probes).
 func TestRunDiscoveryServesMetricsAndReloadsOnSIGHUP(t *testing.T) {
 	dir := t.TempDir()
-	router := filepath.Join(dir, "router")
-	data, err := os.ReadFile("/bin/sleep")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(router, data, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	router := testenv.CopyExecutable(t, "/bin/sleep", filepath.Join(dir, "router"))
 	proc := exec.Command(router, "300")
 	if err := proc.Start(); err != nil {
 		t.Fatal(err)

@@ -3,6 +3,7 @@ package testenv
 import (
 	"os"
 	"os/exec"
+	"path/filepath"
 	"testing"
 )
 
@@ -35,4 +36,22 @@ func GoBuild(t testing.TB, b Build) string {
 		t.Fatalf("go build %s (env %v, flags %v): %v\n%s", b.Pkg, b.Env, b.Flags, err, msg)
 	}
 	return b.Out
+}
+
+// CopyExecutable copies the program at src (e.g. /bin/sleep) to dst,
+// creating dst's directory, so a test can run a process whose executable
+// path it chooses (discovery rules select processes by it). It returns dst.
+func CopyExecutable(t testing.TB, src, dst string) string {
+	t.Helper()
+	data, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatalf("read %s: %v", src, err)
+	}
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(dst, data, 0o755); err != nil {
+		t.Fatalf("copy %s to %s: %v", src, dst, err)
+	}
+	return dst
 }
