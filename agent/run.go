@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -11,6 +10,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/procfs"
 	"go.uber.org/zap"
 
 	"github.com/routerscope/routerscope/agent/config"
@@ -425,12 +425,12 @@ func processAlive(pid uint32) bool {
 	if err != nil && !errors.Is(err, syscall.EPERM) {
 		return false
 	}
-	stat, err := readProc(fmt.Sprintf("/proc/%d/stat", pid), maxProcStat)
+	p, err := procfs.NewProc(int(pid))
 	if err != nil {
 		return true // no procfs to ask: trust the signal
 	}
-	i := bytes.LastIndexByte(stat, ')')
-	return i < 0 || i+2 >= len(stat) || stat[i+2] != 'Z'
+	stat, err := p.Stat()
+	return err != nil || stat.State != "Z"
 }
 
 // withSweepInterval sets how often open spans are checked for expiry and
