@@ -16,6 +16,7 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
 
+	"github.com/routerscope/routerscope/agent/config"
 	"github.com/routerscope/routerscope/internal/readlimit"
 	"github.com/routerscope/routerscope/probes"
 )
@@ -67,7 +68,7 @@ func (m *manager) startWatch(ctx context.Context, reloads chan<- struct{}) func(
 	first := rearm()
 	stamps := fileStamps(list)
 	last := hashFiles(list)
-	m.onReload = func(cfg Config) {
+	m.onReload = func(cfg config.Config) {
 		mu.Lock()
 		defer mu.Unlock()
 		// The new list is the baseline from now on: a file added to it is
@@ -148,7 +149,7 @@ func (m *manager) startWatch(ctx context.Context, reloads chan<- struct{}) func(
 }
 
 // watchedFiles are the config file and every probe file it names.
-func watchedFiles(cfg Config) []string {
+func watchedFiles(cfg config.Config) []string {
 	var files []string
 	if cfg.Path != "" {
 		files = append(files, cfg.Path)
@@ -168,7 +169,7 @@ func watchedFiles(cfg Config) []string {
 
 // maxWatchedBytes bounds each watched file's read: the config's and the
 // probe files' own bounds.
-const maxWatchedBytes = max(MaxConfigBytes, probes.MaxSpecBytes)
+const maxWatchedBytes = max(config.MaxConfigBytes, probes.MaxSpecBytes)
 
 // hashFiles digests the files' names and contents; a missing file hashes
 // as absent, so its return is a change too.
@@ -254,7 +255,7 @@ func (m *manager) reloadConfig(ctx context.Context, trigger string) {
 	if len(kept) > 0 {
 		m.log.Warn("config reload: these settings need a restart and keep their running values", zap.Strings("keys", kept))
 	}
-	ratio, attachAny, why := SampleRatio(next.Tracing)
+	ratio, attachAny, why := config.SampleRatio(next.Tracing)
 	m.cfg, m.digests, m.ratio, m.paused = next, digests, ratio, !attachAny
 	m.pipe.SetMaxProcesses(next.Agent.Discovery.MaxProcesses)
 	if m.onReload != nil {
@@ -283,11 +284,11 @@ func (m *manager) reloadConfig(ctx context.Context, trigger string) {
 // would otherwise detach a working attachment that then never comes back.
 // Processes not attached yet are not checked: their attach fails, is
 // logged and retried as at any scan.
-func (m *manager) checkResolves(next Config, digests map[string]string) error {
+func (m *manager) checkResolves(next config.Config, digests map[string]string) error {
 	if m.o.resolveCheck == nil || len(m.atts) == 0 {
 		return nil
 	}
-	ratio, attachAny, _ := SampleRatio(next.Tracing)
+	ratio, attachAny, _ := config.SampleRatio(next.Tracing)
 	if !attachAny {
 		return nil // detaches everything; nothing to resolve
 	}
@@ -311,7 +312,7 @@ func (m *manager) checkResolves(next Config, digests map[string]string) error {
 		if !ok || specs[key] == a.spec {
 			continue
 		}
-		req := AttachRequest{Target: Target{PID: key.pid, Binary: w.target.Binary}, Probes: w.probes, Rule: w.rule}
+		req := AttachRequest{Target: config.Target{PID: key.pid, Binary: w.target.Binary}, Probes: w.probes, Rule: w.rule}
 		if w.proc.Exe != "" {
 			req.Executable = w.proc.HostExecutable()
 		}
@@ -333,7 +334,7 @@ func (m *manager) checkResolves(next Config, digests map[string]string) error {
 
 // keepPipelineSettings copies into next the settings that only take effect
 // at start, returning the keys whose value the reload wanted to change.
-func keepPipelineSettings(cur Config, next *Config) []string {
+func keepPipelineSettings(cur config.Config, next *config.Config) []string {
 	var kept []string
 	keep := func(key string, changed bool) {
 		if changed {

@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/routerscope/routerscope/agent/config"
 	"github.com/routerscope/routerscope/internal/testenv"
 )
 
@@ -90,14 +91,14 @@ func TestReloadOnConfigMapSwap(t *testing.T) {
 	}
 	cm := filepath.Join(dir, "cm")
 	path := configMapDir(t, cm, "..v1", body(0.5))
-	cfg, err := LoadFile(path)
+	cfg, err := config.LoadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var reloads atomic.Int32
-	load := func() (Config, error) {
+	load := func() (config.Config, error) {
 		reloads.Add(1)
-		return LoadFile(path)
+		return config.LoadFile(path)
 	}
 	log, logs := observedLogger()
 	ctx, cancel := context.WithCancel(context.Background())
