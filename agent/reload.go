@@ -30,25 +30,42 @@ const (
 	reloadRefused = "refused"
 )
 
-// startWatch polls the config file and the probe files every
-// WatchInterval and signals reloads when their content changed. Polling
-// works where a watch on the file itself does not: a Kubernetes ConfigMap
-// volume swaps a symlink to a new directory. Each poll only stats the
-// files (following symlinks); they are read and hashed only when a stamp
-// moved, so an idle agent does not re-read its config every second (see
-// fileStamps). The returned function stops the watcher and waits for it.
+// startWatch watches the config file and the probe files and signals
+// reloads when their content changed. It waits for inotify to report a
+// change in their directories (dirwatch.go), or where that cannot watch
+// them polls every WatchInterval. Each check only stats the files
+// (following symlinks); they are read and hashed only when a stamp moved
+// (see fileStamps). The returned function stops the watcher and waits
+// for it.
 func (m *manager) startWatch(ctx context.Context, reloads chan<- struct{}) func() {
 	if m.o.reload == nil || m.cfg.Agent.WatchInterval <= 0 {
 		return func() {}
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
-	files := func() []string { return watchedFiles(m.cfg) }
 	interval := m.cfg.Agent.WatchInterval
 	// The file list changes with reloads, which the run loop applies: the
 	// watcher reads it through this mutex-guarded copy.
 	var mu sync.Mutex
-	list := files()
+	list := watchedFiles(m.cfg)
+	relisted := make(chan struct{}, 1)
+	// The directories are watched before the baseline is taken (rearm
+	// below), so a change made between the two is not missed.
+	dw, err := newDirWatch()
+	var events <-chan struct{}
+	if err == nil {
+		events = dw.events
+		wg.Go(dw.read)
+	}
+	// rearm watches the current list's directories and returns how long
+	// until the next check without an event.
+	rearm := func() time.Duration {
+		if dw != nil && dw.sync(list) {
+			return max(interval, m.o.watchSafetyPoll)
+		}
+		return interval
+	}
+	first := rearm()
 	stamps := fileStamps(list)
 	last := hashFiles(list)
 	m.onReload = func(cfg config.Config) {
@@ -57,27 +74,65 @@ func (m *manager) startWatch(ctx context.Context, reloads chan<- struct{}) func(
 		// The new list is the baseline from now on: a file added to it is
 		// not a change (the reload just read it).
 		list = watchedFiles(cfg)
+		rearm()
 		stamps = fileStamps(list)
 		last = hashFiles(list)
+		select {
+		case relisted <- struct{}{}: // the watcher sets its poll timer
+		default:
+		}
+	}
+	relist := func() time.Duration {
+		mu.Lock()
+		defer mu.Unlock()
+		return rearm()
+	}
+	check := func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		st := fileStamps(list)
+		if st == stamps {
+			return false
+		}
+		stamps = st
+		cur := hashFiles(list)
+		changed := cur != last
+		last = cur
+		return changed
 	}
 	wg.Go(func() {
-		t := time.NewTicker(interval)
-		defer t.Stop()
+		if dw != nil {
+			defer dw.close()
+		}
+		poll := time.NewTimer(first)
+		defer poll.Stop()
+		settle := time.NewTimer(time.Hour)
+		settle.Stop()
+		settling := false
 		for {
 			select {
 			case <-ctx.Done():
 				return
-			case <-t.C:
+			case _, ok := <-events:
+				if !ok {
+					events = nil // the inotify file failed: poll
+					poll.Reset(interval)
+					continue
+				}
+				if !settling {
+					settling = true
+					settle.Reset(min(interval, watchSettle))
+				}
+				continue
+			case <-relisted:
+				poll.Reset(relist())
+				continue
+			case <-settle.C:
+				settling = false
+			case <-poll.C:
 			}
-			mu.Lock()
-			changed := false
-			if st := fileStamps(list); st != stamps {
-				stamps = st
-				cur := hashFiles(list)
-				changed = cur != last
-				last = cur
-			}
-			mu.Unlock()
+			changed := check()
+			poll.Reset(relist())
 			if !changed {
 				continue
 			}

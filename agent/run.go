@@ -114,7 +114,10 @@ type runOptions struct {
 	resolveCheck  func(req AttachRequest) error
 	kernelStats   KernelStats
 	sweepHook     func(running bool)
-	scanned       func() // after each discovery tick (tests count scans)
+	// watchSafetyPoll is how often watched files are stat'ed although
+	// inotify watches them (dirwatch.go).
+	watchSafetyPoll time.Duration
+	scanned         func() // after each discovery tick (tests count scans)
 }
 
 // WithStdout sets where the stdout exporter writes (default os.Stdout).
@@ -190,14 +193,15 @@ func CheckTargets(cfg config.Config) error {
 // still open, flushes within the shutdown timeout and detaches.
 func Run(ctx context.Context, cfg config.Config, attach Attacher, log *zap.Logger, opts ...Option) error {
 	o := runOptions{
-		stdout:        os.Stdout,
-		sweepInterval: time.Second,
-		errorInterval: 10 * time.Second,
-		alive:         processAlive,
-		now:           time.Now,
-		procRoot:      "/proc",
-		self:          os.Getpid(),
-		getenv:        os.Getenv,
+		stdout:          os.Stdout,
+		sweepInterval:   time.Second,
+		errorInterval:   10 * time.Second,
+		alive:           processAlive,
+		now:             time.Now,
+		procRoot:        "/proc",
+		self:            os.Getpid(),
+		getenv:          os.Getenv,
+		watchSafetyPoll: watchSafetyPoll,
 	}
 	for _, opt := range opts {
 		opt(&o)
