@@ -18,6 +18,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/routerscope/routerscope/agent/config"
+	"github.com/routerscope/routerscope/agent/export"
 	"github.com/routerscope/routerscope/agent/spans"
 	"github.com/routerscope/routerscope/internal/readlimit"
 	"github.com/routerscope/routerscope/probes"
@@ -40,7 +41,7 @@ type manager struct {
 	attach Attacher
 	log    *zap.Logger
 	asm    *spans.Assembler
-	pipe   *Pipeline
+	pipe   *export.Pipeline
 	met    *metrics
 	o      runOptions
 	host   hostInfo
@@ -333,7 +334,7 @@ var attachErrorReasons = []struct {
 	reason string
 }{
 	{ErrBinaryChanged, reasonChangedBin},
-	{ErrTooManyProcesses, reasonLimit},
+	{export.ErrTooManyProcesses, reasonLimit},
 	{context.Canceled, reasonCanceled},
 	{probes.ErrInvalidSpec, reasonInvalidSpec},
 	{probes.ErrInvalidOptions, reasonInvalidSpec},
