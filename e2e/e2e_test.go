@@ -41,21 +41,35 @@ func pipeline(t *testing.T) (*otlptest.Receiver, string) {
 	return recv, listen
 }
 
-// waitSpans waits until want spans arrived, then a little longer to catch
-// duplicates, and returns them.
-func waitSpans(t *testing.T, recv *otlptest.Receiver, want int) []otlptest.Span {
+// waitSpans waits until want spans arrived and every span the agent at
+// metricsAddr exported has arrived (so a duplicate, or one too many, is
+// there to count), and returns them.
+func waitSpans(t *testing.T, recv *otlptest.Receiver, metricsAddr string, want int) []otlptest.Span {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	spans, err := recv.WaitForSpans(ctx, want)
-	if err != nil {
+	if _, err := recv.WaitForSpans(ctx, want); err != nil {
 		t.Fatalf("waiting for %d spans: %v (got %d)", want, err, len(recv.Spans()))
 	}
-	time.Sleep(1500 * time.Millisecond)
-	if spans = recv.Spans(); len(spans) != want {
+	waitDelivered(t, recv, metricsAddr)
+	spans := recv.Spans()
+	if len(spans) != want {
 		t.Errorf("got %d spans, want exactly %d", len(spans), want)
 	}
 	return spans
+}
+
+// waitDelivered waits until the receiver holds exactly the spans the agent
+// at metricsAddr has exported: none still on its way through the
+// collector. A span the collector lost or sent twice keeps the counts
+// apart and fails the test.
+func waitDelivered(t *testing.T, recv *otlptest.Receiver, metricsAddr string) {
+	t.Helper()
+	var exported float64
+	testenv.Eventually(t, "every span the agent exported to reach the receiver", func() bool {
+		exported, _ = testenv.Metric(testenv.Scrape(t, metricsAddr), "routerscope_spans_exported_total")
+		return exported > 0 && int(exported) == len(recv.Spans())
+	})
 }
 
 // TestGuideTraces drives one request of every kind through router, agent and
@@ -84,7 +98,7 @@ func TestGuideTraces(t *testing.T) {
 		t.Fatalf("upstream failure answered %d, want 502: %s", got, resps["req-fail"].Body)
 	}
 	want := 9 + 9 + 3 + 4 + 5 + 9 + 9 + 9
-	trees := byRequestID(t, buildTrees(t, waitSpans(t, recv, want)))
+	trees := byRequestID(t, buildTrees(t, waitSpans(t, recv, s.metricsAddr, want)))
 	if len(trees) != len(reqs) {
 		t.Fatalf("%d traces, want %d (one per request)", len(trees), len(reqs))
 	}
@@ -305,7 +319,9 @@ func TestConcurrentRequests(t *testing.T) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	time.Sleep(1500 * time.Millisecond)
+	// The roots end last: once they are here, the rest of each tree was
+	// exported with or before them.
+	waitDelivered(t, recv, s.metricsAddr)
 	spans = recv.Spans()
 	trees := byRequestID(t, buildTrees(t, spans))
 	if len(trees) != n {

@@ -523,8 +523,8 @@ func TestFaultRingBufferBurst(t *testing.T) {
 	if err := f.Close(); err != nil {
 		t.Fatal(err)
 	}
-	s.attachAgent(t, cfgPath, "--metrics-listen", "127.0.0.1:0")
-	metricsAddr := s.agent.waitFor(t, metricsAddrRE, 10*time.Second)
+	s.attachAgent(t, cfgPath)
+	metricsAddr := s.metricsAddr
 	pid := s.router.cmd.Process.Pid
 	began := time.Now()
 

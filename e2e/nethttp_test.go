@@ -42,11 +42,12 @@ func traceHTTPFixture(t *testing.T, bin string, wantSpans int, probeFiles ...str
 	fx := start(t, "httpfixture", nil, bin)
 	addr := fx.waitFor(t, fixtureListenRE, 10*time.Second)
 	args := []string{bins.agentBin, "run", "--pid", fmt.Sprint(fx.cmd.Process.Pid), "--config", agentConfig(t, endpoint),
-		"--log-format", "json", "--metrics-listen", ""}
+		"--log-format", "json", "--metrics-listen", "127.0.0.1:0"}
 	for _, p := range probeFiles {
 		args = append(args, "--probes", p)
 	}
 	agent := start(t, "routerscope", nil, args...)
+	metricsAddr := agent.waitFor(t, metricsAddrRE, 30*time.Second)
 	agent.waitFor(t, attachedRE, 60*time.Second)
 
 	base := "http://" + addr
@@ -74,7 +75,7 @@ func traceHTTPFixture(t *testing.T, bin string, wantSpans int, probeFiles ...str
 			t.Fatalf("%s %s: status %d, want %d", r.method, r.path, resp.StatusCode, r.status)
 		}
 	}
-	return waitSpans(t, recv, wantSpans)
+	return waitSpans(t, recv, metricsAddr, wantSpans)
 }
 
 // TestNetHTTPProbes traces a small net/http server and client with

@@ -143,7 +143,7 @@ func TestNodeAgent(t *testing.T) {
 	const spansPerRequest = 9
 	send(a1, "a1")
 	send(b, "b")
-	waitSpans(t, recv, 4*spansPerRequest)
+	waitSpans(t, recv, metricsAddr, 4*spansPerRequest)
 
 	// Kill router a (a crash: SIGKILL) and restart it on the same address.
 	oldPID := a1.router.cmd.Process.Pid
@@ -170,7 +170,7 @@ func TestNodeAgent(t *testing.T) {
 		t.Errorf("router a detached with reason %q, want exited", got)
 	}
 	send(a2, "a2")
-	spans := waitSpans(t, recv, 6*spansPerRequest)
+	spans := waitSpans(t, recv, metricsAddr, 6*spansPerRequest)
 
 	// Complete trees, each span carrying its own router lifetime's resource.
 	trees := byRequestID(t, buildTrees(t, spans))

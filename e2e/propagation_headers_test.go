@@ -66,7 +66,7 @@ func TestTraceContextDuplicateHeaders(t *testing.T) {
 	k.chatLines(t, "ts-too-long", tp(longTrace), long, long, "tracestate: late=1")
 	k.chatLines(t, "dup-then-single", tp(other)) // the next block on the goroutine starts clean
 
-	traces := tracesByRequest(t, waitSpans(t, recv, 9*7))
+	traces := tracesByRequest(t, waitSpans(t, recv, s.metricsAddr, 9*7))
 	up := upstreamHeaders(t, s)
 	for _, id := range []string{"dup-two-valid", "dup-same-twice", "dup-invalid-first", "dup-three"} {
 		rt := traces[id]
@@ -154,7 +154,7 @@ func TestTraceContextForwardingApp(t *testing.T) {
 	send("fwd-traceparent", map[string]string{"traceparent": traceparent(callerTrace, callerSpan, "01")})
 	send("fwd-none", nil)
 
-	spans := waitSpans(t, recv, 2*3)
+	spans := waitSpans(t, recv, s.metricsAddr, 2*3)
 	up := upstreamHeaders(t, s)
 	byID := map[string]string{} // request.id -> the upstream span's traceparent
 	for _, sp := range spans {

@@ -259,7 +259,7 @@ func TestTraceContextPropagation(t *testing.T) {
 	k.chat(t, "tp-unsampled", map[string]string{"traceparent": traceparent(unsampledTrace, callerSpan, "00")})
 
 	sampled := 4 + len(invalid)
-	traces := tracesByRequest(t, waitSpans(t, recv, 9*sampled))
+	traces := tracesByRequest(t, waitSpans(t, recv, s.metricsAddr, 9*sampled))
 	if len(traces) != sampled {
 		t.Fatalf("%d traces, want %d (one per sampled request)", len(traces), sampled)
 	}
@@ -330,7 +330,7 @@ func TestTraceContextParentBased(t *testing.T) {
 
 	k.chat(t, "pb-own", nil)
 	k.chat(t, "pb-sampled", map[string]string{"traceparent": traceparent(callerTrace, callerSpan, "01")})
-	traces := tracesByRequest(t, waitSpans(t, recv, 9))
+	traces := tracesByRequest(t, waitSpans(t, recv, s.metricsAddr, 9))
 	rt := traces["pb-sampled"]
 	if len(traces) != 1 || rt == nil {
 		t.Fatalf("traces %v, want only pb-sampled's", mapKeys(traces))
@@ -367,7 +367,7 @@ func TestTraceContextWarmConnection(t *testing.T) {
 	k.chat(t, "warm-after-1", map[string]string{"traceparent": traceparent(callerTrace, callerSpan, "01")})
 	k.chat(t, "warm-after-2", nil)
 
-	traces := tracesByRequest(t, waitSpans(t, recv, 18))
+	traces := tracesByRequest(t, waitSpans(t, recv, s.metricsAddr, 18))
 	up := upstreamHeaders(t, s)
 	if got := up["warm-before"]; len(got) != 0 {
 		t.Errorf("warm-before: model server got traceparent %q before the agent attached, want none", got)

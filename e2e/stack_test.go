@@ -149,6 +149,8 @@ var listenRE = regexp.MustCompile(`"listen":"([^"]+)"`)
 type stack struct {
 	fakellm, router, agent *proc
 	routerAddr, llmAddr    string
+	// metricsAddr is the agent's /metrics listener (see waitDelivered).
+	metricsAddr string
 }
 
 // startBackends starts fakellm and the router on ephemeral loopback ports.
@@ -194,13 +196,14 @@ routerscope:
 
 var attachedRE = regexp.MustCompile(`"msg":"attached"`)
 
-// attachAgent starts the agent on the router's PID and waits until it has
-// attached.
+// attachAgent starts the agent on the router's PID, serving /metrics on
+// an ephemeral port, and waits until it has attached.
 func (s *stack) attachAgent(t *testing.T, configPath string, extra ...string) {
 	t.Helper()
 	args := append([]string{bins.agentBin, "run", "--pid", fmt.Sprint(s.router.cmd.Process.Pid),
-		"--config", configPath, "--log-format", "json", "--metrics-listen", ""}, extra...)
+		"--config", configPath, "--log-format", "json", "--metrics-listen", "127.0.0.1:0"}, extra...)
 	s.agent = start(t, "routerscope", nil, args...)
+	s.metricsAddr = s.agent.waitFor(t, metricsAddrRE, 30*time.Second)
 	s.agent.waitFor(t, attachedRE, 60*time.Second)
 }
 

@@ -84,7 +84,7 @@ func TestStrippedRouter(t *testing.T) {
 			for _, r := range reqs {
 				resps[r.ID] = s.send(t, r)
 			}
-			trees := byRequestID(t, buildTrees(t, waitSpans(t, recv, 18)))
+			trees := byRequestID(t, buildTrees(t, waitSpans(t, recv, s.metricsAddr, 18)))
 			for _, r := range reqs {
 				tr, ok := trees[r.ID]
 				if !ok {
