@@ -18,6 +18,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/routerscope/routerscope/internal/service"
 	"github.com/routerscope/routerscope/router"
 )
 
@@ -27,21 +28,9 @@ const (
 	keyListen  = "listen"
 	keyBackend = "backend"
 	keyStartup = "startup"
-	keyError   = "error"
 )
 
-func main() {
-	log, err := zap.NewProduction()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "router: create logger:", err)
-		os.Exit(1)
-	}
-	defer func() { _ = log.Sync() }()
-	if err := run(log); err != nil {
-		log.Error("router stopped", zap.String(keyError, err.Error()))
-		os.Exit(1)
-	}
-}
+func main() { service.Main("router", run) }
 
 func run(log *zap.Logger) error {
 	start := time.Now()
