@@ -5,7 +5,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -24,13 +23,8 @@ var fixtureListenRE = regexp.MustCompile(`listening (\S+)`)
 // go build arguments.
 func buildHTTPFixture(t *testing.T, args ...string) string {
 	t.Helper()
-	out := filepath.Join(t.TempDir(), "httpfixture")
-	cmd := exec.Command("go", append(append([]string{"build", "-o", out}, args...), "./e2e/testdata/httpfixture")...)
-	cmd.Dir = repoRoot()
-	if msg, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("build httpfixture: %v\n%s", err, msg)
-	}
-	return out
+	return testenv.GoBuild(t, testenv.Build{Pkg: "./e2e/testdata/httpfixture", Out: filepath.Join(t.TempDir(), "httpfixture"),
+		Dir: repoRoot(), Flags: args})
 }
 
 // traceHTTPFixture starts the fixture and the agent on it with the given

@@ -5,7 +5,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -114,12 +113,7 @@ func TestTraceContextDuplicateHeaders(t *testing.T) {
 func TestTraceContextForwardingApp(t *testing.T) {
 	testenv.RequireBPF(t, "the end-to-end eBPF test")
 	recv, collector := pipeline(t)
-	bin := filepath.Join(t.TempDir(), "forwarder")
-	build := exec.Command("go", "build", "-o", bin, "./e2e/testdata/forwarder")
-	build.Dir = repoRoot()
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build the forwarder: %v\n%s", err, out)
-	}
+	bin := testenv.GoBuild(t, testenv.Build{Pkg: "./e2e/testdata/forwarder", Out: filepath.Join(t.TempDir(), "forwarder"), Dir: repoRoot()})
 	s := &stack{}
 	s.fakellm = start(t, "fakellm", nil, bins.fakellm, "--listen", "127.0.0.1:0")
 	s.llmAddr = s.fakellm.waitFor(t, listenRE, 10*time.Second)

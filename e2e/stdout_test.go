@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -41,13 +40,13 @@ func TestStdoutExporterGuideConfig(t *testing.T) {
 	if err := os.WriteFile(cfg, []byte(guide), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	var stdout lockedBuffer
+	var stdout testenv.Buffer
 	agent := &proc{name: "routerscope", done: make(chan struct{})}
 	agent.cmd = exec.Command(bins.agentBin, "run", "--pid", fmt.Sprint(s.router.cmd.Process.Pid),
 		"--probes", filepath.Join(repoRoot(), "config/probes/semantic-router.yaml"),
 		"--log-format", "json", "--metrics-listen", "")
 	agent.cmd.Env = append(os.Environ(), "CONFIG_PATH="+cfg)
-	agent.cmd.Stdout, agent.cmd.Stderr = &stdout, agent
+	agent.cmd.Stdout, agent.cmd.Stderr = &stdout, &agent.out
 	if err := agent.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -159,29 +158,4 @@ func TestStdoutExporterGuideConfig(t *testing.T) {
 	if strings.Contains(stdout.String(), `"level"`) {
 		t.Errorf("log lines leaked into stdout")
 	}
-}
-
-// lockedBuffer is a bytes.Buffer a child process writes while the test
-// reads it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-func (l *lockedBuffer) Bytes() []byte {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return bytes.Clone(l.b.Bytes())
 }

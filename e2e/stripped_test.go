@@ -19,12 +19,7 @@ import (
 func TestStrippedRouter(t *testing.T) {
 	testenv.RequireBPF(t, "the end-to-end eBPF test")
 	dir := t.TempDir()
-	sw := filepath.Join(dir, "router-sw")
-	build := exec.Command("go", "build", "-ldflags=-s -w", "-o", sw, "./cmd/router")
-	build.Dir = repoRoot()
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build router -s -w: %v\n%s", err, out)
-	}
+	sw := testenv.GoBuild(t, testenv.Build{Pkg: "./cmd/router", Out: filepath.Join(dir, "router-sw"), Dir: repoRoot(), Flags: []string{"-ldflags=-s -w"}})
 	stripped := filepath.Join(dir, "router-stripped")
 	data, err := os.ReadFile(bins.router)
 	if err != nil {
