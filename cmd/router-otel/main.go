@@ -50,17 +50,9 @@ func run(log *zap.Logger) error {
 	endpoint := flag.String("otlp-endpoint", "127.0.0.1:4317", "OTLP gRPC receiver host:port (plaintext)")
 	flag.Parse()
 
-	cfg, err := router.LoadConfig(*configPath)
+	cfg, err := router.LoadConfigWithOverrides(*configPath, *listen, *backend)
 	if err != nil {
 		return err
-	}
-	if *backend != "" {
-		if err := cfg.OverrideBackends(*backend); err != nil {
-			return err
-		}
-	}
-	if *listen != "" {
-		cfg.Server.Listen = *listen
 	}
 	rt, err := router.New(cfg)
 	if err != nil {

@@ -39,17 +39,9 @@ func run(log *zap.Logger) error {
 	backend := flag.String("backend", os.Getenv("ROUTER_BACKEND"), "point every vllm_endpoint at this host:port (env ROUTER_BACKEND)")
 	flag.Parse()
 
-	cfg, err := router.LoadConfig(*configPath)
+	cfg, err := router.LoadConfigWithOverrides(*configPath, *listen, *backend)
 	if err != nil {
 		return err
-	}
-	if *backend != "" {
-		if err := cfg.OverrideBackends(*backend); err != nil {
-			return err
-		}
-	}
-	if *listen != "" {
-		cfg.Server.Listen = *listen
 	}
 	rt, err := router.New(cfg)
 	if err != nil {
