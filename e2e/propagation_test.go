@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/routerscope/routerscope/internal/otlptest"
+	"github.com/routerscope/routerscope/internal/spanname"
 	"github.com/routerscope/routerscope/internal/testenv"
 	"github.com/routerscope/routerscope/router/fakellm"
 )
@@ -178,10 +179,10 @@ func tracesByRequest(t *testing.T, spans []otlptest.Span) map[string]*reqTrace {
 		roots := 0
 		for _, s := range ss {
 			switch s.Name {
-			case spanRoot:
+			case spanname.Root:
 				rt.root = s
 				roots++
-			case spanUpstream:
+			case spanname.Upstream:
 				rt.upstream = s
 			}
 		}
@@ -190,7 +191,7 @@ func tracesByRequest(t *testing.T, spans []otlptest.Span) map[string]*reqTrace {
 			continue
 		}
 		for _, s := range ss {
-			if s.Name != spanRoot && s.ParentIDHex() != rt.root.SpanIDHex() {
+			if s.Name != spanname.Root && s.ParentIDHex() != rt.root.SpanIDHex() {
 				t.Errorf("trace %s: %s has parent %s, want the root %s", tid, s.Name, s.ParentIDHex(), rt.root.SpanIDHex())
 			}
 		}
@@ -208,7 +209,7 @@ func tracesByRequest(t *testing.T, spans []otlptest.Span) map[string]*reqTrace {
 func wantInjected(t *testing.T, up map[string][]string, id string, rt *reqTrace) {
 	t.Helper()
 	if rt.upstream.Span == nil {
-		t.Errorf("%s: no %s span", id, spanUpstream)
+		t.Errorf("%s: no %s span", id, spanname.Upstream)
 		return
 	}
 	want := traceparent(rt.upstream.TraceIDHex(), rt.upstream.SpanIDHex(), "01")

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/routerscope/routerscope/internal/spanname"
 	"github.com/routerscope/routerscope/internal/testenv"
 )
 
@@ -61,7 +62,7 @@ func TestStdoutExporterGuideConfig(t *testing.T) {
 	// The root returns just after the answer, and the exporter prints a
 	// batch at most export.batch_timeout (5s by default) later: wait for the
 	// root span on stdout, the last of the request's spans to end.
-	rootRE := regexp.MustCompile(`"Name":\s*"` + regexp.QuoteMeta(spanRoot) + `"`)
+	rootRE := regexp.MustCompile(`"Name":\s*"` + regexp.QuoteMeta(spanname.Root) + `"`)
 	deadline := time.Now().Add(30 * time.Second)
 	for !rootRE.MatchString(stdout.String()) {
 		if time.Now().After(deadline) {
@@ -117,7 +118,7 @@ func TestStdoutExporterGuideConfig(t *testing.T) {
 	}
 	var root *span
 	for i := range spans {
-		if spans[i].Name == spanRoot {
+		if spans[i].Name == spanname.Root {
 			root = &spans[i]
 		}
 	}
@@ -133,7 +134,7 @@ func TestStdoutExporterGuideConfig(t *testing.T) {
 		if sp.SpanContext.TraceID != root.SpanContext.TraceID {
 			t.Errorf("%s is in trace %s, not the root's %s", sp.Name, sp.SpanContext.TraceID, root.SpanContext.TraceID)
 		}
-		if sp.Name != spanRoot && sp.Parent.SpanID != root.SpanContext.SpanID {
+		if sp.Name != spanname.Root && sp.Parent.SpanID != root.SpanContext.SpanID {
 			t.Errorf("%s: parent %s, want the root %s", sp.Name, sp.Parent.SpanID, root.SpanContext.SpanID)
 		}
 		if svc := find(sp.Resource, "service.name"); svc != "vllm-semantic-router-dev" {
@@ -149,7 +150,7 @@ func TestStdoutExporterGuideConfig(t *testing.T) {
 		}
 	}
 	for _, sp := range spans {
-		if sp.Name == spanClassify {
+		if sp.Name == spanname.Classify {
 			if c := find(sp.Attributes, "category.name"); c != "math" {
 				t.Errorf("classification category.name = %v", c)
 			}

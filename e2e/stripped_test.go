@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/routerscope/routerscope/internal/spanname"
 	"github.com/routerscope/routerscope/internal/testenv"
 )
 
@@ -91,7 +92,7 @@ func TestStrippedRouter(t *testing.T) {
 				checkFull(t, s, tr, resps[r.ID], false)
 			}
 			if tr := trees["req-math"]; tr != nil {
-				wantStr(t, tr.child(t, spanClassify), "category.name", "math")
+				wantStr(t, tr.child(t, spanname.Classify), "category.name", "math")
 			}
 		})
 	}

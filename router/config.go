@@ -291,6 +291,17 @@ func (c *Config) Validate() error {
 	return nil
 }
 
+// NewFromFile builds a Router as the router commands do: from the config
+// file at path (LoadConfigWithOverrides), returning the config too.
+func NewFromFile(path, listen, backend string) (*Router, *Config, error) {
+	cfg, err := LoadConfigWithOverrides(path, listen, backend)
+	if err != nil {
+		return nil, nil, err
+	}
+	rt, err := New(cfg)
+	return rt, cfg, err
+}
+
 // LoadConfigWithOverrides loads and validates the config file at path,
 // then applies a command line's overrides: listen replaces server.listen,
 // and backend points every endpoint at that host:port (OverrideBackends).

@@ -139,4 +139,8 @@ func TestLoadConfigWithOverrides(t *testing.T) {
 	if _, err := LoadConfigWithOverrides(path, "", "nohost"); !errors.Is(err, ErrInvalidConfig) {
 		t.Errorf("bad backend: %v, want ErrInvalidConfig", err)
 	}
+	rt, withRouter, err := NewFromFile(path, "127.0.0.1:0", "")
+	if err != nil || rt == nil || withRouter.Server.Listen != "127.0.0.1:0" {
+		t.Errorf("NewFromFile: %v, %v, %+v", rt, err, withRouter)
+	}
 }

@@ -50,11 +50,7 @@ func run(log *zap.Logger) error {
 	endpoint := flag.String("otlp-endpoint", "127.0.0.1:4317", "OTLP gRPC receiver host:port (plaintext)")
 	flag.Parse()
 
-	cfg, err := router.LoadConfigWithOverrides(*configPath, *listen, *backend)
-	if err != nil {
-		return err
-	}
-	rt, err := router.New(cfg)
+	rt, cfg, err := router.NewFromFile(*configPath, *listen, *backend)
 	if err != nil {
 		return err
 	}

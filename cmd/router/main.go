@@ -39,11 +39,7 @@ func run(log *zap.Logger) error {
 	backend := flag.String("backend", os.Getenv("ROUTER_BACKEND"), "point every vllm_endpoint at this host:port (env ROUTER_BACKEND)")
 	flag.Parse()
 
-	cfg, err := router.LoadConfigWithOverrides(*configPath, *listen, *backend)
-	if err != nil {
-		return err
-	}
-	rt, err := router.New(cfg)
+	rt, cfg, err := router.NewFromFile(*configPath, *listen, *backend)
 	if err != nil {
 		return err
 	}
