@@ -17,6 +17,7 @@ import (
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/routerscope/routerscope/agent/config"
 	"github.com/routerscope/routerscope/internal/testenv"
 )
 
@@ -41,7 +42,7 @@ func (c *marshalClient) UploadTraces(_ context.Context, rss []*tracepb.ResourceS
 const benchFlushEvery = 1024
 
 func benchPipeline(b *testing.B) (*Pipeline, *marshalClient) {
-	cfg := DefaultConfig()
+	cfg := config.DefaultConfig()
 	cfg.Agent.Export.QueueSize = 4 * benchFlushEvery
 	c := &marshalClient{}
 	pipe, err := NewOTLPPipeline(context.Background(), cfg, c, nil)
@@ -124,9 +125,9 @@ func BenchmarkAssembleAndExport(b *testing.B) {
 // with a typical rule (executable glob plus command line): the cost paid
 // every discovery interval.
 func BenchmarkScanProc(b *testing.B) {
-	d := Discovery{Interval: 1, RetryInterval: 1, MaxProcesses: 1,
-		Rules: []Rule{{Name: "router", Selector: Selector{Executable: "/usr/local/bin/router*", Cmdline: "--config"}}}}
-	if err := d.validate(); err != nil {
+	d := config.Discovery{Interval: 1, RetryInterval: 1, MaxProcesses: 1,
+		Rules: []config.Rule{{Name: "router", Selector: config.Selector{Executable: "/usr/local/bin/router*", Cmdline: "--config"}}}}
+	if err := d.Validate(); err != nil {
 		b.Fatal(err)
 	}
 	pids, _ := listPIDs("/proc")
@@ -156,10 +157,10 @@ func BenchmarkScanProc(b *testing.B) {
 func BenchmarkRestartToAttach(b *testing.B) {
 	dir := b.TempDir()
 	path := testenv.CopyExecutable(b, "/bin/sleep", filepath.Join(dir, "router"))
-	cfg := DefaultConfig()
+	cfg := config.DefaultConfig()
 	cfg.Agent.Metrics.Listen = ""
 	cfg.Agent.Probes = []string{path} // any readable file
-	cfg.Agent.Discovery.Rules = []Rule{{Name: "router", Selector: Selector{Executable: path}}}
+	cfg.Agent.Discovery.Rules = []config.Rule{{Name: "router", Selector: config.Selector{Executable: path}}}
 	if err := cfg.Validate(); err != nil {
 		b.Fatal(err)
 	}

@@ -12,16 +12,6 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 )
 
-// Stdout formats (observability.tracing.exporter.format): the SDK's own
-// JSON (the default) or the shape of the guide's "Console Output" example.
-const (
-	StdoutFormatSDK   = "sdk"
-	StdoutFormatGuide = "guide"
-)
-
-// stdoutFormats are the accepted formats, in error-message order.
-var stdoutFormats = []string{StdoutFormatSDK, StdoutFormatGuide}
-
 // guideSpan is one span as the guide's console example prints it: Name,
 // SpanContext, Attributes with plain values, Duration in nanoseconds; plus
 // what a reader needs to place it in its trace (the parent, the start, the

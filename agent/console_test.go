@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/routerscope/routerscope/agent/config"
 	"github.com/routerscope/routerscope/probes"
 )
 
@@ -16,7 +17,7 @@ import (
 // Output" shape: Name, SpanContext, Attributes with plain values,
 // Duration in nanoseconds.
 func TestStdoutGuideFormat(t *testing.T) {
-	cfg, err := Parse([]byte("observability:\n  tracing:\n    enabled: true\n    exporter:\n      type: stdout\n      format: guide\n"))
+	cfg, err := config.Parse([]byte("observability:\n  tracing:\n    enabled: true\n    exporter:\n      type: stdout\n      format: guide\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,7 +85,7 @@ func TestStdoutGuideFormat(t *testing.T) {
 }
 
 func TestStdoutFormatInvalid(t *testing.T) {
-	_, err := Parse([]byte("observability:\n  tracing:\n    enabled: true\n    exporter:\n      type: stdout\n      format: yaml\n"))
+	_, err := config.Parse([]byte("observability:\n  tracing:\n    enabled: true\n    exporter:\n      type: stdout\n      format: yaml\n"))
 	if err == nil || !strings.Contains(err.Error(), "exporter.format") || !strings.Contains(err.Error(), "sdk, guide") {
 		t.Errorf("error %v", err)
 	}

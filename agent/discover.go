@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
+
+	"github.com/routerscope/routerscope/agent/config"
 )
 
 // ErrNoProcess is returned when a binary target has no running process.
@@ -48,8 +50,8 @@ func FindProcesses(procRoot, path string) ([]int, error) {
 // (keeping the binary path, so the attacher need not look it up again).
 // Processes started later are not picked up: use discovery rules
 // (routerscope.discovery) to follow new processes and restarts.
-func expandTargets(procRoot string, targets []Target) ([]Target, error) {
-	var out []Target
+func expandTargets(procRoot string, targets []config.Target) ([]config.Target, error) {
+	var out []config.Target
 	for _, t := range targets {
 		if t.Binary == "" || t.PID != 0 {
 			out = append(out, t)
@@ -63,7 +65,7 @@ func expandTargets(procRoot string, targets []Target) ([]Target, error) {
 			return nil, fmt.Errorf("%w: %s is not running (start it first, or pass --pid)", ErrNoProcess, t.Binary)
 		}
 		for _, pid := range pids {
-			out = append(out, Target{PID: pid, Binary: t.Binary})
+			out = append(out, config.Target{PID: pid, Binary: t.Binary})
 		}
 	}
 	return out, nil

@@ -4,141 +4,11 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
-	"time"
+
+	"github.com/routerscope/routerscope/agent/config"
 )
-
-// Discovery is routerscope.discovery: which processes on the machine to
-// trace, found by scanning /proc, and which probe files each gets.
-type Discovery struct {
-	// Rules are tried in order; a process gets the probes of the first
-	// rule it matches.
-	Rules []Rule
-	// Exclude lists processes never traced even when a rule matches; the
-	// agent itself is always excluded.
-	Exclude []Selector
-	// Interval is how often /proc is scanned.
-	Interval time.Duration
-	// RetryInterval is how long a process whose attach failed (or whose
-	// capture ended while it kept running) waits before the next attempt.
-	RetryInterval time.Duration
-	// MaxProcesses bounds the processes traced at once (each has its own
-	// export pipeline and kernel attachments).
-	MaxProcesses int
-}
-
-// Selector picks processes. Every field that is set must match (they are
-// ANDed); at least one must be set.
-type Selector struct {
-	// Executable is a glob (path.Match syntax: * stays within one path
-	// element) on the executable's path as the process sees it, in its own
-	// mount namespace (/proc/PID/exe).
-	Executable string
-	// Comm is a glob on the process name (/proc/PID/comm, 15 bytes at most).
-	Comm string
-	// Cmdline is a regular expression searched in the command line, its
-	// arguments joined by single spaces.
-	Cmdline string
-	// Port matches a process listening on this TCP port.
-	Port int
-	// PID matches one process id.
-	PID int
-
-	// sameFile matches processes running this file (same device and inode);
-	// set only for routerscope.targets binary entries.
-	sameFile string
-	cmdline  *regexp.Regexp
-}
-
-// Rule is one discovery rule: a selector and the probe files it applies.
-type Rule struct {
-	// Name labels the rule in logs and metrics.
-	Name string
-	Selector
-	// Probes are probe spec files; empty means routerscope.probes.
-	Probes []string
-}
-
-func (s Selector) empty() bool {
-	return s.Executable == "" && s.Comm == "" && s.Cmdline == "" && s.Port == 0 && s.PID == 0 && s.sameFile == ""
-}
-
-// compile checks the selector and prepares its regular expression; path
-// names it in errors.
-func (s *Selector) compile(path string) error {
-	if s.empty() {
-		return fmt.Errorf("%w: %s: set at least one of executable, comm, cmdline, port, pid", ErrConfig, path)
-	}
-	for key, glob := range map[string]string{"executable": s.Executable, "comm": s.Comm} {
-		if _, err := filepath.Match(glob, ""); err != nil {
-			return fmt.Errorf("%w: %s.%s: %q is not a valid glob (use *, ? and [...]): %v", ErrConfig, path, key, glob, err)
-		}
-	}
-	if s.Cmdline != "" {
-		re, err := regexp.Compile(s.Cmdline)
-		if err != nil {
-			return fmt.Errorf("%w: %s.cmdline: %q is not a valid regular expression: %v", ErrConfig, path, s.Cmdline, err)
-		}
-		s.cmdline = re
-	}
-	if s.Port < 0 || s.Port > 65535 {
-		return fmt.Errorf("%w: %s.port: %d is not a TCP port (1..65535)", ErrConfig, path, s.Port)
-	}
-	if s.PID < 0 {
-		return fmt.Errorf("%w: %s.pid: %d is not a process id", ErrConfig, path, s.PID)
-	}
-	return nil
-}
-
-// validate checks the discovery settings and compiles the selectors.
-func (d *Discovery) validate() error {
-	const p = "routerscope.discovery"
-	if d.Interval <= 0 || d.RetryInterval <= 0 {
-		return fmt.Errorf("%w: %s.interval and retry_interval must be positive durations, e.g. \"500ms\"", ErrConfig, p)
-	}
-	if d.MaxProcesses <= 0 {
-		return fmt.Errorf("%w: %s.max_processes: must be positive (got %d)", ErrConfig, p, d.MaxProcesses)
-	}
-	names := map[string]bool{}
-	for i := range d.Rules {
-		r := &d.Rules[i]
-		path := fmt.Sprintf("%s.rules[%d]", p, i)
-		if r.Name == "" {
-			r.Name = fmt.Sprintf("rule%d", i)
-		}
-		if names[r.Name] {
-			return fmt.Errorf("%w: %s.name: %q is used by two rules; names label metrics, make them unique", ErrConfig, path, r.Name)
-		}
-		names[r.Name] = true
-		if err := r.compile(path); err != nil {
-			return err
-		}
-	}
-	for i := range d.Exclude {
-		if err := d.Exclude[i].compile(fmt.Sprintf("%s.exclude[%d]", p, i)); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// targetRules turns routerscope.targets into rules, so targets and
-// discovery rules are matched the same way.
-func targetRules(targets []Target) []Rule {
-	rules := make([]Rule, 0, len(targets))
-	for _, t := range targets {
-		r := Rule{Name: t.String()}
-		if t.PID != 0 {
-			r.PID = t.PID
-		} else {
-			r.sameFile = t.Binary
-		}
-		rules = append(rules, r)
-	}
-	return rules
-}
 
 // matcher matches processes of one proc root against compiled rules,
 // caching what is costly to learn per scan.
@@ -152,7 +22,7 @@ type matcher struct {
 
 // matches tells whether p is selected by s. Listening ports are read only
 // when every cheaper selector already matched.
-func (m *matcher) matches(s *Selector, p Process) bool {
+func (m *matcher) matches(s *config.Selector, p Process) bool {
 	if s.PID != 0 && s.PID != p.PID {
 		return false
 	}
@@ -167,10 +37,10 @@ func (m *matcher) matches(s *Selector, p Process) bool {
 			return false
 		}
 	}
-	if s.cmdline != nil && !s.cmdline.MatchString(strings.Join(p.Cmdline, " ")) {
+	if s.CmdlinePattern() != nil && !s.CmdlinePattern().MatchString(strings.Join(p.Cmdline, " ")) {
 		return false
 	}
-	if s.sameFile != "" && !m.isSameFile(s.sameFile, p) {
+	if s.SameFile() != "" && !m.isSameFile(s.SameFile(), p) {
 		return false
 	}
 	if s.Port != 0 {
@@ -202,7 +72,7 @@ type match struct {
 	// probes are the rule's probe files, or the global ones.
 	probes []string
 	// target is the routerscope.targets entry, when one selected it.
-	target Target
+	target config.Target
 }
 
 // procCache remembers, from one scan to the next, what was read of each
@@ -222,7 +92,7 @@ type cachedProc struct {
 // scanProcesses lists the processes under procRoot selected by the rules
 // and not excluded, keyed by process identity. self is the agent's own
 // PID, always excluded. cache (which may be nil) is updated in place.
-func scanProcesses(procRoot string, rules []Rule, exclude []Selector, globalProbes []string, self int, cache procCache) (map[procKey]match, error) {
+func scanProcesses(procRoot string, rules []config.Rule, exclude []config.Selector, globalProbes []string, self int, cache procCache) (map[procKey]match, error) {
 	pids, err := listPIDs(procRoot)
 	if err != nil {
 		return nil, err
@@ -270,7 +140,7 @@ func scanProcesses(procRoot string, rules []Rule, exclude []Selector, globalProb
 }
 
 // match applies the rules in order, then the exclusions.
-func (m *matcher) match(p Process, rules []Rule, exclude []Selector, globalProbes []string) (match, bool) {
+func (m *matcher) match(p Process, rules []config.Rule, exclude []config.Selector, globalProbes []string) (match, bool) {
 	for i := range rules {
 		r := &rules[i]
 		if !m.matches(&r.Selector, p) {

@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/routerscope/routerscope/agent/config"
 )
 
 // fakeProc is one process of a fake proc tree.
@@ -79,10 +81,10 @@ func fakeProcTree(t *testing.T, procs ...fakeProc) string {
 	return root
 }
 
-func compiled(t *testing.T, d Discovery) Discovery {
+func compiled(t *testing.T, d config.Discovery) config.Discovery {
 	t.Helper()
 	d.Interval, d.RetryInterval, d.MaxProcesses = 1, 1, 1
-	if err := d.validate(); err != nil {
+	if err := d.Validate(); err != nil {
 		t.Fatal(err)
 	}
 	return d
@@ -99,37 +101,37 @@ func TestRuleMatchingOnFakeProc(t *testing.T) {
 	)
 	cases := []struct {
 		name string
-		d    Discovery
+		d    config.Discovery
 		want map[int]string // pid -> rule
 	}{
 		{"executable glob, deleted file still matches, agent excluded",
-			Discovery{Rules: []Rule{{Name: "r", Selector: Selector{Executable: "/usr/local/bin/rout*"}}}},
+			config.Discovery{Rules: []config.Rule{{Name: "r", Selector: config.Selector{Executable: "/usr/local/bin/rout*"}}}},
 			map[int]string{100: "r", 103: "r", 104: "r"}},
 		{"glob star stays within a path element",
-			Discovery{Rules: []Rule{{Name: "r", Selector: Selector{Executable: "/usr/*"}}}},
+			config.Discovery{Rules: []config.Rule{{Name: "r", Selector: config.Selector{Executable: "/usr/*"}}}},
 			map[int]string{}},
 		{"comm",
-			Discovery{Rules: []Rule{{Name: "c", Selector: Selector{Comm: "otel*"}}}},
+			config.Discovery{Rules: []config.Rule{{Name: "c", Selector: config.Selector{Comm: "otel*"}}}},
 			map[int]string{102: "c"}},
 		{"cmdline regexp over joined arguments",
-			Discovery{Rules: []Rule{{Name: "c", Selector: Selector{Cmdline: `--config /app/\S+\.yaml$`}}}},
+			config.Discovery{Rules: []config.Rule{{Name: "c", Selector: config.Selector{Cmdline: `--config /app/\S+\.yaml$`}}}},
 			map[int]string{100: "c", 102: "c"}},
 		{"listening port: held by the process, not merely in its namespace, not established",
-			Discovery{Rules: []Rule{{Name: "p", Selector: Selector{Port: 8801}}}},
+			config.Discovery{Rules: []config.Rule{{Name: "p", Selector: config.Selector{Port: 8801}}}},
 			map[int]string{100: "p"}},
 		{"port in another format (9000) and AND with comm",
-			Discovery{Rules: []Rule{{Name: "p", Selector: Selector{Port: 9000, Comm: "router"}}}},
+			config.Discovery{Rules: []config.Rule{{Name: "p", Selector: config.Selector{Port: 9000, Comm: "router"}}}},
 			map[int]string{101: "p"}},
 		{"established connection ports do not match",
-			Discovery{Rules: []Rule{{Name: "p", Selector: Selector{Port: 7777}}}},
+			config.Discovery{Rules: []config.Rule{{Name: "p", Selector: config.Selector{Port: 7777}}}},
 			map[int]string{}},
 		{"pid",
-			Discovery{Rules: []Rule{{Name: "one", Selector: Selector{PID: 101}}}},
+			config.Discovery{Rules: []config.Rule{{Name: "one", Selector: config.Selector{PID: 101}}}},
 			map[int]string{101: "one"}},
 		{"first rule wins, exclusions apply to every rule",
-			Discovery{
-				Rules:   []Rule{{Name: "a", Selector: Selector{PID: 100}}, {Name: "b", Selector: Selector{Comm: "router"}}},
-				Exclude: []Selector{{Cmdline: "--canary"}, {PID: 103}},
+			config.Discovery{
+				Rules:   []config.Rule{{Name: "a", Selector: config.Selector{PID: 100}}, {Name: "b", Selector: config.Selector{Comm: "router"}}},
+				Exclude: []config.Selector{{Cmdline: "--canary"}, {PID: 103}},
 			},
 			map[int]string{100: "a", 101: "b"}},
 	}
@@ -194,7 +196,7 @@ func TestRuleMatchesRealProcess(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d := compiled(t, Discovery{Rules: []Rule{{Name: "self", Selector: Selector{Executable: self}}}})
+	d := compiled(t, config.Discovery{Rules: []config.Rule{{Name: "self", Selector: config.Selector{Executable: self}}}})
 	got, err := scanProcesses("/proc", d.Rules, nil, []string{"p.yaml"}, 0, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -213,7 +215,7 @@ func TestRuleMatchesRealProcess(t *testing.T) {
 		}
 	}
 	// Targets become rules matching the same file.
-	rules := targetRules([]Target{{Binary: self}, {PID: os.Getppid()}})
+	rules := config.TargetRules([]config.Target{{Binary: self}, {PID: os.Getppid()}})
 	got, _ = scanProcesses("/proc", rules, nil, []string{"p.yaml"}, 0, nil)
 	byRule := map[string]bool{}
 	for _, m := range got {
@@ -224,77 +226,9 @@ func TestRuleMatchesRealProcess(t *testing.T) {
 	}
 }
 
-func TestDiscoveryConfig(t *testing.T) {
-	cfg, err := Parse([]byte(`routerscope:
-  probes: [global.yaml]
-  discovery:
-    interval: 250ms
-    max_processes: 8
-    rules:
-      - name: router
-        executable: "/usr/local/bin/router*"
-        probes: [probes/router.yaml]
-      - comm: router
-        port: 8801
-        cmdline: "--config"
-    exclude:
-      - comm: otelcol
-  metrics:
-    listen: "127.0.0.1:9999"
-  watch_interval: 0s
-`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	d := cfg.Agent.Discovery
-	if len(d.Rules) != 2 || d.Rules[0].Name != "router" || d.Rules[1].Name != "rule1" || d.Rules[1].Port != 8801 ||
-		d.Rules[1].cmdline == nil || len(d.Exclude) != 1 || d.Interval.Milliseconds() != 250 || d.MaxProcesses != 8 ||
-		d.RetryInterval == 0 || cfg.Agent.Metrics.Listen != "127.0.0.1:9999" || cfg.Agent.WatchInterval != 0 {
-		t.Fatalf("%+v", cfg.Agent)
-	}
-	if def := DefaultConfig(); def.Agent.Metrics.Listen != DefaultMetricsListen || def.Agent.Discovery.Interval.Milliseconds() != 500 {
-		t.Fatalf("defaults %+v", def.Agent)
-	}
-	bad := []struct{ yaml, want string }{
-		{"routerscope:\n  discovery:\n    rules:\n      - name: x\n", "routerscope.discovery.rules[0]: set at least one of executable, comm, cmdline, port, pid"},
-		{"routerscope:\n  discovery:\n    rules:\n      - cmdline: \"(\"\n", "routerscope.discovery.rules[0].cmdline: \"(\" is not a valid regular expression"},
-		{"routerscope:\n  discovery:\n    rules:\n      - executable: \"[\"\n", "routerscope.discovery.rules[0].executable: \"[\" is not a valid glob"},
-		{"routerscope:\n  discovery:\n    rules:\n      - port: 70000\n", "port: 70000 is not a TCP port"},
-		{"routerscope:\n  discovery:\n    rules:\n      - pid: 1\n        name: a\n      - pid: 2\n        name: a\n", `"a" is used by two rules`},
-		{"routerscope:\n  discovery:\n    exclude:\n      - {}\n", "routerscope.discovery.exclude[0]: set at least one"},
-		{"routerscope:\n  discovery:\n    rules:\n      - binary: /x\n", "routerscope.discovery.rules[0].binary (line 4): unknown key, allowed keys in routerscope.discovery.rules[0]: cmdline, comm, executable, name, pid, port, probes"},
-		{"routerscope:\n  discovery:\n    interval: 0s\n", "interval and retry_interval must be positive"},
-		{"routerscope:\n  discovery:\n    max_processes: 0\n", "max_processes: must be positive"},
-		{"routerscope:\n  metrics:\n    port: 1\n", "routerscope.metrics.port (line 3): unknown key"},
-		{"routerscope:\n  watch_interval: -1s\n", "watch_interval: must not be negative"},
-	}
-	for _, tc := range bad {
-		_, err := Parse([]byte(tc.yaml))
-		if !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("%q: %v, want %q", tc.yaml, err, tc.want)
-		}
-	}
-}
-
-func TestLoadFileResolvesRuleProbes(t *testing.T) {
-	dir := t.TempDir()
-	path := filepath.Join(dir, "agent.yaml")
-	body := "routerscope:\n  discovery:\n    rules:\n      - comm: router\n        probes: [probes/router.yaml, /abs/p.yaml]\n"
-	if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := LoadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if p := cfg.Agent.Discovery.Rules[0].Probes; p[0] != filepath.Join(dir, "probes/router.yaml") || p[1] != "/abs/p.yaml" {
-		t.Fatalf("probes %v", p)
-	}
-}
-
 func TestScanCacheFollowsPIDReuse(t *testing.T) {
 	root := fakeProcTree(t, fakeProc{pid: 300, start: 10, exe: "/bin/router", comm: "router"})
-	d := compiled(t, Discovery{Rules: []Rule{{Name: "r", Selector: Selector{Executable: "/bin/router"}}}})
+	d := compiled(t, config.Discovery{Rules: []config.Rule{{Name: "r", Selector: config.Selector{Executable: "/bin/router"}}}})
 	cache := procCache{}
 	scan := func() map[procKey]match {
 		t.Helper()
@@ -313,7 +247,7 @@ func TestScanCacheFollowsPIDReuse(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "comm"), []byte("renamed\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	d2 := compiled(t, Discovery{Rules: []Rule{{Name: "r", Selector: Selector{Comm: "router"}}}})
+	d2 := compiled(t, config.Discovery{Rules: []config.Rule{{Name: "r", Selector: config.Selector{Comm: "router"}}}})
 	if got, _ := scanProcesses(root, d2.Rules, nil, nil, 0, cache); len(got) != 1 {
 		t.Fatalf("cached process re-read: %v", got)
 	}
@@ -351,38 +285,6 @@ func TestScanCacheFollowsPIDReuse(t *testing.T) {
 	}
 }
 
-// TestExampleDiscoveryBlockLoads uncomments config/agent.yaml's discovery
-// example and loads it, so the documented example stays valid.
-func TestExampleDiscoveryBlockLoads(t *testing.T) {
-	data, err := os.ReadFile(filepath.Join("..", "config", "agent.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []string
-	in := false
-	for _, line := range strings.Split(string(data), "\n") {
-		switch {
-		case strings.HasPrefix(line, "  # discovery:"):
-			in = true
-		case in && strings.TrimSpace(line) == "#":
-			in = false
-		}
-		if in {
-			line = strings.Replace(line, "# ", "", 1)
-		}
-		out = append(out, line)
-	}
-	cfg, err := Parse([]byte(strings.Join(out, "\n")))
-	if err != nil {
-		t.Fatalf("uncommented discovery example: %v", err)
-	}
-	d := cfg.Agent.Discovery
-	if len(d.Rules) != 2 || d.Rules[0].Name != "router" || d.Rules[1].Port != 8801 || len(d.Exclude) != 1 ||
-		d.MaxProcesses != 64 || cfg.Agent.Metrics.Listen != ":9464" {
-		t.Fatalf("example loaded as %+v", cfg.Agent)
-	}
-}
-
 func TestPortRuleOnRealProcess(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -390,7 +292,7 @@ func TestPortRuleOnRealProcess(t *testing.T) {
 	}
 	defer ln.Close()
 	port := ln.Addr().(*net.TCPAddr).Port
-	d := compiled(t, Discovery{Rules: []Rule{{Name: "listener", Selector: Selector{Port: port}}}})
+	d := compiled(t, config.Discovery{Rules: []config.Rule{{Name: "listener", Selector: config.Selector{Port: port}}}})
 	got, err := scanProcesses("/proc", d.Rules, nil, []string{"p.yaml"}, 0, nil)
 	if err != nil {
 		t.Fatal(err)

@@ -19,11 +19,13 @@
 // Packages and the direction of their imports (an arrow means "imports";
 // TestImportDirection fails on any other edge):
 //
-//	cmd/routerscope -> agent -> agent/spans -> probes -> bpf
+//	cmd/routerscope -> agent -> agent/spans  -> probes -> bpf
+//	                         -> agent/config -> probes
 //	agent/spans/spantest -> agent/spans   (fixtures, imported by tests only)
 //
 // agent/spans is where an event becomes a span; it knows nothing of
-// export, configuration or discovery. Only cmd/, bench, deploy/ and e2e
+// export, configuration or discovery. agent/config decodes and validates
+// the configuration and imports no other agent package. Only cmd/, bench, deploy/ and e2e
 // import the agent; probes and bpf never do. The `routerscope tree`
 // renderer and the resolution cache shared by replicas of one binary are
 // cmd/routerscope's, their only user.

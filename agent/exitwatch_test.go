@@ -14,6 +14,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/routerscope/routerscope/agent/config"
 	"github.com/routerscope/routerscope/agent/spans"
 	"github.com/routerscope/routerscope/internal/testenv"
 	"github.com/routerscope/routerscope/probes"
@@ -27,8 +28,8 @@ func TestRunPIDEndsWhenTargetExits(t *testing.T) {
 	proc := startCopy(t, filepath.Join(t.TempDir(), "bin", "target"))
 	pid := proc.Process.Pid
 	var out bytes.Buffer
-	cfg := DefaultConfig()
-	cfg.Agent.Targets = []Target{{PID: pid}}
+	cfg := config.DefaultConfig()
+	cfg.Agent.Targets = []config.Target{{PID: pid}}
 	cfg.Agent.Probes = []string{"p.yaml"}
 	src := newChanSource() // never ends on its own
 	log, logs := observedLogger()
@@ -110,8 +111,8 @@ func TestExitEndsKernelOpenSpans(t *testing.T) {
 	proc := startCopy(t, filepath.Join(t.TempDir(), "bin", "target"))
 	pid := proc.Process.Pid
 	var out bytes.Buffer
-	cfg := DefaultConfig()
-	cfg.Agent.Targets = []Target{{PID: pid}}
+	cfg := config.DefaultConfig()
+	cfg.Agent.Targets = []config.Target{{PID: pid}}
 	cfg.Agent.Probes = []string{"p.yaml"}
 	start := time.Now()
 	evs := request(uint32(pid), 3, start)

@@ -17,6 +17,7 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"google.golang.org/grpc/credentials"
 
+	"github.com/routerscope/routerscope/agent/config"
 	"github.com/routerscope/routerscope/internal/readlimit"
 )
 
@@ -25,8 +26,8 @@ import (
 // (one object per span, the guide's "Console Output") to w; otlp encoded
 // straight from the span records and uploaded by the client NewTraceClient
 // builds.
-func NewSpanPipeline(ctx context.Context, cfg Config, w io.Writer, onExportError func(error, int)) (*Pipeline, error) {
-	if cfg.Tracing.Exporter.Type == ExporterOTLP {
+func NewSpanPipeline(ctx context.Context, cfg config.Config, w io.Writer, onExportError func(error, int)) (*Pipeline, error) {
+	if cfg.Tracing.Exporter.Type == config.ExporterOTLP {
 		client, err := NewTraceClient(cfg.Tracing.Exporter)
 		if err != nil {
 			return nil, err
@@ -51,11 +52,11 @@ func NewSpanPipeline(ctx context.Context, cfg Config, w io.Writer, onExportError
 // file when given, headers, and the per-export timeout within which the
 // client retries. Connections are made lazily: an unreachable collector
 // shows up as export errors, not as a start-up failure.
-func NewTraceClient(e Exporter) (otlptrace.Client, error) {
-	if e.Type != ExporterOTLP {
-		return nil, fmt.Errorf("%w: observability.tracing.exporter.type: %q has no OTLP client", ErrConfig, e.Type)
+func NewTraceClient(e config.Exporter) (otlptrace.Client, error) {
+	if e.Type != config.ExporterOTLP {
+		return nil, fmt.Errorf("%w: observability.tracing.exporter.type: %q has no OTLP client", config.ErrConfig, e.Type)
 	}
-	if e.Protocol == ProtocolHTTPProtobuf {
+	if e.Protocol == config.ProtocolHTTPProtobuf {
 		opts, err := otlpHTTPOptions(e)
 		if err != nil {
 			return nil, err
@@ -72,10 +73,10 @@ func NewTraceClient(e Exporter) (otlptrace.Client, error) {
 // NewExporter builds the SDK span exporter the config names (for
 // NewPipeline): stdout writes pretty-printed JSON to w; otlp wraps the
 // client of NewTraceClient in the SDK's OTLP exporter; none discards.
-func NewExporter(ctx context.Context, e Exporter, w io.Writer) (sdktrace.SpanExporter, error) {
+func NewExporter(ctx context.Context, e config.Exporter, w io.Writer) (sdktrace.SpanExporter, error) {
 	switch e.Type {
-	case ExporterStdout:
-		if e.Format == StdoutFormatGuide {
+	case config.ExporterStdout:
+		if e.Format == config.StdoutFormatGuide {
 			return newGuideExporter(w), nil
 		}
 		exp, err := stdouttrace.New(stdouttrace.WithWriter(w), stdouttrace.WithPrettyPrint())
@@ -83,9 +84,9 @@ func NewExporter(ctx context.Context, e Exporter, w io.Writer) (sdktrace.SpanExp
 			return nil, fmt.Errorf("create stdout exporter: %w", err)
 		}
 		return exp, nil
-	case ExporterNone:
+	case config.ExporterNone:
 		return noneExporter{}, nil
-	case ExporterOTLP:
+	case config.ExporterOTLP:
 		client, err := NewTraceClient(e)
 		if err != nil {
 			return nil, err
@@ -96,23 +97,23 @@ func NewExporter(ctx context.Context, e Exporter, w io.Writer) (sdktrace.SpanExp
 		}
 		return exp, nil
 	}
-	return nil, fmt.Errorf("%w: observability.tracing.exporter.type: unknown exporter type %q, allowed: %s", ErrConfig, e.Type, list(exporterTypes))
+	return nil, fmt.Errorf("%w: observability.tracing.exporter.type: unknown exporter type %q, allowed: %s", config.ErrConfig, e.Type, strings.Join(config.ExporterTypes(), ", "))
 }
 
 // exporterTLS is the TLS configuration of a secure exporter: the CA file's
 // roots when given, else the system's.
-func exporterTLS(e Exporter) (*tls.Config, error) {
+func exporterTLS(e config.Exporter) (*tls.Config, error) {
 	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
 	if e.CAFile == "" {
 		return cfg, nil
 	}
-	pem, err := readlimit.File(e.CAFile, MaxConfigBytes)
+	pem, err := readlimit.File(e.CAFile, config.MaxConfigBytes)
 	if err != nil {
-		return nil, fmt.Errorf("%w: read observability.tracing.exporter.ca_file: %w", ErrConfig, err)
+		return nil, fmt.Errorf("%w: read observability.tracing.exporter.ca_file: %w", config.ErrConfig, err)
 	}
 	pool := x509.NewCertPool()
 	if !pool.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("%w: observability.tracing.exporter.ca_file %s: no PEM certificate in it", ErrConfig, e.CAFile)
+		return nil, fmt.Errorf("%w: observability.tracing.exporter.ca_file %s: no PEM certificate in it", config.ErrConfig, e.CAFile)
 	}
 	cfg.RootCAs = pool
 	return cfg, nil
@@ -141,7 +142,7 @@ type otlpOptionSet[O any] struct {
 // when insecure, else TLS with the CA file's roots or the system's (the
 // guide's "insecure: false # Use TLS"), headers and the per-export
 // timeout.
-func buildOTLPOptions[O any](e Exporter, set otlpOptionSet[O]) ([]O, error) {
+func buildOTLPOptions[O any](e config.Exporter, set otlpOptionSet[O]) ([]O, error) {
 	var opts []O
 	if strings.Contains(e.Endpoint, "://") {
 		opts = append(opts, set.endpointURL(e.Endpoint))
@@ -169,7 +170,7 @@ func buildOTLPOptions[O any](e Exporter, set otlpOptionSet[O]) ([]O, error) {
 // otlpHTTPOptions are the OTLP/HTTP (protobuf) client's options. Its
 // client connects per request, so an unreachable collector shows up as
 // export errors, as with gRPC.
-func otlpHTTPOptions(e Exporter) ([]otlptracehttp.Option, error) {
+func otlpHTTPOptions(e config.Exporter) ([]otlptracehttp.Option, error) {
 	return buildOTLPOptions(e, otlpOptionSet[otlptracehttp.Option]{
 		endpointURL: otlptracehttp.WithEndpointURL,
 		endpoint:    otlptracehttp.WithEndpoint,
@@ -182,7 +183,7 @@ func otlpHTTPOptions(e Exporter) ([]otlptracehttp.Option, error) {
 
 // otlpOptions are the OTLP/gRPC client's options, with the bounded
 // reconnect backoff of reconnectOptions.
-func otlpOptions(e Exporter) ([]otlptracegrpc.Option, error) {
+func otlpOptions(e config.Exporter) ([]otlptracegrpc.Option, error) {
 	opts, err := buildOTLPOptions(e, otlpOptionSet[otlptracegrpc.Option]{
 		endpointURL: otlptracegrpc.WithEndpointURL,
 		endpoint:    otlptracegrpc.WithEndpoint,

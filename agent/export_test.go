@@ -8,32 +8,38 @@ import (
 	"errors"
 	"io"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"sync"
 	"testing"
 	"time"
 
+	collectorpb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
+
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
+	"google.golang.org/protobuf/proto"
 
+	"github.com/routerscope/routerscope/agent/config"
 	"github.com/routerscope/routerscope/agent/spans"
 	"github.com/routerscope/routerscope/internal/otlptest"
 	"github.com/routerscope/routerscope/probes"
 )
 
-func otlpConfig(endpoint string) Config {
-	cfg := DefaultConfig()
-	cfg.Tracing.Exporter = Exporter{Type: ExporterOTLP, Endpoint: endpoint, Insecure: true,
+func otlpConfig(endpoint string) config.Config {
+	cfg := config.DefaultConfig()
+	cfg.Tracing.Exporter = config.Exporter{Type: config.ExporterOTLP, Endpoint: endpoint, Insecure: true,
 		Headers: map[string]string{"authorization": "Bearer t0ken"}, Timeout: 5 * time.Second}
-	cfg.Tracing.Resource = Resource{ServiceName: "vllm-semantic-router", ServiceVersion: "v0.1.0", DeploymentEnvironment: "production"}
+	cfg.Tracing.Resource = config.Resource{ServiceName: "vllm-semantic-router", ServiceVersion: "v0.1.0", DeploymentEnvironment: "production"}
 	return cfg
 }
 
 // replay assembles events and sends them through a pipeline to exp, or
 // with exp nil through the pipeline the config names (NewSpanPipeline: the
 // direct OTLP encoder for otlp), as the agent does.
-func replay(t *testing.T, cfg Config, exp sdktrace.SpanExporter, evs []probes.Event) *Pipeline {
+func replay(t *testing.T, cfg config.Config, exp sdktrace.SpanExporter, evs []probes.Event) *Pipeline {
 	t.Helper()
 	var pipe *Pipeline
 	var err error
@@ -194,17 +200,17 @@ func TestExportOTLPWithTLS(t *testing.T) {
 
 func TestExporterConfigErrors(t *testing.T) {
 	ctx := context.Background()
-	if _, err := NewExporter(ctx, Exporter{Type: "zipkin"}, io.Discard); !errors.Is(err, ErrConfig) {
+	if _, err := NewExporter(ctx, config.Exporter{Type: "zipkin"}, io.Discard); !errors.Is(err, config.ErrConfig) {
 		t.Errorf("unknown type: %v", err)
 	}
-	if _, err := NewExporter(ctx, Exporter{Type: ExporterOTLP, Endpoint: "x:1", CAFile: "/nonexistent/ca.pem"}, io.Discard); err == nil {
+	if _, err := NewExporter(ctx, config.Exporter{Type: config.ExporterOTLP, Endpoint: "x:1", CAFile: "/nonexistent/ca.pem"}, io.Discard); err == nil {
 		t.Error("missing CA file accepted")
 	}
 	bad := filepath.Join(t.TempDir(), "bad.pem")
 	if err := os.WriteFile(bad, []byte("not pem"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := NewExporter(ctx, Exporter{Type: ExporterOTLP, Endpoint: "x:1", CAFile: bad}, io.Discard); !errors.Is(err, ErrConfig) {
+	if _, err := NewExporter(ctx, config.Exporter{Type: config.ExporterOTLP, Endpoint: "x:1", CAFile: bad}, io.Discard); !errors.Is(err, config.ErrConfig) {
 		t.Errorf("CA file without PEM: %v", err)
 	}
 }
@@ -230,7 +236,7 @@ type stdoutSpan struct {
 
 func TestStdoutExporterJSON(t *testing.T) {
 	var buf bytes.Buffer
-	cfg := DefaultConfig()
+	cfg := config.DefaultConfig()
 	exp, err := NewExporter(context.Background(), cfg.Tracing.Exporter, &buf)
 	if err != nil {
 		t.Fatal(err)
@@ -273,7 +279,7 @@ func TestStdoutExporterJSON(t *testing.T) {
 
 func TestUnsampledRootIsNotExported(t *testing.T) {
 	var buf bytes.Buffer
-	cfg := DefaultConfig()
+	cfg := config.DefaultConfig()
 	exp, _ := NewExporter(context.Background(), cfg.Tracing.Exporter, &buf)
 	evs := request(1, 5, baseTime)
 	for i := range evs {
@@ -308,8 +314,8 @@ func (b *blockingExporter) ExportSpans(ctx context.Context, s []sdktrace.ReadOnl
 func (b *blockingExporter) Shutdown(context.Context) error { return nil }
 
 func TestFullQueueDropsWithoutBlocking(t *testing.T) {
-	cfg := DefaultConfig()
-	cfg.Agent.Export = ExportSettings{QueueSize: 2, MaxBatchSize: 1, BatchTimeout: time.Millisecond, ShutdownTimeout: 10 * time.Second}
+	cfg := config.DefaultConfig()
+	cfg.Agent.Export = config.ExportSettings{QueueSize: 2, MaxBatchSize: 1, BatchTimeout: time.Millisecond, ShutdownTimeout: 10 * time.Second}
 	exp := &blockingExporter{release: make(chan struct{})}
 	pipe, err := NewPipeline(cfg, exp, nil)
 	if err != nil {
@@ -391,5 +397,69 @@ func TestErrorThrottle(t *testing.T) {
 	want := []report{{5, 0}, {1 + 3 + 2, 2}}
 	if len(reports) != len(want) || reports[0] != want[0] || reports[1] != want[1] {
 		t.Fatalf("reports %+v, want %+v", reports, want)
+	}
+}
+
+// TestExportOTLPHTTP sends spans with OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf
+// to an HTTP receiver that decodes the protobuf body.
+func TestExportOTLPHTTP(t *testing.T) {
+	var (
+		mu    sync.Mutex
+		names []string
+		paths []string
+		auth  []string
+	)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		var req collectorpb.ExportTraceServiceRequest
+		if err := proto.Unmarshal(body, &req); err != nil || r.Header.Get("Content-Type") != "application/x-protobuf" {
+			http.Error(w, "bad body", http.StatusBadRequest)
+			return
+		}
+		mu.Lock()
+		paths = append(paths, r.URL.Path)
+		auth = append(auth, r.Header.Get("Authorization"))
+		for _, rs := range req.ResourceSpans {
+			for _, ss := range rs.ScopeSpans {
+				for _, s := range ss.Spans {
+					names = append(names, s.Name)
+				}
+			}
+		}
+		mu.Unlock()
+		w.Header().Set("Content-Type", "application/x-protobuf")
+		out, _ := proto.Marshal(&collectorpb.ExportTraceServiceResponse{})
+		_, _ = w.Write(out)
+	}))
+	defer srv.Close()
+
+	cfg := config.DefaultConfig()
+	env := map[string]string{
+		"OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+		"OTEL_EXPORTER_OTLP_ENDPOINT": srv.URL,
+		"OTEL_EXPORTER_OTLP_HEADERS":  "authorization=Bearer%20h",
+	}
+	err := config.ApplyEnv(&cfg, func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	pipe := replay(t, cfg, nil, request(9, 3, baseTime))
+	mu.Lock()
+	defer mu.Unlock()
+	if len(names) != 2 {
+		t.Fatalf("received spans %v, want 2", names)
+	}
+	if paths[0] != "/v1/traces" || auth[0] != "Bearer h" {
+		t.Errorf("path %q authorization %q", paths[0], auth[0])
+	}
+	if st := pipe.Stats(); st.Exported != 2 || st.Failed != 0 {
+		t.Errorf("stats %+v", st)
 	}
 }

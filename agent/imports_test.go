@@ -16,7 +16,8 @@ const module = "github.com/routerscope/routerscope"
 // A package added to the tree, or an edge added to it, must be added here,
 // so a change of direction is a visible decision.
 var agentImports = map[string][]string{
-	"agent":                {"agent/spans"},
+	"agent":                {"agent/config", "agent/spans"},
+	"agent/config":         {},
 	"agent/spans":          {},
 	"agent/spans/spantest": {"agent/spans"},
 }

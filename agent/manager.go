@@ -17,6 +17,7 @@ import (
 	"github.com/cilium/ebpf"
 	"go.uber.org/zap"
 
+	"github.com/routerscope/routerscope/agent/config"
 	"github.com/routerscope/routerscope/agent/spans"
 	"github.com/routerscope/routerscope/internal/readlimit"
 	"github.com/routerscope/routerscope/probes"
@@ -44,7 +45,7 @@ type manager struct {
 	o      runOptions
 	host   hostInfo
 
-	cfg   Config
+	cfg   config.Config
 	ratio float64
 	// paused is set when the config attaches nothing (tracing disabled or
 	// always_off): no scan attaches until a reload turns it back on.
@@ -59,7 +60,7 @@ type manager struct {
 	// matched is how many processes the last reconcile wanted.
 	matched int
 	// onReload tells the file watcher the files of a reloaded config.
-	onReload func(Config)
+	onReload func(config.Config)
 	// attachErr is the last error of a non-strict attach of a process
 	// that is still wanted; exitErr is what Run returns.
 	attachErr, exitErr error
@@ -111,7 +112,7 @@ func (m *manager) spec(w match) string {
 
 // probeDigests reads every probe file the config names (so a missing or
 // unreadable one refuses the config) and checks it with check.
-func probeDigests(cfg Config, check func(string) error) (map[string]string, error) {
+func probeDigests(cfg config.Config, check func(string) error) (map[string]string, error) {
 	paths := append([]string(nil), cfg.Agent.Probes...)
 	for _, r := range cfg.Agent.Discovery.Rules {
 		paths = append(paths, r.Probes...)
@@ -147,7 +148,7 @@ func probeDigests(cfg Config, check func(string) error) (map[string]string, erro
 // discovering tells whether the config has discovery rules: then /proc is
 // scanned, and the agent runs until stopped; with only targets it stops
 // when the last target is gone.
-func discovering(cfg Config) bool { return len(cfg.Agent.Discovery.Rules) > 0 }
+func discovering(cfg config.Config) bool { return len(cfg.Agent.Discovery.Rules) > 0 }
 
 // desired returns the processes the config selects now. With discovery
 // rules, /proc is scanned (targets become rules too); with only targets,
@@ -155,7 +156,7 @@ func discovering(cfg Config) bool { return len(cfg.Agent.Discovery.Rules) > 0 }
 func (m *manager) desired() (map[procKey]match, error) {
 	a := m.cfg.Agent
 	if discovering(m.cfg) {
-		rules := append(targetRules(a.Targets), a.Discovery.Rules...)
+		rules := append(config.TargetRules(a.Targets), a.Discovery.Rules...)
 		return scanProcesses(m.o.procRoot, rules, a.Discovery.Exclude, a.Probes, m.o.self, m.procs)
 	}
 	targets, err := expandTargets(m.o.procRoot, a.Targets)
@@ -253,7 +254,7 @@ func (m *manager) attachOne(ctx context.Context, w match) error {
 		m.met.attachErrors.WithLabelValues(reasonLimit).Inc()
 		return fmt.Errorf("attach to pid %d: %w", p.PID, err)
 	}
-	req := AttachRequest{Target: Target{PID: p.PID, Binary: w.target.Binary}, Probes: w.probes, SampleRatio: m.ratio, Propagation: m.cfg.Agent.Propagation,
+	req := AttachRequest{Target: config.Target{PID: p.PID, Binary: w.target.Binary}, Probes: w.probes, SampleRatio: m.ratio, Propagation: m.cfg.Agent.Propagation,
 		ProbeDigest: m.probeDigest(w.probes), Rule: w.rule}
 	if p.Exe != "" {
 		req.Executable = p.HostExecutable()

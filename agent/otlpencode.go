@@ -11,6 +11,7 @@ import (
 	resourcepb "go.opentelemetry.io/proto/otlp/resource/v1"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 
+	"github.com/routerscope/routerscope/agent/config"
 	"github.com/routerscope/routerscope/agent/spans"
 )
 
@@ -20,7 +21,7 @@ import (
 // exporter sends for the same spans (ids, times, kinds, status, flags,
 // attributes, resource, scope) without building SDK spans on the way.
 // The pipeline starts the client and stops it at Shutdown.
-func NewOTLPPipeline(ctx context.Context, cfg Config, client otlptrace.Client, onExportError func(error, int)) (*Pipeline, error) {
+func NewOTLPPipeline(ctx context.Context, cfg config.Config, client otlptrace.Client, onExportError func(error, int)) (*Pipeline, error) {
 	if err := client.Start(ctx); err != nil {
 		return nil, fmt.Errorf("start OTLP client: %w", err)
 	}

@@ -17,6 +17,7 @@ import (
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/routerscope/routerscope/agent/config"
 	"github.com/routerscope/routerscope/agent/spans"
 )
 
@@ -80,7 +81,7 @@ func (replayIDs) NewSpanID(ctx context.Context, _ trace.TraceID) trace.SpanID {
 	return ctx.Value(replayKey{}).(*spans.SpanRecord).SpanID
 }
 
-func newSDKReplay(t *testing.T, cfg Config, client otlptrace.Client, attrs []attribute.KeyValue) *sdkReplay {
+func newSDKReplay(t *testing.T, cfg config.Config, client otlptrace.Client, attrs []attribute.KeyValue) *sdkReplay {
 	t.Helper()
 	exp, err := otlptrace.New(context.Background(), client)
 	if err != nil {
@@ -217,7 +218,7 @@ func TestOTLPWireMatchesSDK(t *testing.T) {
 // batch, in the order the processes first appear.
 func TestOTLPGroupsByResource(t *testing.T) {
 	got := &captureClient{}
-	pipe, err := NewOTLPPipeline(context.Background(), DefaultConfig(), got, nil)
+	pipe, err := NewOTLPPipeline(context.Background(), config.DefaultConfig(), got, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,6 +13,7 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/sdk/resource"
 
+	"github.com/routerscope/routerscope/agent/config"
 	"github.com/routerscope/routerscope/agent/spans"
 )
 
@@ -36,7 +37,7 @@ const Version = "0.1.0"
 // periodic work.
 type Pipeline struct {
 	base     *procResource
-	settings ExportSettings
+	settings config.ExportSettings
 	sink     batchSink
 	onError  func(err error, spans int)
 
@@ -105,14 +106,14 @@ type ExportStats struct {
 	Queued uint64
 }
 
-func newPipeline(cfg Config, sink batchSink, onExportError func(error, int)) (*Pipeline, error) {
+func newPipeline(cfg config.Config, sink batchSink, onExportError func(error, int)) (*Pipeline, error) {
 	res, err := buildResource(cfg.Tracing.Resource)
 	if err != nil {
 		return nil, err
 	}
 	e := cfg.Agent.Export
 	if e.QueueSize <= 0 || e.MaxBatchSize <= 0 || e.BatchTimeout <= 0 {
-		return nil, fmt.Errorf("%w: routerscope.export: queue_size, max_batch_size and batch_timeout must be positive", ErrConfig)
+		return nil, fmt.Errorf("%w: routerscope.export: queue_size, max_batch_size and batch_timeout must be positive", config.ErrConfig)
 	}
 	abort, abortFn := context.WithCancel(context.Background())
 	p := &Pipeline{
@@ -176,7 +177,7 @@ func (p *Pipeline) Processes() int {
 
 // buildResource merges the SDK's default resource (telemetry.sdk.*) with
 // the guide's resource keys.
-func buildResource(r Resource) (*resource.Resource, error) {
+func buildResource(r config.Resource) (*resource.Resource, error) {
 	attrs := []attribute.KeyValue{attribute.String("service.name", r.ServiceName)}
 	if r.ServiceVersion != "" {
 		attrs = append(attrs, attribute.String("service.version", r.ServiceVersion))

@@ -10,6 +10,7 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
+	"github.com/routerscope/routerscope/agent/config"
 	"github.com/routerscope/routerscope/agent/spans"
 )
 
@@ -35,7 +36,7 @@ func (k *keepExporter) Shutdown(context.Context) error {
 }
 
 func TestPipelineResourcePerProcess(t *testing.T) {
-	cfg := DefaultConfig()
+	cfg := config.DefaultConfig()
 	cfg.Agent.Discovery.MaxProcesses = 2
 	exp := &keepExporter{}
 	pipe, err := NewPipeline(cfg, exp, nil)
@@ -71,7 +72,7 @@ func TestPipelineResourcePerProcess(t *testing.T) {
 		for _, kv := range s.Resource().Attributes() {
 			res[string(kv.Key)] = kv.Value.Emit()
 		}
-		if res["service.name"] != DefaultServiceName {
+		if res["service.name"] != config.DefaultServiceName {
 			t.Errorf("span without the config's resource: %v", res)
 		}
 		byPID[res["process.pid"]]++
@@ -89,8 +90,8 @@ func TestPipelineResourcePerProcess(t *testing.T) {
 }
 
 func TestPipelineQueueBoundSpansProviders(t *testing.T) {
-	cfg := DefaultConfig()
-	cfg.Agent.Export = ExportSettings{QueueSize: 3, MaxBatchSize: 1, BatchTimeout: time.Millisecond, ShutdownTimeout: 10 * time.Second}
+	cfg := config.DefaultConfig()
+	cfg.Agent.Export = config.ExportSettings{QueueSize: 3, MaxBatchSize: 1, BatchTimeout: time.Millisecond, ShutdownTimeout: 10 * time.Second}
 	exp := &blockingExporter{release: make(chan struct{})}
 	pipe, err := NewPipeline(cfg, exp, nil)
 	if err != nil {

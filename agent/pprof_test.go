@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/routerscope/routerscope/agent/config"
 	"github.com/routerscope/routerscope/agent/spans"
 )
 
@@ -15,7 +16,7 @@ import (
 // on, next to the metrics either way.
 func TestPprofSwitch(t *testing.T) {
 	for _, on := range []bool{false, true} {
-		pipe, err := NewPipeline(DefaultConfig(), &keepExporter{}, nil)
+		pipe, err := NewPipeline(config.DefaultConfig(), &keepExporter{}, nil)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -10,6 +10,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/routerscope/routerscope/probes"
 )
 
 // This file reads the facts discovery needs from a proc file system. The
@@ -42,22 +44,15 @@ type procKey struct {
 
 func (p Process) key() procKey { return procKey{pid: p.PID, start: p.StartTime} }
 
-// deletedSuffix is what the kernel appends to /proc/PID/exe's target when
-// the file was removed or replaced after the process started.
-const deletedSuffix = " (deleted)"
+// deletedSuffix marks an executable deleted or replaced since the start.
+const deletedSuffix = probes.DeletedSuffix
 
 // HostExecutable is a path to the process's executable that opens from the
-// agent's own mount namespace: /proc/PID/root followed by Exe, which
-// reaches into a container's file system (the agent runs with hostPID, so
-// it sees /proc of every process on the node). A deleted or replaced file
-// is only reachable through /proc/PID/exe itself.
-func (p Process) HostExecutable() string {
-	dir := filepath.Join(p.procRoot, strconv.Itoa(p.PID))
-	if p.Exe == "" || strings.HasSuffix(p.Exe, deletedSuffix) {
-		return filepath.Join(dir, "exe")
-	}
-	return filepath.Join(dir, "root", p.Exe)
-}
+// agent's own mount namespace (probes.RootedExe): through /proc/PID/root,
+// which reaches into a container's file system (the agent runs with
+// hostPID, so it sees /proc of every process on the node), or /proc/PID/exe
+// for a deleted or replaced file.
+func (p Process) HostExecutable() string { return probes.RootedExe(p.procRoot, p.PID, p.Exe) }
 
 // listPIDs returns the numeric entries of procRoot, ascending.
 func listPIDs(procRoot string) ([]int, error) {

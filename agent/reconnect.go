@@ -6,20 +6,8 @@ import (
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
-)
 
-// Bounds and default of exporter.reconnect_backoff.
-const (
-	// DefaultReconnectBackoff keeps the loss after an outage to a few
-	// seconds while costing at most one connection attempt per 5 s while
-	// the collector is down.
-	DefaultReconnectBackoff = 5 * time.Second
-	// MinReconnectBackoff keeps a down collector from being dialled in a
-	// tight loop.
-	MinReconnectBackoff = 100 * time.Millisecond
-	// MaxReconnectBackoff is gRPC's own default ceiling (120 s) rounded
-	// up: beyond it the setting is pointless.
-	MaxReconnectBackoff = 5 * time.Minute
+	"github.com/routerscope/routerscope/agent/config"
 )
 
 // reconnectOptions bound the gRPC client's reconnect backoff. gRPC waits
@@ -37,7 +25,7 @@ const (
 // as the connection is back.
 func reconnectOptions(max time.Duration) []otlptracegrpc.Option {
 	if max <= 0 {
-		max = DefaultReconnectBackoff
+		max = config.DefaultReconnectBackoff
 	}
 	cfg := backoff.DefaultConfig
 	cfg.MaxDelay = max

@@ -9,6 +9,7 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
+	"github.com/routerscope/routerscope/agent/config"
 	"github.com/routerscope/routerscope/internal/otlptest"
 )
 
@@ -22,7 +23,7 @@ func resumeAfterOutage(t *testing.T, backoff, outage time.Duration) time.Duratio
 		t.Fatal(err)
 	}
 	addr := rcv.Endpoint()
-	e := Exporter{Type: ExporterOTLP, Endpoint: addr, Insecure: true, Timeout: 10 * time.Second, ReconnectBackoff: backoff}
+	e := config.Exporter{Type: config.ExporterOTLP, Endpoint: addr, Insecure: true, Timeout: 10 * time.Second, ReconnectBackoff: backoff}
 	exp, err := NewExporter(context.Background(), e, io.Discard)
 	if err != nil {
 		t.Fatal(err)
@@ -89,15 +90,15 @@ func TestReconnectBackoffConfig(t *testing.T) {
 	doc := func(v string) []byte {
 		return []byte("observability:\n  tracing:\n    enabled: true\n    provider: opentelemetry\n    exporter:\n      type: otlp\n      endpoint: localhost:4317\n      reconnect_backoff: " + v + "\n")
 	}
-	cfg, err := Parse(doc(`"2s"`))
+	cfg, err := config.Parse(doc(`"2s"`))
 	if err != nil || cfg.Tracing.Exporter.ReconnectBackoff != 2*time.Second {
 		t.Fatalf("2s: %v, %v", cfg.Tracing.Exporter.ReconnectBackoff, err)
 	}
-	if cfg := DefaultConfig(); cfg.Tracing.Exporter.ReconnectBackoff != DefaultReconnectBackoff {
+	if cfg := config.DefaultConfig(); cfg.Tracing.Exporter.ReconnectBackoff != config.DefaultReconnectBackoff {
 		t.Errorf("default %v", cfg.Tracing.Exporter.ReconnectBackoff)
 	}
 	for _, bad := range []string{`"10ms"`, `"10m"`, `"-1s"`} {
-		if _, err := Parse(doc(bad)); err == nil {
+		if _, err := config.Parse(doc(bad)); err == nil {
 			t.Errorf("reconnect_backoff %s accepted", bad)
 		}
 	}

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/routerscope/routerscope/agent/config"
 	"github.com/routerscope/routerscope/internal/testenv"
 )
 
@@ -39,7 +40,7 @@ func TestReloadRefusesProbesThatDoNotResolve(t *testing.T) {
 	probe := writeProbe(t, dir, "p.yaml", "probes: [1]\n")
 	cfgPath := filepath.Join(dir, "agent.yaml")
 	writeConfig(t, cfgPath, rcv.Endpoint(), alphaPath, probe, "")
-	cfg, err := LoadFile(cfgPath)
+	cfg, err := config.LoadFile(cfgPath)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -86,7 +87,7 @@ func TestRunPIDReloadKeepsRunning(t *testing.T) {
 	alpha := startCopy(t, filepath.Join(dir, "bin", "alpha"))
 	good, bad := writeProbe(t, dir, "good.yaml", "probes: [1]\n"), writeProbe(t, dir, "bad.yaml", "probes: [missing]\n")
 	cfg := runConfig(rcv.Endpoint())
-	cfg.Agent.Targets = []Target{{PID: alpha.Process.Pid}}
+	cfg.Agent.Targets = []config.Target{{PID: alpha.Process.Pid}}
 	cfg.Agent.Probes = []string{good}
 	next := cfg
 	next.Agent.Probes = []string{bad}
@@ -97,7 +98,7 @@ func TestRunPIDReloadKeepsRunning(t *testing.T) {
 	defer cancel()
 	done := make(chan error, 1)
 	go func() {
-		done <- Run(ctx, cfg, engine.attach, log, WithReload(func() (Config, error) { return next, nil }),
+		done <- Run(ctx, cfg, engine.attach, log, WithReload(func() (config.Config, error) { return next, nil }),
 			WithReloadSignal(hup), WithResolveCheck(failResolving))
 	}()
 	testenv.Eventually(t, "attached", func() bool { return engine.attachedPIDs()[alpha.Process.Pid] == 1 })
@@ -127,7 +128,7 @@ func TestRunPIDReattachFailureIsAnError(t *testing.T) {
 	alpha := startCopy(t, filepath.Join(dir, "bin", "alpha"))
 	good, bad := writeProbe(t, dir, "good.yaml", "probes: [1]\n"), writeProbe(t, dir, "bad.yaml", "probes: [missing]\n")
 	cfg := runConfig(rcv.Endpoint())
-	cfg.Agent.Targets = []Target{{PID: alpha.Process.Pid}}
+	cfg.Agent.Targets = []config.Target{{PID: alpha.Process.Pid}}
 	cfg.Agent.Probes = []string{good}
 	next := cfg
 	next.Agent.Probes = []string{bad}
@@ -137,7 +138,7 @@ func TestRunPIDReattachFailureIsAnError(t *testing.T) {
 	defer cancel()
 	done := make(chan error, 1)
 	go func() {
-		done <- Run(ctx, cfg, engine.attach, observedDiscard(), WithReload(func() (Config, error) { return next, nil }), WithReloadSignal(hup))
+		done <- Run(ctx, cfg, engine.attach, observedDiscard(), WithReload(func() (config.Config, error) { return next, nil }), WithReloadSignal(hup))
 	}()
 	testenv.Eventually(t, "attached", func() bool { return engine.attachedPIDs()[alpha.Process.Pid] == 1 })
 	hup <- os.Interrupt

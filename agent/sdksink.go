@@ -8,6 +8,8 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
+
+	"github.com/routerscope/routerscope/agent/config"
 )
 
 // NewPipeline builds a pipeline whose batches go to an SDK span exporter
@@ -15,7 +17,7 @@ import (
 // becomes a read-only span snapshot with the kernel's ids and times, its
 // process's resource and the agent's scope, as the SDK would have made
 // it. The pipeline owns exp and shuts it down.
-func NewPipeline(cfg Config, exp sdktrace.SpanExporter, onExportError func(error, int)) (*Pipeline, error) {
+func NewPipeline(cfg config.Config, exp sdktrace.SpanExporter, onExportError func(error, int)) (*Pipeline, error) {
 	return newPipeline(cfg, &sdkSink{exp: exp}, onExportError)
 }
 

@@ -12,6 +12,7 @@ import (
 
 	sy "github.com/routerscope/routerscope/internal/strictyaml"
 
+	"github.com/routerscope/routerscope/agent/config"
 	"github.com/routerscope/routerscope/internal/readlimit"
 )
 
@@ -79,7 +80,7 @@ func configFlag(args []string) (string, bool) {
 // target's --config may be JSON, TOML, or a YAML of its own). The read is
 // bounded by MaxConfigBytes.
 func HasAgentSection(path string) bool {
-	data, err := readlimit.File(path, MaxConfigBytes)
+	data, err := readlimit.File(path, config.MaxConfigBytes)
 	if err != nil {
 		return false
 	}

@@ -59,3 +59,29 @@ func TestTargetConfigPath(t *testing.T) {
 		}
 	}
 }
+
+// TestProcReadsAreBounded: another process's /proc entries are read up
+// to a bound, even when they never end (here /dev/zero stands in for a
+// command line and an environment of many megabytes).
+func TestProcReadsAreBounded(t *testing.T) {
+	if _, err := os.Stat("/dev/zero"); err != nil {
+		t.Fatalf("the test reads /dev/zero as an endless file: %v", err)
+	}
+	root := t.TempDir()
+	writeProcDir(t, root, "77", []string{"router"}, nil, "/")
+	dir := filepath.Join(root, "77")
+	for _, name := range []string{"cmdline", "environ"} {
+		if err := os.Remove(filepath.Join(dir, name)); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Symlink("/dev/zero", filepath.Join(dir, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, _, ok := TargetConfigPath(root, 77); ok {
+		t.Error("found a config in /dev/zero")
+	}
+	if env := environ(root, 77, "POD_NAME"); len(env) != 0 {
+		t.Errorf("environ %v", env)
+	}
+}

@@ -200,7 +200,11 @@ func agentRun(ctx context.Context, p params, bins binaries, srv *servers, funcs 
 	_ = os.Remove(statsPath)
 	since, sinceMap := lastProgID(), lastMapID()
 	name := fmt.Sprintf("agent-%s-%s-%dms-seed%d", s.sampling, s.placement, backends[i].Milliseconds(), seed)
-	ag, err := start(logs, name, bins.self, "agent", "--pid", fmt.Sprint(srv.router.pid()), "--config", cfg,
+	self := bins.self
+	if s.agentBin != "" {
+		self = s.agentBin
+	}
+	ag, err := start(logs, name, self, "agent", "--pid", fmt.Sprint(srv.router.pid()), "--config", cfg,
 		"--placement", s.placement, "--stats", statsPath, fmt.Sprintf("--propagation=%v", !s.noPropagation))
 	if err != nil {
 		return loaded{}, err

@@ -48,10 +48,13 @@ func lastProgID() ebpf.ProgramID {
 	}
 }
 
-// captureRuns sums the run statistics of the capture engine's uprobe
-// programs (bpf/capture.c: uprobe_entry, uprobe_return, uprobe_newproc1*)
-// loaded after the program ID since. Another process loading the same
-// programs at the same time would be counted too.
+// captureRuns sums the run statistics of the agent's programs in the
+// traced process: the capture engine's uprobe programs (bpf/capture.c:
+// uprobe_entry, uprobe_return, uprobe_newproc1*, the propagation uprobes)
+// and the injector's socket programs (bpf/inject.c: sk_msg in each send of
+// the process's client sockets, sock_ops on their connects), loaded after
+// the program ID since. Another process loading the same programs at the
+// same time would be counted too.
 func captureRuns(since ebpf.ProgramID) (progRun, error) {
 	var sum progRun
 	for id := since; ; {
@@ -70,7 +73,12 @@ func captureRuns(since ebpf.ProgramID) (progRun, error) {
 		info, ierr := p.Info()
 		st, serr := p.Stats()
 		p.Close()
-		if ierr != nil || serr != nil || info.Type != ebpf.Kprobe || !strings.HasPrefix(info.Name, "uprobe_") {
+		if ierr != nil || serr != nil {
+			continue
+		}
+		uprobe := info.Type == ebpf.Kprobe && strings.HasPrefix(info.Name, "uprobe_")
+		socket := (info.Type == ebpf.SkMsg && info.Name == "skmsg_inject") || (info.Type == ebpf.SockOps && info.Name == "sockops_track")
+		if !uprobe && !socket {
 			continue
 		}
 		sum.Runtime += st.Runtime

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"time"
@@ -32,6 +33,9 @@ type setup struct {
 	noPropagation bool
 	// probes is the probe file the agent attaches (see buildSetups).
 	probes string
+	// agentBin runs the agent from this build of the bench instead of
+	// the harness's own (--agent-before).
+	agentBin string
 }
 
 // params size the run.
@@ -55,6 +59,13 @@ type params struct {
 	// only runs one part alone ("idle" or "stress"): the agent's own
 	// figures without the latency rounds.
 	only string
+	// pick keeps the setups whose names it matches, and the baseline
+	// (--setups; nil: all).
+	pick *regexp.Regexp
+	// agentBefore is another build of the bench (`go build ./bench` of an
+	// earlier commit) whose agent runs as an extra always_on entry-only
+	// setup, for a before/after comparison in one interleaved run.
+	agentBefore string
 	// setups are the configurations of every round, the baseline first;
 	// skipped names the ones left out and why.
 	setups  []setup
@@ -83,11 +94,20 @@ func runBench(args []string) error {
 	fs.DurationVar(&p.idle, "idle", 10*time.Second, "how long to measure the CPU of an attached agent with no requests")
 	fs.BoolVar(&p.goBench, "go-bench", true, "run the agent's Go benchmarks (allocations per span)")
 	fs.StringVar(&p.only, "only", "", "run one part alone: idle (an attached agent's CPU with no requests) or stress (the span rate, CPU and RSS into the collector)")
+	pick := fs.String("setups", "", "run only the setups whose names match this regular expression, and the router alone (e.g. 'entry-only|propagation|SDK')")
+	fs.StringVar(&p.agentBefore, "agent-before", "", "a bench binary built from an earlier commit: its agent runs as one more always_on entry-only setup, for before/after in one interleaved run")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if p.only != "" && p.only != "idle" && p.only != "stress" {
 		return fmt.Errorf("--only %q: want idle or stress", p.only)
+	}
+	if *pick != "" {
+		re, err := regexp.Compile(*pick)
+		if err != nil {
+			return fmt.Errorf("--setups: %w", err)
+		}
+		p.pick = re
 	}
 	if p.short {
 		// Only what was not set on the command line.
@@ -120,6 +140,14 @@ func runBench(args []string) error {
 	}
 	if p.probesEntry == "" {
 		p.probesEntry = defEntry
+	}
+	if p.agentBefore != "" {
+		if p.agentBefore, err = filepath.Abs(p.agentBefore); err != nil {
+			return err
+		}
+		if !fileExists(p.agentBefore) {
+			return fmt.Errorf("--agent-before %s: no such file (go build -o it ./bench at the earlier commit)", p.agentBefore)
+		}
 	}
 	if p.probesRet, err = filepath.Abs(p.probesRet); err != nil {
 		return err

@@ -98,8 +98,30 @@ func buildSetups(p params) (all []setup, skipped []string, err error) {
 		)
 	}
 	all = append(all, setup{name: "in-process OTel SDK", otel: true})
+	if p.agentBefore != "" {
+		if entryMode != modeEntryOnly {
+			return nil, nil, fmt.Errorf("--agent-before runs an always_on entry-only setup: %s declares no `end: next`", p.probesEntry)
+		}
+		// Not named "agent ...": the targets and stage tables look rows up
+		// by that prefix and must keep finding the current build's.
+		all = append(all, setup{name: beforeSetup, sampling: "always_on", placement: "prologue", probes: p.probesEntry, agentBin: p.agentBefore})
+	}
+	if p.pick != nil {
+		kept := all[:1] // the router alone: every added figure is against it
+		for _, s := range all[1:] {
+			if p.pick.MatchString(s.name) {
+				kept = append(kept, s)
+			} else {
+				skipped = append(skipped, fmt.Sprintf("%s: not matched by --setups", s.name))
+			}
+		}
+		all = kept
+	}
 	return all, skipped, nil
 }
+
+// beforeSetup names the --agent-before setup.
+const beforeSetup = "before (--agent-before): always_on, entry-only"
 
 // includeRE finds an include of other probe files, whose relative paths a
 // copy elsewhere would break.

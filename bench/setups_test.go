@@ -3,6 +3,8 @@ package main
 import (
 	"os"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -57,6 +59,46 @@ func TestBuildSetupsByProbeMode(t *testing.T) {
 	}
 	if m, _ := probeMode(filepath.Join(dir, "probes-ret-mode.yaml")); m != modeReturn {
 		t.Errorf("twin mode %s", m)
+	}
+}
+
+// TestBuildSetupsOnlyAndBefore: --setups keeps the router alone and the
+// matching setups, and --agent-before adds an entry-only setup run from
+// the other build, under a name the report's row lookups do not take for
+// the current build's.
+func TestBuildSetupsOnlyAndBefore(t *testing.T) {
+	dir := t.TempDir()
+	entry := filepath.Join(dir, "entry.yaml")
+	if err := os.WriteFile(entry, []byte("probes:\n  - symbol: main.a\n    span: a\n    end: next\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p := params{out: dir, probesRet: entry, probesEntry: entry, pick: regexp.MustCompile("entry-only|propagation"), agentBefore: "/old/bench"}
+	all, skipped, err := buildSetups(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, s := range all {
+		names = append(names, s.name)
+	}
+	want := []string{"router alone", "agent always_on, entry-only", "agent always_on, no trace-context propagation", beforeSetup}
+	if !slices.Equal(names, want) {
+		t.Errorf("setups %q, want %q", names, want)
+	}
+	if len(skipped) != 5 {
+		t.Errorf("skipped %q, want the 5 setups --setups left out", skipped)
+	}
+	if b := all[len(all)-1]; b.agentBin != "/old/bench" || b.sampling != "always_on" || b.probes != entry {
+		t.Errorf("before setup %+v", b)
+	}
+	for _, s := range all[:len(all)-1] {
+		if s.agentBin != "" {
+			t.Errorf("%s runs another build: %q", s.name, s.agentBin)
+		}
+	}
+	blk := &Block{Rows: []Row{{Name: beforeSetup}}}
+	if findRow(blk, "agent always_on") != nil {
+		t.Error("the before setup's row is found as the current build's always_on row")
 	}
 }
 

@@ -48,9 +48,11 @@
 // # W3C trace context (propagation.h, inject.c)
 //
 // Extract. net/http reads an HTTP/1.x request's headers on the connection's
-// goroutine and then calls the handler on that same goroutine. A uprobe at
-// the entry of net/textproto.canonicalMIMEHeaderKey (on the PUSH the kernel
-// emulates, not a single-stepped RET) sees each header name as its []byte
+// goroutine and then calls the handler on that same goroutine. A uprobe on
+// readMIMEHeader's call of net/textproto.canonicalMIMEHeaderKey (a CALL the
+// kernel emulates, not a single-stepped RET; not the callee's entry, which
+// every Header.Get and Set with a non-canonical name reaches too) sees each
+// header name as its []byte
 // argument, a prefix of the line just read, so the value follows it in memory
 // up to the CR or LF; a line named traceparent
 // (any case) is parsed and validated in the kernel as W3C Trace Context
@@ -91,8 +93,12 @@
 // with an HTTP/1.x request line, inserts
 // "traceparent: 00-<trace>-<span>-<flags>\r\n" after that line with
 // bpf_msg_push_data (and "tracestate: <value>\r\n" when the trace came with
-// one), then disarms the thread. A request that already carries a
-// traceparent (an application forwarding its caller's) gets no second one:
+// one), then disarms the thread. Each push splits the message's
+// scatterlist around it and the kernel sends every piece as its own
+// segment on a TCP_NODELAY socket, so the program then joins the header
+// block's pieces again (bpf_msg_pull_data over the first 1 KiB): the
+// request leaves in as many segments as the target wrote it. A request
+// that already carries a traceparent (an application forwarding its caller's) gets no second one:
 // the first 1 KiB is searched, a version-00 value is overwritten in place
 // with this span's, a value of another length is left alone; a request
 // with its own tracestate gets none added. Pushed space is not cleared by the kernel:

@@ -6,7 +6,7 @@
 //
 // Extract: net/http parses each request header line in
 // net/textproto.readMIMEHeader on the connection's goroutine, the same
-// goroutine that then runs the handler (HTTP/1.x). A uprobe at the entry of
+// goroutine that then runs the handler (HTTP/1.x). A uprobe on its call of
 // net/textproto.canonicalMIMEHeaderKey sees every header name, with the rest
 // of its line behind it in memory; a valid traceparent becomes the
 // goroutine's pending remote parent, which the next root span opened on that
@@ -392,17 +392,20 @@ __noinline int line_end(struct key_scan *sc, __u32 got)
 	return end;
 }
 
-// Entry of net/textproto.canonicalMIMEHeaderKey, which readMIMEHeader calls
-// with each header line's name (Go 1.26, net/textproto/reader.go):
+// The call of net/textproto.canonicalMIMEHeaderKey in readMIMEHeader, with
+// each header line's name (Go 1.26, net/textproto/reader.go):
 //
 //	func canonicalMIMEHeaderKey(a []byte) (_ string, ok bool)
 //
 // a (RAX pointer, RBX length) is a prefix of the line readMIMEHeader read, so
 // the colon and the value follow it in memory and the line ends at CR or
 // LF. Only names as long as "traceparent" or "tracestate" read anything.
-// This entry probe sits on the PUSH after the stack check, which the kernel
-// emulates: far cheaper than a probe at a function's RETs (single-stepped),
-// and it fires once per header line.
+// The probe sits on the CALL instruction (probes.Binary.CallSites), which
+// the kernel emulates, with the argument registers already set: it fires
+// once per header line read from a connection, and not for the Header.Get,
+// Set and Add calls that reach canonicalMIMEHeaderKey's entry with names
+// of the program's own (a dozen a request in a router). Where readMIMEHeader
+// has no direct call, the probe is at the entry, after the stack check.
 static __always_inline int do_uprobe_header_line(struct pt_regs *ctx)
 {
 	__u64 ptr = GO_ARG(ctx, 0), klen = GO_ARG(ctx, 1);

@@ -19,6 +19,11 @@ type Arch interface {
 	// FindReturns returns the byte offsets within code of every return
 	// instruction.
 	FindReturns(code []byte) ([]int, error)
+	// FindCalls returns the byte offsets within code (a function body
+	// whose first instruction is at virtual address addr) of every direct
+	// call to the function at virtual address target. The kernel emulates
+	// such a call instead of single-stepping it.
+	FindCalls(code []byte, addr, target uint64) ([]int, error)
 	// Instruction disassembles the instruction at the start of code, in
 	// Go assembler syntax, for reports.
 	Instruction(code []byte) string

@@ -79,6 +79,24 @@ func (amd64) FindReturns(code []byte) ([]int, error) {
 	return rets, nil
 }
 
+// FindCalls sweeps the body as FindReturns does for CALL rel32, whose
+// target is the address after the instruction plus the displacement.
+func (amd64) FindCalls(code []byte, addr, target uint64) ([]int, error) {
+	var calls []int
+	for pc := 0; pc < len(code); {
+		in, err := x86asm.Decode(code[pc:], 64)
+		if err != nil {
+			return nil, fmt.Errorf("decode instruction at +%#x (% x): %v: %w", pc, code[pc:min(pc+8, len(code))], err, ErrNotSupported)
+		}
+		if rel, ok := in.Args[0].(x86asm.Rel); ok && in.Op == x86asm.CALL &&
+			addr+uint64(pc+in.Len)+uint64(int64(rel)) == target {
+			calls = append(calls, pc)
+		}
+		pc += in.Len
+	}
+	return calls, nil
+}
+
 // emulatedByUprobes reports whether the kernel emulates the instruction
 // (arch/x86/kernel/uprobes.c: branch_setup_xol_ops for relative CALL, JMP
 // and Jcc, push_setup_xol_ops for PUSH of a register) instead of copying

@@ -78,6 +78,22 @@ func (arm64) FindReturns(code []byte) ([]int, error) {
 	return rets, nil
 }
 
+// FindCalls sweeps the body as FindReturns does for BL, whose target is
+// its own address plus the PC-relative offset.
+func (arm64) FindCalls(code []byte, addr, target uint64) ([]int, error) {
+	var calls []int
+	for pc := 0; pc+4 <= len(code); pc += 4 {
+		in, err := arm64asm.Decode(code[pc:])
+		if err != nil || in.Op != arm64asm.BL {
+			continue
+		}
+		if rel, ok := in.Args[0].(arm64asm.PCRel); ok && addr+uint64(pc)+uint64(int64(rel)) == target {
+			calls = append(calls, pc)
+		}
+	}
+	return calls, nil
+}
+
 // simulatedByUprobes reports whether the arm64 kernel simulates the
 // instruction instead of single-stepping it out of line
 // (arch/arm64/kernel/probes/decode-insn.c: branches, ADR/ADRP and

@@ -100,7 +100,7 @@ var (
 		Min: goVerifiedMin, Max: goVerifiedMax, check: checkNewproc1}
 	// PartExtract is traceparent extraction: the header name of
 	// net/textproto.canonicalMIMEHeaderKey in RAX, RBX with its line
-	// behind it, and net/textproto.readMIMEHeader's entry.
+	// behind it, where readMIMEHeader calls it, and readMIMEHeader's entry.
 	PartExtract = Part{Name: "traceparent extraction", Reads: "net/textproto.canonicalMIMEHeaderKey: a []byte in RAX, RBX; readMIMEHeader",
 		Min: goVerifiedMin, Max: goVerifiedMax, check: checkExtract}
 	// PartInject is traceparent injection's capture side: roundTrip's

@@ -207,9 +207,14 @@ func (t *Tracer) attachPropagation(pid int, p Propagation) error {
 		return fmt.Errorf("attach trace context propagation: %w", err)
 	}
 	if p.Extract {
+		// The header line program reads canonicalMIMEHeaderKey's argument
+		// where readMIMEHeader calls it: its entry also fires for every
+		// Header.Get, Set and Add with a name not in canonical form (a
+		// router makes a dozen such calls per request, each a trap that
+		// only finds no line behind the name).
 		err := t.addFuncs([]funcProg{
-			{symHeaderLine, progs.headerLine, atEntry},
-			{symHeaderBlock, progs.headerBlock, atEntry},
+			{sym: symHeaderLine, prog: progs.headerLine, where: atCallsFrom, caller: symHeaderBlock},
+			{sym: symHeaderBlock, prog: progs.headerBlock, where: atEntry},
 		})
 		switch {
 		case errors.Is(err, ErrSymbolNotFound), errors.Is(err, ErrInlined):
@@ -222,9 +227,9 @@ func (t *Tracer) attachPropagation(pid int, p Propagation) error {
 	}
 	if p.Inject {
 		err := t.addFuncs([]funcProg{
-			{symRoundTrip, progs.roundTrip, atEntry},
-			{symRequestWrit, progs.requestWrite, atEntry},
-			{symConnWrite, progs.connWrite, atEntry},
+			{sym: symRoundTrip, prog: progs.roundTrip, where: atEntry},
+			{sym: symRequestWrit, prog: progs.requestWrite, where: atEntry},
+			{sym: symConnWrite, prog: progs.connWrite, where: atEntry},
 		})
 		switch {
 		case errors.Is(err, ErrSymbolNotFound), errors.Is(err, ErrInlined):
@@ -249,6 +254,11 @@ type placement int
 const (
 	atEntry placement = iota
 	atReturns
+	// atCallsFrom is at every direct call to the function from the
+	// funcProg's caller, where the arguments are in the registers the
+	// function's entry would see; at its entry when the caller has no
+	// such call (the compiler inlined it or calls it indirectly).
+	atCallsFrom
 )
 
 // funcProg is one program to attach to one function.
@@ -256,30 +266,40 @@ type funcProg struct {
 	sym   string
 	prog  *ebpf.Program
 	where placement
+	// caller is the calling function, for atCallsFrom.
+	caller string
 }
 
 // addFuncs resolves every function first, so a missing one adds nothing
 // of the group, then adds the uprobes to the linker.
 func (t *Tracer) addFuncs(fps []funcProg) error {
-	fns := make([]*Function, len(fps))
+	offsets := make([][]uint64, len(fps))
 	for i, fp := range fps {
 		fn, err := t.bin.Function(fp.sym)
 		if err != nil {
 			return err
 		}
-		if fp.where == atReturns && len(fn.ReturnOffsets) == 0 {
-			return fmt.Errorf("%s in %s has no RET instruction: %w", fp.sym, t.bin.Path, ErrNotSupported)
+		// After the stack check: the arguments are in their registers
+		// and morestack does not make the probe fire twice.
+		offsets[i] = []uint64{fn.EntryOffset}
+		switch fp.where {
+		case atReturns:
+			if len(fn.ReturnOffsets) == 0 {
+				return fmt.Errorf("%s in %s has no RET instruction: %w", fp.sym, t.bin.Path, ErrNotSupported)
+			}
+			offsets[i] = fn.ReturnOffsets
+		case atCallsFrom:
+			calls, err := t.bin.CallSites(fp.caller, fp.sym)
+			if err != nil {
+				return err
+			}
+			if len(calls) > 0 {
+				offsets[i] = calls
+			}
 		}
-		fns[i] = fn
 	}
 	for i, fp := range fps {
-		offs := fns[i].ReturnOffsets
-		if fp.where == atEntry {
-			// After the stack check: the arguments are in their registers
-			// and morestack does not make the probe fire twice.
-			offs = []uint64{fns[i].EntryOffset}
-		}
-		for _, off := range offs {
+		for _, off := range offsets[i] {
 			t.linker.add(fp.prog, fp.sym, off, 0)
 			t.propUprobes++
 		}

@@ -1,4 +1,4 @@
-package agent
+package config
 
 import (
 	"errors"
@@ -41,6 +41,30 @@ const (
 	// DefaultServiceName is the guide's service name, used when the config
 	// names none.
 	DefaultServiceName = "vllm-semantic-router"
+)
+
+// Stdout formats (observability.tracing.exporter.format): the SDK's own
+// JSON (the default) or the shape of the guide's "Console Output" example.
+const (
+	StdoutFormatSDK   = "sdk"
+	StdoutFormatGuide = "guide"
+)
+
+// stdoutFormats are the accepted formats, in error-message order.
+var stdoutFormats = []string{StdoutFormatSDK, StdoutFormatGuide}
+
+// Bounds and default of exporter.reconnect_backoff.
+const (
+	// DefaultReconnectBackoff keeps the loss after an outage to a few
+	// seconds while costing at most one connection attempt per 5 s while
+	// the collector is down.
+	DefaultReconnectBackoff = 5 * time.Second
+	// MinReconnectBackoff keeps a down collector from being dialled in a
+	// tight loop.
+	MinReconnectBackoff = 100 * time.Millisecond
+	// MaxReconnectBackoff is gRPC's own default ceiling (120 s) rounded
+	// up: beyond it the setting is pointless.
+	MaxReconnectBackoff = 5 * time.Minute
 )
 
 // ErrConfig marks every configuration error, so callers can tell a bad
@@ -402,5 +426,20 @@ func (c *Config) Validate() error {
 	if a.WatchInterval < 0 {
 		return fmt.Errorf("%w: %swatch_interval: must not be negative (\"0s\" turns the watch off)", ErrConfig, q)
 	}
-	return a.Discovery.validate()
+	return a.Discovery.Validate()
 }
+
+// String names a target for logs and errors.
+func (t Target) String() string {
+	switch {
+	case t.PID != 0 && t.Binary != "":
+		return fmt.Sprintf("pid %d (%s)", t.PID, t.Binary)
+	case t.PID != 0:
+		return fmt.Sprintf("pid %d", t.PID)
+	}
+	return "binary " + t.Binary
+}
+
+// ExporterTypes lists the accepted exporter types, in the order error
+// messages list them.
+func ExporterTypes() []string { return slices.Clone(exporterTypes) }

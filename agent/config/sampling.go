@@ -1,4 +1,4 @@
-package agent
+package config
 
 // SampleRatio maps the guide's sampling config to the capture engine's
 // probes.Options.SampleRatio, and says whether to attach at all.

@@ -1,4 +1,4 @@
-package agent
+package config
 
 import (
 	"errors"
@@ -42,14 +42,5 @@ func TestEndpointChecked(t *testing.T) {
 	_, err := Parse([]byte("observability:\n  tracing:\n    enabled: true\n    exporter: {type: otlp, endpoint: \"127.0.0.1:4317/v1/traces\"}\n"))
 	if !errors.Is(err, ErrConfig) {
 		t.Errorf("config with a path endpoint: %v", err)
-	}
-}
-
-// TestMissingCAFileIsAConfigError: a missing ca_file is a configuration
-// error (exit 2) like a non-PEM one, not a runtime one.
-func TestMissingCAFileIsAConfigError(t *testing.T) {
-	e := Exporter{Type: ExporterOTLP, Endpoint: "localhost:4317", CAFile: "/nonexistent/ca.pem"}
-	if _, err := otlpOptions(e); !errors.Is(err, ErrConfig) {
-		t.Fatalf("got %v", err)
 	}
 }

@@ -1,4 +1,4 @@
-package agent
+package config
 
 import (
 	"errors"
@@ -387,7 +387,7 @@ func TestConfigPath(t *testing.T) {
 }
 
 func TestExampleAgentConfigLoads(t *testing.T) {
-	cfg, err := LoadFile(filepath.Join("..", "config", "agent.yaml"))
+	cfg, err := LoadFile(filepath.Join("..", "..", "config", "agent.yaml"))
 	if err != nil {
 		t.Fatalf("config/agent.yaml: %v", err)
 	}

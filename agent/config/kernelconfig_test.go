@@ -1,4 +1,4 @@
-package agent
+package config
 
 import (
 	"errors"
@@ -35,20 +35,5 @@ routerscope:
 		if !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), bad.want) {
 			t.Errorf("%s: %v, want ErrConfig saying %q", bad.yaml, err, bad.want)
 		}
-	}
-}
-
-// TestKernelConfigNeedsRestart: a reload keeps the loaded capture's sizes
-// and says so.
-func TestKernelConfigNeedsRestart(t *testing.T) {
-	cur := DefaultConfig()
-	next := DefaultConfig()
-	next.Agent.Kernel = Kernel{RingBufferBytes: 8 << 20, MapEntries: map[string]int{"stacks": 100}}
-	kept := keepPipelineSettings(cur, &next)
-	if strings.Join(kept, ",") != "routerscope.kernel" {
-		t.Errorf("kept %v, want routerscope.kernel", kept)
-	}
-	if next.Agent.Kernel.RingBufferBytes != 0 || next.Agent.Kernel.MapEntries != nil {
-		t.Errorf("reloaded kernel settings %+v, want the running ones", next.Agent.Kernel)
 	}
 }

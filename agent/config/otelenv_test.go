@@ -1,17 +1,10 @@
-package agent
+package config
 
 import (
 	"errors"
-	"io"
-	"net/http"
-	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
-
-	collectorpb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
-	"google.golang.org/protobuf/proto"
 )
 
 func envOf(m map[string]string) func(string) string {
@@ -280,68 +273,5 @@ func TestApplyEnvErrorsNameTheVariable(t *testing.T) {
 		if !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), tc.name) {
 			t.Errorf("%v: error %q does not name %s (or is not ErrConfig)", tc.env, err, tc.name)
 		}
-	}
-}
-
-// TestExportOTLPHTTP sends spans with OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf
-// to an HTTP receiver that decodes the protobuf body.
-func TestExportOTLPHTTP(t *testing.T) {
-	var (
-		mu    sync.Mutex
-		names []string
-		paths []string
-		auth  []string
-	)
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
-		}
-		var req collectorpb.ExportTraceServiceRequest
-		if err := proto.Unmarshal(body, &req); err != nil || r.Header.Get("Content-Type") != "application/x-protobuf" {
-			http.Error(w, "bad body", http.StatusBadRequest)
-			return
-		}
-		mu.Lock()
-		paths = append(paths, r.URL.Path)
-		auth = append(auth, r.Header.Get("Authorization"))
-		for _, rs := range req.ResourceSpans {
-			for _, ss := range rs.ScopeSpans {
-				for _, s := range ss.Spans {
-					names = append(names, s.Name)
-				}
-			}
-		}
-		mu.Unlock()
-		w.Header().Set("Content-Type", "application/x-protobuf")
-		out, _ := proto.Marshal(&collectorpb.ExportTraceServiceResponse{})
-		_, _ = w.Write(out)
-	}))
-	defer srv.Close()
-
-	cfg := DefaultConfig()
-	err := ApplyEnv(&cfg, envOf(map[string]string{
-		"OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
-		"OTEL_EXPORTER_OTLP_ENDPOINT": srv.URL,
-		"OTEL_EXPORTER_OTLP_HEADERS":  "authorization=Bearer%20h",
-	}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cfg.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	pipe := replay(t, cfg, nil, request(9, 3, baseTime))
-	mu.Lock()
-	defer mu.Unlock()
-	if len(names) != 2 {
-		t.Fatalf("received spans %v, want 2", names)
-	}
-	if paths[0] != "/v1/traces" || auth[0] != "Bearer h" {
-		t.Errorf("path %q authorization %q", paths[0], auth[0])
-	}
-	if st := pipe.Stats(); st.Exported != 2 || st.Failed != 0 {
-		t.Errorf("stats %+v", st)
 	}
 }
