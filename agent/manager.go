@@ -18,6 +18,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/routerscope/routerscope/agent/config"
+	"github.com/routerscope/routerscope/agent/export"
 	"github.com/routerscope/routerscope/agent/spans"
 	"github.com/routerscope/routerscope/internal/readlimit"
 	"github.com/routerscope/routerscope/probes"
@@ -40,7 +41,7 @@ type manager struct {
 	attach Attacher
 	log    *zap.Logger
 	asm    *spans.Assembler
-	pipe   *Pipeline
+	pipe   *export.Pipeline
 	met    *metrics
 	o      runOptions
 	host   hostInfo
@@ -208,10 +209,13 @@ func (m *manager) reconcile(ctx context.Context, want map[procKey]match, strict 
 	// Attaching reads the target's DWARF and symbols and loads the
 	// kernel programs: tens of MiB that are garbage once it is done. Give
 	// them back to the OS now rather than within minutes, so the agent's
-	// resident memory is its steady state, not its attach peak.
+	// resident memory is its steady state, not its attach peak; the same
+	// for the pages of the agent's own code the attach ran once
+	// (selfpages.go).
 	defer func() {
 		if tried > 0 {
 			debug.FreeOSMemory()
+			dropExecutablePages()
 		}
 	}()
 	for _, key := range keys {
@@ -330,7 +334,7 @@ var attachErrorReasons = []struct {
 	reason string
 }{
 	{ErrBinaryChanged, reasonChangedBin},
-	{ErrTooManyProcesses, reasonLimit},
+	{export.ErrTooManyProcesses, reasonLimit},
 	{context.Canceled, reasonCanceled},
 	{probes.ErrInvalidSpec, reasonInvalidSpec},
 	{probes.ErrInvalidOptions, reasonInvalidSpec},

@@ -46,7 +46,7 @@ func spansByPID(spans []otlptest.Span) map[int64][]otlptest.Span {
 // all three lifetimes arrive with their own process's resource, and the
 // metrics show the attaches and the exit.
 func TestDiscoveryFollowsProcesses(t *testing.T) {
-	rcv := startReceiver(t)
+	rcv := otlptest.StartT(t)
 	dir := t.TempDir()
 	routerPath := filepath.Join(dir, "bin", "router")
 	cfg := discoveryConfig(t, rcv.Endpoint(), dir, filepath.Join(dir, "bin", "rout*"))

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/routerscope/routerscope/agent/config"
+	"github.com/routerscope/routerscope/internal/otlptest"
 	"github.com/routerscope/routerscope/internal/testenv"
 )
 
@@ -33,7 +34,7 @@ func failResolving(req AttachRequest) error {
 // working attachment stays (it used to be detached, then never
 // re-attached).
 func TestReloadRefusesProbesThatDoNotResolve(t *testing.T) {
-	rcv := startReceiver(t)
+	rcv := otlptest.StartT(t)
 	dir := t.TempDir()
 	alphaPath := filepath.Join(dir, "bin", "alpha")
 	alpha := startCopy(t, alphaPath)
@@ -82,7 +83,7 @@ func TestReloadRefusesProbesThatDoNotResolve(t *testing.T) {
 // not resolve: refused, still attached, still running (it used to detach
 // and exit with status 0).
 func TestRunPIDReloadKeepsRunning(t *testing.T) {
-	rcv := startReceiver(t)
+	rcv := otlptest.StartT(t)
 	dir := t.TempDir()
 	alpha := startCopy(t, filepath.Join(dir, "bin", "alpha"))
 	good, bad := writeProbe(t, dir, "good.yaml", "probes: [1]\n"), writeProbe(t, dir, "bad.yaml", "probes: [missing]\n")
@@ -123,7 +124,7 @@ func TestRunPIDReloadKeepsRunning(t *testing.T) {
 // nothing stays attached, Run returns the error instead of nil, so the
 // command does not exit with status 0.
 func TestRunPIDReattachFailureIsAnError(t *testing.T) {
-	rcv := startReceiver(t)
+	rcv := otlptest.StartT(t)
 	dir := t.TempDir()
 	alpha := startCopy(t, filepath.Join(dir, "bin", "alpha"))
 	good, bad := writeProbe(t, dir, "good.yaml", "probes: [1]\n"), writeProbe(t, dir, "bad.yaml", "probes: [missing]\n")

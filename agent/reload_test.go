@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/routerscope/routerscope/agent/config"
+	"github.com/routerscope/routerscope/internal/otlptest"
 	"github.com/routerscope/routerscope/internal/testenv"
 )
 
@@ -48,7 +49,7 @@ func writeAtomic(t *testing.T, path, body string) {
 }
 
 func TestReloadOnFileChange(t *testing.T) {
-	rcv := startReceiver(t)
+	rcv := otlptest.StartT(t)
 	dir := t.TempDir()
 	alphaPath, betaPath := filepath.Join(dir, "bin", "alpha"), filepath.Join(dir, "bin", "beta")
 	alpha, beta := startCopy(t, alphaPath), startCopy(t, betaPath)
@@ -148,7 +149,7 @@ func TestReloadOnFileChange(t *testing.T) {
 }
 
 func TestReloadOnSignalKeepsPipelineSettings(t *testing.T) {
-	rcv := startReceiver(t)
+	rcv := otlptest.StartT(t)
 	dir := t.TempDir()
 	alphaPath := filepath.Join(dir, "bin", "alpha")
 	alpha := startCopy(t, alphaPath)
@@ -218,7 +219,7 @@ func TestReloadOnSignalKeepsPipelineSettings(t *testing.T) {
 }
 
 func TestDiscoveryStartsIdleWhenDisabledAndReloadTurnsItOn(t *testing.T) {
-	rcv := startReceiver(t)
+	rcv := otlptest.StartT(t)
 	dir := t.TempDir()
 	routerPath := filepath.Join(dir, "bin", "router")
 	p := startCopy(t, routerPath)

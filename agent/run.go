@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/routerscope/routerscope/agent/config"
+	"github.com/routerscope/routerscope/agent/export"
 	"github.com/routerscope/routerscope/agent/spans"
 	"github.com/routerscope/routerscope/probes"
 )
@@ -244,7 +245,7 @@ func Run(ctx context.Context, cfg config.Config, attach Attacher, log *zap.Logge
 			zap.Int(LogKeyFailed, failed), zap.Int(LogKeySuppressed, suppressed))
 	})
 	var met *metrics
-	pipe, err := NewSpanPipeline(ctx, cfg, o.stdout, func(err error, n int) {
+	pipe, err := export.NewSpanPipeline(ctx, cfg, o.stdout, func(err error, n int) {
 		met.exportErrors.WithLabelValues(exportErrorReason(err)).Inc()
 		throttle.observe(err, n)
 	})
@@ -413,7 +414,7 @@ func sweep(asm *spans.Assembler, o runOptions, log *zap.Logger) {
 	}
 }
 
-func shutdown(ctx context.Context, pipe *Pipeline, cfg config.Config, log *zap.Logger) {
+func shutdown(ctx context.Context, pipe *export.Pipeline, cfg config.Config, log *zap.Logger) {
 	sctx, cancel := exportContext(ctx, cfg.Agent.Export.ShutdownTimeout)
 	defer cancel()
 	if err := pipe.Shutdown(sctx); err != nil {

@@ -19,6 +19,7 @@ import (
 
 	"github.com/routerscope/routerscope/agent/config"
 	"github.com/routerscope/routerscope/agent/spans"
+	"github.com/routerscope/routerscope/agent/spans/spantest"
 	"github.com/routerscope/routerscope/internal/otlptest"
 )
 
@@ -39,7 +40,7 @@ func runAsync(ctx context.Context, cfg config.Config, attach Attacher, log *zap.
 }
 
 func runConfig(endpoint string) config.Config {
-	cfg := otlpConfig(endpoint)
+	cfg := spantest.OTLPConfig(endpoint)
 	cfg.Agent.Targets = []config.Target{{PID: 4242}}
 	cfg.Agent.Probes = []string{"router.yaml"}
 	cfg.Agent.Export.BatchTimeout = 10 * time.Millisecond
@@ -47,7 +48,7 @@ func runConfig(endpoint string) config.Config {
 }
 
 func TestRunExportsAndShutsDown(t *testing.T) {
-	rcv := startReceiver(t)
+	rcv := otlptest.StartT(t)
 	cfg := runConfig(rcv.Endpoint())
 	src := newChanSource()
 	var req AttachRequest
@@ -261,7 +262,7 @@ func TestSampleRatio(t *testing.T) {
 var _ EventSource = (*chanSource)(nil)
 
 func TestRunShutdownFlushHasADeadline(t *testing.T) {
-	rcv := startReceiver(t)
+	rcv := otlptest.StartT(t)
 	rcv.Stall() // the collector accepts connections but never answers
 	cfg := runConfig(rcv.Endpoint())
 	cfg.Tracing.Exporter.Timeout = time.Minute

@@ -13,8 +13,8 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
 
-	"github.com/routerscope/routerscope/agent"
 	"github.com/routerscope/routerscope/agent/config"
+	"github.com/routerscope/routerscope/agent/export"
 	"github.com/routerscope/routerscope/agent/spans/spantest"
 	"github.com/routerscope/routerscope/probes"
 )
@@ -80,11 +80,11 @@ func TestTreeReadsBothStdoutFormats(t *testing.T) {
 		cfg := config.DefaultConfig()
 		cfg.Tracing.Exporter.Format = format
 		var buf bytes.Buffer
-		exp, err := agent.NewExporter(context.Background(), cfg.Tracing.Exporter, &buf)
+		exp, err := export.NewExporter(context.Background(), cfg.Tracing.Exporter, &buf)
 		if err != nil {
 			t.Fatal(err)
 		}
-		pipe, err := agent.NewPipeline(cfg, exp, nil)
+		pipe, err := export.NewPipeline(cfg, exp, nil)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -1,4 +1,4 @@
-package agent
+package export
 
 import (
 	"context"
@@ -368,6 +368,10 @@ func (p *Pipeline) Stats() ExportStats {
 	}
 	return s
 }
+
+// QueueSize is the bound of the queue: routerscope.export.queue_size as
+// the pipeline was built with, fixed for its life.
+func (p *Pipeline) QueueSize() int { return p.settings.QueueSize }
 
 // ExportHealthy tells whether the last export call succeeded (true before
 // the first one): readiness reports it.

@@ -1,4 +1,4 @@
-package agent
+package export
 
 import (
 	"context"
@@ -12,6 +12,7 @@ import (
 
 	"github.com/routerscope/routerscope/agent/config"
 	"github.com/routerscope/routerscope/agent/spans"
+	"github.com/routerscope/routerscope/agent/spans/spantest"
 )
 
 // keepExporter keeps every exported span.
@@ -54,7 +55,7 @@ func TestPipelineResourcePerProcess(t *testing.T) {
 	}
 	a := spans.NewAssembler(pipe.Emit, time.Hour)
 	for _, pid := range []uint32{10, 20, 30} {
-		for _, ev := range request(pid, byte(pid), baseTime) {
+		for _, ev := range spantest.Request(pid, byte(pid), spantest.BaseTime) {
 			a.Handle(ev)
 		}
 	}
@@ -107,7 +108,7 @@ func TestPipelineQueueBoundSpansProviders(t *testing.T) {
 	// spans wait, the rest are dropped and counted, and nothing blocks.
 	for i := 0; i < 10; i++ {
 		for pid := uint32(1); pid <= 4; pid++ {
-			for _, ev := range request(pid, byte(i), baseTime) {
+			for _, ev := range spantest.Request(pid, byte(i), spantest.BaseTime) {
 				a.Handle(ev)
 			}
 		}

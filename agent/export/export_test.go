@@ -1,4 +1,4 @@
-package agent
+package export
 
 import (
 	"bytes"
@@ -24,17 +24,10 @@ import (
 
 	"github.com/routerscope/routerscope/agent/config"
 	"github.com/routerscope/routerscope/agent/spans"
+	"github.com/routerscope/routerscope/agent/spans/spantest"
 	"github.com/routerscope/routerscope/internal/otlptest"
 	"github.com/routerscope/routerscope/probes"
 )
-
-func otlpConfig(endpoint string) config.Config {
-	cfg := config.DefaultConfig()
-	cfg.Tracing.Exporter = config.Exporter{Type: config.ExporterOTLP, Endpoint: endpoint, Insecure: true,
-		Headers: map[string]string{"authorization": "Bearer t0ken"}, Timeout: 5 * time.Second}
-	cfg.Tracing.Resource = config.Resource{ServiceName: "vllm-semantic-router", ServiceVersion: "v0.1.0", DeploymentEnvironment: "production"}
-	return cfg
-}
 
 // replay assembles events and sends them through a pipeline to exp, or
 // with exp nil through the pipeline the config names (NewSpanPipeline: the
@@ -63,20 +56,10 @@ func replay(t *testing.T, cfg config.Config, exp sdktrace.SpanExporter, evs []pr
 	return pipe
 }
 
-func startReceiver(t *testing.T, opts ...otlptest.Option) *otlptest.Receiver {
-	t.Helper()
-	r, err := otlptest.Start(opts...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(r.Close)
-	return r
-}
-
 func TestExportOTLP(t *testing.T) {
-	rcv := startReceiver(t)
-	cfg := otlpConfig(rcv.Endpoint())
-	evs := request(9, 3, baseTime)
+	rcv := otlptest.StartT(t)
+	cfg := spantest.OTLPConfig(rcv.Endpoint())
+	evs := spantest.Request(9, 3, spantest.BaseTime)
 	evs[2].Err = probes.ErrorValue{Failed: true, Type: "*errors.errorString", Message: "classifier down"}
 	pipe := replay(t, cfg, nil, evs)
 
@@ -92,22 +75,22 @@ func TestExportOTLP(t *testing.T) {
 	if root.Span == nil || child.Span == nil {
 		t.Fatalf("span names: %v", spans)
 	}
-	tr := tid(3)
+	tr := spantest.TraceID(3)
 	if root.TraceIDHex() != hex.EncodeToString(tr[:]) || child.TraceIDHex() != root.TraceIDHex() {
 		t.Errorf("trace ids %s %s", root.TraceIDHex(), child.TraceIDHex())
 	}
-	rs, cs := sid(3), sid(103)
+	rs, cs := spantest.SpanID(3), spantest.SpanID(103)
 	if root.SpanIDHex() != hex.EncodeToString(rs[:]) || child.SpanIDHex() != hex.EncodeToString(cs[:]) {
 		t.Errorf("span ids %s %s", root.SpanIDHex(), child.SpanIDHex())
 	}
 	if root.ParentIDHex() != "" || child.ParentIDHex() != root.SpanIDHex() {
 		t.Errorf("parents: root %q child %q", root.ParentIDHex(), child.ParentIDHex())
 	}
-	if root.StartTimeUnixNano != uint64(baseTime.UnixNano()) || root.EndTimeUnixNano != uint64(baseTime.Add(50*time.Millisecond).UnixNano()) {
+	if root.StartTimeUnixNano != uint64(spantest.BaseTime.UnixNano()) || root.EndTimeUnixNano != uint64(spantest.BaseTime.Add(50*time.Millisecond).UnixNano()) {
 		t.Errorf("root times %d..%d", root.StartTimeUnixNano, root.EndTimeUnixNano)
 	}
-	if child.StartTimeUnixNano != uint64(baseTime.Add(time.Millisecond).UnixNano()) ||
-		child.EndTimeUnixNano != uint64(baseTime.Add(46900*time.Microsecond).UnixNano()) {
+	if child.StartTimeUnixNano != uint64(spantest.BaseTime.Add(time.Millisecond).UnixNano()) ||
+		child.EndTimeUnixNano != uint64(spantest.BaseTime.Add(46900*time.Microsecond).UnixNano()) {
 		t.Errorf("child times %d..%d", child.StartTimeUnixNano, child.EndTimeUnixNano)
 	}
 	if root.Kind != tracepb.Span_SPAN_KIND_SERVER || child.Kind != tracepb.Span_SPAN_KIND_INTERNAL {
@@ -169,15 +152,15 @@ func TestExportOTLPWithTLS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rcv := startReceiver(t, otlptest.WithTLS(cert))
+	rcv := otlptest.StartT(t, otlptest.WithTLS(cert))
 	caFile := filepath.Join(t.TempDir(), "ca.pem")
 	if err := os.WriteFile(caFile, caPEM, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cfg := otlpConfig(rcv.Endpoint())
+	cfg := spantest.OTLPConfig(rcv.Endpoint())
 	cfg.Tracing.Exporter.Insecure = false
 	cfg.Tracing.Exporter.CAFile = caFile
-	replay(t, cfg, nil, request(1, 1, baseTime))
+	replay(t, cfg, nil, spantest.Request(1, 1, spantest.BaseTime))
 	if n := len(rcv.Spans()); n != 2 {
 		t.Fatalf("received %d spans over TLS, want 2", n)
 	}
@@ -192,7 +175,7 @@ func TestExportOTLPWithTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg.Tracing.Exporter.Timeout = 500 * time.Millisecond
-	pipe := replay(t, cfg, nil, request(1, 2, baseTime))
+	pipe := replay(t, cfg, nil, spantest.Request(1, 2, spantest.BaseTime))
 	if n := len(rcv.Spans()); n != 2 || pipe.Stats().Failed != 2 {
 		t.Fatalf("untrusted server: received %d, stats %+v", n, pipe.Stats())
 	}
@@ -241,7 +224,7 @@ func TestStdoutExporterJSON(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	replay(t, cfg, exp, request(1, 4, baseTime))
+	replay(t, cfg, exp, spantest.Request(1, 4, spantest.BaseTime))
 	dec := json.NewDecoder(&buf)
 	var spans []stdoutSpan
 	for dec.More() {
@@ -255,12 +238,12 @@ func TestStdoutExporterJSON(t *testing.T) {
 		t.Fatalf("got %d JSON spans, want 2", len(spans))
 	}
 	child := spans[0]
-	tr, cs, rs := tid(4), sid(104), sid(4)
+	tr, cs, rs := spantest.TraceID(4), spantest.SpanID(104), spantest.SpanID(4)
 	if child.Name != "semantic_router.classification" || child.SpanContext.TraceID != hex.EncodeToString(tr[:]) ||
 		child.SpanContext.SpanID != hex.EncodeToString(cs[:]) || child.Parent.SpanID != hex.EncodeToString(rs[:]) {
 		t.Errorf("span %+v", child)
 	}
-	if !child.StartTime.Equal(baseTime.Add(time.Millisecond)) || !child.EndTime.Equal(baseTime.Add(46900*time.Microsecond)) {
+	if !child.StartTime.Equal(spantest.BaseTime.Add(time.Millisecond)) || !child.EndTime.Equal(spantest.BaseTime.Add(46900*time.Microsecond)) {
 		t.Errorf("times %v..%v", child.StartTime, child.EndTime)
 	}
 	var found bool
@@ -281,7 +264,7 @@ func TestUnsampledRootIsNotExported(t *testing.T) {
 	var buf bytes.Buffer
 	cfg := config.DefaultConfig()
 	exp, _ := NewExporter(context.Background(), cfg.Tracing.Exporter, &buf)
-	evs := request(1, 5, baseTime)
+	evs := spantest.Request(1, 5, spantest.BaseTime)
 	for i := range evs {
 		evs[i].Sampled = false
 	}
@@ -326,7 +309,7 @@ func TestFullQueueDropsWithoutBlocking(t *testing.T) {
 	// blocks on the full queue.
 	const requests = 50
 	for i := 0; i < requests; i++ {
-		for _, ev := range request(1, byte(i), baseTime) {
+		for _, ev := range spantest.Request(1, byte(i), spantest.BaseTime) {
 			a.Handle(ev)
 		}
 	}
@@ -348,7 +331,7 @@ func TestUnreachableCollectorReportsErrors(t *testing.T) {
 	}
 	endpoint := lis.Addr().String()
 	lis.Close()
-	cfg := otlpConfig(endpoint)
+	cfg := spantest.OTLPConfig(endpoint)
 	cfg.Tracing.Exporter.Timeout = 300 * time.Millisecond
 	exp, err := NewExporter(context.Background(), cfg.Tracing.Exporter, io.Discard)
 	if err != nil {
@@ -365,7 +348,7 @@ func TestUnreachableCollectorReportsErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	a := spans.NewAssembler(pipe.Emit, time.Hour)
-	for _, ev := range request(1, 1, baseTime) {
+	for _, ev := range spantest.Request(1, 1, spantest.BaseTime) {
 		a.Handle(ev)
 	}
 	if err := pipe.Shutdown(context.Background()); err != nil {
@@ -375,28 +358,6 @@ func TestUnreachableCollectorReportsErrors(t *testing.T) {
 	defer mu.Unlock()
 	if len(reported) == 0 || pipe.Stats().Failed != 2 {
 		t.Fatalf("reported %v stats %+v", reported, pipe.Stats())
-	}
-}
-
-func TestErrorThrottle(t *testing.T) {
-	now := baseTime
-	type report struct{ failed, suppressed int }
-	var reports []report
-	th := newErrorThrottle(10*time.Second, func(err error, failed, suppressed int) {
-		reports = append(reports, report{failed, suppressed})
-	})
-	th.now = func() time.Time { return now }
-	boom := errors.New("connection refused")
-	th.observe(boom, 5) // reported
-	now = now.Add(time.Second)
-	th.observe(boom, 3) // suppressed
-	now = now.Add(time.Second)
-	th.observe(boom, 2) // suppressed
-	now = now.Add(10 * time.Second)
-	th.observe(boom, 1) // reported with the two suppressed
-	want := []report{{5, 0}, {1 + 3 + 2, 2}}
-	if len(reports) != len(want) || reports[0] != want[0] || reports[1] != want[1] {
-		t.Fatalf("reports %+v, want %+v", reports, want)
 	}
 }
 
@@ -450,7 +411,7 @@ func TestExportOTLPHTTP(t *testing.T) {
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	pipe := replay(t, cfg, nil, request(9, 3, baseTime))
+	pipe := replay(t, cfg, nil, spantest.Request(9, 3, spantest.BaseTime))
 	mu.Lock()
 	defer mu.Unlock()
 	if len(names) != 2 {

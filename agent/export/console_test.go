@@ -1,4 +1,4 @@
-package agent
+package export
 
 import (
 	"bytes"
@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/routerscope/routerscope/agent/config"
+	"github.com/routerscope/routerscope/agent/spans/spantest"
 	"github.com/routerscope/routerscope/probes"
 )
 
@@ -26,7 +27,7 @@ func TestStdoutGuideFormat(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	evs := request(1, 4, baseTime)
+	evs := spantest.Request(1, 4, spantest.BaseTime)
 	evs[2].Err = probes.ErrorValue{Failed: true, Type: "*fmt.wrapError", Message: "classifier down: timeout", Sentinel: "router.ErrDown"}
 	replay(t, cfg, exp, evs)
 
@@ -61,7 +62,7 @@ func TestStdoutGuideFormat(t *testing.T) {
 		t.Fatalf("%d spans, want 2", len(spans))
 	}
 	c := spans[0]
-	tr, cs := tid(4), sid(104)
+	tr, cs := spantest.TraceID(4), spantest.SpanID(104)
 	if c.SpanContext.TraceID != hex.EncodeToString(tr[:]) || c.SpanContext.SpanID != hex.EncodeToString(cs[:]) {
 		t.Errorf("span context %+v", c.SpanContext)
 	}

@@ -1,4 +1,4 @@
-package agent
+package export
 
 import (
 	"fmt"
@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/routerscope/routerscope/agent/spans/spantest"
+	"github.com/routerscope/routerscope/internal/otlptest"
 	"github.com/routerscope/routerscope/probes"
 )
 
@@ -13,8 +14,8 @@ import (
 // with invalid UTF-8 among good ones, all in one OTLP batch. Unrepaired,
 // the exporter cannot marshal the batch and every span in it is lost.
 func TestInvalidUTF8DoesNotLoseTheBatch(t *testing.T) {
-	rcv := startReceiver(t)
-	cfg := otlpConfig(rcv.Endpoint())
+	rcv := otlptest.StartT(t)
+	cfg := spantest.OTLPConfig(rcv.Endpoint())
 	var evs []probes.Event
 	const n = 50
 	for i := range n {
@@ -26,7 +27,7 @@ func TestInvalidUTF8DoesNotLoseTheBatch(t *testing.T) {
 	}
 	pipe := replay(t, cfg, nil, evs)
 	if got := len(rcv.Spans()); got != 2*n {
-		t.Fatalf("spantest.Collector received %d spans of %d; pipeline %+v", got, 2*n, pipe.Stats())
+		t.Fatalf("collector received %d spans of %d; pipeline %+v", got, 2*n, pipe.Stats())
 	}
 	if st := pipe.Stats(); st.Failed != 0 || st.Exported != 2*n {
 		t.Errorf("stats %+v", st)

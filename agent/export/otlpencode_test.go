@@ -1,4 +1,4 @@
-package agent
+package export
 
 import (
 	"context"
@@ -19,6 +19,7 @@ import (
 
 	"github.com/routerscope/routerscope/agent/config"
 	"github.com/routerscope/routerscope/agent/spans"
+	"github.com/routerscope/routerscope/agent/spans/spantest"
 )
 
 // captureClient is an otlptrace.Client that keeps a copy of every upload
@@ -121,23 +122,23 @@ func (s *sdkReplay) emit(r spans.SpanRecord) {
 // than the limit.
 func wireRecords() []spans.SpanRecord {
 	t0 := time.Date(2026, 11, 25, 12, 0, 0, 123456789, time.UTC)
-	tr := trace.TraceID(tid(1))
+	tr := trace.TraceID(spantest.TraceID(1))
 	many := make([]attribute.KeyValue, 0, spanAttributeLimit+5)
 	for i := range spanAttributeLimit + 5 {
 		many = append(many, attribute.Int(fmt.Sprintf("k%03d", i), i))
 	}
 	return []spans.SpanRecord{
-		{Name: "root", Kind: trace.SpanKindServer, TraceID: tr, SpanID: sid(1), Sampled: true, PID: 7,
+		{Name: "root", Kind: trace.SpanKindServer, TraceID: tr, SpanID: spantest.SpanID(1), Sampled: true, PID: 7,
 			Start: t0, End: t0.Add(50 * time.Millisecond),
 			Attributes: []attribute.KeyValue{attribute.String("request.id", "r1"), attribute.Int64("n", -3),
 				attribute.Bool("b", true), attribute.Float64("f", 1.5), attribute.StringSlice("pii.types", []string{"email", "phone"})}},
-		{Name: "child", Kind: trace.SpanKindInternal, TraceID: tr, SpanID: sid(2), ParentSpanID: sid(1), Sampled: true, PID: 7,
+		{Name: "child", Kind: trace.SpanKindInternal, TraceID: tr, SpanID: spantest.SpanID(2), ParentSpanID: spantest.SpanID(1), Sampled: true, PID: 7,
 			Start: t0.Add(time.Millisecond), End: t0.Add(46 * time.Millisecond), Failed: true, StatusMessage: "classifier down",
 			Attributes: []attribute.KeyValue{attribute.String("a", "1"), attribute.String("a", "2"), {Key: "", Value: attribute.StringValue("x")},
 				attribute.Bool("error", true)}},
-		{Name: "remote", Kind: trace.SpanKindClient, TraceID: tr, SpanID: sid(3), ParentSpanID: sid(9), RemoteParent: true, Sampled: true, PID: 7,
+		{Name: "remote", Kind: trace.SpanKindClient, TraceID: tr, SpanID: spantest.SpanID(3), ParentSpanID: spantest.SpanID(9), RemoteParent: true, Sampled: true, PID: 7,
 			Start: t0.Add(2 * time.Millisecond), End: t0.Add(3 * time.Millisecond), Attributes: many},
-		{Name: "bare", Kind: trace.SpanKindProducer, TraceID: tr, SpanID: sid(4), ParentSpanID: sid(1), Sampled: true, PID: 7,
+		{Name: "bare", Kind: trace.SpanKindProducer, TraceID: tr, SpanID: spantest.SpanID(4), ParentSpanID: spantest.SpanID(1), Sampled: true, PID: 7,
 			Start: t0, End: t0},
 	}
 }
@@ -145,7 +146,7 @@ func wireRecords() []spans.SpanRecord {
 // TestOTLPWireMatchesSDK checks that the direct encoder sends what the
 // SDK's replay and OTLP exporter sent for the same records.
 func TestOTLPWireMatchesSDK(t *testing.T) {
-	cfg := otlpConfig("unused:1")
+	cfg := spantest.OTLPConfig("unused:1")
 	procAttrs := []attribute.KeyValue{attribute.Int("process.pid", 7), attribute.String("container.id", "c7")}
 	want := &captureClient{}
 	ref := newSDKReplay(t, cfg, want, procAttrs)

@@ -1,9 +1,12 @@
-package agent
+package export
 
 import (
 	"context"
 	"io"
 	"testing"
+
+	"github.com/routerscope/routerscope/agent/spans/spantest"
+	"github.com/routerscope/routerscope/internal/otlptest"
 )
 
 // TestTraceStateOnRoot: the caller's tracestate reaches the exported root
@@ -14,13 +17,13 @@ func TestTraceStateOnRoot(t *testing.T) {
 		{"Bad Key=1", ""},
 		{"", ""},
 	} {
-		rcv := startReceiver(t)
-		cfg := otlpConfig(rcv.Endpoint())
+		rcv := otlptest.StartT(t)
+		cfg := spantest.OTLPConfig(rcv.Endpoint())
 		exp, err := NewExporter(context.Background(), cfg.Tracing.Exporter, io.Discard)
 		if err != nil {
 			t.Fatal(err)
 		}
-		evs := request(9, 3, baseTime)
+		evs := spantest.Request(9, 3, spantest.BaseTime)
 		caller := [8]byte{0xee, 7: 1}
 		for i := range evs {
 			if evs[i].Probe.Spec.Span == "semantic_router.request.received" {
