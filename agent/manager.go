@@ -210,10 +210,13 @@ func (m *manager) reconcile(ctx context.Context, want map[discovery.Key]discover
 	// Attaching reads the target's DWARF and symbols and loads the
 	// kernel programs: tens of MiB that are garbage once it is done. Give
 	// them back to the OS now rather than within minutes, so the agent's
-	// resident memory is its steady state, not its attach peak.
+	// resident memory is its steady state, not its attach peak; the same
+	// for the pages of the agent's own code the attach ran once
+	// (selfpages.go).
 	defer func() {
 		if tried > 0 {
 			debug.FreeOSMemory()
+			dropExecutablePages()
 		}
 	}()
 	for _, key := range keys {

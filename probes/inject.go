@@ -188,17 +188,16 @@ func (inj *injector) addStats(s *PropagationStats) {
 	if err := inj.objs.InjectCounters.Lookup(uint32(0), &perCPU); err != nil {
 		return
 	}
-	for _, c := range perCPU {
-		s.Injected += c.Injected
-		s.NotHTTP += c.NotHttp
-		s.PushErrors += c.PushError
-		s.Sockets += c.Sockets
-		s.Stale += c.Stale
-		s.Undone += c.Undone
-		s.Dropped += c.Dropped
-		s.Replaced += c.Replaced
-		s.Kept += c.Kept
-	}
+	c := sumPerCPU(perCPU)
+	s.Injected += c.Injected
+	s.NotHTTP += c.NotHttp
+	s.PushErrors += c.PushError
+	s.Sockets += c.Sockets
+	s.Stale += c.Stale
+	s.Undone += c.Undone
+	s.Dropped += c.Dropped
+	s.Replaced += c.Replaced
+	s.Kept += c.Kept
 }
 
 // targetCgroup returns the cgroup v2 directory of pid (pid 0: the root of

@@ -65,7 +65,7 @@ func TestTargetConfigPath(t *testing.T) {
 // command line and an environment of many megabytes).
 func TestProcReadsAreBounded(t *testing.T) {
 	if _, err := os.Stat("/dev/zero"); err != nil {
-		t.Skip("no /dev/zero")
+		t.Fatalf("the test reads /dev/zero as an endless file: %v", err)
 	}
 	root := t.TempDir()
 	writeProcDir(t, root, "77", []string{"router"}, nil, "/")
