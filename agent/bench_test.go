@@ -14,36 +14,6 @@ import (
 	"github.com/routerscope/routerscope/internal/testenv"
 )
 
-// BenchmarkScanProc measures one discovery scan of this machine's /proc
-// with a typical rule (executable glob plus command line): the cost paid
-// every discovery interval.
-func BenchmarkScanProc(b *testing.B) {
-	d := config.Discovery{Interval: 1, RetryInterval: 1, MaxProcesses: 1,
-		Rules: []config.Rule{{Name: "router", Selector: config.Selector{Executable: "/usr/local/bin/router*", Cmdline: "--config"}}}}
-	if err := d.Validate(); err != nil {
-		b.Fatal(err)
-	}
-	pids, _ := listPIDs("/proc")
-	b.ReportMetric(float64(len(pids)), "processes")
-	b.Run("cold", func(b *testing.B) {
-		for b.Loop() {
-			if _, err := scanProcesses("/proc", d.Rules, nil, nil, 0, nil); err != nil {
-				b.Fatal(err)
-			}
-		}
-	})
-	// What the agent pays per interval: processes seen before are only
-	// checked for restarts.
-	b.Run("cached", func(b *testing.B) {
-		cache := procCache{}
-		for b.Loop() {
-			if _, err := scanProcesses("/proc", d.Rules, nil, nil, 0, cache); err != nil {
-				b.Fatal(err)
-			}
-		}
-	})
-}
-
 // BenchmarkRestartToAttach measures, with the default discovery interval,
 // the time from starting a matching process to its attach: the delay a
 // restarted router goes untraced (the product promises under 2 s).

@@ -16,6 +16,7 @@ import (
 
 	"github.com/cilium/ebpf"
 
+	"github.com/routerscope/routerscope/agent/discovery"
 	"github.com/routerscope/routerscope/agent/export"
 	"github.com/routerscope/routerscope/internal/otlptest"
 	"github.com/routerscope/routerscope/internal/testenv"
@@ -45,7 +46,7 @@ func TestAttachErrorReason(t *testing.T) {
 		{"EPERM", &os.SyscallError{Syscall: "bpf", Err: syscall.EPERM}, reasonPermission},
 		{"EACCES", &fs.PathError{Op: "open", Path: "/proc/42/root/r", Err: syscall.EACCES}, reasonPermission},
 		{"process gone", &fs.PathError{Op: "readlink", Path: "/proc/42/exe", Err: syscall.ENOENT}, reasonNotFound},
-		{"no process of the binary", ErrNoProcess, reasonNotFound},
+		{"no process of the binary", discovery.ErrNoProcess, reasonNotFound},
 		{"binary changed", ErrBinaryChanged, reasonChangedBin},
 		{"too many processes", export.ErrTooManyProcesses, reasonLimit},
 		{"canceled", context.Canceled, reasonCanceled},

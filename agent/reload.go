@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/routerscope/routerscope/agent/config"
+	"github.com/routerscope/routerscope/agent/discovery"
 	"github.com/routerscope/routerscope/internal/readlimit"
 	"github.com/routerscope/routerscope/probes"
 )
@@ -273,7 +274,7 @@ func (m *manager) reloadConfig(ctx context.Context, trigger string) {
 	want, err := m.desired()
 	if err != nil {
 		m.log.Warn("config reloaded, but its targets are not running", zap.Error(err))
-		want = map[procKey]match{}
+		want = map[discovery.Key]discovery.Match{}
 	}
 	_ = m.reconcile(ctx, want, false)
 }
@@ -297,7 +298,7 @@ func (m *manager) checkResolves(next config.Config, digests map[string]string) e
 	cfg, dg, r := m.cfg, m.digests, m.ratio
 	m.cfg, m.digests, m.ratio = next, digests, ratio
 	want, err := m.desired()
-	specs := map[procKey]string{}
+	specs := map[discovery.Key]string{}
 	for key, w := range want {
 		specs[key] = m.spec(w)
 	}
@@ -312,14 +313,14 @@ func (m *manager) checkResolves(next config.Config, digests map[string]string) e
 		if !ok || specs[key] == a.spec {
 			continue
 		}
-		req := AttachRequest{Target: config.Target{PID: key.pid, Binary: w.target.Binary}, Probes: w.probes, Rule: w.rule}
-		if w.proc.Exe != "" {
-			req.Executable = w.proc.HostExecutable()
+		req := AttachRequest{Target: config.Target{PID: key.PID, Binary: w.Target.Binary}, Probes: w.Probes, Rule: w.Rule}
+		if w.Proc.Exe != "" {
+			req.Executable = w.Proc.HostExecutable()
 		}
 		// Replicas of one binary resolve alike: check each binary once.
 		id := req.Executable + "|" + strings.Join(req.Probes, ",")
 		if req.Executable == "" {
-			id = fmt.Sprint(key.pid) + "|" + strings.Join(req.Probes, ",")
+			id = fmt.Sprint(key.PID) + "|" + strings.Join(req.Probes, ",")
 		}
 		if checked[id] {
 			continue

@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/routerscope/routerscope/agent/config"
+	"github.com/routerscope/routerscope/agent/discovery"
 	"github.com/routerscope/routerscope/agent/export"
 	"github.com/routerscope/routerscope/agent/spans"
 	"github.com/routerscope/routerscope/probes"
@@ -94,6 +95,12 @@ type AttachRequest struct {
 // Attacher attaches the probes to a target; cmd/routerscope provides the
 // capture engine's implementation, tests a synthetic one.
 type Attacher func(ctx context.Context, req AttachRequest) (EventSource, error)
+
+// ErrBinaryChanged is what an Attacher returns (cmd/routerscope's
+// resolution cache does) when the resolved program's build id is not the
+// one the process runs: the file was replaced between the two reads, and
+// offsets from it could be wrong for the process.
+var ErrBinaryChanged = errors.New("the executable changed while it was being resolved; retrying later")
 
 // Option tunes Run.
 type Option func(*runOptions)
@@ -262,8 +269,8 @@ func Run(ctx context.Context, cfg config.Config, attach Attacher, log *zap.Logge
 	// with stopReading, not with ctx.
 	readCtx, stopReading := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopReading()
-	m := &manager{attach: attach, log: log, asm: asm, pipe: pipe, met: met, o: o, host: hostFromEnv(o.getenv),
-		cfg: cfg, ratio: ratio, paused: !attachAny, digests: digests, atts: map[procKey]*attachment{}, procs: procCache{}, retryAt: map[procKey]time.Time{},
+	m := &manager{attach: attach, log: log, asm: asm, pipe: pipe, met: met, o: o, host: discovery.HostFromEnv(o.getenv),
+		cfg: cfg, ratio: ratio, paused: !attachAny, digests: digests, atts: map[discovery.Key]*attachment{}, procs: discovery.Cache{}, retryAt: map[discovery.Key]time.Time{},
 		readCtx: readCtx, ended: make(chan *attachment), exits: make(chan exitNotice), wake: make(chan struct{}, 1)}
 	// Watch from before the first attach, so an edit made while attaching
 	// is not taken for the baseline.

@@ -22,6 +22,7 @@ import (
 
 	"github.com/routerscope/routerscope/agent"
 	"github.com/routerscope/routerscope/agent/config"
+	"github.com/routerscope/routerscope/agent/discovery"
 	"github.com/routerscope/routerscope/probes"
 )
 
@@ -273,7 +274,7 @@ func (c cli) run(ctx context.Context, args []string) int {
 		// read the file the router was started with.
 		// Only a YAML file with an observability: (or routerscope:)
 		// section: any other is the router's own business.
-		if p, from, ok := agent.TargetConfigPath(c.procRoot(), f.pid); ok && agent.HasAgentSection(p) {
+		if p, from, ok := discovery.TargetConfigPath(c.procRoot(), f.pid); ok && discovery.HasAgentSection(p) {
 			path, source = p, from
 		}
 	}

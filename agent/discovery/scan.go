@@ -1,4 +1,4 @@
-package agent
+package discovery
 
 import (
 	"fmt"
@@ -65,40 +65,41 @@ func (m *matcher) isSameFile(path string, p Process) bool {
 	return err == nil && os.SameFile(got, want)
 }
 
-// match is one process selected by a rule.
-type match struct {
-	proc Process
-	rule string
-	// probes are the rule's probe files, or the global ones.
-	probes []string
-	// target is the routerscope.targets entry, when one selected it.
-	target config.Target
+// Match is one process selected by a rule.
+type Match struct {
+	Proc Process
+	// Rule names the rule (or target) that selected the process.
+	Rule string
+	// Probes are the rule's probe files, or the global ones.
+	Probes []string
+	// Target is the routerscope.targets entry, when one selected it.
+	Target config.Target
 }
 
-// procCache remembers, from one scan to the next, what was read of each
+// Cache remembers, from one scan to the next, what was read of each
 // process, so a scan reads only the start time and the executable link of
 // a process it has seen. The link is read every time because exec keeps
 // the PID and the start time: a process seen between fork and exec shows
 // its parent's executable. The name and command line are taken as they
 // were when the executable was first seen (a process that renames itself
 // later is matched by its old name).
-type procCache map[procKey]*cachedProc
+type Cache map[Key]*cachedProc
 
 type cachedProc struct {
 	proc Process
 	seen bool
 }
 
-// scanProcesses lists the processes under procRoot selected by the rules
+// Scan lists the processes under procRoot selected by the rules
 // and not excluded, keyed by process identity. self is the agent's own
 // PID, always excluded. cache (which may be nil) is updated in place.
-func scanProcesses(procRoot string, rules []config.Rule, exclude []config.Selector, globalProbes []string, self int, cache procCache) (map[procKey]match, error) {
+func Scan(procRoot string, rules []config.Rule, exclude []config.Selector, globalProbes []string, self int, cache Cache) (map[Key]Match, error) {
 	pids, err := listPIDs(procRoot)
 	if err != nil {
 		return nil, err
 	}
 	m := &matcher{procRoot: procRoot, sameFile: map[string]os.FileInfo{}, tables: map[string]map[string]int{}}
-	found := map[procKey]match{}
+	found := map[Key]Match{}
 	for _, c := range cache {
 		c.seen = false
 	}
@@ -106,7 +107,7 @@ func scanProcesses(procRoot string, rules []config.Rule, exclude []config.Select
 		if pid == self {
 			continue
 		}
-		start, err := readStartTime(procRoot, pid)
+		start, err := ReadStartTime(procRoot, pid)
 		if err != nil {
 			continue // gone meanwhile
 		}
@@ -114,7 +115,7 @@ func scanProcesses(procRoot string, rules []config.Rule, exclude []config.Select
 		if err != nil {
 			continue // a kernel thread, or not ours to read
 		}
-		key := procKey{pid: pid, start: start}
+		key := Key{PID: pid, Start: start}
 		c := cache[key]
 		if c == nil || c.proc.Exe != exe {
 			p, err := readProcessRest(procRoot, pid, start)
@@ -140,7 +141,7 @@ func scanProcesses(procRoot string, rules []config.Rule, exclude []config.Select
 }
 
 // match applies the rules in order, then the exclusions.
-func (m *matcher) match(p Process, rules []config.Rule, exclude []config.Selector, globalProbes []string) (match, bool) {
+func (m *matcher) match(p Process, rules []config.Rule, exclude []config.Selector, globalProbes []string) (Match, bool) {
 	for i := range rules {
 		r := &rules[i]
 		if !m.matches(&r.Selector, p) {
@@ -148,14 +149,14 @@ func (m *matcher) match(p Process, rules []config.Rule, exclude []config.Selecto
 		}
 		for j := range exclude {
 			if m.matches(&exclude[j], p) {
-				return match{}, false
+				return Match{}, false
 			}
 		}
 		probes := r.Probes
 		if len(probes) == 0 {
 			probes = globalProbes
 		}
-		return match{proc: p, rule: r.Name, probes: probes}, true
+		return Match{Proc: p, Rule: r.Name, Probes: probes}, true
 	}
-	return match{}, false
+	return Match{}, false
 }

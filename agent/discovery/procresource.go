@@ -1,4 +1,4 @@
-package agent
+package discovery
 
 import (
 	"bufio"
@@ -26,19 +26,19 @@ const (
 	attrNodeName     = "k8s.node.name"
 )
 
-// hostInfo is what the agent knows of its node: HostName from NODE_NAME
+// HostInfo is what the agent knows of its node: HostName from NODE_NAME
 // (the downward API's spec.nodeName) when set, else the agent's hostname.
-type hostInfo struct {
+type HostInfo struct {
 	HostName string
 	NodeName string
 }
 
-// hostFromEnv reads the node's identity. In a pod the agent's own hostname
+// HostFromEnv reads the node's identity. In a pod the agent's own hostname
 // is its pod's name, so the node name from the downward API is preferred
 // for host.name too (node names are the hosts' names on every common
 // distribution).
-func hostFromEnv(getenv func(string) string) hostInfo {
-	h := hostInfo{NodeName: getenv("NODE_NAME")}
+func HostFromEnv(getenv func(string) string) HostInfo {
+	h := HostInfo{NodeName: getenv("NODE_NAME")}
 	h.HostName = h.NodeName
 	if h.HostName == "" {
 		h.HostName, _ = os.Hostname()
@@ -125,7 +125,7 @@ const serviceAccountNamespace = "var/run/secrets/kubernetes.io/serviceaccount/na
 // the name from HOSTNAME, which Kubernetes sets to the pod name unless the
 // pod sets spec.hostname or runs with hostNetwork (then it is the node's
 // name, so it is left out when it equals the node name).
-func ProcessResource(procRoot string, p Process, host hostInfo) []attribute.KeyValue {
+func ProcessResource(procRoot string, p Process, host HostInfo) []attribute.KeyValue {
 	attrs := []attribute.KeyValue{attribute.Int(attrProcessPID, p.PID)}
 	if exe := strings.TrimSuffix(p.Exe, deletedSuffix); exe != "" {
 		attrs = append(attrs, attribute.String(attrProcessExe, exe), attribute.String(attrProcessName, filepath.Base(exe)))

@@ -1,4 +1,4 @@
-package agent
+package discovery
 
 import (
 	"bufio"
@@ -36,16 +36,23 @@ type Process struct {
 	procRoot string
 }
 
-// procKey identifies a process across PID reuse.
-type procKey struct {
-	pid   int
-	start uint64
+// Key identifies a process across PID reuse: its PID and its start time
+// (0 when it could not be read).
+type Key struct {
+	PID   int
+	Start uint64
 }
 
-func (p Process) key() procKey { return procKey{pid: p.PID, start: p.StartTime} }
+// Key is the process's identity.
+func (p Process) Key() Key { return Key{PID: p.PID, Start: p.StartTime} }
 
 // deletedSuffix marks an executable deleted or replaced since the start.
 const deletedSuffix = probes.DeletedSuffix
+
+// NewProcess is a process known only by its PID, for a target the agent
+// cannot read (another user's, or a test's made-up PID): the attacher has
+// the final word on it.
+func NewProcess(procRoot string, pid int) Process { return Process{PID: pid, procRoot: procRoot} }
 
 // HostExecutable is a path to the process's executable that opens from the
 // agent's own mount namespace (probes.RootedExe): through /proc/PID/root,
@@ -70,20 +77,20 @@ func listPIDs(procRoot string) ([]int, error) {
 	return pids, nil
 }
 
-// readProcess reads one process's identity, name, executable and command
+// ReadProcess reads one process's identity, name, executable and command
 // line. A process that is gone, or a kernel thread (no executable), yields
 // an error; discovery skips it.
-func readProcess(procRoot string, pid int) (Process, error) {
-	start, err := readStartTime(procRoot, pid)
+func ReadProcess(procRoot string, pid int) (Process, error) {
+	start, err := ReadStartTime(procRoot, pid)
 	if err != nil {
 		return Process{PID: pid, procRoot: procRoot}, err
 	}
 	return readProcessRest(procRoot, pid, start)
 }
 
-// readStartTime reads a process's start time: the one read a scan makes
+// ReadStartTime reads a process's start time: the one read a scan makes
 // of a process it has seen before.
-func readStartTime(procRoot string, pid int) (uint64, error) {
+func ReadStartTime(procRoot string, pid int) (uint64, error) {
 	stat, err := readProc(filepath.Join(procRoot, strconv.Itoa(pid), "stat"), maxProcStat)
 	if err != nil {
 		return 0, fmt.Errorf("read process %d: %w", pid, err)
@@ -95,7 +102,7 @@ func readStartTime(procRoot string, pid int) (uint64, error) {
 	return start, nil
 }
 
-// readProcessRest reads what readProcess reads after the start time.
+// readProcessRest reads what ReadProcess reads after the start time.
 func readProcessRest(procRoot string, pid int, start uint64) (Process, error) {
 	dir := filepath.Join(procRoot, strconv.Itoa(pid))
 	p := Process{PID: pid, StartTime: start, procRoot: procRoot}

@@ -1,4 +1,4 @@
-package agent
+package discovery
 
 import (
 	"errors"
@@ -46,11 +46,11 @@ func FindProcesses(procRoot, path string) ([]int, error) {
 	return pids, nil
 }
 
-// expandTargets turns binary targets into one target per running process
+// ExpandTargets turns binary targets into one target per running process
 // (keeping the binary path, so the attacher need not look it up again).
 // Processes started later are not picked up: use discovery rules
 // (routerscope.discovery) to follow new processes and restarts.
-func expandTargets(procRoot string, targets []config.Target) ([]config.Target, error) {
+func ExpandTargets(procRoot string, targets []config.Target) ([]config.Target, error) {
 	var out []config.Target
 	for _, t := range targets {
 		if t.Binary == "" || t.PID != 0 {

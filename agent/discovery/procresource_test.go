@@ -1,4 +1,4 @@
-package agent
+package discovery
 
 import (
 	"os"
@@ -66,7 +66,7 @@ func TestProcessResourceOnFakeProc(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(saDir, "namespace"), []byte("semantic\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	host := hostInfo{HostName: "node-1", NodeName: "node-1"}
+	host := HostInfo{HostName: "node-1", NodeName: "node-1"}
 	cases := map[int]map[string]string{
 		10: {"process.pid": "10", "process.executable.path": "/app/router", "process.executable.name": "router", "host.name": "node-1",
 			"container.id": cid, "k8s.pod.uid": puid, "k8s.node.name": "node-1", "k8s.namespace.name": "llm", "k8s.pod.name": "router-7d9f-abcde"},
@@ -78,7 +78,7 @@ func TestProcessResourceOnFakeProc(t *testing.T) {
 		14: {"process.pid": "14", "process.executable.path": "/usr/local/bin/router", "process.executable.name": "router", "host.name": "node-1"},
 	}
 	for pid, want := range cases {
-		p, err := readProcess(root, pid)
+		p, err := ReadProcess(root, pid)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -94,18 +94,18 @@ func TestProcessResourceOnFakeProc(t *testing.T) {
 		}
 	}
 	// An unreadable process still has its pid.
-	if got := emitted(ProcessResource(root, Process{PID: 99, procRoot: root}, hostInfo{})); len(got) != 1 || got["process.pid"] != "99" {
+	if got := emitted(ProcessResource(root, Process{PID: 99, procRoot: root}, HostInfo{})); len(got) != 1 || got["process.pid"] != "99" {
 		t.Errorf("unreadable process: %v", got)
 	}
 }
 
 func TestHostFromEnv(t *testing.T) {
-	h := hostFromEnv(func(k string) string { return map[string]string{"NODE_NAME": "worker-3"}[k] })
+	h := HostFromEnv(func(k string) string { return map[string]string{"NODE_NAME": "worker-3"}[k] })
 	if h.NodeName != "worker-3" || h.HostName != "worker-3" {
 		t.Errorf("%+v", h)
 	}
 	own, _ := os.Hostname()
-	if h := hostFromEnv(func(string) string { return "" }); h.NodeName != "" || h.HostName != own {
+	if h := HostFromEnv(func(string) string { return "" }); h.NodeName != "" || h.HostName != own {
 		t.Errorf("%+v, want host name %q", h, own)
 	}
 }

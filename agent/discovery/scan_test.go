@@ -1,4 +1,4 @@
-package agent
+package discovery
 
 import (
 	"errors"
@@ -138,18 +138,18 @@ func TestRuleMatchingOnFakeProc(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			d := compiled(t, tc.d)
-			got, err := scanProcesses(root, d.Rules, d.Exclude, []string{"global.yaml"}, 555, nil)
+			got, err := Scan(root, d.Rules, d.Exclude, []string{"global.yaml"}, 555, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
 			have := map[int]string{}
 			for k, m := range got {
-				have[k.pid] = m.rule
-				if m.proc.PID != k.pid || k.start == 0 {
-					t.Errorf("key %+v for %+v", k, m.proc)
+				have[k.PID] = m.Rule
+				if m.Proc.PID != k.PID || k.Start == 0 {
+					t.Errorf("key %+v for %+v", k, m.Proc)
 				}
-				if len(m.probes) != 1 || m.probes[0] != "global.yaml" {
-					t.Errorf("probes %v, want the global ones", m.probes)
+				if len(m.Probes) != 1 || m.Probes[0] != "global.yaml" {
+					t.Errorf("probes %v, want the global ones", m.Probes)
 				}
 			}
 			if fmt.Sprint(have) != fmt.Sprint(tc.want) {
@@ -161,7 +161,7 @@ func TestRuleMatchingOnFakeProc(t *testing.T) {
 
 func TestReadProcessOnFakeProc(t *testing.T) {
 	root := fakeProcTree(t, fakeProc{pid: 42, start: 987654, exe: "/app/router", comm: "router", cmdline: []string{"/app/router", "-v"}})
-	p, err := readProcess(root, 42)
+	p, err := ReadProcess(root, 42)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -176,10 +176,10 @@ func TestReadProcessOnFakeProc(t *testing.T) {
 	if got, want := p.HostExecutable(), filepath.Join(root, "42", "exe"); got != want {
 		t.Errorf("deleted: host executable %s, want %s", got, want)
 	}
-	if _, err := readProcess(root, 2); err == nil {
+	if _, err := ReadProcess(root, 2); err == nil {
 		t.Error("kernel thread (no exe) read as a process")
 	}
-	if _, err := readProcess(root, 43); err == nil {
+	if _, err := ReadProcess(root, 43); err == nil {
 		t.Error("missing process read")
 	}
 	for _, bad := range []string{"", "1 (x S 1", "1 (x) S 1 2 3"} {
@@ -197,29 +197,29 @@ func TestRuleMatchesRealProcess(t *testing.T) {
 		t.Fatal(err)
 	}
 	d := compiled(t, config.Discovery{Rules: []config.Rule{{Name: "self", Selector: config.Selector{Executable: self}}}})
-	got, err := scanProcesses("/proc", d.Rules, nil, []string{"p.yaml"}, 0, nil)
+	got, err := Scan("/proc", d.Rules, nil, []string{"p.yaml"}, 0, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	found := false
 	for k := range got {
-		found = found || k.pid == os.Getpid()
+		found = found || k.PID == os.Getpid()
 	}
 	if !found {
 		t.Fatalf("this process not matched by executable %s: %v", self, got)
 	}
-	got, _ = scanProcesses("/proc", d.Rules, nil, []string{"p.yaml"}, os.Getpid(), nil)
+	got, _ = Scan("/proc", d.Rules, nil, []string{"p.yaml"}, os.Getpid(), nil)
 	for k := range got {
-		if k.pid == os.Getpid() {
+		if k.PID == os.Getpid() {
 			t.Fatal("the agent's own process was matched")
 		}
 	}
 	// Targets become rules matching the same file.
 	rules := config.TargetRules([]config.Target{{Binary: self}, {PID: os.Getppid()}})
-	got, _ = scanProcesses("/proc", rules, nil, []string{"p.yaml"}, 0, nil)
+	got, _ = Scan("/proc", rules, nil, []string{"p.yaml"}, 0, nil)
 	byRule := map[string]bool{}
 	for _, m := range got {
-		byRule[m.rule] = true
+		byRule[m.Rule] = true
 	}
 	if !byRule["binary "+self] || !byRule[fmt.Sprintf("pid %d", os.Getppid())] {
 		t.Fatalf("target rules matched %v", byRule)
@@ -229,16 +229,16 @@ func TestRuleMatchesRealProcess(t *testing.T) {
 func TestScanCacheFollowsPIDReuse(t *testing.T) {
 	root := fakeProcTree(t, fakeProc{pid: 300, start: 10, exe: "/bin/router", comm: "router"})
 	d := compiled(t, config.Discovery{Rules: []config.Rule{{Name: "r", Selector: config.Selector{Executable: "/bin/router"}}}})
-	cache := procCache{}
-	scan := func() map[procKey]match {
+	cache := Cache{}
+	scan := func() map[Key]Match {
 		t.Helper()
-		got, err := scanProcesses(root, d.Rules, nil, nil, 0, cache)
+		got, err := Scan(root, d.Rules, nil, nil, 0, cache)
 		if err != nil {
 			t.Fatal(err)
 		}
 		return got
 	}
-	if got := scan(); len(got) != 1 || got[procKey{300, 10}].rule != "r" {
+	if got := scan(); len(got) != 1 || got[Key{PID: 300, Start: 10}].Rule != "r" {
 		t.Fatalf("first scan %v", got)
 	}
 	// The same process renamed (same start time and executable): its name
@@ -248,7 +248,7 @@ func TestScanCacheFollowsPIDReuse(t *testing.T) {
 		t.Fatal(err)
 	}
 	d2 := compiled(t, config.Discovery{Rules: []config.Rule{{Name: "r", Selector: config.Selector{Comm: "router"}}}})
-	if got, _ := scanProcesses(root, d2.Rules, nil, nil, 0, cache); len(got) != 1 {
+	if got, _ := Scan(root, d2.Rules, nil, nil, 0, cache); len(got) != 1 {
 		t.Fatalf("cached process re-read: %v", got)
 	}
 	// exec keeps the PID and the start time but changes the executable
@@ -280,7 +280,7 @@ func TestScanCacheFollowsPIDReuse(t *testing.T) {
 	if got := scan(); len(got) != 0 {
 		t.Fatalf("reused pid matched with stale facts: %v", got)
 	}
-	if _, ok := cache[procKey{300, 10}]; ok || len(cache) != 1 {
+	if _, ok := cache[Key{PID: 300, Start: 10}]; ok || len(cache) != 1 {
 		t.Fatalf("cache %v", cache)
 	}
 }
@@ -293,7 +293,7 @@ func TestPortRuleOnRealProcess(t *testing.T) {
 	defer ln.Close()
 	port := ln.Addr().(*net.TCPAddr).Port
 	d := compiled(t, config.Discovery{Rules: []config.Rule{{Name: "listener", Selector: config.Selector{Port: port}}}})
-	got, err := scanProcesses("/proc", d.Rules, nil, []string{"p.yaml"}, 0, nil)
+	got, err := Scan("/proc", d.Rules, nil, []string{"p.yaml"}, 0, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -301,12 +301,12 @@ func TestPortRuleOnRealProcess(t *testing.T) {
 		t.Fatalf("port %d matched %v, want only this process (%d)", port, got, os.Getpid())
 	}
 	for k := range got {
-		if k.pid != os.Getpid() {
-			t.Fatalf("port %d matched pid %d, want %d", port, k.pid, os.Getpid())
+		if k.PID != os.Getpid() {
+			t.Fatalf("port %d matched pid %d, want %d", port, k.PID, os.Getpid())
 		}
 	}
 	ln.Close()
-	if got, _ := scanProcesses("/proc", d.Rules, nil, []string{"p.yaml"}, 0, nil); len(got) != 0 {
+	if got, _ := Scan("/proc", d.Rules, nil, []string{"p.yaml"}, 0, nil); len(got) != 0 {
 		t.Fatalf("closed port still matched: %v", got)
 	}
 }
