@@ -53,7 +53,9 @@
 // reports every exec on the node, and an idle agent sleeps until one. An
 // exec does not make the scan unnecessary later: it comes before the new
 // process listens on its port, or before a container's files are in
-// place. So an exec scans at once and opens a settle window
+// place. So an exec scans at once (unless a scan ran within the last
+// interval: a burst of execs costs a scan per interval) and opens a settle
+// window
 // (discovery.settle, 5 s) in which /proc is scanned every
 // discovery.interval (500 ms), as long as attach retries are pending too;
 // outside it a safety rescan runs every discovery.rescan_interval (30 s),

@@ -11,8 +11,9 @@ import (
 // idle node a scan (~1.2 ms for 90 processes) and a wake-up twice a
 // second, forever. Nothing in /proc can come to match a rule without a
 // program being executed first, so where the kernel reports execs
-// (ExecSource) discovery sleeps until one: an exec starts a settle window
-// of discovery.settle in which it scans every interval (the new process
+// (ExecSource) discovery sleeps until one: an exec scans at once (at most
+// one scan per interval) and starts a settle window of discovery.settle
+// in which it scans every interval (the new process
 // must still open its port, a container's files must still appear), and
 // outside it only a safety rescan runs, every discovery.rescan_interval.
 // Attach retries keep the interval scans going while they are pending.
@@ -105,6 +106,9 @@ func (m *manager) execCh() <-chan struct{} {
 type scanSchedule struct {
 	// settleUntil ends the current window of scans every interval.
 	settleUntil time.Time
+	// lastScan is when discovery last scanned: an exec scans at once
+	// unless it was less than an interval ago.
+	lastScan time.Time
 }
 
 // scanPeriod is the scan ticker's period now: 0 stops it (no discovery).

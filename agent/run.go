@@ -352,6 +352,7 @@ func (m *manager) loop(ctx context.Context, reloads <-chan struct{}) {
 	}
 	settle := func() { m.sched.settleUntil = time.Now().Add(m.cfg.Agent.Discovery.Settle) }
 	scanNow := func() {
+		m.sched.lastScan = time.Now()
 		if discovering(m.cfg) {
 			m.scan(ctx)
 		}
@@ -382,9 +383,10 @@ func (m *manager) loop(ctx context.Context, reloads <-chan struct{}) {
 		case <-scanTick.C:
 			scanNow()
 		case <-m.execCh():
-			// Outside a settle window, scan at once: the new process may
-			// match by its executable or command line already.
-			if period != m.cfg.Agent.Discovery.Interval {
+			// Scan at once unless one ran within the interval: the new
+			// process may match by its executable or command line
+			// already, and a burst of execs costs a scan per interval.
+			if time.Since(m.sched.lastScan) >= m.cfg.Agent.Discovery.Interval {
 				scanNow()
 			}
 			settle()
