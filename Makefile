@@ -62,8 +62,8 @@ faults:
 # inputs take about 1-4 s per target on the 2-core test machine.
 FUZZTIME ?= 10000x
 FUZZ_TARGETS := \
-	agent:FuzzParseConfig cmd/routerscope:FuzzRenderTrees agent:FuzzParseStartTime \
-	agent:FuzzCgroupIDs agent:FuzzConfigFlag agent/spans:FuzzRepairUTF8 \
+	agent/config:FuzzParseConfig cmd/routerscope:FuzzRenderTrees agent/discovery:FuzzParseStartTime \
+	agent/discovery:FuzzCgroupIDs agent/discovery:FuzzConfigFlag agent/spans:FuzzRepairUTF8 \
 	probes:FuzzDecodeEvent probes:FuzzParseSource probes:FuzzParseSpec \
 	probes:FuzzSpecErrorsBounded
 

@@ -1,63 +1,51 @@
-// Package agent turns kernel events from package probes into OpenTelemetry
-// spans, exports them with the OTel Go SDK, and reads the agent's
-// configuration (the guide's observability.tracing block plus its own
-// routerscope section). It is the only layer, with cmd/, that logs.
+// Package agent is the tracing daemon's loop: it attaches to the
+// processes its configuration (package config) names or discovers in
+// /proc, reads their kernel events, has package spans turn them into span
+// records and package export send those out, and reloads, reports
+// (metrics, health) and stops. It is the only layer, with cmd/, that logs.
 //
 // One span's path: an EventSource (the capture engine's Tracer, attached
-// by an injected Attacher) yields entry and return events; the Assembler
-// of package spans pairs them by (pid, span id) into a SpanRecord with
-// typed attributes; the Pipeline (pipeline.go) queues the record, bounded,
-// and one goroutine batches it; for OTLP (otlpencode.go) each batch is
-// encoded straight into OTLP messages grouped by resource, with the
-// kernel's ids and exact times, and uploaded by the otlptrace.Client that
-// NewTraceClient builds from the config (gRPC or HTTP); for stdout
-// (sdksink.go) each record becomes an SDK span snapshot for the SDK's
-// stdout exporter. The wire output is what the SDK would send for the same
-// spans (TestOTLPWireMatchesSDK), at a fraction of the cost: no SDK span is
-// started or ended per record.
+// by an injected Attacher) yields events; the Assembler of package spans
+// turns them into SpanRecords with typed attributes; the Pipeline of
+// package export queues, batches and exports them (OTLP or stdout).
 //
 // Packages and the direction of their imports (an arrow means "imports";
 // TestImportDirection fails on any other edge):
 //
-//	cmd/routerscope -> agent -> agent/spans -> probes -> bpf
-//	agent/spans/spantest -> agent/spans   (fixtures, imported by tests only)
+//	cmd/routerscope -> agent -> agent/discovery -> agent/config -> probes -> bpf
+//	                         -> agent/export    -> agent/config
+//	                         |                  -> agent/spans  -> probes
+//	                         -> agent/spans
+//	                         -> agent/config
+//	agent/spans/spantest -> agent/spans, agent/config  (fixtures, imported by tests only)
 //
 // agent/spans is where an event becomes a span; it knows nothing of
-// export, configuration or discovery. Only cmd/, bench, deploy/ and e2e
-// import the agent; probes and bpf never do. The `routerscope tree`
-// renderer and the resolution cache shared by replicas of one binary are
-// cmd/routerscope's, their only user.
+// export, configuration or discovery. agent/discovery is where a process
+// is discovered: /proc scans, rule matching, a process's resource and
+// build id. agent/export takes finished records out (OTLP, stdout) and
+// knows nothing of discovery or the daemon loop. agent/config decodes and
+// validates the configuration and imports no other agent package. Only
+// cmd/, bench, deploy/ and e2e import the agent; probes and bpf never do.
+// The `routerscope tree` renderer and the resolution cache shared by
+// replicas of one binary are cmd/routerscope's, their only user.
 //
 // Nothing stays open forever: a span whose return is lost expires, a span
 // whose process exits or whose frame is abandoned ends failed, and the
 // spans still open when the agent stops end failed too.
 //
-// Discovery (discovery.go, procfs.go, manager.go): with
+// Discovery (manager.go, with package discovery): with
 // routerscope.discovery rules the agent scans /proc every interval (500 ms
 // by default) and reconciles: processes selected by a rule and not
 // excluded are attached, those gone are detached (their open spans end as
 // process exited), a restarted process (a new PID, or the same PID with a
-// new start time) is attached again at the next scan, well within 2 s.
-// Polling was chosen over the proc connector and an exec tracepoint: the
-// connector needs CAP_NET_ADMIN in the initial network namespace and an
-// exec event comes before the process listens on its port or before a
-// container's files are in place, so matching would still need /proc at a
-// later moment. A scan re-reads only the start time and executable link
-// of processes it has seen before: about 1.2 ms for 90 processes here
-// (BenchmarkScanProc), 0.25% of a core at 2 Hz. A restarted process is
-// found 260 ms later on average, 510 ms at worst (BenchmarkRestartToAttach,
-// with a synthetic attacher); attaching the real capture adds about 50 ms
-// (loading the kernel programs) plus resolution, which replicas of one
-// binary share: e2e TestNodeAgent measured 0.3 s from a router's restart
-// to its "attached" log line.
-//
-// Resources (procresource.go, pipeline.go): every attached process has
-// its resource (process.pid, process.executable.path, host.name,
-// container.id, k8s.*), encoded once; a span takes its process's resource
-// when it is emitted, so a process that exits does not take its queued
-// spans' resource with it. One queue for all processes bounds the spans
-// held to routerscope.export.queue_size, and
-// routerscope.discovery.max_processes bounds the resources.
+// new start time) is attached again at the next scan, well within 2 s. A
+// restarted process is found 260 ms later on average, 510 ms at worst
+// (BenchmarkRestartToAttach, with a synthetic attacher); attaching the
+// real capture adds about 50 ms (loading the kernel programs) plus
+// resolution, which replicas of one binary share: e2e TestNodeAgent
+// measured 0.3 s from a router's restart to its "attached" log line. Each
+// attached process's resource (discovery.ProcessResource) is handed to
+// the export pipeline (export.Pipeline.AddProcess).
 //
 // Reloads (reload.go): SIGHUP, or a change of the config or probe files
 // (hashes polled every watch_interval), reloads the config; only

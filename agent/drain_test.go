@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/routerscope/routerscope/agent/config"
 	"github.com/routerscope/routerscope/agent/spans"
 )
 
@@ -16,8 +17,8 @@ import (
 // as "agent stopped".
 func TestStopDrainsReturnsStillInFlight(t *testing.T) {
 	var out bytes.Buffer
-	cfg := DefaultConfig()
-	cfg.Agent.Targets = []Target{{PID: 4242}}
+	cfg := config.DefaultConfig()
+	cfg.Agent.Targets = []config.Target{{PID: 4242}}
 	cfg.Agent.Probes = []string{"p.yaml"}
 	src := newChanSource()
 	ctx, cancel := context.WithCancel(context.Background())
@@ -50,8 +51,8 @@ func TestStopDrainsReturnsStillInFlight(t *testing.T) {
 // serving), the drain ends within drainMax and the open spans end as
 // stopped.
 func TestStopDrainIsBounded(t *testing.T) {
-	cfg := DefaultConfig()
-	cfg.Agent.Targets = []Target{{PID: 4242}}
+	cfg := config.DefaultConfig()
+	cfg.Agent.Targets = []config.Target{{PID: 4242}}
 	cfg.Agent.Probes = []string{"p.yaml"}
 	src := newChanSource()
 	ctx, cancel := context.WithCancel(context.Background())

@@ -30,7 +30,7 @@ type exitNotice struct {
 // liveness; where pidfds are missing, or cannot be polled, it stays unset
 // and the sweep polls instead (see reapExited).
 func (m *manager) watchExit(ctx context.Context, a *attachment) {
-	f, err := openPidfd(a.key.pid)
+	f, err := openPidfd(a.key.PID)
 	if err != nil {
 		// Gone before its watcher started (killed at once, or the
 		// watcher goroutine ran late on a loaded machine): report the
@@ -110,8 +110,8 @@ func (m *manager) processExited(a *attachment, at time.Time) {
 		return // detached meanwhile
 	}
 	m.takeOpenSpans(a)
-	n := m.asm.EndProcess(uint32(a.key.pid), at)
-	m.log.Info("process exited: ended its open spans as failed", zap.Int(LogKeyPID, a.key.pid), zap.Int(LogKeyCount, n))
+	n := m.asm.EndProcess(uint32(a.key.PID), at)
+	m.log.Info("process exited: ended its open spans as failed", zap.Int(LogKeyPID, a.key.PID), zap.Int(LogKeyCount, n))
 	m.detach(a, reasonExited)
 	m.met.attached.Set(float64(len(m.atts)))
 }
@@ -145,7 +145,7 @@ func (m *manager) takeOpenSpans(a *attachment) int {
 	}
 	evs, err := src.TakeOpenSpans()
 	if err != nil {
-		m.log.Warn("take the open spans of an exited or detached process", zap.Int(LogKeyPID, a.key.pid), zap.Error(err))
+		m.log.Warn("take the open spans of an exited or detached process", zap.Int(LogKeyPID, a.key.PID), zap.Error(err))
 	}
 	n := 0
 	for _, ev := range evs {

@@ -14,6 +14,8 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/routerscope/routerscope/agent/config"
+	"github.com/routerscope/routerscope/agent/discovery"
 	"github.com/routerscope/routerscope/agent/spans"
 	"github.com/routerscope/routerscope/internal/testenv"
 	"github.com/routerscope/routerscope/probes"
@@ -27,8 +29,8 @@ func TestRunPIDEndsWhenTargetExits(t *testing.T) {
 	proc := startCopy(t, filepath.Join(t.TempDir(), "bin", "target"))
 	pid := proc.Process.Pid
 	var out bytes.Buffer
-	cfg := DefaultConfig()
-	cfg.Agent.Targets = []Target{{PID: pid}}
+	cfg := config.DefaultConfig()
+	cfg.Agent.Targets = []config.Target{{PID: pid}}
 	cfg.Agent.Probes = []string{"p.yaml"}
 	src := newChanSource() // never ends on its own
 	log, logs := observedLogger()
@@ -110,8 +112,8 @@ func TestExitEndsKernelOpenSpans(t *testing.T) {
 	proc := startCopy(t, filepath.Join(t.TempDir(), "bin", "target"))
 	pid := proc.Process.Pid
 	var out bytes.Buffer
-	cfg := DefaultConfig()
-	cfg.Agent.Targets = []Target{{PID: pid}}
+	cfg := config.DefaultConfig()
+	cfg.Agent.Targets = []config.Target{{PID: pid}}
 	cfg.Agent.Probes = []string{"p.yaml"}
 	start := time.Now()
 	evs := request(uint32(pid), 3, start)
@@ -180,7 +182,7 @@ func TestWatchExitOfAGoneProcess(t *testing.T) {
 		t.Fatal(err)
 	}
 	m := &manager{exits: make(chan exitNotice, 1), o: runOptions{alive: processAlive, now: time.Now, procRoot: "/proc"}}
-	a := &attachment{key: procKey{pid: cmd.Process.Pid}}
+	a := &attachment{key: discovery.Key{PID: cmd.Process.Pid}}
 	m.watchExit(context.Background(), a)
 	select {
 	case n := <-m.exits:
@@ -200,7 +202,7 @@ func TestWatchExitWaitsInPoller(t *testing.T) {
 	proc := startCopy(t, filepath.Join(t.TempDir(), "bin", "target"))
 	m := &manager{o: runOptions{alive: processAlive, now: time.Now, procRoot: "/proc"},
 		exits: make(chan exitNotice, 1), wake: make(chan struct{}, 1)}
-	a := &attachment{key: procKey{pid: proc.Process.Pid}}
+	a := &attachment{key: discovery.Key{PID: proc.Process.Pid}}
 
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})

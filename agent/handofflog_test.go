@@ -3,6 +3,7 @@ package agent
 import (
 	"testing"
 
+	"github.com/routerscope/routerscope/agent/config"
 	"github.com/routerscope/routerscope/probes"
 )
 
@@ -19,7 +20,7 @@ func (s statsSource) Stats() probes.Stats { return s.stats }
 // a source without stats, logs nothing.
 func TestLogHandOffOff(t *testing.T) {
 	log, logs := observedLogger()
-	target := Target{PID: 42}
+	target := config.Target{PID: 42}
 	why := "goroutine hand-off off: /bin/router was built with go1.30.1; runtime.newproc1 is verified on go1.26 to go1.27 only"
 	logHandOff(log, target, statsSource{newChanSource(), probes.Stats{HandOffOff: why}})
 	logHandOff(log, target, statsSource{newChanSource(), probes.Stats{HandOffUprobes: 3}})

@@ -16,9 +16,12 @@ const module = "github.com/routerscope/routerscope"
 // A package added to the tree, or an edge added to it, must be added here,
 // so a change of direction is a visible decision.
 var agentImports = map[string][]string{
-	"agent":                {"agent/spans"},
+	"agent":                {"agent/config", "agent/discovery", "agent/export", "agent/spans"},
+	"agent/config":         {},
+	"agent/discovery":      {"agent/config"},
+	"agent/export":         {"agent/config", "agent/spans"},
 	"agent/spans":          {},
-	"agent/spans/spantest": {"agent/spans"},
+	"agent/spans/spantest": {"agent/config", "agent/spans"},
 }
 
 // mayImportAgent are the folders outside agent/ whose packages may import

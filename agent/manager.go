@@ -17,6 +17,9 @@ import (
 	"github.com/cilium/ebpf"
 	"go.uber.org/zap"
 
+	"github.com/routerscope/routerscope/agent/config"
+	"github.com/routerscope/routerscope/agent/discovery"
+	"github.com/routerscope/routerscope/agent/export"
 	"github.com/routerscope/routerscope/agent/spans"
 	"github.com/routerscope/routerscope/internal/readlimit"
 	"github.com/routerscope/routerscope/probes"
@@ -39,12 +42,12 @@ type manager struct {
 	attach Attacher
 	log    *zap.Logger
 	asm    *spans.Assembler
-	pipe   *Pipeline
+	pipe   *export.Pipeline
 	met    *metrics
 	o      runOptions
-	host   hostInfo
+	host   discovery.HostInfo
 
-	cfg   Config
+	cfg   config.Config
 	ratio float64
 	// paused is set when the config attaches nothing (tracing disabled or
 	// always_off): no scan attaches until a reload turns it back on.
@@ -53,13 +56,13 @@ type manager struct {
 	// last (re)load: attachments compare them to see a probe file change.
 	digests map[string]string
 
-	procs   procCache
-	atts    map[procKey]*attachment
-	retryAt map[procKey]time.Time
+	procs   discovery.Cache
+	atts    map[discovery.Key]*attachment
+	retryAt map[discovery.Key]time.Time
 	// matched is how many processes the last reconcile wanted.
 	matched int
 	// onReload tells the file watcher the files of a reloaded config.
-	onReload func(Config)
+	onReload func(config.Config)
 	// attachErr is the last error of a non-strict attach of a process
 	// that is still wanted; exitErr is what Run returns.
 	attachErr, exitErr error
@@ -88,8 +91,8 @@ type manager struct {
 
 // attachment is one attached process.
 type attachment struct {
-	key    procKey
-	want   match
+	key    discovery.Key
+	want   discovery.Match
 	spec   string
 	src    EventSource
 	cancel context.CancelFunc
@@ -100,10 +103,10 @@ type attachment struct {
 	exitWatched atomic.Bool
 }
 
-func (m *manager) spec(w match) string {
+func (m *manager) spec(w discovery.Match) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "ratio=%v", m.ratio)
-	for _, p := range w.probes {
+	for _, p := range w.Probes {
 		fmt.Fprintf(&b, "|%s@%s", p, m.digests[p])
 	}
 	return b.String()
@@ -111,7 +114,7 @@ func (m *manager) spec(w match) string {
 
 // probeDigests reads every probe file the config names (so a missing or
 // unreadable one refuses the config) and checks it with check.
-func probeDigests(cfg Config, check func(string) error) (map[string]string, error) {
+func probeDigests(cfg config.Config, check func(string) error) (map[string]string, error) {
 	paths := append([]string(nil), cfg.Agent.Probes...)
 	for _, r := range cfg.Agent.Discovery.Rules {
 		paths = append(paths, r.Probes...)
@@ -147,34 +150,34 @@ func probeDigests(cfg Config, check func(string) error) (map[string]string, erro
 // discovering tells whether the config has discovery rules: then /proc is
 // scanned, and the agent runs until stopped; with only targets it stops
 // when the last target is gone.
-func discovering(cfg Config) bool { return len(cfg.Agent.Discovery.Rules) > 0 }
+func discovering(cfg config.Config) bool { return len(cfg.Agent.Discovery.Rules) > 0 }
 
 // desired returns the processes the config selects now. With discovery
 // rules, /proc is scanned (targets become rules too); with only targets,
 // they are expanded as at start (binary targets must be running).
-func (m *manager) desired() (map[procKey]match, error) {
+func (m *manager) desired() (map[discovery.Key]discovery.Match, error) {
 	a := m.cfg.Agent
 	if discovering(m.cfg) {
-		rules := append(targetRules(a.Targets), a.Discovery.Rules...)
-		return scanProcesses(m.o.procRoot, rules, a.Discovery.Exclude, a.Probes, m.o.self, m.procs)
+		rules := append(config.TargetRules(a.Targets), a.Discovery.Rules...)
+		return discovery.Scan(m.o.procRoot, rules, a.Discovery.Exclude, a.Probes, m.o.self, m.procs)
 	}
-	targets, err := expandTargets(m.o.procRoot, a.Targets)
+	targets, err := discovery.ExpandTargets(m.o.procRoot, a.Targets)
 	if err != nil {
 		return nil, err
 	}
-	out := map[procKey]match{}
+	out := map[discovery.Key]discovery.Match{}
 	for _, t := range targets {
-		p, err := readProcess(m.o.procRoot, t.PID)
+		p, err := discovery.ReadProcess(m.o.procRoot, t.PID)
 		if err != nil {
 			// Still attach: the attacher has the final word on a PID the
 			// agent cannot read (another user's, or a test's fake).
-			p = Process{PID: t.PID, procRoot: m.o.procRoot}
+			p = discovery.NewProcess(m.o.procRoot, t.PID)
 		}
 		name := t.String()
 		if t.Binary != "" {
 			name = "binary " + t.Binary
 		}
-		out[p.key()] = match{proc: p, rule: name, probes: a.Probes, target: t}
+		out[p.Key()] = discovery.Match{Proc: p, Rule: name, Probes: a.Probes, Target: t}
 	}
 	return out, nil
 }
@@ -184,7 +187,7 @@ func (m *manager) desired() (map[procKey]match, error) {
 // or sampling changed. With strict, the first attach error undoes every
 // attachment and is returned (start-up with explicit targets); otherwise
 // errors are logged, counted and retried after the retry interval.
-func (m *manager) reconcile(ctx context.Context, want map[procKey]match, strict bool) error {
+func (m *manager) reconcile(ctx context.Context, want map[discovery.Key]discovery.Match, strict bool) error {
 	now := m.o.now()
 	m.attachErr = nil
 	for key, a := range m.atts {
@@ -198,19 +201,22 @@ func (m *manager) reconcile(ctx context.Context, want map[procKey]match, strict 
 			m.detach(a, reasonChanged)
 		}
 	}
-	keys := make([]procKey, 0, len(want))
+	keys := make([]discovery.Key, 0, len(want))
 	for k := range want {
 		keys = append(keys, k)
 	}
-	sort.Slice(keys, func(i, j int) bool { return keys[i].pid < keys[j].pid })
+	sort.Slice(keys, func(i, j int) bool { return keys[i].PID < keys[j].PID })
 	tried := 0
 	// Attaching reads the target's DWARF and symbols and loads the
 	// kernel programs: tens of MiB that are garbage once it is done. Give
 	// them back to the OS now rather than within minutes, so the agent's
-	// resident memory is its steady state, not its attach peak.
+	// resident memory is its steady state, not its attach peak; the same
+	// for the pages of the agent's own code the attach ran once
+	// (selfpages.go).
 	defer func() {
 		if tried > 0 {
 			debug.FreeOSMemory()
+			dropExecutablePages()
 		}
 	}()
 	for _, key := range keys {
@@ -228,7 +234,7 @@ func (m *manager) reconcile(ctx context.Context, want map[procKey]match, strict 
 			}
 			m.attachErr = err
 			m.retryAt[key] = now.Add(m.cfg.Agent.Discovery.RetryInterval)
-			m.log.Warn("attach failed; retrying later", zap.Int(LogKeyPID, key.pid), zap.String(LogKeyRule, want[key].rule),
+			m.log.Warn("attach failed; retrying later", zap.Int(LogKeyPID, key.PID), zap.String(LogKeyRule, want[key].Rule),
 				ErrorField(err), zap.Duration(LogKeyTimeout, m.cfg.Agent.Discovery.RetryInterval))
 			continue
 		}
@@ -246,21 +252,21 @@ func (m *manager) reconcile(ctx context.Context, want map[procKey]match, strict 
 
 // attachOne attaches one process: its own export resource, its build id,
 // then the capture, and a reader feeding the assembler.
-func (m *manager) attachOne(ctx context.Context, w match) error {
-	p := w.proc
+func (m *manager) attachOne(ctx context.Context, w discovery.Match) error {
+	p := w.Proc
 	pid := uint32(p.PID)
-	if err := m.pipe.AddProcess(pid, ProcessResource(m.o.procRoot, p, m.host)); err != nil {
+	if err := m.pipe.AddProcess(pid, discovery.ProcessResource(m.o.procRoot, p, m.host)); err != nil {
 		m.met.attachErrors.WithLabelValues(reasonLimit).Inc()
 		return fmt.Errorf("attach to pid %d: %w", p.PID, err)
 	}
-	req := AttachRequest{Target: Target{PID: p.PID, Binary: w.target.Binary}, Probes: w.probes, SampleRatio: m.ratio, Propagation: m.cfg.Agent.Propagation,
-		ProbeDigest: m.probeDigest(w.probes), Rule: w.rule}
+	req := AttachRequest{Target: config.Target{PID: p.PID, Binary: w.Target.Binary}, Probes: w.Probes, SampleRatio: m.ratio, Propagation: m.cfg.Agent.Propagation,
+		ProbeDigest: m.probeDigest(w.Probes), Rule: w.Rule}
 	if p.Exe != "" {
 		req.Executable = p.HostExecutable()
 		if req.Target.Binary == "" {
 			req.Target.Binary = req.Executable
 		}
-		id, err := BuildID(req.Executable)
+		id, err := discovery.BuildID(req.Executable)
 		if err != nil {
 			m.log.Debug("no build id: resolutions of this process are not shared", zap.Int(LogKeyPID, p.PID), zap.Error(err))
 		}
@@ -273,11 +279,11 @@ func (m *manager) attachOne(ctx context.Context, w match) error {
 		return fmt.Errorf("attach to %s: %w", req.Target, err)
 	}
 	rctx, cancel := context.WithCancel(m.readCtx)
-	a := &attachment{key: p.key(), want: w, spec: m.spec(w), src: src, cancel: cancel, done: make(chan struct{})}
+	a := &attachment{key: p.Key(), want: w, spec: m.spec(w), src: src, cancel: cancel, done: make(chan struct{})}
 	m.atts[a.key] = a
-	m.met.attaches.WithLabelValues(w.rule).Inc()
-	m.log.Info("attached", zap.Stringer(LogKeyTarget, req.Target), zap.String(LogKeyRule, w.rule),
-		zap.String(LogKeyExecutable, p.Exe), zap.String(LogKeyBuildID, req.BuildID), zap.Strings(LogKeyProbes, w.probes),
+	m.met.attaches.WithLabelValues(w.Rule).Inc()
+	m.log.Info("attached", zap.Stringer(LogKeyTarget, req.Target), zap.String(LogKeyRule, w.Rule),
+		zap.String(LogKeyExecutable, p.Exe), zap.String(LogKeyBuildID, req.BuildID), zap.Strings(LogKeyProbes, w.Probes),
 		zap.String(LogKeyExporter, m.cfg.Tracing.Exporter.Type), zap.String(LogKeySampling, m.cfg.Tracing.Sampling.Type),
 		zap.Float64(LogKeyRatio, m.ratio), zap.String(LogKeyLinks, linkMode(src)))
 	logPropagation(m.log, req.Target, src)
@@ -329,7 +335,7 @@ var attachErrorReasons = []struct {
 	reason string
 }{
 	{ErrBinaryChanged, reasonChangedBin},
-	{ErrTooManyProcesses, reasonLimit},
+	{export.ErrTooManyProcesses, reasonLimit},
 	{context.Canceled, reasonCanceled},
 	{probes.ErrInvalidSpec, reasonInvalidSpec},
 	{probes.ErrInvalidOptions, reasonInvalidSpec},
@@ -345,7 +351,7 @@ var attachErrorReasons = []struct {
 	// before 5.11, which cilium/ebpf reports as EPERM.
 	{os.ErrPermission, reasonPermission},
 	// The process exited, or its executable is gone, during the attach.
-	{ErrNoProcess, reasonNotFound},
+	{discovery.ErrNoProcess, reasonNotFound},
 	{os.ErrNotExist, reasonNotFound},
 }
 
@@ -374,7 +380,7 @@ func (m *manager) read(ctx context.Context, a *attachment) {
 		ev, err := a.src.Read(ctx)
 		if err != nil {
 			if ctx.Err() == nil {
-				m.log.Info("event source ended", zap.Int(LogKeyPID, a.key.pid), zap.Error(err))
+				m.log.Info("event source ended", zap.Int(LogKeyPID, a.key.PID), zap.Error(err))
 			}
 			return
 		}
@@ -422,15 +428,15 @@ func (m *manager) captureEnded(a *attachment) {
 
 // keyAlive tells whether the very process of key still runs: with a known
 // start time, a reused PID is not taken for it.
-func (m *manager) keyAlive(key procKey) bool {
-	if !m.o.alive(uint32(key.pid)) {
+func (m *manager) keyAlive(key discovery.Key) bool {
+	if !m.o.alive(uint32(key.PID)) {
 		return false
 	}
-	if key.start == 0 {
+	if key.Start == 0 {
 		return true
 	}
-	start, err := readStartTime(m.o.procRoot, key.pid)
-	return err == nil && start == key.start
+	start, err := discovery.ReadStartTime(m.o.procRoot, key.PID)
+	return err == nil && start == key.Start
 }
 
 // detach stops reading one attachment, ends the spans its process left
@@ -451,13 +457,13 @@ func (m *manager) detach(a *attachment, reason string) {
 	m.countLost(a)
 	// Before the capture closes: its kernel maps hold the open spans.
 	m.takeOpenSpans(a)
-	src, pid0 := a.src, a.key.pid
+	src, pid0 := a.src, a.key.PID
 	m.closing.Go(func() {
 		if err := src.Close(); err != nil {
 			m.log.Warn("detach", zap.Int(LogKeyPID, pid0), zap.Error(err))
 		}
 	})
-	pid := uint32(a.key.pid)
+	pid := uint32(a.key.PID)
 	now := m.o.now()
 	var n int
 	switch reason {
@@ -473,7 +479,7 @@ func (m *manager) detach(a *attachment, reason string) {
 		m.pipe.RemoveProcess(pid)
 	}
 	m.met.detaches.WithLabelValues(reason).Inc()
-	m.log.Info("detached", zap.Int(LogKeyPID, a.key.pid), zap.String(LogKeyRule, a.want.rule),
+	m.log.Info("detached", zap.Int(LogKeyPID, a.key.PID), zap.String(LogKeyRule, a.want.Rule),
 		zap.String(LogKeyReason, reason), zap.Int(LogKeyCount, n))
 }
 
@@ -500,7 +506,7 @@ func (m *manager) countLost(a *attachment) {
 	a.lost = lost
 	m.lostTotal += d
 	m.met.lostEvents.Add(float64(d))
-	m.log.Warn("kernel ring buffer dropped events", zap.Int(LogKeyPID, a.key.pid), zap.Uint64(LogKeyLost, d))
+	m.log.Warn("kernel ring buffer dropped events", zap.Int(LogKeyPID, a.key.PID), zap.Uint64(LogKeyLost, d))
 }
 
 // updateReadiness: ready when export works and either something is

@@ -16,6 +16,9 @@ import (
 
 	"github.com/cilium/ebpf"
 
+	"github.com/routerscope/routerscope/agent/discovery"
+	"github.com/routerscope/routerscope/agent/export"
+	"github.com/routerscope/routerscope/internal/otlptest"
 	"github.com/routerscope/routerscope/internal/testenv"
 	"github.com/routerscope/routerscope/probes"
 )
@@ -43,9 +46,9 @@ func TestAttachErrorReason(t *testing.T) {
 		{"EPERM", &os.SyscallError{Syscall: "bpf", Err: syscall.EPERM}, reasonPermission},
 		{"EACCES", &fs.PathError{Op: "open", Path: "/proc/42/root/r", Err: syscall.EACCES}, reasonPermission},
 		{"process gone", &fs.PathError{Op: "readlink", Path: "/proc/42/exe", Err: syscall.ENOENT}, reasonNotFound},
-		{"no process of the binary", ErrNoProcess, reasonNotFound},
+		{"no process of the binary", discovery.ErrNoProcess, reasonNotFound},
 		{"binary changed", ErrBinaryChanged, reasonChangedBin},
-		{"too many processes", ErrTooManyProcesses, reasonLimit},
+		{"too many processes", export.ErrTooManyProcesses, reasonLimit},
 		{"canceled", context.Canceled, reasonCanceled},
 		{"unknown", errors.New("something else"), reasonAttach},
 		// probes.Resolve joins one error per bad probe: the specific reason
@@ -139,7 +142,7 @@ func (s *slowClose) Close() error {
 // replacement attached while the old capture is still closing, and Run
 // returns only once every capture is closed.
 func TestDetachDoesNotWaitForClose(t *testing.T) {
-	rcv := startReceiver(t)
+	rcv := otlptest.StartT(t)
 	dir := t.TempDir()
 	routerPath := filepath.Join(dir, "bin", "router")
 	cfg := discoveryConfig(t, rcv.Endpoint(), dir, routerPath)

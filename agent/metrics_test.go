@@ -14,11 +14,12 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/routerscope/routerscope/internal/otlptest"
 	"github.com/routerscope/routerscope/internal/testenv"
 )
 
 func TestReadinessAndAttachErrors(t *testing.T) {
-	rcv := startReceiver(t)
+	rcv := otlptest.StartT(t)
 	dir := t.TempDir()
 	routerPath := filepath.Join(dir, "bin", "router")
 	cfg := discoveryConfig(t, rcv.Endpoint(), dir, routerPath)
@@ -99,7 +100,7 @@ func TestExportErrorReason(t *testing.T) {
 }
 
 func TestTooManyProcesses(t *testing.T) {
-	rcv := startReceiver(t)
+	rcv := otlptest.StartT(t)
 	dir := t.TempDir()
 	routerPath := filepath.Join(dir, "bin", "router")
 	cfg := discoveryConfig(t, rcv.Endpoint(), dir, routerPath)

@@ -8,18 +8,19 @@ import (
 	"testing"
 	"time"
 
+	"github.com/routerscope/routerscope/agent/config"
 	"github.com/routerscope/routerscope/internal/otlptest"
 	"github.com/routerscope/routerscope/internal/testenv"
 )
 
 // discoveryConfig is an OTLP config whose one rule selects the executables
 // at routerGlob.
-func discoveryConfig(t *testing.T, endpoint, dir, routerGlob string) Config {
+func discoveryConfig(t *testing.T, endpoint, dir, routerGlob string) config.Config {
 	t.Helper()
 	cfg := runConfig(endpoint)
 	cfg.Agent.Targets = nil
 	cfg.Agent.Probes = []string{writeProbe(t, dir, "router.yaml", "probes: []\n")}
-	cfg.Agent.Discovery.Rules = []Rule{{Name: "router", Selector: Selector{Executable: routerGlob}}}
+	cfg.Agent.Discovery.Rules = []config.Rule{{Name: "router", Selector: config.Selector{Executable: routerGlob}}}
 	// Scan often so the test is short; the default is 500 ms.
 	cfg.Agent.Discovery.Interval = 20 * time.Millisecond
 	cfg.Agent.Metrics.Listen = ""
@@ -45,7 +46,7 @@ func spansByPID(spans []otlptest.Span) map[int64][]otlptest.Span {
 // all three lifetimes arrive with their own process's resource, and the
 // metrics show the attaches and the exit.
 func TestDiscoveryFollowsProcesses(t *testing.T) {
-	rcv := startReceiver(t)
+	rcv := otlptest.StartT(t)
 	dir := t.TempDir()
 	routerPath := filepath.Join(dir, "bin", "router")
 	cfg := discoveryConfig(t, rcv.Endpoint(), dir, filepath.Join(dir, "bin", "rout*"))

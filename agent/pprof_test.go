@@ -8,6 +8,10 @@ import (
 	"testing"
 	"time"
 
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+
+	"github.com/routerscope/routerscope/agent/config"
+	"github.com/routerscope/routerscope/agent/export"
 	"github.com/routerscope/routerscope/agent/spans"
 )
 
@@ -15,7 +19,7 @@ import (
 // on, next to the metrics either way.
 func TestPprofSwitch(t *testing.T) {
 	for _, on := range []bool{false, true} {
-		pipe, err := NewPipeline(DefaultConfig(), &keepExporter{}, nil)
+		pipe, err := export.NewPipeline(config.DefaultConfig(), tracetest.NewNoopExporter(), nil)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -6,6 +6,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/routerscope/routerscope/agent/config"
 	"github.com/routerscope/routerscope/probes"
 )
 
@@ -54,7 +55,7 @@ func lockdownMode(s string) string {
 // attachment, how headers are injected and what the kernel lockdown mode
 // is: with lockdown on, user-memory writes are refused, which is why the
 // injection goes through sk_msg.
-func logPropagation(log *zap.Logger, target Target, src EventSource) {
+func logPropagation(log *zap.Logger, target config.Target, src EventSource) {
 	r, ok := src.(propagationReporter)
 	if !ok {
 		return
@@ -91,7 +92,7 @@ type statsReporter interface {
 // is off on an attachment, and why (the target's Go release or layout is
 // not one runtime.newproc1's probe is verified on): spans of goroutines
 // started inside a span then start their own traces.
-func logHandOff(log *zap.Logger, target Target, src EventSource) {
+func logHandOff(log *zap.Logger, target config.Target, src EventSource) {
 	r, ok := src.(statsReporter)
 	if !ok {
 		return

@@ -16,6 +16,8 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
 
+	"github.com/routerscope/routerscope/agent/config"
+	"github.com/routerscope/routerscope/agent/discovery"
 	"github.com/routerscope/routerscope/internal/readlimit"
 	"github.com/routerscope/routerscope/probes"
 )
@@ -29,54 +31,109 @@ const (
 	reloadRefused = "refused"
 )
 
-// startWatch polls the config file and the probe files every
-// WatchInterval and signals reloads when their content changed. Polling
-// works where a watch on the file itself does not: a Kubernetes ConfigMap
-// volume swaps a symlink to a new directory. Each poll only stats the
-// files (following symlinks); they are read and hashed only when a stamp
-// moved, so an idle agent does not re-read its config every second (see
-// fileStamps). The returned function stops the watcher and waits for it.
+// startWatch watches the config file and the probe files and signals
+// reloads when their content changed. It waits for inotify to report a
+// change in their directories (dirwatch.go), or where that cannot watch
+// them polls every WatchInterval. Each check only stats the files
+// (following symlinks); they are read and hashed only when a stamp moved
+// (see fileStamps). The returned function stops the watcher and waits
+// for it.
 func (m *manager) startWatch(ctx context.Context, reloads chan<- struct{}) func() {
 	if m.o.reload == nil || m.cfg.Agent.WatchInterval <= 0 {
 		return func() {}
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
-	files := func() []string { return watchedFiles(m.cfg) }
 	interval := m.cfg.Agent.WatchInterval
 	// The file list changes with reloads, which the run loop applies: the
 	// watcher reads it through this mutex-guarded copy.
 	var mu sync.Mutex
-	list := files()
+	list := watchedFiles(m.cfg)
+	relisted := make(chan struct{}, 1)
+	// The directories are watched before the baseline is taken (rearm
+	// below), so a change made between the two is not missed.
+	dw, err := newDirWatch()
+	var events <-chan struct{}
+	if err == nil {
+		events = dw.events
+		wg.Go(dw.read)
+	}
+	// rearm watches the current list's directories and returns how long
+	// until the next check without an event.
+	rearm := func() time.Duration {
+		if dw != nil && dw.sync(list) {
+			return max(interval, m.o.watchSafetyPoll)
+		}
+		return interval
+	}
+	first := rearm()
 	stamps := fileStamps(list)
 	last := hashFiles(list)
-	m.onReload = func(cfg Config) {
+	m.onReload = func(cfg config.Config) {
 		mu.Lock()
 		defer mu.Unlock()
 		// The new list is the baseline from now on: a file added to it is
 		// not a change (the reload just read it).
 		list = watchedFiles(cfg)
+		rearm()
 		stamps = fileStamps(list)
 		last = hashFiles(list)
+		select {
+		case relisted <- struct{}{}: // the watcher sets its poll timer
+		default:
+		}
+	}
+	relist := func() time.Duration {
+		mu.Lock()
+		defer mu.Unlock()
+		return rearm()
+	}
+	check := func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		st := fileStamps(list)
+		if st == stamps {
+			return false
+		}
+		stamps = st
+		cur := hashFiles(list)
+		changed := cur != last
+		last = cur
+		return changed
 	}
 	wg.Go(func() {
-		t := time.NewTicker(interval)
-		defer t.Stop()
+		if dw != nil {
+			defer dw.close()
+		}
+		poll := time.NewTimer(first)
+		defer poll.Stop()
+		settle := time.NewTimer(time.Hour)
+		settle.Stop()
+		settling := false
 		for {
 			select {
 			case <-ctx.Done():
 				return
-			case <-t.C:
+			case _, ok := <-events:
+				if !ok {
+					events = nil // the inotify file failed: poll
+					poll.Reset(interval)
+					continue
+				}
+				if !settling {
+					settling = true
+					settle.Reset(min(interval, watchSettle))
+				}
+				continue
+			case <-relisted:
+				poll.Reset(relist())
+				continue
+			case <-settle.C:
+				settling = false
+			case <-poll.C:
 			}
-			mu.Lock()
-			changed := false
-			if st := fileStamps(list); st != stamps {
-				stamps = st
-				cur := hashFiles(list)
-				changed = cur != last
-				last = cur
-			}
-			mu.Unlock()
+			changed := check()
+			poll.Reset(relist())
 			if !changed {
 				continue
 			}
@@ -93,7 +150,7 @@ func (m *manager) startWatch(ctx context.Context, reloads chan<- struct{}) func(
 }
 
 // watchedFiles are the config file and every probe file it names.
-func watchedFiles(cfg Config) []string {
+func watchedFiles(cfg config.Config) []string {
 	var files []string
 	if cfg.Path != "" {
 		files = append(files, cfg.Path)
@@ -113,7 +170,7 @@ func watchedFiles(cfg Config) []string {
 
 // maxWatchedBytes bounds each watched file's read: the config's and the
 // probe files' own bounds.
-const maxWatchedBytes = max(MaxConfigBytes, probes.MaxSpecBytes)
+const maxWatchedBytes = max(config.MaxConfigBytes, probes.MaxSpecBytes)
 
 // hashFiles digests the files' names and contents; a missing file hashes
 // as absent, so its return is a change too.
@@ -199,7 +256,7 @@ func (m *manager) reloadConfig(ctx context.Context, trigger string) {
 	if len(kept) > 0 {
 		m.log.Warn("config reload: these settings need a restart and keep their running values", zap.Strings("keys", kept))
 	}
-	ratio, attachAny, why := SampleRatio(next.Tracing)
+	ratio, attachAny, why := config.SampleRatio(next.Tracing)
 	m.cfg, m.digests, m.ratio, m.paused = next, digests, ratio, !attachAny
 	m.pipe.SetMaxProcesses(next.Agent.Discovery.MaxProcesses)
 	if m.onReload != nil {
@@ -217,7 +274,7 @@ func (m *manager) reloadConfig(ctx context.Context, trigger string) {
 	want, err := m.desired()
 	if err != nil {
 		m.log.Warn("config reloaded, but its targets are not running", zap.Error(err))
-		want = map[procKey]match{}
+		want = map[discovery.Key]discovery.Match{}
 	}
 	_ = m.reconcile(ctx, want, false)
 }
@@ -228,11 +285,11 @@ func (m *manager) reloadConfig(ctx context.Context, trigger string) {
 // would otherwise detach a working attachment that then never comes back.
 // Processes not attached yet are not checked: their attach fails, is
 // logged and retried as at any scan.
-func (m *manager) checkResolves(next Config, digests map[string]string) error {
+func (m *manager) checkResolves(next config.Config, digests map[string]string) error {
 	if m.o.resolveCheck == nil || len(m.atts) == 0 {
 		return nil
 	}
-	ratio, attachAny, _ := SampleRatio(next.Tracing)
+	ratio, attachAny, _ := config.SampleRatio(next.Tracing)
 	if !attachAny {
 		return nil // detaches everything; nothing to resolve
 	}
@@ -241,7 +298,7 @@ func (m *manager) checkResolves(next Config, digests map[string]string) error {
 	cfg, dg, r := m.cfg, m.digests, m.ratio
 	m.cfg, m.digests, m.ratio = next, digests, ratio
 	want, err := m.desired()
-	specs := map[procKey]string{}
+	specs := map[discovery.Key]string{}
 	for key, w := range want {
 		specs[key] = m.spec(w)
 	}
@@ -256,14 +313,14 @@ func (m *manager) checkResolves(next Config, digests map[string]string) error {
 		if !ok || specs[key] == a.spec {
 			continue
 		}
-		req := AttachRequest{Target: Target{PID: key.pid, Binary: w.target.Binary}, Probes: w.probes, Rule: w.rule}
-		if w.proc.Exe != "" {
-			req.Executable = w.proc.HostExecutable()
+		req := AttachRequest{Target: config.Target{PID: key.PID, Binary: w.Target.Binary}, Probes: w.Probes, Rule: w.Rule}
+		if w.Proc.Exe != "" {
+			req.Executable = w.Proc.HostExecutable()
 		}
 		// Replicas of one binary resolve alike: check each binary once.
 		id := req.Executable + "|" + strings.Join(req.Probes, ",")
 		if req.Executable == "" {
-			id = fmt.Sprint(key.pid) + "|" + strings.Join(req.Probes, ",")
+			id = fmt.Sprint(key.PID) + "|" + strings.Join(req.Probes, ",")
 		}
 		if checked[id] {
 			continue
@@ -278,7 +335,7 @@ func (m *manager) checkResolves(next Config, digests map[string]string) error {
 
 // keepPipelineSettings copies into next the settings that only take effect
 // at start, returning the keys whose value the reload wanted to change.
-func keepPipelineSettings(cur Config, next *Config) []string {
+func keepPipelineSettings(cur config.Config, next *config.Config) []string {
 	var kept []string
 	keep := func(key string, changed bool) {
 		if changed {

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/routerscope/routerscope/agent/config"
+	"github.com/routerscope/routerscope/internal/otlptest"
 	"github.com/routerscope/routerscope/internal/testenv"
 )
 
@@ -32,14 +34,14 @@ func failResolving(req AttachRequest) error {
 // working attachment stays (it used to be detached, then never
 // re-attached).
 func TestReloadRefusesProbesThatDoNotResolve(t *testing.T) {
-	rcv := startReceiver(t)
+	rcv := otlptest.StartT(t)
 	dir := t.TempDir()
 	alphaPath := filepath.Join(dir, "bin", "alpha")
 	alpha := startCopy(t, alphaPath)
 	probe := writeProbe(t, dir, "p.yaml", "probes: [1]\n")
 	cfgPath := filepath.Join(dir, "agent.yaml")
 	writeConfig(t, cfgPath, rcv.Endpoint(), alphaPath, probe, "")
-	cfg, err := LoadFile(cfgPath)
+	cfg, err := config.LoadFile(cfgPath)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -81,12 +83,12 @@ func TestReloadRefusesProbesThatDoNotResolve(t *testing.T) {
 // not resolve: refused, still attached, still running (it used to detach
 // and exit with status 0).
 func TestRunPIDReloadKeepsRunning(t *testing.T) {
-	rcv := startReceiver(t)
+	rcv := otlptest.StartT(t)
 	dir := t.TempDir()
 	alpha := startCopy(t, filepath.Join(dir, "bin", "alpha"))
 	good, bad := writeProbe(t, dir, "good.yaml", "probes: [1]\n"), writeProbe(t, dir, "bad.yaml", "probes: [missing]\n")
 	cfg := runConfig(rcv.Endpoint())
-	cfg.Agent.Targets = []Target{{PID: alpha.Process.Pid}}
+	cfg.Agent.Targets = []config.Target{{PID: alpha.Process.Pid}}
 	cfg.Agent.Probes = []string{good}
 	next := cfg
 	next.Agent.Probes = []string{bad}
@@ -97,7 +99,7 @@ func TestRunPIDReloadKeepsRunning(t *testing.T) {
 	defer cancel()
 	done := make(chan error, 1)
 	go func() {
-		done <- Run(ctx, cfg, engine.attach, log, WithReload(func() (Config, error) { return next, nil }),
+		done <- Run(ctx, cfg, engine.attach, log, WithReload(func() (config.Config, error) { return next, nil }),
 			WithReloadSignal(hup), WithResolveCheck(failResolving))
 	}()
 	testenv.Eventually(t, "attached", func() bool { return engine.attachedPIDs()[alpha.Process.Pid] == 1 })
@@ -122,12 +124,12 @@ func TestRunPIDReloadKeepsRunning(t *testing.T) {
 // nothing stays attached, Run returns the error instead of nil, so the
 // command does not exit with status 0.
 func TestRunPIDReattachFailureIsAnError(t *testing.T) {
-	rcv := startReceiver(t)
+	rcv := otlptest.StartT(t)
 	dir := t.TempDir()
 	alpha := startCopy(t, filepath.Join(dir, "bin", "alpha"))
 	good, bad := writeProbe(t, dir, "good.yaml", "probes: [1]\n"), writeProbe(t, dir, "bad.yaml", "probes: [missing]\n")
 	cfg := runConfig(rcv.Endpoint())
-	cfg.Agent.Targets = []Target{{PID: alpha.Process.Pid}}
+	cfg.Agent.Targets = []config.Target{{PID: alpha.Process.Pid}}
 	cfg.Agent.Probes = []string{good}
 	next := cfg
 	next.Agent.Probes = []string{bad}
@@ -137,7 +139,7 @@ func TestRunPIDReattachFailureIsAnError(t *testing.T) {
 	defer cancel()
 	done := make(chan error, 1)
 	go func() {
-		done <- Run(ctx, cfg, engine.attach, observedDiscard(), WithReload(func() (Config, error) { return next, nil }), WithReloadSignal(hup))
+		done <- Run(ctx, cfg, engine.attach, observedDiscard(), WithReload(func() (config.Config, error) { return next, nil }), WithReloadSignal(hup))
 	}()
 	testenv.Eventually(t, "attached", func() bool { return engine.attachedPIDs()[alpha.Process.Pid] == 1 })
 	hup <- os.Interrupt

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/routerscope/routerscope/agent/config"
+	"github.com/routerscope/routerscope/internal/otlptest"
 	"github.com/routerscope/routerscope/internal/testenv"
 )
 
@@ -47,14 +49,14 @@ func writeAtomic(t *testing.T, path, body string) {
 }
 
 func TestReloadOnFileChange(t *testing.T) {
-	rcv := startReceiver(t)
+	rcv := otlptest.StartT(t)
 	dir := t.TempDir()
 	alphaPath, betaPath := filepath.Join(dir, "bin", "alpha"), filepath.Join(dir, "bin", "beta")
 	alpha, beta := startCopy(t, alphaPath), startCopy(t, betaPath)
 	probe1 := writeProbe(t, dir, "p1.yaml", "probes: [1]\n")
 	cfgPath := filepath.Join(dir, "agent.yaml")
 	writeConfig(t, cfgPath, rcv.Endpoint(), alphaPath, probe1, "")
-	cfg, err := LoadFile(cfgPath)
+	cfg, err := config.LoadFile(cfgPath)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -147,7 +149,7 @@ func TestReloadOnFileChange(t *testing.T) {
 }
 
 func TestReloadOnSignalKeepsPipelineSettings(t *testing.T) {
-	rcv := startReceiver(t)
+	rcv := otlptest.StartT(t)
 	dir := t.TempDir()
 	alphaPath := filepath.Join(dir, "bin", "alpha")
 	alpha := startCopy(t, alphaPath)
@@ -156,7 +158,7 @@ func TestReloadOnSignalKeepsPipelineSettings(t *testing.T) {
 	var mu sync.Mutex
 	next := cfg
 	loads := 0
-	load := func() (Config, error) {
+	load := func() (config.Config, error) {
 		mu.Lock()
 		defer mu.Unlock()
 		loads++
@@ -171,10 +173,10 @@ func TestReloadOnSignalKeepsPipelineSettings(t *testing.T) {
 	wait := runAsync(ctx, cfg, engine.attach, log, WithReload(load), WithReloadSignal(hup), scans.option())
 
 	mu.Lock()
-	next.Agent.Discovery = Discovery{Interval: 20 * time.Millisecond, RetryInterval: time.Second, MaxProcesses: 4,
-		Rules: []Rule{{Name: "alpha", Selector: Selector{Executable: alphaPath}}}}
+	next.Agent.Discovery = config.Discovery{Interval: 20 * time.Millisecond, RetryInterval: time.Second, MaxProcesses: 4,
+		Rules: []config.Rule{{Name: "alpha", Selector: config.Selector{Executable: alphaPath}}}}
 	next.Tracing.Exporter.Endpoint = "elsewhere:4317"
-	next.Tracing.Sampling = Sampling{Type: SamplingProbabilistic, Rate: 0.5}
+	next.Tracing.Sampling = config.Sampling{Type: config.SamplingProbabilistic, Rate: 0.5}
 	if err := next.Validate(); err != nil {
 		t.Fatal(err)
 	}
@@ -194,7 +196,7 @@ func TestReloadOnSignalKeepsPipelineSettings(t *testing.T) {
 	}
 	// always_off on reload detaches everything.
 	mu.Lock()
-	next.Tracing.Sampling = Sampling{Type: SamplingAlwaysOff}
+	next.Tracing.Sampling = config.Sampling{Type: config.SamplingAlwaysOff}
 	mu.Unlock()
 	hup <- os.Interrupt
 	testenv.Eventually(t, "detached by always_off", func() bool {
@@ -217,7 +219,7 @@ func TestReloadOnSignalKeepsPipelineSettings(t *testing.T) {
 }
 
 func TestDiscoveryStartsIdleWhenDisabledAndReloadTurnsItOn(t *testing.T) {
-	rcv := startReceiver(t)
+	rcv := otlptest.StartT(t)
 	dir := t.TempDir()
 	routerPath := filepath.Join(dir, "bin", "router")
 	p := startCopy(t, routerPath)
@@ -232,7 +234,7 @@ func TestDiscoveryStartsIdleWhenDisabledAndReloadTurnsItOn(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	wait := runAsync(ctx, cfg, engine.attach, log, WithMetricsListener(ln),
-		WithReload(func() (Config, error) { return next, nil }), WithReloadSignal(hup))
+		WithReload(func() (config.Config, error) { return next, nil }), WithReloadSignal(hup))
 	// Idle but up: the metrics answer, and nothing is attached.
 	testenv.Eventually(t, "metrics served while idle", func() bool {
 		return metricValue(scrape(t, ln.Addr().String()), "routerscope_processes_attached") == 0
@@ -246,4 +248,30 @@ func TestDiscoveryStartsIdleWhenDisabledAndReloadTurnsItOn(t *testing.T) {
 	if err := wait(); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestKernelConfigNeedsRestart: a reload keeps the loaded capture's sizes
+// and says so.
+func TestKernelConfigNeedsRestart(t *testing.T) {
+	cur := config.DefaultConfig()
+	next := config.DefaultConfig()
+	next.Agent.Kernel = config.Kernel{RingBufferBytes: 8 << 20, MapEntries: map[string]int{"stacks": 100}}
+	kept := keepPipelineSettings(cur, &next)
+	if strings.Join(kept, ",") != "routerscope.kernel" {
+		t.Errorf("kept %v, want routerscope.kernel", kept)
+	}
+	if next.Agent.Kernel.RingBufferBytes != 0 || next.Agent.Kernel.MapEntries != nil {
+		t.Errorf("reloaded kernel settings %+v, want the running ones", next.Agent.Kernel)
+	}
+}
+
+// TestWatchHashIsBounded: the config watcher's hash reads no more of a
+// file than the config loader would (MaxConfigBytes), even of one that
+// never ends.
+func TestWatchHashIsBounded(t *testing.T) {
+	big := filepath.Join(t.TempDir(), "big.yaml")
+	if err := os.WriteFile(big, []byte("routerscope: {}\n"+strings.Repeat("#", config.MaxConfigBytes)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	hashFiles([]string{"/dev/zero", big})
 }

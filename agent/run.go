@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -11,8 +10,12 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/procfs"
 	"go.uber.org/zap"
 
+	"github.com/routerscope/routerscope/agent/config"
+	"github.com/routerscope/routerscope/agent/discovery"
+	"github.com/routerscope/routerscope/agent/export"
 	"github.com/routerscope/routerscope/agent/spans"
 	"github.com/routerscope/routerscope/probes"
 )
@@ -65,14 +68,14 @@ type AttachRequest struct {
 	// when the process was read, so the attacher can skip the lookup.
 	// PIDs are as the agent sees them (the host's PID namespace with
 	// hostPID), the same the kernel reports in events.
-	Target Target
+	Target config.Target
 	// Probes are the probe spec files to resolve against the target.
 	Probes []string
 	// SampleRatio is the fraction of traces the kernel keeps, decided once
 	// per trace at the root span (see SampleRatio).
 	SampleRatio float64
 	// Propagation says which halves of W3C trace context to attach.
-	Propagation Propagation
+	Propagation config.Propagation
 	// Executable is the target's executable as the agent can open it:
 	// /proc/PID/root plus the process's own path, which reaches into
 	// containers (or /proc/PID/exe when the file was deleted or replaced).
@@ -93,6 +96,12 @@ type AttachRequest struct {
 // capture engine's implementation, tests a synthetic one.
 type Attacher func(ctx context.Context, req AttachRequest) (EventSource, error)
 
+// ErrBinaryChanged is what an Attacher returns (cmd/routerscope's
+// resolution cache does) when the resolved program's build id is not the
+// one the process runs: the file was replaced between the two reads, and
+// offsets from it could be wrong for the process.
+var ErrBinaryChanged = errors.New("the executable changed while it was being resolved; retrying later")
+
 // Option tunes Run.
 type Option func(*runOptions)
 
@@ -106,13 +115,16 @@ type runOptions struct {
 	self          int
 	getenv        func(string) string
 	listener      net.Listener
-	reload        func() (Config, error)
+	reload        func() (config.Config, error)
 	hup           <-chan os.Signal
 	probeCheck    func(path string) error
 	resolveCheck  func(req AttachRequest) error
 	kernelStats   KernelStats
 	sweepHook     func(running bool)
-	scanned       func() // after each discovery tick (tests count scans)
+	// watchSafetyPoll is how often watched files are stat'ed although
+	// inotify watches them (dirwatch.go).
+	watchSafetyPoll time.Duration
+	scanned         func() // after each discovery tick (tests count scans)
 }
 
 // WithStdout sets where the stdout exporter writes (default os.Stdout).
@@ -125,7 +137,9 @@ func WithMetricsListener(ln net.Listener) Option { return func(o *runOptions) { 
 // WithReload sets how a changed config is loaded (the command line re-reads
 // the file and re-applies its flags); without it, Run re-reads the file the
 // config came from (Config.Path), and with neither there is no reload.
-func WithReload(load func() (Config, error)) Option { return func(o *runOptions) { o.reload = load } }
+func WithReload(load func() (config.Config, error)) Option {
+	return func(o *runOptions) { o.reload = load }
+}
 
 // WithReloadSignal reloads the config whenever ch delivers (SIGHUP).
 func WithReloadSignal(ch <-chan os.Signal) Option { return func(o *runOptions) { o.hup = ch } }
@@ -157,7 +171,7 @@ var ErrNoProbes = errors.New("no probe files: pass --probes FILE or set routersc
 
 // CheckTargets tells whether the config names processes to trace and
 // probe files for them (ErrNoTarget, ErrNoProbes).
-func CheckTargets(cfg Config) error {
+func CheckTargets(cfg config.Config) error {
 	a := cfg.Agent
 	if len(a.Targets) == 0 && len(a.Discovery.Rules) == 0 {
 		return ErrNoTarget
@@ -184,16 +198,17 @@ func CheckTargets(cfg Config) error {
 // probe file, the config is reloaded: attachments change, the assembler
 // and exporter keep running. At the end it stops reading, ends the spans
 // still open, flushes within the shutdown timeout and detaches.
-func Run(ctx context.Context, cfg Config, attach Attacher, log *zap.Logger, opts ...Option) error {
+func Run(ctx context.Context, cfg config.Config, attach Attacher, log *zap.Logger, opts ...Option) error {
 	o := runOptions{
-		stdout:        os.Stdout,
-		sweepInterval: time.Second,
-		errorInterval: 10 * time.Second,
-		alive:         processAlive,
-		now:           time.Now,
-		procRoot:      "/proc",
-		self:          os.Getpid(),
-		getenv:        os.Getenv,
+		stdout:          os.Stdout,
+		sweepInterval:   time.Second,
+		errorInterval:   10 * time.Second,
+		alive:           processAlive,
+		now:             time.Now,
+		procRoot:        "/proc",
+		self:            os.Getpid(),
+		getenv:          os.Getenv,
+		watchSafetyPoll: watchSafetyPoll,
 	}
 	for _, opt := range opts {
 		opt(&o)
@@ -203,9 +218,9 @@ func Run(ctx context.Context, cfg Config, attach Attacher, log *zap.Logger, opts
 	}
 	if o.reload == nil && cfg.Path != "" {
 		path := cfg.Path
-		o.reload = func() (Config, error) { return LoadFile(path) }
+		o.reload = func() (config.Config, error) { return config.LoadFile(path) }
 	}
-	ratio, attachAny, why := SampleRatio(cfg.Tracing)
+	ratio, attachAny, why := config.SampleRatio(cfg.Tracing)
 	if !attachAny {
 		log.Info("attaching nothing", zap.String(LogKeyReason, why))
 		if !discovering(cfg) {
@@ -237,7 +252,7 @@ func Run(ctx context.Context, cfg Config, attach Attacher, log *zap.Logger, opts
 			zap.Int(LogKeyFailed, failed), zap.Int(LogKeySuppressed, suppressed))
 	})
 	var met *metrics
-	pipe, err := NewSpanPipeline(ctx, cfg, o.stdout, func(err error, n int) {
+	pipe, err := export.NewSpanPipeline(ctx, cfg, o.stdout, func(err error, n int) {
 		met.exportErrors.WithLabelValues(exportErrorReason(err)).Inc()
 		throttle.observe(err, n)
 	})
@@ -254,8 +269,8 @@ func Run(ctx context.Context, cfg Config, attach Attacher, log *zap.Logger, opts
 	// with stopReading, not with ctx.
 	readCtx, stopReading := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopReading()
-	m := &manager{attach: attach, log: log, asm: asm, pipe: pipe, met: met, o: o, host: hostFromEnv(o.getenv),
-		cfg: cfg, ratio: ratio, paused: !attachAny, digests: digests, atts: map[procKey]*attachment{}, procs: procCache{}, retryAt: map[procKey]time.Time{},
+	m := &manager{attach: attach, log: log, asm: asm, pipe: pipe, met: met, o: o, host: discovery.HostFromEnv(o.getenv),
+		cfg: cfg, ratio: ratio, paused: !attachAny, digests: digests, atts: map[discovery.Key]*attachment{}, procs: discovery.Cache{}, retryAt: map[discovery.Key]time.Time{},
 		readCtx: readCtx, ended: make(chan *attachment), exits: make(chan exitNotice), wake: make(chan struct{}, 1)}
 	// Watch from before the first attach, so an edit made while attaching
 	// is not taken for the baseline.
@@ -406,7 +421,7 @@ func sweep(asm *spans.Assembler, o runOptions, log *zap.Logger) {
 	}
 }
 
-func shutdown(ctx context.Context, pipe *Pipeline, cfg Config, log *zap.Logger) {
+func shutdown(ctx context.Context, pipe *export.Pipeline, cfg config.Config, log *zap.Logger) {
 	sctx, cancel := exportContext(ctx, cfg.Agent.Export.ShutdownTimeout)
 	defer cancel()
 	if err := pipe.Shutdown(sctx); err != nil {
@@ -422,23 +437,12 @@ func processAlive(pid uint32) bool {
 	if err != nil && !errors.Is(err, syscall.EPERM) {
 		return false
 	}
-	stat, err := readProc(fmt.Sprintf("/proc/%d/stat", pid), maxProcStat)
+	p, err := procfs.NewProc(int(pid))
 	if err != nil {
 		return true // no procfs to ask: trust the signal
 	}
-	i := bytes.LastIndexByte(stat, ')')
-	return i < 0 || i+2 >= len(stat) || stat[i+2] != 'Z'
-}
-
-// String names a target for logs and errors.
-func (t Target) String() string {
-	switch {
-	case t.PID != 0 && t.Binary != "":
-		return fmt.Sprintf("pid %d (%s)", t.PID, t.Binary)
-	case t.PID != 0:
-		return fmt.Sprintf("pid %d", t.PID)
-	}
-	return "binary " + t.Binary
+	stat, err := p.Stat()
+	return err != nil || stat.State != "Z"
 }
 
 // withSweepInterval sets how often open spans are checked for expiry and

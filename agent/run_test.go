@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -17,7 +16,9 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/routerscope/routerscope/agent/config"
 	"github.com/routerscope/routerscope/agent/spans"
+	"github.com/routerscope/routerscope/agent/spans/spantest"
 	"github.com/routerscope/routerscope/internal/otlptest"
 )
 
@@ -31,22 +32,22 @@ func observedLogger() (*zap.Logger, *observer.ObservedLogs) {
 }
 
 // runAsync starts Run and returns a function that waits for its result.
-func runAsync(ctx context.Context, cfg Config, attach Attacher, log *zap.Logger, opts ...Option) func() error {
+func runAsync(ctx context.Context, cfg config.Config, attach Attacher, log *zap.Logger, opts ...Option) func() error {
 	done := make(chan error, 1)
 	go func() { done <- Run(ctx, cfg, attach, log, opts...) }()
 	return func() error { return <-done }
 }
 
-func runConfig(endpoint string) Config {
-	cfg := otlpConfig(endpoint)
-	cfg.Agent.Targets = []Target{{PID: 4242}}
+func runConfig(endpoint string) config.Config {
+	cfg := spantest.OTLPConfig(endpoint)
+	cfg.Agent.Targets = []config.Target{{PID: 4242}}
 	cfg.Agent.Probes = []string{"router.yaml"}
 	cfg.Agent.Export.BatchTimeout = 10 * time.Millisecond
 	return cfg
 }
 
 func TestRunExportsAndShutsDown(t *testing.T) {
-	rcv := startReceiver(t)
+	rcv := otlptest.StartT(t)
 	cfg := runConfig(rcv.Endpoint())
 	src := newChanSource()
 	var req AttachRequest
@@ -100,8 +101,8 @@ func TestRunExportsAndShutsDown(t *testing.T) {
 
 func TestRunEndsSpansOfExitedProcess(t *testing.T) {
 	var out bytes.Buffer
-	cfg := DefaultConfig()
-	cfg.Agent.Targets = []Target{{PID: 77}}
+	cfg := config.DefaultConfig()
+	cfg.Agent.Targets = []config.Target{{PID: 77}}
 	cfg.Agent.Probes = []string{"p.yaml"}
 	src := newChanSource()
 	var exited atomic.Bool
@@ -134,12 +135,12 @@ func TestRunEndsSpansOfExitedProcess(t *testing.T) {
 }
 
 func TestRunAttachesNothingWhenDisabled(t *testing.T) {
-	for _, mod := range []func(*Config){
-		func(c *Config) { c.Tracing.Enabled = false },
-		func(c *Config) { c.Tracing.Sampling.Type = SamplingAlwaysOff },
+	for _, mod := range []func(*config.Config){
+		func(c *config.Config) { c.Tracing.Enabled = false },
+		func(c *config.Config) { c.Tracing.Sampling.Type = config.SamplingAlwaysOff },
 	} {
-		cfg := DefaultConfig()
-		cfg.Agent.Targets = []Target{{PID: 1}}
+		cfg := config.DefaultConfig()
+		cfg.Agent.Targets = []config.Target{{PID: 1}}
 		cfg.Agent.Probes = []string{"p.yaml"}
 		mod(&cfg)
 		called := false
@@ -159,13 +160,13 @@ func TestRunAttachesNothingWhenDisabled(t *testing.T) {
 }
 
 func TestRunAttachFailureUndoes(t *testing.T) {
-	cfg := DefaultConfig()
+	cfg := config.DefaultConfig()
 	self, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
 	}
 	// The second target is this test binary: it expands to this process.
-	cfg.Agent.Targets = []Target{{PID: 1}, {Binary: self}}
+	cfg.Agent.Targets = []config.Target{{PID: 1}, {Binary: self}}
 	cfg.Agent.Probes = []string{"p.yaml"}
 	first := newChanSource()
 	boom := errors.New("no such symbol")
@@ -190,11 +191,11 @@ func TestRunAttachFailureUndoes(t *testing.T) {
 }
 
 func TestRunNeedsTargetAndProbes(t *testing.T) {
-	cfg := DefaultConfig()
+	cfg := config.DefaultConfig()
 	if err := Run(context.Background(), cfg, nil, zap.NewNop()); !errors.Is(err, ErrNoTarget) {
 		t.Fatalf("no target: %v", err)
 	}
-	cfg.Agent.Targets = []Target{{PID: 1}}
+	cfg.Agent.Targets = []config.Target{{PID: 1}}
 	if err := Run(context.Background(), cfg, nil, zap.NewNop()); !errors.Is(err, ErrNoProbes) {
 		t.Fatalf("no probes: %v", err)
 	}
@@ -238,19 +239,19 @@ func TestRunUnreachableCollectorDoesNotBlockReading(t *testing.T) {
 
 func TestSampleRatio(t *testing.T) {
 	cases := []struct {
-		tr     Tracing
+		tr     config.Tracing
 		ratio  float64
 		attach bool
 	}{
-		{Tracing{Enabled: true, Sampling: Sampling{Type: SamplingAlwaysOn}}, 1, true},
-		{Tracing{Enabled: true, Sampling: Sampling{Type: SamplingProbabilistic, Rate: 0.1}}, 0.1, true},
+		{config.Tracing{Enabled: true, Sampling: config.Sampling{Type: config.SamplingAlwaysOn}}, 1, true},
+		{config.Tracing{Enabled: true, Sampling: config.Sampling{Type: config.SamplingProbabilistic, Rate: 0.1}}, 0.1, true},
 		// Rate 0 attaches: incoming sampled traceparents are still traced.
-		{Tracing{Enabled: true, Sampling: Sampling{Type: SamplingProbabilistic, Rate: 0}}, 0, true},
-		{Tracing{Enabled: true, Sampling: Sampling{Type: SamplingAlwaysOff}}, 0, false},
-		{Tracing{Enabled: false, Sampling: Sampling{Type: SamplingAlwaysOn}}, 0, false},
+		{config.Tracing{Enabled: true, Sampling: config.Sampling{Type: config.SamplingProbabilistic, Rate: 0}}, 0, true},
+		{config.Tracing{Enabled: true, Sampling: config.Sampling{Type: config.SamplingAlwaysOff}}, 0, false},
+		{config.Tracing{Enabled: false, Sampling: config.Sampling{Type: config.SamplingAlwaysOn}}, 0, false},
 	}
 	for _, tc := range cases {
-		r, a, why := SampleRatio(tc.tr)
+		r, a, why := config.SampleRatio(tc.tr)
 		if r != tc.ratio || a != tc.attach || (!a && why == "") {
 			t.Errorf("%+v: ratio %v attach %v why %q", tc.tr, r, a, why)
 		}
@@ -260,7 +261,7 @@ func TestSampleRatio(t *testing.T) {
 var _ EventSource = (*chanSource)(nil)
 
 func TestRunShutdownFlushHasADeadline(t *testing.T) {
-	rcv := startReceiver(t)
+	rcv := otlptest.StartT(t)
 	rcv.Stall() // the collector accepts connections but never answers
 	cfg := runConfig(rcv.Endpoint())
 	cfg.Tracing.Exporter.Timeout = time.Minute
@@ -288,55 +289,10 @@ func TestRunShutdownFlushHasADeadline(t *testing.T) {
 	}
 }
 
-func TestFindProcesses(t *testing.T) {
-	self, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	pids, err := FindProcesses("/proc", self)
-	if err != nil {
-		t.Fatal(err)
-	}
-	found := false
-	for _, p := range pids {
-		found = found || p == os.Getpid()
-	}
-	if !found {
-		t.Fatalf("this process (%d) not found among %v running %s", os.Getpid(), pids, self)
-	}
-	// Through a symlink: same file, same processes.
-	link := filepath.Join(t.TempDir(), "link")
-	if err := os.Symlink(self, link); err != nil {
-		t.Fatal(err)
-	}
-	if viaLink, err := FindProcesses("/proc", link); err != nil || len(viaLink) != len(pids) {
-		t.Fatalf("via symlink: %v %v", viaLink, err)
-	}
-	// A file no process runs.
-	other := filepath.Join(t.TempDir(), "other")
-	if err := os.WriteFile(other, []byte("x"), 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if none, err := FindProcesses("/proc", other); err != nil || len(none) != 0 {
-		t.Fatalf("unused file: %v %v", none, err)
-	}
-	if _, err := FindProcesses("/proc", "/nonexistent/router"); err == nil {
-		t.Fatal("missing binary accepted")
-	}
-	_, err = expandTargets("/proc", []Target{{Binary: other}})
-	if !errors.Is(err, ErrNoProcess) || !strings.Contains(err.Error(), other) {
-		t.Fatalf("binary not running: %v", err)
-	}
-	got, err := expandTargets("/proc", []Target{{PID: 7}, {Binary: self}})
-	if err != nil || len(got) != 1+len(pids) || got[0].PID != 7 || got[1].Binary != self || got[1].PID == 0 {
-		t.Fatalf("expanded %v %v", got, err)
-	}
-}
-
 func TestRunWarnsOnLostEvents(t *testing.T) {
 	var out bytes.Buffer
-	cfg := DefaultConfig()
-	cfg.Agent.Targets = []Target{{PID: 77}}
+	cfg := config.DefaultConfig()
+	cfg.Agent.Targets = []config.Target{{PID: 77}}
 	cfg.Agent.Probes = []string{"p.yaml"}
 	src := newChanSource()
 	log, logs := observedLogger()

@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"slices"
 	"testing"
+
+	"github.com/routerscope/routerscope/agent/config"
 )
 
 // TestProbeDigestsFollowIncludes: a change to a file a probe file includes
@@ -21,7 +23,7 @@ func TestProbeDigestsFollowIncludes(t *testing.T) {
 	}
 	write(app, "include: [lib.yaml]\nprobes: [{symbol: main.a, span: a}]\n")
 	write(lib, "probes: [{symbol: main.b, span: b}]\n")
-	cfg := DefaultConfig()
+	cfg := config.DefaultConfig()
 	cfg.Agent.Probes = []string{app}
 	before, err := probeDigests(cfg, nil)
 	if err != nil {

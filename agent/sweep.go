@@ -1,6 +1,9 @@
 package agent
 
-import "github.com/routerscope/routerscope/agent/spans"
+import (
+	"github.com/routerscope/routerscope/agent/export"
+	"github.com/routerscope/routerscope/agent/spans"
+)
 
 // The sweep (run.go) ends the spans of exited processes and expired
 // spans, polls the liveness of processes no pidfd watches, and reports
@@ -15,7 +18,7 @@ import "github.com/routerscope/routerscope/agent/spans"
 type activity struct {
 	handled uint64
 	asm     spans.AssemblerStats
-	export  ExportStats
+	export  export.ExportStats
 }
 
 func (m *manager) activity() activity {

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/routerscope/routerscope/agent/config"
 	"github.com/routerscope/routerscope/agent/spans"
 	"github.com/routerscope/routerscope/internal/testenv"
 )
@@ -37,8 +38,8 @@ func TestSweepStopsWhenIdleAndWakesOnEvents(t *testing.T) {
 	proc := startCopy(t, filepath.Join(t.TempDir(), "bin", "target"))
 	pid := proc.Process.Pid
 	var out bytes.Buffer
-	cfg := DefaultConfig()
-	cfg.Agent.Targets = []Target{{PID: pid}}
+	cfg := config.DefaultConfig()
+	cfg.Agent.Targets = []config.Target{{PID: pid}}
 	cfg.Agent.Probes = []string{"p.yaml"}
 	cfg.Agent.MaxSpanAge = 50 * time.Millisecond
 	cfg.Agent.Export.BatchTimeout = 10 * time.Millisecond
@@ -95,9 +96,9 @@ func TestSweepStopsWhenIdleAndWakesOnEvents(t *testing.T) {
 // check says it runs) keeps the sweep going, so its exit is still seen.
 func TestSweepKeepsPollingUnwatchedProcess(t *testing.T) {
 	var out bytes.Buffer
-	cfg := DefaultConfig()
+	cfg := config.DefaultConfig()
 	const pid = 1 << 30 // above pid_max: pidfd_open fails
-	cfg.Agent.Targets = []Target{{PID: pid}}
+	cfg.Agent.Targets = []config.Target{{PID: pid}}
 	cfg.Agent.Probes = []string{"p.yaml"}
 	src := &countingSource{chanSource: newChanSource()}
 	var mu sync.Mutex

@@ -9,6 +9,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/routerscope/routerscope/internal/otlptest"
 	"github.com/routerscope/routerscope/internal/testenv"
 )
 
@@ -16,7 +17,7 @@ import (
 // dropped on a full queue, and the cause of an unready /readyz are
 // reported while the agent runs, not only in its last log line.
 func TestTroubleIsLoggedWhileRunning(t *testing.T) {
-	rcv := startReceiver(t)
+	rcv := otlptest.StartT(t)
 	rcv.Stall() // the collector takes the batch and never answers
 	cfg := runConfig(rcv.Endpoint())
 	cfg.Tracing.Exporter.Timeout = time.Hour

@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/routerscope/routerscope/agent/config"
 	"github.com/routerscope/routerscope/internal/testenv"
 )
 
@@ -77,25 +78,27 @@ func TestFileStamps(t *testing.T) {
 }
 
 // TestReloadOnConfigMapSwap: the running agent reloads when the ConfigMap
-// behind its config file is swapped.
+// behind its config file is swapped, and when the file is edited, at
+// once although its watch interval is an hour: inotify on the
+// directories of the file and of its symlinks told it.
 func TestReloadOnConfigMapSwap(t *testing.T) {
 	proc := startCopy(t, filepath.Join(t.TempDir(), "bin", "target"))
 	dir := t.TempDir()
 	probe := writeProbe(t, dir, "p.yaml", "probes: [1]\n")
 	body := func(ratio float64) string {
 		return fmt.Sprintf("observability:\n  tracing:\n    enabled: true\n    sampling: {type: probabilistic, rate: %g}\n"+
-			"routerscope:\n  watch_interval: 10ms\n  targets: [{pid: %d}]\n  probes: [%q]\n", ratio, proc.Process.Pid, probe)
+			"routerscope:\n  watch_interval: 1h\n  targets: [{pid: %d}]\n  probes: [%q]\n", ratio, proc.Process.Pid, probe)
 	}
 	cm := filepath.Join(dir, "cm")
 	path := configMapDir(t, cm, "..v1", body(0.5))
-	cfg, err := LoadFile(path)
+	cfg, err := config.LoadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var reloads atomic.Int32
-	load := func() (Config, error) {
+	load := func() (config.Config, error) {
 		reloads.Add(1)
-		return LoadFile(path)
+		return config.LoadFile(path)
 	}
 	log, logs := observedLogger()
 	ctx, cancel := context.WithCancel(context.Background())
@@ -105,8 +108,13 @@ func TestReloadOnConfigMapSwap(t *testing.T) {
 	testenv.Eventually(t, "attached", func() bool { return logs.FilterMessage("attached").Len() == 1 })
 	configMapDir(t, cm, "..v2", body(0.25))
 	testenv.Eventually(t, "config reloaded", func() bool { return logs.FilterMessage("config reloaded").Len() == 1 })
-	if n := reloads.Load(); n != 1 {
-		t.Errorf("%d reloads, want 1", n)
+	// Edited in place through the symlinks, as by hand.
+	if err := os.WriteFile(filepath.Join(cm, "..v2", "agent.yaml"), []byte(body(0.125)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, "config reloaded again", func() bool { return logs.FilterMessage("config reloaded").Len() == 2 })
+	if n := reloads.Load(); n != 2 {
+		t.Errorf("%d reloads, want 2", n)
 	}
 	cancel()
 	if err := wait(); err != nil {
@@ -117,3 +125,33 @@ func TestReloadOnConfigMapSwap(t *testing.T) {
 type nopWriter struct{}
 
 func (nopWriter) Write(p []byte) (int, error) { return len(p), nil }
+
+// TestWatchDirs: the directories of a ConfigMap-mounted file are the
+// mount's (where ..data is swapped) and the version directory the file
+// is really in; a missing directory is reported as not watchable.
+func TestWatchDirs(t *testing.T) {
+	dir := t.TempDir()
+	real, err := filepath.EvalSymlinks(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := configMapDir(t, dir, "..v1", "a: 1\n")
+	dirs, ok := watchDirs(path)
+	if !ok || len(dirs) != 2 || dirs[0] != real || dirs[1] != filepath.Join(real, "..v1") {
+		t.Fatalf("watchDirs(%s) = %v %v", path, dirs, ok)
+	}
+	configMapDir(t, dir, "..v2", "a: 2\n")
+	if dirs, _ := watchDirs(path); len(dirs) != 2 || dirs[1] != filepath.Join(real, "..v2") {
+		t.Fatalf("after the swap: %v", dirs)
+	}
+	if dirs, ok := watchDirs(filepath.Join(dir, "missing", "x.yaml")); ok {
+		t.Fatalf("missing directory watchable: %v", dirs)
+	}
+	loop := filepath.Join(dir, "loop")
+	if err := os.Symlink(loop, loop); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := watchDirs(loop); ok {
+		t.Fatal("symlink loop watchable")
+	}
+}

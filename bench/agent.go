@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/routerscope/routerscope/agent"
+	"github.com/routerscope/routerscope/agent/config"
 	"github.com/routerscope/routerscope/probes"
 )
 
@@ -33,11 +34,11 @@ func runAgent(args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	cfg, err := agent.LoadFile(*configPath)
+	cfg, err := config.LoadFile(*configPath)
 	if err != nil {
 		return err
 	}
-	cfg.Agent.Targets = []agent.Target{{PID: *pid}}
+	cfg.Agent.Targets = []config.Target{{PID: *pid}}
 	var place probes.Placement
 	switch *placement {
 	case "prologue":

@@ -2,7 +2,6 @@ package main
 
 import (
 	"math"
-	"os/exec"
 	"path/filepath"
 	"testing"
 
@@ -14,10 +13,7 @@ import (
 // fixture answers, every attach works), not the speed.
 func TestMeasureFloor(t *testing.T) {
 	testenv.RequireRoot(t, "attaching uprobes")
-	bin := filepath.Join(t.TempDir(), "floor")
-	if out, err := exec.Command("go", "build", "-o", bin, "./testdata/floor").CombinedOutput(); err != nil {
-		t.Fatalf("build the floor fixture: %v\n%s", err, out)
-	}
+	bin := testenv.GoBuild(t, testenv.Build{Pkg: "./testdata/floor", Out: filepath.Join(t.TempDir(), "floor")})
 	fl, err := measureFloor(bin, 2000, 1)
 	if err != nil {
 		t.Fatal(err)

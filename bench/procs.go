@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -14,6 +13,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/prometheus/procfs"
 )
 
 // clockTicks is USER_HZ, the unit of utime and stime in /proc/PID/stat;
@@ -132,55 +133,41 @@ func freeAddr() (string, error) {
 
 // cpuTime is the process's user plus system CPU time, from /proc/PID/stat.
 func cpuTime(pid int) (time.Duration, error) {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	p, err := procfs.NewProc(pid)
 	if err != nil {
 		return 0, fmt.Errorf("read CPU time of %d: %w", pid, err)
 	}
-	// The command name (field 2) is in parentheses and may hold spaces:
-	// count fields after its closing parenthesis. utime and stime are
-	// fields 14 and 15, i.e. the 12th and 13th after it.
-	s := string(data)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
-		return 0, fmt.Errorf("parse /proc/%d/stat: no command name", pid)
+	st, err := p.Stat()
+	if err != nil {
+		return 0, fmt.Errorf("read CPU time of %d: %w", pid, err)
 	}
-	f := strings.Fields(s[i+1:])
-	if len(f) < 13 {
-		return 0, fmt.Errorf("parse /proc/%d/stat: %d fields", pid, len(f))
-	}
-	ut, err1 := strconv.ParseUint(f[11], 10, 64)
-	st, err2 := strconv.ParseUint(f[12], 10, 64)
-	if err1 != nil || err2 != nil {
-		return 0, fmt.Errorf("parse /proc/%d/stat: utime %q stime %q", pid, f[11], f[12])
-	}
-	return time.Duration(ut+st) * time.Second / clockTicks, nil
+	return time.Duration(st.UTime+st.STime) * time.Second / clockTicks, nil
 }
 
 // peakRSS is VmHWM from /proc/PID/status, in bytes: the most the
 // process ever had resident, attaching included.
-func peakRSS(pid int) (uint64, error) { return statusBytes(pid, "VmHWM") }
+func peakRSS(pid int) (uint64, error) {
+	s, err := status(pid)
+	return s.VmHWM, err
+}
 
 // rss is VmRSS from /proc/PID/status, in bytes: resident now.
-func rss(pid int) (uint64, error) { return statusBytes(pid, "VmRSS") }
+func rss(pid int) (uint64, error) {
+	s, err := status(pid)
+	return s.VmRSS, err
+}
 
-// statusBytes reads a kB field of /proc/PID/status, in bytes.
-func statusBytes(pid int, field string) (uint64, error) {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+// status reads /proc/PID/status.
+func status(pid int) (procfs.ProcStatus, error) {
+	p, err := procfs.NewProc(pid)
 	if err != nil {
-		return 0, fmt.Errorf("read %s of %d: %w", field, pid, err)
+		return procfs.ProcStatus{}, fmt.Errorf("read status of %d: %w", pid, err)
 	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if rest, ok := strings.CutPrefix(sc.Text(), field+":"); ok {
-			kb, err := strconv.ParseUint(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
-			if err != nil {
-				return 0, fmt.Errorf("parse %s %q: %w", field, rest, err)
-			}
-			return kb << 10, nil
-		}
+	s, err := p.NewStatus()
+	if err != nil {
+		return procfs.ProcStatus{}, fmt.Errorf("read status of %d: %w", pid, err)
 	}
-	return 0, fmt.Errorf("no %s in /proc/%d/status", field, pid)
+	return s, nil
 }
 
 // agentCounters are the counters the agent logs when it stops.

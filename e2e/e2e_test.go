@@ -14,6 +14,7 @@ import (
 
 	"github.com/routerscope/routerscope/internal/collectortest"
 	"github.com/routerscope/routerscope/internal/otlptest"
+	"github.com/routerscope/routerscope/internal/spanname"
 	"github.com/routerscope/routerscope/internal/testenv"
 )
 
@@ -41,21 +42,35 @@ func pipeline(t *testing.T) (*otlptest.Receiver, string) {
 	return recv, listen
 }
 
-// waitSpans waits until want spans arrived, then a little longer to catch
-// duplicates, and returns them.
-func waitSpans(t *testing.T, recv *otlptest.Receiver, want int) []otlptest.Span {
+// waitSpans waits until want spans arrived and every span the agent at
+// metricsAddr exported has arrived (so a duplicate, or one too many, is
+// there to count), and returns them.
+func waitSpans(t *testing.T, recv *otlptest.Receiver, metricsAddr string, want int) []otlptest.Span {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	spans, err := recv.WaitForSpans(ctx, want)
-	if err != nil {
+	if _, err := recv.WaitForSpans(ctx, want); err != nil {
 		t.Fatalf("waiting for %d spans: %v (got %d)", want, err, len(recv.Spans()))
 	}
-	time.Sleep(1500 * time.Millisecond)
-	if spans = recv.Spans(); len(spans) != want {
+	waitDelivered(t, recv, metricsAddr)
+	spans := recv.Spans()
+	if len(spans) != want {
 		t.Errorf("got %d spans, want exactly %d", len(spans), want)
 	}
 	return spans
+}
+
+// waitDelivered waits until the receiver holds exactly the spans the agent
+// at metricsAddr has exported: none still on its way through the
+// collector. A span the collector lost or sent twice keeps the counts
+// apart and fails the test.
+func waitDelivered(t *testing.T, recv *otlptest.Receiver, metricsAddr string) {
+	t.Helper()
+	var exported float64
+	testenv.Eventually(t, "every span the agent exported to reach the receiver", func() bool {
+		exported, _ = testenv.Metric(testenv.Scrape(t, metricsAddr), "routerscope_spans_exported_total")
+		return exported > 0 && int(exported) == len(recv.Spans())
+	})
 }
 
 // TestGuideTraces drives one request of every kind through router, agent and
@@ -84,7 +99,7 @@ func TestGuideTraces(t *testing.T) {
 		t.Fatalf("upstream failure answered %d, want 502: %s", got, resps["req-fail"].Body)
 	}
 	want := 9 + 9 + 3 + 4 + 5 + 9 + 9 + 9
-	trees := byRequestID(t, buildTrees(t, waitSpans(t, recv, want)))
+	trees := byRequestID(t, buildTrees(t, waitSpans(t, recv, s.metricsAddr, want)))
 	if len(trees) != len(reqs) {
 		t.Fatalf("%d traces, want %d (one per request)", len(trees), len(reqs))
 	}
@@ -104,20 +119,20 @@ func TestGuideTraces(t *testing.T) {
 		}
 	}
 	if tr := trees["req-math"]; tr != nil {
-		wantStr(t, tr.child(t, spanClassify), "category.name", "math")
-		wantStr(t, tr.child(t, spanRouting), "routing.strategy", "auto")
+		wantStr(t, tr.child(t, spanname.Classify), "category.name", "math")
+		wantStr(t, tr.child(t, spanname.Routing), "routing.strategy", "auto")
 		wantStr(t, tr.root, "session.id", "s-1")
 		wantStr(t, tr.root, "user.id", "u-1")
 	}
 	if tr := trees["req-code"]; tr != nil {
-		wantStr(t, tr.child(t, spanClassify), "category.name", "computer science")
+		wantStr(t, tr.child(t, spanname.Classify), "category.name", "computer science")
 	}
 	if tr := trees["req-explicit"]; tr != nil {
-		wantStr(t, tr.child(t, spanRouting), "routing.strategy", "specified")
-		wantStr(t, tr.child(t, spanRouting), "routing.selected_model", "phi4")
+		wantStr(t, tr.child(t, spanname.Routing), "routing.strategy", "specified")
+		wantStr(t, tr.child(t, spanname.Routing), "routing.selected_model", "phi4")
 	}
 	if tr := trees["req-stream"]; tr != nil {
-		up := tr.child(t, spanUpstream)
+		up := tr.child(t, spanname.Upstream)
 		wantBool(t, up, "upstream.streamed", true)
 		if tr.root.EndTimeUnixNano < up.EndTimeUnixNano {
 			t.Errorf("stream: root ends before the upstream span: the root must cover streaming")
@@ -133,11 +148,11 @@ func TestGuideTraces(t *testing.T) {
 			t.Errorf("failed root's status message %q, want the router's reason", msg)
 		}
 		// error.type names the router's sentinel, not *fmt.wrapError.
-		wantStr(t, tr.child(t, spanUpstream), "error.type", "router.ErrUpstreamStatus")
+		wantStr(t, tr.child(t, spanname.Upstream), "error.type", "router.ErrUpstreamStatus")
 	}
 	if tr := trees["req-pii"]; tr != nil {
 		tr.checkStages(t, stagesPII)
-		pii := tr.child(t, spanPII)
+		pii := tr.child(t, spanname.PII)
 		wantBool(t, pii, "pii.detected", true)
 		wantStr(t, pii, "security.action", "blocked")
 		types := strList(t, pii, "pii.types")
@@ -152,7 +167,7 @@ func TestGuideTraces(t *testing.T) {
 	}
 	if tr := trees["req-jb"]; tr != nil {
 		tr.checkStages(t, stagesJailbreak)
-		jb := tr.child(t, spanJailbreak)
+		jb := tr.child(t, spanname.Jailbreak)
 		wantBool(t, jb, "jailbreak.detected", true)
 		wantStr(t, jb, "security.action", "blocked")
 		if str(t, jb, "jailbreak.type") == "" {
@@ -163,9 +178,9 @@ func TestGuideTraces(t *testing.T) {
 	}
 	if tr := trees["req-hit"]; tr != nil {
 		tr.checkStages(t, stagesCacheHit)
-		wantBool(t, tr.child(t, spanCache), "cache.hit", true)
+		wantBool(t, tr.child(t, spanname.Cache), "cache.hit", true)
 		wantBool(t, tr.root, "cache.hit", true)
-		if _, ok := tr.children[spanUpstream]; ok {
+		if _, ok := tr.children[spanname.Upstream]; ok {
 			t.Errorf("cache hit has an upstream span")
 		}
 	}
@@ -196,7 +211,7 @@ func checkRoot(t *testing.T, s *stack, tr *tree, r chatReq, resp chatResp) {
 	wantInt(t, root, "http.status_code", int64(resp.Status))
 	wantDurationMs(t, root, "processing.time_ms")
 	wantBool(t, root, "cache.hit", resp.Headers.Get("x-vsr-cache-hit") == "true")
-	c := tr.child(t, spanClassify)
+	c := tr.child(t, spanname.Classify)
 	wantStr(t, c, "category.name", resp.Headers.Get("x-vsr-selected-category"))
 	if str(t, c, "classifier.type") == "" {
 		t.Errorf("classifier.type is empty")
@@ -211,33 +226,33 @@ func checkRoot(t *testing.T, s *stack, tr *tree, r chatReq, resp chatResp) {
 func checkFull(t *testing.T, s *stack, tr *tree, resp chatResp, failed bool) {
 	t.Helper()
 	selected := resp.Headers.Get("x-vsr-selected-model")
-	wantBool(t, tr.child(t, spanPII), "pii.detected", false)
-	wantStr(t, tr.child(t, spanPII), "security.action", "allowed")
-	wantBool(t, tr.child(t, spanJailbreak), "jailbreak.detected", false)
-	wantStr(t, tr.child(t, spanJailbreak), "security.action", "allowed")
-	cache := tr.child(t, spanCache)
+	wantBool(t, tr.child(t, spanname.PII), "pii.detected", false)
+	wantStr(t, tr.child(t, spanname.PII), "security.action", "allowed")
+	wantBool(t, tr.child(t, spanname.Jailbreak), "jailbreak.detected", false)
+	wantStr(t, tr.child(t, spanname.Jailbreak), "security.action", "allowed")
+	cache := tr.child(t, spanname.Cache)
 	wantBool(t, cache, "cache.hit", false)
 	if th := floatAttr(t, cache, "cache.threshold"); th != 0.85 {
 		t.Errorf("cache.threshold = %v, want 0.85 (config/router.yaml)", th)
 	}
 	wantDurationMs(t, cache, "cache.lookup_time_ms")
-	rd := tr.child(t, spanRouting)
+	rd := tr.child(t, spanname.Routing)
 	wantStr(t, rd, "routing.selected_model", selected)
 	wantStr(t, rd, "model.name", selected)
 	wantBool(t, rd, "reasoning.enabled", resp.Headers.Get("x-vsr-selected-reasoning") == "on")
 	if str(t, rd, "routing.reason") == "" {
 		t.Errorf("routing.reason is empty")
 	}
-	be := tr.child(t, spanBackend)
+	be := tr.child(t, spanname.Backend)
 	wantStr(t, be, "model.name", selected)
 	wantStr(t, be, "endpoint.address", s.llmAddr)
 	if str(t, be, "endpoint.name") == "" {
 		t.Errorf("endpoint.name is empty")
 	}
 	wantStatus(t, be, false)
-	inj := tr.child(t, spanInject)
+	inj := tr.child(t, spanname.Inject)
 	wantBool(t, inj, "system_prompt.injected", resp.Headers.Get("x-vsr-injected-system-prompt") == "true")
-	up := tr.child(t, spanUpstream)
+	up := tr.child(t, spanname.Upstream)
 	wantKind(t, up, tracepb.Span_SPAN_KIND_CLIENT)
 	wantStatus(t, up, failed)
 	if !failed {
@@ -305,7 +320,9 @@ func TestConcurrentRequests(t *testing.T) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	time.Sleep(1500 * time.Millisecond)
+	// The roots end last: once they are here, the rest of each tree was
+	// exported with or before them.
+	waitDelivered(t, recv, s.metricsAddr)
 	spans = recv.Spans()
 	trees := byRequestID(t, buildTrees(t, spans))
 	if len(trees) != n {
@@ -331,9 +348,9 @@ func TestConcurrentRequests(t *testing.T) {
 			tr.checkStages(t, stagesCacheHit)
 		} else {
 			tr.checkStages(t, stagesFull)
-			wantStr(t, tr.child(t, spanRouting), "routing.selected_model", attrString(tr.root, "routing.selected_model"))
+			wantStr(t, tr.child(t, spanname.Routing), "routing.selected_model", attrString(tr.root, "routing.selected_model"))
 		}
-		wantStr(t, tr.child(t, spanClassify), "category.name", attrString(tr.root, "category.name"))
+		wantStr(t, tr.child(t, spanname.Classify), "category.name", attrString(tr.root, "category.name"))
 	}
 }
 
@@ -383,7 +400,7 @@ func TestCollectorDownThenUp(t *testing.T) {
 		id := fmt.Sprintf("up-%d", i)
 		s.send(t, chatReq{Model: "auto", Prompt: fmt.Sprintf("%s, again %d", mathPrompt, i), ID: id})
 		for _, sp := range recv.Spans() {
-			if sp.Name == spanRoot && strings.HasPrefix(attrString(sp, "request.id"), "up-") {
+			if sp.Name == spanname.Root && strings.HasPrefix(attrString(sp, "request.id"), "up-") {
 				return
 			}
 		}

@@ -19,6 +19,7 @@ import (
 
 	"github.com/routerscope/routerscope/internal/collectortest"
 	"github.com/routerscope/routerscope/internal/otlptest"
+	"github.com/routerscope/routerscope/internal/spanname"
 	"github.com/routerscope/routerscope/internal/testenv"
 )
 
@@ -305,12 +306,12 @@ func TestFaultTargetKilled(t *testing.T) {
 	for time.Now().Before(deadline) {
 		finished = 0
 		for _, sp := range recv.Spans() {
-			if attrString(sp, "request.id") == "killed-mid-request" || sp.Name != spanRoot {
+			if attrString(sp, "request.id") == "killed-mid-request" || sp.Name != spanname.Root {
 				finished++
 			}
 			// The root's request.id is a result: an open root has none,
 			// so it is the one root started after the request was sent.
-			if sp.Name == spanRoot && sp.StartTimeUnixNano >= uint64(sentAt.UnixNano()) {
+			if sp.Name == spanname.Root && sp.StartTimeUnixNano >= uint64(sentAt.UnixNano()) {
 				root = &sp
 			}
 		}
@@ -350,7 +351,7 @@ func TestFaultTargetKilled(t *testing.T) {
 	// it arrives too, under the root, ended the same way.
 	var up *otlptest.Span
 	for _, sp := range recv.Spans() {
-		if sp.Name == spanUpstream && string(sp.TraceId) == string(root.TraceId) {
+		if sp.Name == spanname.Upstream && string(sp.TraceId) == string(root.TraceId) {
 			up = &sp
 		}
 	}
@@ -523,8 +524,8 @@ func TestFaultRingBufferBurst(t *testing.T) {
 	if err := f.Close(); err != nil {
 		t.Fatal(err)
 	}
-	s.attachAgent(t, cfgPath, "--metrics-listen", "127.0.0.1:0")
-	metricsAddr := s.agent.waitFor(t, metricsAddrRE, 10*time.Second)
+	s.attachAgent(t, cfgPath)
+	metricsAddr := s.metricsAddr
 	pid := s.router.cmd.Process.Pid
 	began := time.Now()
 
@@ -679,7 +680,7 @@ func TestFaultRingBufferBurst(t *testing.T) {
 			all := recv.Spans()
 			var tid string
 			for _, sp := range all[before:] {
-				if sp.Name == spanRoot && attrString(sp, "request.id") == id {
+				if sp.Name == spanname.Root && attrString(sp, "request.id") == id {
 					tid = sp.TraceIDHex()
 				}
 			}

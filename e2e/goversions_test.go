@@ -1,8 +1,6 @@
 package e2e
 
 import (
-	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -26,14 +24,9 @@ const go127 = "go1.27.3"
 // buildRouterWith builds cmd/router with the given toolchain into dir.
 func buildRouterWith(t *testing.T, toolchain string) string {
 	t.Helper()
-	out := filepath.Join(t.TempDir(), "router-"+toolchain)
-	cmd := exec.Command("go", "build", "-o", out, "./cmd/router")
-	cmd.Dir = repoRoot()
-	cmd.Env = append(os.Environ(), "GOTOOLCHAIN="+toolchain)
-	if msg, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("build the router with GOTOOLCHAIN=%s (needs the Go module proxy once): %v\n%s", toolchain, err, msg)
-	}
-	return out
+	// GOTOOLCHAIN fetches the release through the Go module proxy once.
+	return testenv.GoBuild(t, testenv.Build{Pkg: "./cmd/router", Out: filepath.Join(t.TempDir(), "router-"+toolchain),
+		Dir: repoRoot(), Env: []string{"GOTOOLCHAIN=" + toolchain}})
 }
 
 var handOffOffRE = regexp.MustCompile(`goroutine hand-off off|propagation.*off_reason`)

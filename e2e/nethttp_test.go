@@ -5,7 +5,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -24,13 +23,8 @@ var fixtureListenRE = regexp.MustCompile(`listening (\S+)`)
 // go build arguments.
 func buildHTTPFixture(t *testing.T, args ...string) string {
 	t.Helper()
-	out := filepath.Join(t.TempDir(), "httpfixture")
-	cmd := exec.Command("go", append(append([]string{"build", "-o", out}, args...), "./e2e/testdata/httpfixture")...)
-	cmd.Dir = repoRoot()
-	if msg, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("build httpfixture: %v\n%s", err, msg)
-	}
-	return out
+	return testenv.GoBuild(t, testenv.Build{Pkg: "./e2e/testdata/httpfixture", Out: filepath.Join(t.TempDir(), "httpfixture"),
+		Dir: repoRoot(), Flags: args})
 }
 
 // traceHTTPFixture starts the fixture and the agent on it with the given
@@ -42,11 +36,12 @@ func traceHTTPFixture(t *testing.T, bin string, wantSpans int, probeFiles ...str
 	fx := start(t, "httpfixture", nil, bin)
 	addr := fx.waitFor(t, fixtureListenRE, 10*time.Second)
 	args := []string{bins.agentBin, "run", "--pid", fmt.Sprint(fx.cmd.Process.Pid), "--config", agentConfig(t, endpoint),
-		"--log-format", "json", "--metrics-listen", ""}
+		"--log-format", "json", "--metrics-listen", "127.0.0.1:0"}
 	for _, p := range probeFiles {
 		args = append(args, "--probes", p)
 	}
 	agent := start(t, "routerscope", nil, args...)
+	metricsAddr := agent.waitFor(t, metricsAddrRE, 30*time.Second)
 	agent.waitFor(t, attachedRE, 60*time.Second)
 
 	base := "http://" + addr
@@ -74,7 +69,7 @@ func traceHTTPFixture(t *testing.T, bin string, wantSpans int, probeFiles ...str
 			t.Fatalf("%s %s: status %d, want %d", r.method, r.path, resp.StatusCode, r.status)
 		}
 	}
-	return waitSpans(t, recv, wantSpans)
+	return waitSpans(t, recv, metricsAddr, wantSpans)
 }
 
 // TestNetHTTPProbes traces a small net/http server and client with

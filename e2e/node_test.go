@@ -15,6 +15,7 @@ import (
 
 	"github.com/routerscope/routerscope/internal/collectortest"
 	"github.com/routerscope/routerscope/internal/otlptest"
+	"github.com/routerscope/routerscope/internal/spanname"
 	"github.com/routerscope/routerscope/internal/testenv"
 )
 
@@ -143,7 +144,7 @@ func TestNodeAgent(t *testing.T) {
 	const spansPerRequest = 9
 	send(a1, "a1")
 	send(b, "b")
-	waitSpans(t, recv, 4*spansPerRequest)
+	waitSpans(t, recv, metricsAddr, 4*spansPerRequest)
 
 	// Kill router a (a crash: SIGKILL) and restart it on the same address.
 	oldPID := a1.router.cmd.Process.Pid
@@ -170,7 +171,7 @@ func TestNodeAgent(t *testing.T) {
 		t.Errorf("router a detached with reason %q, want exited", got)
 	}
 	send(a2, "a2")
-	spans := waitSpans(t, recv, 6*spansPerRequest)
+	spans := waitSpans(t, recv, metricsAddr, 6*spansPerRequest)
 
 	// Complete trees, each span carrying its own router lifetime's resource.
 	trees := byRequestID(t, buildTrees(t, spans))
@@ -216,8 +217,8 @@ func TestNodeAgent(t *testing.T) {
 		metricCheck{"routerscope_detaches_total", []string{"reason=exited"}, 1},
 		metricCheck{"routerscope_spans_exported_total", nil, 6 * spansPerRequest},
 		// One ring record per finished span: kind=span, not entry and return halves.
-		metricCheck{"routerscope_events_total", []string{"probe=" + spanRoot, "kind=span"}, 6},
-		metricCheck{"routerscope_events_total", []string{"probe=" + spanUpstream, "kind=span"}, 6},
+		metricCheck{"routerscope_events_total", []string{"probe=" + spanname.Root, "kind=span"}, 6},
+		metricCheck{"routerscope_events_total", []string{"probe=" + spanname.Upstream, "kind=span"}, 6},
 		metricCheck{"routerscope_export_queue_length", nil, 0},
 		metricCheck{"routerscope_export_queue_dropped_total", nil, 0},
 		metricCheck{"routerscope_ringbuf_lost_events_total", nil, 0},
@@ -375,8 +376,8 @@ func checkKernelMetrics(t *testing.T, fams map[string]*dto.MetricFamily, live1, 
 			"routerscope_kernel_returns_unmatched_total": 0,
 			"routerscope_kernel_spans_skipped_total":     0,
 		} {
-			if got, ok := testenv.Metric(fams, name, p, "probe="+spanRoot); !ok || got != want {
-				t.Errorf("%s{%s,probe=%s} = %v (present %v), want %v", name, p, spanRoot, got, ok, want)
+			if got, ok := testenv.Metric(fams, name, p, "probe="+spanname.Root); !ok || got != want {
+				t.Errorf("%s{%s,probe=%s} = %v (present %v), want %v", name, p, spanname.Root, got, ok, want)
 			}
 		}
 		if got, ok := testenv.Metric(fams, "routerscope_kernel_records_lost_total", p); !ok || got != 0 {

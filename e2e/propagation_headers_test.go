@@ -5,7 +5,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -66,7 +65,7 @@ func TestTraceContextDuplicateHeaders(t *testing.T) {
 	k.chatLines(t, "ts-too-long", tp(longTrace), long, long, "tracestate: late=1")
 	k.chatLines(t, "dup-then-single", tp(other)) // the next block on the goroutine starts clean
 
-	traces := tracesByRequest(t, waitSpans(t, recv, 9*7))
+	traces := tracesByRequest(t, waitSpans(t, recv, s.metricsAddr, 9*7))
 	up := upstreamHeaders(t, s)
 	for _, id := range []string{"dup-two-valid", "dup-same-twice", "dup-invalid-first", "dup-three"} {
 		rt := traces[id]
@@ -114,12 +113,7 @@ func TestTraceContextDuplicateHeaders(t *testing.T) {
 func TestTraceContextForwardingApp(t *testing.T) {
 	testenv.RequireBPF(t, "the end-to-end eBPF test")
 	recv, collector := pipeline(t)
-	bin := filepath.Join(t.TempDir(), "forwarder")
-	build := exec.Command("go", "build", "-o", bin, "./e2e/testdata/forwarder")
-	build.Dir = repoRoot()
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build the forwarder: %v\n%s", err, out)
-	}
+	bin := testenv.GoBuild(t, testenv.Build{Pkg: "./e2e/testdata/forwarder", Out: filepath.Join(t.TempDir(), "forwarder"), Dir: repoRoot()})
 	s := &stack{}
 	s.fakellm = start(t, "fakellm", nil, bins.fakellm, "--listen", "127.0.0.1:0")
 	s.llmAddr = s.fakellm.waitFor(t, listenRE, 10*time.Second)
@@ -154,7 +148,7 @@ func TestTraceContextForwardingApp(t *testing.T) {
 	send("fwd-traceparent", map[string]string{"traceparent": traceparent(callerTrace, callerSpan, "01")})
 	send("fwd-none", nil)
 
-	spans := waitSpans(t, recv, 2*3)
+	spans := waitSpans(t, recv, s.metricsAddr, 2*3)
 	up := upstreamHeaders(t, s)
 	byID := map[string]string{} // request.id -> the upstream span's traceparent
 	for _, sp := range spans {

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/routerscope/routerscope/internal/otlptest"
+	"github.com/routerscope/routerscope/internal/spanname"
 	"github.com/routerscope/routerscope/internal/testenv"
 	"github.com/routerscope/routerscope/router/fakellm"
 )
@@ -178,10 +179,10 @@ func tracesByRequest(t *testing.T, spans []otlptest.Span) map[string]*reqTrace {
 		roots := 0
 		for _, s := range ss {
 			switch s.Name {
-			case spanRoot:
+			case spanname.Root:
 				rt.root = s
 				roots++
-			case spanUpstream:
+			case spanname.Upstream:
 				rt.upstream = s
 			}
 		}
@@ -190,7 +191,7 @@ func tracesByRequest(t *testing.T, spans []otlptest.Span) map[string]*reqTrace {
 			continue
 		}
 		for _, s := range ss {
-			if s.Name != spanRoot && s.ParentIDHex() != rt.root.SpanIDHex() {
+			if s.Name != spanname.Root && s.ParentIDHex() != rt.root.SpanIDHex() {
 				t.Errorf("trace %s: %s has parent %s, want the root %s", tid, s.Name, s.ParentIDHex(), rt.root.SpanIDHex())
 			}
 		}
@@ -208,7 +209,7 @@ func tracesByRequest(t *testing.T, spans []otlptest.Span) map[string]*reqTrace {
 func wantInjected(t *testing.T, up map[string][]string, id string, rt *reqTrace) {
 	t.Helper()
 	if rt.upstream.Span == nil {
-		t.Errorf("%s: no %s span", id, spanUpstream)
+		t.Errorf("%s: no %s span", id, spanname.Upstream)
 		return
 	}
 	want := traceparent(rt.upstream.TraceIDHex(), rt.upstream.SpanIDHex(), "01")
@@ -259,7 +260,7 @@ func TestTraceContextPropagation(t *testing.T) {
 	k.chat(t, "tp-unsampled", map[string]string{"traceparent": traceparent(unsampledTrace, callerSpan, "00")})
 
 	sampled := 4 + len(invalid)
-	traces := tracesByRequest(t, waitSpans(t, recv, 9*sampled))
+	traces := tracesByRequest(t, waitSpans(t, recv, s.metricsAddr, 9*sampled))
 	if len(traces) != sampled {
 		t.Fatalf("%d traces, want %d (one per sampled request)", len(traces), sampled)
 	}
@@ -330,7 +331,7 @@ func TestTraceContextParentBased(t *testing.T) {
 
 	k.chat(t, "pb-own", nil)
 	k.chat(t, "pb-sampled", map[string]string{"traceparent": traceparent(callerTrace, callerSpan, "01")})
-	traces := tracesByRequest(t, waitSpans(t, recv, 9))
+	traces := tracesByRequest(t, waitSpans(t, recv, s.metricsAddr, 9))
 	rt := traces["pb-sampled"]
 	if len(traces) != 1 || rt == nil {
 		t.Fatalf("traces %v, want only pb-sampled's", mapKeys(traces))
@@ -367,7 +368,7 @@ func TestTraceContextWarmConnection(t *testing.T) {
 	k.chat(t, "warm-after-1", map[string]string{"traceparent": traceparent(callerTrace, callerSpan, "01")})
 	k.chat(t, "warm-after-2", nil)
 
-	traces := tracesByRequest(t, waitSpans(t, recv, 18))
+	traces := tracesByRequest(t, waitSpans(t, recv, s.metricsAddr, 18))
 	up := upstreamHeaders(t, s)
 	if got := up["warm-before"]; len(got) != 0 {
 		t.Errorf("warm-before: model server got traceparent %q before the agent attached, want none", got)

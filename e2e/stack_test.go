@@ -14,10 +14,11 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/routerscope/routerscope/internal/testenv"
 )
 
 // binaries are built once per test binary run by TestMain.
@@ -65,21 +66,12 @@ func repoRoot() string {
 type proc struct {
 	name string
 	cmd  *exec.Cmd
-	mu   sync.Mutex
-	out  bytes.Buffer
+	out  testenv.Buffer
 	done chan struct{}
-}
-
-func (p *proc) Write(b []byte) (int, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.out.Write(b)
 }
 
 // Output returns everything the process printed so far.
 func (p *proc) Output() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
 	return p.out.String()
 }
 
@@ -90,7 +82,7 @@ func start(t *testing.T, name string, env []string, args ...string) *proc {
 	p := &proc{name: name, done: make(chan struct{})}
 	p.cmd = exec.Command(args[0], args[1:]...)
 	p.cmd.Env = append(os.Environ(), env...)
-	p.cmd.Stdout, p.cmd.Stderr = p, p
+	p.cmd.Stdout, p.cmd.Stderr = &p.out, &p.out
 	p.cmd.Dir = repoRoot()
 	if err := p.cmd.Start(); err != nil {
 		t.Fatalf("start %s: %v", name, err)
@@ -149,6 +141,8 @@ var listenRE = regexp.MustCompile(`"listen":"([^"]+)"`)
 type stack struct {
 	fakellm, router, agent *proc
 	routerAddr, llmAddr    string
+	// metricsAddr is the agent's /metrics listener (see waitDelivered).
+	metricsAddr string
 }
 
 // startBackends starts fakellm and the router on ephemeral loopback ports.
@@ -194,13 +188,14 @@ routerscope:
 
 var attachedRE = regexp.MustCompile(`"msg":"attached"`)
 
-// attachAgent starts the agent on the router's PID and waits until it has
-// attached.
+// attachAgent starts the agent on the router's PID, serving /metrics on
+// an ephemeral port, and waits until it has attached.
 func (s *stack) attachAgent(t *testing.T, configPath string, extra ...string) {
 	t.Helper()
 	args := append([]string{bins.agentBin, "run", "--pid", fmt.Sprint(s.router.cmd.Process.Pid),
-		"--config", configPath, "--log-format", "json", "--metrics-listen", ""}, extra...)
+		"--config", configPath, "--log-format", "json", "--metrics-listen", "127.0.0.1:0"}, extra...)
 	s.agent = start(t, "routerscope", nil, args...)
+	s.metricsAddr = s.agent.waitFor(t, metricsAddrRE, 30*time.Second)
 	s.agent.waitFor(t, attachedRE, 60*time.Second)
 }
 

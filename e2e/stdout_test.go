@@ -11,11 +11,11 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/routerscope/routerscope/internal/spanname"
 	"github.com/routerscope/routerscope/internal/testenv"
 )
 
@@ -41,13 +41,13 @@ func TestStdoutExporterGuideConfig(t *testing.T) {
 	if err := os.WriteFile(cfg, []byte(guide), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	var stdout lockedBuffer
+	var stdout testenv.Buffer
 	agent := &proc{name: "routerscope", done: make(chan struct{})}
 	agent.cmd = exec.Command(bins.agentBin, "run", "--pid", fmt.Sprint(s.router.cmd.Process.Pid),
 		"--probes", filepath.Join(repoRoot(), "config/probes/semantic-router.yaml"),
 		"--log-format", "json", "--metrics-listen", "")
 	agent.cmd.Env = append(os.Environ(), "CONFIG_PATH="+cfg)
-	agent.cmd.Stdout, agent.cmd.Stderr = &stdout, agent
+	agent.cmd.Stdout, agent.cmd.Stderr = &stdout, &agent.out
 	if err := agent.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -62,7 +62,7 @@ func TestStdoutExporterGuideConfig(t *testing.T) {
 	// The root returns just after the answer, and the exporter prints a
 	// batch at most export.batch_timeout (5s by default) later: wait for the
 	// root span on stdout, the last of the request's spans to end.
-	rootRE := regexp.MustCompile(`"Name":\s*"` + regexp.QuoteMeta(spanRoot) + `"`)
+	rootRE := regexp.MustCompile(`"Name":\s*"` + regexp.QuoteMeta(spanname.Root) + `"`)
 	deadline := time.Now().Add(30 * time.Second)
 	for !rootRE.MatchString(stdout.String()) {
 		if time.Now().After(deadline) {
@@ -118,7 +118,7 @@ func TestStdoutExporterGuideConfig(t *testing.T) {
 	}
 	var root *span
 	for i := range spans {
-		if spans[i].Name == spanRoot {
+		if spans[i].Name == spanname.Root {
 			root = &spans[i]
 		}
 	}
@@ -134,7 +134,7 @@ func TestStdoutExporterGuideConfig(t *testing.T) {
 		if sp.SpanContext.TraceID != root.SpanContext.TraceID {
 			t.Errorf("%s is in trace %s, not the root's %s", sp.Name, sp.SpanContext.TraceID, root.SpanContext.TraceID)
 		}
-		if sp.Name != spanRoot && sp.Parent.SpanID != root.SpanContext.SpanID {
+		if sp.Name != spanname.Root && sp.Parent.SpanID != root.SpanContext.SpanID {
 			t.Errorf("%s: parent %s, want the root %s", sp.Name, sp.Parent.SpanID, root.SpanContext.SpanID)
 		}
 		if svc := find(sp.Resource, "service.name"); svc != "vllm-semantic-router-dev" {
@@ -150,7 +150,7 @@ func TestStdoutExporterGuideConfig(t *testing.T) {
 		}
 	}
 	for _, sp := range spans {
-		if sp.Name == spanClassify {
+		if sp.Name == spanname.Classify {
 			if c := find(sp.Attributes, "category.name"); c != "math" {
 				t.Errorf("classification category.name = %v", c)
 			}
@@ -159,29 +159,4 @@ func TestStdoutExporterGuideConfig(t *testing.T) {
 	if strings.Contains(stdout.String(), `"level"`) {
 		t.Errorf("log lines leaked into stdout")
 	}
-}
-
-// lockedBuffer is a bytes.Buffer a child process writes while the test
-// reads it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-func (l *lockedBuffer) Bytes() []byte {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return bytes.Clone(l.b.Bytes())
 }

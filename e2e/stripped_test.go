@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/routerscope/routerscope/internal/spanname"
 	"github.com/routerscope/routerscope/internal/testenv"
 )
 
@@ -19,12 +20,7 @@ import (
 func TestStrippedRouter(t *testing.T) {
 	testenv.RequireBPF(t, "the end-to-end eBPF test")
 	dir := t.TempDir()
-	sw := filepath.Join(dir, "router-sw")
-	build := exec.Command("go", "build", "-ldflags=-s -w", "-o", sw, "./cmd/router")
-	build.Dir = repoRoot()
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build router -s -w: %v\n%s", err, out)
-	}
+	sw := testenv.GoBuild(t, testenv.Build{Pkg: "./cmd/router", Out: filepath.Join(dir, "router-sw"), Dir: repoRoot(), Flags: []string{"-ldflags=-s -w"}})
 	stripped := filepath.Join(dir, "router-stripped")
 	data, err := os.ReadFile(bins.router)
 	if err != nil {
@@ -84,7 +80,7 @@ func TestStrippedRouter(t *testing.T) {
 			for _, r := range reqs {
 				resps[r.ID] = s.send(t, r)
 			}
-			trees := byRequestID(t, buildTrees(t, waitSpans(t, recv, 18)))
+			trees := byRequestID(t, buildTrees(t, waitSpans(t, recv, s.metricsAddr, 18)))
 			for _, r := range reqs {
 				tr, ok := trees[r.ID]
 				if !ok {
@@ -96,7 +92,7 @@ func TestStrippedRouter(t *testing.T) {
 				checkFull(t, s, tr, resps[r.ID], false)
 			}
 			if tr := trees["req-math"]; tr != nil {
-				wantStr(t, tr.child(t, spanClassify), "category.name", "math")
+				wantStr(t, tr.child(t, spanname.Classify), "category.name", "math")
 			}
 		})
 	}

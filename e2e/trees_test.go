@@ -10,27 +10,15 @@ import (
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 
 	"github.com/routerscope/routerscope/internal/otlptest"
-)
-
-// The guide's span names.
-const (
-	spanRoot      = "semantic_router.request.received"
-	spanClassify  = "semantic_router.classification"
-	spanPII       = "semantic_router.security.pii_detection"
-	spanJailbreak = "semantic_router.security.jailbreak_detection"
-	spanCache     = "semantic_router.cache.lookup"
-	spanRouting   = "semantic_router.routing.decision"
-	spanBackend   = "semantic_router.backend.selection"
-	spanInject    = "semantic_router.system_prompt.injection"
-	spanUpstream  = "semantic_router.upstream.request"
+	"github.com/routerscope/routerscope/internal/spanname"
 )
 
 // Which stage spans each kind of request produces, in call order.
 var (
-	stagesFull      = []string{spanClassify, spanPII, spanJailbreak, spanCache, spanRouting, spanBackend, spanInject, spanUpstream}
-	stagesPII       = []string{spanClassify, spanPII}
-	stagesJailbreak = []string{spanClassify, spanPII, spanJailbreak}
-	stagesCacheHit  = []string{spanClassify, spanPII, spanJailbreak, spanCache}
+	stagesFull      = []string{spanname.Classify, spanname.PII, spanname.Jailbreak, spanname.Cache, spanname.Routing, spanname.Backend, spanname.Inject, spanname.Upstream}
+	stagesPII       = []string{spanname.Classify, spanname.PII}
+	stagesJailbreak = []string{spanname.Classify, spanname.PII, spanname.Jailbreak}
+	stagesCacheHit  = []string{spanname.Classify, spanname.PII, spanname.Jailbreak, spanname.Cache}
 )
 
 // tree is one trace: its root and its children by name.
@@ -70,8 +58,8 @@ func buildTrees(t *testing.T, spans []otlptest.Span) map[string]*tree {
 			continue
 		}
 		tr.root = roots[0]
-		if tr.root.Name != spanRoot {
-			t.Errorf("trace %s: root is %q, want %q", tid, tr.root.Name, spanRoot)
+		if tr.root.Name != spanname.Root {
+			t.Errorf("trace %s: root is %q, want %q", tid, tr.root.Name, spanname.Root)
 		}
 		for _, s := range ss {
 			if s.SpanIDHex() == tr.root.SpanIDHex() {

@@ -47,7 +47,9 @@ func TestInvalidUTF8Request(t *testing.T) {
 	for len(buildTreesQuiet(recv.Spans())) < n && time.Now().Before(deadline) {
 		time.Sleep(200 * time.Millisecond)
 	}
-	time.Sleep(1500 * time.Millisecond)
+	// The roots end last: once they are here, the rest of each tree was
+	// exported with or before them.
+	waitDelivered(t, recv, s.metricsAddr)
 	spans := recv.Spans()
 	trees := buildTrees(t, spans)
 	if len(trees) != n {

@@ -3,9 +3,7 @@ package probes
 import (
 	"errors"
 	"fmt"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -17,14 +15,7 @@ import (
 // arm64Fixture cross-builds the fixture for linux/arm64 once per test run.
 func arm64Fixture(t *testing.T) *Binary {
 	t.Helper()
-	out := filepath.Join(fixtureDir, "arm64")
-	if _, err := os.Stat(out); err != nil {
-		cmd := exec.Command("go", "build", "-o", out, "./testdata/fixture")
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOARCH=arm64", "GOOS=linux")
-		if msg, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("build arm64 fixture: %v\n%s", err, msg)
-		}
-	}
+	out := fixtureBuild(t, "arm64", testenv.Build{Pkg: "./testdata/fixture", Env: []string{"CGO_ENABLED=0", "GOARCH=arm64", "GOOS=linux"}})
 	b, err := OpenBinary(out)
 	if err != nil {
 		t.Fatal(err)

@@ -541,9 +541,7 @@ func (t *Tracer) Stats() Stats {
 		} else {
 			var perCPU []bpf.CaptureProbeCounters
 			if err := t.c.maps.Counters.Lookup(bpf.CaptureCounterKey{Tgid: uint32(t.pid), ProbeId: gid}, &perCPU); err == nil {
-				for _, c := range perCPU {
-					addCounters(&ps, c)
-				}
+				addCounters(&ps, sumPerCPU(perCPU))
 			}
 		}
 		s.Probes = append(s.Probes, ps)
@@ -562,15 +560,7 @@ func (t *Tracer) sumCounters() map[uint32]bpf.CaptureProbeCounters {
 			continue
 		}
 		sum := out[k.ProbeId]
-		for _, c := range perCPU {
-			sum.Entries += c.Entries
-			sum.Returns += c.Returns
-			sum.Abandoned += c.Abandoned
-			sum.Emitted += c.Emitted
-			sum.Overflow += c.Overflow
-			sum.Unmatched += c.Unmatched
-			sum.Skipped += c.Skipped
-		}
+		addPerCPU(&sum, perCPU)
 		out[k.ProbeId] = sum
 	}
 	return out

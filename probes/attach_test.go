@@ -277,12 +277,7 @@ func TestCaptureStackGrowth(t *testing.T) {
 }
 
 func TestCaptureSamplingRatioZero(t *testing.T) {
-	testenv.RequireBPF(t, "attaching the capture programs")
-	bin := tracedBinary(t)
-	s := newProbeSet(t, bin)
-	fib := s.add("main.fib")
-	s.add("main.mark")
-	proc := startTraced(t, bin)
+	s, fib, proc := fibAndMark(t)
 	tr, err := Attach(t.Context(), s.program(), proc.cmd.Process.Pid, Options{SampleRatio: Ratio(0)})
 	if err != nil {
 		t.Fatal(err)
@@ -381,12 +376,7 @@ func TestCaptureFailedAttachUndoes(t *testing.T) {
 }
 
 func TestCaptureLostEvents(t *testing.T) {
-	testenv.RequireBPF(t, "attaching the capture programs")
-	bin := tracedBinary(t)
-	s := newProbeSet(t, bin)
-	fib := s.add("main.fib")
-	s.add("main.mark")
-	proc := startTraced(t, bin)
+	s, fib, proc := fibAndMark(t)
 	// One page holds some 46 records of 88 bytes (8 of ring header and an
 	// 80-byte span without values): the Capture's reader moves records
 	// into the Tracer's queue (tracerQueue) and then waits, since nothing
@@ -501,4 +491,16 @@ func TestCaptureDeclaredParent(t *testing.T) {
 			t.Errorf("risky's parent is %x, want guard's span %x\n%s", e.ParentSpanID, evs[0].SpanID, summary(evs))
 		}
 	}
+}
+
+// fibAndMark starts the traced fixture with probes on main.fib and
+// main.mark, not attached yet.
+func fibAndMark(t *testing.T) (*probeSet, *Resolved, *traced) {
+	t.Helper()
+	testenv.RequireBPF(t, "attaching the capture programs")
+	bin := tracedBinary(t)
+	s := newProbeSet(t, bin)
+	fib := s.add("main.fib")
+	s.add("main.mark")
+	return s, fib, startTraced(t, bin)
 }

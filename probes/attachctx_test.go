@@ -43,11 +43,7 @@ func TestAttachStopsWhenContextIsDone(t *testing.T) {
 	bin := tracedBinary(t)
 	proc := startTraced(t, bin)
 	for _, perf := range []bool{false, true} {
-		c, err := NewCapture(CaptureOptions{PerfEventLinks: perf})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { c.Close() })
+		c := newTestCapture(t, CaptureOptions{PerfEventLinks: perf})
 		t.Run(c.mode.String(), func(t *testing.T) {
 			s := newProbeSet(t, bin)
 			s.add("main.work")

@@ -21,13 +21,7 @@ import (
 // run-time statistics give each capture program's own cost per hit
 // (entry-ns/hit, return-ns/hit), apart from the trap around it.
 func BenchmarkUprobeCall(b *testing.B) {
-	testenv.RequireBPF(b, "attaching the capture programs")
-	stats, err := ebpf.EnableStats(uint32(unix.BPF_STATS_RUN_TIME))
-	if err != nil {
-		b.Fatalf("enable BPF run-time statistics: %v", err)
-	}
-	defer stats.Close()
-	bin := tracedBinary(b)
+	bin := runTimeStatsFixture(b)
 	for _, c := range []struct {
 		name      string
 		attach    bool
@@ -44,7 +38,7 @@ func BenchmarkUprobeCall(b *testing.B) {
 		b.Run(c.name, func(b *testing.B) {
 			proc := startTraced(b, bin)
 			var tr *Tracer
-			var wg sync.WaitGroup
+			var drained func()
 			if c.attach {
 				s := newProbeSet(b, bin)
 				w := s.add("main.work")
@@ -54,29 +48,53 @@ func BenchmarkUprobeCall(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					for {
-						if _, err := tr.Read(context.Background()); errors.Is(err, ErrClosed) {
-							return
-						}
-					}
-				}()
+				drained = drain(tr)
 			}
 			b.ResetTimer()
 			proc.do(b, fmt.Sprintf("loop %d", b.N))
 			b.StopTimer()
 			if tr != nil {
-				st := tr.Stats()
-				b.ReportMetric(float64(st.Lost), "lost")
-				reportRunTime(b, tr.c.progs.entry, "entry-ns/hit")
-				reportRunTime(b, tr.c.progs.ret, "return-ns/hit")
+				reportTracer(b, tr)
 				tr.Close()
-				wg.Wait()
+				drained()
 			}
 		})
 	}
+}
+
+// runTimeStatsFixture gates a benchmark on root, turns the kernel's BPF
+// run-time statistics on until it ends, and returns the traced fixture.
+func runTimeStatsFixture(b *testing.B) string {
+	b.Helper()
+	testenv.RequireBPF(b, "attaching the capture programs")
+	stats, err := ebpf.EnableStats(uint32(unix.BPF_STATS_RUN_TIME))
+	if err != nil {
+		b.Fatalf("enable BPF run-time statistics: %v", err)
+	}
+	b.Cleanup(func() { stats.Close() })
+	return tracedBinary(b)
+}
+
+// drain reads and drops tr's events until it is closed; the function it
+// returns waits for the reader to end.
+func drain(tr *Tracer) (wait func()) {
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			if _, err := tr.Read(context.Background()); errors.Is(err, ErrClosed) {
+				return
+			}
+		}
+	})
+	return wg.Wait
+}
+
+// reportTracer reports the events lost and the entry and return
+// programs' run time per hit.
+func reportTracer(b *testing.B, tr *Tracer) {
+	b.ReportMetric(float64(tr.Stats().Lost), "lost")
+	reportRunTime(b, tr.c.progs.entry, "entry-ns/hit")
+	reportRunTime(b, tr.c.progs.ret, "return-ns/hit")
 }
 
 // reportRunTime reports a program's average run time per hit from the
@@ -97,13 +115,7 @@ func reportRunTime(b *testing.B, p *ebpf.Program, unit string) {
 // early exit. entry-ns/hit and return-ns/hit are the programs' own cost
 // per hit, averaged over the root and the calls under it.
 func BenchmarkNestedTrace(b *testing.B) {
-	testenv.RequireBPF(b, "attaching the capture programs")
-	stats, err := ebpf.EnableStats(uint32(unix.BPF_STATS_RUN_TIME))
-	if err != nil {
-		b.Fatalf("enable BPF run-time statistics: %v", err)
-	}
-	defer stats.Close()
-	bin := tracedBinary(b)
+	bin := runTimeStatsFixture(b)
 	for _, c := range []struct {
 		name  string
 		ratio *float64
@@ -118,27 +130,15 @@ func BenchmarkNestedTrace(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			var wg sync.WaitGroup
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for {
-					if _, err := tr.Read(context.Background()); errors.Is(err, ErrClosed) {
-						return
-					}
-				}
-			}()
+			drained := drain(tr)
 			b.ResetTimer()
 			for b.Loop() {
 				proc.do(b, "fib 12")
 			}
 			b.StopTimer()
-			st := tr.Stats()
-			b.ReportMetric(float64(st.Lost), "lost")
-			reportRunTime(b, tr.c.progs.entry, "entry-ns/hit")
-			reportRunTime(b, tr.c.progs.ret, "return-ns/hit")
+			reportTracer(b, tr)
 			tr.Close()
-			wg.Wait()
+			drained()
 		})
 	}
 }

@@ -29,11 +29,7 @@ func TestCaptureSixtyFourProcesses(t *testing.T) {
 	classify := s.add("main.classify")
 	classify.Entry = []Fetch{{Attr: 0, Kind: KindString, Loc: inRegs(RegRAX, RegRBX)}}
 	prog := s.program()
-	c, err := NewCapture(CaptureOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := newTestCapture(t, CaptureOptions{})
 	// Load the injector as a router's attach would (the fixture has no
 	// net/http), without a cgroup, so its maps are measured too.
 	inj, err := newInjector(c.maps.InjectTids, c.maps.TraceStates, c.sizes)

@@ -3,9 +3,6 @@ package probes
 import (
 	"context"
 	"fmt"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -40,16 +37,8 @@ func (p *traced) sendCommand(command string) error {
 // then have the same g addresses, as they do in routers built with older Go.
 func tracedFixedHeap(t testing.TB) string {
 	t.Helper()
-	out := filepath.Join(fixtureDir, "traced-fixedheap")
-	if _, err := os.Stat(out); err == nil {
-		return out
-	}
-	cmd := exec.Command("go", "build", "-o", out, "./testdata/traced")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOEXPERIMENT=norandomizedheapbase64")
-	if msg, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("build testdata/traced with a fixed heap base: %v\n%s", err, msg)
-	}
-	return out
+	return fixtureBuild(t, "traced-fixedheap", testenv.Build{Pkg: "./testdata/traced",
+		Env: []string{"CGO_ENABLED=0", "GOEXPERIMENT=norandomizedheapbase64"}})
 }
 
 // TestCaptureSharedByProcesses: one Capture serves several processes of one
@@ -63,11 +52,7 @@ func TestCaptureSharedByProcesses(t *testing.T) {
 	s := newProbeSet(t, bin)
 	fib := s.add("main.fib")
 	prog := s.program()
-	c, err := NewCapture(CaptureOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := newTestCapture(t, CaptureOptions{})
 
 	const n, runs, depth = 4, 3, 10
 	want := runs * fibCalls(depth)

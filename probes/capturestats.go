@@ -153,9 +153,7 @@ func (c *Capture) Stats() CaptureStats {
 		if o.t.attached.Load() {
 			ps.Uprobes = o.t.uprobes[o.id]
 		}
-		for _, pc := range perCPU {
-			addCounters(&ps.ProbeStats, pc)
-		}
+		addCounters(&ps.ProbeStats, sumPerCPU(perCPU))
 		s.Probes = append(s.Probes, ps)
 	}
 	sort.Slice(s.Probes, func(i, j int) bool {
@@ -238,13 +236,12 @@ func (c *Capture) countEntries(name string) int {
 
 // addPropCounters sums the per-CPU uprobe-side propagation counters.
 func addPropCounters(s *PropagationStats, perCPU []bpf.CapturePropagationCounters) {
-	for _, c := range perCPU {
-		s.Extracted += c.Extracted
-		s.Invalid += c.Invalid
-		s.Consumed += c.Consumed
-		s.Recorded += c.Recorded
-		s.Armed += c.Handed
-		s.Duplicates += c.Duplicate
-		s.StatesDropped += c.TsDropped
-	}
+	c := sumPerCPU(perCPU)
+	s.Extracted += c.Extracted
+	s.Invalid += c.Invalid
+	s.Consumed += c.Consumed
+	s.Recorded += c.Recorded
+	s.Armed += c.Handed
+	s.Duplicates += c.Duplicate
+	s.StatesDropped += c.TsDropped
 }

@@ -50,11 +50,7 @@ func TestCaptureChurn(t *testing.T) {
 	s := newProbeSet(t, bin)
 	fib := s.add("main.fib")
 	prog := s.program()
-	c, err := NewCapture(CaptureOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := newTestCapture(t, CaptureOptions{})
 	// A first attach loads what the Capture loads once (the propagation
 	// programs); the count starts after it.
 	warm := startTraced(t, bin)

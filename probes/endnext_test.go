@@ -59,17 +59,7 @@ func TestCaptureEndNext(t *testing.T) {
 	testenv.RequireBPF(t, "attaching the capture programs")
 	bin := tracedBinary(t)
 	for _, next := range []bool{true, false} {
-		s := newProbeSet(t, bin)
-		s.add("main.pipeline")
-		s1 := s.add("main.stage1")
-		s2 := s.add("main.stage2")
-		// stage(st *Stages, n int): st in RAX; Stages is {First int;
-		// Second string; Err error}.
-		for _, p := range []*Resolved{s1, s2} {
-			p.EndNext, p.EndFromEntry = next, true
-		}
-		s1.Return = []Fetch{{Attr: 0, Kind: KindInt, Size: 8, Loc: inMem(RegRAX, 0)}}
-		s2.Return = []Fetch{{Attr: 0, Kind: KindString, Loc: inMem(RegRAX, 8)}}
+		s, s1, s2 := pipelineProbes(t, bin, next)
 		s2.Error = &Fetch{Attr: AttrErrorRule, Kind: KindError, Loc: inMem(RegRAX, 24)}
 		ss := attachSession(t, s, startTraced(t, bin), DefaultOptions())
 		st := ss.tr.Stats()
@@ -189,15 +179,7 @@ func TestCaptureEndNextStackMoved(t *testing.T) {
 	testenv.RequireBPF(t, "attaching the capture programs")
 	bin := tracedBinary(t)
 	for _, next := range []bool{true, false} {
-		s := newProbeSet(t, bin)
-		s.add("main.pipeline")
-		s1 := s.add("main.stage1")
-		s2 := s.add("main.stage2")
-		for _, p := range []*Resolved{s1, s2} {
-			p.EndNext, p.EndFromEntry = next, true
-		}
-		s1.Return = []Fetch{{Attr: 0, Kind: KindInt, Size: 8, Loc: inMem(RegRAX, 0)}}
-		s2.Return = []Fetch{{Attr: 0, Kind: KindString, Loc: inMem(RegRAX, 8)}}
+		s, _, _ := pipelineProbes(t, bin, next)
 		ss := attachSession(t, s, startTraced(t, bin), DefaultOptions())
 		for _, n := range []int{3, 7} {
 			evs := ss.run("pipeline-grow " + strconv.Itoa(n))
@@ -213,4 +195,22 @@ func TestCaptureEndNextStackMoved(t *testing.T) {
 		}
 		ss.tr.Close()
 	}
+}
+
+// pipelineProbes probes main.pipeline and its two stages, whose ends are
+// read through the state pointer taken at entry: at the next sibling's
+// start (next) or at the stage's own RETs. stage(st *Stages, n int): st in
+// RAX; Stages is {First int; Second string; Err error}.
+func pipelineProbes(t *testing.T, bin string, next bool) (s *probeSet, s1, s2 *Resolved) {
+	t.Helper()
+	s = newProbeSet(t, bin)
+	s.add("main.pipeline")
+	s1 = s.add("main.stage1")
+	s2 = s.add("main.stage2")
+	for _, p := range []*Resolved{s1, s2} {
+		p.EndNext, p.EndFromEntry = next, true
+	}
+	s1.Return = []Fetch{{Attr: 0, Kind: KindInt, Size: 8, Loc: inMem(RegRAX, 0)}}
+	s2.Return = []Fetch{{Attr: 0, Kind: KindString, Loc: inMem(RegRAX, 8)}}
+	return s, s1, s2
 }

@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"github.com/cilium/ebpf/rlimit"
+
+	"github.com/routerscope/routerscope/internal/testenv"
 )
 
 // fixtureVariant is one way of building the fixture program.
@@ -47,16 +49,19 @@ func TestMain(m *testing.M) {
 // fixtureBinary builds the fixture once per variant and test run.
 func fixtureBinary(t testing.TB, v fixtureVariant) string {
 	t.Helper()
-	out := filepath.Join(fixtureDir, string(v))
-	if _, err := os.Stat(out); err == nil {
-		return out
+	return fixtureBuild(t, string(v), testenv.Build{Pkg: "./testdata/fixture", Flags: []string{"-ldflags=" + variantFlags[v]},
+		Env: []string{"CGO_ENABLED=0", "GOARCH=amd64", "GOOS=linux"}})
+}
+
+// fixtureBuild builds b into fixtureDir/name once per test run (b.Out is
+// set here), and returns the file.
+func fixtureBuild(t testing.TB, name string, b testenv.Build) string {
+	t.Helper()
+	b.Out = filepath.Join(fixtureDir, name)
+	if _, err := os.Stat(b.Out); err == nil {
+		return b.Out
 	}
-	cmd := exec.Command("go", "build", "-o", out, "-ldflags="+variantFlags[v], "./testdata/fixture")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOARCH=amd64", "GOOS=linux")
-	if msg, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("build fixture (%s): %v\n%s", v, err, msg)
-	}
-	return out
+	return testenv.GoBuild(t, b)
 }
 
 // openFixture opens a fixture build, closed when the test ends.

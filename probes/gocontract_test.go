@@ -2,9 +2,6 @@ package probes
 
 import (
 	"errors"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -35,19 +32,11 @@ func buildNetHTTP(t *testing.T, toolchain string) string {
 	if toolchain != "" {
 		name += "-" + toolchain
 	}
-	out := filepath.Join(fixtureDir, name)
-	if _, err := os.Stat(out); err == nil {
-		return out
-	}
-	cmd := exec.Command("go", "build", "-o", out, "./testdata/nethttp")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	env := []string{"CGO_ENABLED=0"}
 	if toolchain != "" {
-		cmd.Env = append(cmd.Env, "GOTOOLCHAIN="+toolchain)
+		env = append(env, "GOTOOLCHAIN="+toolchain)
 	}
-	if msg, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("build testdata/nethttp with %q: %v\n%s", toolchain, err, msg)
-	}
-	return out
+	return fixtureBuild(t, name, testenv.Build{Pkg: "./testdata/nethttp", Env: env})
 }
 
 // TestPartsVerifiedReleases: on binaries built with each verified release

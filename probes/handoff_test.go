@@ -3,9 +3,6 @@ package probes
 import (
 	"context"
 	"fmt"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -181,12 +178,8 @@ func TestHandOffUnsampled(t *testing.T) {
 // with Go 1.27, the second release runtime.newproc1's probe is verified on.
 func TestHandOffGo127(t *testing.T) {
 	testenv.RequireBPF(t, "attaching the capture programs")
-	bin := filepath.Join(fixtureDir, "traced-go1.27")
-	cmd := exec.Command("go", "build", "-o", bin, "./testdata/traced")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOTOOLCHAIN=go1.27.3")
-	if msg, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("build testdata/traced with Go 1.27 (needs the Go module proxy once): %v\n%s", err, msg)
-	}
+	// GOTOOLCHAIN fetches Go 1.27 through the module proxy once.
+	bin := fixtureBuild(t, "traced-go1.27", testenv.Build{Pkg: "./testdata/traced", Env: []string{"CGO_ENABLED=0", "GOTOOLCHAIN=go1.27.3"}})
 	b, err := OpenBinary(bin)
 	if err != nil {
 		t.Fatal(err)

@@ -1,15 +1,14 @@
 package probes
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
+	"github.com/prometheus/procfs"
 
 	"github.com/routerscope/routerscope/bpf"
 )
@@ -189,17 +188,16 @@ func (inj *injector) addStats(s *PropagationStats) {
 	if err := inj.objs.InjectCounters.Lookup(uint32(0), &perCPU); err != nil {
 		return
 	}
-	for _, c := range perCPU {
-		s.Injected += c.Injected
-		s.NotHTTP += c.NotHttp
-		s.PushErrors += c.PushError
-		s.Sockets += c.Sockets
-		s.Stale += c.Stale
-		s.Undone += c.Undone
-		s.Dropped += c.Dropped
-		s.Replaced += c.Replaced
-		s.Kept += c.Kept
-	}
+	c := sumPerCPU(perCPU)
+	s.Injected += c.Injected
+	s.NotHTTP += c.NotHttp
+	s.PushErrors += c.PushError
+	s.Sockets += c.Sockets
+	s.Stale += c.Stale
+	s.Undone += c.Undone
+	s.Dropped += c.Dropped
+	s.Replaced += c.Replaced
+	s.Kept += c.Kept
 }
 
 // targetCgroup returns the cgroup v2 directory of pid (pid 0: the root of
@@ -212,42 +210,45 @@ func targetCgroup(pid int) (string, error) {
 	if pid == 0 {
 		return root, nil
 	}
-	f, err := os.Open(fmt.Sprintf("/proc/%d/cgroup", pid))
+	cgroups, err := readCgroups(pid)
 	if err != nil {
 		return "", fmt.Errorf("read the cgroup of pid %d: %w", pid, err)
 	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
+	for _, cg := range cgroups {
 		// The cgroup v2 line is "0::/path" (cgroups(7)).
-		if rel, ok := strings.CutPrefix(sc.Text(), "0::"); ok {
-			dir := filepath.Join(root, filepath.Clean("/"+rel))
+		if cg.HierarchyID == 0 && len(cg.Controllers) == 0 {
+			dir := filepath.Join(root, filepath.Clean("/"+cg.Path))
 			if _, err := os.Stat(dir); err != nil {
 				return "", fmt.Errorf("cgroup v2 directory of pid %d: %w (set Propagation.Cgroup)", pid, err)
 			}
 			return dir, nil
 		}
 	}
-	if err := sc.Err(); err != nil {
-		return "", fmt.Errorf("read the cgroup of pid %d: %w", pid, err)
-	}
 	// Hybrid hierarchies list a v2 line only when v2 controllers are used;
 	// without one the process is in the v2 root.
 	return root, nil
 }
 
+// readCgroups reads /proc/PID/cgroup.
+func readCgroups(pid int) ([]procfs.Cgroup, error) {
+	p, err := procfs.NewProc(pid)
+	if err != nil {
+		return nil, err
+	}
+	return p.Cgroups()
+}
+
 // cgroup2Mount finds where the cgroup v2 hierarchy is mounted
 // (/sys/fs/cgroup on unified hosts, /sys/fs/cgroup/unified on hybrid ones).
 func cgroup2Mount() (string, error) {
-	data, err := os.ReadFile("/proc/mounts")
+	mounts, err := procfs.GetMounts()
 	if err != nil {
 		return "", fmt.Errorf("find the cgroup v2 mount: %w", err)
 	}
-	for _, line := range strings.Split(string(data), "\n") {
-		f := strings.Fields(line)
-		if len(f) >= 3 && f[2] == "cgroup2" {
-			return f[1], nil
+	for _, m := range mounts {
+		if m.FSType == "cgroup2" {
+			return m.MountPoint, nil
 		}
 	}
-	return "", fmt.Errorf("find the cgroup v2 mount in /proc/mounts: %w (mount one, or turn Propagation.Inject off)", ErrNoCgroup2)
+	return "", fmt.Errorf("find the cgroup v2 mount in /proc/self/mountinfo: %w (mount one, or turn Propagation.Inject off)", ErrNoCgroup2)
 }

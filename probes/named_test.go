@@ -34,19 +34,7 @@ probes:
 // TestResolveNamedBasicTypes: named strings, ints, bools and slices
 // resolve to the kinds, sizes and locations of their underlying types.
 func TestResolveNamedBasicTypes(t *testing.T) {
-	spec, err := ParseSpec([]byte(namedSpec), "named.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := OpenBinary(tracedBinary(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
-	prog, err := Resolve(b, spec)
-	if err != nil {
-		t.Fatalf("resolve named types: %v", err)
-	}
+	prog := resolveYAML(t, tracedBinary(t), namedSpec)
 	p := prog.Probes[0]
 	// named(s WeakString, l Level, f Flag, t Tags, r *NamedReq): s in
 	// RAX,RBX; l RCX; f DI; t RSI,R8,R9; r R10. NamedReq is {Name string;
@@ -81,19 +69,7 @@ func TestResolveNamedBasicTypes(t *testing.T) {
 func TestCaptureNamedBasicTypes(t *testing.T) {
 	testenv.RequireBPF(t, "attaching the capture programs")
 	proc := startTraced(t, tracedBinary(t))
-	spec, err := ParseSpec([]byte(namedSpec), "named.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := OpenBinary(tracedBinary(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
-	prog, err := Resolve(b, spec)
-	if err != nil {
-		t.Fatalf("resolve: %v", err)
-	}
+	prog := resolveYAML(t, tracedBinary(t), namedSpec)
 	tr, err := Attach(t.Context(), prog, proc.cmd.Process.Pid, DefaultOptions())
 	if err != nil {
 		t.Fatalf("attach: %v", err)

@@ -41,6 +41,10 @@ func TestExePathGone(t *testing.T) {
 	// unlikely but possible, so only the content is checked when it fails).
 	_, err := ExePath(cmd.Process.Pid)
 	if err == nil {
+		// Only a pid that a new process took since may answer.
+		if _, serr := os.Stat(filepath.Join("/proc", strconv.Itoa(cmd.Process.Pid))); serr != nil {
+			t.Fatalf("ExePath(reaped pid %d) gave no error, and no process has that pid", cmd.Process.Pid)
+		}
 		t.Skipf("pid %d was reused", cmd.Process.Pid)
 	}
 	if !strings.Contains(err.Error(), "process is gone") {
@@ -98,14 +102,7 @@ func TestExePathDeleted(t *testing.T) {
 	if want := filepath.Join("/proc", strconv.Itoa(cmd.Process.Pid), "exe"); got != want {
 		t.Errorf("ExePath(deleted) = %q, want %q", got, want)
 	}
-	b, err := OpenBinary(got)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
-	if _, err := b.Function("main.Greet"); err != nil {
-		t.Error(err)
-	}
+	checkOpensFixture(t, got)
 }
 
 // TestExePathOtherMountNamespace runs the fixture from a tmpfs mounted only
@@ -131,14 +128,7 @@ func TestExePathOtherMountNamespace(t *testing.T) {
 	if want := filepath.Join("/proc", strconv.Itoa(pid), "root", inside); got != want {
 		t.Errorf("ExePath = %q, want %q", got, want)
 	}
-	b, err := OpenBinary(got)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
-	if _, err := b.Function("main.Greet"); err != nil {
-		t.Error(err)
-	}
+	checkOpensFixture(t, got)
 }
 
 // waitExe waits until process pid has exec'd the binary at path (the
@@ -154,4 +144,18 @@ func waitExe(t *testing.T, pid int, path string) {
 	}
 	target, err := os.Readlink(exe)
 	t.Fatalf("process %d runs %q (%v), not %s after 5s", pid, target, err, path)
+}
+
+// checkOpensFixture checks that path opens as the fixture (its main.Greet
+// resolves).
+func checkOpensFixture(t *testing.T, path string) {
+	t.Helper()
+	b, err := OpenBinary(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if _, err := b.Function("main.Greet"); err != nil {
+		t.Error(err)
+	}
 }

@@ -1,6 +1,7 @@
 package probes
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -47,6 +48,12 @@ func TestPropagationOffWithoutNetHTTP(t *testing.T) {
 func TestTargetCgroup(t *testing.T) {
 	root, err := cgroup2Mount()
 	if err != nil {
+		// Only a machine whose /proc/mounts really lists no cgroup2 may
+		// skip: anything else is cgroup2Mount failing.
+		mounts, rerr := os.ReadFile("/proc/mounts")
+		if !errors.Is(err, ErrNoCgroup2) || rerr != nil || strings.Contains(string(mounts), " cgroup2 ") {
+			t.Fatalf("cgroup2Mount: %v", err)
+		}
 		t.Skipf("no cgroup v2 hierarchy here: %v", err)
 	}
 	if got, err := targetCgroup(0); err != nil || got != root {

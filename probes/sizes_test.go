@@ -37,11 +37,7 @@ func TestCaptureMapSizes(t *testing.T) {
 	if _, err := NewCapture(CaptureOptions{RingBufferBytes: 3000}); !errors.Is(err, ErrInvalidOptions) {
 		t.Errorf("ring of 3000 bytes: %v", err)
 	}
-	c, err := NewCapture(CaptureOptions{RingBufferBytes: 1 << 16, Maps: MapSizes{"stacks": 128, "entry_vals": 64}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := newTestCapture(t, CaptureOptions{RingBufferBytes: 1 << 16, Maps: MapSizes{"stacks": 128, "entry_vals": 64}})
 	maps, err := c.Memory()
 	if err != nil {
 		t.Fatal(err)

@@ -7,11 +7,12 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/routerscope/routerscope/internal/testenv"
 )
 
 // Helpers of the root-gated capture tests: build and drive the traced
@@ -20,16 +21,7 @@ import (
 // tracedBinary builds testdata/traced once per test run.
 func tracedBinary(t testing.TB) string {
 	t.Helper()
-	out := filepath.Join(fixtureDir, "traced")
-	if _, err := os.Stat(out); err == nil {
-		return out
-	}
-	cmd := exec.Command("go", "build", "-o", out, "./testdata/traced")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if msg, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("build testdata/traced: %v\n%s", err, msg)
-	}
-	return out
+	return fixtureBuild(t, "traced", testenv.Build{Pkg: "./testdata/traced", Env: []string{"CGO_ENABLED=0"}})
 }
 
 // traced is a running fixture process.
@@ -202,4 +194,35 @@ func expect(t testing.TB, evs []Event, want ...string) {
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Fatalf("events:\n%s\nwant:\n  %s", summary(evs), strings.Join(want, "\n  "))
 	}
+}
+
+// resolveYAML parses a probe spec and resolves it against the binary at
+// path (closed when the test ends).
+func resolveYAML(t testing.TB, path, yaml string) *Program {
+	t.Helper()
+	spec, err := ParseSpec([]byte(yaml), "test.yaml")
+	if err != nil {
+		t.Fatalf("parse spec: %v", err)
+	}
+	b, err := OpenBinary(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	prog, err := Resolve(b, spec)
+	if err != nil {
+		t.Fatalf("resolve: %v", err)
+	}
+	return prog
+}
+
+// newTestCapture loads a Capture, closed when the test ends.
+func newTestCapture(t testing.TB, opts CaptureOptions) *Capture {
+	t.Helper()
+	c, err := NewCapture(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
 }

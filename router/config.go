@@ -291,6 +291,37 @@ func (c *Config) Validate() error {
 	return nil
 }
 
+// NewFromFile builds a Router as the router commands do: from the config
+// file at path (LoadConfigWithOverrides), returning the config too.
+func NewFromFile(path, listen, backend string) (*Router, *Config, error) {
+	cfg, err := LoadConfigWithOverrides(path, listen, backend)
+	if err != nil {
+		return nil, nil, err
+	}
+	rt, err := New(cfg)
+	return rt, cfg, err
+}
+
+// LoadConfigWithOverrides loads and validates the config file at path,
+// then applies a command line's overrides: listen replaces server.listen,
+// and backend points every endpoint at that host:port (OverrideBackends).
+// An empty override changes nothing.
+func LoadConfigWithOverrides(path, listen, backend string) (*Config, error) {
+	cfg, err := LoadConfig(path)
+	if err != nil {
+		return nil, err
+	}
+	if backend != "" {
+		if err := cfg.OverrideBackends(backend); err != nil {
+			return nil, err
+		}
+	}
+	if listen != "" {
+		cfg.Server.Listen = listen
+	}
+	return cfg, nil
+}
+
 // OverrideBackends points every endpoint at hostport. Tests and the demo
 // use it (flag --backend or ROUTER_BACKEND) to run the shipped config
 // against a fake model server on an ephemeral port.

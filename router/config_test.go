@@ -107,3 +107,40 @@ func TestConfigDefaultsAndOverride(t *testing.T) {
 		}
 	}
 }
+
+// TestLoadConfigWithOverrides: the shipped config with the command line's
+// listen and backend applied; empty overrides keep the file's values.
+func TestLoadConfigWithOverrides(t *testing.T) {
+	path := "../config/router.yaml"
+	plain, err := LoadConfigWithOverrides(path, "", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	file, err := LoadConfig(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if plain.Server.Listen != file.Server.Listen || plain.VLLMEndpoints[0].Address != file.VLLMEndpoints[0].Address ||
+		plain.VLLMEndpoints[0].Port != file.VLLMEndpoints[0].Port {
+		t.Errorf("empty overrides changed the config: %+v %+v", plain.Server, plain.VLLMEndpoints[0])
+	}
+	cfg, err := LoadConfigWithOverrides(path, "127.0.0.1:0", "10.0.0.9:9123")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Server.Listen != "127.0.0.1:0" {
+		t.Errorf("listen %q, want the override", cfg.Server.Listen)
+	}
+	for _, ep := range cfg.VLLMEndpoints {
+		if ep.Address != "10.0.0.9" || ep.Port != 9123 {
+			t.Errorf("endpoint %+v not overridden", ep)
+		}
+	}
+	if _, err := LoadConfigWithOverrides(path, "", "nohost"); !errors.Is(err, ErrInvalidConfig) {
+		t.Errorf("bad backend: %v, want ErrInvalidConfig", err)
+	}
+	rt, withRouter, err := NewFromFile(path, "127.0.0.1:0", "")
+	if err != nil || rt == nil || withRouter.Server.Listen != "127.0.0.1:0" {
+		t.Errorf("NewFromFile: %v, %v, %+v", rt, err, withRouter)
+	}
+}

@@ -6,12 +6,10 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"net"
 	"net/http"
-	"os"
 	"os/signal"
 	"strings"
 	"syscall"
@@ -19,6 +17,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/routerscope/routerscope/internal/service"
 	"github.com/routerscope/routerscope/router/fakellm"
 )
 
@@ -26,21 +25,9 @@ import (
 const (
 	keyListen  = "listen"
 	keyLatency = "latency"
-	keyError   = "error"
 )
 
-func main() {
-	log, err := zap.NewProduction()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "fakellm: create logger:", err)
-		os.Exit(1)
-	}
-	defer func() { _ = log.Sync() }()
-	if err := run(log); err != nil {
-		log.Error("fakellm stopped", zap.String(keyError, err.Error()))
-		os.Exit(1)
-	}
-}
+func main() { service.Main("fakellm", run) }
 
 func run(log *zap.Logger) error {
 	listen := flag.String("listen", "127.0.0.1:8000", "listen address host:port")
@@ -67,19 +54,7 @@ func run(log *zap.Logger) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	hs := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second}
-	errc := make(chan error, 1)
-	go func() { errc <- hs.Serve(ln) }()
-	select {
-	case err := <-errc:
-		return fmt.Errorf("serve on %s: %w", ln.Addr(), err)
-	case <-ctx.Done():
-	}
-	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := hs.Shutdown(sctx); err != nil {
-		return fmt.Errorf("shut down: %w", err)
-	}
-	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+	if err := service.Serve(ctx, hs, ln, 10*time.Second); err != nil {
 		return err
 	}
 	log.Info("fakellm shut down cleanly")

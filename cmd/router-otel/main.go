@@ -16,12 +16,10 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"net"
 	"net/http"
-	"os"
 	"os/signal"
 	"syscall"
 	"time"
@@ -32,6 +30,7 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.uber.org/zap"
 
+	"github.com/routerscope/routerscope/internal/service"
 	"github.com/routerscope/routerscope/router"
 )
 
@@ -42,18 +41,7 @@ const (
 	keyError    = "error"
 )
 
-func main() {
-	log, err := zap.NewProduction()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "router-otel: create logger:", err)
-		os.Exit(1)
-	}
-	defer func() { _ = log.Sync() }()
-	if err := run(log); err != nil {
-		log.Error("router-otel stopped", zap.String(keyError, err.Error()))
-		os.Exit(1)
-	}
-}
+func main() { service.Main("router-otel", run) }
 
 func run(log *zap.Logger) error {
 	configPath := flag.String("config", "config/router.yaml", "router config file")
@@ -62,19 +50,7 @@ func run(log *zap.Logger) error {
 	endpoint := flag.String("otlp-endpoint", "127.0.0.1:4317", "OTLP gRPC receiver host:port (plaintext)")
 	flag.Parse()
 
-	cfg, err := router.LoadConfig(*configPath)
-	if err != nil {
-		return err
-	}
-	if *backend != "" {
-		if err := cfg.OverrideBackends(*backend); err != nil {
-			return err
-		}
-	}
-	if *listen != "" {
-		cfg.Server.Listen = *listen
-	}
-	rt, err := router.New(cfg)
+	rt, cfg, err := router.NewFromFile(*configPath, *listen, *backend)
 	if err != nil {
 		return err
 	}
@@ -105,20 +81,5 @@ func run(log *zap.Logger) error {
 	}
 	srv := &http.Server{Handler: newTraced(rt, tp.Tracer("github.com/routerscope/routerscope/cmd/router-otel")), ReadHeaderTimeout: 10 * time.Second}
 	log.Info("router-otel listening", zap.String(keyListen, ln.Addr().String()), zap.String(keyEndpoint, *endpoint))
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	select {
-	case err := <-errc:
-		return fmt.Errorf("serve on %s: %w", ln.Addr(), err)
-	case <-ctx.Done():
-	}
-	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil {
-		return fmt.Errorf("shut down: %w", err)
-	}
-	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return err
-	}
-	return nil
+	return service.Serve(ctx, srv, ln, 30*time.Second)
 }

@@ -7,19 +7,8 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
-)
 
-// Span names, as in config/probes/semantic-router.yaml.
-const (
-	spanRoot      = "semantic_router.request.received"
-	spanClassify  = "semantic_router.classification"
-	spanPII       = "semantic_router.security.pii_detection"
-	spanJailbreak = "semantic_router.security.jailbreak_detection"
-	spanCache     = "semantic_router.cache.lookup"
-	spanRouting   = "semantic_router.routing.decision"
-	spanBackend   = "semantic_router.backend.selection"
-	spanInject    = "semantic_router.system_prompt.injection"
-	spanUpstream  = "semantic_router.upstream.request"
+	"github.com/routerscope/routerscope/internal/spanname"
 )
 
 // traced wraps the router's handler with OpenTelemetry spans.
@@ -67,7 +56,7 @@ func (t *traced) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	start := time.Now()
-	ctx, root := t.tracer.Start(r.Context(), spanRoot, trace.WithSpanKind(trace.SpanKindServer))
+	ctx, root := t.tracer.Start(r.Context(), spanname.Root, trace.WithSpanKind(trace.SpanKindServer))
 	rec := &recorder{ResponseWriter: w}
 	t.next.ServeHTTP(rec, r.WithContext(ctx))
 
@@ -94,36 +83,36 @@ func (t *traced) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// The stages serveChat ran, in its order: a rejected request (bad
 	// JSON, wrong method) has no category and runs none.
 	if category != "" {
-		end(stage(spanClassify, trace.SpanKindInternal,
+		end(stage(spanname.Classify, trace.SpanKindInternal,
 			attribute.String("category.name", category), attribute.Float64("category.confidence", 0),
 			attribute.String("classifier.type", "hashed-ngram-centroid"), attribute.Int64("classification.time_ms", 0)))
-		end(stage(spanPII, trace.SpanKindInternal,
+		end(stage(spanname.PII, trace.SpanKindInternal,
 			attribute.Bool("pii.detected", piiBlocked), attribute.StringSlice("pii.types", nil),
 			attribute.String("security.action", action(piiBlocked)), attribute.Int64("pii.detection_time_ms", 0)))
 		if !piiBlocked {
-			end(stage(spanJailbreak, trace.SpanKindInternal,
+			end(stage(spanname.Jailbreak, trace.SpanKindInternal,
 				attribute.Bool("jailbreak.detected", jbBlocked), attribute.String("jailbreak.type", ""),
 				attribute.Float64("jailbreak.score", 0), attribute.String("security.action", action(jbBlocked)),
 				attribute.Int64("jailbreak.detection_time_ms", 0)))
 		}
 		if !blocked {
-			end(stage(spanCache, trace.SpanKindInternal,
+			end(stage(spanname.Cache, trace.SpanKindInternal,
 				attribute.Bool("cache.hit", cacheHit), attribute.Float64("cache.threshold", 0.85),
 				attribute.Float64("cache.similarity", 0), attribute.Int64("cache.lookup_time_ms", 0)))
 		}
 		if !blocked && !cacheHit {
-			end(stage(spanRouting, trace.SpanKindInternal,
+			end(stage(spanname.Routing, trace.SpanKindInternal,
 				attribute.String("routing.original_model", "auto"), attribute.String("routing.selected_model", model),
 				attribute.String("model.name", model), attribute.String("routing.strategy", "model_scores"),
 				attribute.String("routing.reason", "category"), attribute.Bool("reasoning.enabled", h.Get("x-vsr-selected-reasoning") == "on"),
 				attribute.String("reasoning.effort", ""), attribute.String("category.name", category)))
-			end(stage(spanBackend, trace.SpanKindInternal,
+			end(stage(spanname.Backend, trace.SpanKindInternal,
 				attribute.String("model.name", model), attribute.String("endpoint.name", h.Get("x-gateway-destination-endpoint")),
 				attribute.String("endpoint.address", h.Get("x-gateway-destination-endpoint"))))
-			end(stage(spanInject, trace.SpanKindInternal,
+			end(stage(spanname.Inject, trace.SpanKindInternal,
 				attribute.String("category.name", category), attribute.Bool("system_prompt.injected", h.Get("x-vsr-injected-system-prompt") == "true"),
 				attribute.String("system_prompt.mode", "")))
-			up := stage(spanUpstream, trace.SpanKindClient,
+			up := stage(spanname.Upstream, trace.SpanKindClient,
 				attribute.Int("http.status_code", rec.status), attribute.String("endpoint.address", h.Get("x-gateway-destination-endpoint")),
 				attribute.String("model.name", model), attribute.Bool("upstream.streamed", false))
 			if failed {

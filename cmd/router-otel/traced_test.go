@@ -11,6 +11,7 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
+	"github.com/routerscope/routerscope/internal/spanname"
 	"github.com/routerscope/routerscope/router"
 	"github.com/routerscope/routerscope/router/fakellm"
 )
@@ -111,9 +112,9 @@ func TestTracedSpans(t *testing.T) {
 	}
 
 	got := trees(t, rec.Ended())
-	forwarded := []string{spanRoot, spanRouting, spanBackend, spanCache, spanClassify, spanJailbreak, spanPII, spanInject, spanUpstream}
+	forwarded := []string{spanname.Root, spanname.Routing, spanname.Backend, spanname.Cache, spanname.Classify, spanname.Jailbreak, spanname.PII, spanname.Inject, spanname.Upstream}
 	sort.Strings(forwarded[1:])
-	cached := []string{spanRoot, spanCache, spanClassify, spanJailbreak, spanPII}
+	cached := []string{spanname.Root, spanname.Cache, spanname.Classify, spanname.Jailbreak, spanname.PII}
 	sort.Strings(cached[1:])
 	want := [][]string{forwarded, cached, forwarded}
 	if len(got) != len(want) {
@@ -125,7 +126,7 @@ func TestTracedSpans(t *testing.T) {
 		}
 	}
 	for _, s := range rec.Ended() {
-		if s.Name() != spanRoot {
+		if s.Name() != spanname.Root {
 			continue
 		}
 		attrs := map[string]string{}

@@ -18,6 +18,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/routerscope/routerscope/internal/service"
 	"github.com/routerscope/routerscope/router"
 )
 
@@ -27,21 +28,9 @@ const (
 	keyListen  = "listen"
 	keyBackend = "backend"
 	keyStartup = "startup"
-	keyError   = "error"
 )
 
-func main() {
-	log, err := zap.NewProduction()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "router: create logger:", err)
-		os.Exit(1)
-	}
-	defer func() { _ = log.Sync() }()
-	if err := run(log); err != nil {
-		log.Error("router stopped", zap.String(keyError, err.Error()))
-		os.Exit(1)
-	}
-}
+func main() { service.Main("router", run) }
 
 func run(log *zap.Logger) error {
 	start := time.Now()
@@ -50,19 +39,7 @@ func run(log *zap.Logger) error {
 	backend := flag.String("backend", os.Getenv("ROUTER_BACKEND"), "point every vllm_endpoint at this host:port (env ROUTER_BACKEND)")
 	flag.Parse()
 
-	cfg, err := router.LoadConfig(*configPath)
-	if err != nil {
-		return err
-	}
-	if *backend != "" {
-		if err := cfg.OverrideBackends(*backend); err != nil {
-			return err
-		}
-	}
-	if *listen != "" {
-		cfg.Server.Listen = *listen
-	}
-	rt, err := router.New(cfg)
+	rt, cfg, err := router.NewFromFile(*configPath, *listen, *backend)
 	if err != nil {
 		return err
 	}

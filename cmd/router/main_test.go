@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/routerscope/routerscope/internal/testenv"
 	"github.com/routerscope/routerscope/router/fakellm"
 )
 
@@ -26,10 +27,7 @@ func TestBinaryServesAndStopsOnSIGTERM(t *testing.T) {
 	fsrv := httptest.NewServer(fake)
 	defer fsrv.Close()
 
-	bin := filepath.Join(t.TempDir(), "router")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := testenv.GoBuild(t, testenv.Build{Pkg: ".", Out: filepath.Join(t.TempDir(), "router")})
 	cfg, err := filepath.Abs("../../config/router.yaml")
 	if err != nil {
 		t.Fatal(err)

@@ -8,6 +8,7 @@ import (
 	"github.com/cilium/ebpf/rlimit"
 
 	"github.com/routerscope/routerscope/agent"
+	"github.com/routerscope/routerscope/agent/config"
 	"github.com/routerscope/routerscope/probes"
 )
 
@@ -40,7 +41,7 @@ type captureEngine struct {
 // probe files against the process's executable (shared between processes
 // of the same build id) and attaches the kernel programs, filtered to the
 // process's PID, to the agent's one Capture, sized by k.
-func newAttacher(k agent.Kernel) (captureEngine, error) {
+func newAttacher(k config.Kernel) (captureEngine, error) {
 	opts := k.CaptureOptions()
 	if err := opts.Check(); err != nil {
 		return captureEngine{}, err

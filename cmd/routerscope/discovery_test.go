@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/routerscope/routerscope/agent"
+	"github.com/routerscope/routerscope/agent/config"
 	"github.com/routerscope/routerscope/internal/testenv"
 	"github.com/routerscope/routerscope/probes"
 )
@@ -50,7 +51,7 @@ func TestRunDiscoveryServesMetricsAndReloadsOnSIGHUP(t *testing.T) {
 	}
 	defer func() { _ = proc.Process.Kill(); _ = proc.Wait() }()
 	flagProbe := writeFile(t, "flag.yaml", "probes:\n  - {symbol: main.main, span: main}\n")
-	config := func(rate string) string {
+	configDoc := func(rate string) string {
 		return fmt.Sprintf(`observability:
   tracing:
     enabled: true
@@ -66,13 +67,13 @@ routerscope:
 `, rate, router)
 	}
 	cfgPath := filepath.Join(dir, "agent.yaml")
-	if err := os.WriteFile(cfgPath, []byte(config("0.5")), 0o600); err != nil {
+	if err := os.WriteFile(cfgPath, []byte(configDoc("0.5")), 0o600); err != nil {
 		t.Fatal(err)
 	}
 
 	var mu sync.Mutex
 	var reqs []agent.AttachRequest
-	attach := func(agent.Kernel) (captureEngine, error) {
+	attach := func(config.Kernel) (captureEngine, error) {
 		return captureEngine{close: func() error { return nil }, attach: func(_ context.Context, req agent.AttachRequest) (agent.EventSource, error) {
 			mu.Lock()
 			defer mu.Unlock()
@@ -125,7 +126,7 @@ routerscope:
 
 	// New sampling in the file; SIGHUP: re-attached with it, and still
 	// with the --probes file rather than the config's.
-	if err := os.WriteFile(cfgPath, []byte(config("0.25")), 0o600); err != nil {
+	if err := os.WriteFile(cfgPath, []byte(configDoc("0.25")), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	hup <- syscall.SIGHUP

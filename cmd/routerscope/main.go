@@ -21,6 +21,8 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/routerscope/routerscope/agent"
+	"github.com/routerscope/routerscope/agent/config"
+	"github.com/routerscope/routerscope/agent/discovery"
 	"github.com/routerscope/routerscope/probes"
 )
 
@@ -128,7 +130,7 @@ configuration error.
 type cli struct {
 	stdout, stderr io.Writer
 	getenv         func(string) string
-	newAttacher    func(agent.Kernel) (captureEngine, error)
+	newAttacher    func(config.Kernel) (captureEngine, error)
 	// resolveCheck resolves a reloaded config's probes against an
 	// attached process before it is applied; nil skips the check (tests
 	// with a synthetic attacher).
@@ -265,14 +267,14 @@ func (c cli) run(ctx context.Context, args []string) int {
 		}
 	})
 
-	path := agent.ConfigPath(f.config, c.getenv)
+	path := config.ConfigPath(f.config, c.getenv)
 	source := path
 	if path == "" && f.pid > 0 {
 		// The guide puts observability.tracing in the router's config.yaml:
 		// read the file the router was started with.
 		// Only a YAML file with an observability: (or routerscope:)
 		// section: any other is the router's own business.
-		if p, from, ok := agent.TargetConfigPath(c.procRoot(), f.pid); ok && agent.HasAgentSection(p) {
+		if p, from, ok := discovery.TargetConfigPath(c.procRoot(), f.pid); ok && discovery.HasAgentSection(p) {
 			path, source = p, from
 		}
 	}
@@ -282,7 +284,7 @@ func (c cli) run(ctx context.Context, args []string) int {
 			return c.usageError("%v", flagNames(err))
 		}
 		fmt.Fprintf(c.stderr, "routerscope run: %v\n", err)
-		if errors.Is(err, agent.ErrConfig) {
+		if errors.Is(err, config.ErrConfig) {
 			return exitUsage
 		}
 		return exitRuntime
@@ -322,7 +324,7 @@ func (c cli) run(ctx context.Context, args []string) int {
 		opts = append(opts, agent.WithResolveCheck(c.resolveCheck))
 	}
 	if path != "" {
-		opts = append(opts, agent.WithReload(func() (agent.Config, error) { return loadConfig(path, f, c.getenv) }))
+		opts = append(opts, agent.WithReload(func() (config.Config, error) { return loadConfig(path, f, c.getenv) }))
 	}
 	if addr := cfg.Agent.Metrics.Listen; addr != "" {
 		ln, err := c.listen(addr)
@@ -338,7 +340,7 @@ func (c cli) run(ctx context.Context, args []string) int {
 		log.Error("run", agent.ErrorField(err))
 		// A probe file that does not validate is a configuration error
 		// too (help: configuration errors exit 2).
-		if errors.Is(err, agent.ErrConfig) || errors.Is(err, probes.ErrInvalidSpec) {
+		if errors.Is(err, config.ErrConfig) || errors.Is(err, probes.ErrInvalidSpec) {
 			return exitUsage
 		}
 		return exitRuntime
@@ -356,22 +358,22 @@ func (e flagError) Unwrap() error { return e.error }
 // applies the OTEL_* environment over it, then the flags: flags > OTEL_* >
 // file > defaults. The reload reuses it, so the environment and the flags
 // keep overriding the file after a reload.
-func loadConfig(path string, f runFlags, getenv func(string) string) (agent.Config, error) {
-	cfg := agent.DefaultConfig()
+func loadConfig(path string, f runFlags, getenv func(string) string) (config.Config, error) {
+	cfg := config.DefaultConfig()
 	if path != "" {
 		var err error
-		if cfg, err = agent.LoadFile(path); err != nil {
-			return agent.Config{}, err
+		if cfg, err = config.LoadFile(path); err != nil {
+			return config.Config{}, err
 		}
 	}
-	if err := agent.ApplyEnv(&cfg, getenv); err != nil {
-		return agent.Config{}, err
+	if err := config.ApplyEnv(&cfg, getenv); err != nil {
+		return config.Config{}, err
 	}
 	switch {
 	case f.pid != 0:
-		cfg.Agent.Targets = []agent.Target{{PID: f.pid}}
+		cfg.Agent.Targets = []config.Target{{PID: f.pid}}
 	case f.binary != "":
-		cfg.Agent.Targets = []agent.Target{{Binary: f.binary}}
+		cfg.Agent.Targets = []config.Target{{Binary: f.binary}}
 	}
 	if len(f.probes) > 0 {
 		cfg.Agent.Probes = f.probes
@@ -389,7 +391,7 @@ func loadConfig(path string, f runFlags, getenv func(string) string) (agent.Conf
 		cfg.Agent.Metrics.Listen = *f.metricsListen
 	}
 	if err := cfg.Validate(); err != nil {
-		return agent.Config{}, flagError{err}
+		return config.Config{}, flagError{err}
 	}
 	return cfg, nil
 }
@@ -412,9 +414,9 @@ func newLogger(level, format string, w io.Writer) (*zap.Logger, error) {
 	encCfg.EncodeTime = zapcore.ISO8601TimeEncoder
 	var enc zapcore.Encoder
 	switch format {
-	case agent.LogFormatJSON:
+	case config.LogFormatJSON:
 		enc = zapcore.NewJSONEncoder(encCfg)
-	case agent.LogFormatConsole:
+	case config.LogFormatConsole:
 		encCfg.EncodeLevel = zapcore.CapitalLevelEncoder
 		enc = zapcore.NewConsoleEncoder(encCfg)
 	default:

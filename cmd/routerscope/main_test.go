@@ -16,6 +16,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/routerscope/routerscope/agent"
+	"github.com/routerscope/routerscope/agent/config"
 	"github.com/routerscope/routerscope/internal/otlptest"
 	"github.com/routerscope/routerscope/probes"
 )
@@ -50,8 +51,8 @@ func (s *oneRequest) Close() error {
 	return nil
 }
 
-func fakeAttacher(got *agent.AttachRequest) func(agent.Kernel) (captureEngine, error) {
-	return func(agent.Kernel) (captureEngine, error) {
+func fakeAttacher(got *agent.AttachRequest) func(config.Kernel) (captureEngine, error) {
+	return func(config.Kernel) (captureEngine, error) {
 		return captureEngine{close: func() error { return nil }, attach: func(_ context.Context, req agent.AttachRequest) (agent.EventSource, error) {
 			*got = req
 			p := &probes.Resolved{Spec: probes.Probe{Span: "semantic_router.request.received", Kind: "server",
@@ -66,7 +67,7 @@ func fakeAttacher(got *agent.AttachRequest) func(agent.Kernel) (captureEngine, e
 	}
 }
 
-func newCLI(env map[string]string, attach func(agent.Kernel) (captureEngine, error)) (cli, *bytes.Buffer, *bytes.Buffer) {
+func newCLI(env map[string]string, attach func(config.Kernel) (captureEngine, error)) (cli, *bytes.Buffer, *bytes.Buffer) {
 	var out, errOut bytes.Buffer
 	return cli{stdout: &out, stderr: &errOut, getenv: func(k string) string { return env[k] }, newAttacher: attach,
 		// Tests run in parallel with other packages: never the fixed port.

@@ -3,23 +3,19 @@ package main
 import (
 	"encoding/json"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/routerscope/routerscope/agent"
+	"github.com/routerscope/routerscope/internal/testenv"
 	"github.com/routerscope/routerscope/probes"
 )
 
 // routerBinary builds the router for the probes command tests.
 func routerBinary(t *testing.T) string {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "router")
-	if out, err := exec.Command("go", "build", "-o", path, "../router").CombinedOutput(); err != nil {
-		t.Fatalf("build router: %v\n%s", err, out)
-	}
-	return path
+	return testenv.GoBuild(t, testenv.Build{Pkg: "../router", Out: filepath.Join(t.TempDir(), "router")})
 }
 
 func TestProbesList(t *testing.T) {
@@ -102,10 +98,7 @@ func TestProbesVerify(t *testing.T) {
 func TestProbesExtract(t *testing.T) {
 	bin := routerBinary(t)
 	dir := t.TempDir()
-	sw := filepath.Join(dir, "router-sw")
-	if out, err := exec.Command("go", "build", "-ldflags=-s -w", "-o", sw, "../router").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
+	sw := testenv.GoBuild(t, testenv.Build{Pkg: "../router", Out: filepath.Join(dir, "router-sw"), Flags: []string{"-ldflags=-s -w"}})
 	spec := writeFile(t, "router.yaml", `probes:
   - symbol: github.com/routerscope/routerscope/router.(*Router).classify
     span: c

@@ -13,7 +13,8 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
 
-	"github.com/routerscope/routerscope/agent"
+	"github.com/routerscope/routerscope/agent/config"
+	"github.com/routerscope/routerscope/agent/export"
 	"github.com/routerscope/routerscope/agent/spans/spantest"
 	"github.com/routerscope/routerscope/probes"
 )
@@ -76,14 +77,14 @@ func TestRenderTreesBadInput(t *testing.T) {
 // exactly as it draws the SDK's.
 func TestTreeReadsBothStdoutFormats(t *testing.T) {
 	render := func(format string) string {
-		cfg := agent.DefaultConfig()
+		cfg := config.DefaultConfig()
 		cfg.Tracing.Exporter.Format = format
 		var buf bytes.Buffer
-		exp, err := agent.NewExporter(context.Background(), cfg.Tracing.Exporter, &buf)
+		exp, err := export.NewExporter(context.Background(), cfg.Tracing.Exporter, &buf)
 		if err != nil {
 			t.Fatal(err)
 		}
-		pipe, err := agent.NewPipeline(cfg, exp, nil)
+		pipe, err := export.NewPipeline(cfg, exp, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -99,7 +100,7 @@ func TestTreeReadsBothStdoutFormats(t *testing.T) {
 		}
 		return out.String()
 	}
-	sdk, guide := render(agent.StdoutFormatSDK), render(agent.StdoutFormatGuide)
+	sdk, guide := render(config.StdoutFormatSDK), render(config.StdoutFormatGuide)
 	if sdk != guide || !strings.Contains(sdk, "└─ semantic_router.classification  45.9ms  ERROR(classifier down)") {
 		t.Errorf("trees differ or lack the child:\n--- sdk\n%s--- guide\n%s", sdk, guide)
 	}

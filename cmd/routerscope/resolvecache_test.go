@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/routerscope/routerscope/agent"
+	"github.com/routerscope/routerscope/agent/config"
 	"github.com/routerscope/routerscope/probes"
 )
 
@@ -25,7 +26,7 @@ func TestResolveCache(t *testing.T) {
 	// A second process of the same binary shares the resolution, aimed at
 	// its own executable: the first process's /proc/PID/root path is gone
 	// once it exits (a restarted router).
-	p2, _ := c.Program(agent.AttachRequest{Target: agent.Target{PID: 2}, BuildID: "go:a", ProbeDigest: "d1",
+	p2, _ := c.Program(agent.AttachRequest{Target: config.Target{PID: 2}, BuildID: "go:a", ProbeDigest: "d1",
 		Executable: "/proc/2/root/bin/router"}, resolver("go:a"))
 	if calls != 1 {
 		t.Fatalf("same build id resolved %d times", calls)

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/routerscope/routerscope/agent"
+	"github.com/routerscope/routerscope/agent/config"
 	"github.com/routerscope/routerscope/probes"
 )
 
@@ -57,7 +58,7 @@ func TestRunIgnoresATargetFileWithoutOurSection(t *testing.T) {
 // TestRunSpecErrorExits2: a probe file that does not validate is a
 // configuration error, exit 2 as help says (it exited 1).
 func TestRunSpecErrorExits2(t *testing.T) {
-	failing := func(agent.Kernel) (captureEngine, error) {
+	failing := func(config.Kernel) (captureEngine, error) {
 		return captureEngine{close: func() error { return nil }, attach: func(context.Context, agent.AttachRequest) (agent.EventSource, error) {
 			return nil, fmt.Errorf("probe file p.yaml: %w: probes[0]: missing `span`", probes.ErrInvalidSpec)
 		}}, nil

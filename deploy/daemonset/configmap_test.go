@@ -13,7 +13,7 @@ import (
 	"gopkg.in/yaml.v3"
 	corev1 "k8s.io/api/core/v1"
 
-	"github.com/routerscope/routerscope/agent"
+	"github.com/routerscope/routerscope/agent/config"
 	"github.com/routerscope/routerscope/probes"
 )
 
@@ -96,14 +96,14 @@ func TestConfigMapAgentConfigLoads(t *testing.T) {
 	// The same loader the agent runs, on the files as the pod sees them.
 	// Any error fails, an unknown key under routerscope.discovery (a typo)
 	// included.
-	cfg, err := agent.LoadFile(path)
+	cfg, err := config.LoadFile(path)
 	if err != nil {
 		t.Fatalf("the ConfigMap's agent config does not load: %v", err)
 	}
-	if !cfg.Tracing.Enabled || cfg.Tracing.Exporter.Type != agent.ExporterOTLP {
+	if !cfg.Tracing.Enabled || cfg.Tracing.Exporter.Type != config.ExporterOTLP {
 		t.Errorf("tracing enabled=%v exporter=%q: a DaemonSet exports over OTLP", cfg.Tracing.Enabled, cfg.Tracing.Exporter.Type)
 	}
-	if cfg.Agent.LogFormat != agent.LogFormatJSON {
+	if cfg.Agent.LogFormat != config.LogFormatJSON {
 		t.Errorf("log_format %q: cluster log pipelines want json", cfg.Agent.LogFormat)
 	}
 	grace := m.daemonSet.Spec.Template.Spec.TerminationGracePeriodSeconds

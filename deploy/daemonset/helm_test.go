@@ -13,7 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	"sigs.k8s.io/yaml"
 
-	"github.com/routerscope/routerscope/agent"
+	"github.com/routerscope/routerscope/agent/config"
 	"github.com/routerscope/routerscope/probes"
 )
 
@@ -222,11 +222,11 @@ func TestHelmChartDefaultEqualsKustomize(t *testing.T) {
 		t.Errorf("the chart's %s (%d bytes) differs from the manifests' (%d bytes) (copy config/probes/semantic-router.yaml to %s/files/probes/)",
 			probeKey, len(h.configMap.Data[probeKey]), len(k.configMap.Data[probeKey]), chartDir)
 	}
-	hc, err := agent.Parse([]byte(h.configMap.Data["config.yaml"]))
+	hc, err := config.Parse([]byte(h.configMap.Data["config.yaml"]))
 	if err != nil {
 		t.Fatalf("the chart's config.yaml: %v", err)
 	}
-	kc, err := agent.Parse([]byte(k.configMap.Data["config.yaml"]))
+	kc, err := config.Parse([]byte(k.configMap.Data["config.yaml"]))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -310,16 +310,16 @@ func TestHelmChartCustomValues(t *testing.T) {
 
 	root := t.TempDir()
 	mount := layoutVolume(t, h, root)
-	cfg, err := agent.LoadFile(filepath.Join(root, mount, "config.yaml"))
+	cfg, err := config.LoadFile(filepath.Join(root, mount, "config.yaml"))
 	if err != nil {
 		t.Fatalf("the rendered agent config does not load: %v", err)
 	}
 	tr := cfg.Tracing
-	if e := tr.Exporter; e.Type != agent.ExporterOTLP || e.Endpoint != "https://tempo.example.com:4318/v1/traces" ||
-		e.Protocol != agent.ProtocolHTTPProtobuf || e.Insecure || e.Headers["authorization"] != "Bearer s3cret" {
+	if e := tr.Exporter; e.Type != config.ExporterOTLP || e.Endpoint != "https://tempo.example.com:4318/v1/traces" ||
+		e.Protocol != config.ProtocolHTTPProtobuf || e.Insecure || e.Headers["authorization"] != "Bearer s3cret" {
 		t.Errorf("exporter %+v", e)
 	}
-	if tr.Sampling.Type != agent.SamplingProbabilistic || tr.Sampling.Rate != 0.1 {
+	if tr.Sampling.Type != config.SamplingProbabilistic || tr.Sampling.Rate != 0.1 {
 		t.Errorf("sampling %+v", tr.Sampling)
 	}
 	if tr.Resource.ServiceName != "llm-router" || tr.Resource.DeploymentEnvironment != "staging" {

@@ -2,7 +2,6 @@ package daemonset
 
 import (
 	"archive/tar"
-	"bytes"
 	"debug/elf"
 	"encoding/json"
 	"errors"
@@ -253,31 +252,14 @@ func podSpec(t *testing.T, m manifests, entrypoint []string, configRoot, metrics
 type container struct {
 	id, state string
 	cmd       *exec.Cmd
-	out       *syncBuffer
+	out       *testenv.Buffer
 	done      chan struct{}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }
 
 func runContainer(t *testing.T, runc, bundle string) *container {
 	t.Helper()
 	c := &container{id: fmt.Sprintf("routerscope-test-%d-%d", os.Getpid(), time.Now().UnixNano()%1e9),
-		state: filepath.Join(bundle, "state"), out: &syncBuffer{}, done: make(chan struct{})}
+		state: filepath.Join(bundle, "state"), out: &testenv.Buffer{}, done: make(chan struct{})}
 	c.cmd = exec.Command(runc, "--root", c.state, "run", "--bundle", bundle, c.id)
 	c.cmd.Stdout, c.cmd.Stderr = c.out, c.out
 	c.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -311,7 +293,7 @@ var listenLogRE = regexp.MustCompile(`"listen":"([^"]+)"`)
 // startHostProcess starts a binary on the host and returns the address it logs.
 func startHostProcess(t *testing.T, args ...string) string {
 	t.Helper()
-	var out syncBuffer
+	var out testenv.Buffer
 	cmd := exec.Command(args[0], args[1:]...)
 	cmd.Dir = "../.."
 	cmd.Stdout, cmd.Stderr = &out, &out

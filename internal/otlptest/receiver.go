@@ -14,6 +14,7 @@ import (
 	"math/big"
 	"net"
 	"sync"
+	"testing"
 	"time"
 
 	collectorpb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
@@ -23,6 +24,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
+
 	// Registers the gzip codec: collectors compress OTLP exports by default.
 	_ "google.golang.org/grpc/encoding/gzip"
 	"google.golang.org/grpc/metadata"
@@ -123,6 +125,18 @@ func Start(opts ...Option) (*Receiver, error) {
 		_ = r.srv.Serve(lis)
 	}()
 	return r, nil
+}
+
+// StartT starts a receiver for one test: a failure to start fails t, and
+// the receiver is closed when the test ends.
+func StartT(t testing.TB, opts ...Option) *Receiver {
+	t.Helper()
+	r, err := Start(opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(r.Close)
+	return r
 }
 
 // Endpoint is the host:port to export to.
