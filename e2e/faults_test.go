@@ -98,13 +98,7 @@ func stoppedField(line, key string) int {
 // the router serves 20 requests a second, then comes back.
 func TestFaultCollectorOutageUnderLoad(t *testing.T) {
 	testenv.RequireBPF(t, "the end-to-end eBPF test")
-	recv, err := otlptest.Start()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(recv.Close)
-	listen := collectortest.FreeEndpoint(t)
-	stopCollector := collectortest.Start(t, listen, recv.Endpoint())
+	recv, listen, stopCollector := stoppablePipeline(t)
 	s := startBackends(t)
 	s.attachAgent(t, agentConfig(t, listen))
 	agentPID := s.agent.cmd.Process.Pid
@@ -453,13 +447,7 @@ func TestFaultBrokenReloads(t *testing.T) {
 // each return export resumes.
 func TestFaultCollectorFlapping(t *testing.T) {
 	testenv.RequireBPF(t, "the end-to-end eBPF test")
-	recv, err := otlptest.Start()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(recv.Close)
-	listen := collectortest.FreeEndpoint(t)
-	stop := collectortest.Start(t, listen, recv.Endpoint())
+	recv, listen, stop := stoppablePipeline(t)
 	s := startBackends(t)
 	s.attachAgent(t, agentConfig(t, listen))
 	l := startLoad(s, "flap", 50*time.Millisecond)
