@@ -51,16 +51,30 @@ static __noinline int keep_entry_values(struct pt_regs *ctx, struct probe_desc *
 	return bpf_map_update_elem(&entry_vals, &span_id, ent, BPF_ANY) ? 0 : FLAG_ENTRY_VALS;
 }
 
-// open_span opens a span for probe id and keeps its entry values.
-static __always_inline int open_span(struct pt_regs *ctx, __u32 id)
+// probe_frame reads what both ends of a span start from: probe id's
+// descriptor (returned; NULL when there is none or the frame's depth
+// cannot be read), its counters (*c, NULL when the counters map has no
+// room), the goroutine (*g) and the frame's stack depth (*depth).
+static __always_inline struct probe_desc *probe_frame(struct pt_regs *ctx, __u32 id,
+						       struct probe_counters **c, __u64 *g, __u64 *depth)
 {
 	struct probe_desc *desc = bpf_map_lookup_elem(&descs, &id);
 	if (!desc)
 		return 0;
-	struct probe_counters *c = probe_counters(id);
-	__u64 g = GO_G(ctx);
-	__u64 depth;
-	if (frame_depth(g, GO_SP(ctx), &depth))
+	*c = probe_counters(id);
+	*g = GO_G(ctx);
+	if (frame_depth(*g, GO_SP(ctx), depth))
+		return 0;
+	return desc;
+}
+
+// open_span opens a span for probe id and keeps its entry values.
+static __always_inline int open_span(struct pt_regs *ctx, __u32 id)
+{
+	struct probe_counters *c;
+	__u64 g, depth;
+	struct probe_desc *desc = probe_frame(ctx, id, &c, &g, &depth);
+	if (!desc)
 		return 0;
 	struct span_stack *st = stack_of(g);
 	if (!st)
@@ -140,13 +154,10 @@ static __always_inline int open_span(struct pt_regs *ctx, __u32 id)
 // up), so the frame's stack_depth equals its entry's.
 static __always_inline int close_span(struct pt_regs *ctx, __u32 id)
 {
-	struct probe_desc *desc = bpf_map_lookup_elem(&descs, &id);
+	struct probe_counters *c;
+	__u64 g, depth;
+	struct probe_desc *desc = probe_frame(ctx, id, &c, &g, &depth);
 	if (!desc)
-		return 0;
-	struct probe_counters *c = probe_counters(id);
-	__u64 g = GO_G(ctx);
-	__u64 depth;
-	if (frame_depth(g, GO_SP(ctx), &depth))
 		return 0;
 	struct gkey gk = gkey_of(g);
 	struct span_stack *st = bpf_map_lookup_elem(&stacks, &gk);
