@@ -278,7 +278,12 @@ func TestFaultTargetKilled(t *testing.T) {
 	s.attachAgent(t, agentConfig(t, collector))
 	sentAt := time.Now()
 	go s.trySend(chatReq{Model: "auto", Prompt: bookPrompt, ID: "killed-mid-request"})
-	time.Sleep(500 * time.Millisecond)
+	// Killed while the request waits for the model server (3 s): its
+	// upstream span is open in the kernel.
+	testenv.Eventually(t, "the request's upstream call to start", func() bool {
+		v, ok := testenv.Metric(testenv.Scrape(t, s.metricsAddr), "routerscope_kernel_spans_opened_total", "probe="+spanname.Upstream)
+		return ok && v >= 1
+	})
 	if err := s.router.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
