@@ -426,7 +426,7 @@ func (c *Config) Validate() error {
 	if a.WatchInterval < 0 {
 		return fmt.Errorf("%w: %swatch_interval: must not be negative (\"0s\" turns the watch off)", ErrConfig, q)
 	}
-	return a.Discovery.Validate()
+	return a.Discovery.validate()
 }
 
 // String names a target for logs and errors.

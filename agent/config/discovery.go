@@ -97,9 +97,9 @@ func (s *Selector) compile(path string) error {
 	return nil
 }
 
-// Validate checks the discovery settings, names unnamed rules and
-// compiles the selectors; Config.Validate calls it.
-func (d *Discovery) Validate() error {
+// validate checks the discovery settings, names unnamed rules and
+// compiles the selectors.
+func (d *Discovery) validate() error {
 	const p = "routerscope.discovery"
 	if d.Interval <= 0 || d.RetryInterval <= 0 {
 		return fmt.Errorf("%w: %s.interval and retry_interval must be positive durations, e.g. \"500ms\"", ErrConfig, p)
