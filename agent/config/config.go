@@ -270,10 +270,10 @@ func DefaultConfig() Config {
 	}
 }
 
-// ConfigPath picks the config file: the --config flag, else the CONFIG_PATH
+// Path picks the config file: the --config flag, else the CONFIG_PATH
 // environment variable (as the guide's Kubernetes example sets it), else
 // none ("" means defaults).
-func ConfigPath(flag string, getenv func(string) string) string {
+func Path(flag string, getenv func(string) string) string {
 	if flag != "" {
 		return flag
 	}
