@@ -12,12 +12,14 @@
 // Packages and the direction of their imports (an arrow means "imports";
 // TestImportDirection fails on any other edge):
 //
-//	cmd/routerscope -> agent -> agent/discovery -> agent/config -> probes -> bpf
-//	                         -> agent/export    -> agent/config
-//	                         |                  -> agent/spans  -> probes
-//	                         -> agent/spans
-//	                         -> agent/config
-//	agent/spans/spantest -> agent/spans, agent/config  (fixtures, imported by tests only)
+//	cmd/routerscope -> agent
+//	agent           -> agent/discovery, agent/export, agent/spans, agent/config
+//	agent/discovery -> agent/config
+//	agent/export    -> agent/spans, agent/config
+//	agent/spans     -> no other agent package
+//	agent/config    -> no other agent package
+//	the agent tree  -> probes -> bpf
+//	agent/spans/spantest -> agent/spans, agent/config (fixtures, imported by tests only)
 //
 // agent/spans is where an event becomes a span; it knows nothing of
 // export, configuration or discovery. agent/discovery is where a process

@@ -8,37 +8,13 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"github.com/routerscope/routerscope/agent/spans"
 	"github.com/routerscope/routerscope/agent/spans/spantest"
 	"github.com/routerscope/routerscope/internal/testenv"
 	"github.com/routerscope/routerscope/probes"
 )
 
-// The fixtures shared with the tests of agent's packages live in package
-// spantest; these are the names agent's tests know them by.
-var (
-	rootProbe     = spantest.RootProbe
-	classifyProbe = spantest.ClassifyProbe
-	baseTime      = spantest.BaseTime
-	tid           = spantest.TraceID
-	sid           = spantest.SpanID
-	entry         = spantest.Entry
-	ret           = spantest.Return
-	str           = spantest.Str
-	i64           = spantest.Int
-	bl            = spantest.Bool
-	flt           = spantest.Float
-	strs          = spantest.Strs
-	request       = spantest.Request
-	attrMap       = spantest.AttrMap
-	byName        = spantest.ByName
-)
-
-// collector gathers emitted records, safe for concurrent emitters.
-type collector struct{ spantest.Collector }
-
-func (c *collector) emit(r spans.SpanRecord) { c.Emit(r) }
-func (c *collector) all() []spans.SpanRecord { return c.All() }
+// request is the event stream of one request (spantest.Request).
+var request = spantest.Request
 
 // chanSource is a synthetic EventSource fed by a test.
 type chanSource struct {

@@ -80,18 +80,18 @@ func newMetrics(asm *spans.Assembler, pipe *export.Pipeline) *metrics {
 	stat := func(name, help string, f func() float64) prometheus.Collector {
 		return prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: metricsNamespace, Name: name, Help: help}, f)
 	}
-	ex := func(f func(export.ExportStats) uint64) func() float64 {
+	ex := func(f func(export.Stats) uint64) func() float64 {
 		return func() float64 { return float64(f(pipe.Stats())) }
 	}
 	as := func(f func(spans.AssemblerStats) uint64) func() float64 {
 		return func() float64 { return float64(f(asm.Stats())) }
 	}
 	m.reg.MustRegister(m.exportErrors, m.events, m.attaches, m.detaches, m.attachErrors, m.reloads, m.scans, m.execs, m.lostEvents, m.attached,
-		stat("spans_exported_total", "Spans accepted by the exporter.", ex(func(s export.ExportStats) uint64 { return s.Exported })),
-		stat("spans_export_failed_total", "Spans in export calls that failed.", ex(func(s export.ExportStats) uint64 { return s.Failed })),
-		stat("export_queue_dropped_total", "Spans dropped because the export queue was full.", ex(func(s export.ExportStats) uint64 { return s.Dropped })),
+		stat("spans_exported_total", "Spans accepted by the exporter.", ex(func(s export.Stats) uint64 { return s.Exported })),
+		stat("spans_export_failed_total", "Spans in export calls that failed.", ex(func(s export.Stats) uint64 { return s.Failed })),
+		stat("export_queue_dropped_total", "Spans dropped because the export queue was full.", ex(func(s export.Stats) uint64 { return s.Dropped })),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: metricsNamespace, Name: "export_queue_length",
-			Help: "Spans queued for export or in an export call."}, ex(func(s export.ExportStats) uint64 { return s.Queued })),
+			Help: "Spans queued for export or in an export call."}, ex(func(s export.Stats) uint64 { return s.Queued })),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: metricsNamespace, Name: "export_queue_capacity",
 			Help: "The export queue's bound (routerscope.export.queue_size)."}, func() float64 { return float64(pipe.QueueSize()) }),
 		stat("spans_finished_total", "Spans assembled, including those ended by the agent.", as(func(s spans.AssemblerStats) uint64 { return s.Finished })),

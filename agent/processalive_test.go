@@ -4,7 +4,8 @@ import (
 	"os"
 	"os/exec"
 	"testing"
-	"time"
+
+	"github.com/routerscope/routerscope/internal/testenv"
 )
 
 // TestProcessAliveZombie: a running child is alive; once it exited and
@@ -23,13 +24,7 @@ func TestProcessAliveZombie(t *testing.T) {
 	if err := cmd.Process.Signal(os.Kill); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for processAlive(pid) {
-		if time.Now().After(deadline) {
-			t.Fatal("killed, unreaped child still reported alive")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testenv.Eventually(t, "the killed, unreaped child reported gone", func() bool { return !processAlive(pid) })
 	if processAlive(1 << 30) {
 		t.Error("pid with no process reported alive")
 	}

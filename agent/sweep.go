@@ -18,7 +18,7 @@ import (
 type activity struct {
 	handled uint64
 	asm     spans.AssemblerStats
-	export  export.ExportStats
+	export  export.Stats
 }
 
 func (m *manager) activity() activity {

@@ -220,7 +220,6 @@ const (
 	CaptureMapEvents                      = "events"
 	CaptureMapHeaderScratch               = "header_scratch"
 	CaptureMapInherit                     = "inherit"
-	CaptureMapInjectGs                    = "inject_gs"
 	CaptureMapInjectReqs                  = "inject_reqs"
 	CaptureMapInjectTids                  = "inject_tids"
 	CaptureMapKeyScratch                  = "key_scratch"
@@ -246,11 +245,9 @@ const (
 	CaptureProgUprobeMultiHeaderLine      = "uprobe_multi_header_line"
 	CaptureProgUprobeMultiNewproc1        = "uprobe_multi_newproc1"
 	CaptureProgUprobeMultiNewproc1Return  = "uprobe_multi_newproc1_return"
-	CaptureProgUprobeMultiRequestWrite    = "uprobe_multi_request_write"
 	CaptureProgUprobeMultiReturn          = "uprobe_multi_return"
 	CaptureProgUprobeNewproc1             = "uprobe_newproc1"
 	CaptureProgUprobeNewproc1Return       = "uprobe_newproc1_return"
-	CaptureProgUprobeRequestWrite         = "uprobe_request_write"
 	CaptureProgUprobeReturn               = "uprobe_return"
 )
 
@@ -308,11 +305,9 @@ type CaptureProgramSpecs struct {
 	UprobeMultiHeaderLine      *ebpf.ProgramSpec `ebpf:"uprobe_multi_header_line"`
 	UprobeMultiNewproc1        *ebpf.ProgramSpec `ebpf:"uprobe_multi_newproc1"`
 	UprobeMultiNewproc1Return  *ebpf.ProgramSpec `ebpf:"uprobe_multi_newproc1_return"`
-	UprobeMultiRequestWrite    *ebpf.ProgramSpec `ebpf:"uprobe_multi_request_write"`
 	UprobeMultiReturn          *ebpf.ProgramSpec `ebpf:"uprobe_multi_return"`
 	UprobeNewproc1             *ebpf.ProgramSpec `ebpf:"uprobe_newproc1"`
 	UprobeNewproc1Return       *ebpf.ProgramSpec `ebpf:"uprobe_newproc1_return"`
-	UprobeRequestWrite         *ebpf.ProgramSpec `ebpf:"uprobe_request_write"`
 	UprobeReturn               *ebpf.ProgramSpec `ebpf:"uprobe_return"`
 }
 
@@ -331,7 +326,6 @@ type CaptureMapSpecs struct {
 	Events            *ebpf.MapSpec `ebpf:"events"`
 	HeaderScratch     *ebpf.MapSpec `ebpf:"header_scratch"`
 	Inherit           *ebpf.MapSpec `ebpf:"inherit"`
-	InjectGs          *ebpf.MapSpec `ebpf:"inject_gs"`
 	InjectReqs        *ebpf.MapSpec `ebpf:"inject_reqs"`
 	InjectTids        *ebpf.MapSpec `ebpf:"inject_tids"`
 	KeyScratch        *ebpf.MapSpec `ebpf:"key_scratch"`
@@ -384,7 +378,6 @@ type CaptureMaps struct {
 	Events            *ebpf.Map `ebpf:"events"`
 	HeaderScratch     *ebpf.Map `ebpf:"header_scratch"`
 	Inherit           *ebpf.Map `ebpf:"inherit"`
-	InjectGs          *ebpf.Map `ebpf:"inject_gs"`
 	InjectReqs        *ebpf.Map `ebpf:"inject_reqs"`
 	InjectTids        *ebpf.Map `ebpf:"inject_tids"`
 	KeyScratch        *ebpf.Map `ebpf:"key_scratch"`
@@ -413,7 +406,6 @@ func (m *CaptureMaps) Close() error {
 		m.Events,
 		m.HeaderScratch,
 		m.Inherit,
-		m.InjectGs,
 		m.InjectReqs,
 		m.InjectTids,
 		m.KeyScratch,
@@ -452,11 +444,9 @@ type CapturePrograms struct {
 	UprobeMultiHeaderLine      *ebpf.Program `ebpf:"uprobe_multi_header_line"`
 	UprobeMultiNewproc1        *ebpf.Program `ebpf:"uprobe_multi_newproc1"`
 	UprobeMultiNewproc1Return  *ebpf.Program `ebpf:"uprobe_multi_newproc1_return"`
-	UprobeMultiRequestWrite    *ebpf.Program `ebpf:"uprobe_multi_request_write"`
 	UprobeMultiReturn          *ebpf.Program `ebpf:"uprobe_multi_return"`
 	UprobeNewproc1             *ebpf.Program `ebpf:"uprobe_newproc1"`
 	UprobeNewproc1Return       *ebpf.Program `ebpf:"uprobe_newproc1_return"`
-	UprobeRequestWrite         *ebpf.Program `ebpf:"uprobe_request_write"`
 	UprobeReturn               *ebpf.Program `ebpf:"uprobe_return"`
 }
 
@@ -474,11 +464,9 @@ func (p *CapturePrograms) Close() error {
 		p.UprobeMultiHeaderLine,
 		p.UprobeMultiNewproc1,
 		p.UprobeMultiNewproc1Return,
-		p.UprobeMultiRequestWrite,
 		p.UprobeMultiReturn,
 		p.UprobeNewproc1,
 		p.UprobeNewproc1Return,
-		p.UprobeRequestWrite,
 		p.UprobeReturn,
 	)
 }

@@ -220,7 +220,6 @@ const (
 	CaptureArm64MapEvents                      = "events"
 	CaptureArm64MapHeaderScratch               = "header_scratch"
 	CaptureArm64MapInherit                     = "inherit"
-	CaptureArm64MapInjectGs                    = "inject_gs"
 	CaptureArm64MapInjectReqs                  = "inject_reqs"
 	CaptureArm64MapInjectTids                  = "inject_tids"
 	CaptureArm64MapKeyScratch                  = "key_scratch"
@@ -246,11 +245,9 @@ const (
 	CaptureArm64ProgUprobeMultiHeaderLine      = "uprobe_multi_header_line"
 	CaptureArm64ProgUprobeMultiNewproc1        = "uprobe_multi_newproc1"
 	CaptureArm64ProgUprobeMultiNewproc1Return  = "uprobe_multi_newproc1_return"
-	CaptureArm64ProgUprobeMultiRequestWrite    = "uprobe_multi_request_write"
 	CaptureArm64ProgUprobeMultiReturn          = "uprobe_multi_return"
 	CaptureArm64ProgUprobeNewproc1             = "uprobe_newproc1"
 	CaptureArm64ProgUprobeNewproc1Return       = "uprobe_newproc1_return"
-	CaptureArm64ProgUprobeRequestWrite         = "uprobe_request_write"
 	CaptureArm64ProgUprobeReturn               = "uprobe_return"
 )
 
@@ -308,11 +305,9 @@ type CaptureArm64ProgramSpecs struct {
 	UprobeMultiHeaderLine      *ebpf.ProgramSpec `ebpf:"uprobe_multi_header_line"`
 	UprobeMultiNewproc1        *ebpf.ProgramSpec `ebpf:"uprobe_multi_newproc1"`
 	UprobeMultiNewproc1Return  *ebpf.ProgramSpec `ebpf:"uprobe_multi_newproc1_return"`
-	UprobeMultiRequestWrite    *ebpf.ProgramSpec `ebpf:"uprobe_multi_request_write"`
 	UprobeMultiReturn          *ebpf.ProgramSpec `ebpf:"uprobe_multi_return"`
 	UprobeNewproc1             *ebpf.ProgramSpec `ebpf:"uprobe_newproc1"`
 	UprobeNewproc1Return       *ebpf.ProgramSpec `ebpf:"uprobe_newproc1_return"`
-	UprobeRequestWrite         *ebpf.ProgramSpec `ebpf:"uprobe_request_write"`
 	UprobeReturn               *ebpf.ProgramSpec `ebpf:"uprobe_return"`
 }
 
@@ -331,7 +326,6 @@ type CaptureArm64MapSpecs struct {
 	Events            *ebpf.MapSpec `ebpf:"events"`
 	HeaderScratch     *ebpf.MapSpec `ebpf:"header_scratch"`
 	Inherit           *ebpf.MapSpec `ebpf:"inherit"`
-	InjectGs          *ebpf.MapSpec `ebpf:"inject_gs"`
 	InjectReqs        *ebpf.MapSpec `ebpf:"inject_reqs"`
 	InjectTids        *ebpf.MapSpec `ebpf:"inject_tids"`
 	KeyScratch        *ebpf.MapSpec `ebpf:"key_scratch"`
@@ -384,7 +378,6 @@ type CaptureArm64Maps struct {
 	Events            *ebpf.Map `ebpf:"events"`
 	HeaderScratch     *ebpf.Map `ebpf:"header_scratch"`
 	Inherit           *ebpf.Map `ebpf:"inherit"`
-	InjectGs          *ebpf.Map `ebpf:"inject_gs"`
 	InjectReqs        *ebpf.Map `ebpf:"inject_reqs"`
 	InjectTids        *ebpf.Map `ebpf:"inject_tids"`
 	KeyScratch        *ebpf.Map `ebpf:"key_scratch"`
@@ -413,7 +406,6 @@ func (m *CaptureArm64Maps) Close() error {
 		m.Events,
 		m.HeaderScratch,
 		m.Inherit,
-		m.InjectGs,
 		m.InjectReqs,
 		m.InjectTids,
 		m.KeyScratch,
@@ -452,11 +444,9 @@ type CaptureArm64Programs struct {
 	UprobeMultiHeaderLine      *ebpf.Program `ebpf:"uprobe_multi_header_line"`
 	UprobeMultiNewproc1        *ebpf.Program `ebpf:"uprobe_multi_newproc1"`
 	UprobeMultiNewproc1Return  *ebpf.Program `ebpf:"uprobe_multi_newproc1_return"`
-	UprobeMultiRequestWrite    *ebpf.Program `ebpf:"uprobe_multi_request_write"`
 	UprobeMultiReturn          *ebpf.Program `ebpf:"uprobe_multi_return"`
 	UprobeNewproc1             *ebpf.Program `ebpf:"uprobe_newproc1"`
 	UprobeNewproc1Return       *ebpf.Program `ebpf:"uprobe_newproc1_return"`
-	UprobeRequestWrite         *ebpf.Program `ebpf:"uprobe_request_write"`
 	UprobeReturn               *ebpf.Program `ebpf:"uprobe_return"`
 }
 
@@ -474,11 +464,9 @@ func (p *CaptureArm64Programs) Close() error {
 		p.UprobeMultiHeaderLine,
 		p.UprobeMultiNewproc1,
 		p.UprobeMultiNewproc1Return,
-		p.UprobeMultiRequestWrite,
 		p.UprobeMultiReturn,
 		p.UprobeNewproc1,
 		p.UprobeNewproc1Return,
-		p.UprobeRequestWrite,
 		p.UprobeReturn,
 	)
 }

@@ -79,10 +79,10 @@
 // header is written into the socket data instead of the target's memory.
 // The capture object records, at net/http.(*persistConn).roundTrip's entry
 // (the goroutine that called Client.Do), the innermost open span keyed by
-// the *http.Request; at net/http.(*Request).write's entry (the transport's
-// writeLoop goroutine) it moves to that goroutine; at the entry of
-// net/http.persistConnWriter.Write, the connection write of the flush that
-// follows, it moves to the current thread (inject_tids). inject.c's sock_ops
+// the connection, its *persistConn (HTTP/1: one request at a time on it); at
+// the entry of net/http.persistConnWriter.Write, whose receiver is that
+// *persistConn, the connection write of the request's flush on the
+// writeLoop goroutine, it moves to the current thread (inject_tids). inject.c's sock_ops
 // program, attached to the target's cgroup v2 directory, notes the sockets
 // the target connects (the connect callback runs in the target's task) and
 // adds them to a SOCKHASH once established (package probes also adds the

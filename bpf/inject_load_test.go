@@ -17,7 +17,6 @@ func TestLoadPropagation(t *testing.T) {
 		"uprobe_header_line":      capture.UprobeHeaderLine,
 		"uprobe_header_block":     capture.UprobeHeaderBlock,
 		"uprobe_client_roundtrip": capture.UprobeClientRoundtrip,
-		"uprobe_request_write":    capture.UprobeRequestWrite,
 		"uprobe_conn_write":       capture.UprobeConnWrite,
 	})
 	var inject InjectObjects

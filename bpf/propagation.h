@@ -16,12 +16,12 @@
 //
 // Inject (capture side): net/http.(*persistConn).roundTrip runs on the
 // goroutine that called Client.Do, inside the caller's spans; it records the
-// innermost open span keyed by the *http.Request. The transport's writeLoop
-// goroutine later writes that request with net/http.(*Request).write (entry:
-// the context moves to the writeLoop goroutine) and flushes it through
-// net/http.persistConnWriter.Write (entry: the context moves to the current
-// thread, inject_tids), where the sk_msg program of inject.c picks it up
-// during the write syscall.
+// innermost open span keyed by the connection (*persistConn), which carries
+// one request at a time. The connection's writeLoop goroutine later writes
+// that request and flushes it through net/http.persistConnWriter.Write,
+// whose receiver holds the same *persistConn (entry: the context moves to
+// the current thread, inject_tids), where the sk_msg program of inject.c
+// picks it up during the write syscall.
 
 #include "tracecontext.h"
 
@@ -81,24 +81,19 @@ struct {
 	__type(value, struct remote_ctx);
 } remote_parents SEC(".maps");
 
-// Span context of an outgoing request, keyed by its *http.Request (and the
-// process, struct gkey: addresses repeat across processes), from
-// roundTrip (caller goroutine) to Request.write (writeLoop goroutine).
+// Span context of an outgoing request, keyed by the connection it goes out
+// on, its *persistConn (and the process, struct gkey: addresses repeat
+// across processes), from roundTrip (caller goroutine) to the connection
+// write (writeLoop goroutine). net/http's HTTP/1 transport sends one
+// request at a time on a connection: the next roundTrip on it starts only
+// after the previous request was written (readLoop waits for the write
+// before it returns the connection to the idle pool).
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 4096);
 	__type(key, struct gkey);
 	__type(value, struct inject_ctx);
 } inject_reqs SEC(".maps");
-
-// Span context of a request being written, keyed by the writeLoop
-// goroutine, from Request.write to the connection write.
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 4096);
-	__type(key, struct gkey);
-	__type(value, struct inject_ctx);
-} inject_gs SEC(".maps");
 
 // Counters of the propagation programs, for tests and stats.
 struct propagation_counters {
@@ -486,16 +481,18 @@ static __always_inline int take_remote_parent(__u64 g, struct span_entry *ne)
 //
 //	func (pc *persistConn) roundTrip(req *transportRequest) (resp *Response, err error)
 //
-// RBX is req; transportRequest embeds *Request as its first field, the same
-// pointer writeLoop later calls write on. R14 is the calling goroutine,
-// whose innermost open span becomes the outgoing request's parent.
+// RAX is pc, the connection whose writeLoop writes req. R14 is the calling
+// goroutine, whose innermost open span becomes the outgoing request's
+// parent. A request sent while no span is open clears what an earlier one
+// left on the connection (a write that failed before reaching the socket),
+// so the next request on it never carries a stale header.
 static __always_inline int do_uprobe_client_roundtrip(struct pt_regs *ctx)
 {
-	__u64 g = GO_G(ctx), treq = GO_ARG(ctx, 1), req = 0;
-	if (!treq || bpf_probe_read_user(&req, sizeof(req), (void *)treq) || !req)
+	__u64 g = GO_G(ctx), conn = GO_ARG(ctx, 0);
+	if (!conn)
 		return 0;
 	struct inject_ctx ic = {};
-	struct gkey gk = gkey_of(g), rk = gkey_of(req);
+	struct gkey gk = gkey_of(g), rk = gkey_of(conn);
 	// An unsampled trace is passed on too, with its sampled flag clear, so
 	// the callee drops it as well.
 	struct unsampled_req *u = bpf_map_lookup_elem(&unsampled, &gk);
@@ -523,41 +520,29 @@ static __always_inline int do_uprobe_client_roundtrip(struct pt_regs *ctx)
 	return 0;
 }
 
-// Entry of net/http.(*Request).write (the writeLoop goroutine; RAX is the
-// receiver): the request's context waits on this goroutine for its bytes
-// to reach the connection. A request without one clears what an earlier
-// write left (one that failed before reaching the socket).
-static __always_inline int do_uprobe_request_write(struct pt_regs *ctx)
-{
-	struct gkey rk = gkey_of(GO_ARG(ctx, 0)), gk = gkey_of(GO_G(ctx));
-	struct inject_ctx *ic = bpf_map_lookup_elem(&inject_reqs, &rk);
-	if (!ic) {
-		bpf_map_delete_elem(&inject_gs, &gk);
-		return 0;
-	}
-	struct inject_ctx copy = *ic;
-	bpf_map_update_elem(&inject_gs, &gk, &copy, BPF_ANY);
-	bpf_map_delete_elem(&inject_reqs, &rk);
-	return 0;
-}
-
 // Entry of net/http.persistConnWriter.Write, the connection write under
-// the transport's bufio.Writer: Request.write only fills that buffer, and
-// writeLoop flushes it after Request.write returned. Here, just before the
-// write syscall, the goroutine's context moves to its thread, the only
-// identity the sk_msg program has. The first write of a request carries the
-// request line; later ones (a long body) find nothing.
+// the transport's bufio.Writer (writeLoop goroutine):
+//
+//	type persistConnWriter struct{ pc *persistConn }
+//	func (w persistConnWriter) Write(p []byte) (n int, err error)
+//
+// The receiver, one pointer, is in RAX: the connection roundTrip keyed the
+// context by. Request.write only fills the buffer, and writeLoop flushes it
+// after Request.write returned. Here, just before the write syscall, the
+// context moves to the thread, the only identity the sk_msg program has.
+// The first write of a request carries the request line; later ones (a
+// long body) find nothing.
 static __always_inline int do_uprobe_conn_write(struct pt_regs *ctx)
 {
-	struct gkey gk = gkey_of(GO_G(ctx));
-	struct inject_ctx *ic = bpf_map_lookup_elem(&inject_gs, &gk);
+	struct gkey ck = gkey_of(GO_ARG(ctx, 0));
+	struct inject_ctx *ic = bpf_map_lookup_elem(&inject_reqs, &ck);
 	if (!ic)
 		return 0;
 	__u64 tid = bpf_get_current_pid_tgid();
 	struct inject_ctx copy = *ic;
 	copy.armed_ns = bpf_ktime_get_ns();
 	bpf_map_update_elem(&inject_tids, &tid, &copy, BPF_ANY);
-	bpf_map_delete_elem(&inject_gs, &gk);
+	bpf_map_delete_elem(&inject_reqs, &ck);
 	struct propagation_counters *pc = prop_counts();
 	if (pc)
 		pc->handed++;
@@ -601,18 +586,6 @@ SEC("uprobe.multi")
 int uprobe_multi_client_roundtrip(struct pt_regs *ctx)
 {
 	return do_uprobe_client_roundtrip(ctx);
-}
-
-SEC("uprobe")
-int uprobe_request_write(struct pt_regs *ctx)
-{
-	return do_uprobe_request_write(ctx);
-}
-
-SEC("uprobe.multi")
-int uprobe_multi_request_write(struct pt_regs *ctx)
-{
-	return do_uprobe_request_write(ctx);
 }
 
 SEC("uprobe")

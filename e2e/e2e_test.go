@@ -32,14 +32,34 @@ const (
 // it; it returns the receiver and the collector's OTLP endpoint.
 func pipeline(t *testing.T) (*otlptest.Receiver, string) {
 	t.Helper()
-	recv, err := otlptest.Start()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(recv.Close)
-	listen := collectortest.FreeEndpoint(t)
-	collectortest.Start(t, listen, recv.Endpoint())
+	recv, listen, _ := stoppablePipeline(t)
 	return recv, listen
+}
+
+// stoppablePipeline is pipeline with the function that stops the
+// collector (the fault tests take it down and start it again on listen).
+func stoppablePipeline(t *testing.T) (recv *otlptest.Receiver, listen string, stop func()) {
+	t.Helper()
+	recv = otlptest.StartT(t)
+	listen = collectortest.FreeEndpoint(t)
+	return recv, listen, collectortest.Start(t, listen, recv.Endpoint())
+}
+
+// checkRoots checks that each request of reqs has a trace whose root
+// matches what it sent and got back, then runs more (when not nil) on it.
+func checkRoots(t *testing.T, s *stack, trees map[string]*tree, reqs []chatReq, resps map[string]chatResp, more func(chatReq, *tree)) {
+	t.Helper()
+	for _, r := range reqs {
+		tr, ok := trees[r.ID]
+		if !ok {
+			t.Errorf("no trace for %s", r.ID)
+			continue
+		}
+		checkRoot(t, s, tr, r, resps[r.ID])
+		if more != nil {
+			more(r, tr)
+		}
+	}
 }
 
 // waitSpans waits until want spans arrived and every span the agent at
@@ -103,14 +123,7 @@ func TestGuideTraces(t *testing.T) {
 	if len(trees) != len(reqs) {
 		t.Fatalf("%d traces, want %d (one per request)", len(trees), len(reqs))
 	}
-	for _, r := range reqs {
-		tr, ok := trees[r.ID]
-		if !ok {
-			t.Errorf("no trace for %s", r.ID)
-			continue
-		}
-		checkRoot(t, s, tr, r, resps[r.ID])
-	}
+	checkRoots(t, s, trees, reqs, resps, nil)
 
 	full := func(id string) *tree { tr := trees[id]; tr.checkStages(t, stagesFull); return tr }
 	for _, id := range []string{"req-math", "req-code", "req-stream", "req-explicit"} {
@@ -372,11 +385,7 @@ var exportErrRE = regexp.MustCompile(`"msg":"export spans[^"]*"[^\n]*"endpoint":
 // endpoint, the router keeps serving; once the collector is up, spans flow.
 func TestCollectorDownThenUp(t *testing.T) {
 	testenv.RequireBPF(t, "the end-to-end eBPF test")
-	recv, err := otlptest.Start()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(recv.Close)
+	recv := otlptest.StartT(t)
 	collector := collectortest.FreeEndpoint(t) // nothing listens there yet
 	s := startBackends(t)
 	s.attachAgent(t, agentConfig(t, collector))

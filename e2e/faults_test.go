@@ -98,13 +98,7 @@ func stoppedField(line, key string) int {
 // the router serves 20 requests a second, then comes back.
 func TestFaultCollectorOutageUnderLoad(t *testing.T) {
 	testenv.RequireBPF(t, "the end-to-end eBPF test")
-	recv, err := otlptest.Start()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(recv.Close)
-	listen := collectortest.FreeEndpoint(t)
-	stopCollector := collectortest.Start(t, listen, recv.Endpoint())
+	recv, listen, stopCollector := stoppablePipeline(t)
 	s := startBackends(t)
 	s.attachAgent(t, agentConfig(t, listen))
 	agentPID := s.agent.cmd.Process.Pid
@@ -284,7 +278,12 @@ func TestFaultTargetKilled(t *testing.T) {
 	s.attachAgent(t, agentConfig(t, collector))
 	sentAt := time.Now()
 	go s.trySend(chatReq{Model: "auto", Prompt: bookPrompt, ID: "killed-mid-request"})
-	time.Sleep(500 * time.Millisecond)
+	// Killed while the request waits for the model server (3 s): its
+	// upstream span is open in the kernel.
+	testenv.Eventually(t, "the request's upstream call to start", func() bool {
+		v, ok := testenv.Metric(testenv.Scrape(t, s.metricsAddr), "routerscope_kernel_spans_opened_total", "probe="+spanname.Upstream)
+		return ok && v >= 1
+	})
 	if err := s.router.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
@@ -453,13 +452,7 @@ func TestFaultBrokenReloads(t *testing.T) {
 // each return export resumes.
 func TestFaultCollectorFlapping(t *testing.T) {
 	testenv.RequireBPF(t, "the end-to-end eBPF test")
-	recv, err := otlptest.Start()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(recv.Close)
-	listen := collectortest.FreeEndpoint(t)
-	stop := collectortest.Start(t, listen, recv.Endpoint())
+	recv, listen, stop := stoppablePipeline(t)
 	s := startBackends(t)
 	s.attachAgent(t, agentConfig(t, listen))
 	l := startLoad(s, "flap", 50*time.Millisecond)

@@ -32,26 +32,7 @@ const restartBound = 10 * time.Second
 // binary has, so attaching it fails.
 func nodeConfig(t *testing.T, endpoint, brokenGlob, brokenProbes string) string {
 	t.Helper()
-	cfg := fmt.Sprintf(`observability:
-  tracing:
-    enabled: true
-    provider: "opentelemetry"
-    exporter:
-      type: "otlp"
-      endpoint: %q
-      insecure: true
-      timeout: 2s
-    sampling:
-      type: "always_on"
-    resource:
-      service_name: "vllm-semantic-router"
-      service_version: "v0.1.0"
-      deployment_environment: "e2e"
-routerscope:
-  probes: [%q]
-  export:
-    batch_timeout: 200ms
-    shutdown_timeout: 3s
+	return writeAgentConfig(t, endpoint, "2s", fmt.Sprintf(`    shutdown_timeout: 3s
   discovery:
     rules:
       - name: router
@@ -59,13 +40,7 @@ routerscope:
       - name: broken
         executable: %q
         probes: [%q]
-`, endpoint, filepath.Join(repoRoot(), "config/probes/semantic-router.yaml"),
-		filepath.Join(bins.dir, "rout*"), brokenGlob, brokenProbes)
-	path := filepath.Join(t.TempDir(), "agent.yaml")
-	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return path
+`, filepath.Join(bins.dir, "rout*"), brokenGlob, brokenProbes))
 }
 
 var execWakeRE = regexp.MustCompile(`"msg":"discovery scans /proc when programs are executed"`)

@@ -67,23 +67,8 @@ func TestTraceContextDuplicateHeaders(t *testing.T) {
 
 	traces := tracesByRequest(t, waitSpans(t, recv, s.metricsAddr, 9*7))
 	up := upstreamHeaders(t, s)
-	for _, id := range []string{"dup-two-valid", "dup-same-twice", "dup-invalid-first", "dup-three"} {
-		rt := traces[id]
-		if rt == nil {
-			t.Errorf("no trace for %s", id)
-			continue
-		}
-		if p := rt.root.ParentIDHex(); p != "" {
-			t.Errorf("%s: root has parent %s, want a new trace (several traceparent headers are none)", id, p)
-		}
-		if tid := rt.root.TraceIDHex(); tid == callerTrace || tid == other {
-			t.Errorf("%s: trace id %s came from a duplicated header, want a fresh one", id, tid)
-		}
-		wantInjected(t, up, id, rt)
-		if got := up[id+"/tracestate"]; len(got) != 0 {
-			t.Errorf("%s: model server got tracestate %q, want none (no valid traceparent)", id, got)
-		}
-	}
+	// Several traceparent headers are none.
+	wantFreshTraces(t, traces, up, []string{"dup-two-valid", "dup-same-twice", "dup-invalid-first", "dup-three"}, callerTrace, other)
 	for _, tc := range []struct{ id, trace, state string }{{"ts-two-lines", callerTrace, "a=1,b=2,c=3"}, {"ts-too-long", longTrace, ""}} {
 		id, want := tc.id, tc.state
 		rt := traces[id]

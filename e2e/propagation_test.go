@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -204,6 +205,31 @@ func tracesByRequest(t *testing.T, spans []otlptest.Span) map[string]*reqTrace {
 	return out
 }
 
+// wantFreshTraces checks that each request of ids, whose traceparent
+// headers were not a valid one, started a trace of its own (no parent, a
+// trace id none of notFrom) and sent the model server its upstream span's
+// traceparent and no tracestate.
+func wantFreshTraces(t *testing.T, traces map[string]*reqTrace, up map[string][]string, ids []string, notFrom ...string) {
+	t.Helper()
+	for _, id := range ids {
+		rt := traces[id]
+		if rt == nil {
+			t.Errorf("no trace for %s", id)
+			continue
+		}
+		if p := rt.root.ParentIDHex(); p != "" {
+			t.Errorf("%s: root has parent %s, want a fresh trace", id, p)
+		}
+		if tid := rt.root.TraceIDHex(); slices.Contains(notFrom, tid) {
+			t.Errorf("%s: trace id %s came from a header, want a fresh one", id, tid)
+		}
+		wantInjected(t, up, id, rt)
+		if got := up[id+"/tracestate"]; len(got) != 0 {
+			t.Errorf("%s: model server got tracestate %q, want none (no valid traceparent came in)", id, got)
+		}
+	}
+}
+
 // wantInjected checks that the model server received exactly one
 // traceparent for request id and that it is the upstream span's context.
 func wantInjected(t *testing.T, up map[string][]string, id string, rt *reqTrace) {
@@ -292,23 +318,7 @@ func TestTraceContextPropagation(t *testing.T) {
 		t.Errorf("tp-future: root in trace %s under %s, want %s under b7ad6b7169203331", rt.root.TraceIDHex(), rt.root.ParentIDHex(), futureTrace)
 	}
 	fresh := append([]string{"tp-absent", "tp-after-health"}, mapKeys(invalid)...)
-	for _, id := range fresh {
-		rt := traces[id]
-		if rt == nil {
-			t.Errorf("no trace for %s", id)
-			continue
-		}
-		if p := rt.root.ParentIDHex(); p != "" {
-			t.Errorf("%s: root has parent %s, want a fresh trace", id, p)
-		}
-		if tid := rt.root.TraceIDHex(); tid == callerTrace || tid == badTrace || tid == strings.Repeat("0", 32) {
-			t.Errorf("%s: trace id %s came from a header, want a fresh one", id, tid)
-		}
-		wantInjected(t, up, id, rt)
-		if got := up[id+"/tracestate"]; len(got) != 0 {
-			t.Errorf("%s: model server got tracestate %q, want none (no valid traceparent came in)", id, got)
-		}
-	}
+	wantFreshTraces(t, traces, up, fresh, callerTrace, badTrace, strings.Repeat("0", 32))
 	if traces["tp-unsampled"] != nil {
 		t.Error("tp-unsampled: the caller's sampled=0 was not respected: spans exported")
 	}

@@ -159,6 +159,15 @@ func startBackends(t *testing.T, fakellmArgs ...string) *stack {
 // agentConfig is an agent config exporting over OTLP to endpoint.
 func agentConfig(t *testing.T, endpoint string) string {
 	t.Helper()
+	return writeAgentConfig(t, endpoint, "5s", "")
+}
+
+// writeAgentConfig writes an agent config exporting over OTLP to endpoint
+// (with the exporter's timeout) with the semantic router's probes;
+// routerscope is appended to its routerscope section, after
+// export.batch_timeout, and is indented to fit there.
+func writeAgentConfig(t *testing.T, endpoint, timeout, routerscope string) string {
+	t.Helper()
 	cfg := fmt.Sprintf(`observability:
   tracing:
     enabled: true
@@ -167,7 +176,7 @@ func agentConfig(t *testing.T, endpoint string) string {
       type: "otlp"
       endpoint: %q
       insecure: true
-      timeout: 5s
+      timeout: %s
     sampling:
       type: "always_on"
     resource:
@@ -178,7 +187,7 @@ routerscope:
   probes: [%q]
   export:
     batch_timeout: 200ms
-`, endpoint, filepath.Join(repoRoot(), "config/probes/semantic-router.yaml"))
+`, endpoint, timeout, filepath.Join(repoRoot(), "config/probes/semantic-router.yaml")) + routerscope
 	path := filepath.Join(t.TempDir(), "agent.yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)

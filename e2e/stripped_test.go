@@ -81,16 +81,10 @@ func TestStrippedRouter(t *testing.T) {
 				resps[r.ID] = s.send(t, r)
 			}
 			trees := byRequestID(t, buildTrees(t, waitSpans(t, recv, s.metricsAddr, 18)))
-			for _, r := range reqs {
-				tr, ok := trees[r.ID]
-				if !ok {
-					t.Errorf("no trace for %s", r.ID)
-					continue
-				}
-				checkRoot(t, s, tr, r, resps[r.ID])
+			checkRoots(t, s, trees, reqs, resps, func(r chatReq, tr *tree) {
 				tr.checkStages(t, stagesFull)
 				checkFull(t, s, tr, resps[r.ID], false)
-			}
+			})
 			if tr := trees["req-math"]; tr != nil {
 				wantStr(t, tr.child(t, spanname.Classify), "category.name", "math")
 			}

@@ -111,7 +111,7 @@ func captureLinks(t *testing.T, c *Capture) int {
 	t.Helper()
 	ids := map[ebpf.ProgramID]bool{}
 	for _, p := range []*ebpf.Program{c.progs.entry, c.progs.ret, c.progs.newproc1, c.progs.newproc1Ret,
-		c.propProgs.headerLine, c.propProgs.headerBlock, c.propProgs.roundTrip, c.propProgs.requestWrite, c.propProgs.connWrite} {
+		c.propProgs.headerLine, c.propProgs.headerBlock, c.propProgs.roundTrip, c.propProgs.connWrite} {
 		if p == nil {
 			continue
 		}

@@ -104,9 +104,9 @@ var (
 	PartExtract = Part{Name: "traceparent extraction", Reads: "net/textproto.canonicalMIMEHeaderKey: a []byte in RAX, RBX; readMIMEHeader",
 		Min: goVerifiedMin, Max: goVerifiedMax, check: checkExtract}
 	// PartInject is traceparent injection's capture side: roundTrip's
-	// *transportRequest in RBX with the *Request as its first field,
-	// (*Request).write's receiver in RAX, persistConnWriter.Write's entry.
-	PartInject = Part{Name: "traceparent injection", Reads: "net/http.(*persistConn).roundTrip: req in RBX, *Request first in transportRequest; (*Request).write: receiver in RAX",
+	// *persistConn receiver in RAX, and persistConnWriter.Write's receiver,
+	// a struct of that one pointer, in RAX.
+	PartInject = Part{Name: "traceparent injection", Reads: "net/http.(*persistConn).roundTrip: receiver in RAX; persistConnWriter.Write: receiver {pc *persistConn} in RAX",
 		Min: goVerifiedMin, Max: goVerifiedMax, check: checkInject}
 )
 
@@ -267,24 +267,28 @@ func checkExtract(b *Binary) error {
 	return nil
 }
 
-// checkInject checks roundTrip's req in RBX pointing to a struct whose
-// first field is the *Request, and (*Request).write's receiver in RAX.
+// checkInject checks roundTrip's receiver, a *persistConn, in RAX, and
+// persistConnWriter.Write's receiver in RAX, a struct that is that one
+// pointer: both programs key the request's context by that address.
 func checkInject(b *Binary) error {
-	typ, err := argIn(b, symRoundTrip, "req", abiRBX)
+	typ, err := argIn(b, symRoundTrip, "", abiRAX)
 	if err != nil {
 		return err
 	}
-	tr, ok := pointee(typ)
-	if !ok || len(tr.Field) == 0 {
-		return fmt.Errorf("%s: req is not a pointer to a struct", symRoundTrip)
+	conn, ok := pointee(typ)
+	if !ok || conn.StructName != "net/http.persistConn" {
+		return fmt.Errorf("%s: the receiver is not a *net/http.persistConn", symRoundTrip)
 	}
-	first := tr.Field[0]
-	req, ok := pointee(first.Type)
-	if first.ByteOffset != 0 || !ok || req.StructName != "net/http.Request" {
-		return fmt.Errorf("%s: the first field of %s is not a *net/http.Request", symRoundTrip, tr.StructName)
-	}
-	if _, err := argIn(b, symRequestWrit, "", abiRAX); err != nil {
+	typ, err = argIn(b, symConnWrite, "", abiRAX)
+	if err != nil {
 		return err
+	}
+	w, ok := unwrapTypedef(typ).(*dwarf.StructType)
+	if !ok || len(w.Field) != 1 || w.Field[0].ByteOffset != 0 {
+		return fmt.Errorf("%s: the receiver is not a struct of one field", symConnWrite)
+	}
+	if pc, ok := pointee(w.Field[0].Type); !ok || pc.StructName != "net/http.persistConn" {
+		return fmt.Errorf("%s: the receiver's field is not a *net/http.persistConn", symConnWrite)
 	}
 	return nil
 }

@@ -1,13 +1,13 @@
 package probes
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/routerscope/routerscope/internal/testenv"
 )
@@ -136,14 +136,10 @@ func TestExePathOtherMountNamespace(t *testing.T) {
 func waitExe(t *testing.T, pid int, path string) {
 	t.Helper()
 	exe := filepath.Join("/proc", strconv.Itoa(pid), "exe")
-	for i := 0; i < 500; i++ {
-		if target, err := os.Readlink(exe); err == nil && strings.HasPrefix(target, path) {
-			return
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	target, err := os.Readlink(exe)
-	t.Fatalf("process %d runs %q (%v), not %s after 5s", pid, target, err, path)
+	testenv.Eventually(t, fmt.Sprintf("process %d to run %s", pid, path), func() bool {
+		target, err := os.Readlink(exe)
+		return err == nil && strings.HasPrefix(target, path)
+	})
 }
 
 // checkOpensFixture checks that path opens as the fixture (its main.Greet

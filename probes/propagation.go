@@ -34,7 +34,6 @@ const (
 	symHeaderLine  = "net/textproto.canonicalMIMEHeaderKey"
 	symHeaderBlock = "net/textproto.readMIMEHeader"
 	symRoundTrip   = "net/http.(*persistConn).roundTrip"
-	symRequestWrit = "net/http.(*Request).write"
 	symConnWrite   = "net/http.persistConnWriter.Write"
 )
 
@@ -84,12 +83,12 @@ type PropagationStats struct {
 
 // propPrograms are the propagation uprobe programs of one link mode.
 type propPrograms struct {
-	headerLine, headerBlock, roundTrip, requestWrite, connWrite *ebpf.Program
+	headerLine, headerBlock, roundTrip, connWrite *ebpf.Program
 }
 
 func (p propPrograms) close() error {
 	var errs []error
-	for _, prog := range []*ebpf.Program{p.headerLine, p.headerBlock, p.roundTrip, p.requestWrite, p.connWrite} {
+	for _, prog := range []*ebpf.Program{p.headerLine, p.headerBlock, p.roundTrip, p.connWrite} {
 		if prog != nil {
 			errs = append(errs, prog.Close())
 		}
@@ -108,7 +107,6 @@ func (c *Capture) propMaps() map[string]*ebpf.Map {
 		bpf.CaptureMapHeaderScratch:     c.maps.HeaderScratch,
 		bpf.CaptureMapKeyScratch:        c.maps.KeyScratch,
 		bpf.CaptureMapInjectReqs:        c.maps.InjectReqs,
-		bpf.CaptureMapInjectGs:          c.maps.InjectGs,
 		bpf.CaptureMapInjectTids:        c.maps.InjectTids,
 		bpf.CaptureMapPropCounters:      c.maps.PropCounters,
 		bpf.CaptureMapEmptyPropCounters: c.maps.EmptyPropCounters,
@@ -128,11 +126,11 @@ func (c *Capture) loadPropPrograms() error {
 	if err != nil {
 		return fmt.Errorf("load the capture object: %w", err)
 	}
-	names := [5]string{bpf.CaptureProgUprobeHeaderLine, bpf.CaptureProgUprobeHeaderBlock,
-		bpf.CaptureProgUprobeClientRoundtrip, bpf.CaptureProgUprobeRequestWrite, bpf.CaptureProgUprobeConnWrite}
+	names := [4]string{bpf.CaptureProgUprobeHeaderLine, bpf.CaptureProgUprobeHeaderBlock,
+		bpf.CaptureProgUprobeClientRoundtrip, bpf.CaptureProgUprobeConnWrite}
 	if c.mode == LinkMulti {
-		names = [5]string{bpf.CaptureProgUprobeMultiHeaderLine, bpf.CaptureProgUprobeMultiHeaderBlock,
-			bpf.CaptureProgUprobeMultiClientRoundtrip, bpf.CaptureProgUprobeMultiRequestWrite, bpf.CaptureProgUprobeMultiConnWrite}
+		names = [4]string{bpf.CaptureProgUprobeMultiHeaderLine, bpf.CaptureProgUprobeMultiHeaderBlock,
+			bpf.CaptureProgUprobeMultiClientRoundtrip, bpf.CaptureProgUprobeMultiConnWrite}
 	}
 	for name := range spec.Programs {
 		if !slices.Contains(names[:], name) {
@@ -155,11 +153,10 @@ func (c *Capture) loadPropPrograms() error {
 	}
 	defer coll.Close() // closes nothing that was detached below
 	c.propProgs = propPrograms{
-		headerLine:   coll.DetachProgram(names[0]),
-		headerBlock:  coll.DetachProgram(names[1]),
-		roundTrip:    coll.DetachProgram(names[2]),
-		requestWrite: coll.DetachProgram(names[3]),
-		connWrite:    coll.DetachProgram(names[4]),
+		headerLine:  coll.DetachProgram(names[0]),
+		headerBlock: coll.DetachProgram(names[1]),
+		roundTrip:   coll.DetachProgram(names[2]),
+		connWrite:   coll.DetachProgram(names[3]),
 	}
 	c.propLoaded = true
 	return nil
@@ -228,7 +225,6 @@ func (t *Tracer) attachPropagation(pid int, p Propagation) error {
 	if p.Inject {
 		err := t.addFuncs([]funcProg{
 			{sym: symRoundTrip, prog: progs.roundTrip, where: atEntry},
-			{sym: symRequestWrit, prog: progs.requestWrite, where: atEntry},
 			{sym: symConnWrite, prog: progs.connWrite, where: atEntry},
 		})
 		switch {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/routerscope/routerscope/router/fakellm"
+	"github.com/routerscope/routerscope/router/internal/chattest"
 )
 
 type harness struct {
@@ -54,22 +55,7 @@ type reply struct {
 
 func (h *harness) do(t *testing.T, method, body string, hdr map[string]string) reply {
 	t.Helper()
-	req, err := http.NewRequest(method, h.url+ChatCompletionsPath, strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for k, v := range hdr {
-		req.Header.Set(k, v)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
+	resp, b := chattest.Do(t, method, h.url+ChatCompletionsPath, body, hdr)
 	return reply{resp.StatusCode, resp.Header, b}
 }
 

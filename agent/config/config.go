@@ -275,10 +275,10 @@ func DefaultConfig() Config {
 	}
 }
 
-// ConfigPath picks the config file: the --config flag, else the CONFIG_PATH
+// Path picks the config file: the --config flag, else the CONFIG_PATH
 // environment variable (as the guide's Kubernetes example sets it), else
 // none ("" means defaults).
-func ConfigPath(flag string, getenv func(string) string) string {
+func Path(flag string, getenv func(string) string) string {
 	if flag != "" {
 		return flag
 	}
@@ -431,7 +431,7 @@ func (c *Config) Validate() error {
 	if a.WatchInterval < 0 {
 		return fmt.Errorf("%w: %swatch_interval: must not be negative (\"0s\" turns the watch off)", ErrConfig, q)
 	}
-	return a.Discovery.Validate()
+	return a.Discovery.validate()
 }
 
 // String names a target for logs and errors.

@@ -375,13 +375,13 @@ func TestConfigPath(t *testing.T) {
 			return ""
 		}
 	}
-	if got := ConfigPath("a.yaml", env("b.yaml")); got != "a.yaml" {
+	if got := Path("a.yaml", env("b.yaml")); got != "a.yaml" {
 		t.Errorf("flag must win: %q", got)
 	}
-	if got := ConfigPath("", env("b.yaml")); got != "b.yaml" {
+	if got := Path("", env("b.yaml")); got != "b.yaml" {
 		t.Errorf("CONFIG_PATH: %q", got)
 	}
-	if got := ConfigPath("", env("")); got != "" {
+	if got := Path("", env("")); got != "" {
 		t.Errorf("defaults: %q", got)
 	}
 }

@@ -115,9 +115,9 @@ func (s *Selector) compile(path string) error {
 	return nil
 }
 
-// Validate checks the discovery settings, names unnamed rules and
-// compiles the selectors; Config.Validate calls it.
-func (d *Discovery) Validate() error {
+// validate checks the discovery settings, names unnamed rules and
+// compiles the selectors.
+func (d *Discovery) validate() error {
 	const p = "routerscope.discovery"
 	// Unset (a Discovery built in Go before they existed), the exec
 	// schedule's durations take their defaults.

@@ -69,7 +69,7 @@ func TestDiscoveryConfig(t *testing.T) {
 // schedule's durations gets their defaults at validation.
 func TestDiscoveryScheduleDefaults(t *testing.T) {
 	d := Discovery{Interval: 1, RetryInterval: 1, MaxProcesses: 1}
-	if err := d.Validate(); err != nil {
+	if err := d.validate(); err != nil {
 		t.Fatal(err)
 	}
 	if d.Settle != DefaultSettle || d.Rescan != DefaultRescan {

@@ -10,11 +10,8 @@ import (
 // with a typical rule (executable glob plus command line): the cost paid
 // every discovery interval.
 func BenchmarkScanProc(b *testing.B) {
-	d := config.Discovery{Interval: 1, RetryInterval: 1, MaxProcesses: 1,
-		Rules: []config.Rule{{Name: "router", Selector: config.Selector{Executable: "/usr/local/bin/router*", Cmdline: "--config"}}}}
-	if err := d.Validate(); err != nil {
-		b.Fatal(err)
-	}
+	d := compiled(b, config.Discovery{
+		Rules: []config.Rule{{Name: "router", Selector: config.Selector{Executable: "/usr/local/bin/router*", Cmdline: "--config"}}}})
 	pids, _ := listPIDs("/proc")
 	b.ReportMetric(float64(len(pids)), "processes")
 	b.Run("cold", func(b *testing.B) {

@@ -81,13 +81,16 @@ func fakeProcTree(t *testing.T, procs ...fakeProc) string {
 	return root
 }
 
-func compiled(t *testing.T, d config.Discovery) config.Discovery {
+// compiled returns d's rules and exclusions validated and compiled, as
+// the config loader leaves them.
+func compiled(t testing.TB, d config.Discovery) config.Discovery {
 	t.Helper()
-	d.Interval, d.RetryInterval, d.MaxProcesses = 1, 1, 1
-	if err := d.Validate(); err != nil {
+	cfg := config.DefaultConfig()
+	cfg.Agent.Discovery.Rules, cfg.Agent.Discovery.Exclude = d.Rules, d.Exclude
+	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	return d
+	return cfg.Agent.Discovery
 }
 
 func TestRuleMatchingOnFakeProc(t *testing.T) {

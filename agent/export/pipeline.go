@@ -90,8 +90,8 @@ type batchSink interface {
 // serves its maximum number of processes.
 var ErrTooManyProcesses = errors.New("too many traced processes: raise routerscope.discovery.max_processes or narrow the discovery rules")
 
-// ExportStats counts spans through the pipeline.
-type ExportStats struct {
+// Stats counts spans through the pipeline.
+type Stats struct {
 	// Ended spans were handed to the pipeline (sampled ones only).
 	Ended uint64
 	// Exported spans were accepted by the exporter.
@@ -361,8 +361,8 @@ func (p *Pipeline) Shutdown(ctx context.Context) error {
 const abortGrace = 5 * time.Second
 
 // Stats returns the pipeline's counters.
-func (p *Pipeline) Stats() ExportStats {
-	s := ExportStats{Ended: p.ended.Load(), Exported: p.exported.Load(), Failed: p.failed.Load(), Dropped: p.dropped.Load()}
+func (p *Pipeline) Stats() Stats {
+	s := Stats{Ended: p.ended.Load(), Exported: p.exported.Load(), Failed: p.failed.Load(), Dropped: p.dropped.Load()}
 	if q := p.queued.Load(); q > 0 {
 		s.Queued = uint64(q)
 	}

@@ -270,7 +270,7 @@ func (c cli) run(ctx context.Context, args []string) int {
 		}
 	})
 
-	path := config.ConfigPath(f.config, c.getenv)
+	path := config.Path(f.config, c.getenv)
 	source := path
 	if path == "" && f.pid > 0 {
 		// The guide puts observability.tracing in the router's config.yaml:

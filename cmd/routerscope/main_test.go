@@ -242,11 +242,7 @@ func TestMain(m *testing.M) {
 }
 
 func TestRunToOTLPWithGuideConfig(t *testing.T) {
-	rcv, err := otlptest.Start()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rcv.Close()
+	rcv := otlptest.StartT(t)
 	// The guide's Jaeger example, pointed at the in-test receiver.
 	cfg := writeFile(t, "config.yaml", `observability:
   tracing:
@@ -327,11 +323,7 @@ observability:
 // OTEL_* > file > defaults), here sending to OTLP what the file sends to
 // stdout.
 func TestRunWithOTELEnv(t *testing.T) {
-	rcv, err := otlptest.Start()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rcv.Close()
+	rcv := otlptest.StartT(t)
 	cfg := writeFile(t, "config.yaml", `observability:
   tracing:
     enabled: true

@@ -327,11 +327,7 @@ func TestImageRunsWithDaemonSetRights(t *testing.T) {
 	}
 	llm := startHostProcess(t, filepath.Join(bins, "fakellm"), "--listen", "127.0.0.1:0")
 	router := startHostProcess(t, filepath.Join(bins, "router"), "--config", "config/router.yaml", "--listen", "127.0.0.1:0", "--backend", llm)
-	rcv, err := otlptest.Start()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rcv.Close()
+	rcv := otlptest.StartT(t)
 
 	// The ConfigMap's config, pointed at the test's collector and router binary.
 	cm := m.deepCopy()
