@@ -26,18 +26,7 @@ func TestStdoutExporterGuideConfig(t *testing.T) {
 	testenv.RequireBPF(t, "the end-to-end eBPF test")
 	s := startBackends(t)
 	cfg := filepath.Join(t.TempDir(), "config.yaml")
-	guide := `observability:
-  tracing:
-    enabled: true
-    provider: "opentelemetry"
-    exporter:
-      type: "stdout"
-    sampling:
-      type: "always_on"
-    resource:
-      service_name: "vllm-semantic-router-dev"
-      deployment_environment: "development"
-`
+	guide := string(testenv.GuideExample(t, "development.yaml"))
 	if err := os.WriteFile(cfg, []byte(guide), 0o644); err != nil {
 		t.Fatal(err)
 	}

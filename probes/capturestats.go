@@ -131,7 +131,15 @@ func (c *Capture) Stats() CaptureStats {
 	}
 	c.mu.Lock()
 	owners := map[uint32]owner{}
+	// Lost and propagation counts are reported only for processes with a
+	// Tracer: a kernel program still running for an exited process (a
+	// socket's last callbacks) can count again after forget deleted them.
+	// A Tracer of every process (pid 0) keeps them all.
+	traced := map[uint32]bool{}
+	all := false
 	for t := range c.tracers {
+		traced[uint32(t.pid)] = true
+		all = all || t.pid == 0
 		for id, p := range t.byID {
 			if p != nil {
 				owners[uint32(t.base+id)] = owner{t, id}
@@ -167,6 +175,9 @@ func (c *Capture) Stats() CaptureStats {
 	var lost []uint64
 	lit := c.maps.Lost.Iterate()
 	for lit.Next(&tgid, &lost) {
+		if !all && !traced[tgid] {
+			continue
+		}
 		for _, v := range lost {
 			s.Lost[int(tgid)] += v
 		}
@@ -174,6 +185,9 @@ func (c *Capture) Stats() CaptureStats {
 	var prop []bpf.CapturePropagationCounters
 	pit := c.maps.PropCounters.Iterate()
 	for pit.Next(&tgid, &prop) {
+		if !all && !traced[tgid] {
+			continue
+		}
 		var ps PropagationStats
 		addPropCounters(&ps, prop)
 		s.Propagation[int(tgid)] = ps

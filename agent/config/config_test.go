@@ -8,119 +8,45 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/routerscope/routerscope/internal/testenv"
 )
 
 // The guide's YAML examples, copied exactly (indentation and comments
-// included): each must load unchanged.
+// included) into config/examples/guide: each must load unchanged.
 var guideExamples = []struct {
 	name string
-	yaml string
+	file string // in config/examples/guide
 	want Tracing
 }{
-	{"basic", `observability:
-  tracing:
-    enabled: true
-    provider: "opentelemetry"
-    exporter:
-      type: "stdout"  # or "otlp"
-      endpoint: "localhost:4317"
-      insecure: true
-    sampling:
-      type: "always_on"  # or "probabilistic"
-      rate: 1.0
-    resource:
-      service_name: "vllm-semantic-router"
-      service_version: "v0.1.0"
-      deployment_environment: "production"
-`, Tracing{Enabled: true, Provider: "opentelemetry",
+	{"basic", "basic.yaml", Tracing{Enabled: true, Provider: "opentelemetry",
 		Exporter: Exporter{Type: "stdout", Endpoint: "localhost:4317", Insecure: true},
 		Sampling: Sampling{Type: "always_on", Rate: 1},
 		Resource: Resource{ServiceName: "vllm-semantic-router", ServiceVersion: "v0.1.0", DeploymentEnvironment: "production"}}},
-	{"development", `observability:
-  tracing:
-    enabled: true
-    provider: "opentelemetry"
-    exporter:
-      type: "stdout"
-    sampling:
-      type: "always_on"
-    resource:
-      service_name: "vllm-semantic-router-dev"
-      deployment_environment: "development"
-`, Tracing{Enabled: true, Provider: "opentelemetry",
+	{"development", "development.yaml", Tracing{Enabled: true, Provider: "opentelemetry",
 		Exporter: Exporter{Type: "stdout"},
 		Sampling: Sampling{Type: "always_on", Rate: 1},
 		Resource: Resource{ServiceName: "vllm-semantic-router-dev", DeploymentEnvironment: "development"}}},
-	{"production", `observability:
-  tracing:
-    enabled: true
-    provider: "opentelemetry"
-    exporter:
-      type: "otlp"
-      endpoint: "tempo:4317"
-      insecure: false  # Use TLS
-    sampling:
-      type: "probabilistic"
-      rate: 0.1  # 10% sampling
-    resource:
-      service_name: "vllm-semantic-router"
-      service_version: "v0.1.0"
-      deployment_environment: "production"
-`, Tracing{Enabled: true, Provider: "opentelemetry",
+	{"production", "production.yaml", Tracing{Enabled: true, Provider: "opentelemetry",
 		Exporter: Exporter{Type: "otlp", Endpoint: "tempo:4317"},
 		Sampling: Sampling{Type: "probabilistic", Rate: 0.1},
 		Resource: Resource{ServiceName: "vllm-semantic-router", ServiceVersion: "v0.1.0", DeploymentEnvironment: "production"}}},
-	{"jaeger", `observability:
-  tracing:
-    enabled: true
-    exporter:
-      type: "otlp"
-      endpoint: "localhost:4317"
-      insecure: true
-    sampling:
-      type: "probabilistic"
-      rate: 0.1
-`, Tracing{Enabled: true, Provider: "opentelemetry",
+	{"jaeger", "jaeger.yaml", Tracing{Enabled: true, Provider: "opentelemetry",
 		Exporter: Exporter{Type: "otlp", Endpoint: "localhost:4317", Insecure: true},
 		Sampling: Sampling{Type: "probabilistic", Rate: 0.1},
 		Resource: Resource{ServiceName: DefaultServiceName}}},
-	{"tempo", `observability:
-  tracing:
-    enabled: true
-    exporter:
-      type: "otlp"
-      endpoint: "tempo:4317"
-      insecure: true
-`, Tracing{Enabled: true, Provider: "opentelemetry",
+	{"tempo", "tempo.yaml", Tracing{Enabled: true, Provider: "opentelemetry",
 		Exporter: Exporter{Type: "otlp", Endpoint: "tempo:4317", Insecure: true},
 		Sampling: Sampling{Type: "always_on", Rate: 1},
 		Resource: Resource{ServiceName: DefaultServiceName}}},
 	// The config.yaml of the guide's Kubernetes ConfigMap, de-indented as
 	// the ConfigMap mounts it.
-	{"kubernetes configmap", `observability:
-  tracing:
-    enabled: true
-    exporter:
-      type: "otlp"
-      endpoint: "jaeger-collector.observability.svc:4317"
-      insecure: false
-    sampling:
-      type: "probabilistic"
-      rate: 0.1
-    resource:
-      service_name: "vllm-semantic-router"
-      deployment_environment: "production"
-`, Tracing{Enabled: true, Provider: "opentelemetry",
+	{"kubernetes configmap", "kubernetes-configmap.yaml", Tracing{Enabled: true, Provider: "opentelemetry",
 		Exporter: Exporter{Type: "otlp", Endpoint: "jaeger-collector.observability.svc:4317"},
 		Sampling: Sampling{Type: "probabilistic", Rate: 0.1},
 		Resource: Resource{ServiceName: "vllm-semantic-router", DeploymentEnvironment: "production"}}},
 	// Troubleshooting snippets: only a rate means probabilistic.
-	{"troubleshooting rate only", `observability:
-  tracing:
-    enabled: true
-    sampling:
-      rate: 0.01  # 1% sampling
-`, Tracing{Enabled: true, Provider: "opentelemetry",
+	{"troubleshooting rate only", "troubleshooting-rate-only.yaml", Tracing{Enabled: true, Provider: "opentelemetry",
 		Exporter: Exporter{Type: "stdout"},
 		Sampling: Sampling{Type: "probabilistic", Rate: 0.01},
 		Resource: Resource{ServiceName: DefaultServiceName}}},
@@ -129,7 +55,7 @@ var guideExamples = []struct {
 func TestGuideExamplesLoad(t *testing.T) {
 	for _, tc := range guideExamples {
 		t.Run(tc.name, func(t *testing.T) {
-			cfg, err := Parse([]byte(tc.yaml))
+			cfg, err := Parse(testenv.GuideExample(t, tc.file))
 			if err != nil {
 				t.Fatalf("Parse: %v", err)
 			}

@@ -18,6 +18,7 @@ import (
 	"github.com/routerscope/routerscope/agent"
 	"github.com/routerscope/routerscope/agent/config"
 	"github.com/routerscope/routerscope/internal/otlptest"
+	"github.com/routerscope/routerscope/internal/testenv"
 	"github.com/routerscope/routerscope/probes"
 )
 
@@ -154,18 +155,7 @@ func TestRuntimeErrors(t *testing.T) {
 
 func TestRunToStdoutWithGuideConfig(t *testing.T) {
 	// The guide's Development example, through CONFIG_PATH, with JSON logs.
-	cfg := writeFile(t, "config.yaml", `observability:
-  tracing:
-    enabled: true
-    provider: "opentelemetry"
-    exporter:
-      type: "stdout"
-    sampling:
-      type: "always_on"
-    resource:
-      service_name: "vllm-semantic-router-dev"
-      deployment_environment: "development"
-`)
+	cfg := writeFile(t, "config.yaml", string(testenv.GuideExample(t, "development.yaml")))
 	var req agent.AttachRequest
 	c, out, errOut := newCLI(map[string]string{"CONFIG_PATH": cfg}, fakeAttacher(&req))
 	// PID 4242 is made up but may exist on a busy machine: the agent must
