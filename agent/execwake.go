@@ -31,9 +31,11 @@ type ExecSource interface {
 }
 
 // WithExecSource lets exec notifications drive discovery: open is called
-// once, when discovery rules are first configured; when it fails,
+// once, when discovery rules are first configured, with the shortest time
+// between two notifications (discovery.interval then: execs closer
+// together are found by the scans the first one starts); when it fails,
 // discovery polls every interval and the log says why.
-func WithExecSource(open func() (ExecSource, error)) Option {
+func WithExecSource(open func(minGap time.Duration) (ExecSource, error)) Option {
 	return func(o *runOptions) { o.openExecs = open }
 }
 
@@ -59,7 +61,7 @@ func (m *manager) startExecWake() {
 	if m.o.openExecs == nil {
 		return
 	}
-	src, err := m.o.openExecs()
+	src, err := m.o.openExecs(m.cfg.Agent.Discovery.Interval)
 	if err != nil {
 		m.log.Info("discovery polls /proc every interval: exec notifications are not available",
 			zap.Duration(LogKeyTimeout, m.cfg.Agent.Discovery.Interval), zap.String(LogKeyDiscoveryMode, "polling"), ErrorField(err))
@@ -124,4 +126,15 @@ func (m *manager) scanPeriod(now time.Time) time.Duration {
 	default:
 		return d.Rescan
 	}
+}
+
+// settleWindow is how long discovery scans every interval after an exec:
+// discovery.settle, but at least two intervals. The kernel sends at most
+// one exec notification per interval (the watcher's gap), so an exec it
+// left out came less than an interval after the notified one, and the
+// scan an interval after that one must still be inside the window to
+// see it.
+func (m *manager) settleWindow() time.Duration {
+	d := m.cfg.Agent.Discovery
+	return max(d.Settle, 2*d.Interval)
 }

@@ -49,7 +49,7 @@ func (f *fakeExecs) exec(t *testing.T, pid int) {
 }
 
 func (f *fakeExecs) option() Option {
-	return WithExecSource(func() (ExecSource, error) { return f, nil })
+	return WithExecSource(func(time.Duration) (ExecSource, error) { return f, nil })
 }
 
 // execConfig is a discovery config with a short settle window and a
@@ -175,7 +175,7 @@ func TestExecWakeFallsBackToPolling(t *testing.T) {
 	log, logs := observedLogger()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	open := WithExecSource(func() (ExecSource, error) { return nil, errors.New("no CAP_PERFMON") })
+	open := WithExecSource(func(time.Duration) (ExecSource, error) { return nil, errors.New("no CAP_PERFMON") })
 	wait := runAsync(ctx, cfg, (&capture{}).attach, log, open, scans.option())
 	// Well past the settle window, polling goes on.
 	time.Sleep(cfg.Agent.Discovery.Settle)
@@ -209,8 +209,8 @@ func TestExecWakeAttachesNewProcess(t *testing.T) {
 	addr := ln.Addr().String()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	open := WithExecSource(func() (ExecSource, error) {
-		w, err := probes.NewExecWatcher()
+	open := WithExecSource(func(gap time.Duration) (ExecSource, error) {
+		w, err := probes.NewExecWatcher(gap)
 		if err != nil {
 			return nil, err
 		}

@@ -125,7 +125,7 @@ type runOptions struct {
 	// inotify watches them (dirwatch.go).
 	watchSafetyPoll time.Duration
 	scanned         func() // after each discovery tick (tests count scans)
-	openExecs       func() (ExecSource, error)
+	openExecs       func(minGap time.Duration) (ExecSource, error)
 }
 
 // WithStdout sets where the stdout exporter writes (default os.Stdout).
@@ -350,7 +350,7 @@ func (m *manager) loop(ctx context.Context, reloads <-chan struct{}) {
 			scanTick.Reset(p)
 		}
 	}
-	settle := func() { m.sched.settleUntil = time.Now().Add(m.cfg.Agent.Discovery.Settle) }
+	settle := func() { m.sched.settleUntil = time.Now().Add(m.settleWindow()) }
 	scanNow := func() {
 		m.sched.lastScan = time.Now()
 		if discovering(m.cfg) {
@@ -386,10 +386,12 @@ func (m *manager) loop(ctx context.Context, reloads <-chan struct{}) {
 			// Scan at once unless one ran within the interval: the new
 			// process may match by its executable or command line
 			// already, and a burst of execs costs a scan per interval.
+			// The next tick then comes a whole interval later.
+			settle()
 			if time.Since(m.sched.lastScan) >= m.cfg.Agent.Discovery.Interval {
 				scanNow()
+				rearmScan(true)
 			}
-			settle()
 		case <-sweepTick.C:
 			m.reapExited()
 			sweep(m.asm, m.o, m.log)

@@ -49,8 +49,8 @@ func runAgent(args []string) error {
 			return err
 		}
 		if *execWake {
-			opts = append(opts, agent.WithExecSource(func() (agent.ExecSource, error) {
-				w, err := probes.NewExecWatcher()
+			opts = append(opts, agent.WithExecSource(func(gap time.Duration) (agent.ExecSource, error) {
+				w, err := probes.NewExecWatcher(gap)
 				if err != nil {
 					return nil, err
 				}

@@ -8,10 +8,14 @@
 // /proc on a timer. It hooks the sched_process_exec raw tracepoint, which
 // needs neither tracefs nor kernel BTF, only CAP_BPF and CAP_PERFMON.
 //
-// A full ring loses records, and that loses nothing: one unread record
-// already wakes the reader, and a wake-up means "scan /proc", not "this
-// pid". The kernel's adaptive notification wakes the reader only for the
-// first record after it caught up, so a burst of execs costs one wake-up.
+// A record means "look at /proc again", not "this pid and no other": so
+// at most one is sent per min_gap_ns (user space sets it to the discovery
+// interval at load), and a node that runs hundreds of programs a second
+// (builds, exec probes) wakes the agent no more often than polling did.
+// The execs in between are found by the scans the first one starts: it
+// opens a settle window of scans every interval, longer than the gap. A
+// full ring loses records, and that loses nothing either: one unread
+// record already wakes the reader.
 
 #include "vmlinux.h"
 #include "bpf_helpers.h"
@@ -25,9 +29,19 @@ struct {
 	__uint(max_entries, 4096);
 } exec_events SEC(".maps");
 
+// min_gap_ns is the shortest time between two records (set at load).
+volatile const __u64 min_gap_ns = 0;
+// last_sent_ns is when the last record was sent. Two CPUs racing on it
+// may both send: one extra record, harmless.
+__u64 last_sent_ns = 0;
+
 SEC("raw_tracepoint/sched_process_exec")
 int on_exec(void *ctx)
 {
+	__u64 now = bpf_ktime_get_ns();
+	if (last_sent_ns != 0 && now - last_sent_ns < min_gap_ns)
+		return 0;
+	last_sent_ns = now;
 	// The raw tracepoint's arguments (task, old pid, binprm) are not read:
 	// the current task is the one that just executed.
 	__u32 pid = bpf_get_current_pid_tgid() >> 32;

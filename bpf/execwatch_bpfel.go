@@ -18,6 +18,8 @@ import (
 const (
 	ExecWatchMapExecEvents = "exec_events"
 	ExecWatchProgOnExec    = "on_exec"
+	ExecWatchVarLastSentNs = "last_sent_ns"
+	ExecWatchVarMinGapNs   = "min_gap_ns"
 )
 
 // LoadExecWatch returns the embedded CollectionSpec for ExecWatch.
@@ -76,6 +78,8 @@ type ExecWatchMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type ExecWatchVariableSpecs struct {
+	LastSentNs *ebpf.VariableSpec `ebpf:"last_sent_ns"`
+	MinGapNs   *ebpf.VariableSpec `ebpf:"min_gap_ns"`
 }
 
 // ExecWatchObjects contains all objects after they have been loaded into the kernel.
@@ -111,6 +115,8 @@ func (m *ExecWatchMaps) Close() error {
 //
 // It can be passed to LoadExecWatchObjects or ebpf.CollectionSpec.LoadAndAssign.
 type ExecWatchVariables struct {
+	LastSentNs *ebpf.Variable `ebpf:"last_sent_ns"`
+	MinGapNs   *ebpf.Variable `ebpf:"min_gap_ns"`
 }
 
 // ExecWatchPrograms contains all programs after they have been loaded into the kernel.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"sync"
+	"time"
 
 	"github.com/cilium/ebpf/link"
 	"github.com/cilium/ebpf/ringbuf"
@@ -28,11 +29,20 @@ type ExecWatcher struct {
 }
 
 // NewExecWatcher loads the exec program and attaches it; the caller
-// closes the watcher. Nothing is left loaded when it fails.
-func NewExecWatcher() (_ *ExecWatcher, err error) {
+// closes the watcher. The kernel sends at most one record per minGap
+// (execs closer together than that are one notification), so however
+// many programs the node runs, the watcher wakes its reader at most
+// 1/minGap times a second. Nothing is left loaded when it fails.
+func NewExecWatcher(minGap time.Duration) (_ *ExecWatcher, err error) {
+	if minGap < 0 {
+		return nil, fmt.Errorf("exec watch: negative gap %v", minGap)
+	}
 	spec, err := bpf.LoadExecWatch()
 	if err != nil {
 		return nil, fmt.Errorf("load exec watch spec: %w", err)
+	}
+	if err := spec.Variables[bpf.ExecWatchVarMinGapNs].Set(uint64(minGap)); err != nil {
+		return nil, fmt.Errorf("set exec watch gap: %w", err)
 	}
 	// The smallest ring the kernel accepts is one page (4 KiB on amd64,
 	// up to 64 KiB on arm64): 8-byte records, one is enough to wake.
@@ -56,8 +66,9 @@ func NewExecWatcher() (_ *ExecWatcher, err error) {
 }
 
 // Wait blocks until a program was executed since the previous Wait
-// returned (one call per exec record; a full ring drops records, which
-// loses nothing: any record means "look again"). It returns the pid that
+// returned (one call per exec record: at most one per gap, and a full
+// ring drops records, which loses nothing: any record means "look
+// again"). It returns the pid that
 // executed, or ErrClosed once Close was called. Only one goroutine may
 // wait at a time.
 func (w *ExecWatcher) Wait() (uint32, error) {

@@ -13,7 +13,7 @@ import (
 // exec with its pid; Close then ends a pending Wait, and is idempotent.
 func TestExecWatcher(t *testing.T) {
 	testenv.RequireBPF(t, "attaching the exec raw tracepoint")
-	w, err := NewExecWatcher()
+	w, err := NewExecWatcher(0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,5 +61,33 @@ func TestExecWatcher(t *testing.T) {
 	}
 	if err := w.Close(); err != nil {
 		t.Errorf("second Close: %v", err)
+	}
+}
+
+// TestExecWatcherGap: with a gap longer than the test, a burst of execs
+// gives one record, not one per exec.
+func TestExecWatcherGap(t *testing.T) {
+	testenv.RequireBPF(t, "attaching the exec raw tracepoint")
+	w, err := NewExecWatcher(time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	for range 5 {
+		if err := exec.Command("/bin/true").Run(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Read without blocking: what the five execs (and any other program
+	// on the machine) sent.
+	n := 0
+	for w.rd.AvailableBytes() > 0 {
+		if _, err := w.Wait(); err != nil {
+			t.Fatal(err)
+		}
+		n++
+	}
+	if n != 1 {
+		t.Errorf("%d exec records for a burst of 5 execs within the gap, want 1", n)
 	}
 }

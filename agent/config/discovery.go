@@ -22,7 +22,8 @@ type Discovery struct {
 	Interval time.Duration
 	// Settle is how long after an exec (or the start, or a reload) the
 	// agent keeps scanning every Interval: long enough for a new process
-	// to open its port and for a container's files to be in place.
+	// to open its port and for a container's files to be in place. The
+	// agent makes it at least two intervals (see agent/execwake.go).
 	Settle time.Duration
 	// Rescan is the safety scan's period when exec notifications drive
 	// discovery: it finds what no exec announced (a process that started

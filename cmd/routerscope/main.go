@@ -16,6 +16,7 @@ import (
 	"runtime/debug"
 	"strings"
 	"syscall"
+	"time"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -143,7 +144,7 @@ type cli struct {
 	proc string
 	// openExecs opens the kernel's exec notifications for discovery; nil
 	// (tests) keeps discovery polling.
-	openExecs func() (agent.ExecSource, error)
+	openExecs func(minGap time.Duration) (agent.ExecSource, error)
 }
 
 func (c cli) procRoot() string {
@@ -435,8 +436,8 @@ func newLogger(level, format string, w io.Writer) (*zap.Logger, error) {
 
 // openExecWatcher loads the exec notification program (probes.ExecWatcher)
 // that wakes discovery.
-func openExecWatcher() (agent.ExecSource, error) {
-	w, err := probes.NewExecWatcher()
+func openExecWatcher(minGap time.Duration) (agent.ExecSource, error) {
+	w, err := probes.NewExecWatcher(minGap)
 	if err != nil {
 		return nil, err
 	}
