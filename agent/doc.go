@@ -52,7 +52,9 @@
 // When discovery scans (execwake.go): nothing can come to match a rule
 // without a program being executed, so a small kernel program on the
 // sched_process_exec raw tracepoint (probes.ExecWatcher, bpf/execwatch.c)
-// reports every exec on the node, and an idle agent sleeps until one. An
+// reports execs on the node (at most one per interval: the execs in
+// between are found by the scans the reported one starts, which last at
+// least two intervals), and an idle agent sleeps until one. An
 // exec does not make the scan unnecessary later: it comes before the new
 // process listens on its port, or before a container's files are in
 // place. So an exec scans at once (unless a scan ran within the last
