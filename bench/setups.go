@@ -139,6 +139,8 @@ func retTwin(path, out string) (string, error) {
 		return "", nil
 	}
 	twin := regexp.MustCompile(`(?m)^([\s-]*end:\s*)["']?next\b["']?`).ReplaceAll(data, []byte("${1}return"))
+	// end_at is an end: next form: in RET mode the span ends at its RETs.
+	twin = regexp.MustCompile(`(?m)^[ \t]*end_at:.*\n`).ReplaceAll(twin, nil)
 	if err := os.WriteFile(out, twin, 0o644); err != nil {
 		return "", fmt.Errorf("write the RET-mode probe file: %w", err)
 	}

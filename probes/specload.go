@@ -30,7 +30,7 @@ var attrTypes = []string{TypeString, TypeInt, TypeFloat, TypeBool, TypeStringLis
 // reported with its probe and a suggestion rather than silently ignored.
 var (
 	specKeys  = []string{"include", "offsets", "probes"}
-	probeKeys = []string{"symbol", "span", "kind", "parent", "attributes", "error", "into_parent", "end"}
+	probeKeys = []string{"symbol", "span", "kind", "parent", "attributes", "error", "into_parent", "end", "end_at"}
 	attrKeys  = []string{"name", "from", "value", "type", "map", "omit_empty", "max_bytes"}
 	errorKeys = []string{"from", "equals", "at_least", "message"}
 )
