@@ -278,6 +278,11 @@ func ValidateSpec(spec *Spec) error {
 			c.add(where, "no probe in this file has span %q; parent must name another probe's `span` (known: %s)", p.Parent, strings.Join(sortedKeys(spans), ", "))
 		}
 	}
+	for i, p := range spec.Probes {
+		if j, ok := symbols[p.EndAt]; ok && p.EndAt != "" && j != i {
+			c.add(probeWhere(i, p.Symbol)+".end_at", "%s is probed by probes[%d]; two uprobes at its entry would run in no defined order, so name another function", p.EndAt, j)
+		}
+	}
 	checkParentCycles(c, spec)
 	checkIntoParentRefs(c, spec)
 	return c.err()
