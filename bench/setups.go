@@ -13,7 +13,8 @@ const (
 	// spec's default).
 	modeReturn = "RET mode"
 	// modeEntryOnly ends spans where their next sibling starts or their
-	// parent ends (end: next), so only the root keeps a RET uprobe.
+	// parent ends (end: next), the root at its end_at function's entry, so
+	// no probe keeps a RET uprobe.
 	modeEntryOnly = "entry-only"
 )
 
@@ -104,7 +105,7 @@ func buildSetups(p params) (all []setup, skipped []string, err error) {
 		}
 		// Not named "agent ...": the targets and stage tables look rows up
 		// by that prefix and must keep finding the current build's.
-		all = append(all, setup{name: beforeSetup, sampling: "always_on", placement: "prologue", probes: p.probesEntry, agentBin: p.agentBefore})
+		all = append(all, setup{name: beforeSetup, sampling: "always_on", placement: "prologue", probes: p.probesBefore, agentBin: p.agentBefore})
 	}
 	if p.pick != nil {
 		kept := all[:1] // the router alone: every added figure is against it
