@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -105,7 +106,7 @@ func buildSetups(p params) (all []setup, skipped []string, err error) {
 		}
 		// Not named "agent ...": the targets and stage tables look rows up
 		// by that prefix and must keep finding the current build's.
-		all = append(all, setup{name: beforeSetup, sampling: "always_on", placement: "prologue", probes: p.probesBefore, agentBin: p.agentBefore})
+		all = append(all, setup{name: beforeSetup, sampling: "always_on", placement: "prologue", probes: cmp.Or(p.probesBefore, p.probesEntry), agentBin: p.agentBefore})
 	}
 	if p.pick != nil {
 		kept := all[:1] // the router alone: every added figure is against it
