@@ -36,18 +36,41 @@
 // spans still open when the agent stops end failed too.
 //
 // Discovery (manager.go, with package discovery): with
-// routerscope.discovery rules the agent scans /proc every interval (500 ms
-// by default) and reconciles: processes selected by a rule and not
-// excluded are attached, those gone are detached (their open spans end as
-// process exited), a restarted process (a new PID, or the same PID with a
-// new start time) is attached again at the next scan, well within 2 s. A
-// restarted process is found 260 ms later on average, 510 ms at worst
-// (BenchmarkRestartToAttach, with a synthetic attacher); attaching the
-// real capture adds about 50 ms (loading the kernel programs) plus
-// resolution, which replicas of one binary share: e2e TestNodeAgent
-// measured 0.3 s from a router's restart to its "attached" log line. Each
-// attached process's resource (discovery.ProcessResource) is handed to
-// the export pipeline (export.Pipeline.AddProcess).
+// routerscope.discovery rules the agent scans /proc and reconciles:
+// processes selected by a rule and not excluded are attached, those gone
+// are detached (their open spans end as process exited), a restarted
+// process (a new PID, or the same PID with a new start time) is attached
+// again at the next scan, well within 2 s. A restarted process is found
+// 260 ms later on average, 510 ms at worst (BenchmarkRestartToAttach,
+// with a synthetic attacher); attaching the real capture adds about 50 ms
+// (loading the kernel programs) plus resolution, which replicas of one
+// binary share: e2e TestNodeAgent measured 0.3 s from a router's restart
+// to its "attached" log line. Each attached process's resource
+// (discovery.ProcessResource) is handed to the export pipeline
+// (export.Pipeline.AddProcess).
+//
+// When discovery scans (execwake.go): nothing can come to match a rule
+// without a program being executed, so a small kernel program on the
+// sched_process_exec raw tracepoint (probes.ExecWatcher, bpf/execwatch.c)
+// reports execs on the node (at most one per interval: the execs in
+// between are found by the scans the reported one starts, which last at
+// least two intervals), and an idle agent sleeps until one. An
+// exec does not make the scan unnecessary later: it comes before the new
+// process listens on its port, or before a container's files are in
+// place. So an exec scans at once (unless a scan ran within the last
+// interval: a burst of execs costs a scan per interval) and opens a settle
+// window
+// (discovery.settle, 5 s) in which /proc is scanned every
+// discovery.interval (500 ms), as long as attach retries are pending too;
+// outside it a safety rescan runs every discovery.rescan_interval (30 s),
+// for what no exec announces (a process that started listening after its
+// window, a fork without exec). Exits need no scan: a pidfd per attached
+// process reports them (exitwatch.go). The raw tracepoint needs CAP_BPF
+// and CAP_PERFMON, the capture's capabilities, and neither tracefs nor
+// kernel BTF; where it cannot be attached the agent logs why, once, and
+// polls every interval as before. The proc connector was not used: it
+// needs CAP_NET_ADMIN in the initial network namespace and reports every
+// fork and exit too.
 //
 // Reloads (reload.go): SIGHUP, or a change of the config or probe files
 // (hashes polled every watch_interval), reloads the config; only

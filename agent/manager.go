@@ -81,6 +81,12 @@ type manager struct {
 	// restarts it.
 	sweepIdle atomic.Bool
 	wake      chan struct{}
+	// execs wakes discovery when programs are executed (execwake.go);
+	// nil while discovery polls. execTried is set once it was opened or
+	// found unavailable; sched is the scan schedule.
+	execs     *execWake
+	execTried bool
+	sched     scanSchedule
 	// seen is the activity the last sweep saw.
 	seen    activity
 	readers sync.WaitGroup

@@ -49,6 +49,8 @@ type metrics struct {
 	detaches     *prometheus.CounterVec
 	attachErrors *prometheus.CounterVec
 	reloads      *prometheus.CounterVec
+	scans        prometheus.Counter
+	execs        prometheus.Counter
 
 	// ready is set by the run loop (see readiness).
 	ready atomic.Bool
@@ -67,6 +69,10 @@ func newMetrics(asm *spans.Assembler, pipe *export.Pipeline) *metrics {
 	m.detaches = counter("detaches_total", "Processes detached, by reason (exited, capture_ended, no_longer_matched, config_changed, agent_stopped).", "reason")
 	m.attachErrors = counter("attach_errors_total", "Failed attaches, by reason.", "reason")
 	m.reloads = counter("config_reloads_total", "Configuration reloads, by result (applied, refused).", "result")
+	m.scans = prometheus.NewCounter(prometheus.CounterOpts{Namespace: metricsNamespace, Name: "discovery_scans_total",
+		Help: "Scans of /proc by discovery."})
+	m.execs = prometheus.NewCounter(prometheus.CounterOpts{Namespace: metricsNamespace, Name: "discovery_execs_total",
+		Help: "Program executions the kernel reported to discovery (each may wake a scan)."})
 	m.lostEvents = prometheus.NewCounter(prometheus.CounterOpts{Namespace: metricsNamespace, Name: "ringbuf_lost_events_total",
 		Help: "Events the kernel could not deliver because the ring buffer was full."})
 	m.attached = prometheus.NewGauge(prometheus.GaugeOpts{Namespace: metricsNamespace, Name: "processes_attached",
@@ -80,7 +86,7 @@ func newMetrics(asm *spans.Assembler, pipe *export.Pipeline) *metrics {
 	as := func(f func(spans.AssemblerStats) uint64) func() float64 {
 		return func() float64 { return float64(f(asm.Stats())) }
 	}
-	m.reg.MustRegister(m.exportErrors, m.events, m.attaches, m.detaches, m.attachErrors, m.reloads, m.lostEvents, m.attached,
+	m.reg.MustRegister(m.exportErrors, m.events, m.attaches, m.detaches, m.attachErrors, m.reloads, m.scans, m.execs, m.lostEvents, m.attached,
 		stat("spans_exported_total", "Spans accepted by the exporter.", ex(func(s export.Stats) uint64 { return s.Exported })),
 		stat("spans_export_failed_total", "Spans in export calls that failed.", ex(func(s export.Stats) uint64 { return s.Failed })),
 		stat("export_queue_dropped_total", "Spans dropped because the export queue was full.", ex(func(s export.Stats) uint64 { return s.Dropped })),

@@ -125,6 +125,7 @@ type runOptions struct {
 	// inotify watches them (dirwatch.go).
 	watchSafetyPoll time.Duration
 	scanned         func() // after each discovery tick (tests count scans)
+	openExecs       func(minGap time.Duration) (ExecSource, error)
 }
 
 // WithStdout sets where the stdout exporter writes (default os.Stdout).
@@ -330,17 +331,39 @@ func (m *manager) loop(ctx context.Context, reloads <-chan struct{}) {
 	sweepTick := time.NewTicker(m.o.sweepInterval)
 	defer sweepTick.Stop()
 	// Without discovery rules nothing is scanned: the ticker stays stopped
-	// so an idle agent is not woken for nothing.
-	scanTick := time.NewTicker(m.cfg.Agent.Discovery.Interval)
+	// so an idle agent is not woken for nothing. With exec notifications
+	// it runs at the interval only while something can still change what
+	// a scan finds (execwake.go).
+	scanTick := time.NewTicker(time.Hour)
+	scanTick.Stop()
 	defer scanTick.Stop()
-	rearmScan := func() {
-		if discovering(m.cfg) {
-			scanTick.Reset(m.cfg.Agent.Discovery.Interval)
-		} else {
+	var period time.Duration
+	rearmScan := func(force bool) {
+		p := m.scanPeriod(time.Now())
+		if p == period && !force {
+			return
+		}
+		period = p
+		if p == 0 {
 			scanTick.Stop()
+		} else {
+			scanTick.Reset(p)
 		}
 	}
-	rearmScan()
+	settle := func() { m.sched.settleUntil = time.Now().Add(m.settleWindow()) }
+	scanNow := func() {
+		m.sched.lastScan = time.Now()
+		if discovering(m.cfg) {
+			m.scan(ctx)
+		}
+		if m.o.scanned != nil {
+			m.o.scanned()
+		}
+	}
+	m.startExecWake()
+	defer m.stopExecWake()
+	settle()
+	rearmScan(true)
 	for {
 		if !discovering(m.cfg) && len(m.atts) == 0 {
 			if m.attachErr != nil {
@@ -358,11 +381,16 @@ func (m *manager) loop(ctx context.Context, reloads <-chan struct{}) {
 		case x := <-m.exits:
 			m.processExited(x.a, x.at)
 		case <-scanTick.C:
-			if discovering(m.cfg) {
-				m.scan(ctx)
-			}
-			if m.o.scanned != nil {
-				m.o.scanned()
+			scanNow()
+		case <-m.execCh():
+			// Scan at once unless one ran within the interval: the new
+			// process may match by its executable or command line
+			// already, and a burst of execs costs a scan per interval.
+			// The next tick then comes a whole interval later.
+			settle()
+			if time.Since(m.sched.lastScan) >= m.cfg.Agent.Discovery.Interval {
+				scanNow()
+				rearmScan(true)
 			}
 		case <-sweepTick.C:
 			m.reapExited()
@@ -384,11 +412,18 @@ func (m *manager) loop(ctx context.Context, reloads <-chan struct{}) {
 			}
 		case <-m.o.hup:
 			m.reloadConfig(ctx, "signal")
-			rearmScan()
+			m.startExecWake()
+			settle()
+			rearmScan(true)
 		case <-reloads:
 			m.reloadConfig(ctx, "file changed")
-			rearmScan()
+			m.startExecWake()
+			settle()
+			rearmScan(true)
 		}
+		// A settle window that ended, or an attach retry now pending,
+		// changes the period.
+		rearmScan(false)
 		m.updateReadiness()
 	}
 }
@@ -398,6 +433,7 @@ func (m *manager) scan(ctx context.Context) {
 	if m.paused {
 		return
 	}
+	m.met.scans.Inc()
 	want, err := m.desired()
 	if err != nil {
 		m.log.Warn("scan processes", zap.Error(err))

@@ -31,6 +31,8 @@ func runAgent(args []string) error {
 	placement := fs.String("placement", "prologue", "entry uprobe placement: prologue or symbol")
 	statsPath := fs.String("stats", "", "write the kernel counters here as JSON at detach")
 	propagation := fs.Bool("propagation", true, "W3C trace context extraction and injection (on in probes.DefaultOptions)")
+	discover := fs.String("discover", "", "discovery mode: trace the processes whose executable matches this glob instead of --pid")
+	execWake := fs.Bool("exec-wake", true, "with --discover: exec notifications wake discovery (as routerscope run does); false polls /proc")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -39,6 +41,23 @@ func runAgent(args []string) error {
 		return err
 	}
 	cfg.Agent.Targets = []config.Target{{PID: *pid}}
+	var opts []agent.Option
+	if *discover != "" {
+		cfg.Agent.Targets = nil
+		cfg.Agent.Discovery.Rules = []config.Rule{{Name: "router", Selector: config.Selector{Executable: *discover}}}
+		if err := cfg.Validate(); err != nil {
+			return err
+		}
+		if *execWake {
+			opts = append(opts, agent.WithExecSource(func(gap time.Duration) (agent.ExecSource, error) {
+				w, err := probes.NewExecWatcher(gap)
+				if err != nil {
+					return nil, err
+				}
+				return w, nil
+			}))
+		}
+	}
 	var place probes.Placement
 	switch *placement {
 	case "prologue":
@@ -63,7 +82,7 @@ func runAgent(args []string) error {
 	attach := func(ctx context.Context, req agent.AttachRequest) (agent.EventSource, error) {
 		return attachProbes(ctx, req, place, *propagation, *statsPath)
 	}
-	return agent.Run(ctx, cfg, attach, log)
+	return agent.Run(ctx, cfg, attach, log, opts...)
 }
 
 // attachProbes resolves the request's probe files against its target and

@@ -158,7 +158,7 @@ func benchBackend(ctx context.Context, p params, bins binaries, i int, lat time.
 	if i == 0 && p.idle > 0 {
 		s := idleSetup(p.setups)
 		logf("idle agent (%s): %v", s.name, p.idle)
-		if rep.Idle, err = measureIdle(ctx, p, bins, srv, s, p.idle); err != nil {
+		if rep.Idle, rep.IdleDiscovery, err = measureIdleModes(ctx, p, bins, srv, s, p.idle); err != nil {
 			return blk, fmt.Errorf("idle agent: %w", err)
 		}
 	}

@@ -30,6 +30,9 @@ type Report struct {
 	Skipped []string
 	// Idle is the attached agent's CPU with no requests.
 	Idle *IdleResult
+	// IdleDiscovery is the idle agent in discovery mode, woken by execs
+	// and polling.
+	IdleDiscovery []*IdleResult
 	// GoBench are the agent's Go benchmarks of its hot path.
 	GoBench []GoBenchLine
 }
@@ -283,7 +286,7 @@ func render(r *Report) string {
 		renderStress(&b, s)
 	}
 	if r.Idle != nil {
-		renderIdle(&b, r.Idle)
+		renderIdle(&b, r.Idle, r.IdleDiscovery)
 	}
 	if len(r.GoBench) > 0 {
 		renderGoBench(&b, r.GoBench)

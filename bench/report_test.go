@@ -37,7 +37,11 @@ func sampleReport() *Report {
 			{Rate: 20000, Achieved: 20000, Duration: 2 * time.Second, Spans: 40000, Exported: 40000, CPU: time.Second, RSS: 30 << 20, PeakRSS: 50 << 20, RecordBytes: 40000 * 120},
 			{Rate: 40000, Achieved: 38000, Duration: 2 * time.Second, Spans: 76000, Exported: 70000, Dropped: 6000, CPU: 2 * time.Second},
 		}},
-		Idle:    &IdleResult{Setup: "agent always_on", Window: 10 * time.Second, CPU: 500 * time.Microsecond, Wakeups: 20},
+		Idle: &IdleResult{Setup: "agent always_on", Mode: idlePID, Window: 10 * time.Second, CPU: 500 * time.Microsecond, Wakeups: 20},
+		IdleDiscovery: []*IdleResult{
+			{Setup: "agent always_on", Mode: idleExecWoken, Window: 10 * time.Second, CPU: 300 * time.Microsecond, Wakeups: 3},
+			{Setup: "agent always_on", Mode: idlePolling, Window: 10 * time.Second, CPU: 24 * time.Millisecond, Wakeups: 21},
+		},
 		GoBench: parseGoBench("goos: linux\nBenchmarkExportOTLP-2   	  200000	       900 ns/op	       900 ns/span	       141.5 wire-B/span	      20 B/op	       0 allocs/op\nPASS\n"),
 	}
 }
@@ -70,6 +74,9 @@ func TestRenderFigures(t *testing.T) {
 		"| nothing dropped or lost at 20000 spans/s | nothing dropped or lost | met |",
 		"| idle agent <= 0.1 ms CPU per second | 0.050 ms/s | met |",
 		"**0.050 ms of CPU per second** (0.5 ms over 10s, all threads, schedstat) and 2.0 wake-ups per second.",
+		"| --pid | 0.050 ms | 2.0 |",
+		"| discovery, woken by execs | 0.030 ms | 0.3 |",
+		"| discovery, polling /proc | 2.400 ms | 2.1 |",
 		"| BenchmarkExportOTLP | 900 | 0 | 20 | 142 |",
 		"| PUSH BP after the stack check | emulated | 1000 |",
 		"| CMP SP, 16(R14) at the symbol | single-stepped | 15000 |",

@@ -273,7 +273,7 @@ func benchOnly(ctx context.Context, p params, bins binaries, rep *Report) error 
 		}
 		s := idleSetup(p.setups)
 		logf("idle agent (%s): %v", s.name, p.idle)
-		if rep.Idle, err = measureIdle(ctx, p, bins, srv, s, p.idle); err != nil {
+		if rep.Idle, rep.IdleDiscovery, err = measureIdleModes(ctx, p, bins, srv, s, p.idle); err != nil {
 			err = fmt.Errorf("idle agent: %w", err)
 		}
 	}

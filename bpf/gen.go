@@ -10,3 +10,7 @@ package bpf
 
 // Inject is the traceparent injector (sock_ops and sk_msg); see inject.c.
 //go:generate go run github.com/cilium/ebpf/cmd/bpf2go -target bpfel -cc clang -cflags "-O2 -g -Wall -Werror -D__TARGET_ARCH_x86 -I./include" Inject inject.c
+
+// ExecWatch signals program executions to discovery (execwatch.c). It reads
+// no registers, so the one little-endian object serves amd64 and arm64.
+//go:generate go run github.com/cilium/ebpf/cmd/bpf2go -target bpfel -cc clang -cflags "-O2 -g -Wall -Werror -I./include" ExecWatch execwatch.c

@@ -43,6 +43,8 @@ func nodeConfig(t *testing.T, endpoint, brokenGlob, brokenProbes string) string 
 `, filepath.Join(bins.dir, "rout*"), brokenGlob, brokenProbes))
 }
 
+var execWakeRE = regexp.MustCompile(`"msg":"discovery scans /proc when programs are executed"`)
+
 var metricsAddrRE = regexp.MustCompile(`"msg":"serving /metrics, /healthz and /readyz","address":"([^"]+)"`)
 
 // startRouter starts one router against the model server at llmAddr.
@@ -93,6 +95,9 @@ func TestNodeAgent(t *testing.T) {
 		"--log-format", "json", "--metrics-listen", "127.0.0.1:0")
 	metricsAddr := agentProc.waitFor(t, metricsAddrRE, 30*time.Second)
 	waitLog(t, agentProc, "attached", a1.router.cmd.Process.Pid, 60*time.Second)
+	// The routers started from here on are found because their exec woke
+	// discovery (agent/execwake.go), not by polling.
+	agentProc.waitFor(t, execWakeRE, 10*time.Second)
 	b := startRouter(t, "router-b", "127.0.0.1:0", llmAddr)
 	waitLog(t, agentProc, "attached", b.router.cmd.Process.Pid, 30*time.Second)
 	waitMetrics(t, metricsAddr, 10*time.Second,

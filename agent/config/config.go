@@ -259,7 +259,12 @@ func DefaultConfig() Config {
 				// Twice a second: a restarted router is attached again well
 				// within the 2 s the product promises, at the cost of one
 				// /proc walk (a few hundred small reads) per half second.
-				Interval:      500 * time.Millisecond,
+				Interval: 500 * time.Millisecond,
+				// Where exec notifications wake discovery, it scans every
+				// Interval only for Settle after an exec, and every Rescan
+				// otherwise (a /proc scan is ~1.2 ms; see agent/doc.go).
+				Settle:        DefaultSettle,
+				Rescan:        DefaultRescan,
 				RetryInterval: 10 * time.Second,
 				MaxProcesses:  64,
 			},

@@ -155,9 +155,11 @@ func decodeDiscovery(n *yaml.Node, path string, d *Discovery) error {
 				return nil
 			})
 		},
-		"interval":       sy.Duration(&d.Interval),
-		"retry_interval": sy.Duration(&d.RetryInterval),
-		"max_processes":  sy.Int(&d.MaxProcesses),
+		"interval":        sy.Duration(&d.Interval),
+		"retry_interval":  sy.Duration(&d.RetryInterval),
+		"settle":          sy.Duration(&d.Settle),
+		"rescan_interval": sy.Duration(&d.Rescan),
+		"max_processes":   sy.Int(&d.MaxProcesses),
 	})
 }
 

@@ -16,8 +16,19 @@ type Discovery struct {
 	// Exclude lists processes never traced even when a rule matches; the
 	// agent itself is always excluded.
 	Exclude []Selector
-	// Interval is how often /proc is scanned.
+	// Interval is how often /proc is scanned: always when the agent polls,
+	// and during the settle window after a program was executed when exec
+	// notifications wake it (see agent/doc.go).
 	Interval time.Duration
+	// Settle is how long after an exec (or the start, or a reload) the
+	// agent keeps scanning every Interval: long enough for a new process
+	// to open its port and for a container's files to be in place. The
+	// agent makes it at least two intervals (see agent/execwake.go).
+	Settle time.Duration
+	// Rescan is the safety scan's period when exec notifications drive
+	// discovery: it finds what no exec announced (a process that started
+	// listening after the settle window, or one forked without an exec).
+	Rescan time.Duration
 	// RetryInterval is how long a process whose attach failed (or whose
 	// capture ended while it kept running) waits before the next attempt.
 	RetryInterval time.Duration
@@ -25,6 +36,14 @@ type Discovery struct {
 	// export pipeline and kernel attachments).
 	MaxProcesses int
 }
+
+// Defaults of Discovery.Settle and Discovery.Rescan: a new process gets
+// 5 s of scans every interval to open its port, and a /proc scan (~1.2 ms)
+// every 30 s finds what no exec announced.
+const (
+	DefaultSettle = 5 * time.Second
+	DefaultRescan = 30 * time.Second
+)
 
 // Selector picks processes. Every field that is set must match (they are
 // ANDed); at least one must be set.
@@ -101,8 +120,16 @@ func (s *Selector) compile(path string) error {
 // compiles the selectors.
 func (d *Discovery) validate() error {
 	const p = "routerscope.discovery"
-	if d.Interval <= 0 || d.RetryInterval <= 0 {
-		return fmt.Errorf("%w: %s.interval and retry_interval must be positive durations, e.g. \"500ms\"", ErrConfig, p)
+	// Unset (a Discovery built in Go before they existed), the exec
+	// schedule's durations take their defaults.
+	if d.Settle == 0 {
+		d.Settle = DefaultSettle
+	}
+	if d.Rescan == 0 {
+		d.Rescan = DefaultRescan
+	}
+	if d.Interval <= 0 || d.RetryInterval <= 0 || d.Settle <= 0 || d.Rescan <= 0 {
+		return fmt.Errorf("%w: %s.interval, settle, rescan_interval and retry_interval must be positive durations, e.g. \"500ms\"", ErrConfig, p)
 	}
 	if d.MaxProcesses <= 0 {
 		return fmt.Errorf("%w: %s.max_processes: must be positive (got %d)", ErrConfig, p, d.MaxProcesses)

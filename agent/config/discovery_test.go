@@ -13,6 +13,8 @@ func TestDiscoveryConfig(t *testing.T) {
   probes: [global.yaml]
   discovery:
     interval: 250ms
+    settle: 2s
+    rescan_interval: 1m
     max_processes: 8
     rules:
       - name: router
@@ -33,10 +35,11 @@ func TestDiscoveryConfig(t *testing.T) {
 	d := cfg.Agent.Discovery
 	if len(d.Rules) != 2 || d.Rules[0].Name != "router" || d.Rules[1].Name != "rule1" || d.Rules[1].Port != 8801 ||
 		d.Rules[1].cmdline == nil || len(d.Exclude) != 1 || d.Interval.Milliseconds() != 250 || d.MaxProcesses != 8 ||
-		d.RetryInterval == 0 || cfg.Agent.Metrics.Listen != "127.0.0.1:9999" || cfg.Agent.WatchInterval != 0 {
+		d.RetryInterval == 0 || d.Settle.Seconds() != 2 || d.Rescan.Minutes() != 1 || cfg.Agent.Metrics.Listen != "127.0.0.1:9999" || cfg.Agent.WatchInterval != 0 {
 		t.Fatalf("%+v", cfg.Agent)
 	}
-	if def := DefaultConfig(); def.Agent.Metrics.Listen != DefaultMetricsListen || def.Agent.Discovery.Interval.Milliseconds() != 500 {
+	if def := DefaultConfig(); def.Agent.Metrics.Listen != DefaultMetricsListen || def.Agent.Discovery.Interval.Milliseconds() != 500 ||
+		def.Agent.Discovery.Settle != DefaultSettle || def.Agent.Discovery.Rescan != DefaultRescan {
 		t.Fatalf("defaults %+v", def.Agent)
 	}
 	bad := []struct{ yaml, want string }{
@@ -49,6 +52,8 @@ func TestDiscoveryConfig(t *testing.T) {
 		{"routerscope:\n  discovery:\n    rules:\n      - binary: /x\n", "routerscope.discovery.rules[0].binary (line 4): unknown key, allowed keys in routerscope.discovery.rules[0]: cmdline, comm, executable, name, pid, port, probes"},
 		{"routerscope:\n  discovery:\n    interval: 0s\n", "interval and retry_interval must be positive"},
 		{"routerscope:\n  discovery:\n    max_processes: 0\n", "max_processes: must be positive"},
+		{"routerscope:\n  discovery:\n    settle: -1s\n", "settle, rescan_interval and retry_interval must be positive"},
+		{"routerscope:\n  discovery:\n    rescan_interval: -1s\n", "settle, rescan_interval and retry_interval must be positive"},
 		{"routerscope:\n  metrics:\n    port: 1\n", "routerscope.metrics.port (line 3): unknown key"},
 		{"routerscope:\n  watch_interval: -1s\n", "watch_interval: must not be negative"},
 	}
@@ -57,6 +62,18 @@ func TestDiscoveryConfig(t *testing.T) {
 		if !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%q: %v, want %q", tc.yaml, err, tc.want)
 		}
+	}
+}
+
+// TestDiscoveryScheduleDefaults: a Discovery built in Go without the exec
+// schedule's durations gets their defaults at validation.
+func TestDiscoveryScheduleDefaults(t *testing.T) {
+	d := Discovery{Interval: 1, RetryInterval: 1, MaxProcesses: 1}
+	if err := d.validate(); err != nil {
+		t.Fatal(err)
+	}
+	if d.Settle != DefaultSettle || d.Rescan != DefaultRescan {
+		t.Errorf("settle %v, rescan %v: want the defaults", d.Settle, d.Rescan)
 	}
 }
 

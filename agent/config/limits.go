@@ -58,6 +58,8 @@ func (c *Config) checkLimits() error {
 	}{
 		{"discovery.interval", d.Interval, false},
 		{"discovery.retry_interval", d.RetryInterval, false},
+		{"discovery.settle", d.Settle, false},
+		{"discovery.rescan_interval", d.Rescan, false},
 		{"watch_interval", a.WatchInterval, true},
 	} {
 		if iv.d < MinInterval && !(iv.off && iv.d == 0) && iv.d > 0 {

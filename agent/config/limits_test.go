@@ -17,6 +17,8 @@ func TestConfigBounds(t *testing.T) {
 		{"too many processes", "routerscope:\n  discovery: {max_processes: 100000}\n", "discovery.max_processes"},
 		{"scan every nanosecond", "routerscope:\n  discovery: {interval: 1ns}\n", "discovery.interval"},
 		{"retry every microsecond", "routerscope:\n  discovery: {retry_interval: 1us}\n", "discovery.retry_interval"},
+		{"settle of a microsecond", "routerscope:\n  discovery: {settle: 1us}\n", "discovery.settle"},
+		{"rescan every microsecond", "routerscope:\n  discovery: {rescan_interval: 1us}\n", "discovery.rescan_interval"},
 		{"watch every nanosecond", "routerscope:\n  watch_interval: 1ns\n", "watch_interval"},
 	}
 	for _, tc := range cases {

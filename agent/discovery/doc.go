@@ -9,11 +9,9 @@
 //
 // A scan re-reads only the start time and executable link of processes
 // it has seen before (Cache): about 1.2 ms for 90 processes here
-// (BenchmarkScanProc), 0.25% of a core at 2 Hz. Polling was chosen over
-// the proc connector and an exec tracepoint: the connector needs
-// CAP_NET_ADMIN in the initial network namespace and an exec event comes
-// before the process listens on its port or before a container's files
-// are in place, so matching would still need /proc at a later moment.
+// (BenchmarkScanProc). When it scans is the agent's decision (agent/doc.go,
+// agent/execwake.go): woken by execs where the kernel reports them, every
+// interval otherwise.
 //
 // Every /proc entry belongs to another program and is read up to a bound
 // (procread.go). The package only reads: it attaches nothing, starts no

@@ -16,6 +16,7 @@ import (
 	"runtime/debug"
 	"strings"
 	"syscall"
+	"time"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -141,6 +142,9 @@ type cli struct {
 	hup <-chan os.Signal
 	// proc is the procfs root ("" means /proc), for tests.
 	proc string
+	// openExecs opens the kernel's exec notifications for discovery; nil
+	// (tests) keeps discovery polling.
+	openExecs func(minGap time.Duration) (agent.ExecSource, error)
 }
 
 func (c cli) procRoot() string {
@@ -153,7 +157,7 @@ func (c cli) procRoot() string {
 func main() {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
-	c := cli{stdout: os.Stdout, stderr: os.Stderr, getenv: os.Getenv, newAttacher: newAttacher, resolveCheck: checkResolves, hup: hup,
+	c := cli{stdout: os.Stdout, stderr: os.Stderr, getenv: os.Getenv, newAttacher: newAttacher, resolveCheck: checkResolves, hup: hup, openExecs: openExecWatcher,
 		listen: func(addr string) (net.Listener, error) { return net.Listen("tcp", addr) }}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	code := c.main(ctx, os.Args[1:])
@@ -317,6 +321,11 @@ func (c cli) run(ctx context.Context, args []string) int {
 		// The agent reads the same procfs as the target's config lookup.
 		opts = append(opts, agent.WithProcRoot(c.proc))
 	}
+	if c.openExecs != nil && c.proc == "" {
+		// Exec notifications are about this node's processes, the ones
+		// /proc shows.
+		opts = append(opts, agent.WithExecSource(c.openExecs))
+	}
 	if engine.stats != nil {
 		opts = append(opts, agent.WithKernelStats(engine.stats))
 	}
@@ -423,4 +432,14 @@ func newLogger(level, format string, w io.Writer) (*zap.Logger, error) {
 		return nil, fmt.Errorf("--log-format %q: want console or json", format)
 	}
 	return zap.New(zapcore.NewCore(enc, zapcore.AddSync(w), lvl)), nil
+}
+
+// openExecWatcher loads the exec notification program (probes.ExecWatcher)
+// that wakes discovery.
+func openExecWatcher(minGap time.Duration) (agent.ExecSource, error) {
+	w, err := probes.NewExecWatcher(minGap)
+	if err != nil {
+		return nil, err
+	}
+	return w, nil
 }

@@ -42,6 +42,8 @@ var capOps = []struct {
 }{
 	{"tracing-program", []string{"BPF", "PERFMON"}, false},
 	{"ring-buffer", []string{"BPF"}, false},
+	// Discovery's exec notification (probes.ExecWatcher).
+	{"exec-raw-tracepoint", []string{"BPF", "PERFMON"}, false},
 	{"read-target-binary", []string{"SYS_PTRACE"}, false},
 	{"uprobe-multi", []string{"BPF", "PERFMON", "SYS_PTRACE"}, false},
 	{"sock-ops-on-cgroup-root", []string{"BPF", "NET_ADMIN"}, true},
@@ -182,6 +184,24 @@ func capOp(op, pid, cgroup string) error {
 			unix.Close(fd)
 		}
 		return err
+	case "exec-raw-tracepoint":
+		fd, err := loadProgram(unix.BPF_PROG_TYPE_RAW_TRACEPOINT, 0, 0)
+		if err != nil {
+			return err
+		}
+		defer unix.Close(fd)
+		name := []byte("sched_process_exec\x00")
+		// union bpf_attr for BPF_RAW_TRACEPOINT_OPEN: name, prog_fd.
+		attr := struct {
+			name         uint64
+			progFD, _pad uint32
+		}{name: uint64(uintptr(unsafe.Pointer(&name[0]))), progFD: uint32(fd)}
+		lfd, err := bpf(unix.BPF_RAW_TRACEPOINT_OPEN, unsafe.Pointer(&attr), unsafe.Sizeof(attr))
+		runtime.KeepAlive(name)
+		if err != nil {
+			return fmt.Errorf("open raw tracepoint sched_process_exec: %w", err)
+		}
+		return unix.Close(lfd)
 	case "read-target-binary":
 		// The agent parses the target's ELF symbols through /proc/PID/exe.
 		f, err := os.Open("/proc/" + pid + "/exe")

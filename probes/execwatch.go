@@ -1,0 +1,101 @@
+package probes
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/cilium/ebpf/link"
+	"github.com/cilium/ebpf/ringbuf"
+
+	"github.com/routerscope/routerscope/bpf"
+)
+
+// ExecWatcher reports that programs were executed on the node (the
+// sched_process_exec raw tracepoint, bpf/execwatch.c), so discovery can
+// sleep until a new process may match a rule instead of polling /proc.
+// It needs CAP_BPF and CAP_PERFMON, and neither tracefs nor kernel BTF.
+type ExecWatcher struct {
+	objs bpf.ExecWatchObjects
+	lnk  link.Link
+	rd   *ringbuf.Reader
+	rec  ringbuf.Record
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// NewExecWatcher loads the exec program and attaches it; the caller
+// closes the watcher. The kernel sends at most one record per minGap
+// (execs closer together than that are one notification), so however
+// many programs the node runs, the watcher wakes its reader at most
+// 1/minGap times a second. Nothing is left loaded when it fails.
+func NewExecWatcher(minGap time.Duration) (_ *ExecWatcher, err error) {
+	if minGap < 0 {
+		return nil, fmt.Errorf("exec watch: negative gap %v", minGap)
+	}
+	spec, err := bpf.LoadExecWatch()
+	if err != nil {
+		return nil, fmt.Errorf("load exec watch spec: %w", err)
+	}
+	if err := spec.Variables[bpf.ExecWatchVarMinGapNs].Set(uint64(minGap)); err != nil {
+		return nil, fmt.Errorf("set exec watch gap: %w", err)
+	}
+	// The smallest ring the kernel accepts is one page (4 KiB on amd64,
+	// up to 64 KiB on arm64): 8-byte records, one is enough to wake.
+	spec.Maps["exec_events"].MaxEntries = uint32(os.Getpagesize())
+	w := &ExecWatcher{}
+	if err := spec.LoadAndAssign(&w.objs, nil); err != nil {
+		return nil, fmt.Errorf("load exec watch programs: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			_ = w.Close()
+		}
+	}()
+	if w.lnk, err = link.AttachRawTracepoint(link.RawTracepointOptions{Name: "sched_process_exec", Program: w.objs.OnExec}); err != nil {
+		return nil, fmt.Errorf("attach raw tracepoint sched_process_exec: %w", err)
+	}
+	if w.rd, err = ringbuf.NewReader(w.objs.ExecEvents); err != nil {
+		return nil, fmt.Errorf("open exec ring buffer: %w", err)
+	}
+	return w, nil
+}
+
+// Wait blocks until a program was executed since the previous Wait
+// returned (one call per exec record: at most one per gap, and a full
+// ring drops records, which loses nothing: any record means "look
+// again"). It returns the pid that
+// executed, or ErrClosed once Close was called. Only one goroutine may
+// wait at a time.
+func (w *ExecWatcher) Wait() (uint32, error) {
+	if err := w.rd.ReadInto(&w.rec); err != nil {
+		if errors.Is(err, os.ErrClosed) {
+			return 0, ErrClosed
+		}
+		return 0, fmt.Errorf("read exec events: %w", err)
+	}
+	if s := w.rec.RawSample; len(s) >= 4 {
+		return binary.NativeEndian.Uint32(s), nil
+	}
+	return 0, nil
+}
+
+// Close detaches the program and ends a pending Wait; it is idempotent.
+func (w *ExecWatcher) Close() error {
+	w.closeOnce.Do(func() {
+		var errs []error
+		if w.rd != nil {
+			errs = append(errs, w.rd.Close())
+		}
+		if w.lnk != nil {
+			errs = append(errs, w.lnk.Close())
+		}
+		errs = append(errs, w.objs.Close())
+		w.closeErr = errors.Join(errs...)
+	})
+	return w.closeErr
+}
