@@ -214,3 +214,40 @@ func pipelineProbes(t *testing.T, bin string, next bool) (s *probeSet, s1, s2 *R
 	s2.Return = []Fetch{{Attr: 0, Kind: KindString, Loc: inMem(RegRAX, 8)}}
 	return s, s1, s2
 }
+
+func TestCheckEndAt(t *testing.T) {
+	const at = "net/http.(*response).finishRequest"
+	for _, tc := range []struct {
+		p    Probe
+		want string // "" when valid
+	}{
+		{Probe{Symbol: "main.f", EndAt: at}, ""},
+		{Probe{Symbol: "main.f", End: EndNext, EndAt: at}, ""},
+		{Probe{Symbol: "main.f", End: EndReturn, EndAt: at}, "without a RET"},
+		{Probe{Symbol: "main.f", IntoParent: true, EndAt: at}, "into_parent"},
+		{Probe{Symbol: "main.f", EndAt: "main.f"}, "its own span"},
+	} {
+		c := &specCheck{}
+		checkEnd(c, "probes[0]", tc.p)
+		err := c.err()
+		if tc.want == "" && err != nil || tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)) {
+			t.Errorf("%+v: %v, want %q", tc.p, err, tc.want)
+		}
+	}
+	if !endsNext(Probe{EndAt: at}) || endsNext(Probe{}) {
+		t.Error("endsNext: end_at is an end: next form")
+	}
+	var e endSources
+	ret, _ := parseSource("return:0.X")
+	e.add(ret)
+	if err := e.check(Probe{EndAt: at}); err == nil {
+		t.Error("end_at reading return:0: no error")
+	}
+	spec := []byte(`probes:
+  - {symbol: main.a, span: a, end_at: main.b}
+  - {symbol: main.b, span: b}
+`)
+	if _, err := ParseSpec(spec, "x.yaml"); err == nil || !strings.Contains(err.Error(), "probed by probes[1]") {
+		t.Errorf("end_at on another probe's symbol: %v", err)
+	}
+}
