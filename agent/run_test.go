@@ -59,11 +59,11 @@ func TestRunExportsAndShutsDown(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	wait := runAsync(ctx, cfg, attach, log, madeUpTarget(t))
 
-	for _, ev := range request(4242, 1, time.Now()) {
+	for _, ev := range spantest.Request(4242, 1, time.Now()) {
 		src.ch <- ev
 	}
 	// A request still in flight when the agent stops.
-	open := request(4242, 2, time.Now())
+	open := spantest.Request(4242, 2, time.Now())
 	src.ch <- open[0]
 
 	wctx, wcancel := context.WithTimeout(context.Background(), 20*time.Second)
@@ -112,7 +112,7 @@ func TestRunEndsSpansOfExitedProcess(t *testing.T) {
 	wait := runAsync(ctx, cfg, func(context.Context, AttachRequest) (EventSource, error) { return src, nil }, log,
 		WithStdout(&out), withSweepInterval(5*time.Millisecond),
 		withAlive(func(pid uint32) bool { return !(pid == 77 && exited.Load()) }))
-	evs := request(77, 1, time.Now())
+	evs := spantest.Request(77, 1, time.Now())
 	src.ch <- evs[0]
 	src.ch <- evs[1]
 	exited.Store(true)
@@ -220,7 +220,7 @@ func TestRunUnreachableCollectorDoesNotBlockReading(t *testing.T) {
 	// Every send completes only if the reader keeps reading while exports
 	// fail.
 	for i := 0; i < 200; i++ {
-		for _, ev := range request(4242, byte(i), time.Now()) {
+		for _, ev := range spantest.Request(4242, byte(i), time.Now()) {
 			src.ch <- ev
 		}
 	}
@@ -272,7 +272,7 @@ func TestRunShutdownFlushHasADeadline(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	wait := runAsync(ctx, cfg, func(context.Context, AttachRequest) (EventSource, error) { return src, nil }, log,
 		madeUpTarget(t))
-	for _, ev := range request(4242, 1, time.Now()) {
+	for _, ev := range spantest.Request(4242, 1, time.Now()) {
 		src.ch <- ev
 	}
 	cancel()

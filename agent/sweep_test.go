@@ -11,6 +11,7 @@ import (
 
 	"github.com/routerscope/routerscope/agent/config"
 	"github.com/routerscope/routerscope/agent/spans"
+	"github.com/routerscope/routerscope/agent/spans/spantest"
 	"github.com/routerscope/routerscope/internal/testenv"
 )
 
@@ -70,7 +71,7 @@ func TestSweepStopsWhenIdleAndWakesOnEvents(t *testing.T) {
 	// The kernel lost events and one entry came through: its return
 	// never will.
 	src.lost.Store(3)
-	src.ch <- request(uint32(pid), 1, time.Now())[0]
+	src.ch <- spantest.Request(uint32(pid), 1, time.Now())[0]
 	waitState(true)
 	testenv.Eventually(t, "expired span ended and lost events reported", func() bool {
 		return logs.FilterMessage("return events lost: ended expired spans as failed").Len() == 1 &&
