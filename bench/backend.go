@@ -358,11 +358,12 @@ func openFunctions(path, probeFile string, out map[string]*probes.Function) erro
 }
 
 // idleSetup is the setup the idle agent runs: the first always_on one
-// (entry-only when there is one, as shipped), else RET mode.
+// (entry-only when there is one, as shipped), else RET mode; never the
+// --agent-before build's.
 func idleSetup(all []setup) setup {
 	var pick setup
 	for _, s := range all {
-		if s.sampling != "always_on" || s.placement != "prologue" || s.noPropagation {
+		if s.sampling != "always_on" || s.placement != "prologue" || s.noPropagation || s.agentBin != "" {
 			continue
 		}
 		if pick.name == "" || strings.Contains(s.name, "entry-only") {

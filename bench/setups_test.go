@@ -139,3 +139,16 @@ func TestRetTwin(t *testing.T) {
 		}
 	}
 }
+
+// TestIdleSetupNotBefore: the idle agent is the current build's, even
+// though the --agent-before setup's name also says entry-only.
+func TestIdleSetupNotBefore(t *testing.T) {
+	all := []setup{
+		{name: "router alone"},
+		{name: "agent always_on, entry-only", sampling: "always_on", placement: "prologue"},
+		{name: beforeSetup, sampling: "always_on", placement: "prologue", agentBin: "/old/bench"},
+	}
+	if got := idleSetup(all); got.name != "agent always_on, entry-only" {
+		t.Errorf("idle setup %q", got.name)
+	}
+}
