@@ -76,10 +76,13 @@
 // CAP_NET_ADMIN in the initial network namespace and reports every fork
 // and exit too.
 //
-// Reloads (reload.go): SIGHUP, or a change of the config or probe files
-// (hashes polled every watch_interval), reloads the config; only
-// attachments change, so the assembler, the pipeline and the exporter
-// carry the spans in flight across it.
+// Reloads (reload.go, dirwatch.go): SIGHUP, or a change of the config or
+// probe files, reloads the config; only attachments change, so the
+// assembler, the pipeline and the exporter carry the spans in flight
+// across it. Changes are seen through inotify on the files' directories
+// and every symlink on the way (a ConfigMap's ..data swap), a file is
+// hashed only when its stat fingerprint moved, and watch_interval is the
+// polling period only where a directory cannot be watched.
 //
 // Self-observability (metrics.go): Prometheus /metrics, /healthz and
 // /readyz from one registry per Run.

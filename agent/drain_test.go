@@ -9,6 +9,7 @@ import (
 
 	"github.com/routerscope/routerscope/agent/config"
 	"github.com/routerscope/routerscope/agent/spans"
+	"github.com/routerscope/routerscope/agent/spans/spantest"
 )
 
 // TestStopDrainsReturnsStillInFlight: the stop signal comes after the
@@ -25,7 +26,7 @@ func TestStopDrainsReturnsStillInFlight(t *testing.T) {
 	defer cancel()
 	wait := runAsync(ctx, cfg, func(context.Context, AttachRequest) (EventSource, error) { return src, nil }, observedDiscard(),
 		WithStdout(&out), madeUpTarget(t))
-	evs := request(4242, 1, time.Now())
+	evs := spantest.Request(4242, 1, time.Now())
 	src.ch <- evs[0]
 	src.ch <- evs[1]
 	cancel() // SIGTERM
@@ -59,13 +60,13 @@ func TestStopDrainIsBounded(t *testing.T) {
 	var out bytes.Buffer
 	wait := runAsync(ctx, cfg, func(context.Context, AttachRequest) (EventSource, error) { return src, nil }, observedDiscard(),
 		WithStdout(&out), madeUpTarget(t))
-	src.ch <- request(4242, 1, time.Now())[0]
+	src.ch <- spantest.Request(4242, 1, time.Now())[0]
 	feed, stopFeed := context.WithCancel(context.Background())
 	defer stopFeed()
 	go func() {
 		for i := 2; feed.Err() == nil; i++ {
 			select {
-			case src.ch <- request(4242, byte(i), time.Now())[1]: // entries only
+			case src.ch <- spantest.Request(4242, byte(i), time.Now())[1]: // entries only
 			case <-feed.Done():
 			}
 			time.Sleep(time.Millisecond)
@@ -73,16 +74,7 @@ func TestStopDrainIsBounded(t *testing.T) {
 	}()
 	start := time.Now()
 	cancel()
-	done := make(chan error, 1)
-	go func() { done <- wait() }()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatal(err)
-		}
-	case <-time.After(drainMax + 10*time.Second):
-		t.Fatal("the drain did not end under a steady stream of events")
-	}
+	runEnds(t, wait, drainMax+10*time.Second, "the stop signal under a steady stream of events")
 	t.Logf("stopped %v after the signal under load", time.Since(start).Round(time.Millisecond))
 	if !strings.Contains(out.String(), spans.ReasonAgentStopped) {
 		t.Error("open spans not ended as stopped")

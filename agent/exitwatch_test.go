@@ -17,6 +17,7 @@ import (
 	"github.com/routerscope/routerscope/agent/config"
 	"github.com/routerscope/routerscope/agent/discovery"
 	"github.com/routerscope/routerscope/agent/spans"
+	"github.com/routerscope/routerscope/agent/spans/spantest"
 	"github.com/routerscope/routerscope/internal/testenv"
 	"github.com/routerscope/routerscope/probes"
 )
@@ -39,23 +40,14 @@ func TestRunPIDEndsWhenTargetExits(t *testing.T) {
 	wait := runAsync(ctx, cfg, func(context.Context, AttachRequest) (EventSource, error) { return src, nil }, log,
 		WithStdout(&out), withSweepInterval(time.Hour))
 	start := time.Now()
-	evs := request(uint32(pid), 1, start)
+	evs := spantest.Request(uint32(pid), 1, start)
 	src.ch <- evs[0]
 	src.ch <- evs[1]
 	src.handled(t, 2) // both spans are open in the agent before the kill
 	killed := time.Now()
 	stopProcess(proc)
 
-	done := make(chan error, 1)
-	go func() { done <- wait() }()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatal(err)
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatal("Run still running 20 s after its only target exited")
-	}
+	runEnds(t, wait, 20*time.Second, "its only target exited")
 	if logs.FilterMessage("process exited: ended its open spans as failed").Len() != 1 {
 		t.Errorf("no exit log: %v", logs.All())
 	}
@@ -116,7 +108,7 @@ func TestExitEndsKernelOpenSpans(t *testing.T) {
 	cfg.Agent.Targets = []config.Target{{PID: pid}}
 	cfg.Agent.Probes = []string{"p.yaml"}
 	start := time.Now()
-	evs := request(uint32(pid), 3, start)
+	evs := spantest.Request(uint32(pid), 3, start)
 	src := &keptSource{chanSource: newChanSource(), open: []probes.Event{evs[0], evs[1]}}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -125,16 +117,7 @@ func TestExitEndsKernelOpenSpans(t *testing.T) {
 	src.handled(t, 0) // attached and reading before the kill
 	killed := time.Now()
 	stopProcess(proc)
-	done := make(chan error, 1)
-	go func() { done <- wait() }()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatal(err)
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatal("Run still running 20 s after its only target exited")
-	}
+	runEnds(t, wait, 20*time.Second, "its only target exited")
 	if src.takes == 0 {
 		t.Fatal("the open spans were never taken from the capture")
 	}

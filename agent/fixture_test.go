@@ -8,13 +8,9 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"github.com/routerscope/routerscope/agent/spans/spantest"
 	"github.com/routerscope/routerscope/internal/testenv"
 	"github.com/routerscope/routerscope/probes"
 )
-
-// request is the event stream of one request (spantest.Request).
-var request = spantest.Request
 
 // chanSource is a synthetic EventSource fed by a test.
 type chanSource struct {

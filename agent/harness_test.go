@@ -18,6 +18,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"go.uber.org/zap"
 
+	"github.com/routerscope/routerscope/agent/spans/spantest"
 	"github.com/routerscope/routerscope/internal/testenv"
 	"github.com/routerscope/routerscope/probes"
 )
@@ -117,7 +118,7 @@ func (c *capture) attach(_ context.Context, req AttachRequest) (EventSource, err
 	}
 	n := byte(len(c.reqs))
 	src := &liveSource{pid: req.Target.PID, closed: make(chan struct{}), lost: uint64(n),
-		events: request(uint32(req.Target.PID), n, time.Now())}
+		events: spantest.Request(uint32(req.Target.PID), n, time.Now())}
 	c.srcs = append(c.srcs, src)
 	return src, nil
 }

@@ -40,10 +40,11 @@ var probeCounters = []struct{ name, help string }{
 	{"kernel_spans_overflow_total", "Entries not tracked because the goroutine already had 16 open spans (deep recursion of probed functions), by process and probe."},
 	{"kernel_returns_unmatched_total", "RETs with no matching open span (calls entered before the attach, or a goroutine's span stack evicted from the stacks map), by process and probe."},
 	{"kernel_spans_skipped_total", "Entries inside a trace the sampler dropped, not opened, by process and probe."},
+	{"kernel_end_at_total", "Entries of a probe's end_at function, each ending the spans whose frames are gone (the probe's own included), by process and probe."},
 }
 
 func probeCounterValues(p probes.ProbeStats) []uint64 {
-	return []uint64{p.Entries, p.Returns, p.Abandoned, p.Emitted, p.Overflow, p.Unmatched, p.Skipped}
+	return []uint64{p.Entries, p.Returns, p.Abandoned, p.Emitted, p.Overflow, p.Unmatched, p.Skipped, p.EndAtHits}
 }
 
 func newKernelCollector(f KernelStats) *kernelCollector {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/routerscope/routerscope/agent/config"
+	"github.com/routerscope/routerscope/agent/spans/spantest"
 	"github.com/routerscope/routerscope/internal/otlptest"
 	"github.com/routerscope/routerscope/internal/testenv"
 )
@@ -90,7 +91,7 @@ func TestReloadOnFileChange(t *testing.T) {
 	}
 
 	// A request in flight in beta across the next reloads.
-	open := request(uint32(beta.Process.Pid), 7, time.Now())
+	open := spantest.Request(uint32(beta.Process.Pid), 7, time.Now())
 	betaSrc.ch <- open[0]
 
 	// A bad config is refused; beta stays attached, its span open.
@@ -132,7 +133,7 @@ func TestReloadOnFileChange(t *testing.T) {
 
 	// Editing the probe file re-attaches beta with the new content; the
 	// span it had open ends as detached rather than hanging.
-	betaSrc.ch <- request(uint32(beta.Process.Pid), 8, time.Now())[0]
+	betaSrc.ch <- spantest.Request(uint32(beta.Process.Pid), 8, time.Now())[0]
 	writeAtomic(t, probe1, "probes: [1, 2]\n")
 	testenv.Eventually(t, "beta re-attached after its probe file changed", func() bool { return engine.attachedPIDs()[beta.Process.Pid] == 2 })
 	reqs := engine.requests()

@@ -38,6 +38,22 @@ func runAsync(ctx context.Context, cfg config.Config, attach Attacher, log *zap.
 	return func() error { return <-done }
 }
 
+// runEnds fails the test unless the Run that wait waits for returns
+// without an error within d; what names what should have ended it.
+func runEnds(t *testing.T, wait func() error, d time.Duration, what string) {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(d):
+		t.Fatalf("Run still running %v after %s", d, what)
+	}
+}
+
 func runConfig(endpoint string) config.Config {
 	cfg := spantest.OTLPConfig(endpoint)
 	cfg.Agent.Targets = []config.Target{{PID: 4242}}
@@ -59,11 +75,11 @@ func TestRunExportsAndShutsDown(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	wait := runAsync(ctx, cfg, attach, log, madeUpTarget(t))
 
-	for _, ev := range request(4242, 1, time.Now()) {
+	for _, ev := range spantest.Request(4242, 1, time.Now()) {
 		src.ch <- ev
 	}
 	// A request still in flight when the agent stops.
-	open := request(4242, 2, time.Now())
+	open := spantest.Request(4242, 2, time.Now())
 	src.ch <- open[0]
 
 	wctx, wcancel := context.WithTimeout(context.Background(), 20*time.Second)
@@ -112,7 +128,7 @@ func TestRunEndsSpansOfExitedProcess(t *testing.T) {
 	wait := runAsync(ctx, cfg, func(context.Context, AttachRequest) (EventSource, error) { return src, nil }, log,
 		WithStdout(&out), withSweepInterval(5*time.Millisecond),
 		withAlive(func(pid uint32) bool { return !(pid == 77 && exited.Load()) }))
-	evs := request(77, 1, time.Now())
+	evs := spantest.Request(77, 1, time.Now())
 	src.ch <- evs[0]
 	src.ch <- evs[1]
 	exited.Store(true)
@@ -220,7 +236,7 @@ func TestRunUnreachableCollectorDoesNotBlockReading(t *testing.T) {
 	// Every send completes only if the reader keeps reading while exports
 	// fail.
 	for i := 0; i < 200; i++ {
-		for _, ev := range request(4242, byte(i), time.Now()) {
+		for _, ev := range spantest.Request(4242, byte(i), time.Now()) {
 			src.ch <- ev
 		}
 	}
@@ -272,7 +288,7 @@ func TestRunShutdownFlushHasADeadline(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	wait := runAsync(ctx, cfg, func(context.Context, AttachRequest) (EventSource, error) { return src, nil }, log,
 		madeUpTarget(t))
-	for _, ev := range request(4242, 1, time.Now()) {
+	for _, ev := range spantest.Request(4242, 1, time.Now()) {
 		src.ch <- ev
 	}
 	cancel()

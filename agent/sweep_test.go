@@ -11,6 +11,7 @@ import (
 
 	"github.com/routerscope/routerscope/agent/config"
 	"github.com/routerscope/routerscope/agent/spans"
+	"github.com/routerscope/routerscope/agent/spans/spantest"
 	"github.com/routerscope/routerscope/internal/testenv"
 )
 
@@ -70,7 +71,7 @@ func TestSweepStopsWhenIdleAndWakesOnEvents(t *testing.T) {
 	// The kernel lost events and one entry came through: its return
 	// never will.
 	src.lost.Store(3)
-	src.ch <- request(uint32(pid), 1, time.Now())[0]
+	src.ch <- spantest.Request(uint32(pid), 1, time.Now())[0]
 	waitState(true)
 	testenv.Eventually(t, "expired span ended and lost events reported", func() bool {
 		return logs.FilterMessage("return events lost: ended expired spans as failed").Len() == 1 &&
@@ -130,16 +131,7 @@ func TestSweepKeepsPollingUnwatchedProcess(t *testing.T) {
 	mu.Lock()
 	alive = false
 	mu.Unlock()
-	done := make(chan error, 1)
-	go func() { done <- wait() }()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatal(err)
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatal("the unwatched target's exit was never seen")
-	}
+	runEnds(t, wait, 20*time.Second, "the unwatched target exited")
 	if logs.FilterMessage("detached").Len() != 1 {
 		t.Errorf("logs: %v", logs.All())
 	}

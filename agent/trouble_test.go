@@ -9,6 +9,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/routerscope/routerscope/agent/spans/spantest"
 	"github.com/routerscope/routerscope/internal/otlptest"
 	"github.com/routerscope/routerscope/internal/testenv"
 )
@@ -32,14 +33,14 @@ func TestTroubleIsLoggedWhileRunning(t *testing.T) {
 
 	// Three returns whose entries were lost.
 	for i := range 3 {
-		src.ch <- request(4242, byte(i), time.Now())[2]
+		src.ch <- spantest.Request(4242, byte(i), time.Now())[2]
 	}
 	testenv.Eventually(t, "lost entries logged", func() bool {
 		return logs.FilterMessageSnippet("returns without their entry").Len() > 0
 	})
 	// Far more spans than the queue holds, while the export is stuck.
 	for i := range 40 {
-		evs := request(4242, byte(10+i), time.Now())
+		evs := spantest.Request(4242, byte(10+i), time.Now())
 		for _, ev := range evs {
 			src.ch <- ev
 		}
@@ -51,7 +52,7 @@ func TestTroubleIsLoggedWhileRunning(t *testing.T) {
 	}
 	rcv.Reject(status.Error(codes.PermissionDenied, "not allowed")) // not retried
 	rcv.Resume()
-	for _, ev := range request(4242, 99, time.Now()) {
+	for _, ev := range spantest.Request(4242, 99, time.Now()) {
 		src.ch <- ev
 	}
 	testenv.Eventually(t, "readyz names the export", func() bool {

@@ -302,6 +302,18 @@ func agentRun(ctx context.Context, p params, bins binaries, srv *servers, funcs 
 			row.EntryStepped += ps.Entries + ps.Skipped
 		}
 		row.Returns += retHits(ps)
+		if ps.EndAtHits > 0 {
+			// The end_at function's entry: a hit per call, spans or not.
+			at := funcs[ps.EndAt]
+			if at == nil {
+				return res, fmt.Errorf("tracer stats name end_at %s, not in the router binary", ps.EndAt)
+			}
+			if at.EntryEmulated && (s.placement != "symbol" || at.EntryOffset == at.SymbolOffset) {
+				row.EntryEmulated += ps.EndAtHits
+			} else {
+				row.EntryStepped += ps.EndAtHits
+			}
+		}
 		row.Spans += ps.Entries
 	}
 	a.spans += srv.agentSink.spans.Load() - spans0
@@ -336,16 +348,22 @@ func openFunctions(path, probeFile string, out map[string]*probes.Function) erro
 			return err
 		}
 		out[pr.Symbol] = fn
+		if pr.EndAt != "" {
+			if out[pr.EndAt], err = bin.Function(pr.EndAt); err != nil {
+				return err
+			}
+		}
 	}
 	return nil
 }
 
 // idleSetup is the setup the idle agent runs: the first always_on one
-// (entry-only when there is one, as shipped), else RET mode.
+// (entry-only when there is one, as shipped), else RET mode; never the
+// --agent-before build's.
 func idleSetup(all []setup) setup {
 	var pick setup
 	for _, s := range all {
-		if s.sampling != "always_on" || s.placement != "prologue" || s.noPropagation {
+		if s.sampling != "always_on" || s.placement != "prologue" || s.noPropagation || s.agentBin != "" {
 			continue
 		}
 		if pick.name == "" || strings.Contains(s.name, "entry-only") {
@@ -360,7 +378,7 @@ func idleSetup(all []setup) setup {
 // uprobes at all (more uprobes than its entry's); an `end: next` probe has
 // none, its spans close at the next sibling's start.
 func retHits(ps probes.ProbeStats) uint64 {
-	if ps.Uprobes <= 1 {
+	if ps.Uprobes-ps.EndAtUprobes <= 1 {
 		return 0
 	}
 	return ps.Returns + ps.Unmatched + ps.Skipped

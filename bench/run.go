@@ -66,6 +66,9 @@ type params struct {
 	// earlier commit) whose agent runs as an extra always_on entry-only
 	// setup, for a before/after comparison in one interleaved run.
 	agentBefore string
+	// probesBefore is the agent-before setup's probe file (default
+	// probesEntry), for an earlier build that predates a spec key.
+	probesBefore string
 	// setups are the configurations of every round, the baseline first;
 	// skipped names the ones left out and why.
 	setups  []setup
@@ -95,6 +98,7 @@ func runBench(args []string) error {
 	fs.BoolVar(&p.goBench, "go-bench", true, "run the agent's Go benchmarks (allocations per span)")
 	fs.StringVar(&p.only, "only", "", "run one part alone: idle (an attached agent's CPU with no requests) or stress (the span rate, CPU and RSS into the collector)")
 	pick := fs.String("setups", "", "run only the setups whose names match this regular expression, and the router alone (e.g. 'entry-only|propagation|SDK')")
+	fs.StringVar(&p.probesBefore, "probes-before", "", "the --agent-before setup's probe file (default: the entry-only file), for a build that predates a key the current file uses")
 	fs.StringVar(&p.agentBefore, "agent-before", "", "a bench binary built from an earlier commit: its agent runs as one more always_on entry-only setup, for before/after in one interleaved run")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -153,6 +157,11 @@ func runBench(args []string) error {
 		return err
 	}
 	if p.probesEntry, err = filepath.Abs(p.probesEntry); err != nil {
+		return err
+	}
+	if p.probesBefore == "" {
+		p.probesBefore = p.probesEntry
+	} else if p.probesBefore, err = filepath.Abs(p.probesBefore); err != nil {
 		return err
 	}
 	if err := os.MkdirAll(p.out, 0o755); err != nil {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -13,7 +14,8 @@ const (
 	// spec's default).
 	modeReturn = "RET mode"
 	// modeEntryOnly ends spans where their next sibling starts or their
-	// parent ends (end: next), so only the root keeps a RET uprobe.
+	// parent ends (end: next), the root at its end_at function's entry, so
+	// no probe keeps a RET uprobe.
 	modeEntryOnly = "entry-only"
 )
 
@@ -104,7 +106,7 @@ func buildSetups(p params) (all []setup, skipped []string, err error) {
 		}
 		// Not named "agent ...": the targets and stage tables look rows up
 		// by that prefix and must keep finding the current build's.
-		all = append(all, setup{name: beforeSetup, sampling: "always_on", placement: "prologue", probes: p.probesEntry, agentBin: p.agentBefore})
+		all = append(all, setup{name: beforeSetup, sampling: "always_on", placement: "prologue", probes: cmp.Or(p.probesBefore, p.probesEntry), agentBin: p.agentBefore})
 	}
 	if p.pick != nil {
 		kept := all[:1] // the router alone: every added figure is against it
@@ -139,6 +141,8 @@ func retTwin(path, out string) (string, error) {
 		return "", nil
 	}
 	twin := regexp.MustCompile(`(?m)^([\s-]*end:\s*)["']?next\b["']?`).ReplaceAll(data, []byte("${1}return"))
+	// end_at is an end: next form: in RET mode the span ends at its RETs.
+	twin = regexp.MustCompile(`(?m)^[ \t]*end_at:.*\n`).ReplaceAll(twin, nil)
 	if err := os.WriteFile(out, twin, 0o644); err != nil {
 		return "", fmt.Errorf("write the RET-mode probe file: %w", err)
 	}

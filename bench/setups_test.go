@@ -112,3 +112,43 @@ func TestRetHits(t *testing.T) {
 		t.Errorf("end: next probe: %d RET hits, want 0", got)
 	}
 }
+
+// TestRetTwin: the RET-mode twin of the shipped file ends every probe at
+// its RETs, the root included: no end: next, no end_at, and it still
+// parses as a probe spec.
+func TestRetTwin(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "ret.yaml")
+	path, err := retTwin(filepath.Join("..", "config", "probes", "semantic-router.yaml"), out)
+	if err != nil || path != out {
+		t.Fatalf("retTwin: %q, %v", path, err)
+	}
+	data, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(data), "end_at:") || entryOnlyRE.Match(data) {
+		t.Errorf("the twin keeps an end: next or end_at:\n%s", data)
+	}
+	spec, err := probes.ParseSpec(data, out)
+	if err != nil {
+		t.Fatalf("parse the twin: %v", err)
+	}
+	for _, p := range spec.Probes {
+		if p.End != probes.EndReturn || p.EndAt != "" {
+			t.Errorf("%s: end %q, end_at %q", p.Symbol, p.End, p.EndAt)
+		}
+	}
+}
+
+// TestIdleSetupNotBefore: the idle agent is the current build's, even
+// though the --agent-before setup's name also says entry-only.
+func TestIdleSetupNotBefore(t *testing.T) {
+	all := []setup{
+		{name: "router alone"},
+		{name: "agent always_on, entry-only", sampling: "always_on", placement: "prologue"},
+		{name: beforeSetup, sampling: "always_on", placement: "prologue", agentBin: "/old/bench"},
+	}
+	if got := idleSetup(all); got.name != "agent always_on, entry-only" {
+		t.Errorf("idle setup %q", got.name)
+	}
+}

@@ -250,11 +250,40 @@ static __always_inline int in_unsampled_return(struct pt_regs *ctx, __u64 g, __u
 	return 1;
 }
 
+// end_at runs at the entry of probe id's end_at function, a function its
+// caller runs after it returned (net/http's finishRequest after the
+// handler). Every open span of the goroutine whose frame is at this frame's
+// depth or deeper has returned: they are popped as pop_stale does at any
+// entry, so the probe's span (end: next) is closed finished, its end values
+// read through the registers saved at its entry, and a RET-mode span
+// without a RET seen is abandoned. An unsampled trace whose root frame is
+// gone ends too. Called deeper (from inside the probed function) it ends
+// nothing: its frame is below theirs.
+static __always_inline int end_at(struct pt_regs *ctx, __u32 id)
+{
+	__u64 g = GO_G(ctx), depth;
+	struct probe_counters *c = probe_counters(id);
+	if (c)
+		c->end_at++;
+	if (frame_depth(g, GO_SP(ctx), &depth))
+		return 0;
+	struct gkey gk = gkey_of(g);
+	struct unsampled_req *u = bpf_map_lookup_elem(&unsampled, &gk);
+	if (u && depth <= u->stack_depth)
+		end_unsampled(g, u);
+	struct span_stack *st = bpf_map_lookup_elem(&stacks, &gk);
+	if (st)
+		pop_stale(st, g, depth, 1);
+	return 0;
+}
+
 // Generic entry program, attached at Resolved.EntryOffset (after the
 // stack-growth check) so a function whose stack grows does not fire twice.
 static __always_inline int do_uprobe_entry(struct pt_regs *ctx)
 {
 	__u64 cookie = bpf_get_attach_cookie(ctx);
+	if (cookie & COOKIE_END_AT)
+		return end_at(ctx, (__u32)cookie);
 	if (in_unsampled_entry(ctx, GO_G(ctx), (__u32)cookie))
 		return 0;
 	open_span(ctx, (__u32)cookie);

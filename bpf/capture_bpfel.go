@@ -86,6 +86,7 @@ type CaptureProbeCounters struct {
 	Overflow  uint64
 	Unmatched uint64
 	Skipped   uint64
+	EndAt     uint64
 }
 
 type CaptureProbeDesc struct {

@@ -63,6 +63,12 @@ enum __attribute__((packed)) event_kind {
 // entry program that the entry instruction is also a RET.
 #define COOKIE_ENTRY_IS_RETURN (1ULL << 32)
 
+// Bit of the bpf cookie telling the entry program that it fires at the
+// entry of a probe's end_at function, not at the probe's own: it opens
+// nothing and ends the goroutine's spans whose frames are gone (end_at in
+// capture.c).
+#define COOKIE_END_AT (1ULL << 33)
+
 // Span flags (span_entry.flags, event.flags, inherit_ctx.flags).
 enum __attribute__((packed)) span_flag {
 	FLAG_SAMPLED = 1,
@@ -275,6 +281,7 @@ struct probe_counters {
 	__u64 overflow;   // entries not tracked: goroutine span stack full
 	__u64 unmatched;  // RETs with no matching open span (entered before attach)
 	__u64 skipped;    // entries inside an unsampled trace, not opened
+	__u64 end_at;     // entries of the probe's end_at function
 };
 
 // One capture object serves every traced process of the agent, and Go

@@ -35,6 +35,10 @@ const (
 // the span; two uprobes at one address would run in no defined order.
 const cookieEntryIsReturn = 1 << 32
 
+// cookieEndAt is COOKIE_END_AT of bpf/capture.c: the entry program fires at
+// the probe's end_at function and ends the spans whose frames are gone.
+const cookieEndAt = 1 << 33
+
 // Record batching: the kernel wakes the reader once wakeupBytes(ring) bytes
 // are waiting, and Read polls every pollInterval for what a quiet period
 // leaves below that. Waking per record costs more than writing it. A poll
@@ -101,7 +105,8 @@ var ErrKernelLimit = errors.New("probe exceeds the kernel program's limits")
 type ProbeStats struct {
 	Symbol string
 	Span   string
-	// Uprobes is the number of uprobes attached: one entry plus one per RET.
+	// Uprobes is the number of uprobes attached: one entry plus one per RET
+	// (none for end: next), plus one on the end_at function.
 	Uprobes int
 	// Entries and Returns count spans opened and closed at a RET, sampled or
 	// not; Abandoned counts spans closed because their frame was gone. Of an
@@ -119,6 +124,11 @@ type ProbeStats struct {
 	// Unmatched counts RETs without a matching open span (functions entered
 	// before Attach).
 	Unmatched uint64
+	// EndAt is the probe's end_at function; EndAtUprobes is how many of
+	// Uprobes are on it (0 or 1), and EndAtHits counts their hits.
+	EndAt        string
+	EndAtUprobes int
+	EndAtHits    uint64
 }
 
 // Stats are a Tracer's counters, read from kernel maps when asked.
@@ -155,7 +165,9 @@ type Tracer struct {
 	linker  linker
 	links   []link.Link
 	uprobes []int // per probe id
-	handOff int
+	// endAtUprobes counts, per probe id, the uprobes on its end_at function.
+	endAtUprobes []int
+	handOff      int
 	// handOffOff says why hand-off was asked for and is off.
 	handOffOff string
 	// W3C trace context (propagation.go, inject.go).
@@ -288,7 +300,7 @@ func (c *Capture) Attach(ctx context.Context, prog *Program, pid int, opts Optio
 		c.releaseIDs(prog)
 		return nil, fmt.Errorf("attach: %w", err)
 	}
-	t := &Tracer{c: c, prog: prog, pid: pid, bin: bin, byID: byID, base: base, uprobes: make([]int, len(byID)),
+	t := &Tracer{c: c, prog: prog, pid: pid, bin: bin, byID: byID, base: base, uprobes: make([]int, len(byID)), endAtUprobes: make([]int, len(byID)),
 		queue: make(chan readResult, tracerQueue), closing: make(chan struct{})}
 	global := make([]*Resolved, base+len(byID))
 	copy(global[base:], byID)
@@ -404,6 +416,15 @@ func (t *Tracer) setup(ctx context.Context, prog *Program, pid int, opts Options
 		}
 		t.linker.add(t.c.progs.entry, p.Spec.Symbol, entry, cookie)
 		t.uprobes[p.ID]++
+		if p.EndAt != nil {
+			at := p.EndAt.EntryOffset
+			if opts.Placement == PlacementSymbol {
+				at = p.EndAt.SymbolOffset
+			}
+			t.linker.add(t.c.progs.entry, p.Spec.EndAt, at, id|cookieEndAt)
+			t.uprobes[p.ID]++
+			t.endAtUprobes[p.ID]++
+		}
 		for _, off := range p.ReturnOffsets {
 			if p.EndNext {
 				break
@@ -534,7 +555,7 @@ func (t *Tracer) Stats() Stats {
 		if p == nil {
 			continue
 		}
-		ps := ProbeStats{Symbol: p.Spec.Symbol, Span: p.Spec.Span, Uprobes: t.uprobes[id]}
+		ps := ProbeStats{Symbol: p.Spec.Symbol, Span: p.Spec.Span, Uprobes: t.uprobes[id], EndAt: p.Spec.EndAt, EndAtUprobes: t.endAtUprobes[id]}
 		gid := uint32(t.base + id)
 		if sums != nil {
 			addCounters(&ps, sums[gid])
@@ -574,6 +595,7 @@ func addCounters(ps *ProbeStats, c bpf.CaptureProbeCounters) {
 	ps.Overflow += c.Overflow
 	ps.Unmatched += c.Unmatched
 	ps.Skipped += c.Skipped
+	ps.EndAtHits += c.EndAt
 }
 
 // LinkMode reports how the uprobes were attached.

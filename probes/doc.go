@@ -80,6 +80,26 @@
 //     made from a helper (one frame deeper than its sibling) while such a
 //     span waits would nest under it: end: next suits stages a parent
 //     calls one after another directly.
+//   - end_at: a function (a symbol, written like symbol) that the
+//     probed function's caller runs right after it returns, on the same
+//     goroutine: a root span, which has no enclosing span and often no
+//     next sibling, then ends without a RET uprobe. The span is an end:
+//     next span (end: may be next or left out, not return) that also ends
+//     at end_at's entry, where a uprobe (placed like an entry probe, on an
+//     emulated instruction after the stack check) ends every open span of
+//     the goroutine whose frame is at that entry's depth or deeper: they
+//     have all returned. Its end values are end: sources read then, so
+//     they must point to memory that outlives the function's frame (the
+//     heap, or the caller's frame when end_at is called from that same
+//     caller). An entry of end_at deeper than the span's frame (called from
+//     inside the function) ends nothing. A goroutine that never reaches
+//     end_at (a panic, a hijacked connection) ends the span as an end:
+//     next span ends: at the next span its goroutine opens at its depth or
+//     above, or by expiry. The shipped root, serveChat, ends at
+//     net/http.(*response).finishRequest, which net/http's HTTP/1
+//     connection goroutine calls after the handler returns (HTTP/2 runs
+//     handlers elsewhere and never calls it). end_at must not be another
+//     probe's symbol: two uprobes at one address run in no defined order.
 //
 // Sources (from):
 //

@@ -15,6 +15,33 @@ func checkEnd(c *specCheck, where string, p Probe) {
 	default:
 		c.add(where+".end", "%q is not an end; use return (at the function's RETs, the default) or next (where the next sibling span starts or the parent ends)", p.End)
 	}
+	switch {
+	case p.EndAt == "":
+	case p.End == EndReturn:
+		c.add(where+".end_at", "end_at ends the span at another function's entry, without a RET; use end: next (or leave end out) with it, or drop end_at")
+	case p.IntoParent:
+		c.add(where+".end_at", "an into_parent probe makes no span of its own to end; remove end_at")
+	case p.EndAt == p.Symbol:
+		c.add(where+".end_at", "the function cannot end its own span at its entry; name the function its caller runs after it returns")
+	}
+}
+
+// endsNext reports whether p's span ends without a RET uprobe: end: next,
+// or end_at (which ends it at that function's entry as well).
+func endsNext(p Probe) bool { return p.End == EndNext || p.EndAt != "" }
+
+// resolveEndAt places the uprobe of p's end_at function, which ends r's
+// span, in b.
+func resolveEndAt(b *Binary, p Probe, r *Resolved) error {
+	if p.EndAt == "" {
+		return nil
+	}
+	fn, err := b.Function(p.EndAt)
+	if err != nil {
+		return fmt.Errorf("end_at: %w", err)
+	}
+	r.EndAt = fn
+	return nil
 }
 
 // endSources tracks how a probe's end values (results, error rule) are
@@ -57,8 +84,8 @@ func (e endSources) check(p Probe) error {
 	if e.ret && e.entry {
 		return fmt.Errorf("end values: the probe reads both return: and end: sources; the kernel reads a span's end values one way, so use only one: %w", ErrInvalidSpec)
 	}
-	if p.End == EndNext && e.ret {
-		return fmt.Errorf("end: next: the span ends without a RET, so there are no results to read; read them with end:arg:NAME.Field through a pointer the function fills: %w", ErrInvalidSpec)
+	if endsNext(p) && e.ret {
+		return fmt.Errorf("end: next (or end_at): the span ends without a RET, so there are no results to read; read them with end:arg:NAME.Field through a pointer the function fills: %w", ErrInvalidSpec)
 	}
 	return nil
 }

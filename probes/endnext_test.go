@@ -214,3 +214,100 @@ func pipelineProbes(t *testing.T, bin string, next bool) (s *probeSet, s1, s2 *R
 	s2.Return = []Fetch{{Attr: 0, Kind: KindString, Loc: inMem(RegRAX, 8)}}
 	return s, s1, s2
 }
+
+func TestCheckEndAt(t *testing.T) {
+	const at = "net/http.(*response).finishRequest"
+	for _, tc := range []struct {
+		p    Probe
+		want string // "" when valid
+	}{
+		{Probe{Symbol: "main.f", EndAt: at}, ""},
+		{Probe{Symbol: "main.f", End: EndNext, EndAt: at}, ""},
+		{Probe{Symbol: "main.f", End: EndReturn, EndAt: at}, "without a RET"},
+		{Probe{Symbol: "main.f", IntoParent: true, EndAt: at}, "into_parent"},
+		{Probe{Symbol: "main.f", EndAt: "main.f"}, "its own span"},
+	} {
+		c := &specCheck{}
+		checkEnd(c, "probes[0]", tc.p)
+		err := c.err()
+		if tc.want == "" && err != nil || tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)) {
+			t.Errorf("%+v: %v, want %q", tc.p, err, tc.want)
+		}
+	}
+	if !endsNext(Probe{EndAt: at}) || endsNext(Probe{}) {
+		t.Error("endsNext: end_at is an end: next form")
+	}
+	var e endSources
+	ret, _ := parseSource("return:0.X")
+	e.add(ret)
+	if err := e.check(Probe{EndAt: at}); err == nil {
+		t.Error("end_at reading return:0: no error")
+	}
+	spec := []byte(`probes:
+  - {symbol: main.a, span: a, end_at: main.b}
+  - {symbol: main.b, span: b}
+`)
+	if _, err := ParseSpec(spec, "x.yaml"); err == nil || !strings.Contains(err.Error(), "probed by probes[1]") {
+		t.Errorf("end_at on another probe's symbol: %v", err)
+	}
+}
+
+// TestCaptureEndAt: a span with end_at ends at the entry of that function
+// when its caller runs it after the span's function returned, finished,
+// with its end values read then; an end_at function entered deeper (from
+// inside the span's function) ends nothing. main.pipeline calls stage1
+// then stage2, which fill a Stages (First, then Second); main.mark, at
+// pipeline's depth, runs after each command.
+func TestCaptureEndAt(t *testing.T) {
+	testenv.RequireBPF(t, "attaching the capture programs")
+	bin := tracedBinary(t)
+	b, err := OpenBinary(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	endAt := func(p *Resolved, sym string) {
+		fn, err := b.Function(sym)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.Spec.EndAt, p.EndAt, p.EndNext, p.EndFromEntry = sym, fn, true, true
+		p.Return = []Fetch{
+			{Attr: 0, Kind: KindInt, Size: 8, Loc: inMem(RegRAX, 0)},
+			{Attr: 1, Kind: KindString, Loc: inMem(RegRAX, 8)},
+		}
+	}
+
+	// stage1 ends where pipeline calls stage2: First is set, Second not yet.
+	s := newProbeSet(t, bin)
+	s1 := s.add("main.stage1")
+	endAt(s1, "main.stage2")
+	ss := attachSession(t, s, startTraced(t, bin), DefaultOptions())
+	evs := ss.run("pipeline 3")
+	expect(t, evs, "entry main.stage1", "return main.stage1")
+	if r := evs[1]; r.Kind != EventReturn || len(r.Values) != 2 || r.Values[0].Int != 30 || r.Values[1].Str != "" {
+		t.Errorf("stage1 did not end at stage2's entry: %s", summary(evs))
+	}
+	st := ss.tr.Stats().Probes[s1.ID]
+	if st.Uprobes != 2 || st.EndAtUprobes != 1 || st.EndAt != "main.stage2" || st.EndAtHits != 1 || st.Returns != 1 || st.Abandoned != 0 || st.Unmatched != 0 {
+		t.Errorf("stage1 stats %+v", st)
+	}
+	ss.tr.Close()
+
+	// pipeline's end_at, stage1, runs inside it: the span ends later (at
+	// main.mark's entry, as any end: next span whose frame is gone), after
+	// stage2 set Second.
+	s = newProbeSet(t, bin)
+	pl := s.add("main.pipeline")
+	endAt(pl, "main.stage1")
+	ss = attachSession(t, s, startTraced(t, bin), DefaultOptions())
+	evs = ss.run("pipeline 4")
+	expect(t, evs, "entry main.pipeline", "return main.pipeline")
+	if r := evs[1]; r.Kind != EventReturn || len(r.Values) != 2 || r.Values[0].Int != 40 || r.Values[1].Str != "s4" {
+		t.Errorf("pipeline ended at its end_at called from inside it: %s", summary(evs))
+	}
+	if st := ss.tr.Stats().Probes[pl.ID]; st.EndAtHits != 1 || st.Returns != 1 || st.Abandoned != 0 {
+		t.Errorf("pipeline stats %+v", st)
+	}
+	ss.tr.Close()
+}

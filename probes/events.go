@@ -94,7 +94,7 @@ const (
 	entryValsData   = entryValsRegs + int(NumRegs)*8
 	entryValsLen    = entryValsData + MaxFetches*valSize
 
-	// struct probe_counters: seven u64 in this order.
+	// struct probe_counters: eight u64 in this order.
 	pcEntries   = 0
 	pcReturns   = 8
 	pcAbandoned = 16
@@ -102,7 +102,8 @@ const (
 	pcOverflow  = 32
 	pcUnmatched = 40
 	pcSkipped   = 48
-	pcLen       = 56
+	pcEndAt     = 56
+	pcLen       = 64
 
 	// struct config
 	cfgWakeupBytes = 0

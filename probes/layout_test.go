@@ -78,6 +78,7 @@ func checkLayout(t *testing.T, spec *ebpf.CollectionSpec) {
 		{"probe_counters", pcLen, []field{
 			{"entries", pcEntries, 8}, {"returns", pcReturns, 8}, {"abandoned", pcAbandoned, 8},
 			{"emitted", pcEmitted, 8}, {"overflow", pcOverflow, 8}, {"unmatched", pcUnmatched, 8}, {"skipped", pcSkipped, 8},
+			{"end_at", pcEndAt, 8},
 		}},
 		{"config", cfgLen, []field{{"wakeup_bytes", cfgWakeupBytes, 8}, {"sample_bound", cfgSampleBound, 8}, {"reader_idle", cfgReaderIdle, 8}}},
 	}

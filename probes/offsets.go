@@ -254,7 +254,10 @@ func (b *Binary) offsetsProbe(id int, p Probe, op OffsetsProbe) (*Resolved, erro
 	if r.Spec.Kind == "" {
 		r.Spec.Kind = "internal"
 	}
-	r.EndNext, r.EndFromEntry = p.End == EndNext, probeEnds(p).entry
+	r.EndNext, r.EndFromEntry = endsNext(p), probeEnds(p).entry
+	if err := resolveEndAt(b, p, r); err != nil {
+		return nil, err
+	}
 	for i := range r.Spec.Attributes {
 		r.Spec.Attributes[i].Type = op.Types[i]
 	}

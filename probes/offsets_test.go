@@ -177,6 +177,7 @@ func TestOffsetsCoverResolved(t *testing.T) {
 		"ID": "the spec index", "Spec": "the spec, with Types", "Address": "pclntab", "SymbolOffset": "pclntab",
 		"EntryOffset": "pclntab, checked", "ReturnOffsets": "pclntab, checked", "Entry": "file", "Return": "file",
 		"Error": "file", "ParentID": "the spec", "EndNext": "the spec", "EndFromEntry": "the spec's sources",
+		"EndAt": "pclntab, from the spec's end_at",
 	}
 	rt := reflect.TypeOf(Resolved{})
 	for i := range rt.NumField() {

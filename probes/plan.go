@@ -96,9 +96,12 @@ type Resolved struct {
 	Error *Fetch
 	// ParentID is the ID of the probe named by Spec.Parent, or -1.
 	ParentID int
-	// EndNext is Spec.End == "next": no RET uprobes, the span ends where
+	// EndNext is Spec.End == "next" or Spec.EndAt set: no RET uprobes, the span ends where
 	// the next span opens at its depth or above, or an enclosing one ends.
 	EndNext bool
+	// EndAt is Spec.EndAt's function, whose entry ends the span too (its
+	// EntryOffset takes the uprobe); nil without end_at.
+	EndAt *Function
 	// EndFromEntry is set when the end values (Return, Error) are end:
 	// sources, read through the registers saved at entry.
 	EndFromEntry bool

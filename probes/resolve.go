@@ -176,8 +176,11 @@ func resolveProbe(b *Binary, p Probe) (*Resolved, []error) {
 	if err := ends.check(p); err != nil {
 		errs = append(errs, err)
 	}
-	r.EndNext = p.End == EndNext
+	r.EndNext = endsNext(p)
 	r.EndFromEntry = ends.entry
+	if err := resolveEndAt(b, p, r); err != nil {
+		errs = append(errs, err)
+	}
 	if len(errs) > 0 {
 		return nil, errs
 	}

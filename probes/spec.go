@@ -54,6 +54,16 @@ type Probe struct {
 	// or an enclosing span ends, with no RET uprobe at all. End values of
 	// an end: next probe come from end:arg:... sources.
 	End string `yaml:"end"`
+	// EndAt names a function (a symbol, like Symbol) whose entry, in the
+	// same goroutine once this function has returned, ends the span: an
+	// end: next span with one more place to end, for a root span whose
+	// caller runs a known function right after it (net/http calls
+	// (*response).finishRequest after the handler returns). The function
+	// returned, so its end values come from end:arg:... sources through
+	// pointers to memory that outlives its frame (the heap). Implies
+	// end: next; an entry of EndAt at a deeper call depth (inside the
+	// function) ends nothing.
+	EndAt string `yaml:"end_at"`
 }
 
 // Attribute declares one span attribute and where its value comes from.

@@ -30,7 +30,7 @@ var attrTypes = []string{TypeString, TypeInt, TypeFloat, TypeBool, TypeStringLis
 // reported with its probe and a suggestion rather than silently ignored.
 var (
 	specKeys  = []string{"include", "offsets", "probes"}
-	probeKeys = []string{"symbol", "span", "kind", "parent", "attributes", "error", "into_parent", "end"}
+	probeKeys = []string{"symbol", "span", "kind", "parent", "attributes", "error", "into_parent", "end", "end_at"}
 	attrKeys  = []string{"name", "from", "value", "type", "map", "omit_empty", "max_bytes"}
 	errorKeys = []string{"from", "equals", "at_least", "message"}
 )
@@ -276,6 +276,11 @@ func ValidateSpec(spec *Spec) error {
 			// (Not checked with includes: the parent may be in an
 			// included file, and LoadSpec checks the merged spec.)
 			c.add(where, "no probe in this file has span %q; parent must name another probe's `span` (known: %s)", p.Parent, strings.Join(sortedKeys(spans), ", "))
+		}
+	}
+	for i, p := range spec.Probes {
+		if j, ok := symbols[p.EndAt]; ok && p.EndAt != "" && j != i {
+			c.add(probeWhere(i, p.Symbol)+".end_at", "%s is probed by probes[%d]; two uprobes at its entry would run in no defined order, so name another function", p.EndAt, j)
 		}
 	}
 	checkParentCycles(c, spec)

@@ -52,10 +52,45 @@ type ProbeReport struct {
 	EntryInstruction string `json:"entry_instruction"`
 	// EntryCost is "emulated" (the kernel emulates the probed instruction:
 	// one trap) or "single-stepped" (a second trap per call).
-	EntryCost     string        `json:"entry_cost"`
-	ReturnOffsets []uint64      `json:"return_offsets"`
-	Values        []ValueReport `json:"values"`
-	Problems      []string      `json:"problems"`
+	EntryCost     string   `json:"entry_cost"`
+	ReturnOffsets []uint64 `json:"return_offsets"`
+	// EndNext is set when no RET is probed (end: next or end_at): the
+	// ReturnOffsets are the function's, with no uprobe on them.
+	EndNext bool `json:"end_next,omitempty"`
+	// EndAt is the uprobe of the probe's end_at function, nil without one.
+	EndAt    *EndAtReport  `json:"end_at,omitempty"`
+	Values   []ValueReport `json:"values"`
+	Problems []string      `json:"problems"`
+}
+
+// EndAtReport is where the uprobe of a probe's end_at function goes.
+type EndAtReport struct {
+	Symbol      string `json:"symbol"`
+	Offset      uint64 `json:"offset"`
+	Instruction string `json:"instruction"`
+	// Cost is CostEmulated or CostSingleStepped, as EntryCost.
+	Cost string `json:"cost"`
+}
+
+// endAtReport reports where p's end_at uprobe goes, nil without end_at
+// or when the function cannot be found (resolving reports that).
+func (b *Binary) endAtReport(p Probe) *EndAtReport {
+	if p.EndAt == "" {
+		return nil
+	}
+	fn, err := b.Function(p.EndAt)
+	if err != nil {
+		return nil
+	}
+	r := &EndAtReport{Symbol: p.EndAt, Offset: fn.EntryOffset, Cost: CostSingleStepped}
+	if fn.EntryEmulated {
+		r.Cost = CostEmulated
+	}
+	code := make([]byte, 16)
+	if n, _ := b.file.ReadAt(code, int64(fn.EntryOffset)); n > 0 {
+		r.Instruction = b.arch.Instruction(code[:n])
+	}
+	return r
 }
 
 // ValueReport is where one attribute or the error rule reads its value.
@@ -132,6 +167,7 @@ func (b *Binary) verifyProbe(p Probe) ProbeReport {
 		return pr
 	}
 	pr.Resolved = true
+	pr.EndNext, pr.EndAt = endsNext(p), b.endAtReport(p)
 	pr.Address = fn.Address
 	pr.EntryOffset = fn.EntryOffset
 	pr.ReturnOffsets = fn.ReturnOffsets
@@ -304,7 +340,14 @@ func (r *Report) String() string {
 			for i, o := range p.ReturnOffsets {
 				rets[i] = fmt.Sprintf("%#x", o)
 			}
-			fmt.Fprintf(&sb, "  returns %d: %s\n", len(rets), strings.Join(rets, " "))
+			if p.EndNext {
+				fmt.Fprintf(&sb, "  returns %d, not probed (end: next): %s\n", len(rets), strings.Join(rets, " "))
+			} else {
+				fmt.Fprintf(&sb, "  returns %d: %s\n", len(rets), strings.Join(rets, " "))
+			}
+			if a := p.EndAt; a != nil {
+				fmt.Fprintf(&sb, "  end at  %#x: %s: %s (%s)\n", a.Offset, a.Symbol, a.Instruction, a.Cost)
+			}
 		}
 		for _, v := range p.Values {
 			typ := v.GoType

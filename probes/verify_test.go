@@ -112,3 +112,40 @@ func TestVerifyKernelLimit(t *testing.T) {
 		t.Errorf("want one kernel-limit problem, got:\n%s", rep)
 	}
 }
+
+// TestVerifyEndAt: verify shows where an end_at uprobe goes and what it
+// costs, that the RETs are not probed, and an end_at that is not in the
+// binary as a problem.
+func TestVerifyEndAt(t *testing.T) {
+	b := openFixture(t, variantFull)
+	spec, err := ParseSpec([]byte(`
+probes:
+  - {symbol: main.Greet, span: greet, end_at: main.Handle}
+  - {symbol: main.Scale, span: scale, end_at: main.Nope}
+`), "verify.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := Verify(b, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fn, err := b.Function("main.Handle")
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := rep.Probes[0]
+	if !g.Resolved || len(g.Problems) != 0 || !g.EndNext || g.EndAt == nil ||
+		*g.EndAt != (EndAtReport{Symbol: "main.Handle", Offset: fn.EntryOffset, Instruction: "PUSHQ BP", Cost: CostEmulated}) {
+		t.Errorf("main.Greet: %+v (end at %+v)", g, g.EndAt)
+	}
+	if s := rep.Probes[1]; len(s.Problems) != 1 || !strings.Contains(s.Problems[0], "end_at: ") {
+		t.Errorf("main.Scale: problems %q", s.Problems)
+	}
+	out := rep.String()
+	for _, s := range []string{"not probed (end: next)", "end at  0x", "main.Handle: PUSHQ BP (emulated)"} {
+		if !strings.Contains(out, s) {
+			t.Errorf("text report lacks %q:\n%s", s, out)
+		}
+	}
+}

@@ -38,7 +38,7 @@ func (b *Binary) verifyWithOffsets(rep *Report, spec *Spec, path string) {
 	for _, r := range prog.Probes {
 		pr := ProbeReport{Symbol: r.Spec.Symbol, Span: r.Spec.Span, Resolved: true, Address: r.Address,
 			EntryOffset: r.EntryOffset, ReturnOffsets: r.ReturnOffsets, EntryCost: CostSingleStepped,
-			Values: []ValueReport{}, Problems: []string{}}
+			EndNext: r.EndNext, EndAt: b.endAtReport(r.Spec), Values: []ValueReport{}, Problems: []string{}}
 		if fn, err := b.Function(r.Spec.Symbol); err == nil && fn.EntryEmulated {
 			pr.EntryCost = CostEmulated
 		}

@@ -56,7 +56,7 @@ func benchServe(b *testing.B, cache bool) {
 	body := chatBody("auto", mathPrompt, false)
 	for b.Loop() {
 		r := httptest.NewRequest(http.MethodPost, ChatCompletionsPath, strings.NewReader(body))
-		if o := rt.serveChat(httptest.NewRecorder(), r); o.Status != http.StatusOK {
+		if o := rt.serveChat(httptest.NewRecorder(), r, newOutcome()); o.Status != http.StatusOK {
 			b.Fatalf("outcome %+v", o)
 		}
 	}

@@ -67,6 +67,11 @@ func TestProbedFunctionsSurviveInlining(t *testing.T) {
 	if !strings.Contains(calls("ServeHTTP"), "CALL "+routerPkg+".(*Router).serveChat(SB)") {
 		t.Errorf("ServeHTTP does not call serveChat: it was inlined")
 	}
+	// The root span ends after serveChat returned and reads the Outcome
+	// then: it must be on the heap, which a non-inlined allocator ensures.
+	if !strings.Contains(calls("ServeHTTP"), "CALL "+routerPkg+".newOutcome(SB)") {
+		t.Errorf("ServeHTTP does not call newOutcome: it was inlined, and the Outcome may live on ServeHTTP's stack (keep //go:noinline)")
+	}
 	serveChat := calls("serveChat")
 	for _, name := range probedSymbols[1:] {
 		if !strings.Contains(serveChat, "CALL "+routerPkg+".(*Router)."+name+"(SB)") {
@@ -86,7 +91,7 @@ func TestOutcomeFilledOnEveryPath(t *testing.T) {
 		for k, v := range hdr {
 			r.Header.Set(k, v)
 		}
-		return h.rt.serveChat(httptest.NewRecorder(), r)
+		return h.rt.serveChat(httptest.NewRecorder(), r, newOutcome())
 	}
 	ids := map[string]string{"x-request-id": "req-1", "x-user-id": "alice", "x-session-id": "s-9"}
 	o := call(http.MethodPost, chatBody("auto", mathPrompt, false), ids)

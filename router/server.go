@@ -109,7 +109,7 @@ func (rt *Router) Config() *Config { return rt.cfg }
 func (rt *Router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch r.URL.Path {
 	case ChatCompletionsPath:
-		rt.serveChat(w, r)
+		rt.serveChat(w, r, newOutcome())
 	case "/v1/models":
 		if r.Method != http.MethodGet {
 			writeError(w, http.StatusMethodNotAllowed, "method_not_allowed", "use GET for /v1/models", http.MethodGet)
@@ -138,13 +138,24 @@ func (rt *Router) serveModels(w http.ResponseWriter) {
 	writeJSON(w, http.StatusOK, map[string]any{"object": "list", "data": list})
 }
 
-// serveChat handles one chat completion from parsing to the last byte
-// sent, running the stages in order. It returns the Outcome on every path
-// because the tracing agent reads the root span's attributes from it.
+// newOutcome allocates the Outcome of one chat completion. It is not
+// inlined so the Outcome is always on the heap: a tracer that ends the
+// root span after serveChat returned (at net/http's finishRequest) reads
+// it through the pointer it saw at serveChat's entry, and the caller's
+// stack frame is gone by then.
 //
 //go:noinline
-func (rt *Router) serveChat(w http.ResponseWriter, r *http.Request) *Outcome {
-	out := &Outcome{
+func newOutcome() *Outcome { return new(Outcome) }
+
+// serveChat handles one chat completion from parsing to the last byte
+// sent, running the stages in order. It fills out, the caller's Outcome,
+// on every path and returns it, because the tracing agent reads the root
+// span's attributes from it: through out, saved at entry, when the span
+// ends after serveChat returned; or from the result at serveChat's RETs.
+//
+//go:noinline
+func (rt *Router) serveChat(w http.ResponseWriter, r *http.Request, out *Outcome) *Outcome {
+	*out = Outcome{
 		RequestID: r.Header.Get(HeaderRequestID),
 		UserID:    r.Header.Get("x-user-id"),
 		SessionID: r.Header.Get("x-session-id"),

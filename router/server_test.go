@@ -384,7 +384,7 @@ func TestStreamCutShortMarksFailure(t *testing.T) {
 	h := newHarness(t, fakellm.Options{}, nil)
 	r := httptest.NewRequest(http.MethodPost, ChatCompletionsPath, strings.NewReader(chatBody("auto", "one two three four FAKELLM_DROP", true)))
 	rec := httptest.NewRecorder()
-	o := h.rt.serveChat(rec, r)
+	o := h.rt.serveChat(rec, r, newOutcome())
 	// The header went out before the cut, so the status stays 200.
 	if !o.Failed || o.Status != http.StatusOK || !strings.Contains(o.Error, "[DONE]") || rec.Code != http.StatusOK {
 		t.Fatalf("outcome %+v, recorder %d", *o, rec.Code)
@@ -427,7 +427,7 @@ func TestClientGoneIsNotAnUpstreamFailure(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	r := httptest.NewRequest(http.MethodPost, ChatCompletionsPath, strings.NewReader(chatBody("auto", mathPrompt, false))).WithContext(ctx)
-	o := h.rt.serveChat(httptest.NewRecorder(), r)
+	o := h.rt.serveChat(httptest.NewRecorder(), r, newOutcome())
 	if o.Status != statusClientClosed || !o.Failed || !strings.Contains(o.Error, ErrClientGone.Error()) {
 		t.Fatalf("outcome %+v", *o)
 	}
@@ -450,7 +450,7 @@ func TestUpstreamClientErrorRelayed(t *testing.T) {
 	defer up.Close()
 	h := newHarness(t, fakellm.Options{}, func(c *Config) { _ = c.OverrideBackends(up.Listener.Addr().String()) })
 	rec := httptest.NewRecorder()
-	o := h.rt.serveChat(rec, httptest.NewRequest(http.MethodPost, ChatCompletionsPath, strings.NewReader(chatBody("auto", mathPrompt, false))))
+	o := h.rt.serveChat(rec, httptest.NewRequest(http.MethodPost, ChatCompletionsPath, strings.NewReader(chatBody("auto", mathPrompt, false))), newOutcome())
 	if rec.Code != 400 || !strings.Contains(rec.Body.String(), "bad_max_tokens") || o.Status != 400 || o.Failed {
 		t.Fatalf("recorder %d %s, outcome %+v", rec.Code, rec.Body, *o)
 	}
