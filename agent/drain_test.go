@@ -74,16 +74,7 @@ func TestStopDrainIsBounded(t *testing.T) {
 	}()
 	start := time.Now()
 	cancel()
-	done := make(chan error, 1)
-	go func() { done <- wait() }()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatal(err)
-		}
-	case <-time.After(drainMax + 10*time.Second):
-		t.Fatal("the drain did not end under a steady stream of events")
-	}
+	runEnds(t, wait, drainMax+10*time.Second, "the stop signal under a steady stream of events")
 	t.Logf("stopped %v after the signal under load", time.Since(start).Round(time.Millisecond))
 	if !strings.Contains(out.String(), spans.ReasonAgentStopped) {
 		t.Error("open spans not ended as stopped")

@@ -47,16 +47,7 @@ func TestRunPIDEndsWhenTargetExits(t *testing.T) {
 	killed := time.Now()
 	stopProcess(proc)
 
-	done := make(chan error, 1)
-	go func() { done <- wait() }()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatal(err)
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatal("Run still running 20 s after its only target exited")
-	}
+	runEnds(t, wait, 20*time.Second, "its only target exited")
 	if logs.FilterMessage("process exited: ended its open spans as failed").Len() != 1 {
 		t.Errorf("no exit log: %v", logs.All())
 	}
@@ -126,16 +117,7 @@ func TestExitEndsKernelOpenSpans(t *testing.T) {
 	src.handled(t, 0) // attached and reading before the kill
 	killed := time.Now()
 	stopProcess(proc)
-	done := make(chan error, 1)
-	go func() { done <- wait() }()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatal(err)
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatal("Run still running 20 s after its only target exited")
-	}
+	runEnds(t, wait, 20*time.Second, "its only target exited")
 	if src.takes == 0 {
 		t.Fatal("the open spans were never taken from the capture")
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -79,20 +80,28 @@ func TestReloadRefusesProbesThatDoNotResolve(t *testing.T) {
 	}
 }
 
+// pidReloadSetup starts a target process and returns `run --pid`'s
+// config for it with resolvable probes, the config a reload then loads
+// (probes naming a missing function) and the reload signal's channel.
+func pidReloadSetup(t *testing.T) (alpha *exec.Cmd, cfg, next config.Config, hup chan os.Signal) {
+	t.Helper()
+	rcv := otlptest.StartT(t)
+	dir := t.TempDir()
+	alpha = startCopy(t, filepath.Join(dir, "bin", "alpha"))
+	good, bad := writeProbe(t, dir, "good.yaml", "probes: [1]\n"), writeProbe(t, dir, "bad.yaml", "probes: [missing]\n")
+	cfg = runConfig(rcv.Endpoint())
+	cfg.Agent.Targets = []config.Target{{PID: alpha.Process.Pid}}
+	cfg.Agent.Probes = []string{good}
+	next = cfg
+	next.Agent.Probes = []string{bad}
+	return alpha, cfg, next, make(chan os.Signal, 1)
+}
+
 // TestRunPIDReloadKeepsRunning is `run --pid` with a probe edit that does
 // not resolve: refused, still attached, still running (it used to detach
 // and exit with status 0).
 func TestRunPIDReloadKeepsRunning(t *testing.T) {
-	rcv := otlptest.StartT(t)
-	dir := t.TempDir()
-	alpha := startCopy(t, filepath.Join(dir, "bin", "alpha"))
-	good, bad := writeProbe(t, dir, "good.yaml", "probes: [1]\n"), writeProbe(t, dir, "bad.yaml", "probes: [missing]\n")
-	cfg := runConfig(rcv.Endpoint())
-	cfg.Agent.Targets = []config.Target{{PID: alpha.Process.Pid}}
-	cfg.Agent.Probes = []string{good}
-	next := cfg
-	next.Agent.Probes = []string{bad}
-	hup := make(chan os.Signal, 1)
+	alpha, cfg, next, hup := pidReloadSetup(t)
 	engine := &capture{}
 	log, logs := observedLogger()
 	ctx, cancel := context.WithCancel(context.Background())
@@ -124,16 +133,7 @@ func TestRunPIDReloadKeepsRunning(t *testing.T) {
 // nothing stays attached, Run returns the error instead of nil, so the
 // command does not exit with status 0.
 func TestRunPIDReattachFailureIsAnError(t *testing.T) {
-	rcv := otlptest.StartT(t)
-	dir := t.TempDir()
-	alpha := startCopy(t, filepath.Join(dir, "bin", "alpha"))
-	good, bad := writeProbe(t, dir, "good.yaml", "probes: [1]\n"), writeProbe(t, dir, "bad.yaml", "probes: [missing]\n")
-	cfg := runConfig(rcv.Endpoint())
-	cfg.Agent.Targets = []config.Target{{PID: alpha.Process.Pid}}
-	cfg.Agent.Probes = []string{good}
-	next := cfg
-	next.Agent.Probes = []string{bad}
-	hup := make(chan os.Signal, 1)
+	alpha, cfg, next, hup := pidReloadSetup(t)
 	engine := &capture{fail: failResolving}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()

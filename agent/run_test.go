@@ -38,6 +38,22 @@ func runAsync(ctx context.Context, cfg config.Config, attach Attacher, log *zap.
 	return func() error { return <-done }
 }
 
+// runEnds fails the test unless the Run that wait waits for returns
+// without an error within d; what names what should have ended it.
+func runEnds(t *testing.T, wait func() error, d time.Duration, what string) {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(d):
+		t.Fatalf("Run still running %v after %s", d, what)
+	}
+}
+
 func runConfig(endpoint string) config.Config {
 	cfg := spantest.OTLPConfig(endpoint)
 	cfg.Agent.Targets = []config.Target{{PID: 4242}}

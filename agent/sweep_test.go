@@ -131,16 +131,7 @@ func TestSweepKeepsPollingUnwatchedProcess(t *testing.T) {
 	mu.Lock()
 	alive = false
 	mu.Unlock()
-	done := make(chan error, 1)
-	go func() { done <- wait() }()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatal(err)
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatal("the unwatched target's exit was never seen")
-	}
+	runEnds(t, wait, 20*time.Second, "the unwatched target exited")
 	if logs.FilterMessage("detached").Len() != 1 {
 		t.Errorf("logs: %v", logs.All())
 	}
