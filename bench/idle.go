@@ -6,9 +6,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/routerscope/routerscope/agent/config"
+	"github.com/routerscope/routerscope/probes"
 )
 
 // IdleResult is an attached agent's CPU while the traced router serves
@@ -24,6 +26,34 @@ type IdleResult struct {
 	// Wakeups are the agent's context switches over Window (voluntary and
 	// not): how often something woke it.
 	Wakeups uint64
+	// Execs is how many programs the machine executed over Window (what
+	// wakes an agent in discovery mode); -1 when it could not be counted.
+	Execs int64
+}
+
+// countExecs counts the programs executed on the machine until stop is
+// called, which returns the count (-1 when the exec watcher cannot load).
+func countExecs() (stop func() int64) {
+	w, err := probes.NewExecWatcher(0)
+	if err != nil {
+		return func() int64 { return -1 }
+	}
+	var n atomic.Int64
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			if _, err := w.Wait(); err != nil {
+				return
+			}
+			n.Add(1)
+		}
+	}()
+	return func() int64 {
+		_ = w.Close()
+		<-done
+		return n.Load()
+	}
 }
 
 // PerSecond is the idle CPU per second of wall time.
@@ -97,12 +127,15 @@ func measureIdle(ctx context.Context, p params, bins binaries, srv *servers, s s
 	if err != nil {
 		return nil, err
 	}
+	stopCount := countExecs()
 	t0 := time.Now()
 	select {
 	case <-ctx.Done():
+		stopCount()
 		return nil, ctx.Err()
 	case <-time.After(window):
 	}
+	execs := stopCount()
 	cpu1, err := threadsCPU(ag.pid())
 	if err != nil {
 		return nil, err
@@ -111,7 +144,7 @@ func measureIdle(ctx context.Context, p params, bins binaries, srv *servers, s s
 	if err != nil {
 		return nil, err
 	}
-	return &IdleResult{Setup: s.name, Mode: mode, Window: time.Since(t0), CPU: cpu1 - cpu0, Wakeups: sw1 - sw0}, nil
+	return &IdleResult{Setup: s.name, Mode: mode, Window: time.Since(t0), CPU: cpu1 - cpu0, Wakeups: sw1 - sw0, Execs: execs}, nil
 }
 
 // switches sums the context switches of the process's threads
@@ -143,9 +176,13 @@ func renderIdle(b *strings.Builder, r *IdleResult, disc []*IdleResult) {
 	if len(disc) == 0 {
 		return
 	}
-	b.WriteString("The same agent finding the router by a discovery rule (the DaemonSet mode), measured after the settle window that follows its start (execs by other programs on the machine wake the first mode):\n\n| mode | CPU per second | wake-ups per second |\n|---|---|---|\n")
+	b.WriteString("The same agent finding the router by a discovery rule (the DaemonSet mode), measured after the settle window that follows its start. Programs executed on the machine wake the exec-woken mode (each is checked against the rules); the last column counts them:\n\n| mode | CPU per second | wake-ups per second | programs executed on the machine per second |\n|---|---|---|---|\n")
 	for _, d := range append([]*IdleResult{r}, disc...) {
-		fmt.Fprintf(b, "| %s | %.3f ms | %.1f |\n", d.Mode, float64(d.PerSecond().Nanoseconds())/1e6, float64(d.Wakeups)/d.Window.Seconds())
+		execs := "-"
+		if d.Execs >= 0 {
+			execs = fmt.Sprintf("%.1f", float64(d.Execs)/d.Window.Seconds())
+		}
+		fmt.Fprintf(b, "| %s | %.3f ms | %.1f | %s |\n", d.Mode, float64(d.PerSecond().Nanoseconds())/1e6, float64(d.Wakeups)/d.Window.Seconds(), execs)
 	}
 	b.WriteString("\n")
 }

@@ -91,8 +91,11 @@ func (w *ExecWatcher) Wait() (uint32, error) {
 }
 
 // Flush makes a blocked Wait return the records the kernel wrote without
-// waking it.
+// waking it; with none, it does nothing (a flush wakes the reader).
 func (w *ExecWatcher) Flush() error {
+	if w.rd.AvailableBytes() == 0 {
+		return nil
+	}
 	if err := w.rd.Flush(); err != nil {
 		return fmt.Errorf("flush exec events: %w", err)
 	}
