@@ -49,28 +49,32 @@
 // (discovery.ProcessResource) is handed to the export pipeline
 // (export.Pipeline.AddProcess).
 //
-// When discovery scans (execwake.go): nothing can come to match a rule
+// When discovery looks (execwake.go): nothing can come to match a rule
 // without a program being executed, so a small kernel program on the
 // sched_process_exec raw tracepoint (probes.ExecWatcher, bpf/execwatch.c)
-// reports execs on the node (at most one per interval: the execs in
-// between are found by the scans the reported one starts, which last at
-// least two intervals), and an idle agent sleeps until one. An
-// exec does not make the scan unnecessary later: it comes before the new
-// process listens on its port, or before a container's files are in
-// place. So an exec scans at once (unless a scan ran within the last
-// interval: a burst of execs costs a scan per interval) and opens a settle
-// window
-// (discovery.settle, 5 s) in which /proc is scanned every
-// discovery.interval (500 ms), as long as attach retries are pending too;
-// outside it a safety rescan runs every discovery.rescan_interval (30 s),
-// for what no exec announces (a process that started listening after its
-// window, a fork without exec). Exits need no scan: a pidfd per attached
-// process reports them (exitwatch.go). The raw tracepoint needs CAP_BPF
-// and CAP_PERFMON, the capture's capabilities, and neither tracefs nor
-// kernel BTF; where it cannot be attached the agent logs why, once, and
-// polls every interval as before. The proc connector was not used: it
-// needs CAP_NET_ADMIN in the initial network namespace and reports every
-// fork and exit too.
+// records the pid of every exec on the node, and an idle agent sleeps
+// until one. The kernel wakes the agent at most once per interval; the
+// records in between are read at the ticks that follow (for two
+// intervals after a wake-up the ticks flush the reader). Each process
+// that executed is checked alone against the rules (a few /proc reads,
+// ~20 us, not a walk of /proc) and attached if it matches. An exec can
+// come before the process listens on its port: a process that a port
+// rule selects in all but the port stays watched and is checked every
+// discovery.interval (500 ms) for discovery.settle (5 s, at least two
+// intervals). /proc is walked (and reconciled) at the start and after a
+// reload, every interval for the settle window (processes already
+// running may open their port later); while attach retries are pending;
+// when an attached process executes another program; when the kernel
+// dropped exec records (a full ring: probes.ExecWatcher.Dropped); and as
+// a safety rescan every discovery.rescan_interval (30 s), for what no
+// exec announces (a fork without exec, a port opened after the window).
+// Exits need no scan: a pidfd per attached process reports them
+// (exitwatch.go). The raw tracepoint needs CAP_BPF and CAP_PERFMON, the
+// capture's capabilities, and neither tracefs nor kernel BTF; where it
+// cannot be attached the agent logs why, once, and walks /proc every
+// interval as before. The proc connector was not used: it needs
+// CAP_NET_ADMIN in the initial network namespace and reports every fork
+// and exit too.
 //
 // Reloads (reload.go, dirwatch.go): SIGHUP, or a change of the config or
 // probe files, reloads the config; only attachments change, so the

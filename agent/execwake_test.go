@@ -3,8 +3,13 @@ package agent
 import (
 	"context"
 	"errors"
+	"fmt"
+	"net"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -19,6 +24,8 @@ type fakeExecs struct {
 	ch        chan uint32
 	closeOnce sync.Once
 	closed    chan struct{}
+	dropped   atomic.Uint64
+	flushes   atomic.Int64
 }
 
 func newFakeExecs() *fakeExecs {
@@ -33,6 +40,13 @@ func (f *fakeExecs) Wait() (uint32, error) {
 		return 0, probes.ErrClosed
 	}
 }
+
+func (f *fakeExecs) Flush() error {
+	f.flushes.Add(1)
+	return nil
+}
+
+func (f *fakeExecs) Dropped() uint64 { return f.dropped.Load() }
 
 func (f *fakeExecs) Close() error {
 	f.closeOnce.Do(func() { close(f.closed) })
@@ -83,7 +97,8 @@ func waitScansStop(t *testing.T, scans *scanCount, cfg config.Config) int64 {
 // TestExecWakeIdleDoesNotScan: with exec notifications, an idle agent in
 // discovery mode stops scanning once the settle window after its start is
 // over, and scans nothing while nothing executes; an exec wakes it, the
-// new matching process is attached, and the scans stop again.
+// new matching process is attached by checking that process alone (no
+// walk of /proc), and the ticks stop again after its settle window.
 func TestExecWakeIdleDoesNotScan(t *testing.T) {
 	rcv := otlptest.StartT(t)
 	dir := t.TempDir()
@@ -107,21 +122,32 @@ func TestExecWakeIdleDoesNotScan(t *testing.T) {
 		t.Fatalf("%d scans while nothing executed, want 0", n)
 	}
 
-	// A matching process starts: its exec wakes discovery, which scans at
-	// once and attaches it.
+	walks := metricValue(scrape(t, addr), "routerscope_discovery_scans_total")
+	if walks < 1 {
+		t.Fatalf("routerscope_discovery_scans_total = %v after the start, want at least 1", walks)
+	}
+
+	// A matching process starts: its exec wakes discovery, which checks
+	// that process at once and attaches it.
 	router := startCopy(t, filepath.Join(dir, "bin", "router"))
 	execs.exec(t, router.Process.Pid)
 	testenv.Eventually(t, "the new router attached", func() bool { return engine.attachedPIDs()[router.Process.Pid] == 1 })
 	after := waitScansStop(t, &scans, cfg)
 	if after <= idle {
-		t.Errorf("no scan after the exec (%d scans before, %d after)", idle, after)
+		t.Errorf("no tick in the settle window after the exec (%d ticks before, %d after)", idle, after)
+	}
+	if execs.flushes.Load() == 0 {
+		t.Error("the ticks did not flush the exec source")
 	}
 	m := scrape(t, addr)
 	if got := metricValue(m, "routerscope_discovery_execs_total"); got != 1 {
 		t.Errorf("routerscope_discovery_execs_total = %v, want 1", got)
 	}
-	if got := metricValue(m, "routerscope_discovery_scans_total"); got != float64(after) {
-		t.Errorf("routerscope_discovery_scans_total = %v, want %d (the scans counted)", got, after)
+	if got := metricValue(m, "routerscope_discovery_scans_total"); got != walks {
+		t.Errorf("routerscope_discovery_scans_total = %v, want %v: the exec must not walk /proc", got, walks)
+	}
+	if got := metricValue(m, "routerscope_discovery_checks_total"); got != 1 {
+		t.Errorf("routerscope_discovery_checks_total = %v, want 1 (the exec; the ticks after it skip the attached router)", got)
 	}
 	cancel()
 	if err := wait(); err != nil {
@@ -159,6 +185,85 @@ func TestExecWakeRetriesKeepScanning(t *testing.T) {
 	defer cancel()
 	wait := runAsync(ctx, cfg, engine.attach, observedDiscard(), newFakeExecs().option())
 	testenv.Eventually(t, "the router attached at the retry", func() bool { return engine.attachedPIDs()[router.Process.Pid] == 1 })
+	cancel()
+	if err := wait(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestExecWakeDroppedExecsWalk: when the source dropped execs, the next
+// tick walks /proc, which finds a matching process no exec announced.
+func TestExecWakeDroppedExecsWalk(t *testing.T) {
+	rcv := otlptest.StartT(t)
+	dir := t.TempDir()
+	cfg := execConfig(t, rcv.Endpoint(), dir)
+	execs := newFakeExecs()
+	var scans scanCount
+	engine := &capture{}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	wait := runAsync(ctx, cfg, engine.attach, observedDiscard(), execs.option(), scans.option())
+	waitScansStop(t, &scans, cfg)
+
+	// Started without its exec reported (the ring was full); another
+	// exec wakes discovery and starts the ticks.
+	router := startCopy(t, filepath.Join(dir, "bin", "router"))
+	execs.dropped.Add(1)
+	execs.exec(t, 1)
+	testenv.Eventually(t, "the unannounced router attached", func() bool { return engine.attachedPIDs()[router.Process.Pid] == 1 })
+	cancel()
+	if err := wait(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestExecWakeWaitsForPort: a process selected by a port rule executes,
+// then listens later (within its settle window): the checks every interval
+// after its exec attach it once it listens, without walking /proc.
+func TestExecWakeWaitsForPort(t *testing.T) {
+	// The interpreter itself, not a wrapper script (pyenv's shims run it
+	// as a child): the process that executes is the one that listens.
+	out, err := exec.Command("python3", "-c", "import sys; print(sys.executable)").Output()
+	if err != nil {
+		t.Skip("python3 is needed for a process that listens late")
+	}
+	python := strings.TrimSpace(string(out))
+	rcv := otlptest.StartT(t)
+	dir := t.TempDir()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	cfg := execConfig(t, rcv.Endpoint(), dir)
+	cfg.Agent.Discovery.Settle = 3 * time.Second
+	cfg.Agent.Discovery.Rules = []config.Rule{{Name: "late", Selector: config.Selector{Comm: "python3*", Port: port}}}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	execs := newFakeExecs()
+	var scans scanCount
+	engine := &capture{}
+	lnm := localListener(t)
+	addr := lnm.Addr().String()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	wait := runAsync(ctx, cfg, engine.attach, observedDiscard(), execs.option(), scans.option(), WithMetricsListener(lnm))
+	waitScansStop(t, &scans, cfg)
+	walks := metricValue(scrape(t, addr), "routerscope_discovery_scans_total")
+
+	script := fmt.Sprintf("import socket,time\ntime.sleep(0.5)\ns=socket.socket()\ns.bind(('127.0.0.1',%d))\ns.listen()\ntime.sleep(300)\n", port)
+	cmd := exec.Command(python, "-c", script)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { stopProcess(cmd) })
+	execs.exec(t, cmd.Process.Pid)
+	testenv.Eventually(t, "the late listener attached", func() bool { return engine.attachedPIDs()[cmd.Process.Pid] == 1 })
+	if got := metricValue(scrape(t, addr), "routerscope_discovery_scans_total"); got != walks {
+		t.Errorf("routerscope_discovery_scans_total = %v, want %v: the late listener must be found by the checks, not a walk", got, walks)
+	}
 	cancel()
 	if err := wait(); err != nil {
 		t.Fatal(err)

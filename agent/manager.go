@@ -194,7 +194,6 @@ func (m *manager) desired() (map[discovery.Key]discovery.Match, error) {
 // attachment and is returned (start-up with explicit targets); otherwise
 // errors are logged, counted and retried after the retry interval.
 func (m *manager) reconcile(ctx context.Context, want map[discovery.Key]discovery.Match, strict bool) error {
-	now := m.o.now()
 	m.attachErr = nil
 	for key, a := range m.atts {
 		w, ok := want[key]
@@ -207,6 +206,25 @@ func (m *manager) reconcile(ctx context.Context, want map[discovery.Key]discover
 			m.detach(a, reasonChanged)
 		}
 	}
+	if err := m.attachNew(ctx, want, strict); err != nil {
+		return err
+	}
+	for key := range m.retryAt {
+		if _, ok := want[key]; !ok {
+			delete(m.retryAt, key)
+		}
+	}
+	m.matched = len(want)
+	m.met.attached.Set(float64(len(m.atts)))
+	return nil
+}
+
+// attachNew attaches the wanted processes not attached yet and not
+// waiting for a retry. With strict, the first error undoes every
+// attachment and is returned; otherwise errors are logged and counted,
+// and the process is retried after the retry interval.
+func (m *manager) attachNew(ctx context.Context, want map[discovery.Key]discovery.Match, strict bool) error {
+	now := m.o.now()
 	keys := make([]discovery.Key, 0, len(want))
 	for k := range want {
 		keys = append(keys, k)
@@ -246,13 +264,6 @@ func (m *manager) reconcile(ctx context.Context, want map[discovery.Key]discover
 		}
 		delete(m.retryAt, key)
 	}
-	for key := range m.retryAt {
-		if _, ok := want[key]; !ok {
-			delete(m.retryAt, key)
-		}
-	}
-	m.matched = len(want)
-	m.met.attached.Set(float64(len(m.atts)))
 	return nil
 }
 

@@ -50,6 +50,7 @@ type metrics struct {
 	attachErrors *prometheus.CounterVec
 	reloads      *prometheus.CounterVec
 	scans        prometheus.Counter
+	checks       prometheus.Counter
 	execs        prometheus.Counter
 
 	// ready is set by the run loop (see readiness).
@@ -70,7 +71,9 @@ func newMetrics(asm *spans.Assembler, pipe *export.Pipeline) *metrics {
 	m.attachErrors = counter("attach_errors_total", "Failed attaches, by reason.", "reason")
 	m.reloads = counter("config_reloads_total", "Configuration reloads, by result (applied, refused).", "result")
 	m.scans = prometheus.NewCounter(prometheus.CounterOpts{Namespace: metricsNamespace, Name: "discovery_scans_total",
-		Help: "Scans of /proc by discovery."})
+		Help: "Walks of /proc by discovery."})
+	m.checks = prometheus.NewCounter(prometheus.CounterOpts{Namespace: metricsNamespace, Name: "discovery_checks_total",
+		Help: "Checks of the processes that executed a program (discovery woken by execs), without walking /proc."})
 	m.execs = prometheus.NewCounter(prometheus.CounterOpts{Namespace: metricsNamespace, Name: "discovery_execs_total",
 		Help: "Program executions the kernel reported to discovery (each may wake a scan)."})
 	m.lostEvents = prometheus.NewCounter(prometheus.CounterOpts{Namespace: metricsNamespace, Name: "ringbuf_lost_events_total",
@@ -86,7 +89,7 @@ func newMetrics(asm *spans.Assembler, pipe *export.Pipeline) *metrics {
 	as := func(f func(spans.AssemblerStats) uint64) func() float64 {
 		return func() float64 { return float64(f(asm.Stats())) }
 	}
-	m.reg.MustRegister(m.exportErrors, m.events, m.attaches, m.detaches, m.attachErrors, m.reloads, m.scans, m.execs, m.lostEvents, m.attached,
+	m.reg.MustRegister(m.exportErrors, m.events, m.attaches, m.detaches, m.attachErrors, m.reloads, m.scans, m.checks, m.execs, m.lostEvents, m.attached,
 		stat("spans_exported_total", "Spans accepted by the exporter.", ex(func(s export.Stats) uint64 { return s.Exported })),
 		stat("spans_export_failed_total", "Spans in export calls that failed.", ex(func(s export.Stats) uint64 { return s.Failed })),
 		stat("export_queue_dropped_total", "Spans dropped because the export queue was full.", ex(func(s export.Stats) uint64 { return s.Dropped })),

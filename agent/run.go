@@ -350,15 +350,11 @@ func (m *manager) loop(ctx context.Context, reloads <-chan struct{}) {
 			scanTick.Reset(p)
 		}
 	}
-	settle := func() { m.sched.settleUntil = time.Now().Add(m.settleWindow()) }
-	scanNow := func() {
-		m.sched.lastScan = time.Now()
-		if discovering(m.cfg) {
-			m.scan(ctx)
-		}
-		if m.o.scanned != nil {
-			m.o.scanned()
-		}
+	// After the start or a reload, /proc is walked every interval for a
+	// settle window: processes already running may open their port later.
+	settle := func() {
+		now := time.Now()
+		m.sched.walkUntil, m.sched.lastWalk = now.Add(m.settleWindow()), now
 	}
 	m.startExecWake()
 	defer m.stopExecWake()
@@ -381,17 +377,11 @@ func (m *manager) loop(ctx context.Context, reloads <-chan struct{}) {
 		case x := <-m.exits:
 			m.processExited(x.a, x.at)
 		case <-scanTick.C:
-			scanNow()
+			m.tick(ctx)
 		case <-m.execCh():
-			// Scan at once unless one ran within the interval: the new
-			// process may match by its executable or command line
-			// already, and a burst of execs costs a scan per interval.
-			// The next tick then comes a whole interval later.
-			settle()
-			if time.Since(m.sched.lastScan) >= m.cfg.Agent.Discovery.Interval {
-				scanNow()
-				rearmScan(true)
-			}
+			// The processes that executed are checked at once: they may
+			// match by their executable or command line already.
+			m.execed(ctx)
 		case <-sweepTick.C:
 			m.reapExited()
 			sweep(m.asm, m.o, m.log)

@@ -4,18 +4,18 @@
 //
 // Exec notification for discovery: one 8-byte ring buffer record (the
 // process id) per program executed on the node, so the agent's discovery
-// loop sleeps until something new may match a rule instead of scanning
-// /proc on a timer. It hooks the sched_process_exec raw tracepoint, which
-// needs neither tracefs nor kernel BTF, only CAP_BPF and CAP_PERFMON.
+// loop sleeps until something new may match a rule, and then looks at the
+// processes that executed instead of walking /proc. It hooks the
+// sched_process_exec raw tracepoint, which needs neither tracefs nor
+// kernel BTF, only CAP_BPF and CAP_PERFMON.
 //
-// A record means "look at /proc again", not "this pid and no other": so
-// at most one is sent per min_gap_ns (user space sets it to the discovery
-// interval at load), and a node that runs hundreds of programs a second
-// (builds, exec probes) wakes the agent no more often than polling did.
-// The execs in between are found by the scans the first one starts: it
-// opens a settle window of scans every interval, longer than the gap. A
-// full ring loses records, and that loses nothing either: one unread
-// record already wakes the reader.
+// Every exec is recorded, but the reader is woken at most once per
+// min_gap_ns (user space sets it to the discovery interval at load): the
+// records in between wait in the ring until that wake-up, or until the
+// agent's next scan tick drains them (it flushes the reader), so a node
+// that runs hundreds of programs a second (builds, exec probes) does not
+// wake the agent hundreds of times. A record that does not fit in the
+// ring counts in exec_dropped, and the agent then walks /proc instead.
 
 #include "vmlinux.h"
 #include "bpf_helpers.h"
@@ -29,22 +29,30 @@ struct {
 	__uint(max_entries, 4096);
 } exec_events SEC(".maps");
 
-// min_gap_ns is the shortest time between two records (set at load).
+// min_gap_ns is the shortest time between two wake-ups (set at load).
 volatile const __u64 min_gap_ns = 0;
-// last_sent_ns is when the last record was sent. Two CPUs racing on it
-// may both send: one extra record, harmless.
-__u64 last_sent_ns = 0;
+// last_wake_ns is when a record last woke the reader. Two CPUs racing on
+// it may both wake it: one extra wake-up, harmless.
+__u64 last_wake_ns = 0;
+// exec_dropped counts records the full ring had no room for.
+__u64 exec_dropped = 0;
 
 SEC("raw_tracepoint/sched_process_exec")
 int on_exec(void *ctx)
 {
 	__u64 now = bpf_ktime_get_ns();
-	if (last_sent_ns != 0 && now - last_sent_ns < min_gap_ns)
-		return 0;
-	last_sent_ns = now;
+	// Records left unread keep the consumer behind the producer, so the
+	// kernel's adaptive notification would not wake the reader: wake it
+	// explicitly once per gap, never in between.
+	__u64 flags = BPF_RB_NO_WAKEUP;
+	if (last_wake_ns == 0 || now - last_wake_ns >= min_gap_ns) {
+		last_wake_ns = now;
+		flags = BPF_RB_FORCE_WAKEUP;
+	}
 	// The raw tracepoint's arguments (task, old pid, binprm) are not read:
 	// the current task is the one that just executed.
 	__u32 pid = bpf_get_current_pid_tgid() >> 32;
-	bpf_ringbuf_output(&exec_events, &pid, sizeof(pid), 0);
+	if (bpf_ringbuf_output(&exec_events, &pid, sizeof(pid), flags) != 0)
+		__sync_fetch_and_add(&exec_dropped, 1);
 	return 0;
 }

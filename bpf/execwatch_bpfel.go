@@ -16,10 +16,11 @@ import (
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	ExecWatchMapExecEvents = "exec_events"
-	ExecWatchProgOnExec    = "on_exec"
-	ExecWatchVarLastSentNs = "last_sent_ns"
-	ExecWatchVarMinGapNs   = "min_gap_ns"
+	ExecWatchMapExecEvents  = "exec_events"
+	ExecWatchProgOnExec     = "on_exec"
+	ExecWatchVarExecDropped = "exec_dropped"
+	ExecWatchVarLastWakeNs  = "last_wake_ns"
+	ExecWatchVarMinGapNs    = "min_gap_ns"
 )
 
 // LoadExecWatch returns the embedded CollectionSpec for ExecWatch.
@@ -78,8 +79,9 @@ type ExecWatchMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type ExecWatchVariableSpecs struct {
-	LastSentNs *ebpf.VariableSpec `ebpf:"last_sent_ns"`
-	MinGapNs   *ebpf.VariableSpec `ebpf:"min_gap_ns"`
+	ExecDropped *ebpf.VariableSpec `ebpf:"exec_dropped"`
+	LastWakeNs  *ebpf.VariableSpec `ebpf:"last_wake_ns"`
+	MinGapNs    *ebpf.VariableSpec `ebpf:"min_gap_ns"`
 }
 
 // ExecWatchObjects contains all objects after they have been loaded into the kernel.
@@ -115,8 +117,9 @@ func (m *ExecWatchMaps) Close() error {
 //
 // It can be passed to LoadExecWatchObjects or ebpf.CollectionSpec.LoadAndAssign.
 type ExecWatchVariables struct {
-	LastSentNs *ebpf.Variable `ebpf:"last_sent_ns"`
-	MinGapNs   *ebpf.Variable `ebpf:"min_gap_ns"`
+	ExecDropped *ebpf.Variable `ebpf:"exec_dropped"`
+	LastWakeNs  *ebpf.Variable `ebpf:"last_wake_ns"`
+	MinGapNs    *ebpf.Variable `ebpf:"min_gap_ns"`
 }
 
 // ExecWatchPrograms contains all programs after they have been loaded into the kernel.

@@ -43,7 +43,7 @@ func nodeConfig(t *testing.T, endpoint, brokenGlob, brokenProbes string) string 
 `, filepath.Join(bins.dir, "rout*"), brokenGlob, brokenProbes))
 }
 
-var execWakeRE = regexp.MustCompile(`"msg":"discovery scans /proc when programs are executed"`)
+var execWakeRE = regexp.MustCompile(`"msg":"discovery checks the processes that execute a program"`)
 
 var metricsAddrRE = regexp.MustCompile(`"msg":"serving /metrics, /healthz and /readyz","address":"([^"]+)"`)
 

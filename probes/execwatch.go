@@ -29,10 +29,11 @@ type ExecWatcher struct {
 }
 
 // NewExecWatcher loads the exec program and attaches it; the caller
-// closes the watcher. The kernel sends at most one record per minGap
-// (execs closer together than that are one notification), so however
-// many programs the node runs, the watcher wakes its reader at most
-// 1/minGap times a second. Nothing is left loaded when it fails.
+// closes the watcher. The kernel records every exec but wakes a waiting
+// Wait at most once per minGap; the records in between are read at that
+// wake-up or after Flush. So however many programs the node runs, the
+// watcher wakes its reader at most 1/minGap times a second (plus the
+// caller's flushes). Nothing is left loaded when it fails.
 func NewExecWatcher(minGap time.Duration) (_ *ExecWatcher, err error) {
 	if minGap < 0 {
 		return nil, fmt.Errorf("exec watch: negative gap %v", minGap)
@@ -65,14 +66,19 @@ func NewExecWatcher(minGap time.Duration) (_ *ExecWatcher, err error) {
 	return w, nil
 }
 
-// Wait blocks until a program was executed since the previous Wait
-// returned (one call per exec record: at most one per gap, and a full
-// ring drops records, which loses nothing: any record means "look
-// again"). It returns the pid that
-// executed, or ErrClosed once Close was called. Only one goroutine may
-// wait at a time.
+// Wait returns the pid of the next exec record, blocking until the
+// kernel wakes the reader (see NewExecWatcher) or Flush is called; it
+// returns ErrClosed once Close was called. Only one goroutine may wait at
+// a time.
 func (w *ExecWatcher) Wait() (uint32, error) {
-	if err := w.rd.ReadInto(&w.rec); err != nil {
+	for {
+		err := w.rd.ReadInto(&w.rec)
+		if err == nil {
+			break
+		}
+		if errors.Is(err, ringbuf.ErrFlushed) {
+			continue // every record before the flush was returned
+		}
 		if errors.Is(err, os.ErrClosed) {
 			return 0, ErrClosed
 		}
@@ -82,6 +88,25 @@ func (w *ExecWatcher) Wait() (uint32, error) {
 		return binary.NativeEndian.Uint32(s), nil
 	}
 	return 0, nil
+}
+
+// Flush makes a blocked Wait return the records the kernel wrote without
+// waking it.
+func (w *ExecWatcher) Flush() error {
+	if err := w.rd.Flush(); err != nil {
+		return fmt.Errorf("flush exec events: %w", err)
+	}
+	return nil
+}
+
+// Dropped is the number of exec records the full ring had no room for:
+// when it grows, some execs are unknown and /proc must be walked.
+func (w *ExecWatcher) Dropped() uint64 {
+	var n uint64
+	if err := w.objs.ExecDropped.Get(&n); err != nil {
+		return 0
+	}
+	return n
 }
 
 // Close detaches the program and ends a pending Wait; it is idempotent.

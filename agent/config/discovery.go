@@ -16,14 +16,15 @@ type Discovery struct {
 	// Exclude lists processes never traced even when a rule matches; the
 	// agent itself is always excluded.
 	Exclude []Selector
-	// Interval is how often /proc is scanned: always when the agent polls,
-	// and during the settle window after a program was executed when exec
-	// notifications wake it (see agent/doc.go).
+	// Interval is how often /proc is walked when the agent polls; with
+	// exec notifications, the period of the re-checks and walks while
+	// something is pending (see agent/doc.go).
 	Interval time.Duration
-	// Settle is how long after an exec (or the start, or a reload) the
-	// agent keeps scanning every Interval: long enough for a new process
-	// to open its port and for a container's files to be in place. The
-	// agent makes it at least two intervals (see agent/execwake.go).
+	// Settle is how long a process that executed is re-checked every
+	// Interval (when a port rule selects it in all but the port), and how
+	// long /proc is walked every Interval after the start or a reload:
+	// long enough for a new process to open its port. The agent makes it
+	// at least two intervals (see agent/execwake.go).
 	Settle time.Duration
 	// Rescan is the safety scan's period when exec notifications drive
 	// discovery: it finds what no exec announced (a process that started

@@ -98,11 +98,32 @@ func Scan(procRoot string, rules []config.Rule, exclude []config.Selector, globa
 	if err != nil {
 		return nil, err
 	}
-	m := &matcher{procRoot: procRoot, sameFile: map[string]os.FileInfo{}, tables: map[string]map[string]int{}}
-	found := map[Key]Match{}
 	for _, c := range cache {
 		c.seen = false
 	}
+	found, _ := scanPIDs(procRoot, pids, rules, exclude, globalProbes, self, cache)
+	for k, c := range cache {
+		if !c.seen {
+			delete(cache, k)
+		}
+	}
+	return found, nil
+}
+
+// ScanPIDs is Scan of the listed processes only (those that just executed
+// a program): a few reads per process instead of a walk of /proc. The
+// cache is updated but, unlike Scan, forgets nothing. Waiting lists the
+// processes still running that no rule selects yet but one would if they
+// listened on its port: only those can match later without executing
+// another program.
+func ScanPIDs(procRoot string, pids []int, rules []config.Rule, exclude []config.Selector, globalProbes []string, self int, cache Cache) (found map[Key]Match, waiting []int) {
+	return scanPIDs(procRoot, pids, rules, exclude, globalProbes, self, cache)
+}
+
+func scanPIDs(procRoot string, pids []int, rules []config.Rule, exclude []config.Selector, globalProbes []string, self int, cache Cache) (map[Key]Match, []int) {
+	m := &matcher{procRoot: procRoot, sameFile: map[string]os.FileInfo{}, tables: map[string]map[string]int{}}
+	found := map[Key]Match{}
+	var waiting []int
 	for _, pid := range pids {
 		if pid == self {
 			continue
@@ -130,14 +151,27 @@ func Scan(procRoot string, rules []config.Rule, exclude []config.Selector, globa
 		c.seen = true
 		if mt, ok := m.match(c.proc, rules, exclude, globalProbes); ok {
 			found[key] = mt
+		} else if m.mayListenIntoMatch(c.proc, rules) {
+			waiting = append(waiting, pid)
 		}
 	}
-	for k, c := range cache {
-		if !c.seen {
-			delete(cache, k)
+	return found, waiting
+}
+
+// mayListenIntoMatch tells whether a rule with a port selects p in all
+// but the port.
+func (m *matcher) mayListenIntoMatch(p Process, rules []config.Rule) bool {
+	for i := range rules {
+		s := rules[i].Selector
+		if s.Port == 0 {
+			continue
+		}
+		s.Port = 0
+		if m.matches(&s, p) {
+			return true
 		}
 	}
-	return found, nil
+	return false
 }
 
 // match applies the rules in order, then the exclusions.

@@ -313,3 +313,38 @@ func TestPortRuleOnRealProcess(t *testing.T) {
 		t.Fatalf("closed port still matched: %v", got)
 	}
 }
+
+// TestScanPIDsWaitsForPort: ScanPIDs of this process against a rule with
+// a port it does not listen on yet reports it waiting (every other
+// selector matches), not found; once it listens, found. A process no
+// rule selects whatever it listens on is not waiting.
+func TestScanPIDsWaitsForPort(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	d := compiled(t, config.Discovery{Rules: []config.Rule{
+		{Name: "listener", Selector: config.Selector{Comm: "*", Port: port}},
+		{Name: "elsewhere", Selector: config.Selector{Executable: "/nonexistent/*"}},
+	}})
+	self := []int{os.Getpid()}
+	found, waiting := ScanPIDs("/proc", self, d.Rules, nil, []string{"p.yaml"}, 0, Cache{})
+	if len(found) != 0 || len(waiting) != 1 || waiting[0] != os.Getpid() {
+		t.Fatalf("before listening: found %v, waiting %v; want only waiting [%d]", found, waiting, os.Getpid())
+	}
+	ln, err = net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+	if err != nil {
+		t.Skipf("port %d was taken meanwhile: %v", port, err)
+	}
+	defer ln.Close()
+	found, waiting = ScanPIDs("/proc", self, d.Rules, nil, []string{"p.yaml"}, 0, Cache{})
+	if len(found) != 1 || len(waiting) != 0 {
+		t.Fatalf("listening: found %v, waiting %v; want found", found, waiting)
+	}
+	other := compiled(t, config.Discovery{Rules: []config.Rule{{Name: "elsewhere", Selector: config.Selector{Executable: "/nonexistent/*", Port: port}}}})
+	if found, waiting := ScanPIDs("/proc", self, other.Rules, nil, nil, 0, Cache{}); len(found) != 0 || len(waiting) != 0 {
+		t.Fatalf("a rule whose executable does not match: found %v, waiting %v; want neither", found, waiting)
+	}
+}
