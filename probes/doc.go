@@ -91,7 +91,9 @@
 //     have all returned. Its end values are end: sources read then, so
 //     they must point to memory that outlives the function's frame (the
 //     heap, or the caller's frame when end_at is called from that same
-//     caller). An entry of end_at deeper than the span's frame (called from
+//     caller); so must those of its end: next children, which end with
+//     it (the router allocates its RequestState with a non-inlined
+//     constructor for this reason). An entry of end_at deeper than the span's frame (called from
 //     inside the function) ends nothing. A goroutine that never reaches
 //     end_at (a panic, a hijacked connection) ends the span as an end:
 //     next span ends: at the next span its goroutine opens at its depth or

@@ -73,6 +73,12 @@ func TestProbedFunctionsSurviveInlining(t *testing.T) {
 		t.Errorf("ServeHTTP does not call newOutcome: it was inlined, and the Outcome may live on ServeHTTP's stack (keep //go:noinline)")
 	}
 	serveChat := calls("serveChat")
+	// The last stage's span ends with the root, after serveChat returned,
+	// and reads its results through the RequestState then: it must be on
+	// the heap too, not in serveChat's dead frame.
+	if !strings.Contains(serveChat, "CALL "+routerPkg+".newRequestState(SB)") {
+		t.Errorf("serveChat does not call newRequestState: the RequestState may live on serveChat's stack (keep //go:noinline)")
+	}
 	for _, name := range probedSymbols[1:] {
 		if !strings.Contains(serveChat, "CALL "+routerPkg+".(*Router)."+name+"(SB)") {
 			t.Errorf("serveChat does not call %s: it was inlined (keep //go:noinline)", name)

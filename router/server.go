@@ -205,7 +205,7 @@ func (rt *Router) serveChat(w http.ResponseWriter, r *http.Request, out *Outcome
 		return reject(http.StatusNotFound, "model_not_found", fmt.Sprintf("model %q is not served here: see /v1/models, or use \"auto\"", req.Model))
 	}
 
-	st := &RequestState{}
+	st := newRequestState()
 	cls := rt.classify(st, req)
 	out.Category = cls.Category
 	w.Header().Set(HeaderCategory, cls.Category)

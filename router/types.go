@@ -166,6 +166,15 @@ type Outcome struct {
 	Error string
 }
 
+// newRequestState allocates one request's RequestState. It is not inlined
+// so the state is always on the heap: a tracer ends the last stage's span
+// with the root, after serveChat returned (at net/http's finishRequest),
+// and reads the stage's results through the pointer it saw at the stage's
+// entry, when serveChat's stack frame is gone.
+//
+//go:noinline
+func newRequestState() *RequestState { return new(RequestState) }
+
 // RequestState is the per-request state serveChat passes to every stage:
 // each stage fills its own result here (and returns a pointer to it). A
 // tracer that ends a stage's span without seeing the stage return (at the
