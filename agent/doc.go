@@ -70,9 +70,10 @@
 // exec announces (a fork without exec, a port opened after the window).
 // Exits need no scan: a pidfd per attached process reports them
 // (exitwatch.go). The raw tracepoint needs CAP_BPF and CAP_PERFMON, the
-// capture's capabilities, and neither tracefs nor kernel BTF; where it
-// cannot be attached the agent logs why, once, and walks /proc every
-// interval as before. The proc connector was not used: it needs
+// capture's capabilities, and neither tracefs nor kernel BTF, and the
+// agent in the host's PID namespace (hostPID, as discovery needs anyway:
+// the kernel reports host pids); where it cannot be attached the agent
+// logs why, once, and walks /proc every interval as before. The proc connector was not used: it needs
 // CAP_NET_ADMIN in the initial network namespace and reports every fork
 // and exit too.
 //

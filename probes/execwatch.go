@@ -28,6 +28,17 @@ type ExecWatcher struct {
 	closeErr  error
 }
 
+// ErrNotHostPIDNamespace is returned by NewExecWatcher when the caller is
+// not in the initial PID namespace: the kernel reports the pids of that
+// namespace, which the caller's /proc does not show (a pod without
+// hostPID).
+var ErrNotHostPIDNamespace = errors.New("not in the host's PID namespace (run with hostPID): exec pids would not match /proc")
+
+// initPIDNamespace is /proc/self/ns/pid in the initial PID namespace: its
+// inode is the fixed PROC_PID_INIT_INO (include/linux/proc_ns.h, since
+// Linux 3.8).
+const initPIDNamespace = "pid:[4026531836]"
+
 // NewExecWatcher loads the exec program and attaches it; the caller
 // closes the watcher. The kernel records every exec but wakes a waiting
 // Wait at most once per minGap; the records in between are read at that
@@ -37,6 +48,13 @@ type ExecWatcher struct {
 func NewExecWatcher(minGap time.Duration) (_ *ExecWatcher, err error) {
 	if minGap < 0 {
 		return nil, fmt.Errorf("exec watch: negative gap %v", minGap)
+	}
+	ns, err := os.Readlink("/proc/self/ns/pid")
+	if err != nil {
+		return nil, fmt.Errorf("read the PID namespace: %w", err)
+	}
+	if ns != initPIDNamespace {
+		return nil, fmt.Errorf("exec watch in %s: %w", ns, ErrNotHostPIDNamespace)
 	}
 	spec, err := bpf.LoadExecWatch()
 	if err != nil {

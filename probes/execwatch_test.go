@@ -2,7 +2,10 @@ package probes
 
 import (
 	"errors"
+	"fmt"
+	"os"
 	"os/exec"
+	"strings"
 	"testing"
 	"time"
 
@@ -125,5 +128,37 @@ func TestExecWatcherGap(t *testing.T) {
 	}
 	if n := w.Dropped(); n != 0 {
 		t.Errorf("%d records dropped from a ring with room", n)
+	}
+}
+
+// execWatchChildEnv makes the test binary, re-executed in a new PID
+// namespace, open a watcher and print the error (TestExecWatcherPIDNamespace).
+const execWatchChildEnv = "ROUTERSCOPE_EXECWATCH_CHILD"
+
+// TestExecWatcherPIDNamespace: outside the host's PID namespace the
+// watcher refuses to start (its pids would not be the caller's), with
+// ErrNotHostPIDNamespace.
+func TestExecWatcherPIDNamespace(t *testing.T) {
+	if os.Getenv(execWatchChildEnv) != "" {
+		w, err := NewExecWatcher(0)
+		if err == nil {
+			w.Close()
+		}
+		fmt.Printf("RESULT %v %v\n", errors.Is(err, ErrNotHostPIDNamespace), err)
+		return
+	}
+	testenv.RequireBPF(t, "loading the exec watcher")
+	unshare, err := exec.LookPath("unshare")
+	if err != nil {
+		t.Skip("unshare (util-linux) is needed to run a child in a new PID namespace")
+	}
+	cmd := exec.Command(unshare, "--pid", "--fork", os.Args[0], "-test.run=^TestExecWatcherPIDNamespace$", "-test.v")
+	cmd.Env = append(os.Environ(), execWatchChildEnv+"=1")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("child: %v\n%s", err, out)
+	}
+	if !strings.Contains(string(out), "RESULT true") {
+		t.Errorf("in a new PID namespace the watcher did not refuse with ErrNotHostPIDNamespace:\n%s", out)
 	}
 }
