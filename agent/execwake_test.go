@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -149,6 +150,13 @@ func TestExecWakeIdleDoesNotScan(t *testing.T) {
 	if got := metricValue(m, "routerscope_discovery_checks_total"); got != 1 {
 		t.Errorf("routerscope_discovery_checks_total = %v, want 1 (the exec; the ticks after it skip the attached router)", got)
 	}
+	// The router exits: with nothing attached and nothing wanted the agent
+	// is ready, without waiting for a walk of /proc.
+	stopProcess(router)
+	testenv.Eventually(t, "ready after the router exited", func() bool {
+		code, _ := httpGet(t, "http://"+addr+"/readyz")
+		return code == http.StatusOK
+	})
 	cancel()
 	if err := wait(); err != nil {
 		t.Fatal(err)

@@ -113,6 +113,11 @@ func (m *manager) processExited(a *attachment, at time.Time) {
 	n := m.asm.EndProcess(uint32(a.key.PID), at)
 	m.log.Info("process exited: ended its open spans as failed", zap.Int(LogKeyPID, a.key.PID), zap.Int(LogKeyCount, n))
 	m.detach(a, reasonExited)
+	// No longer wanted either: between walks of /proc (discovery woken by
+	// execs walks rarely) readiness must not wait for the exited process.
+	if m.matched > 0 {
+		m.matched--
+	}
 	m.met.attached.Set(float64(len(m.atts)))
 }
 
