@@ -15,9 +15,13 @@ type GoBenchLine struct {
 	Metrics map[string]float64
 }
 
-// goBenchmarks are the agent's hot-path benchmarks (agent/bench_test.go):
-// export alone (span record to OTLP bytes) and assembly plus export.
-const goBenchmarks = "^(BenchmarkExportOTLP|BenchmarkAssembleAndExport)$"
+// goBenchmarks are the agent's hot-path benchmarks, in goBenchPkg
+// (agent/export/bench_test.go): export alone (span record to OTLP bytes)
+// and assembly plus export.
+const (
+	goBenchmarks = "^(BenchmarkExportOTLP|BenchmarkAssembleAndExport)$"
+	goBenchPkg   = "./agent/export"
+)
 
 // runGoBench runs the agent's hot-path benchmarks with allocation counts.
 func runGoBench(ctx context.Context, repo string, short bool) ([]GoBenchLine, error) {
@@ -25,15 +29,15 @@ func runGoBench(ctx context.Context, repo string, short bool) ([]GoBenchLine, er
 	if short {
 		n = "50000x"
 	}
-	cmd := exec.CommandContext(ctx, "go", "test", "-run", "^$", "-bench", goBenchmarks, "-benchmem", "-benchtime", n, "-count", "1", "./agent")
+	cmd := exec.CommandContext(ctx, "go", "test", "-run", "^$", "-bench", goBenchmarks, "-benchmem", "-benchtime", n, "-count", "1", goBenchPkg)
 	cmd.Dir = repo
 	out, err := cmd.CombinedOutput()
 	if err != nil {
-		return nil, fmt.Errorf("go test -bench ./agent: %w\n%s", err, out)
+		return nil, fmt.Errorf("go test -bench %s: %w\n%s", goBenchPkg, err, out)
 	}
 	lines := parseGoBench(string(out))
 	if len(lines) == 0 {
-		return nil, fmt.Errorf("go test -bench ./agent printed no benchmark:\n%s", out)
+		return nil, fmt.Errorf("go test -bench %s printed no benchmark:\n%s", goBenchPkg, out)
 	}
 	return lines, nil
 }
