@@ -68,7 +68,7 @@ func parseGoBench(out string) []GoBenchLine {
 }
 
 func renderGoBench(b *strings.Builder, lines []GoBenchLine) {
-	b.WriteString("## Agent hot path (Go benchmark, agent/bench_test.go)\n\n")
+	b.WriteString("## Agent hot path (Go benchmark, agent/export/bench_test.go)\n\n")
 	b.WriteString("BenchmarkExportOTLP: finished span records (a root and a child with the guide's attribute kinds) through the queue, batching, OTLP encoding and protobuf marshalling; one op is one span. BenchmarkAssembleAndExport adds pairing entry and return events and typing attributes; one op is a request of two spans, and its allocations include the attributes each span keeps.\n\n")
 	b.WriteString("| benchmark | ns/span | allocs/op | B/op | OTLP bytes/span |\n|---|---|---|---|---|\n")
 	for _, l := range lines {
